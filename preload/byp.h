@@ -1,0 +1,35 @@
+/* State shared by the preload layer: initialisation, the loaded configuration, and the
+ * conventions every wrapper follows. */
+#ifndef BYP_PRELOAD_H
+#define BYP_PRELOAD_H
+
+#include "config.h"
+#include "fdtab.h"
+#include "log.h"
+#include "real.h"
+
+/* Put on every interposed definition (the version script decides what is exported too). */
+#define BYP_EXPORT __attribute__((visibility("default")))
+
+#define byp_likely(x) __builtin_expect(!!(x), 1)
+#define byp_unlikely(x) __builtin_expect(!!(x), 0)
+
+/* The configuration in force (defaults, file, environment).  After a config error it holds
+ * no rules, so every socket stays on the kernel. */
+extern byp_config_t byp_cfg;
+
+/* Nonzero once byp_init has finished. */
+extern int byp_ready;
+
+/* Initialise the library once: resolve libc, read the configuration, map the fd table.
+ * Runs from the constructor; safe to call from any wrapper that needs the state earlier
+ * (a second caller while the first is still inside returns at once, and its call then goes
+ * to the kernel).  Preserves errno.  The only place that may end the program: a config
+ * error under BYPASS_STRICT=1. */
+void byp_init(void);
+
+/* Child side of fork (also of fork() calls inside libc, e.g. daemon()): the child must not
+ * touch the parent's accelerated state. */
+void byp_after_fork_child(void);
+
+#endif
