@@ -1,0 +1,15 @@
+/* lwIP hooks implemented by bypass (stack/port.c).  Included by lwIP's sources through
+ * LWIP_HOOK_FILENAME, after lwIP's own headers. */
+#ifndef BYP_LWIP_HOOKS_H
+#define BYP_LWIP_HOOKS_H
+
+#include "lwip/ip_addr.h"
+
+/* Initial sequence number for a new connection (RFC 6528 shape): a keyed hash of the
+ * four-tuple plus a clock.  lwIP's default is a global counter, which is predictable. */
+u32_t byp_lwip_isn(const ip_addr_t *local_ip, u16_t local_port,
+                   const ip_addr_t *remote_ip, u16_t remote_port);
+#define LWIP_HOOK_TCP_ISN(local_ip, local_port, remote_ip, remote_port) \
+    byp_lwip_isn((local_ip), (local_port), (remote_ip), (remote_port))
+
+#endif
