@@ -1,0 +1,98 @@
+/* The af_xdp backend: DPDK's net_af_xdp PMD on a kernel interface, with our steering
+ * program (xdp_steer.bpf.o) so that the kernel keeps every flow we do not accelerate.
+ *
+ * The PMD loads and attaches the program given with xdp_prog= when the rx queue is set up,
+ * puts its XSK into the program's xsks_map at the queue's index, and detaches the program
+ * when the port is closed.  It refuses an interface that already has an XDP program, so
+ * there is one accelerated process per interface queue. */
+#include <errno.h>
+#include <linux/capability.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <bpf/libbpf.h>
+
+#include "backend.h"
+#include "log.h"
+#include "steer_ctl.h"
+
+#ifndef CAP_BPF
+#define CAP_BPF 39
+#endif
+
+/* Does the effective set hold @cap?  Unknown (capget failed) counts as yes: the kernel
+ * will tell later. */
+static int have_cap(int cap)
+{
+    struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+    struct __user_cap_data_struct data[2];
+
+    memset(data, 0, sizeof(data));
+    if (syscall(SYS_capget, &hdr, data) < 0)
+        return 1;
+    return (data[cap / 32].effective >> (cap % 32)) & 1;
+}
+
+/* Everything that can be checked before DPDK starts, in the order a user would fix it. */
+static int af_xdp_devargs(const struct byp_nic_conf *conf, char *buf, size_t len)
+{
+    unsigned ifindex = if_nametoindex(conf->ifname);
+    const char *prog = conf->xdp_prog;
+    uint32_t prog_id = 0;
+    int n;
+
+    if (ifindex == 0) {
+        byp_err("af_xdp: no interface \"%s\" in this network namespace", conf->ifname);
+        return -ENODEV;
+    }
+    if (!have_cap(CAP_NET_ADMIN) || !have_cap(CAP_NET_RAW) ||
+        !(have_cap(CAP_BPF) || have_cap(CAP_SYS_ADMIN))) {
+        byp_err("af_xdp: %s: attaching XDP and opening an AF_XDP socket need CAP_NET_ADMIN, "
+                "CAP_NET_RAW and CAP_BPF (or CAP_SYS_ADMIN)", conf->ifname);
+        return -EPERM;
+    }
+    if (bpf_xdp_query_id((int)ifindex, 0, &prog_id) == 0 && prog_id != 0) {
+        byp_err("af_xdp: %s already has an XDP program (id %u): another accelerated "
+                "process, or a leftover (xdp-loader unload %s --all)", conf->ifname,
+                prog_id, conf->ifname);
+        return -EBUSY;
+    }
+    if (!prog)
+        prog = byp_steer_prog_path();
+    if (!prog) {
+        byp_err("af_xdp: steering program xdp_steer.bpf.o not found (set BYPASS_XDP_PROG)");
+        return -ENOENT;
+    }
+    if (access(prog, R_OK) != 0 || strchr(prog, ',')) {
+        byp_err("af_xdp: steering program \"%s\" is unreadable or has a comma in its path",
+                prog);
+        return -ENOENT;
+    }
+    n = snprintf(buf, len, "net_af_xdp0,iface=%s,start_queue=0,queue_count=1,xdp_prog=%s",
+                 conf->ifname, prog);
+    if (n < 0 || (size_t)n >= len)
+        return -ENAMETOOLONG;
+    return 0;
+}
+
+static int af_xdp_start(struct byp_nic *nic, const struct byp_nic_conf *conf)
+{
+    (void)conf;
+    return byp_steer_open(nic->ifindex);
+}
+
+static void af_xdp_stop(struct byp_nic *nic)
+{
+    (void)nic;
+    byp_steer_close();
+}
+
+const struct byp_nic_ops byp_nic_af_xdp_ops = {
+    .name = "af_xdp",
+    .devargs = af_xdp_devargs,
+    .start = af_xdp_start,
+    .stop = af_xdp_stop,
+};

@@ -1,0 +1,127 @@
+/* NIC backends: a DPDK ethdev with one rx/tx queue pair, serving the accelerated flows.
+ *
+ * Slow path (open, close) goes through struct byp_nic_ops, one table per backend
+ * (af_xdp.c, later af_packet, tap, memif, pci).  The fast path (rx/tx bursts) goes through
+ * struct byp_nic_burst_ops, apart, so that a backend could replace it without touching the
+ * slow path; every DPDK backend uses the ethdev one (byp_nic_ethdev_burst).
+ *
+ * Returns: 0 or a negative errno; burst calls return how many packets they handled and
+ * never fail.  Nothing here calls exit() or abort() or prints to stdout: DPDK's log goes
+ * through byp_log (see eal.c).  Callers serialise slow-path calls; bursts on one queue must
+ * not run concurrently (the caller holds the stack lock). */
+#ifndef BYP_BACKEND_H
+#define BYP_BACKEND_H
+
+#include <net/if.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+
+/* Bytes reserved in every mbuf's private area (between struct rte_mbuf and the headroom)
+ * for the stack's per-packet state: the lwIP struct pbuf_custom that wraps the mbuf for
+ * zero-copy receive.  A multiple of RTE_MBUF_PRIV_ALIGN. */
+#define BYP_MBUF_PRIV_SIZE 64
+
+/* What to open.  Zero / NULL fields take the documented default. */
+struct byp_nic_conf {
+    const char *ifname;         /* kernel interface (af_xdp); required */
+    const char *backend;        /* backend name; NULL: "af_xdp" */
+    const char *xdp_prog;       /* steering program object; NULL: byp_steer_prog_path() */
+    unsigned nb_mbufs;          /* mbufs in the pool; 0: 16384 */
+    uint16_t nb_rxd;            /* rx descriptors; 0: 2048 */
+    uint16_t nb_txd;            /* tx descriptors; 0: 2048 */
+    int nb_eal_args;            /* extra EAL arguments (config dpdk_args), appended */
+    char *const *eal_args;
+    int force_no_huge;          /* 1: use --no-huge even when hugepages are free */
+};
+
+struct byp_nic;
+
+/* Slow path of one backend. */
+struct byp_nic_ops {
+    const char *name;           /* as in the config's backend key */
+    /* Write the device string for rte_dev_probe (e.g. "net_af_xdp0,iface=eth1,...") into
+     * @buf.  Errors: -ENODEV (no such interface), -ENAMETOOLONG, -ENOENT (file missing). */
+    int (*devargs)(const struct byp_nic_conf *conf, char *buf, size_t len);
+    /* After the port has started: backend-specific attach (af_xdp: find the flow map of
+     * the steering program).  Errors as the backend documents; the port is closed then. */
+    int (*start)(struct byp_nic *nic, const struct byp_nic_conf *conf);
+    /* Before the port is closed: undo start. */
+    void (*stop)(struct byp_nic *nic);
+};
+
+/* Fast path: move up to @n packets; return how many moved.  tx takes ownership of the
+ * mbufs it returns as sent; the caller still owns the rest. */
+struct byp_nic_burst_ops {
+    uint16_t (*rx_burst)(struct byp_nic *nic, struct rte_mbuf **pkts, uint16_t n);
+    uint16_t (*tx_burst)(struct byp_nic *nic, struct rte_mbuf **pkts, uint16_t n);
+};
+
+/* An open NIC: one ethdev port, queue 0 for rx and tx, one mbuf pool.  Read-only for
+ * users. */
+struct byp_nic {
+    const struct byp_nic_ops *ops;
+    const struct byp_nic_burst_ops *burst;
+    uint16_t port_id;
+    uint16_t queue_id;
+    struct rte_mempool *pool;
+    unsigned ifindex;           /* kernel interface index, 0 if none */
+    char ifname[IF_NAMESIZE];
+    char devname[64];           /* ethdev name, for rte_dev_remove */
+    void *priv;                 /* backend state */
+};
+
+extern const struct byp_nic_ops byp_nic_af_xdp_ops;
+extern const struct byp_nic_burst_ops byp_nic_ethdev_burst;
+
+/* Start DPDK in this process (once) and open the configured backend on it.
+ * Errors: -EINVAL (bad conf), -ENOENT (unknown backend, missing XDP program file),
+ * -ENODEV (no such interface), -EPERM (missing capabilities), -EBUSY (the interface
+ * already has an XDP program), -ENOMEM (no memory for EAL or the pool), -EALREADY (a NIC
+ * is already open), any error of byp_eal_start; -EIO for a DPDK failure without a better
+ * code.  Each failure is logged through byp_log with its cause. */
+int byp_nic_open(const struct byp_nic_conf *conf, struct byp_nic **out);
+
+/* Stop and close the port (af_xdp: the PMD detaches the XDP program), free the pool.
+ * The EAL itself stays up: DPDK cannot be started twice in one process. */
+void byp_nic_close(struct byp_nic *nic);
+
+/* Look up a backend by name; NULL if unknown. */
+const struct byp_nic_ops *byp_nic_find_backend(const char *name);
+
+static inline uint16_t byp_nic_rx_burst(struct byp_nic *nic, struct rte_mbuf **pkts, uint16_t n)
+{
+    return nic->burst->rx_burst(nic, pkts, n);
+}
+
+static inline uint16_t byp_nic_tx_burst(struct byp_nic *nic, struct rte_mbuf **pkts, uint16_t n)
+{
+    return nic->burst->tx_burst(nic, pkts, n);
+}
+
+/* ---- EAL (eal.c) ---- */
+
+/* How the EAL was started. */
+struct byp_eal_info {
+    int started;                /* 1 once rte_eal_init has succeeded */
+    int no_huge;                /* 1: running on --no-huge memory */
+    double init_ms;             /* time spent in rte_eal_init */
+    int affinity_restored;      /* 1: the caller's CPU affinity was put back */
+};
+
+/* Start the EAL in this process, once: --in-memory (or --no-huge --no-shconf -m when no
+ * hugepages are free or @force_no_huge), a per-process --file-prefix, --no-pci,
+ * --no-telemetry, a log level following BYPASS_LOG, then @extra args.  No device is
+ * probed here (devices are hot-plugged by byp_nic_open, so a bad device cannot leave the
+ * EAL half started).  The calling thread's CPU affinity is restored afterwards.
+ * Returns 0 (also when already started), or the negative errno of the first attempt:
+ * DPDK cannot be initialised twice, so a failure is final for the process.
+ * Errors: -ENOMEM (memory), -EPERM (permission), -EINVAL (bad extra arguments), -EIO. */
+int byp_eal_start(int nb_extra, char *const *extra, int force_no_huge);
+
+/* The state of the EAL; never NULL. */
+const struct byp_eal_info *byp_eal_info(void);
+
+#endif

@@ -1,0 +1,213 @@
+/* Starting DPDK's EAL inside the host program, lazily and without taking it over.
+ *
+ * What DPDK would otherwise do to its host, and what we do about it:
+ * - it logs to stdout (and syslog): a cookie FILE installed with rte_openlog_stream before
+ *   rte_eal_init sends every DPDK message through byp_log (stderr, "bypass:" prefix);
+ * - it pins the calling thread to the main lcore's CPU: the affinity is saved before and
+ *   restored after;
+ * - it keeps files in /var/run/dpdk and hugepage files shared between processes:
+ *   --in-memory (or --no-shconf with --no-huge) and a per-process --file-prefix;
+ * - it scans the PCI bus and starts a telemetry socket: --no-pci, --no-telemetry;
+ * - it fails hard without free hugepages: we look first and fall back to --no-huge;
+ * - a device that fails its probe during rte_eal_init leaves the EAL half started and
+ *   rte_eal_init cannot be called again: no --vdev here, devices are hot-plugged later
+ *   (rte_dev_probe), where a failure is an ordinary error return;
+ * - rte_eal_init itself returns -1 with rte_errno on the errors we met (bad argument,
+ *   no memory); it prints usage on stdout for a bad argument, so extra arguments from
+ *   the config are the one way left to make it print there. */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_log.h>
+
+#include "backend.h"
+#include "log.h"
+
+/* Below this much free hugepage memory, run on ordinary pages (--no-huge). */
+#define HUGE_MIN_MB 128
+/* Memory given to the EAL with --no-huge (-m, in MB). */
+#define NO_HUGE_MB 256
+#define MAX_ARGS 64
+
+static struct byp_eal_info info;
+static int first_error;             /* -errno of a failed start, final */
+
+/* DPDK log levels (RTE_LOG_ERR=4 .. RTE_LOG_DEBUG=8) to ours. */
+static int from_rte_level(uint32_t lvl)
+{
+    if (lvl <= RTE_LOG_ERR)
+        return BYP_LOG_ERROR;
+    if (lvl == RTE_LOG_WARNING)
+        return BYP_LOG_WARN;
+    if (lvl <= RTE_LOG_INFO)
+        return BYP_LOG_INFO;
+    return BYP_LOG_DEBUG;
+}
+
+/* Ours to DPDK's, for --log-level: DPDK drops what we would drop anyway. */
+static int to_rte_level(int lvl)
+{
+    switch (lvl) {
+    case BYP_LOG_ERROR: return RTE_LOG_ERR;
+    case BYP_LOG_WARN: return RTE_LOG_WARNING;
+    case BYP_LOG_INFO: return RTE_LOG_INFO;
+    default: return RTE_LOG_DEBUG;
+    }
+}
+
+/* Write function of the cookie stream: one DPDK message (rte_vlog flushes after each). */
+static ssize_t log_write(void *cookie, const char *buf, size_t len)
+{
+    (void)cookie;
+    size_t n = len;
+
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        n--;
+    if (n > 0)
+        byp_log(from_rte_level(rte_log_cur_msg_loglevel()), "dpdk: %.*s", (int)n, buf);
+    return (ssize_t)len;
+}
+
+static int install_log_stream(void)
+{
+    static FILE *stream;
+    cookie_io_functions_t io = { .write = log_write };
+
+    if (!stream) {
+        stream = fopencookie(NULL, "w", io);
+        if (!stream)
+            return -errno;
+        setvbuf(stream, NULL, _IOFBF, 4096);
+    }
+    return rte_openlog_stream(stream) == 0 ? 0 : -EIO;
+}
+
+/* Free memory in default-size hugepages, in MB, from /proc/meminfo; 0 if none. */
+static long huge_free_mb(void)
+{
+    FILE *f = fopen("/proc/meminfo", "re");
+    char line[128];
+    long free_pages = 0, size_kb = 0;
+
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof(line), f)) {
+        sscanf(line, "HugePages_Free: %ld", &free_pages);
+        sscanf(line, "Hugepagesize: %ld kB", &size_kb);
+    }
+    fclose(f);
+    return free_pages * size_kb / 1024;
+}
+
+/* The first CPU the calling thread may run on: the main lcore, so that EAL's pinning
+ * stays inside what the host allowed (a cpuset cgroup would refuse other CPUs). */
+static int first_allowed_cpu(const cpu_set_t *set)
+{
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, set))
+            return c;
+    return 0;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+int byp_eal_start(int nb_extra, char *const *extra, int force_no_huge)
+{
+    char prefix[64], lcores[32], mem[16], loglevel[32];
+    char *argv[MAX_ARGS];
+    int argc = 0, ret, have_affinity;
+    cpu_set_t saved;
+    long huge_mb;
+    double t0;
+
+    if (info.started)
+        return 0;
+    if (first_error)
+        return first_error;
+    if (nb_extra < 0 || nb_extra > MAX_ARGS - 16)
+        return -EINVAL;
+
+    ret = install_log_stream();
+    if (ret < 0)
+        byp_warn("dpdk: cannot route DPDK's log through bypass (%s)", strerror(-ret));
+
+    have_affinity = pthread_getaffinity_np(pthread_self(), sizeof(saved), &saved) == 0;
+    if (!have_affinity)
+        CPU_ZERO(&saved);
+
+    snprintf(prefix, sizeof(prefix), "--file-prefix=bypass%d", (int)getpid());
+    snprintf(lcores, sizeof(lcores), "%d", have_affinity ? first_allowed_cpu(&saved) : 0);
+    snprintf(loglevel, sizeof(loglevel), "--log-level=%d", to_rte_level(byp_log_level));
+    argv[argc++] = "bypass";
+    argv[argc++] = "-l";
+    argv[argc++] = lcores;
+    argv[argc++] = prefix;
+    argv[argc++] = "--no-pci";
+    argv[argc++] = "--no-telemetry";
+    argv[argc++] = loglevel;
+
+    huge_mb = huge_free_mb();
+    info.no_huge = force_no_huge || huge_mb < HUGE_MIN_MB;
+    if (info.no_huge) {
+        /* EAL refuses --in-memory with --no-huge; --no-shconf gives the same "no files". */
+        snprintf(mem, sizeof(mem), "%d", NO_HUGE_MB);
+        argv[argc++] = "--no-huge";
+        argv[argc++] = "--no-shconf";
+        argv[argc++] = "-m";
+        argv[argc++] = mem;
+        if (!force_no_huge)
+            byp_info("dpdk: %ld MB of free hugepages (< %d): starting with --no-huge",
+                     huge_mb, HUGE_MIN_MB);
+    } else {
+        argv[argc++] = "--in-memory";
+    }
+    for (int i = 0; i < nb_extra; i++)
+        argv[argc++] = extra[i];
+    argv[argc] = NULL;
+
+    t0 = now_ms();
+    ret = rte_eal_init(argc, argv);
+    info.init_ms = now_ms() - t0;
+
+    if (have_affinity)
+        info.affinity_restored =
+            pthread_setaffinity_np(pthread_self(), sizeof(saved), &saved) == 0;
+
+    if (ret < 0) {
+        int err = rte_errno;
+
+        switch (err) {
+        case ENOMEM: first_error = -ENOMEM; break;
+        case EACCES: case EPERM: first_error = -EPERM; break;
+        case EINVAL: first_error = -EINVAL; break;
+        case EALREADY: first_error = -EALREADY; break;
+        default: first_error = -EIO; break;
+        }
+        byp_err("dpdk: rte_eal_init failed: %s (rte_errno %d); DPDK cannot be retried "
+                "in this process", rte_strerror(err), err);
+        return first_error;
+    }
+    info.started = 1;
+    byp_info("dpdk: EAL up in %.1f ms (%s)", info.init_ms,
+             info.no_huge ? "--no-huge" : "hugepages, --in-memory");
+    return 0;
+}
+
+const struct byp_eal_info *byp_eal_info(void)
+{
+    return &info;
+}

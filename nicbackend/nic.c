@@ -1,0 +1,209 @@
+/* Generic part of opening a NIC: EAL, device hot-plug, pool, port and queue setup.  The
+ * backend contributes its device string and its attach/detach steps (struct byp_nic_ops). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <rte_bus_vdev.h>
+#include <rte_dev.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+
+#include "backend.h"
+#include "log.h"
+
+#define DEFAULT_MBUFS 16384
+#define DEFAULT_DESCS 2048
+#define POOL_CACHE 256
+
+static int nic_open_count;
+
+static uint16_t ethdev_rx(struct byp_nic *nic, struct rte_mbuf **pkts, uint16_t n)
+{
+    return rte_eth_rx_burst(nic->port_id, nic->queue_id, pkts, n);
+}
+
+static uint16_t ethdev_tx(struct byp_nic *nic, struct rte_mbuf **pkts, uint16_t n)
+{
+    return rte_eth_tx_burst(nic->port_id, nic->queue_id, pkts, n);
+}
+
+const struct byp_nic_burst_ops byp_nic_ethdev_burst = {
+    .rx_burst = ethdev_rx,
+    .tx_burst = ethdev_tx,
+};
+
+const struct byp_nic_ops *byp_nic_find_backend(const char *name)
+{
+    if (!name || strcmp(name, "af_xdp") == 0)
+        return &byp_nic_af_xdp_ops;
+    return NULL;
+}
+
+/* DPDK returns negative errnos from ethdev calls, -1 + rte_errno elsewhere. */
+static int dpdk_err(int ret)
+{
+    if (ret < -1)
+        return ret;
+    return rte_errno > 0 ? -rte_errno : -EIO;
+}
+
+/* Configure one rx/tx queue pair on @nic->port_id and start the port. */
+static int setup_port(struct byp_nic *nic, const struct byp_nic_conf *conf)
+{
+    struct rte_eth_conf pconf;
+    struct rte_eth_dev_info dinfo;
+    uint16_t nb_rxd = conf->nb_rxd ? conf->nb_rxd : DEFAULT_DESCS;
+    uint16_t nb_txd = conf->nb_txd ? conf->nb_txd : DEFAULT_DESCS;
+    int ret;
+
+    memset(&pconf, 0, sizeof(pconf));
+    ret = rte_eth_dev_info_get(nic->port_id, &dinfo);
+    if (ret < 0) {
+        byp_err("nic %s: cannot read device info: %s", nic->devname, strerror(-ret));
+        return ret;
+    }
+    ret = rte_eth_dev_configure(nic->port_id, 1, 1, &pconf);
+    if (ret < 0) {
+        byp_err("nic %s: configure failed: %s", nic->devname, strerror(-ret));
+        return ret;
+    }
+    ret = rte_eth_dev_adjust_nb_rx_tx_desc(nic->port_id, &nb_rxd, &nb_txd);
+    if (ret < 0)
+        return ret;
+    /* af_xdp creates the XSK here, loads and attaches the XDP program. */
+    ret = rte_eth_rx_queue_setup(nic->port_id, nic->queue_id, nb_rxd,
+                                 rte_eth_dev_socket_id(nic->port_id), NULL, nic->pool);
+    if (ret < 0) {
+        byp_err("nic %s: rx queue setup failed: %s (see the dpdk: lines above)",
+                nic->devname, strerror(-ret));
+        return ret;
+    }
+    ret = rte_eth_tx_queue_setup(nic->port_id, nic->queue_id, nb_txd,
+                                 rte_eth_dev_socket_id(nic->port_id), NULL);
+    if (ret < 0) {
+        byp_err("nic %s: tx queue setup failed: %s", nic->devname, strerror(-ret));
+        return ret;
+    }
+    ret = rte_eth_dev_start(nic->port_id);
+    if (ret < 0) {
+        byp_err("nic %s: start failed: %s", nic->devname, strerror(-ret));
+        return ret;
+    }
+    return 0;
+}
+
+/* Remove a hot-plugged vdev by name (rte_eal_hotplug_remove wants the bus name apart). */
+static void remove_vdev(const char *name)
+{
+    rte_eal_hotplug_remove("vdev", name);
+}
+
+/* Undo a (partial) open: the ethdev close is what detaches af_xdp's XDP program. */
+static void teardown(struct byp_nic *nic, int port_valid, int started)
+{
+    if (started)
+        rte_eth_dev_stop(nic->port_id);
+    if (port_valid) {
+        rte_eth_dev_close(nic->port_id);
+        remove_vdev(nic->devname);
+    }
+    if (nic->pool)
+        rte_mempool_free(nic->pool);
+    free(nic);
+}
+
+int byp_nic_open(const struct byp_nic_conf *conf, struct byp_nic **out)
+{
+    const struct byp_nic_ops *ops;
+    struct byp_nic *nic;
+    char devargs[512], poolname[RTE_MEMPOOL_NAMESIZE];
+    char *comma;
+    unsigned nb_mbufs;
+    int ret;
+
+    *out = NULL;
+    if (!conf || !conf->ifname || strlen(conf->ifname) >= IF_NAMESIZE)
+        return -EINVAL;
+    ops = byp_nic_find_backend(conf->backend);
+    if (!ops) {
+        byp_err("nic: unknown backend \"%s\" (accepted: af_xdp)", conf->backend);
+        return -ENOENT;
+    }
+    if (nic_open_count > 0)
+        return -EALREADY;
+
+    /* Backend checks that need no DPDK (interface, permission, XDP slot) come first, so
+     * that the common failures cost no EAL start. */
+    ret = ops->devargs(conf, devargs, sizeof(devargs));
+    if (ret < 0)
+        return ret;
+    ret = byp_eal_start(conf->nb_eal_args, conf->eal_args, conf->force_no_huge);
+    if (ret < 0)
+        return ret;
+
+    nic = calloc(1, sizeof(*nic));
+    if (!nic)
+        return -ENOMEM;
+    nic->ops = ops;
+    nic->burst = &byp_nic_ethdev_burst;
+    nic->queue_id = 0;
+    snprintf(nic->ifname, sizeof(nic->ifname), "%s", conf->ifname);
+    nic->ifindex = if_nametoindex(conf->ifname);
+    comma = strchr(devargs, ',');
+    snprintf(nic->devname, sizeof(nic->devname), "%.*s",
+             (int)(comma ? (size_t)(comma - devargs) : strlen(devargs)), devargs);
+
+    nb_mbufs = conf->nb_mbufs ? conf->nb_mbufs : DEFAULT_MBUFS;
+    snprintf(poolname, sizeof(poolname), "byp_pool_%s", conf->ifname);
+    nic->pool = rte_pktmbuf_pool_create(poolname, nb_mbufs, POOL_CACHE, BYP_MBUF_PRIV_SIZE,
+                                        RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
+    if (!nic->pool) {
+        ret = -rte_errno;
+        byp_err("nic %s: cannot create a pool of %u mbufs: %s", conf->ifname, nb_mbufs,
+                rte_strerror(rte_errno));
+        teardown(nic, 0, 0);
+        return ret ? ret : -ENOMEM;
+    }
+
+    ret = rte_dev_probe(devargs);
+    if (ret < 0) {
+        byp_err("nic %s: cannot create device \"%s\": %s", conf->ifname, devargs,
+                strerror(-ret));
+        teardown(nic, 0, 0);
+        return ret;
+    }
+    if (rte_eth_dev_get_port_by_name(nic->devname, &nic->port_id) != 0) {
+        byp_err("nic %s: device %s has no ethdev port", conf->ifname, nic->devname);
+        remove_vdev(nic->devname);
+        teardown(nic, 0, 0);
+        return -EIO;
+    }
+    ret = setup_port(nic, conf);
+    if (ret < 0) {
+        teardown(nic, 1, 0);
+        return dpdk_err(ret);
+    }
+    if (ops->start) {
+        ret = ops->start(nic, conf);
+        if (ret < 0) {
+            teardown(nic, 1, 1);
+            return ret;
+        }
+    }
+    nic_open_count++;
+    *out = nic;
+    return 0;
+}
+
+void byp_nic_close(struct byp_nic *nic)
+{
+    if (!nic)
+        return;
+    if (nic->ops->stop)
+        nic->ops->stop(nic);
+    nic_open_count--;
+    teardown(nic, 1, 1);
+}

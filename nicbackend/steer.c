@@ -1,0 +1,188 @@
+/* Loader side of the steering program: locating its object file and editing its flow map. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/if_link.h>
+
+#include "log.h"
+#include "steer.h"
+#include "steer_ctl.h"
+
+#ifndef BYP_XDP_PROG_BUILD
+#define BYP_XDP_PROG_BUILD ""
+#endif
+#ifndef BYP_XDP_PROG_INSTALL
+#define BYP_XDP_PROG_INSTALL ""
+#endif
+#define PROG_FILE "xdp_steer.bpf.o"
+
+static int flow_fd = -1;
+
+static int readable(const char *path)
+{
+    return path[0] != '\0' && access(path, R_OK) == 0;
+}
+
+const char *byp_steer_prog_path(void)
+{
+    static char path[PATH_MAX];
+    const char *env = getenv("BYPASS_XDP_PROG");
+    Dl_info dl;
+
+    if (env && env[0]) {
+        if (readable(env))
+            return env;
+        byp_err("BYPASS_XDP_PROG=%s: cannot read it", env);
+        errno = ENOENT;
+        return NULL;
+    }
+    if (dladdr((void *)byp_steer_prog_path, &dl) && dl.dli_fname && dl.dli_fname[0]) {
+        char obj[PATH_MAX], *dir;
+
+        /* The executable reports its name as given (maybe relative): resolve it. */
+        if (!realpath(dl.dli_fname, obj))
+            snprintf(obj, sizeof(obj), "%s", dl.dli_fname);
+        dir = dirname(obj);
+        snprintf(path, sizeof(path), "%s/%s", dir, PROG_FILE);
+        if (readable(path))
+            return path;
+        snprintf(path, sizeof(path), "%s/nicbackend/%s", dir, PROG_FILE);
+        if (readable(path))
+            return path;
+    }
+    if (readable(BYP_XDP_PROG_INSTALL))
+        return BYP_XDP_PROG_INSTALL;
+    if (readable(BYP_XDP_PROG_BUILD))
+        return BYP_XDP_PROG_BUILD;
+    errno = ENOENT;
+    return NULL;
+}
+
+/* Open the map called @name among the maps of program @prog_id; -ENOENT if none. */
+static int find_prog_map(uint32_t prog_id, const char *name)
+{
+    struct bpf_prog_info pinfo;
+    uint32_t len = sizeof(pinfo), map_ids[32];
+    int prog_fd, ret = -ENOENT;
+
+    prog_fd = bpf_prog_get_fd_by_id(prog_id);
+    if (prog_fd < 0)
+        return -errno;
+    memset(&pinfo, 0, sizeof(pinfo));
+    pinfo.nr_map_ids = 32;
+    pinfo.map_ids = (uint64_t)(uintptr_t)map_ids;
+    if (bpf_obj_get_info_by_fd(prog_fd, &pinfo, &len) < 0) {
+        ret = -errno;
+        close(prog_fd);
+        return ret;
+    }
+    close(prog_fd);
+    for (uint32_t i = 0; i < pinfo.nr_map_ids && i < 32; i++) {
+        struct bpf_map_info minfo;
+        uint32_t mlen = sizeof(minfo);
+        int fd = bpf_map_get_fd_by_id(map_ids[i]);
+
+        if (fd < 0)
+            continue;
+        memset(&minfo, 0, sizeof(minfo));
+        if (bpf_obj_get_info_by_fd(fd, &minfo, &mlen) == 0 && strcmp(minfo.name, name) == 0 &&
+            minfo.key_size == sizeof(struct byp_flow_key) &&
+            minfo.value_size == sizeof(struct byp_flow_val))
+            return fd;
+        close(fd);
+    }
+    return ret;
+}
+
+int byp_steer_open(unsigned ifindex)
+{
+    uint32_t prog_id = 0;
+    int fd;
+
+    if (bpf_xdp_query_id((int)ifindex, 0, &prog_id) < 0) {
+        int err = -errno;
+
+        byp_err("steer: cannot query the XDP program of ifindex %u: %s", ifindex,
+                strerror(-err));
+        return err;
+    }
+    if (prog_id == 0) {
+        byp_err("steer: no XDP program attached to ifindex %u", ifindex);
+        return -ENOENT;
+    }
+    fd = find_prog_map(prog_id, BYP_FLOW_MAP_NAME);
+    if (fd < 0) {
+        byp_err("steer: the XDP program (id %u) on ifindex %u has no map \"%s\": %s",
+                prog_id, ifindex, BYP_FLOW_MAP_NAME, strerror(-fd));
+        return fd;
+    }
+    byp_steer_close();
+    flow_fd = fd;
+    return 0;
+}
+
+void byp_steer_close(void)
+{
+    if (flow_fd >= 0)
+        close(flow_fd);
+    flow_fd = -1;
+}
+
+static int make_key(struct byp_flow_key *key, int proto, in_addr_t addr, in_port_t port)
+{
+    if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+        return -EINVAL;
+    memset(key, 0, sizeof(*key));
+    key->addr = addr;
+    key->port = port;
+    key->proto = (uint8_t)proto;
+    return flow_fd < 0 ? -EBADF : 0;
+}
+
+int byp_steer_add(int proto, in_addr_t addr, in_port_t port)
+{
+    struct byp_flow_key key;
+    struct byp_flow_val val;
+    int ret = make_key(&key, proto, addr, port);
+
+    if (ret < 0)
+        return ret;
+    memset(&val, 0, sizeof(val));
+    if (bpf_map_update_elem(flow_fd, &key, &val, BPF_NOEXIST) == 0)
+        return 0;
+    if (errno == EEXIST)
+        return 0;
+    return errno == ENOSPC ? -E2BIG : -errno;
+}
+
+int byp_steer_del(int proto, in_addr_t addr, in_port_t port)
+{
+    struct byp_flow_key key;
+    int ret = make_key(&key, proto, addr, port);
+
+    if (ret < 0)
+        return ret;
+    return bpf_map_delete_elem(flow_fd, &key) == 0 ? 0 : -errno;
+}
+
+int byp_steer_packets(int proto, in_addr_t addr, in_port_t port, uint64_t *packets)
+{
+    struct byp_flow_key key;
+    struct byp_flow_val val;
+    int ret = make_key(&key, proto, addr, port);
+
+    if (ret < 0)
+        return ret;
+    if (bpf_map_lookup_elem(flow_fd, &key, &val) < 0)
+        return -errno;
+    *packets = val.packets;
+    return 0;
+}

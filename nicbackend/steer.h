@@ -1,0 +1,40 @@
+/* Shared between the XDP steering program (xdp_steer.bpf.c) and its loader side (steer.c).
+ *
+ * The program redirects to the AF_XDP socket of the receiving queue those IPv4 TCP/UDP
+ * packets whose (protocol, destination address, destination port) has an entry in the flow
+ * map, or whose (protocol, 0.0.0.0, destination port) has one (a socket bound to
+ * INADDR_ANY).  Everything else goes to the kernel (XDP_PASS). */
+#ifndef BYP_STEER_H
+#define BYP_STEER_H
+
+#include <linux/types.h>
+
+/* Names of the two maps as the kernel reports them (at most 15 characters).  DPDK's af_xdp
+ * PMD looks up "xsks_map" in a program given with xdp_prog=. */
+#define BYP_XSKS_MAP_NAME  "xsks_map"
+#define BYP_FLOW_MAP_NAME  "byp_flows"
+/* Name of the XDP program (function name; the kernel keeps 15 characters). */
+#define BYP_STEER_PROG_NAME "byp_steer"
+
+/* Capacity of the flow map: listeners, bound UDP sockets and connected TCP sockets. */
+#define BYP_STEER_MAX_FLOWS 65536
+/* Capacity of the XSKMAP: one slot per receive queue. */
+#define BYP_STEER_MAX_QUEUES 64
+
+/* Key of the flow map.  Address and port in network byte order, as in sockaddr_in;
+ * addr 0 is the wildcard (INADDR_ANY).  The padding byte must be zero. */
+struct byp_flow_key {
+    __u32 addr;
+    __u16 port;
+    __u8 proto;     /* IPPROTO_TCP or IPPROTO_UDP */
+    __u8 pad;
+};
+
+/* Value of the flow map. */
+struct byp_flow_val {
+    __u32 flags;    /* reserved, 0 */
+    __u32 pad;
+    __u64 packets;  /* packets redirected through this entry (updated by the program) */
+};
+
+#endif
