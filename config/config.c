@@ -215,7 +215,7 @@ const char *byp_closest_name(const char *word, const char *const *names, size_t 
         if (!names[i] || !names[i][0])
             continue;
         size_t d = edit_distance(word, names[i]);
-        if (d < best_d && d < strlen(names[i])) {
+        if (d < best_d && 3 * d <= strlen(names[i])) {
             best = names[i];
             best_d = d;
         }
@@ -371,15 +371,15 @@ static void read_env(byp_load_ctx_t *c, byp_config_t *cfg, char *const *envp,
         if (id < 0) {
             char name[80], known[512];
             const char *envs[OPT_COUNT];
-            for (int i = 0; i < OPT_COUNT; i++)
-                envs[i] = opts[i].env;
+            for (int i = 0; i < OPT_COUNT; i++)  /* compare what follows BYPASS_ */
+                envs[i] = opts[i].env[0] ? opts[i].env + sizeof prefix - 1 : "";
             snprintf(name, sizeof name, "%.*s", (int)(nlen < 64 ? nlen : 64), *e);
             printable(name, name, sizeof name);
-            const char *near = byp_closest_name(name, envs, OPT_COUNT);
+            const char *near = byp_closest_name(name + sizeof prefix - 1, envs, OPT_COUNT);
             known_names(true, known, sizeof known);
             byp_load_fail(c, -EINVAL, "unknown environment variable %s (a typo?)%s%s%s; "
-                          "known: %s", name, near ? "; did you mean " : "", near ? near : "",
-                          near ? "?" : "", known);
+                          "known: %s", name, near ? "; did you mean BYPASS_" : "",
+                          near ? near : "", near ? "?" : "", known);
             continue;
         }
         if (seen[id])

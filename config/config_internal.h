@@ -26,7 +26,7 @@ const char *byp_setting_file(const byp_load_ctx_t *c, const config_setting_t *s)
 const char *byp_setting_kind(const config_setting_t *s);
 
 /* Of @n @names, the one closest to @word by edit distance when it is close enough to be a
- * likely typo, else NULL. */
+ * likely typo (at most 2 edits, and at most a third of the name), else NULL. */
 const char *byp_closest_name(const char *word, const char *const *names, size_t n);
 
 /* Parse rule number @index (1-based) of `rules = ( ... )` into @r.  Returns 0 or the error

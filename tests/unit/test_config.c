@@ -1,0 +1,722 @@
+/* Options and config loading (byp_config_load): lookup order, precedence, every value type,
+ * and one clear message for every kind of bad input. */
+#include "cfg_util.h"
+
+#include "log.h"
+
+#include <limits.h>
+#include <sys/stat.h>
+
+/* A whole file with every key. */
+static const char full_conf[] =
+    "interface = \"veth1\";\n"                                        /* 1 */
+    "backend = \"af_packet\";\n"                                      /* 2 */
+    "dpdk_args = [ \"--log-level=8\", \"-n\", \"4\" ];\n"             /* 3 */
+    "spin_usec = 250;\n"                                              /* 4 */
+    "progress_usec = 500;\n"                                          /* 5 */
+    "log = \"info\";\n"                                               /* 6 */
+    "rules = (\n"                                                     /* 7 */
+    "  { action = \"accelerate\"; proto = \"tcp\"; port = 6379; },\n" /* 8 */
+    "  { action = \"accelerate\"; proto = \"udp\"; port = \"30000-30100\";\n"
+    "    addr = \"239.1.1.0/24\"; },\n"                               /* 9-10 */
+    "  { action = \"kernel\"; proto = \"udp\"; port = 53; }\n"        /* 11 */
+    ");\n";
+
+/* Load @text through BYPASS_CONFIG and expect failure with -EINVAL; returns the message. */
+static const char *bad_file(const char *text)
+{
+    static char err[BYP_CONFIG_ERR_MAX];
+    byp_config_t cfg;
+    int rc = load_text(&cfg, text, err);
+    CHECK_INT(rc, ==, -EINVAL);
+    CHECK(err[0] != '\0');
+    CHECK(strchr(err, '\n') == NULL);
+    /* The message names the file. */
+    CHECK_STR_HAS(err, "/test.conf:");
+    /* On error nothing is accelerated. */
+    CHECK_INT(cfg.n_rules, ==, 0);
+    byp_config_free(&cfg);
+    return err;
+}
+
+/* Load with the single variable NAME=value (no file) and expect -EINVAL; returns the message. */
+static const char *bad_env(const char *name, const char *value)
+{
+    static char err[BYP_CONFIG_ERR_MAX];
+    byp_config_t cfg;
+    char *envp[] = { env_kv(name, value), NULL };
+    int rc = load(&cfg, "prog", envp, err);
+    CHECK_INT(rc, ==, -EINVAL);
+    CHECK(strchr(err, '\n') == NULL);
+    CHECK_STR_HAS(err, name);
+    byp_config_free(&cfg);
+    return err;
+}
+
+/* Load with the single variable NAME=value (no file), expect success; @cfg stays loaded. */
+static void good_env(byp_config_t *cfg, const char *name, const char *value)
+{
+    char err[BYP_CONFIG_ERR_MAX];
+    char *envp[] = { env_kv(name, value), NULL };
+    int rc = load(cfg, "prog", envp, err);
+    CHECK_STR_EQ(err, "");
+    CHECK_INT(rc, ==, 0);
+}
+
+/* ---- defaults and a good file ----------------------------------------------------------- */
+
+UNIT_TEST(defaults)
+{
+    byp_config_t cfg;
+    memset(&cfg, 0x5a, sizeof cfg);
+    byp_config_defaults(&cfg);
+    CHECK(cfg.config_path == NULL);
+    CHECK(cfg.interface == NULL);
+    CHECK_INT(cfg.backend, ==, BYP_BACKEND_AF_XDP);
+    CHECK_INT(cfg.spin_usec, ==, 100);
+    CHECK_INT(cfg.progress_usec, ==, 1000);
+    CHECK_INT(cfg.log_level, ==, BYP_LOG_ERROR);
+    CHECK_INT(cfg.disable, ==, 0);
+    CHECK_INT(cfg.strict, ==, 0);
+    CHECK_INT(cfg.n_rules, ==, 0);
+    CHECK(cfg.rules == NULL);
+    CHECK_INT(cfg.n_dpdk_args, ==, 0);
+    CHECK(cfg.path == NULL);
+}
+
+UNIT_TEST(no_file_no_env_is_defaults)
+{
+    byp_config_t cfg;
+    char err[BYP_CONFIG_ERR_MAX] = "junk";
+    char *envp[] = { "PATH=/usr/bin", "BYPASSX=1", "NOT_BYPASS_FOO=2", NULL };
+    CHECK_INT(load(&cfg, "prog", envp, err), ==, 0);
+    CHECK_STR_EQ(err, "");
+    CHECK(cfg.path == NULL);
+    CHECK_INT(cfg.spin_usec, ==, 100);
+    CHECK_INT(cfg.n_rules, ==, 0);
+    byp_config_free(&cfg);
+
+    /* A NULL environment is an empty one. */
+    CHECK_INT(load(&cfg, "prog", NULL, err), ==, 0);
+    byp_config_free(&cfg);
+}
+
+UNIT_TEST(full_file)
+{
+    byp_config_t cfg;
+    char err[BYP_CONFIG_ERR_MAX];
+    CHECK_INT(load_text(&cfg, full_conf, err), ==, 0);
+    CHECK_STR_EQ(err, "");
+    CHECK_STR_HAS(cfg.path, "/test.conf");
+    CHECK_STR_EQ(cfg.interface, "veth1");
+    CHECK_INT(cfg.backend, ==, BYP_BACKEND_AF_PACKET);
+    CHECK_INT(cfg.n_dpdk_args, ==, 3);
+    CHECK_STR_EQ(cfg.dpdk_args[0], "--log-level=8");
+    CHECK_STR_EQ(cfg.dpdk_args[2], "4");
+    CHECK(cfg.dpdk_args[3] == NULL);
+    CHECK_INT(cfg.spin_usec, ==, 250);
+    CHECK_INT(cfg.progress_usec, ==, 500);
+    CHECK_INT(cfg.log_level, ==, BYP_LOG_INFO);
+
+    CHECK_INT(cfg.n_rules, ==, 3);
+    CHECK_INT(cfg.rules[0].action, ==, BYP_ACT_ACCELERATE);
+    CHECK_INT(cfg.rules[0].proto, ==, BYP_PROTO_TCP);
+    CHECK_INT(cfg.rules[0].port_lo, ==, 6379);
+    CHECK_INT(cfg.rules[0].port_hi, ==, 6379);
+    CHECK_INT(cfg.rules[0].has_addr, ==, 0);
+    CHECK_INT(cfg.rules[0].line, ==, 8);
+    CHECK_INT(cfg.rules[1].proto, ==, BYP_PROTO_UDP);
+    CHECK_INT(cfg.rules[1].port_lo, ==, 30000);
+    CHECK_INT(cfg.rules[1].port_hi, ==, 30100);
+    CHECK_INT(cfg.rules[1].has_addr, ==, 1);
+    CHECK_INT(cfg.rules[1].prefix_len, ==, 24);
+    CHECK_INT(cfg.rules[1].addr, ==, htonl(0xef010100u));
+    CHECK_INT(cfg.rules[1].mask, ==, htonl(0xffffff00u));
+    CHECK_INT(cfg.rules[2].action, ==, BYP_ACT_KERNEL);
+    CHECK_INT(cfg.rules[2].port_lo, ==, 53);
+    CHECK_INT(cfg.rules[2].line, ==, 11);
+
+    byp_config_free(&cfg);
+    /* free leaves the defaults. */
+    CHECK(cfg.rules == NULL && cfg.n_rules == 0 && cfg.interface == NULL && cfg.path == NULL);
+    CHECK_INT(cfg.spin_usec, ==, 100);
+}
+
+UNIT_TEST(empty_file_and_empty_lists)
+{
+    byp_config_t cfg;
+    char err[BYP_CONFIG_ERR_MAX];
+    CHECK_INT(load_text(&cfg, "", err), ==, 0);
+    CHECK(cfg.path != NULL);
+    CHECK_INT(cfg.n_rules, ==, 0);
+    byp_config_free(&cfg);
+    CHECK_INT(load_text(&cfg, "dpdk_args = [ ];\nrules = ( );\n# comment\n", err), ==, 0);
+    CHECK_STR_EQ(err, "");
+    CHECK_INT(cfg.n_dpdk_args, ==, 0);
+    CHECK_INT(cfg.n_rules, ==, 0);
+    byp_config_free(&cfg);
+}
+
+UNIT_TEST(enum_values_in_file_and_env)
+{
+    static const char *const backends[] = { "af_xdp", "af_packet", "tap", "memif", "pci" };
+    static const char *const levels[] = { "error", "warn", "info", "debug" };
+    byp_config_t cfg;
+    char err[BYP_CONFIG_ERR_MAX], text[128];
+    for (int i = 0; i < 5; i++) {
+        CHECK_STR_EQ(byp_backend_name(i), backends[i]);
+        snprintf(text, sizeof text, "backend = \"%s\";\n", backends[i]);
+        CHECK_INT(load_text(&cfg, text, err), ==, 0);
+        CHECK_INT(cfg.backend, ==, i);
+        byp_config_free(&cfg);
+        good_env(&cfg, "BYPASS_BACKEND", backends[i]);
+        CHECK_INT(cfg.backend, ==, i);
+        byp_config_free(&cfg);
+    }
+    for (int i = 0; i < 4; i++) {
+        CHECK_STR_EQ(byp_log_level_name(i), levels[i]);
+        snprintf(text, sizeof text, "log = \"%s\";\n", levels[i]);
+        CHECK_INT(load_text(&cfg, text, err), ==, 0);
+        CHECK_INT(cfg.log_level, ==, i);
+        byp_config_free(&cfg);
+        good_env(&cfg, "BYPASS_LOG", levels[i]);
+        CHECK_INT(cfg.log_level, ==, i);
+        byp_config_free(&cfg);
+    }
+    CHECK_STR_EQ(byp_backend_name(5), "?");
+    CHECK_STR_EQ(byp_backend_name(-1), "?");
+    CHECK_STR_EQ(byp_log_level_name(4), "?");
+}
+
+UNIT_TEST(spin_minus_one_and_edges)
+{
+    byp_config_t cfg;
+    char err[BYP_CONFIG_ERR_MAX];
+    CHECK_INT(load_text(&cfg, "spin_usec = -1;\n", err), ==, 0);
+    CHECK_INT(cfg.spin_usec, ==, -1);
+    byp_config_free(&cfg);
+    good_env(&cfg, "BYPASS_SPIN_USEC", "-1");
+    CHECK_INT(cfg.spin_usec, ==, -1);
+    byp_config_free(&cfg);
+    good_env(&cfg, "BYPASS_SPIN_USEC", "0");
+    CHECK_INT(cfg.spin_usec, ==, 0);
+    byp_config_free(&cfg);
+    good_env(&cfg, "BYPASS_SPIN_USEC", "10000000");
+    CHECK_INT(cfg.spin_usec, ==, 10000000);
+    byp_config_free(&cfg);
+    good_env(&cfg, "BYPASS_PROGRESS_USEC", "10");
+    CHECK_INT(cfg.progress_usec, ==, 10);
+    byp_config_free(&cfg);
+    good_env(&cfg, "BYPASS_PROGRESS_USEC", "1000000");
+    CHECK_INT(cfg.progress_usec, ==, 1000000);
+    byp_config_free(&cfg);
+    good_env(&cfg, "BYPASS_INTERFACE", "abcdefghijklmno"); /* 15 characters */
+    CHECK_STR_EQ(cfg.interface, "abcdefghijklmno");
+    byp_config_free(&cfg);
+    good_env(&cfg, "BYPASS_STRICT", "1");
+    CHECK_INT(cfg.strict, ==, 1);
+    byp_config_free(&cfg);
+    good_env(&cfg, "BYPASS_STRICT", "0");
+    CHECK_INT(cfg.strict, ==, 0);
+    byp_config_free(&cfg);
+}
+
+/* ---- precedence and lookup -------------------------------------------------------------- */
+
+UNIT_TEST(env_overrides_file_overrides_defaults)
+{
+    char *path = write_file("app.conf", "interface = \"eth1\";\nbackend = \"memif\";\n"
+                                        "spin_usec = 50;\n");
+    char *envp[] = { env_kv("BYPASS_CONFIG", path), "BYPASS_SPIN_USEC=7",
+                     "BYPASS_BACKEND=tap", NULL };
+    byp_config_t cfg;
+    char err[BYP_CONFIG_ERR_MAX];
+    CHECK_INT(load(&cfg, "prog", envp, err), ==, 0);
+    CHECK_INT(cfg.spin_usec, ==, 7);                 /* env over file */
+    CHECK_INT(cfg.backend, ==, BYP_BACKEND_TAP);     /* env over file */
+    CHECK_STR_EQ(cfg.interface, "eth1");             /* file over default */
+    CHECK_INT(cfg.progress_usec, ==, 1000);          /* default */
+    CHECK_STR_EQ(cfg.config_path, path);
+    CHECK_STR_EQ(cfg.path, path);
+    byp_config_free(&cfg);
+
+    char *envp2[] = { env_kv("BYPASS_CONFIG", path), "BYPASS_INTERFACE=veth9", NULL };
+    CHECK_INT(load(&cfg, "prog", envp2, err), ==, 0);
+    CHECK_STR_EQ(cfg.interface, "veth9");
+    CHECK_INT(cfg.spin_usec, ==, 50);
+    byp_config_free(&cfg);
+}
+
+UNIT_TEST(first_occurrence_of_a_variable_wins)
+{
+    byp_config_t cfg;
+    char err[BYP_CONFIG_ERR_MAX];
+    char *envp[] = { "BYPASS_SPIN_USEC=5", "BYPASS_SPIN_USEC=6", NULL };
+    CHECK_INT(load(&cfg, "prog", envp, err), ==, 0);
+    CHECK_INT(cfg.spin_usec, ==, 5);
+    byp_config_free(&cfg);
+}
+
+UNIT_TEST(lookup_order)
+{
+    char prog_conf[PATH_MAX], default_conf[PATH_MAX];
+    snprintf(prog_conf, sizeof prog_conf, "%s/myapp.conf", unit_tmpdir());
+    snprintf(default_conf, sizeof default_conf, "%s/default.conf", unit_tmpdir());
+    byp_config_t cfg;
+    char err[BYP_CONFIG_ERR_MAX];
+    char *noenv[] = { NULL };
+
+    /* 4. nothing: no file. */
+    CHECK_INT(load(&cfg, "myapp", noenv, err), ==, 0);
+    CHECK(cfg.path == NULL);
+    byp_config_free(&cfg);
+
+    /* 3. default.conf. */
+    write_file("default.conf", "spin_usec = 3;\n");
+    CHECK_INT(load(&cfg, "myapp", noenv, err), ==, 0);
+    CHECK_STR_EQ(cfg.path, default_conf);
+    CHECK_INT(cfg.spin_usec, ==, 3);
+    byp_config_free(&cfg);
+
+    /* 2. <progname>.conf before default.conf. */
+    write_file("myapp.conf", "spin_usec = 2;\n");
+    CHECK_INT(load(&cfg, "myapp", noenv, err), ==, 0);
+    CHECK_STR_EQ(cfg.path, prog_conf);
+    CHECK_INT(cfg.spin_usec, ==, 2);
+    byp_config_free(&cfg);
+
+    /* Another program, or none, gets default.conf. */
+    CHECK_INT(load(&cfg, "other", noenv, err), ==, 0);
+    CHECK_STR_EQ(cfg.path, default_conf);
+    byp_config_free(&cfg);
+    CHECK_INT(load(&cfg, NULL, noenv, err), ==, 0);
+    CHECK_STR_EQ(cfg.path, default_conf);
+    byp_config_free(&cfg);
+
+    /* 1. $BYPASS_CONFIG before both. */
+    char *explicit = write_file("explicit.conf", "spin_usec = 1;\n");
+    char *envp[] = { env_kv("BYPASS_CONFIG", explicit), NULL };
+    CHECK_INT(load(&cfg, "myapp", envp, err), ==, 0);
+    CHECK_STR_EQ(cfg.path, explicit);
+    CHECK_INT(cfg.spin_usec, ==, 1);
+    byp_config_free(&cfg);
+}
+
+UNIT_TEST(bypass_config_missing_is_enoent)
+{
+    char *envp[] = { env_kv("BYPASS_CONFIG", "/nonexistent/dir/app.conf"), NULL };
+    write_file("default.conf", "rules = ( { action = \"accelerate\"; } );\n");
+    byp_config_t cfg;
+    char err[BYP_CONFIG_ERR_MAX];
+    CHECK_INT(load(&cfg, "prog", envp, err), ==, -ENOENT);
+    CHECK_STR_HAS(err, "/nonexistent/dir/app.conf");
+    CHECK_STR_HAS(err, "does not exist");
+    CHECK_STR_HAS(err, "nothing will be accelerated");
+    /* default.conf is not a fallback for a named file. */
+    CHECK(cfg.path == NULL);
+    CHECK_INT(cfg.n_rules, ==, 0);
+    byp_config_free(&cfg);
+}
+
+UNIT_TEST(bypass_config_empty_is_an_error)
+{
+    write_file("default.conf", "rules = ( { action = \"accelerate\"; } );\n");
+    char *envp[] = { "BYPASS_CONFIG=", NULL };
+    byp_config_t cfg;
+    char err[BYP_CONFIG_ERR_MAX];
+    CHECK_INT(load(&cfg, "prog", envp, err), ==, -EINVAL);
+    CHECK_STR_EQ(err, "BYPASS_CONFIG=\"\": empty; accepted a string of 1..4095 characters");
+    /* default.conf is not a fallback for a bad BYPASS_CONFIG. */
+    CHECK(cfg.path == NULL);
+    CHECK_INT(cfg.n_rules, ==, 0);
+    byp_config_free(&cfg);
+}
+
+UNIT_TEST(bypass_config_directory)
+{
+    char *envp[] = { env_kv("BYPASS_CONFIG", unit_tmpdir()), NULL };
+    byp_config_t cfg;
+    char err[BYP_CONFIG_ERR_MAX];
+    CHECK_INT(load(&cfg, "prog", envp, err), ==, -EISDIR);
+    CHECK_STR_HAS(err, unit_tmpdir());
+    CHECK_STR_HAS(err, "is a directory");
+    byp_config_free(&cfg);
+}
+
+UNIT_TEST(unreadable_file)
+{
+    char *path = write_file("secret.conf", "spin_usec = 1;\n");
+    CHECK(chmod(path, 0) == 0);
+    if (geteuid() == 0) {
+        /* Root reads any file: become nobody (this is the test's own process), with the
+         * directory searchable so that only the file itself is refused. */
+        CHECK(chmod(unit_tmpdir(), 0711) == 0);
+        CHECK(setgid(65534) == 0);
+        CHECK(setuid(65534) == 0);
+    }
+    char *envp[] = { env_kv("BYPASS_CONFIG", path), NULL };
+    byp_config_t cfg;
+    char err[BYP_CONFIG_ERR_MAX];
+    CHECK_INT(load(&cfg, "prog", envp, err), ==, -EACCES);
+    CHECK_STR_HAS(err, path);
+    CHECK_STR_HAS(err, "cannot be read");
+    byp_config_free(&cfg);
+}
+
+/* ---- bad files -------------------------------------------------------------------------- */
+
+UNIT_TEST(malformed_file_names_file_line_and_libconfig_text)
+{
+    const char *err = bad_file("interface = \"eth1\";\n"
+                               "spin_usec = 100;\n"
+                               "rules = ( { action = \"accelerate\"; port = ; } );\n");
+    CHECK_STR_HAS(err, "/test.conf:3: malformed config file: syntax error");
+    err = bad_file("interface = \"eth1\";\n\n\nrules = ( { action = \"kernel\"; }\n");
+    CHECK_STR_HAS(err, "/test.conf:5: malformed config file: syntax error");
+}
+
+UNIT_TEST(duplicate_keys)
+{
+    /* libconfig rejects them, so the last one never wins silently. */
+    const char *err = bad_file("spin_usec = 1;\nspin_usec = 2;\n");
+    CHECK_STR_HAS(err, "/test.conf:2: malformed config file: duplicate setting name");
+    err = bad_file("rules = ( { action = \"kernel\";\n port = 1;\n port = 2; } );\n");
+    CHECK_STR_HAS(err, "/test.conf:3: malformed config file: duplicate setting name");
+}
+
+UNIT_TEST(unknown_top_level_key)
+{
+    const char *err = bad_file("interface = \"eth1\";\nspin_us = 5;\n");
+    CHECK_STR_HAS(err, "/test.conf:2: unknown key \"spin_us\"");
+    CHECK_STR_HAS(err, "did you mean \"spin_usec\"?");
+    CHECK_STR_HAS(err, "known keys: interface, backend, spin_usec, progress_usec, log, "
+                       "dpdk_args, rules");
+
+    /* Environment-only options are not file keys. */
+    err = bad_file("strict = 1;\n");
+    CHECK_STR_HAS(err, ":1: unknown key \"strict\"");
+
+    /* Far from every key: no suggestion. */
+    err = bad_file("\n\nzzzzzzzz = 1;\n");
+    CHECK_STR_HAS(err, ":3: unknown key \"zzzzzzzz\"; known keys: ");
+}
+
+UNIT_TEST(unknown_key_in_rule)
+{
+    const char *err = bad_file("rules = (\n"
+                               "  { action = \"accelerate\"; },\n"
+                               "  { action = \"accelerate\";\n"
+                               "    prot = \"tcp\"; }\n"
+                               ");\n");
+    CHECK_STR_HAS(err, ":4: rule 2: unknown key \"prot\" (did you mean \"proto\"?)");
+    CHECK_STR_HAS(err, "known keys in a rule: action, proto, port, addr");
+}
+
+UNIT_TEST(wrong_types)
+{
+    const char *err = bad_file("\nspin_usec = \"100\";\n");
+    CHECK_STR_HAS(err, ":2: spin_usec: expected an integer, got a string; accepted -1..10000000");
+    err = bad_file("spin_usec = 1.5;\n");
+    CHECK_STR_HAS(err, ":1: spin_usec: expected an integer, got a float");
+    err = bad_file("interface = 5;\n");
+    CHECK_STR_HAS(err, ":1: interface: expected a string, got an integer");
+    err = bad_file("backend = true;\n");
+    CHECK_STR_HAS(err, ":1: backend: expected a string, got a boolean; accepted af_xdp, "
+                       "af_packet, tap, memif, pci");
+    err = bad_file("log = 3;\n");
+    CHECK_STR_HAS(err, ":1: log: expected a string, got an integer; accepted error, warn, "
+                       "info, debug");
+    err = bad_file("dpdk_args = \"--no-pci\";\n");
+    CHECK_STR_HAS(err, ":1: dpdk_args: expected a list of strings");
+    CHECK_STR_HAS(err, "got a string");
+    err = bad_file("dpdk_args = ( \"-n\",\n 4 );\n");
+    CHECK_STR_HAS(err, ":2: dpdk_args[1]: expected a string, got an integer");
+    err = bad_file("rules = { action = \"kernel\"; };\n");
+    CHECK_STR_HAS(err, ":1: rules: expected a list of groups");
+    CHECK_STR_HAS(err, "got a group");
+    err = bad_file("rules = ( \"accelerate\" );\n");
+    CHECK_STR_HAS(err, ":1: rule 1: expected a group");
+    CHECK_STR_HAS(err, "got a string");
+    err = bad_file("rules = ( { action = 1; } );\n");
+    CHECK_STR_HAS(err, ":1: rule 1: action: expected a string, got an integer");
+    err = bad_file("rules = ( { action = \"kernel\"; proto = 6; } );\n");
+    CHECK_STR_HAS(err, "rule 1: proto: expected a string, got an integer");
+    err = bad_file("rules = ( { action = \"kernel\"; port = 1.0; } );\n");
+    CHECK_STR_HAS(err, "rule 1: port: expected an integer or a string \"A-B\", got a float");
+    err = bad_file("rules = ( { action = \"kernel\"; addr = 10; } );\n");
+    CHECK_STR_HAS(err, "rule 1: addr: expected a string, got an integer");
+}
+
+UNIT_TEST(out_of_range_in_file)
+{
+    const char *err = bad_file("spin_usec = 10000001;\n");
+    CHECK_STR_HAS(err, ":1: spin_usec = 10000001 is out of range; accepted -1..10000000");
+    err = bad_file("spin_usec = -2;\n");
+    CHECK_STR_HAS(err, "spin_usec = -2 is out of range");
+    /* A 64-bit integer.  (libconfig 1.5 needs the L: without it, it silently truncates a
+     * literal that does not fit 32 bits, before we can see it.) */
+    err = bad_file("progress_usec = 99999999999L;\n");
+    CHECK_STR_HAS(err, "progress_usec = 99999999999 is out of range; accepted 10..1000000");
+    err = bad_file("progress_usec = 9;\n");
+    CHECK_STR_HAS(err, "progress_usec = 9 is out of range");
+    err = bad_file("backend = \"dpdk\";\n");
+    CHECK_STR_HAS(err, ":1: backend = \"dpdk\" is not valid; accepted af_xdp, af_packet, tap, "
+                       "memif, pci");
+    err = bad_file("log = \"verbose\";\n");
+    CHECK_STR_HAS(err, "log = \"verbose\" is not valid; accepted error, warn, info, debug");
+    err = bad_file("interface = \"abcdefghijklmnop\";\n"); /* 16 characters */
+    CHECK_STR_HAS(err, "interface = \"abcdefghijklmnop\" is too long; accepted a string of "
+                       "1..15 characters");
+    err = bad_file("interface = \"\";\n");
+    CHECK_STR_HAS(err, "interface = \"\" is empty");
+}
+
+UNIT_TEST(bad_rules)
+{
+    static const struct {
+        const char *rule, *want;
+    } cases[] = {
+        { "action = \"accel\";",
+          "rule 1: action = \"accel\" is not valid; accepted \"accelerate\", \"kernel\"" },
+        { "proto = \"tcp\";",
+          "rule 1 has no action; accepted action = \"accelerate\" or \"kernel\"" },
+        { "action = \"kernel\"; proto = \"sctp\";",
+          "rule 1: proto = \"sctp\" is not valid; accepted \"tcp\", \"udp\"" },
+        { "action = \"kernel\"; port = 0;",
+          "rule 1: port = 0 is out of range; accepted an integer 1..65535, or a string "
+          "\"A-B\" with 1 <= A <= B <= 65535" },
+        { "action = \"kernel\"; port = 65536;", "rule 1: port = 65536 is out of range" },
+        { "action = \"kernel\"; port = -1;", "rule 1: port = -1 is out of range" },
+        { "action = \"kernel\"; port = \"0-10\";", "rule 1: port = \"0-10\" is out of range" },
+        { "action = \"kernel\"; port = \"10-65536\";",
+          "rule 1: port = \"10-65536\" is out of range" },
+        { "action = \"kernel\"; port = \"100-50\";",
+          "rule 1: port = \"100-50\" is reversed (A > B); accepted" },
+        { "action = \"kernel\"; port = \"abc\";",
+          "rule 1: port = \"abc\" is not a port or port range; accepted" },
+        { "action = \"kernel\"; port = \"10 - 20\";", "port = \"10 - 20\" is not a port" },
+        { "action = \"kernel\"; port = \"10-\";", "port = \"10-\" is not a port" },
+        { "action = \"kernel\"; port = \"1-2-3\";", "port = \"1-2-3\" is not a port" },
+        { "action = \"kernel\"; addr = \"10.0.0.0/33\";",
+          "rule 1: addr = \"10.0.0.0/33\" is not a valid IPv4 prefix; accepted an IPv4 prefix "
+          "\"a.b.c.d/len\" with len 0..32, or \"a.b.c.d\" (= /32)" },
+        { "action = \"kernel\"; addr = \"10.0.0/8\";", "addr = \"10.0.0/8\" is not a valid" },
+        { "action = \"kernel\"; addr = \"300.1.1.1\";", "addr = \"300.1.1.1\" is not a valid" },
+        { "action = \"kernel\"; addr = \"10.0.0.1/\";", "addr = \"10.0.0.1/\" is not a valid" },
+        { "action = \"kernel\"; addr = \"10.0.0.1/-1\";", "addr = \"10.0.0.1/-1\" is not" },
+        { "action = \"kernel\"; addr = \"::1/128\";", "addr = \"::1/128\" is not a valid" },
+        { "action = \"kernel\"; addr = \"eth0\";", "addr = \"eth0\" is not a valid" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[512];
+        snprintf(text, sizeof text, "\nrules = (\n  { %s }\n);\n", cases[i].rule);
+        const char *err = bad_file(text);
+        CHECK_STR_HAS(err, ":3: ");
+        CHECK_STR_HAS(err, cases[i].want);
+    }
+
+    /* The rule number counts from 1, and a good rule before a bad one is dropped too. */
+    const char *err = bad_file("rules = (\n { action = \"accelerate\"; port = 80; },\n"
+                               " { action = \"kernel\"; port = 70000; }\n);\n");
+    CHECK_STR_HAS(err, ":3: rule 2: port = 70000 is out of range");
+}
+
+/* ---- bad environment -------------------------------------------------------------------- */
+
+UNIT_TEST(env_not_a_number)
+{
+    CHECK_STR_EQ(bad_env("BYPASS_SPIN_USEC", "abc"),
+                 "BYPASS_SPIN_USEC=\"abc\": not a number; accepted -1..10000000");
+    CHECK_STR_EQ(bad_env("BYPASS_SPIN_USEC", ""),
+                 "BYPASS_SPIN_USEC=\"\": not a number; accepted -1..10000000");
+    CHECK_STR_EQ(bad_env("BYPASS_SPIN_USEC", "100us"),
+                 "BYPASS_SPIN_USEC=\"100us\": not a number; accepted -1..10000000");
+    CHECK_STR_EQ(bad_env("BYPASS_SPIN_USEC", " 100"),
+                 "BYPASS_SPIN_USEC=\" 100\": not a number; accepted -1..10000000");
+    CHECK_STR_EQ(bad_env("BYPASS_PROGRESS_USEC", "1e3"),
+                 "BYPASS_PROGRESS_USEC=\"1e3\": not a number; accepted 10..1000000");
+    /* Control characters do not reach the message. */
+    CHECK_STR_EQ(bad_env("BYPASS_SPIN_USEC", "1\n2"),
+                 "BYPASS_SPIN_USEC=\"1?2\": not a number; accepted -1..10000000");
+}
+
+UNIT_TEST(env_out_of_range)
+{
+    CHECK_STR_EQ(bad_env("BYPASS_SPIN_USEC", "10000001"),
+                 "BYPASS_SPIN_USEC=\"10000001\": out of range; accepted -1..10000000");
+    CHECK_STR_EQ(bad_env("BYPASS_SPIN_USEC", "-2"),
+                 "BYPASS_SPIN_USEC=\"-2\": out of range; accepted -1..10000000");
+    CHECK_STR_EQ(bad_env("BYPASS_SPIN_USEC", "99999999999999999999999"),
+                 "BYPASS_SPIN_USEC=\"99999999999999999999999\": out of range; "
+                 "accepted -1..10000000");
+    CHECK_STR_EQ(bad_env("BYPASS_PROGRESS_USEC", "9"),
+                 "BYPASS_PROGRESS_USEC=\"9\": out of range; accepted 10..1000000");
+    CHECK_STR_EQ(bad_env("BYPASS_PROGRESS_USEC", "1000001"),
+                 "BYPASS_PROGRESS_USEC=\"1000001\": out of range; accepted 10..1000000");
+}
+
+UNIT_TEST(env_bad_enum_bool_string)
+{
+    CHECK_STR_EQ(bad_env("BYPASS_BACKEND", "dpdk"),
+                 "BYPASS_BACKEND=\"dpdk\": unknown value; accepted af_xdp, af_packet, tap, "
+                 "memif, pci");
+    CHECK_STR_EQ(bad_env("BYPASS_LOG", "verbose"),
+                 "BYPASS_LOG=\"verbose\": unknown value; accepted error, warn, info, debug");
+    CHECK_STR_EQ(bad_env("BYPASS_STRICT", "yes"),
+                 "BYPASS_STRICT=\"yes\": not a number; accepted 0 or 1");
+    CHECK_STR_EQ(bad_env("BYPASS_DISABLE", "2"),
+                 "BYPASS_DISABLE=\"2\": out of range; accepted 0 or 1");
+    CHECK_STR_EQ(bad_env("BYPASS_INTERFACE", "abcdefghijklmnop"),
+                 "BYPASS_INTERFACE=\"abcdefghijklmnop\": too long; accepted a string of "
+                 "1..15 characters");
+    CHECK_STR_EQ(bad_env("BYPASS_INTERFACE", ""),
+                 "BYPASS_INTERFACE=\"\": empty; accepted a string of 1..15 characters");
+}
+
+UNIT_TEST(env_unknown_variable)
+{
+    const char *err = bad_env("BYPASS_SPIN_US", "5");
+    CHECK_STR_EQ(err, "unknown environment variable BYPASS_SPIN_US (a typo?); did you mean "
+                      "BYPASS_SPIN_USEC?; known: BYPASS_CONFIG, BYPASS_INTERFACE, "
+                      "BYPASS_BACKEND, BYPASS_SPIN_USEC, BYPASS_PROGRESS_USEC, BYPASS_LOG, "
+                      "BYPASS_DISABLE, BYPASS_STRICT");
+    err = bad_env("BYPASS_TURBO", "1");
+    CHECK_STR_HAS(err, "unknown environment variable BYPASS_TURBO (a typo?); known: ");
+    /* Suggestions only for near misses: FOO is two edits from LOG, too far for 3 letters. */
+    err = bad_env("BYPASS_FOO", "1");
+    CHECK_STR_HAS(err, "unknown environment variable BYPASS_FOO (a typo?); known: ");
+    err = bad_env("BYPASS_STICT", "1");
+    CHECK_STR_HAS(err, "(a typo?); did you mean BYPASS_STRICT?; known: ");
+    /* A variable with no value is still a variable. */
+    err = bad_env("BYPASS_", "");
+    CHECK_STR_HAS(err, "unknown environment variable BYPASS_ ");
+}
+
+UNIT_TEST(bad_env_keeps_file_value)
+{
+    char *path = write_file("app.conf", "spin_usec = 50;\n");
+    char *envp[] = { env_kv("BYPASS_CONFIG", path), "BYPASS_SPIN_USEC=abc", NULL };
+    byp_config_t cfg;
+    char err[BYP_CONFIG_ERR_MAX];
+    CHECK_INT(load(&cfg, "prog", envp, err), ==, -EINVAL);
+    CHECK_STR_HAS(err, "BYPASS_SPIN_USEC=\"abc\"");
+    CHECK_INT(cfg.spin_usec, ==, 50);
+    byp_config_free(&cfg);
+}
+
+UNIT_TEST(error_still_carries_strict_disable_log)
+{
+    char *path = write_file("broken.conf", "spin_usec = ;\n");
+    char *envp[] = { "BYPASS_STRICT=1", "BYPASS_LOG=debug", env_kv("BYPASS_CONFIG", path),
+                     "BYPASS_DISABLE=0", NULL };
+    byp_config_t cfg;
+    char err[BYP_CONFIG_ERR_MAX];
+    CHECK_INT(load(&cfg, "prog", envp, err), ==, -EINVAL);
+    CHECK_STR_HAS(err, "broken.conf:1: malformed config file");
+    CHECK_INT(cfg.strict, ==, 1);
+    CHECK_INT(cfg.log_level, ==, BYP_LOG_DEBUG);
+    CHECK_INT(cfg.disable, ==, 0);
+    byp_config_free(&cfg);
+
+    /* Also when the error is another variable, before or after them. */
+    char *envp2[] = { "BYPASS_SPIN_USEC=x", "BYPASS_STRICT=1", "BYPASS_LOG=warn",
+                      "BYPASS_TYPO=1", NULL };
+    CHECK_INT(load(&cfg, "prog", envp2, err), ==, -EINVAL);
+    CHECK_STR_HAS(err, "BYPASS_SPIN_USEC=\"x\""); /* the first problem is reported */
+    CHECK_INT(cfg.strict, ==, 1);
+    CHECK_INT(cfg.log_level, ==, BYP_LOG_WARN);
+    byp_config_free(&cfg);
+}
+
+UNIT_TEST(error_drops_rules)
+{
+    /* Rules that parsed are dropped when something else is wrong, so nothing accelerates. */
+    static const char text[] = "rules = ( { action = \"accelerate\"; } );\nspin_usec = \"x\";\n";
+    byp_config_t cfg;
+    char err[BYP_CONFIG_ERR_MAX];
+    CHECK_INT(load_text(&cfg, text, err), ==, -EINVAL);
+    CHECK_STR_HAS(err, ":2: spin_usec: expected an integer");
+    CHECK_INT(cfg.n_rules, ==, 0);
+    CHECK_INT(byp_rule_match(&cfg, BYP_PROTO_TCP, NULL, 0), ==, BYP_ACT_KERNEL);
+    byp_config_free(&cfg);
+
+    char *path = write_file("good.conf", "rules = ( { action = \"accelerate\"; } );\n");
+    char *envp[] = { env_kv("BYPASS_CONFIG", path), "BYPASS_LOG=loud", NULL };
+    CHECK_INT(load(&cfg, "prog", envp, err), ==, -EINVAL);
+    CHECK_INT(cfg.n_rules, ==, 0);
+    byp_config_free(&cfg);
+    /* Without the bad variable the same file does accelerate. */
+    char *envp2[] = { env_kv("BYPASS_CONFIG", path), NULL };
+    CHECK_INT(load(&cfg, "prog", envp2, err), ==, 0);
+    CHECK_INT(cfg.n_rules, ==, 1);
+    CHECK_INT(byp_rule_match(&cfg, BYP_PROTO_TCP, NULL, 0), ==, BYP_ACT_ACCELERATE);
+    byp_config_free(&cfg);
+}
+
+UNIT_TEST(disable_skips_everything)
+{
+    char *path = write_file("broken.conf", "this is not libconfig\n");
+    char *envp[] = { env_kv("BYPASS_CONFIG", path), "BYPASS_TYPO=1", "BYPASS_DISABLE=1",
+                     "BYPASS_STRICT=1", NULL };
+    byp_config_t cfg;
+    char err[BYP_CONFIG_ERR_MAX];
+    CHECK_INT(load(&cfg, "prog", envp, err), ==, 0);
+    CHECK_STR_EQ(err, "");
+    CHECK_INT(cfg.disable, ==, 1);
+    CHECK_INT(cfg.strict, ==, 1);
+    CHECK(cfg.path == NULL);
+    CHECK_INT(cfg.n_rules, ==, 0);
+    byp_config_free(&cfg);
+}
+
+UNIT_TEST(message_is_truncated_safely)
+{
+    byp_config_t cfg;
+    char err[17];
+    memset(err, 'x', sizeof err);
+    char *envp[] = { "BYPASS_SPIN_USEC=abc", NULL };
+    CHECK_INT(byp_config_load(&cfg, "prog", unit_tmpdir(), envp, err, 16), ==, -EINVAL);
+    CHECK_INT(strlen(err), ==, 15);
+    CHECK_INT(err[16], ==, 'x');
+    byp_config_free(&cfg);
+    /* No buffer at all. */
+    CHECK_INT(byp_config_load(&cfg, "prog", unit_tmpdir(), envp, NULL, 0), ==, -EINVAL);
+    byp_config_free(&cfg);
+}
+
+static const struct unit_test tests[] = {
+    UNIT(defaults),
+    UNIT(no_file_no_env_is_defaults),
+    UNIT(full_file),
+    UNIT(empty_file_and_empty_lists),
+    UNIT(enum_values_in_file_and_env),
+    UNIT(spin_minus_one_and_edges),
+    UNIT(env_overrides_file_overrides_defaults),
+    UNIT(first_occurrence_of_a_variable_wins),
+    UNIT(lookup_order),
+    UNIT(bypass_config_missing_is_enoent),
+    UNIT(bypass_config_empty_is_an_error),
+    UNIT(bypass_config_directory),
+    UNIT(unreadable_file),
+    UNIT(malformed_file_names_file_line_and_libconfig_text),
+    UNIT(duplicate_keys),
+    UNIT(unknown_top_level_key),
+    UNIT(unknown_key_in_rule),
+    UNIT(wrong_types),
+    UNIT(out_of_range_in_file),
+    UNIT(bad_rules),
+    UNIT(env_not_a_number),
+    UNIT(env_out_of_range),
+    UNIT(env_bad_enum_bool_string),
+    UNIT(env_unknown_variable),
+    UNIT(bad_env_keeps_file_value),
+    UNIT(error_still_carries_strict_disable_log),
+    UNIT(error_drops_rules),
+    UNIT(disable_skips_everything),
+    UNIT(message_is_truncated_safely),
+};
+
+int main(int argc, char **argv)
+{
+    return unit_run(tests, UNIT_COUNT(tests), argc, argv);
+}
