@@ -546,12 +546,13 @@ static int read_file(byp_load_ctx_t *c, byp_config_t *cfg, const bool env_set[OP
         for (int j = 0; j < OPT_COUNT; j++)
             if (opts[j].key[0] && strcmp(opts[j].key, name) == 0)
                 id = j;
+        int rc;
         if (id >= 0)
-            apply_file(c, cfg, &opts[id], s, env_set[id]);
+            rc = apply_file(c, cfg, &opts[id], s, env_set[id]);
         else if (strcmp(name, "dpdk_args") == 0)
-            read_dpdk_args(c, cfg, s);
+            rc = read_dpdk_args(c, cfg, s);
         else if (strcmp(name, "rules") == 0)
-            read_rules(c, cfg, s);
+            rc = read_rules(c, cfg, s);
         else {
             const char *keys[OPT_COUNT + 2];
             char known[512];
@@ -561,12 +562,12 @@ static int read_file(byp_load_ctx_t *c, byp_config_t *cfg, const bool env_set[OP
             keys[OPT_COUNT + 1] = list_keys[1];
             const char *near = byp_closest_name(name, keys, OPT_COUNT + 2);
             known_names(false, known, sizeof known);
-            byp_load_fail(c, -EINVAL, "%s:%d: unknown key \"%s\"%s%s%s; known keys: %s",
-                          byp_setting_file(c, s), config_setting_source_line(s), name,
-                          near ? " (did you mean \"" : "", near ? near : "",
-                          near ? "\"?)" : "", known);
+            rc = byp_load_fail(c, -EINVAL, "%s:%d: unknown key \"%s\"%s%s%s; known keys: %s",
+                               byp_setting_file(c, s), config_setting_source_line(s), name,
+                               near ? " (did you mean \"" : "", near ? near : "",
+                               near ? "\"?)" : "", known);
         }
-        if (c->rc != 0)
+        if (rc < 0)     /* the file's first error; one from the environment does not stop us */
             break;
     }
     config_destroy(&lc);

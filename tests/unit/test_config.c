@@ -594,13 +594,17 @@ UNIT_TEST(env_unknown_variable)
 
 UNIT_TEST(bad_env_keeps_file_value)
 {
-    char *path = write_file("app.conf", "spin_usec = 50;\n");
+    char *path = write_file("app.conf", "spin_usec = 50;\nprogress_usec = 60;\n"
+                                        "interface = \"eth3\";\n");
     char *envp[] = { env_kv("BYPASS_CONFIG", path), "BYPASS_SPIN_USEC=abc", NULL };
     byp_config_t cfg;
     char err[BYP_CONFIG_ERR_MAX];
     CHECK_INT(load(&cfg, "prog", envp, err), ==, -EINVAL);
     CHECK_STR_HAS(err, "BYPASS_SPIN_USEC=\"abc\"");
+    /* The whole file is still read. */
     CHECK_INT(cfg.spin_usec, ==, 50);
+    CHECK_INT(cfg.progress_usec, ==, 60);
+    CHECK_STR_EQ(cfg.interface, "eth3");
     byp_config_free(&cfg);
 }
 
