@@ -17,18 +17,14 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-LIB = REPO / "build" / "libbypass.so"
+# BYPASS_TEST_LIB runs the suite against another build of the library.
+LIB = Path(os.environ.get("BYPASS_TEST_LIB") or REPO / "build" / "libbypass.so").resolve()
 PYTHON = "/usr/bin/python3"  # Debian's python3, whatever is first on PATH
 LOOPBACK = "127.0.0.1"
 
-# Variables the library reads; scrubbed from every child's environment so the
-# developer's shell cannot change a test's result.
-BYPASS_VARS = ("BYPASS_CONFIG", "BYPASS_SPIN_USEC", "BYPASS_LOG", "BYPASS_DISABLE",
-               "BYPASS_STRICT", "BYPASS_INTERFACE", "BYPASS_BACKEND")
-
-
 def base_env(extra=None):
-    """The environment for a child: ours, minus LD_PRELOAD and BYPASS_*, plus @extra."""
+    """The environment for a child: ours, minus LD_PRELOAD and every BYPASS_*
+    variable (so the developer's shell cannot change a result), plus @extra."""
     env = {k: v for k, v in os.environ.items()
            if k != "LD_PRELOAD" and not k.startswith("BYPASS_")}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
@@ -58,7 +54,8 @@ def run(cmd, preload, env=None, timeout=60, input=None, cwd=None, check=False):
     e = preload_env(env) if preload else base_env(env)
     if preload and not LIB.is_file():
         pytest.fail("%s is missing" % LIB, pytrace=False)
-    cp = subprocess.run(cmd, env=e, input=input, cwd=cwd, timeout=timeout,
+    stdin = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
+    cp = subprocess.run(cmd, env=e, cwd=cwd, timeout=timeout, **stdin,
                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if check and cp.returncode != 0:
         pytest.fail("%s exited %d (preload=%s)\nstdout:\n%s\nstderr:\n%s"
@@ -104,6 +101,32 @@ def wait_port(port, proc=None, timeout=15.0, host=LOOPBACK):
                 pytrace=False)
 
 
+def udp_bound(port):
+    """True when a UDP socket is bound to 127.0.0.1:port or *:port (from /proc/net/udp)."""
+    with open("/proc/net/udp") as f:
+        for line in f.readlines()[1:]:
+            local = line.split()[1]
+            addr, hexport = local.split(":")
+            if int(hexport, 16) == port and addr in ("0100007F", "00000000"):
+                return True
+    return False
+
+
+def wait_udp_port(port, proc=None, timeout=15.0):
+    """Wait until a UDP socket is bound to @port; fails early if @proc exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail("server %s exited with %s before binding udp %d\n"
+                        "stdout:\n%s\nstderr:\n%s"
+                        % (proc.args, proc.returncode, port, out, err), pytrace=False)
+        if udp_bound(port):
+            return
+        time.sleep(0.05)
+    pytest.fail("nothing bound to udp port %d after %.0fs" % (port, timeout), pytrace=False)
+
+
 def stop_pid(proc, timeout=5.0):
     """Stop one process we started: SIGTERM, then SIGKILL. Never by name."""
     if proc.poll() is not None:
@@ -124,14 +147,18 @@ class Servers:
     def __init__(self):
         self.procs = []
 
-    def start(self, cmd, port, preload, env=None, cwd=None, timeout=15.0):
+    def start(self, cmd, port, preload, env=None, cwd=None, timeout=15.0, udp=False):
+        """Start @cmd and wait until it listens on TCP (or binds UDP) @port."""
         e = preload_env(env) if preload else base_env(env)
         if preload and not LIB.is_file():
             pytest.fail("%s is missing" % LIB, pytrace=False)
         proc = subprocess.Popen(cmd, env=e, cwd=cwd, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.procs.append(proc)
-        wait_port(port, proc, timeout)
+        if udp:
+            wait_udp_port(port, proc, timeout)
+        else:
+            wait_port(port, proc, timeout)
         return proc
 
     def stop(self, proc):
