@@ -6,6 +6,7 @@
  * when the port is closed.  It refuses an interface that already has an XDP program, so
  * there is one accelerated process per interface queue. */
 #include <errno.h>
+#include <stdarg.h>
 #include <linux/capability.h>
 #include <net/if.h>
 #include <stdio.h>
@@ -36,6 +37,26 @@ static int have_cap(int cap)
     return (data[cap / 32].effective >> (cap % 32)) & 1;
 }
 
+/* libbpf (used by the PMD and by steer.c) prints to stderr by default: route it to our
+ * log.  This is process-wide libbpf state; a host program that uses libbpf itself would
+ * see its messages in our log from then on. */
+static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+    int lvl = level == LIBBPF_WARN ? BYP_LOG_WARN :
+              level == LIBBPF_INFO ? BYP_LOG_INFO : BYP_LOG_DEBUG;
+    char msg[512];
+    size_t n;
+
+    if (lvl > byp_log_level)
+        return 0;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    n = strlen(msg);
+    while (n > 0 && msg[n - 1] == '\n')
+        msg[--n] = '\0';
+    byp_log(lvl, "libbpf: %s", msg);
+    return 0;
+}
+
 /* Everything that can be checked before DPDK starts, in the order a user would fix it. */
 static int af_xdp_devargs(const struct byp_nic_conf *conf, char *buf, size_t len)
 {
@@ -44,6 +65,7 @@ static int af_xdp_devargs(const struct byp_nic_conf *conf, char *buf, size_t len
     uint32_t prog_id = 0;
     int n;
 
+    libbpf_set_print(libbpf_print);
     if (ifindex == 0) {
         byp_err("af_xdp: no interface \"%s\" in this network namespace", conf->ifname);
         return -ENODEV;

@@ -8,6 +8,8 @@
  * - it keeps files in /var/run/dpdk and hugepage files shared between processes:
  *   --in-memory (or --no-shconf with --no-huge) and a per-process --file-prefix;
  * - it scans the PCI bus and starts a telemetry socket: --no-pci, --no-telemetry;
+ * - it picks physical addresses (IOVA as PA, reading /proc/self/pagemap) when it runs as
+ *   root: --iova-mode=va, which af_xdp and the vdevs need no more than;
  * - it fails hard without free hugepages: we look first and fall back to --no-huge;
  * - a device that fails its probe during rte_eal_init leaves the EAL half started and
  *   rte_eal_init cannot be called again: no --vdev here, devices are hot-plugged later
@@ -158,6 +160,7 @@ int byp_eal_start(int nb_extra, char *const *extra, int force_no_huge)
     argv[argc++] = prefix;
     argv[argc++] = "--no-pci";
     argv[argc++] = "--no-telemetry";
+    argv[argc++] = "--iova-mode=va";
     argv[argc++] = loglevel;
 
     huge_mb = huge_free_mb();

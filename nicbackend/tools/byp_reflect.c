@@ -5,7 +5,8 @@
  * addresses and UDP ports swapped (checksums are unchanged by a swap).  A kernel UDP client
  * on the other side measures the round trip (byp-udp-pingpong).
  *
- *   byp-reflect -i IFACE -p PORT [-t SECONDS] [--no-huge] [--fix-csum] [--prog FILE] [-v]
+ *   byp-reflect -i IFACE -p PORT [-t SECONDS] [--no-huge] [--fix-csum] [--prog FILE]
+ *               [--eal ARG]... [-v]
  *
  * Prints start-up facts (EAL time, memory mode, CPU affinity before and after, kernel view
  * of the interface), "ready" when packets can flow, and counters at the end (after
@@ -98,7 +99,7 @@ static double now_s(void)
 static void usage(void)
 {
     fprintf(stderr, "usage: byp-reflect -i IFACE -p PORT [-t SECONDS] [--no-huge] "
-                    "[--fix-csum] [--prog FILE] [-v]\n");
+                    "[--fix-csum] [--prog FILE] [--eal ARG]... [-v]\n");
 }
 
 int main(int argc, char **argv)
@@ -111,6 +112,7 @@ int main(int argc, char **argv)
         { "fix-csum", no_argument, NULL, 'C' },
         { "prog", required_argument, NULL, 'P' },
         { "verbose", no_argument, NULL, 'v' },
+        { "eal", required_argument, NULL, 'E' },
         { NULL, 0, NULL, 0 },
     };
     struct byp_nic_conf conf = { 0 };
@@ -123,6 +125,8 @@ int main(int argc, char **argv)
     int port = 0, fix_csum = 0, c, ret;
     uint16_t port_be;
     const struct byp_eal_info *ei;
+    char *eal_args[16];
+    int nb_eal = 0;
 
     byp_log_level = BYP_LOG_WARN;
     while ((c = getopt_long(argc, argv, "i:p:t:v", opts, NULL)) != -1) {
@@ -134,6 +138,10 @@ int main(int argc, char **argv)
         case 'C': fix_csum = 1; break;
         case 'P': conf.xdp_prog = optarg; break;
         case 'v': byp_log_level = BYP_LOG_INFO; break;
+        case 'E':
+            if (nb_eal < 16)
+                eal_args[nb_eal++] = optarg;
+            break;
         default: usage(); return 2;
         }
     }
@@ -141,15 +149,15 @@ int main(int argc, char **argv)
         usage();
         return 2;
     }
+    conf.nb_eal_args = nb_eal;
+    conf.eal_args = eal_args;
     port_be = htons((uint16_t)port);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
 
     ret = byp_kstate_get_if(conf.ifname, &kif);
-    if (ret < 0) {
-        fprintf(stderr, "byp-reflect: %s: %s\n", conf.ifname, strerror(-ret));
-        return 1;
-    }
+    if (ret < 0)
+        fprintf(stderr, "byp-reflect: kernel state of %s: %s\n", conf.ifname, strerror(-ret));
     inet_ntop(AF_INET, &kif.addr, ip, sizeof(ip));
     printf("kernel: %s ifindex %u mac %02x:%02x:%02x:%02x:%02x:%02x mtu %u %s/%u %s\n",
            conf.ifname, kif.ifindex, kif.mac[0], kif.mac[1], kif.mac[2], kif.mac[3],
