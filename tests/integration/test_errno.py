@@ -21,13 +21,17 @@ EXPECTED_LINES = [
     ("recv(NULL buf)", "-1", "EFAULT"),
     ("recv(ok)", "5", "unchanged"),
     ("send(after RST)", "-1", "EPIPE"),
+    ("recv(EINTR, no restart)", "-1", "EINTR"),
+    ("recv(SA_RESTART, restarted)", "5", "unchanged"),
+    ("recv(SA_RESTART, RCVTIMEO)", "-1", "EINTR"),
+    ("epoll_wait(SA_RESTART)", "-1", "EINTR"),
 ]
 
 
 @pytest.fixture(scope="module")
 def errno_check(tmp_path_factory):
     exe = tmp_path_factory.mktemp("errno") / "errno_check"
-    subprocess.run(["gcc", "-O1", "-Wall", "-o", str(exe), str(SRC)], check=True)
+    subprocess.run(["gcc", "-O1", "-Wall", "-pthread", "-o", str(exe), str(SRC)], check=True)
     return str(exe)
 
 

@@ -129,6 +129,20 @@ class Proc:
                 % (self.name, self.pid, self.popen.returncode, self.out()[-4000:],
                    self.err()[-4000:]))
 
+    def wait_ready(self, word="ready", timeout=30.0):
+        """Waits until a line of the program's stdout or stderr starts with @word."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.out() + self.err()
+            if any(l.startswith(word) for l in text.splitlines()):
+                return
+            if self.poll() is not None:
+                pytest.fail("%s exited before it was ready\n%s" % (self.name, self.describe()),
+                            pytrace=False)
+            time.sleep(0.05)
+        pytest.fail("%s not ready after %.0fs\n%s" % (self.name, timeout, self.describe()),
+                    pytrace=False)
+
     def stop(self, timeout=10.0):
         """SIGTERM, then SIGKILL; by pid only.  Returns the exit status."""
         if self.popen.poll() is None:

@@ -9,11 +9,13 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
+#include <sys/time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -26,7 +28,7 @@ static const char *ename(int e)
     E(EBADF) E(ENOTSOCK) E(ECONNREFUSED) E(ENOPROTOOPT) E(EINVAL) E(EADDRINUSE)
     E(EAFNOSUPPORT) E(EEXIST) E(ENOENT) E(EFAULT) E(ENOTCONN) E(EPIPE) E(EAGAIN)
     E(EOPNOTSUPP) E(EISCONN) E(EALREADY) E(EINPROGRESS) E(EPROTONOSUPPORT)
-    E(EDESTADDRREQ) E(ESPIPE) E(EPERM)
+    E(EDESTADDRREQ) E(ESPIPE) E(EPERM) E(EINTR)
 #undef E
     case 0: return "0";
     case SENTINEL: return "unchanged";
@@ -64,6 +66,75 @@ static int listener(int *port)
     getsockname(s, (struct sockaddr *)&a, &len);
     *port = ntohs(a.sin_port);
     return s;
+}
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+}
+
+/* Arm SIGALRM in @ms milliseconds with or without SA_RESTART. */
+static void alarm_in(int ms, int restart)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_alarm;
+    sa.sa_flags = restart ? SA_RESTART : 0;
+    sigaction(SIGALRM, &sa, NULL);
+    struct itimerval it = {.it_value = {.tv_sec = 0, .tv_usec = ms * 1000}};
+    setitimer(ITIMER_REAL, &it, NULL);
+}
+
+/* Thread: after 150 ms, send 5 bytes on the fd it is given. */
+static void *late_sender(void *arg)
+{
+    usleep(150000);
+    send(*(int *)arg, "later", 5, 0);
+    return NULL;
+}
+
+/* Signal interruption: which calls fail with EINTR and which are restarted
+ * (signal(7)): a wrapper that loops or spins must keep the kernel's answer. */
+static void check_eintr(int lst, struct sockaddr_in *here)
+{
+    char buf[16];
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    connect(c, (struct sockaddr *)here, sizeof *here);
+    int a = accept(lst, NULL, NULL);
+    struct pollfd pfd = {.fd = c, .events = POLLIN};
+    int ep = epoll_create1(0);
+    epoll_ctl(ep, EPOLL_CTL_ADD, c, &(struct epoll_event){.events = EPOLLIN});
+    struct epoll_event ev;
+    fd_set rd;
+
+    alarm_in(50, 0);
+    CHECK("recv(EINTR, no restart)", recv(c, buf, sizeof buf, 0));
+    alarm_in(50, 0);
+    CHECK("accept(EINTR, no restart)", accept(lst, NULL, NULL));
+
+    pthread_t th;
+    pthread_create(&th, NULL, late_sender, &a);
+    alarm_in(50, 1);
+    CHECK("recv(SA_RESTART, restarted)", recv(c, buf, sizeof buf, 0));
+    pthread_join(th, NULL);
+
+    struct timeval tv = {.tv_sec = 0, .tv_usec = 400000};
+    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    alarm_in(50, 1);
+    CHECK("recv(SA_RESTART, RCVTIMEO)", recv(c, buf, sizeof buf, 0));
+    CHECK("recv(RCVTIMEO expires)", recv(c, buf, sizeof buf, 0));
+    alarm_in(50, 1);
+    CHECK("poll(SA_RESTART)", poll(&pfd, 1, 2000));
+    alarm_in(50, 1);
+    CHECK("epoll_wait(SA_RESTART)", epoll_wait(ep, &ev, 1, 2000));
+    FD_ZERO(&rd);
+    FD_SET(c, &rd);
+    alarm_in(50, 1);
+    CHECK("select(SA_RESTART)", select(c + 1, &rd, NULL, NULL, &(struct timeval){2, 0}));
+    signal(SIGALRM, SIG_IGN);
+    close(ep);
+    close(a);
+    close(c);
 }
 
 int main(void)
@@ -159,6 +230,8 @@ int main(void)
     CHECK("send(after RST)", send(c, "x", 1, MSG_NOSIGNAL));
     CHECK("write(after RST)", write(c, "x", 1));
     close(c);
+
+    check_eintr(lst, &here);
 
     /* success leaves the caller's errno alone */
     errno = SENTINEL;

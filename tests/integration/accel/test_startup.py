@@ -1,0 +1,63 @@
+"""Issue 3, test 7: when the accelerated path cannot start, the program runs on the kernel
+after one clear message (or exits 1 with BYPASS_STRICT=1)."""
+
+from .conftest import bypass_lines, write_conf
+
+PORT = 6379
+
+
+def redis_argv(net):
+    return ["redis-server", "--port", PORT, "--bind", "0.0.0.0", "--save", "",
+            "--appendonly", "no", "--protected-mode", "no", "--dir", net.dir,
+            "--loglevel", "warning"]
+
+
+def serves_from_client_ns(net):
+    cp = net.run("client", ["redis-cli", "-h", net.srv_ip, "-p", PORT],
+                 input="SET fallback works\nGET fallback\nPING\n", timeout=30, check=True)
+    assert cp.stdout.split() == ["OK", "works", "PONG"], cp.stdout
+
+
+def one_message_naming(err, what):
+    lines = bypass_lines(err)
+    assert len(lines) == 1, "want exactly one bypass: line naming %s, got:\n%s" % (what, err)
+    assert what in lines[0], lines[0]
+    others = [l for l in err.splitlines() if l.strip() and not l.startswith("bypass:")]
+    assert others == [], "stderr has more than the library's message:\n%s" % err
+
+
+def test_missing_interface_falls_back_to_kernel(netpair):
+    net = netpair(accel=())
+    conf = write_conf(net.dir / "nosuch.conf", "nosuch0", [("tcp", PORT)])
+    srv = net.spawn("server", redis_argv(net), name="redis", conf=conf)
+    net.wait_port(PORT, srv)
+    serves_from_client_ns(net)
+    assert srv.poll() is None, srv.describe()
+    assert srv.stop() == 0, srv.describe()
+    one_message_naming(srv.err(), "nosuch0")
+
+
+def test_missing_interface_strict_exits_1(netpair):
+    net = netpair(accel=())
+    conf = write_conf(net.dir / "nosuch.conf", "nosuch0", [("tcp", PORT)])
+    cp = net.run("server", redis_argv(net), conf=conf, env={"BYPASS_STRICT": "1"},
+                 timeout=30)
+    assert cp.returncode == 1, "exit %d\n%s" % (cp.returncode, cp.stderr)
+    assert any("nosuch0" in l for l in bypass_lines(cp.stderr)), cp.stderr
+    assert cp.stdout.count("bypass:") == 0, "the library printed on stdout"
+
+
+def test_xdp_already_attached_falls_back_to_kernel(netpair):
+    """bypv0 already has an XDP program (the pass program): the af_xdp port is refused;
+    the program serves through the kernel and the other program stays attached."""
+    net = netpair(accel=())  # pass programs on both ends
+    conf = write_conf(net.dir / "busy.conf", "bypv0", [("tcp", PORT)])
+    srv = net.spawn("server", redis_argv(net), name="redis", conf=conf)
+    net.wait_port(PORT, srv)
+    before = net.tcp_segs("server")
+    serves_from_client_ns(net)
+    assert net.tcp_segs("server") - before >= 6, "the kernel did not serve the fallback"
+    assert srv.stop() == 0, srv.describe()
+    one_message_naming(srv.err(), "bypv0")
+    link = net.run("server", ["ip", "link", "show", "bypv0"], check=True).stdout
+    assert "byp_pass" in link, "the library detached a program it does not own:\n" + link
