@@ -16,10 +16,10 @@
 
 /* The configuration in force (defaults, file, environment).  After a config error it holds
  * no rules, so every socket stays on the kernel. */
-extern byp_config_t byp_cfg;
+extern BYP_SHARED byp_config_t byp_cfg;
 
 /* Nonzero once byp_init has finished. */
-extern int byp_ready;
+extern BYP_SHARED int byp_ready;
 
 /* Initialise the library once: resolve libc, read the configuration, map the fd table.
  * Runs from the constructor; safe to call from any wrapper that needs the state earlier

@@ -60,6 +60,15 @@ void byp_fd_set_kernel(int fd, int kind)
 
 void byp_fd_clear(int fd)
 {
+    byp_fd_t *e = byp_fd_get(fd);
+    if (e == NULL)
+        return;
+    const byp_fd_ops_t *ops = e->ops;
+    if (ops != NULL && ops->release != NULL) {
+        int saved = errno;
+        ops->release(fd);
+        errno = saved;
+    }
     byp_fd_set_kernel(fd, BYP_FD_UNKNOWN);
 }
 
@@ -74,6 +83,8 @@ void byp_fd_copy(int oldfd, int newfd)
     }
     if ((unsigned int)newfd >= __atomic_load_n(&byp_fdtab_hwm, __ATOMIC_RELAXED))
         raise_hwm((unsigned int)newfd + 1);
+    if (o->ops != NULL && o->ops->ref != NULL)
+        o->ops->ref(o->obj);
     n->obj = o->obj;
     n->kind = o->kind;
     __atomic_store_n(&n->ops, o->ops, __ATOMIC_RELEASE);
@@ -99,5 +110,14 @@ void byp_fd_clear_range(unsigned int first, unsigned int last)
     if (last < end)
         end = last + 1;
     for (unsigned int fd = first; fd < end; fd++)
-        byp_fd_clear((int)fd);
+        if (byp_fdtab[fd].kind != BYP_FD_UNKNOWN)
+            byp_fd_clear((int)fd);
+}
+
+void byp_fd_detach_all(void)
+{
+    unsigned int end = __atomic_load_n(&byp_fdtab_hwm, __ATOMIC_RELAXED);
+    for (unsigned int fd = 0; fd < end; fd++)
+        if (byp_fdtab[fd].ops != NULL)
+            byp_fd_set_kernel((int)fd, BYP_FD_KERNEL);
 }

@@ -27,6 +27,23 @@ enum byp_fd_kind {
 typedef struct byp_fd_ops {
 #define BYP_FDCALL(ret, name, params, args) ret(*name) params;
 #include "libc_syms.def"
+    /* Calls that have no fd as first argument or no libc counterpart: */
+    int (*accept4)(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+    /* The fd stops referring to its object (close, dup2 onto it, close_range): protocol
+     * close when it was the last reference.  The caller then closes the kernel fd. */
+    void (*release)(int fd);
+    /* A new fd refers to the object too (dup, dup2, F_DUPFD). */
+    void (*ref)(void *obj);
+    int (*fcntl)(int fd, int cmd, void *arg);
+    int (*ioctl)(int fd, unsigned long req, void *arg);
+    /* Readiness as poll(2) bits (POLLIN, POLLOUT, POLLRDHUP, POLLHUP, POLLERR). */
+    uint32_t (*readiness)(int fd);
+    /* Bumped on every new event of the fd (data in, room to send, state change): an
+     * edge-triggered epoll reports an fd whose counter moved since it last reported it. */
+    uint64_t (*event_gen)(int fd);
+    /* A kernel fd that must be watched beside the stack (an accelerated listener's own
+     * kernel socket, which accepts connections arriving another way), or -1. */
+    int (*kernel_fd)(int fd);
 } byp_fd_ops_t;
 
 typedef struct byp_fd {
@@ -35,12 +52,12 @@ typedef struct byp_fd {
     uint8_t kind;               /* enum byp_fd_kind */
 } byp_fd_t;
 
-extern byp_fd_t *byp_fdtab;
-extern unsigned int byp_fdtab_size;
-extern unsigned int byp_fdtab_hwm;      /* one past the highest entry ever written */
+extern BYP_SHARED byp_fd_t *byp_fdtab;
+extern BYP_SHARED unsigned int byp_fdtab_size;
+extern BYP_SHARED unsigned int byp_fdtab_hwm;      /* one past the highest entry ever written */
 
 /* Map the table.  Returns 0 or -errno; without a table every fd is a plain kernel fd. */
-int byp_fdtab_init(void);
+BYP_SHARED int byp_fdtab_init(void);
 
 /* The entry for @fd, or NULL when out of the table. */
 static inline byp_fd_t *byp_fd_get(int fd)
@@ -59,19 +76,23 @@ static inline const byp_fd_ops_t *byp_fd_ops(int fd)
 }
 
 /* Record a freshly created kernel fd of @kind (no ops). */
-void byp_fd_set_kernel(int fd, int kind);
+BYP_SHARED void byp_fd_set_kernel(int fd, int kind);
 
-/* Forget @fd (before it is closed, so its number cannot be reused under us). */
-void byp_fd_clear(int fd);
+/* In a forked child: every accelerated fd becomes the plain kernel socket it is underneath,
+ * so that nothing in the child touches the parent's stack, rings or steering map. */
+BYP_SHARED void byp_fd_detach_all(void);
+
+/* Forget @fd, releasing its object if it has one (before it is closed, so its number cannot be reused under us). */
+BYP_SHARED void byp_fd_clear(int fd);
 
 /* Forget every fd in [@first, @last] (close_range, closefrom); only the part of the table
  * ever written is walked. */
-void byp_fd_clear_range(unsigned int first, unsigned int last);
+BYP_SHARED void byp_fd_clear_range(unsigned int first, unsigned int last);
 
 /* Make @newfd describe the same thing as @oldfd (dup, dup2, dup3, F_DUPFD). */
-void byp_fd_copy(int oldfd, int newfd);
+BYP_SHARED void byp_fd_copy(int oldfd, int newfd);
 
 /* The kind for a socket(@domain, @type) just created. */
-int byp_fd_kind_for_socket(int domain, int type);
+BYP_SHARED int byp_fd_kind_for_socket(int domain, int type);
 
 #endif

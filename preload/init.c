@@ -1,12 +1,13 @@
 #include "byp.h"
+#include "engine.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 
 extern char **environ;
 
-byp_config_t byp_cfg;
-int byp_ready;
+BYP_SHARED byp_config_t byp_cfg;
+BYP_SHARED int byp_ready;
 
 /* 0: not started, 1: running, 2: done. */
 static int init_state;
@@ -16,7 +17,14 @@ static int init_state;
 
 void byp_after_fork_child(void)
 {
-    /* Nothing accelerated exists yet; the stack's fork rules hook in here. */
+    /* The stack, its rings and its steering map are the parent's: the child keeps only the
+     * kernel sockets underneath its accelerated fds, and never starts an engine of its own
+     * on the parent's interface queue. */
+    if (byp_engine != NULL) {
+        byp_fd_detach_all();
+        __atomic_store_n(&byp_engine, NULL, __ATOMIC_RELEASE);
+        byp_engine_forked = 1;
+    }
 }
 
 /* Read the configuration and report a problem once.  Returns false when the library must

@@ -4,8 +4,8 @@
 
 #include "log.h"
 
-#define BYP_FDCALL(ret, name, params, args) ret(*byp_real_##name) params;
-#define BYP_SYM(ret, name, params, args) ret(*byp_real_##name) params;
+#define BYP_FDCALL(ret, name, params, args) BYP_SHARED ret(*byp_real_##name) params;
+#define BYP_SYM(ret, name, params, args) BYP_SHARED ret(*byp_real_##name) params;
 #include "libc_syms.def"
 
 /* A symbol this libc lacks (close_range on an old glibc, say) resolves to this, which fails

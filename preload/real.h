@@ -7,15 +7,15 @@
 
 #include "sysheaders.h"
 
-#define BYP_FDCALL(ret, name, params, args) extern ret(*byp_real_##name) params;
-#define BYP_SYM(ret, name, params, args) extern ret(*byp_real_##name) params;
+#define BYP_FDCALL(ret, name, params, args) extern BYP_SHARED ret(*byp_real_##name) params;
+#define BYP_SYM(ret, name, params, args) extern BYP_SHARED ret(*byp_real_##name) params;
 #include "libc_syms.def"
 
 /* Look up @name with dlsym(RTLD_NEXT); never returns NULL for a symbol libc has. */
-void *byp_real_lookup(const char *name);
+BYP_SHARED void *byp_real_lookup(const char *name);
 
 /* Resolve every pointer at once (called from the library's initialiser). */
-void byp_real_resolve_all(void);
+BYP_SHARED void byp_real_resolve_all(void);
 
 /* Return the pointer in @slot, looking @name up first when it is still empty. */
 static inline void *byp_real_get(void **slot, const char *name)

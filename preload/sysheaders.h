@@ -19,4 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Shared between libbypass.so and the engine it loads (libbypass-engine.so): exported with a
+ * byp_ prefix, never part of the program-facing API. */
+#define BYP_SHARED __attribute__((visibility("default")))
+
 #endif

@@ -82,8 +82,18 @@ BYP_EXPORT int dup(int fd)
     return nfd;
 }
 
+/* dup2/dup3 onto an accelerated fd closes it: release its object first, while the fd
+ * number still holds its kernel socket. */
+static void release_target(int fd, int fd2)
+{
+    /* Only when @fd is valid: dup2 fails without touching @fd2 otherwise. */
+    if (fd != fd2 && byp_fd_ops(fd2) != NULL && BYP_REAL(fcntl)(fd, F_GETFD) >= 0)
+        byp_fd_clear(fd2);
+}
+
 BYP_EXPORT int dup2(int fd, int fd2)
 {
+    release_target(fd, fd2);
     int rc = BYP_REAL(dup2)(fd, fd2);
     if (rc >= 0 && fd != fd2)
         byp_fd_copy(fd, rc);
@@ -92,6 +102,7 @@ BYP_EXPORT int dup2(int fd, int fd2)
 
 BYP_EXPORT int dup3(int fd, int fd2, int flags)
 {
+    release_target(fd, fd2);
     int rc = BYP_REAL(dup3)(fd, fd2, flags);
     if (rc >= 0)
         byp_fd_copy(fd, rc);

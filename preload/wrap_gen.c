@@ -11,4 +11,5 @@
             return BYP_REAL(name) args;                                                     \
         return ops->name args;                                                              \
     }
+#define BYP_FDHOOK(ret, name, params, args)
 #include "libc_syms.def"

@@ -1,0 +1,72 @@
+/* The boundary between libbypass.so (this folder: interposition, fd table, config) and
+ * libbypass-engine.so (lwIP over DPDK: stack/, nicbackend/, the accelerated fd kinds).
+ *
+ * The engine is a separate library loaded with dlopen on the first socket a rule
+ * accelerates, so that a program that never accelerates anything (a shell, a helper started
+ * under LD_PRELOAD) never loads DPDK: linking it costs ~4 ms per process start here.
+ * The engine links against the byp_* symbols libbypass.so exports (the fd table, the
+ * byp_real_* pointers, the configuration, the wait helpers below). */
+#ifndef BYP_ENGINE_H
+#define BYP_ENGINE_H
+
+#include <netinet/in.h>
+
+#include "sysheaders.h"
+
+#define BYP_ENGINE_ABI 1
+/* Name of the engine library, looked up next to libbypass.so, then by the loader's path;
+ * BYPASS_ENGINE overrides (a path). */
+#define BYP_ENGINE_SONAME "libbypass-engine.so"
+/* The engine's one exported symbol: const struct byp_engine *byp_engine_entry(void). */
+#define BYP_ENGINE_ENTRY "byp_engine_entry"
+
+/* Returned by the take-over calls when the engine declines a socket (no route through the
+ * accelerated interface, say): the caller carries on with the kernel socket as it is. */
+#define BYP_ENGINE_DECLINE 1
+
+struct byp_engine {
+    int abi;                    /* BYP_ENGINE_ABI */
+    /* Bring the accelerated path up: DPDK, the NIC, lwIP, the progress thread.  Called once;
+     * 0, or -errno after logging the cause. */
+    int (*start)(void);
+    /* Make the kernel TCP socket @fd, bound to @local, an accelerated listener (the kernel
+     * socket listens too, as the second path).  0 when done (the fd has the accelerated
+     * TCP ops); BYP_ENGINE_DECLINE; or -errno as listen() would fail. */
+    int (*tcp_listen)(int fd, const struct sockaddr_in *local, int backlog);
+    /* Connect the kernel TCP socket @fd to @remote through the stack.  0 (connected),
+     * -EINPROGRESS (non-blocking), -errno as connect() would fail, or BYP_ENGINE_DECLINE. */
+    int (*tcp_connect)(int fd, const struct sockaddr_in *remote);
+    /* Run the stack once (rx burst, timers, tx); returns how many events it produced. */
+    int (*progress)(void);
+    /* An eventfd that turns readable when an accelerated socket's readiness changed while
+     * a thread sleeps in byp_wait; -1 before start. */
+    int wake_fd;
+};
+
+/* Threads sleeping in byp_wait (wait.c); the engine writes wake_fd only when nonzero. */
+extern BYP_SHARED int byp_sleepers;
+
+/* The engine once started, else NULL. */
+extern BYP_SHARED const struct byp_engine *byp_engine;
+
+/* Set in a forked child of a process that had the engine: it must not start another. */
+extern BYP_SHARED int byp_engine_forked;
+
+/* Load and start the engine (once per process; a failure is final and logged once, and
+ * under BYPASS_STRICT=1 ends the program).  0 or -errno. */
+BYP_SHARED int byp_engine_get(void);
+
+/* ---- waiting (wait.c) ---------------------------------------------------------------- */
+
+/* A condition checked by byp_wait with the engine polled in between: return nonzero when
+ * the wait is over. */
+typedef int (*byp_wait_cond_t)(void *arg);
+
+/* Wait until @cond(@arg) holds, or @timeout_ms passes (-1: forever), busy-polling the stack
+ * for BYPASS_SPIN_USEC and then sleeping on the engine's wake fd plus the optional kernel
+ * @pfds (poll(2) set, revents filled; may be NULL).  Returns 1 when @cond holds, 2 when a
+ * kernel fd in @pfds is ready, 0 on timeout, -EINTR when a signal interrupted the sleep. */
+BYP_SHARED int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfds,
+                        nfds_t npfds);
+
+#endif

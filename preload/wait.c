@@ -1,0 +1,118 @@
+/* Blocking the BYPASS_SPIN_USEC way: busy-poll the stack (and, every few rounds, the kernel
+ * fds) until the condition holds; then sleep in poll(2) on the engine's wake eventfd and the
+ * kernel fds, with the progress thread doing the stack's work and waking us. */
+#include <stdlib.h>
+
+#include "byp.h"
+#include "engine.h"
+
+/* Threads sleeping in byp_wait: the progress thread writes the wake fd only when nonzero. */
+BYP_SHARED int byp_sleepers;
+
+/* Longest single sleep: a wake-up lost to a race costs at most this. */
+#define BYP_WAIT_SLICE_MS 100
+/* Check the kernel fds once every this many spin rounds (a poll(2) system call each). */
+#define BYP_KERNEL_POLL_RATIO 32
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int kernel_ready(struct pollfd *pfds, nfds_t n)
+{
+    if (n == 0)
+        return 0;
+    int saved = errno;
+    int rc = BYP_REAL(poll)(pfds, n, 0);
+    errno = saved;
+    return rc > 0;
+}
+
+int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfds, nfds_t npfds)
+{
+    const struct byp_engine *eng = byp_engine;
+    int64_t start = now_ns();
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : start + (int64_t)timeout_ms * 1000000;
+    long spin = byp_cfg.spin_usec;
+    int64_t spin_end = spin < 0 ? INT64_MAX : start + spin * 1000;
+    if (spin_end > deadline)
+        spin_end = deadline;
+
+    for (unsigned round = 0;; round++) {
+        if (eng != NULL)
+            eng->progress();
+        if (cond(arg))
+            return 1;
+        if (round % BYP_KERNEL_POLL_RATIO == 0 && kernel_ready(pfds, npfds))
+            return 2;
+        int64_t t = now_ns();
+        if (t >= deadline)
+            return 0;
+        if (t >= spin_end)
+            break;
+    }
+
+    /* Sleep: wake fd first, then the caller's kernel fds. */
+    struct pollfd local[16];
+    nfds_t n = npfds + 1;
+    struct pollfd *set = n <= 16 ? local : malloc(n * sizeof *set);
+    if (set == NULL)
+        return -ENOMEM;
+    int result = 0;
+    for (;;) {
+        set[0] = (struct pollfd){.fd = eng ? eng->wake_fd : -1, .events = POLLIN};
+        for (nfds_t i = 0; i < npfds; i++) {
+            set[i + 1] = pfds[i];
+            set[i + 1].revents = 0;
+        }
+        __atomic_add_fetch(&byp_sleepers, 1, __ATOMIC_SEQ_CST);
+        if (cond(arg)) {
+            __atomic_sub_fetch(&byp_sleepers, 1, __ATOMIC_SEQ_CST);
+            result = 1;
+            break;
+        }
+        int64_t left = deadline - now_ns();
+        int ms = left <= 0 ? 0 : left / 1000000 > BYP_WAIT_SLICE_MS ? BYP_WAIT_SLICE_MS
+                                                                     : (int)((left + 999999) / 1000000);
+        int rc = BYP_REAL(poll)(set, n, ms);
+        int perr = errno;
+        __atomic_sub_fetch(&byp_sleepers, 1, __ATOMIC_SEQ_CST);
+        if (rc < 0 && perr == EINTR) {
+            result = -EINTR;
+            break;
+        }
+        if (rc > 0 && (set[0].revents & POLLIN)) {
+            uint64_t v;
+            int saved = errno;
+            (void)!BYP_REAL(read)(set[0].fd, &v, sizeof v);
+            errno = saved;
+        }
+        if (rc > 0 && npfds > 0) {
+            int any = 0;
+            for (nfds_t i = 0; i < npfds; i++) {
+                pfds[i].revents = set[i + 1].revents;
+                any |= pfds[i].revents != 0;
+            }
+            if (any) {
+                result = 2;
+                break;
+            }
+        }
+        if (eng != NULL)
+            eng->progress();
+        if (cond(arg)) {
+            result = 1;
+            break;
+        }
+        if (now_ns() >= deadline) {
+            result = 0;
+            break;
+        }
+    }
+    if (set != local)
+        free(set);
+    return result;
+}

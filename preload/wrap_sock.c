@@ -1,0 +1,106 @@
+/* bind, listen and connect: where the rules decide.  A kernel TCP socket whose listen()
+ * (local address) or connect() (remote address) matches an "accelerate" rule is handed to
+ * the engine; everything else, and everything the engine declines or cannot start for,
+ * stays exactly the kernel's call. */
+#include <arpa/inet.h>
+
+#include "byp.h"
+#include "engine.h"
+
+/* Whether a rule may send this kernel socket to the engine at all. */
+static int candidate(int fd, int kind)
+{
+    byp_fd_t *e = byp_fd_get(fd);
+    return e != NULL && e->kind == kind && byp_cfg.n_rules > 0 && !byp_engine_forked;
+}
+
+/* 127.0.0.0/8 always goes through the kernel. */
+static int is_loopback(in_addr_t a)
+{
+    return (ntohl(a) >> 24) == 127;
+}
+
+/* The IPv4 address in @sa (plain, or v4-mapped in an AF_INET6 address); 0 if none. */
+static int ipv4_of(const struct sockaddr *sa, socklen_t len, struct sockaddr_in *out)
+{
+    if (sa == NULL)
+        return 0;
+    if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+        *out = *(const struct sockaddr_in *)sa;
+        return 1;
+    }
+    return 0;
+}
+
+BYP_EXPORT int bind(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    const byp_fd_ops_t *ops = byp_fd_ops(fd);
+    if (byp_unlikely(ops != NULL))
+        return ops->bind(fd, addr, len);
+    return BYP_REAL(bind)(fd, addr, len);
+}
+
+/* Try to make @fd an accelerated listener.  Returns 0 (done), -errno (listen failed as the
+ * kernel would fail), or BYP_ENGINE_DECLINE (carry on on the kernel). */
+static int accel_listen(int fd, int backlog)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    struct sockaddr_in sin;
+    int saved = errno;
+    int ok = BYP_REAL(getsockname)(fd, (struct sockaddr *)&ss, &len) == 0 &&
+             ipv4_of((struct sockaddr *)&ss, len, &sin) && sin.sin_port != 0 &&
+             !is_loopback(sin.sin_addr.s_addr) &&
+             byp_rule_match(&byp_cfg, BYP_PROTO_TCP, (struct sockaddr *)&sin, sizeof sin) ==
+                 BYP_ACT_ACCELERATE;
+    errno = saved;
+    if (!ok || byp_engine_get() < 0)
+        return BYP_ENGINE_DECLINE;
+    return byp_engine->tcp_listen(fd, &sin, backlog);
+}
+
+BYP_EXPORT int listen(int fd, int backlog)
+{
+    const byp_fd_ops_t *ops = byp_fd_ops(fd);
+    if (byp_unlikely(ops != NULL))
+        return ops->listen(fd, backlog);
+    if (candidate(fd, BYP_FD_KTCP)) {
+        int rc = accel_listen(fd, backlog);
+        if (rc == 0)
+            return 0;
+        if (rc < 0) {
+            errno = -rc;
+            return -1;
+        }
+    }
+    return BYP_REAL(listen)(fd, backlog);
+}
+
+static int accel_connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    struct sockaddr_in sin;
+    if (!ipv4_of(addr, len, &sin) || is_loopback(sin.sin_addr.s_addr) ||
+        byp_rule_match(&byp_cfg, BYP_PROTO_TCP, (const struct sockaddr *)&sin, sizeof sin) !=
+            BYP_ACT_ACCELERATE)
+        return BYP_ENGINE_DECLINE;
+    if (byp_engine_get() < 0)
+        return BYP_ENGINE_DECLINE;
+    return byp_engine->tcp_connect(fd, &sin);
+}
+
+BYP_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    const byp_fd_ops_t *ops = byp_fd_ops(fd);
+    if (byp_unlikely(ops != NULL))
+        return ops->connect(fd, addr, len);
+    if (candidate(fd, BYP_FD_KTCP)) {
+        int rc = accel_connect(fd, addr, len);
+        if (rc == 0)
+            return 0;
+        if (rc < 0) {
+            errno = -rc;
+            return -1;
+        }
+    }
+    return BYP_REAL(connect)(fd, addr, len);
+}
