@@ -19,6 +19,7 @@ enum byp_fd_kind {
     BYP_FD_KTCP,            /* kernel AF_INET/AF_INET6 stream socket: a candidate */
     BYP_FD_KUDP,            /* kernel AF_INET/AF_INET6 datagram socket: a candidate */
     BYP_FD_EPOLL,           /* kernel epoll instance */
+    BYP_FD_TCP,             /* accelerated TCP socket (the engine's) */
     BYP_FD_KIND_MAX
 };
 
@@ -28,6 +29,7 @@ typedef struct byp_fd_ops {
 #define BYP_FDCALL(ret, name, params, args) ret(*name) params;
 #include "libc_syms.def"
     /* Calls that have no fd as first argument or no libc counterpart: */
+    int (*accept)(int fd, struct sockaddr *addr, socklen_t *len);
     int (*accept4)(int fd, struct sockaddr *addr, socklen_t *len, int flags);
     /* The fd stops referring to its object (close, dup2 onto it, close_range): protocol
      * close when it was the last reference.  The caller then closes the kernel fd. */

@@ -32,6 +32,9 @@ static void note_accepted(int lfd, int fd)
 
 BYP_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len)
 {
+    const byp_fd_ops_t *ops = byp_fd_ops(fd);
+    if (byp_unlikely(ops != NULL))
+        return ops->accept(fd, addr, len);
     int nfd = BYP_REAL(accept)(fd, addr, len);
     if (nfd >= 0) {
         int saved = errno;
@@ -43,6 +46,9 @@ BYP_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len)
 
 BYP_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
+    const byp_fd_ops_t *ops = byp_fd_ops(fd);
+    if (byp_unlikely(ops != NULL))
+        return ops->accept4(fd, addr, len, flags);
     int nfd = BYP_REAL(accept4)(fd, addr, len, flags);
     if (nfd >= 0)
         note_accepted(fd, nfd);
@@ -113,7 +119,8 @@ BYP_EXPORT int dup3(int fd, int fd2, int flags)
  * (the same register either way). */
 static int fcntl_common(int (*real)(int, int, ...), int fd, int cmd, void *arg)
 {
-    int rc = real(fd, cmd, arg);
+    const byp_fd_ops_t *ops = byp_fd_ops(fd);
+    int rc = byp_unlikely(ops != NULL) ? ops->fcntl(fd, cmd, arg) : real(fd, cmd, arg);
     if (rc >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC))
         byp_fd_copy(fd, rc);
     return rc;
@@ -143,5 +150,8 @@ BYP_EXPORT int ioctl(int fd, unsigned long req, ...)
     va_start(ap, req);
     void *arg = va_arg(ap, void *);
     va_end(ap);
+    const byp_fd_ops_t *ops = byp_fd_ops(fd);
+    if (byp_unlikely(ops != NULL))
+        return ops->ioctl(fd, req, arg);
     return BYP_REAL(ioctl)(fd, req, arg);
 }

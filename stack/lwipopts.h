@@ -245,4 +245,8 @@
  * size is checked at run time by the backend. */
 #define LWIP_DISABLE_TCP_SANITY_CHECKS  1
 
+/* The C library provides htons and friends; lwIP must not redefine them as macros (the
+ * engine includes both). */
+#define LWIP_DONT_PROVIDE_BYTEORDER_FUNCTIONS 1
+
 #endif /* BYP_LWIPOPTS_H */

@@ -1,0 +1,60 @@
+/* The engine's insides (libbypass-engine.so): the stack lock, the lwIP netif over the DPDK
+ * NIC, neighbours from the kernel, flow steering with reference counts, and the wake-ups of
+ * sleeping threads.  preload/engine.h is its face towards libbypass.so. */
+#ifndef BYP_STACK_ENGINE_H
+#define BYP_STACK_ENGINE_H
+
+#include <netinet/in.h>
+#include <stdint.h>
+
+#include "lwip/netif.h"
+
+struct byp_nic;
+
+/* The one lwIP interface, over the accelerated NIC. */
+extern struct netif byp_netif;
+/* Its IPv4 address and mask, network order. */
+extern in_addr_t byp_if_addr, byp_if_mask;
+
+/* Take / release the stack lock.  Releasing sends what lwIP queued for transmission and,
+ * when sockets changed readiness while threads sleep, wakes them. */
+void byp_stack_lock(void);
+void byp_stack_unlock(void);
+
+/* Called (lock held) whenever a socket's readiness changed. */
+void byp_engine_event(void);
+
+/* Run the stack once if nobody else is: rx burst, timers, neighbours.  Returns the number
+ * of packets received.  @from_app: an application thread (so the progress thread may rest). */
+int byp_engine_poll(int from_app);
+
+/* ---- netif.c ---- */
+
+/* Bring up byp_netif on @nic with the kernel interface's @mac, @mtu, @addr/@prefixlen. */
+int byp_netif_setup(struct byp_nic *nic, const uint8_t mac[6], unsigned mtu, in_addr_t addr,
+                    unsigned prefixlen);
+/* Receive one burst into lwIP (lock held).  Returns packets received. */
+int byp_netif_rx(void);
+/* Send what is queued (lock held). */
+void byp_netif_flush(void);
+/* Resolve neighbours lwIP asked for through the kernel's table (lock held). */
+void byp_neigh_poll(void);
+/* Nonzero while a neighbour lookup is pending. */
+extern int byp_neigh_pending;
+
+/* ---- steering with reference counts (engine.c) ---- */
+
+/* Steer (proto, local addr, local port) to the stack; counted, so a listener's entry lives
+ * as long as it or any connection it accepted does.  0 or -errno. */
+int byp_flow_ref(int proto, in_addr_t addr, in_port_t port);
+void byp_flow_unref(int proto, in_addr_t addr, in_port_t port);
+
+/* Whether @addr (network order) is reachable through the accelerated interface. */
+int byp_route_ok(in_addr_t addr);
+
+
+
+/* Ask the kernel to resolve neighbour @addr on @ifindex (kresolve.c).  0, -EEXIST (it has
+ * an entry already), or -errno. */
+int byp_kstate_resolve_neigh(unsigned ifindex, in_addr_t addr);
+#endif

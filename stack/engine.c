@@ -1,0 +1,278 @@
+/* The engine: brings up DPDK, the NIC and lwIP on the first accelerated socket, runs the
+ * stack under one lock, drives it from the application threads that wait on it and, when
+ * none does, from a background progress thread; wakes sleeping threads. */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+
+#include "lwip/init.h"
+#include "lwip/ip4_addr.h"
+#include "lwip/sys.h"
+#include "lwip/timeouts.h"
+
+#include "backend.h"
+#include "byp.h"
+#include "engine.h"
+#include "byp_stack.h"
+#include "fd_tcp.h"
+#include "kstate.h"
+#include "steer_ctl.h"
+
+static pthread_mutex_t stack_mutex = PTHREAD_MUTEX_INITIALIZER;
+static struct byp_nic *nic;
+static int wake_fd = -1;
+static int xsk_fd = -1;              /* the AF_XDP socket, for the progress thread to sleep on */
+static uint64_t events;              /* readiness changes, bumped under the lock */
+static uint64_t events_woken;        /* value of @events at the last wake-up */
+static int64_t last_app_poll_ns;     /* when an application thread last ran the stack */
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void byp_stack_lock(void)
+{
+    pthread_mutex_lock(&stack_mutex);
+}
+
+void byp_stack_unlock(void)
+{
+    byp_netif_flush();
+    int wake = events != events_woken && __atomic_load_n(&byp_sleepers, __ATOMIC_SEQ_CST) > 0;
+    events_woken = events;
+    pthread_mutex_unlock(&stack_mutex);
+    if (wake) {
+        uint64_t one = 1;
+        int saved = errno;
+        (void)!BYP_REAL(write)(wake_fd, &one, sizeof one);
+        errno = saved;
+    }
+}
+
+void byp_engine_event(void)
+{
+    events++;
+}
+
+static uint32_t last_timer_ms;
+
+int byp_engine_poll(int from_app)
+{
+    if (from_app)
+        __atomic_store_n(&last_app_poll_ns, now_ns(), __ATOMIC_RELAXED);
+    if (pthread_mutex_trylock(&stack_mutex) != 0)
+        return 0;   /* another thread is running the stack right now */
+    int n = byp_netif_rx();
+    uint32_t t = sys_now();
+    if (t != last_timer_ms) {
+        last_timer_ms = t;
+        sys_check_timeouts();
+        if (byp_neigh_pending)
+            byp_neigh_poll();
+        byp_tcp_reap();
+    }
+    byp_stack_unlock();
+    return n;
+}
+
+static int engine_progress(void)
+{
+    return byp_engine_poll(1);
+}
+
+/* ---- flows: steering entries with reference counts ---- */
+
+struct flow {
+    int proto;
+    in_addr_t addr;
+    in_port_t port;
+    int refs;
+};
+static struct flow *flows;
+static int nflows, capflows;
+
+int byp_flow_ref(int proto, in_addr_t addr, in_port_t port)
+{
+    for (int i = 0; i < nflows; i++)
+        if (flows[i].proto == proto && flows[i].addr == addr && flows[i].port == port) {
+            flows[i].refs++;
+            return 0;
+        }
+    if (nflows == capflows) {
+        int cap = capflows ? capflows * 2 : 64;
+        struct flow *f = realloc(flows, (size_t)cap * sizeof *f);
+        if (f == NULL)
+            return -ENOMEM;
+        flows = f;
+        capflows = cap;
+    }
+    int rc = byp_steer_add(proto, addr, port);
+    if (rc < 0) {
+        byp_err("cannot steer %s port %u to the stack: %s", proto == IPPROTO_TCP ? "tcp" : "udp",
+                ntohs(port), strerror(-rc));
+        return rc;
+    }
+    flows[nflows++] = (struct flow){proto, addr, port, 1};
+    return 0;
+}
+
+void byp_flow_unref(int proto, in_addr_t addr, in_port_t port)
+{
+    for (int i = 0; i < nflows; i++)
+        if (flows[i].proto == proto && flows[i].addr == addr && flows[i].port == port) {
+            if (--flows[i].refs == 0) {
+                byp_steer_del(proto, addr, port);
+                flows[i] = flows[--nflows];
+            }
+            return;
+        }
+}
+
+int byp_route_ok(in_addr_t addr)
+{
+    /* On-link only for now: routes and gateways come with the live kernel mirror. */
+    return (addr & byp_if_mask) == (byp_if_addr & byp_if_mask) && addr != byp_if_addr;
+}
+
+/* ---- progress thread ---- */
+
+/* The AF_XDP socket the PMD opened: the one fd of this process whose domain is AF_XDP. */
+static int find_xsk_fd(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL)
+        return -1;
+    int found = -1;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        int fd = atoi(de->d_name);
+        if (fd <= 2 || fd == dirfd(d))
+            continue;
+        int dom = 0;
+        socklen_t len = sizeof dom;
+        if (BYP_REAL(getsockopt)(fd, SOL_SOCKET, SO_DOMAIN, &dom, &len) == 0 && dom == AF_XDP)
+            found = fd;
+    }
+    closedir(d);
+    return found;
+}
+
+static void *progress_main(void *arg)
+{
+    (void)arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    const int64_t interval_ns = byp_cfg.progress_usec * 1000;
+    for (;;) {
+        struct timespec ts = {.tv_sec = interval_ns / 1000000000, .tv_nsec = interval_ns % 1000000000};
+        if (xsk_fd >= 0) {
+            struct pollfd p = {.fd = xsk_fd, .events = POLLIN};
+            BYP_REAL(ppoll)(&p, 1, &ts, NULL);
+        } else {
+            nanosleep(&ts, NULL);
+        }
+        /* An application thread ran the stack within the interval: it is polling, rest. */
+        if (now_ns() - __atomic_load_n(&last_app_poll_ns, __ATOMIC_RELAXED) < interval_ns)
+            continue;
+        while (byp_engine_poll(0) > 0)
+            ;
+    }
+    return NULL;
+}
+
+/* ---- start ---- */
+
+static int engine_start(void)
+{
+    byp_log_level = (int)byp_cfg.log_level;
+    if (byp_cfg.backend != BYP_BACKEND_AF_XDP) {
+        byp_err("backend %s is not available yet; accepted: af_xdp", byp_backend_name((int)byp_cfg.backend));
+        return -ENOTSUP;
+    }
+    if (byp_cfg.interface == NULL) {
+        byp_err("no interface configured (interface = \"...\" in the config file, or BYPASS_INTERFACE)");
+        return -EINVAL;
+    }
+    struct byp_kif kif;
+    int rc = byp_kstate_get_if(byp_cfg.interface, &kif);
+    if (rc < 0) {
+        byp_err("interface %s: %s", byp_cfg.interface,
+                rc == -ENODEV ? "no such interface in this network namespace" : strerror(-rc));
+        return rc;
+    }
+    if (kif.addr == 0) {
+        byp_err("interface %s has no IPv4 address", byp_cfg.interface);
+        return -EADDRNOTAVAIL;
+    }
+    struct byp_nic_conf conf = {
+        .ifname = byp_cfg.interface,
+        .backend = byp_backend_name((int)byp_cfg.backend),
+        .nb_eal_args = byp_cfg.n_dpdk_args,
+        .eal_args = byp_cfg.dpdk_args,
+    };
+    rc = byp_nic_open(&conf, &nic);
+    if (rc < 0)
+        return rc;
+    wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wake_fd < 0) {
+        rc = -errno;
+        byp_nic_close(nic);
+        return rc;
+    }
+    xsk_fd = find_xsk_fd();
+
+    byp_stack_lock();
+    lwip_init();
+    rc = byp_netif_setup(nic, kif.mac, kif.mtu, kif.addr, kif.prefixlen);
+    byp_stack_unlock();
+    if (rc < 0) {
+        byp_err("cannot set up the lwIP interface");
+        return rc;
+    }
+    pthread_t th;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    rc = pthread_create(&th, &attr, progress_main, NULL);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        byp_err("cannot start the progress thread: %s", strerror(rc));
+        return -rc;
+    }
+    pthread_setname_np(th, "bypass-progress");
+    byp_info("accelerating on %s (%s/%u), backend %s", byp_cfg.interface,
+             inet_ntoa((struct in_addr){kif.addr}), kif.prefixlen, conf.backend);
+    return 0;
+}
+
+static struct byp_engine engine = {
+    .abi = BYP_ENGINE_ABI,
+    .start = NULL,
+    .tcp_listen = byp_tcp_listen,
+    .tcp_connect = byp_tcp_connect,
+    .progress = engine_progress,
+    .wake_fd = -1,
+};
+
+static int start_and_publish(void)
+{
+    int rc = engine_start();
+    engine.wake_fd = wake_fd;
+    return rc;
+}
+
+__attribute__((visibility("default"))) const struct byp_engine *byp_engine_entry(void)
+{
+    engine.start = start_and_publish;
+    return &engine;
+}

@@ -1,0 +1,15 @@
+/* The accelerated TCP fd kind: POSIX socket semantics over lwIP's raw TCP API. */
+#ifndef BYP_FD_TCP_H
+#define BYP_FD_TCP_H
+
+#include <netinet/in.h>
+
+/* Engine entry points (struct byp_engine): make kernel socket @fd an accelerated listener,
+ * or connect it through the stack.  See preload/engine.h for the returns. */
+int byp_tcp_listen(int fd, const struct sockaddr_in *local, int backlog);
+int byp_tcp_connect(int fd, const struct sockaddr_in *remote);
+
+/* Let go of closed connections whose last packets lwIP has finished with (lock held). */
+void byp_tcp_reap(void);
+
+#endif
