@@ -166,6 +166,9 @@ static int find_xsk_fd(void)
     return found;
 }
 
+/* An application thread that ran the stack this recently is taken to be spinning on it. */
+#define APP_SPIN_WINDOW_NS 20000
+
 static void *progress_main(void *arg)
 {
     (void)arg;
@@ -181,9 +184,13 @@ static void *progress_main(void *arg)
         } else {
             nanosleep(&ts, NULL);
         }
-        /* An application thread ran the stack within the interval: it is polling, rest. */
-        if (now_ns() - __atomic_load_n(&last_app_poll_ns, __ATOMIC_RELAXED) < interval_ns)
+        /* An application thread is spinning on the stack right now (it polls every few
+         * hundred nanoseconds while it spins): leave the work to it, briefly. */
+        if (now_ns() - __atomic_load_n(&last_app_poll_ns, __ATOMIC_RELAXED) < APP_SPIN_WINDOW_NS) {
+            struct timespec nap = {0, APP_SPIN_WINDOW_NS};
+            nanosleep(&nap, NULL);
             continue;
+        }
         while (byp_engine_poll(0) > 0)
             ;
     }
@@ -230,6 +237,7 @@ static int engine_start(void)
         return rc;
     }
     xsk_fd = find_xsk_fd();
+    byp_info("progress thread sleeps on %s", xsk_fd >= 0 ? "the AF_XDP socket" : "a timer");
 
     byp_stack_lock();
     lwip_init();
