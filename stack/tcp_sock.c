@@ -1,0 +1,570 @@
+/* The accelerated TCP socket object over lwIP's raw API: lwIP's callbacks, taking over a
+ * kernel socket (listen, connect), accept, and close with the connections lwIP still
+ * finishes after the program let go of them.
+ *
+ * Every accelerated socket is still a kernel socket under the same fd number:
+ *  - a listener's kernel socket listens too (the second path: connections arriving through
+ *    loopback or another interface), and accept() returns either kind;
+ *  - an actively connected socket's kernel socket is bound to the same local port (the
+ *    port reservation) and kept, duplicated, until lwIP has finished with the connection;
+ *  - an accepted connection's fd is a fresh unconnected kernel socket holding the number. */
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lwip/priv/tcp_priv.h"
+#include "lwip/sys.h"
+
+#include "byp_stack.h"
+#include "fd_tcp.h"
+#include "tcp_sock.h"
+
+/* A connection the program closed that lwIP still finishes (FIN handshake). */
+struct zombie {
+    struct tcp_pcb *pcb;
+    in_addr_t flow_addr;
+    in_port_t flow_port;
+    int reserve_fd;
+    struct zombie *next;
+};
+static struct zombie *zombies;
+
+
+void byp_tsock_changed(struct tsock *ts)
+{
+    ts->gen++;
+    byp_engine_event();
+}
+
+static struct tsock *tsock_new(void)
+{
+    struct tsock *ts = calloc(1, sizeof *ts);
+    if (ts != NULL) {
+        ts->refs = 1;
+        ts->rcvtimeo_ms = ts->sndtimeo_ms = -1;
+    }
+    return ts;
+}
+
+void byp_tsock_rx_drop(struct tsock *ts)
+{
+    struct pbuf *p = ts->rx_head;
+    while (p != NULL) {
+        struct pbuf *n = p->next;
+        p->next = NULL;
+        pbuf_free(p);
+        p = n;
+    }
+    ts->rx_head = ts->rx_tail = NULL;
+    ts->rx_off = 0;
+    ts->rx_bytes = 0;
+}
+
+/* ---- lwIP callbacks (lock held) ---- */
+
+static err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
+{
+    struct tsock *ts = arg;
+    (void)pcb;
+    (void)err;
+    if (p == NULL) {
+        ts->rx_fin = 1;
+    } else if (ts->shut_rd) {
+        tcp_recved(pcb, p->tot_len);
+        pbuf_free(p);
+        return ERR_OK;
+    } else {
+        /* Queue pbuf by pbuf: each is freed on its own once read. */
+        ts->rx_bytes += p->tot_len;
+        if (ts->rx_tail != NULL)
+            ts->rx_tail->next = p;
+        else
+            ts->rx_head = p;
+        struct pbuf *q = p;
+        while (q->next != NULL)
+            q = q->next;
+        ts->rx_tail = q;
+    }
+    byp_tsock_changed(ts);
+    return ERR_OK;
+}
+
+static err_t on_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
+{
+    struct tsock *ts = arg;
+    (void)len;
+    u32_t before = ts->sndbuf;
+    ts->sndbuf = tcp_sndbuf(pcb);
+    if (before < WRITABLE_MIN && ts->sndbuf >= WRITABLE_MIN)
+        byp_tsock_changed(ts);
+    return ERR_OK;
+}
+
+static void on_err(void *arg, err_t err)
+{
+    struct tsock *ts = arg;
+    int e;
+    if (ts->state == T_CONNECTING)
+        e = err == ERR_RST ? ECONNREFUSED : ETIMEDOUT;
+    else
+        e = err == ERR_RST ? ECONNRESET : err == ERR_ABRT ? ETIMEDOUT : ECONNABORTED;
+    ts->pcb = NULL;
+    ts->state = T_CLOSED;
+    ts->err = ts->so_error = e;
+    ts->sndbuf = 0;
+    byp_tsock_changed(ts);
+}
+
+static err_t on_connected(void *arg, struct tcp_pcb *pcb, err_t err)
+{
+    struct tsock *ts = arg;
+    (void)err;
+    ts->state = T_CONNECTED;
+    ts->sndbuf = tcp_sndbuf(pcb);
+    byp_tsock_changed(ts);
+    return ERR_OK;
+}
+
+static void zombie_err(void *arg, err_t err)
+{
+    (void)err;
+    ((struct zombie *)arg)->pcb = NULL;
+}
+
+static void attach(struct tsock *ts, struct tcp_pcb *pcb)
+{
+    ts->pcb = pcb;
+    tcp_arg(pcb, ts);
+    tcp_recv(pcb, on_recv);
+    tcp_sent(pcb, on_sent);
+    tcp_err(pcb, on_err);
+    if (ts->nodelay)
+        tcp_nagle_disable(pcb);
+    if (ts->keepalive)
+        ip_set_option(pcb, SOF_KEEPALIVE);
+}
+
+static err_t on_accept(void *arg, struct tcp_pcb *pcb, err_t err)
+{
+    struct tsock *l = arg;
+    if (err != ERR_OK || pcb == NULL || l->state != T_LISTEN)
+        return ERR_VAL;
+    if (l->aq_n == l->aq_cap) {
+        unsigned cap = l->aq_cap ? l->aq_cap * 2 : 64;
+        struct tsock **q = cap <= 65536 ? malloc(cap * sizeof *q) : NULL;
+        if (q == NULL)
+            return ERR_MEM;   /* lwIP resets the connection */
+        for (unsigned i = 0; i < l->aq_n; i++)
+            q[i] = l->aq[(l->aq_head + i) % l->aq_cap];
+        free(l->aq);
+        l->aq = q;
+        l->aq_head = 0;
+        l->aq_cap = cap;
+    }
+    struct tsock *c = tsock_new();
+    if (c == NULL)
+        return ERR_MEM;
+    c->state = T_CONNECTED;
+    c->nodelay = l->nodelay;       /* options are inherited from the listener */
+    c->keepalive = l->keepalive;
+    attach(c, pcb);
+    c->sndbuf = tcp_sndbuf(pcb);
+    c->flow_addr = l->flow_addr;
+    c->flow_port = l->flow_port;
+    c->has_flow = byp_flow_ref(IPPROTO_TCP, l->flow_addr, l->flow_port) == 0;
+    c->local = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(pcb->local_port),
+                                    .sin_addr.s_addr = ip4_addr_get_u32(&pcb->local_ip)};
+    c->remote = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(pcb->remote_port),
+                                     .sin_addr.s_addr = ip4_addr_get_u32(&pcb->remote_ip)};
+    l->aq[(l->aq_head + l->aq_n++) % l->aq_cap] = c;
+    byp_tsock_changed(l);
+    return ERR_OK;
+}
+
+
+/* ---- waiting ---- */
+
+int byp_tsock_readable(void *arg)
+{
+    struct tsock *ts = arg;
+    return ts->rx_bytes > 0 || ts->rx_fin || ts->err || ts->state == T_CLOSED || ts->shut_rd;
+}
+
+int byp_tsock_writable(void *arg)
+{
+    struct tsock *ts = arg;
+    return ts->sndbuf >= WRITABLE_MIN || ts->err || ts->pcb == NULL || ts->state != T_CONNECTED;
+}
+
+int byp_tsock_connected(void *arg)
+{
+    return ((struct tsock *)arg)->state != T_CONNECTING;
+}
+
+static int cond_acceptable(void *arg)
+{
+    struct tsock *ts = arg;
+    return ts->aq_n > 0 || ts->state != T_LISTEN;
+}
+
+/* Drop the lock and wait; 1 ready, 0 timeout, -EINTR. */
+int byp_tsock_wait(byp_wait_cond_t cond, struct tsock *ts, int timeout_ms, struct pollfd *pfd,
+                         nfds_t n)
+{
+    byp_stack_unlock();
+    int r = byp_wait(cond, ts, timeout_ms, pfd, n);
+    byp_stack_lock();
+    return r;
+}
+
+
+/* ---- accept ---- */
+
+int byp_tcp_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+    struct tsock *l = TS(fd);
+    if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC))
+        return byp_tcp_fail(EINVAL);
+    byp_stack_lock();
+    if (l->state != T_LISTEN) {
+        byp_stack_unlock();
+        return byp_tcp_fail(EINVAL);
+    }
+    for (;;) {
+        if (l->aq_n > 0) {
+            struct tsock *c = l->aq[l->aq_head];
+            l->aq_head = (l->aq_head + 1) % l->aq_cap;
+            l->aq_n--;
+            byp_stack_unlock();
+            int nfd = BYP_REAL(socket)(AF_INET, SOCK_STREAM | flags, 0);
+            if (nfd < 0) {
+                int e = errno;
+                byp_stack_lock();   /* put it back, at the head */
+                l->aq_head = (l->aq_head + l->aq_cap - 1) % l->aq_cap;
+                l->aq[l->aq_head] = c;
+                l->aq_n++;
+                byp_stack_unlock();
+                return byp_tcp_fail(e);
+            }
+            c->nonblock = (flags & SOCK_NONBLOCK) != 0;
+            byp_fd_t *e = byp_fd_get(nfd);
+            if (e != NULL) {
+                e->obj = c;
+                e->kind = BYP_FD_TCP;
+                __atomic_store_n(&e->ops, &byp_tcp_ops, __ATOMIC_RELEASE);
+                if ((unsigned)nfd >= byp_fdtab_hwm)
+                    byp_fdtab_hwm = (unsigned)nfd + 1;
+            }
+            if (addr != NULL && len != NULL) {
+                socklen_t n = *len < sizeof c->remote ? *len : sizeof c->remote;
+                memcpy(addr, &c->remote, n);
+                *len = sizeof c->remote;
+            }
+            return nfd;
+        }
+        /* The kernel path: its listening socket is non-blocking under us. */
+        byp_stack_unlock();
+        int kfd = BYP_REAL(accept4)(fd, addr, len, flags);
+        if (kfd >= 0) {
+            byp_fd_set_kernel(kfd, BYP_FD_KTCP);
+            return kfd;
+        }
+        if (errno != EAGAIN)
+            return -1;
+        if (l->nonblock)
+            return byp_tcp_fail(EAGAIN);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int r = byp_wait(cond_acceptable, l, l->rcvtimeo_ms, &p, 1);
+        if (r == 0)
+            return byp_tcp_fail(EAGAIN);
+        if (r < 0)
+            return byp_tcp_fail(EINTR);
+        byp_stack_lock();
+        if (l->state != T_LISTEN) {
+            byp_stack_unlock();
+            return byp_tcp_fail(EINVAL);
+        }
+    }
+}
+
+int byp_tcp_accept(int fd, struct sockaddr *addr, socklen_t *len)
+{
+    return byp_tcp_accept4(fd, addr, len, 0);
+}
+
+
+/* ---- close ---- */
+
+/* Release the steering entry and the port a socket holds. */
+static void put_flow(struct tsock *ts)
+{
+    if (ts->has_flow) {
+        byp_flow_unref(IPPROTO_TCP, ts->flow_addr, ts->flow_port);
+        ts->has_flow = 0;
+    }
+}
+
+void byp_tcp_release(int fd)
+{
+    struct tsock *ts = TS(fd);
+    byp_stack_lock();
+    if (--ts->refs > 0) {
+        byp_stack_unlock();
+        return;
+    }
+    if (ts->state == T_LISTEN) {
+        ts->state = T_CLOSED;
+        if (ts->pcb != NULL)
+            tcp_close(ts->pcb);
+        ts->pcb = NULL;
+        for (unsigned i = 0; i < ts->aq_n; i++) {
+            struct tsock *c = ts->aq[(ts->aq_head + i) % ts->aq_cap];
+            if (c->pcb != NULL) {
+                tcp_arg(c->pcb, NULL);
+                tcp_err(c->pcb, NULL);
+                tcp_abort(c->pcb);
+            }
+            byp_tsock_rx_drop(c);
+            put_flow(c);
+            free(c);
+        }
+        free(ts->aq);
+        put_flow(ts);
+    } else if (ts->pcb != NULL) {
+        struct tcp_pcb *pcb = ts->pcb;
+        tcp_recv(pcb, NULL);
+        tcp_sent(pcb, NULL);
+        if (ts->rx_bytes > 0 || (ts->linger_on && ts->linger_s == 0)) {
+            /* Unread data (or SO_LINGER 0): reset, as the kernel does. */
+            tcp_arg(pcb, NULL);
+            tcp_err(pcb, NULL);
+            tcp_abort(pcb);
+            put_flow(ts);
+        } else {
+            struct zombie *z = calloc(1, sizeof *z);
+            if (z == NULL || tcp_close(pcb) != ERR_OK) {
+                tcp_arg(pcb, NULL);
+                tcp_err(pcb, NULL);
+                tcp_abort(pcb);
+                put_flow(ts);
+                free(z);
+            } else {
+                z->pcb = pcb;
+                tcp_arg(pcb, z);
+                tcp_err(pcb, zombie_err);
+                z->flow_addr = ts->flow_addr;
+                z->flow_port = ts->flow_port;
+                z->reserve_fd = -1;
+                if (ts->has_flow) {
+                    ts->has_flow = 0;   /* the zombie holds it now */
+                    if (ts->reserves_port)
+                        z->reserve_fd = BYP_REAL(fcntl)(fd, F_DUPFD_CLOEXEC, 0);
+                    z->next = zombies;
+                    zombies = z;
+                } else {
+                    free(z);
+                }
+            }
+        }
+    } else {
+        put_flow(ts);
+    }
+    byp_tsock_rx_drop(ts);
+    byp_stack_unlock();
+    free(ts);
+}
+
+static int cmp_ptr(const void *a, const void *b)
+{
+    uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+void byp_tcp_reap(void)
+{
+    static uint32_t last;
+    if (zombies == NULL || sys_now() - last < 50)
+        return;
+    last = sys_now();
+    size_t n = 0, cap = 256;
+    uintptr_t *act = malloc(cap * sizeof *act);
+    if (act == NULL)
+        return;
+    for (struct tcp_pcb *p = tcp_active_pcbs; p != NULL; p = p->next) {
+        if (n == cap) {
+            uintptr_t *a = realloc(act, 2 * cap * sizeof *act);
+            if (a == NULL)
+                break;
+            act = a;
+            cap *= 2;
+        }
+        act[n++] = (uintptr_t)p;
+    }
+    qsort(act, n, sizeof *act, cmp_ptr);
+    for (struct zombie **zp = &zombies; *zp != NULL;) {
+        struct zombie *z = *zp;
+        uintptr_t key = (uintptr_t)z->pcb;
+        if (z->pcb != NULL && bsearch(&key, act, n, sizeof *act, cmp_ptr) != NULL) {
+            zp = &z->next;
+            continue;
+        }
+        if (z->pcb != NULL) {     /* in TIME_WAIT now: lwIP owns it alone */
+            tcp_arg(z->pcb, NULL);
+            tcp_err(z->pcb, NULL);
+        }
+        byp_flow_unref(IPPROTO_TCP, z->flow_addr, z->flow_port);
+        if (z->reserve_fd >= 0)
+            BYP_REAL(close)(z->reserve_fd);
+        *zp = z->next;
+        free(z);
+    }
+    free(act);
+}
+
+void byp_tcp_ref(void *obj)
+{
+    byp_stack_lock();
+    ((struct tsock *)obj)->refs++;
+    byp_stack_unlock();
+}
+
+
+/* ---- taking over a kernel socket ---- */
+
+static void install(int fd, struct tsock *ts)
+{
+    byp_fd_t *e = byp_fd_get(fd);
+    e->obj = ts;
+    e->kind = BYP_FD_TCP;
+    __atomic_store_n(&e->ops, &byp_tcp_ops, __ATOMIC_RELEASE);
+}
+
+int byp_tcp_listen(int fd, const struct sockaddr_in *local, int backlog)
+{
+    in_addr_t a = local->sin_addr.s_addr;
+    if (byp_fd_get(fd) == NULL || (a != INADDR_ANY && a != byp_if_addr))
+        return BYP_ENGINE_DECLINE;   /* bound to another interface's address */
+    int fl = BYP_REAL(fcntl)(fd, F_GETFL);
+    if (BYP_REAL(listen)(fd, backlog) < 0)
+        return -errno;
+    struct tsock *ts = tsock_new();
+    if (ts == NULL)
+        return BYP_ENGINE_DECLINE;
+    ts->state = T_LISTEN;
+    ts->nonblock = fl >= 0 && (fl & O_NONBLOCK);
+    ts->flow_addr = a;
+    ts->flow_port = local->sin_port;
+    ts->local = *local;
+    byp_stack_lock();
+    struct tcp_pcb *pcb = tcp_new_ip_type(IPADDR_TYPE_V4);
+    err_t err = ERR_MEM;
+    if (pcb != NULL) {
+        ip_set_option(pcb, SOF_REUSEADDR);
+        ip_addr_t ip = IPADDR4_INIT(a);
+        err = tcp_bind(pcb, &ip, ntohs(local->sin_port));
+    }
+    struct tcp_pcb *lpcb = NULL;
+    if (err == ERR_OK)
+        lpcb = tcp_listen_with_backlog_and_err(pcb, 255, &err);
+    if (lpcb == NULL || byp_flow_ref(IPPROTO_TCP, a, local->sin_port) < 0) {
+        if (lpcb != NULL)
+            tcp_close(lpcb);
+        else if (pcb != NULL)
+            tcp_abort(pcb);
+        byp_stack_unlock();
+        free(ts);
+        byp_warn("cannot accelerate the listener on port %u (lwIP error %d); it stays on the kernel",
+                 ntohs(local->sin_port), err);
+        return BYP_ENGINE_DECLINE;
+    }
+    ts->has_flow = 1;
+    ts->pcb = lpcb;
+    tcp_arg(lpcb, ts);
+    tcp_accept(lpcb, on_accept);
+    install(fd, ts);
+    byp_stack_unlock();
+    /* The kernel path is polled beside the stack: never let it block us. */
+    BYP_REAL(fcntl)(fd, F_SETFL, (fl < 0 ? 0 : fl) | O_NONBLOCK);
+    byp_info("tcp listener on port %u accelerated", ntohs(local->sin_port));
+    return 0;
+}
+
+int byp_tcp_connect(int fd, const struct sockaddr_in *remote)
+{
+    if (!byp_route_ok(remote->sin_addr.s_addr) || byp_fd_get(fd) == NULL)
+        return BYP_ENGINE_DECLINE;
+    /* The local port: the kernel socket's, reserving it; bind it first if needed. */
+    struct sockaddr_in local;
+    socklen_t len = sizeof local;
+    if (BYP_REAL(getsockname)(fd, (struct sockaddr *)&local, &len) < 0 || local.sin_family != AF_INET)
+        return BYP_ENGINE_DECLINE;
+    if (local.sin_port == 0) {
+        local.sin_addr.s_addr = byp_if_addr;
+        if (BYP_REAL(bind)(fd, (struct sockaddr *)&local, sizeof local) < 0)
+            return -errno;
+        len = sizeof local;
+        BYP_REAL(getsockname)(fd, (struct sockaddr *)&local, &len);
+    } else if (local.sin_addr.s_addr != INADDR_ANY && local.sin_addr.s_addr != byp_if_addr) {
+        return BYP_ENGINE_DECLINE;
+    }
+    local.sin_addr.s_addr = byp_if_addr;
+    int fl = BYP_REAL(fcntl)(fd, F_GETFL);
+    struct tsock *ts = tsock_new();
+    if (ts == NULL)
+        return BYP_ENGINE_DECLINE;
+    ts->nonblock = fl >= 0 && (fl & O_NONBLOCK);
+    ts->local = local;
+    ts->remote = *remote;
+    ts->flow_addr = byp_if_addr;
+    ts->flow_port = local.sin_port;
+    ts->reserves_port = 1;
+    ts->state = T_CONNECTING;
+    byp_stack_lock();
+    struct tcp_pcb *pcb = tcp_new_ip_type(IPADDR_TYPE_V4);
+    if (pcb == NULL) {
+        byp_stack_unlock();
+        free(ts);
+        return -ENOBUFS;
+    }
+    ip_set_option(pcb, SOF_REUSEADDR);
+    ip_addr_t lip = IPADDR4_INIT(byp_if_addr), rip = IPADDR4_INIT(remote->sin_addr.s_addr);
+    err_t err = tcp_bind(pcb, &lip, ntohs(local.sin_port));
+    if (err != ERR_OK || byp_flow_ref(IPPROTO_TCP, byp_if_addr, local.sin_port) < 0) {
+        tcp_abort(pcb);
+        byp_stack_unlock();
+        free(ts);
+        return err == ERR_USE ? -EADDRINUSE : BYP_ENGINE_DECLINE;
+    }
+    ts->has_flow = 1;
+    attach(ts, pcb);
+    err = tcp_connect(pcb, &rip, ntohs(remote->sin_port), on_connected);
+    if (err != ERR_OK) {
+        tcp_arg(pcb, NULL);
+        tcp_err(pcb, NULL);
+        tcp_abort(pcb);
+        put_flow(ts);
+        byp_stack_unlock();
+        free(ts);
+        return err == ERR_RTE ? -ENETUNREACH : -ENOBUFS;
+    }
+    install(fd, ts);
+    byp_stack_unlock();
+    if (ts->nonblock)
+        return -EINPROGRESS;
+    byp_stack_lock();
+    while (ts->state == T_CONNECTING) {
+        int r = byp_tsock_wait(byp_tsock_connected, ts, ts->sndtimeo_ms, NULL, 0);
+        if (r <= 0 && ts->state == T_CONNECTING) {
+            byp_stack_unlock();
+            return r == 0 ? -EINPROGRESS : -EINTR;
+        }
+    }
+    int e = ts->state == T_CONNECTED ? 0 : ts->so_error;
+    if (e) {
+        ts->so_error = 0;
+        ts->err = 0;
+    }
+    byp_stack_unlock();
+    return -e;
+}
+

@@ -1,0 +1,76 @@
+/* Accelerated TCP sockets: the socket object over lwIP's raw TCP API (tcp_sock.c: lwIP
+ * callbacks, taking over a kernel socket, accept, close) and its POSIX calls (fd_tcp.c).
+ * Everything here runs with the stack lock held unless a function says otherwise. */
+#ifndef BYP_TCP_SOCK_H
+#define BYP_TCP_SOCK_H
+
+#include <errno.h>
+#include <netinet/in.h>
+
+#include "lwip/tcp.h"
+
+#include "byp.h"
+#include "engine.h"
+
+enum { T_LISTEN = 1, T_CONNECTING, T_CONNECTED, T_CLOSED };
+
+struct tsock {
+    struct tcp_pcb *pcb;        /* NULL once lwIP freed it */
+    int state;
+    int refs;                   /* fds referring to it */
+    int nonblock;               /* the program's O_NONBLOCK */
+    int err;                    /* error for the next call (positive errno), reported once */
+    int so_error;               /* for SO_ERROR */
+    int rx_fin, shut_rd, shut_wr;
+    int nodelay, keepalive, linger_on, linger_s;
+    int rcvtimeo_ms, sndtimeo_ms;   /* -1: none */
+    struct pbuf *rx_head, *rx_tail;
+    u16_t rx_off;
+    size_t rx_bytes;
+    u32_t sndbuf;               /* room in lwIP's send buffer, for readiness without the lock */
+    uint64_t gen;
+    /* listener */
+    struct tsock **aq;
+    unsigned aq_head, aq_n, aq_cap;
+    /* steering entry held: (proto, addr, port) */
+    in_addr_t flow_addr;
+    in_port_t flow_port;
+    int has_flow;
+    int reserves_port;          /* active connect: the kernel socket holds the local port */
+    struct sockaddr_in local, remote;
+};
+
+
+#define TS(fd) ((struct tsock *)byp_fdtab[(fd)].obj)
+#define WRITABLE_MIN 2048
+
+/* The accelerated TCP ops table (fd_tcp.c). */
+extern const byp_fd_ops_t byp_tcp_ops;
+
+/* Set errno, return -1: the libc convention of the ops. */
+static inline int byp_tcp_fail(int err)
+{
+    errno = err;
+    return -1;
+}
+
+/* The socket's readiness changed: bump its counter, tell the engine. */
+void byp_tsock_changed(struct tsock *ts);
+/* Free the receive queue. */
+void byp_tsock_rx_drop(struct tsock *ts);
+
+/* Wait conditions for byp_wait (read without the lock; rechecked under it). */
+int byp_tsock_readable(void *ts);
+int byp_tsock_writable(void *ts);
+int byp_tsock_connected(void *ts);
+/* Release the stack lock, byp_wait, take it back: 1 ready, 0 timeout, -EINTR. */
+int byp_tsock_wait(byp_wait_cond_t cond, struct tsock *ts, int timeout_ms, struct pollfd *pfd,
+                   nfds_t n);
+
+/* The ops implemented in tcp_sock.c (accepting and closing). */
+int byp_tcp_accept(int fd, struct sockaddr *addr, socklen_t *len);
+int byp_tcp_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+void byp_tcp_release(int fd);
+void byp_tcp_ref(void *obj);
+
+#endif
