@@ -226,6 +226,7 @@ static int engine_start(void)
         .backend = byp_backend_name((int)byp_cfg.backend),
         .nb_eal_args = byp_cfg.n_dpdk_args,
         .eal_args = byp_cfg.dpdk_args,
+        .xdp_prog = byp_cfg.xdp_prog,
     };
     rc = byp_nic_open(&conf, &nic);
     if (rc < 0)
