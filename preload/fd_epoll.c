@@ -1,0 +1,800 @@
+/* The epoll kind: epoll sets over any mix of kernel and accelerated fds.
+ *
+ * Kernel members stay in the kernel's epoll set.  Accelerated members (whose kernel socket is
+ * an unconnected placeholder and must never be watched) live in a user-space list per set,
+ * with their own level/edge/one-shot state; a member whose kind names a kernel fd to watch
+ * beside the stack (an accelerated listener's own listening socket) is also registered in the
+ * kernel set with the same events and data.  The first accelerated member adds the engine's
+ * wake eventfd to the kernel set under a private data value, so that a thread sleeping in the
+ * real epoll_wait wakes for either side; it is filtered out of every result.
+ *
+ * Set objects are never freed, only recycled, so that a thread still inside epoll_wait when
+ * another closes the epoll fd cannot touch freed memory. */
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "byp.h"
+#include "engine.h"
+#include "fd_epoll.h"
+
+/* Spin rounds between two checks of the kernel set (an epoll_wait system call each). */
+#define KERNEL_POLL_RATIO 32
+/* Longest single sleep in the real epoll_wait: a wake-up lost to a race costs at most this. */
+#define WAIT_SLICE_MS 100
+/* The kernel's limit on maxevents. */
+#define EP_MAX_EVENTS ((int)(INT_MAX / sizeof(struct epoll_event)))
+/* Bits an event may carry back (the rest are input flags). */
+#define EV_REPORTABLE (~(uint32_t)(EPOLLET | EPOLLONESHOT | EPOLLWAKEUP | EPOLLEXCLUSIVE))
+/* Flags EPOLLEXCLUSIVE may be combined with (the kernel's EPOLLEXCLUSIVE_OK_BITS). */
+#define EXCLUSIVE_OK                                                                        \
+    (EPOLLIN | EPOLLOUT | EPOLLRDNORM | EPOLLRDBAND | EPOLLWRNORM | EPOLLWRBAND | EPOLLERR |  \
+     EPOLLHUP | EPOLLWAKEUP | EPOLLET | EPOLLEXCLUSIVE)
+
+/* One accelerated fd in one set. */
+struct member {
+    int fd;
+    int kfd;                    /* kernel fd also registered in the kernel set, or -1 */
+    void *obj;                  /* the fd's object when added: a different one means stale */
+    const byp_fd_ops_t *ops;
+    uint32_t events;            /* as requested, EPOLLERR | EPOLLHUP added */
+    epoll_data_t data;
+    uint64_t rep_gen;           /* edge: event_gen at the last report */
+    uint64_t idle_gen;          /* event_gen when last found with nothing to report */
+    uint8_t armed;              /* one-shot: cleared once reported, set again by MOD */
+    uint8_t fresh;              /* edge: report the current readiness once after ADD/MOD */
+    uint8_t idle;               /* idle_gen is valid: nothing to report until it moves */
+};
+
+struct byp_epoll {
+    struct byp_epoll_head head; /* first: nmembers, read without the lock */
+    pthread_mutex_t lock;       /* guards everything below but refs and live */
+    int refs;                   /* fd numbers referring to the set (atomic) */
+    int live;                   /* 0: recyclable (under reg_lock) */
+    int epfd;                   /* an fd number of the set, for clean-ups without one */
+    int wake_fd;                /* the wake fd registered in the kernel set, or -1 */
+    struct member *m;
+    int n, cap;
+    unsigned cursor;            /* where the next scan starts: round robin over members */
+    unsigned turn;              /* alternates which side fills the result first */
+    struct byp_epoll *next;     /* every set ever made */
+};
+
+/* The data value of the wake fd in kernel sets: the address of this byte. */
+static const char wake_tag;
+#define WAKE_DATA ((uint64_t)(uintptr_t)&wake_tag)
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct byp_epoll *all_sets;
+/* Accelerated members over all sets: byp_epoll_forget has nothing to do while zero. */
+static int total_members;
+
+int64_t byp_poll_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- signal masks (ppoll, pselect, epoll_pwait) ---- */
+
+/* Whether a pending @sig would interrupt a wait once unblocked: not when its disposition
+ * discards it (ignored, or a default action of ignore), as the kernel restarts then. */
+static int interrupts(int sig)
+{
+    struct sigaction sa;
+    if (sigaction(sig, NULL, &sa) != 0)
+        return 1;
+    if (sa.sa_handler == SIG_IGN)
+        return 0;
+    if (sa.sa_handler == SIG_DFL)
+        return !(sig == SIGCHLD || sig == SIGURG || sig == SIGWINCH || sig == SIGCONT);
+    return 1;
+}
+
+int byp_sigmask_enter(const sigset_t *mask, sigset_t *old)
+{
+    if (mask == NULL)
+        return 0;
+    sigset_t pend;
+    int deliver = 0;
+    if (sigpending(&pend) == 0)
+        for (int s = 1; s < NSIG && !deliver; s++)
+            if (sigismember(&pend, s) == 1 && sigismember(mask, s) == 0 && interrupts(s))
+                deliver = 1;
+    /* A pending signal the mask unblocks is delivered on return from this call. */
+    pthread_sigmask(SIG_SETMASK, mask, old);
+    if (deliver) {
+        pthread_sigmask(SIG_SETMASK, old, NULL);
+        return -EINTR;
+    }
+    return 0;
+}
+
+void byp_sigmask_leave(const sigset_t *mask, const sigset_t *old)
+{
+    if (mask != NULL)
+        pthread_sigmask(SIG_SETMASK, old, NULL);
+}
+
+/* ---- members ---- */
+
+/* What @m has to report now: the events, 0 for nothing, -1 when its fd no longer refers to
+ * the object it was added with (closed; the release path normally removes it first).
+ * @take: this is a report (edge and one-shot bookkeeping).  Under the set's lock. */
+static int64_t member_check(struct member *m, int take)
+{
+    const byp_fd_ops_t *ops = byp_fd_ops(m->fd);
+    if (ops != m->ops || byp_fdtab[m->fd].obj != m->obj)
+        return -1;
+    if (!m->armed)
+        return 0;
+    uint64_t gen = 0;
+    int have_gen = ops->event_gen != NULL;
+    if (have_gen) {
+        /* Read before readiness: an event in between moves it again for the next check. */
+        gen = ops->event_gen(m->fd);
+        if (m->idle && gen == m->idle_gen)
+            return 0;
+        if ((m->events & EPOLLET) && !m->fresh && gen == m->rep_gen)
+            return 0;
+    }
+    uint32_t ready = ops->readiness != NULL ? byp_poll_bits(ops->readiness(m->fd)) : 0;
+    uint32_t rev = ready & m->events & EV_REPORTABLE;
+    if (rev == 0) {
+        m->idle = (uint8_t)have_gen;
+        m->idle_gen = gen;
+        return 0;
+    }
+    m->idle = 0;
+    if (take) {
+        m->rep_gen = gen;
+        m->fresh = 0;
+        if (m->events & EPOLLONESHOT)
+            m->armed = 0;
+    }
+    return rev;
+}
+
+static int member_find(const struct byp_epoll *ep, int fd, const void *obj)
+{
+    for (int i = 0; i < ep->n; i++)
+        if (ep->m[i].fd == fd && ep->m[i].obj == obj)
+            return i;
+    return -1;
+}
+
+/* Register the engine's wake fd in the kernel set if it is not there.  0 or -errno. */
+static int wake_add(struct byp_epoll *ep, int epfd)
+{
+    const struct byp_engine *eng = __atomic_load_n(&byp_engine, __ATOMIC_ACQUIRE);
+    if (ep->wake_fd >= 0 || eng == NULL || eng->wake_fd < 0)
+        return 0;
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = WAKE_DATA};
+    if (BYP_REAL(epoll_ctl)(epfd, EPOLL_CTL_ADD, eng->wake_fd, &ev) != 0 && errno != EEXIST)
+        return -errno;
+    ep->wake_fd = eng->wake_fd;
+    return 0;
+}
+
+/* Take the wake fd out of the kernel set once no accelerated member is left, so that the
+ * set goes back to plain libc calls. */
+static void wake_del(struct byp_epoll *ep, int epfd)
+{
+    if (ep->n > 0 || ep->wake_fd < 0)
+        return;
+    BYP_REAL(epoll_ctl)(epfd, EPOLL_CTL_DEL, ep->wake_fd, NULL);
+    ep->wake_fd = -1;
+}
+
+/* Remove member @i (its kernel registration too, unless the kernel drops that itself
+ * because @closing is its own fd).  Under the set's lock. */
+static void member_remove(struct byp_epoll *ep, int epfd, int i, int closing)
+{
+    struct member *m = &ep->m[i];
+    if (m->kfd >= 0 && !(closing && m->kfd == m->fd))
+        BYP_REAL(epoll_ctl)(epfd, EPOLL_CTL_DEL, m->kfd, NULL);
+    ep->m[i] = ep->m[ep->n - 1];
+    ep->n--;
+    __atomic_store_n(&ep->head.nmembers, ep->n, __ATOMIC_RELEASE);
+    __atomic_sub_fetch(&total_members, 1, __ATOMIC_RELAXED);
+    wake_del(ep, epfd);
+}
+
+/* Append a member.  0 or -ENOMEM.  Under the set's lock. */
+static int member_append(struct byp_epoll *ep, const struct member *m)
+{
+    if (ep->n == ep->cap) {
+        int cap = ep->cap ? ep->cap * 2 : 16;
+        struct member *a = realloc(ep->m, (size_t)cap * sizeof *a);
+        if (a == NULL)
+            return -ENOMEM;
+        ep->m = a;
+        ep->cap = cap;
+    }
+    ep->m[ep->n++] = *m;
+    __atomic_store_n(&ep->head.nmembers, ep->n, __ATOMIC_RELEASE);
+    __atomic_add_fetch(&total_members, 1, __ATOMIC_RELAXED);
+    return 0;
+}
+
+/* Fill @out with up to @max ready accelerated members, round robin.  Stale members are
+ * dropped on the way.  Takes the set's lock. */
+static int collect(struct byp_epoll *ep, int epfd, struct epoll_event *out, int max)
+{
+    int got = 0;
+    pthread_mutex_lock(&ep->lock);
+    int n = ep->n, stale = 0;
+    if (n > 0) {
+        unsigned start = ep->cursor % (unsigned)n, next = start;
+        for (int k = 0; k < n && got < max; k++) {
+            int i = (int)((start + (unsigned)k) % (unsigned)n);
+            int64_t rev = member_check(&ep->m[i], 1);
+            if (rev < 0) {
+                ep->m[i].ops = NULL;    /* marks it for removal below */
+                stale++;
+            } else if (rev > 0) {
+                out[got].events = (uint32_t)rev;
+                out[got].data = ep->m[i].data;
+                got++;
+                next = (unsigned)i + 1;
+            }
+        }
+        ep->cursor = next;
+        for (int i = ep->n - 1; stale > 0 && i >= 0; i--)
+            if (ep->m[i].ops == NULL) {
+                member_remove(ep, epfd, i, 1);
+                stale--;
+            }
+    }
+    pthread_mutex_unlock(&ep->lock);
+    return got;
+}
+
+/* Drop the wake fd's entries from @k kernel results (draining it), returning what is left. */
+static int filter_wake(struct byp_epoll *ep, struct epoll_event *evs, int k)
+{
+    int j = 0;
+    for (int i = 0; i < k; i++) {
+        if (evs[i].data.u64 == WAKE_DATA) {
+            int wfd = __atomic_load_n(&ep->wake_fd, __ATOMIC_RELAXED);
+            const struct byp_engine *eng = byp_engine;
+            if (wfd < 0 && eng != NULL)
+                wfd = eng->wake_fd;
+            uint64_t v;
+            if (wfd >= 0)
+                (void)!BYP_REAL(read)(wfd, &v, sizeof v);
+            continue;
+        }
+        evs[j++] = evs[i];
+    }
+    return j;
+}
+
+/* The kernel side, without waiting.  Count, or -1 with errno. */
+static int kernel_take(struct byp_epoll *ep, int epfd, struct epoll_event *evs, int max)
+{
+    if (max <= 0)
+        return 0;
+    int k = BYP_REAL(epoll_wait)(epfd, evs, max, 0);
+    if (k <= 0)
+        return k;
+    return filter_wake(ep, evs, k);
+}
+
+/* Both sides once, without waiting: the side that fills the result first alternates, so
+ * that a busy side cannot starve the other when @max is small.  @with_kernel: include the
+ * kernel set this time.  Count or -1 with errno. */
+static int gather(struct byp_epoll *ep, int epfd, struct epoll_event *evs, int max,
+                  int with_kernel)
+{
+    if (!with_kernel)
+        return collect(ep, epfd, evs, max);
+    unsigned turn = __atomic_fetch_add(&ep->turn, 1, __ATOMIC_RELAXED);
+    int n, k;
+    if (turn & 1) {
+        k = kernel_take(ep, epfd, evs, max);
+        if (k < 0)
+            return -1;
+        n = collect(ep, epfd, evs + k, max - k);
+    } else {
+        n = collect(ep, epfd, evs, max);
+        k = kernel_take(ep, epfd, evs + n, max - n);
+        if (k < 0)
+            return n > 0 ? n : -1;
+    }
+    return n + k;
+}
+
+int byp_epoll_wait(struct byp_epoll_head *h, int epfd, struct epoll_event *evs, int max,
+                   int64_t timeout_ns, const sigset_t *mask)
+{
+    struct byp_epoll *ep = (struct byp_epoll *)h;
+    if (max <= 0 || max > EP_MAX_EVENTS) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (evs == NULL) {
+        errno = EFAULT;
+        return -1;
+    }
+    int saved = errno;
+    sigset_t old;
+    if (byp_sigmask_enter(mask, &old) < 0) {
+        errno = EINTR;
+        return -1;
+    }
+    const struct byp_engine *eng = byp_engine;
+    int64_t start = byp_poll_now_ns();
+    int64_t deadline = timeout_ns < 0 ? INT64_MAX : start + timeout_ns;
+    long spin = byp_cfg.spin_usec;
+    int64_t spin_end = spin < 0 ? INT64_MAX : start + (int64_t)spin * 1000;
+    if (spin_end > deadline)
+        spin_end = deadline;
+    int rc, err = 0;
+
+    /* Spin: the stack and the accelerated members every round, the kernel set every
+     * KERNEL_POLL_RATIO rounds. */
+    for (unsigned round = 0;; round++) {
+        if (eng != NULL)
+            eng->progress();
+        rc = gather(ep, epfd, evs, max, round % KERNEL_POLL_RATIO == 0);
+        if (rc != 0)
+            goto out;
+        int64_t t = byp_poll_now_ns();
+        if (t >= deadline)
+            goto out;
+        if (t >= spin_end)
+            break;
+    }
+
+    /* Sleep in the real epoll_wait: the wake fd in the kernel set stands for the stack. */
+    for (;;) {
+        __atomic_add_fetch(&byp_sleepers, 1, __ATOMIC_SEQ_CST);
+        rc = collect(ep, epfd, evs, max);
+        if (rc > 0) {
+            __atomic_sub_fetch(&byp_sleepers, 1, __ATOMIC_SEQ_CST);
+            int k = kernel_take(ep, epfd, evs + rc, max - rc);
+            if (k > 0)
+                rc += k;
+            goto out;
+        }
+        int64_t left = deadline - byp_poll_now_ns();
+        int ms = left <= 0                            ? 0
+                 : left / 1000000 >= WAIT_SLICE_MS ? WAIT_SLICE_MS
+                                                   : (int)((left + 999999) / 1000000);
+        int k = BYP_REAL(epoll_wait)(epfd, evs, max, ms);
+        err = errno;
+        __atomic_sub_fetch(&byp_sleepers, 1, __ATOMIC_SEQ_CST);
+        if (k < 0) {
+            rc = -1;
+            goto out;
+        }
+        k = filter_wake(ep, evs, k);
+        if (eng != NULL)
+            eng->progress();
+        rc = k + collect(ep, epfd, evs + k, max - k);
+        if (rc > 0 || byp_poll_now_ns() >= deadline)
+            goto out;
+    }
+out:
+    if (rc < 0 && err == 0)
+        err = errno;
+    byp_sigmask_leave(mask, &old);
+    errno = rc < 0 ? err : saved;
+    return rc;
+}
+
+/* ---- the epoll fd's own kind ---- */
+
+static struct byp_epoll *set_of(int fd)
+{
+    return byp_fd_ops(fd) == &byp_epoll_ops ? byp_fdtab[fd].obj : NULL;
+}
+
+static void ep_ref(void *obj)
+{
+    __atomic_add_fetch(&((struct byp_epoll *)obj)->refs, 1, __ATOMIC_RELAXED);
+}
+
+/* The last fd of a set closes: the kernel set goes with it, and the object is recycled. */
+static void ep_release(int fd)
+{
+    struct byp_epoll *ep = byp_fdtab[fd].obj;
+    if (ep == NULL)
+        return;
+    byp_epoll_forget(fd, ep);   /* the set may itself sit in another set */
+    if (__atomic_sub_fetch(&ep->refs, 1, __ATOMIC_ACQ_REL) > 0) {
+        if (ep->epfd == fd) {
+            /* Another number of the set stays open: clean-ups use that one. */
+            pthread_mutex_lock(&reg_lock);
+            for (unsigned int i = 0; i < __atomic_load_n(&byp_fdtab_hwm, __ATOMIC_RELAXED); i++)
+                if ((int)i != fd && byp_fdtab[i].obj == ep && byp_fd_ops((int)i) == &byp_epoll_ops) {
+                    ep->epfd = (int)i;
+                    break;
+                }
+            pthread_mutex_unlock(&reg_lock);
+        }
+        return;
+    }
+    pthread_mutex_lock(&reg_lock);
+    pthread_mutex_lock(&ep->lock);
+    __atomic_sub_fetch(&total_members, ep->n, __ATOMIC_RELAXED);
+    ep->n = 0;
+    __atomic_store_n(&ep->head.nmembers, 0, __ATOMIC_RELEASE);
+    ep->wake_fd = -1;
+    pthread_mutex_unlock(&ep->lock);
+    ep->live = 0;
+    pthread_mutex_unlock(&reg_lock);
+}
+
+/* An epoll fd in poll(), select() or another epoll: readable when an accelerated member has
+ * something to report (the kernel members through kernel_fd, the set's own fd). */
+static uint32_t ep_readiness(int fd)
+{
+    struct byp_epoll *ep = set_of(fd);
+    if (ep == NULL)
+        return 0;
+    uint32_t r = 0;
+    pthread_mutex_lock(&ep->lock);
+    for (int i = 0; i < ep->n && r == 0; i++)
+        if (member_check(&ep->m[i], 0) > 0)
+            r = POLLIN;
+    pthread_mutex_unlock(&ep->lock);
+    return r;
+}
+
+static uint64_t ep_event_gen(int fd)
+{
+    struct byp_epoll *ep = set_of(fd);
+    if (ep == NULL)
+        return 0;
+    uint64_t g = 0;
+    pthread_mutex_lock(&ep->lock);
+    for (int i = 0; i < ep->n; i++) {
+        const struct member *m = &ep->m[i];
+        if (byp_fd_ops(m->fd) == m->ops && m->ops->event_gen != NULL)
+            g += m->ops->event_gen(m->fd);
+    }
+    pthread_mutex_unlock(&ep->lock);
+    return g;
+}
+
+static int ep_kernel_fd(int fd)
+{
+    return fd;
+}
+
+/* Every other call on an epoll fd is the kernel's. */
+#define BYP_FDCALL(ret, name, params, args)                                                 \
+    static ret ep_##name params                                                             \
+    {                                                                                       \
+        return BYP_REAL(name) args;                                                         \
+    }
+#include "libc_syms.def"
+
+static int ep_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+    return BYP_REAL(accept4)(fd, addr, len, flags);
+}
+
+static int ep_fcntl(int fd, int cmd, void *arg)
+{
+    return BYP_REAL(fcntl)(fd, cmd, arg);
+}
+
+static int ep_ioctl(int fd, unsigned long req, void *arg)
+{
+    return BYP_REAL(ioctl)(fd, req, arg);
+}
+
+const byp_fd_ops_t byp_epoll_ops = {
+#define BYP_FDCALL(ret, name, params, args) .name = ep_##name,
+#include "libc_syms.def"
+    .accept4 = ep_accept4,
+    .release = ep_release,
+    .ref = ep_ref,
+    .fcntl = ep_fcntl,
+    .ioctl = ep_ioctl,
+    .readiness = ep_readiness,
+    .event_gen = ep_event_gen,
+    .kernel_fd = ep_kernel_fd,
+};
+
+/* Whether @epfd is an epoll fd the library did not see created (inherited, or made before
+ * the library was ready).  0, -EBADF or -EINVAL, as epoll_ctl would fail. */
+static int check_epoll_fd(int epfd)
+{
+    if (BYP_REAL(fcntl)(epfd, F_GETFD) < 0)
+        return -EBADF;
+    char path[64], link[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", epfd);
+    ssize_t n = readlink(path, link, sizeof link - 1);
+    if (n < 0)
+        return 0;   /* no /proc: let the kernel set decide later */
+    link[n] = '\0';
+    return strcmp(link, "anon_inode:[eventpoll]") == 0 ? 0 : -EINVAL;
+}
+
+static struct byp_epoll *set_alloc(int epfd)
+{
+    struct byp_epoll *ep;
+    for (ep = all_sets; ep != NULL; ep = ep->next)
+        if (!ep->live)
+            break;
+    if (ep == NULL) {
+        ep = calloc(1, sizeof *ep);
+        if (ep == NULL)
+            return NULL;
+        pthread_mutex_init(&ep->lock, NULL);
+        ep->next = all_sets;
+        all_sets = ep;
+    }
+    pthread_mutex_lock(&ep->lock);
+    ep->live = 1;
+    ep->refs = 1;
+    ep->epfd = epfd;
+    ep->wake_fd = -1;
+    ep->n = 0;
+    ep->cursor = 0;
+    __atomic_store_n(&ep->head.nmembers, 0, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&ep->lock);
+    return ep;
+}
+
+/* The set object of the epoll fd @epfd, attaching one (and the epoll ops) on first use.
+ * 0 or -errno as epoll_ctl would fail (EBADF, EINVAL, ENOMEM). */
+static int set_attach(int epfd, struct byp_epoll **out)
+{
+    const byp_fd_ops_t *ops = byp_fd_ops(epfd);
+    if (ops == &byp_epoll_ops) {
+        *out = byp_fdtab[epfd].obj;
+        return 0;
+    }
+    if (ops != NULL)
+        return -EINVAL;     /* an accelerated socket is no epoll */
+    byp_fd_t *e = byp_fd_get(epfd);
+    if (e == NULL)
+        return epfd < 0 ? -EBADF : -EINVAL;
+    if (e->kind != BYP_FD_EPOLL) {
+        int rc = check_epoll_fd(epfd);
+        if (rc < 0)
+            return rc;
+    }
+    int rc = 0;
+    pthread_mutex_lock(&reg_lock);
+    if (byp_fd_ops(epfd) == &byp_epoll_ops) {
+        *out = e->obj;
+    } else {
+        struct byp_epoll *ep = set_alloc(epfd);
+        if (ep == NULL) {
+            rc = -ENOMEM;
+        } else {
+            if (e->kind != BYP_FD_EPOLL)
+                byp_fd_set_kernel(epfd, BYP_FD_EPOLL);
+            e->obj = ep;
+            __atomic_store_n(&e->ops, &byp_epoll_ops, __ATOMIC_RELEASE);
+            *out = ep;
+        }
+    }
+    pthread_mutex_unlock(&reg_lock);
+    return rc;
+}
+
+/* ADD, MOD or DEL of accelerated @fd (ops @fops) in @ep.  0 or -errno. */
+static int ctl_locked(struct byp_epoll *ep, int epfd, int op, int fd, const byp_fd_ops_t *fops,
+                      struct epoll_event *ev)
+{
+    void *obj = byp_fdtab[fd].obj;
+    int i = member_find(ep, fd, obj);
+    switch (op) {
+    case EPOLL_CTL_ADD: {
+        if (i >= 0)
+            return -EEXIST;
+        int kfd = fops->kernel_fd != NULL ? fops->kernel_fd(fd) : -1;
+        if (kfd >= 0 && BYP_REAL(epoll_ctl)(epfd, EPOLL_CTL_ADD, kfd, ev) != 0)
+            return -errno;
+        int rc = wake_add(ep, epfd);
+        struct member m = {
+            .fd = fd, .kfd = kfd, .obj = obj, .ops = fops,
+            .events = ev->events | EPOLLERR | EPOLLHUP, .data = ev->data,
+            .armed = 1, .fresh = 1,
+        };
+        if (rc == 0)
+            rc = member_append(ep, &m);
+        if (rc < 0) {
+            if (kfd >= 0)
+                BYP_REAL(epoll_ctl)(epfd, EPOLL_CTL_DEL, kfd, NULL);
+            wake_del(ep, epfd);
+        }
+        return rc;
+    }
+    case EPOLL_CTL_MOD: {
+        if (i < 0)
+            return -ENOENT;
+        struct member *m = &ep->m[i];
+        if (m->events & EPOLLEXCLUSIVE)
+            return -EINVAL;
+        if (m->kfd >= 0 && BYP_REAL(epoll_ctl)(epfd, EPOLL_CTL_MOD, m->kfd, ev) != 0)
+            return -errno;
+        m->events = ev->events | EPOLLERR | EPOLLHUP;
+        m->data = ev->data;
+        m->armed = 1;
+        m->fresh = 1;
+        m->idle = 0;
+        return 0;
+    }
+    case EPOLL_CTL_DEL:
+        if (i < 0)
+            return -ENOENT;
+        member_remove(ep, epfd, i, 0);
+        return 0;
+    default:
+        return -EINVAL;
+    }
+}
+
+int byp_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+    const byp_fd_ops_t *fops = byp_fd_ops(fd);
+    if (fops == NULL)
+        return BYP_REAL(epoll_ctl)(epfd, op, fd, ev);
+    int saved = errno;
+    int rc;
+    struct byp_epoll *ep = NULL;
+    if (op != EPOLL_CTL_DEL && ev == NULL) {
+        rc = -EFAULT;
+    } else if ((rc = set_attach(epfd, &ep)) < 0) {
+        /* EBADF or EINVAL, as the kernel checks epfd */
+    } else if (epfd == fd || ep == (struct byp_epoll *)byp_fdtab[fd].obj) {
+        rc = -EINVAL;
+    } else if (op != EPOLL_CTL_DEL && (ev->events & EPOLLEXCLUSIVE) &&
+               (op == EPOLL_CTL_MOD || (op == EPOLL_CTL_ADD && ((ev->events & ~EXCLUSIVE_OK) ||
+                                                                fops == &byp_epoll_ops)))) {
+        rc = -EINVAL;
+    } else {
+        pthread_mutex_lock(&ep->lock);
+        rc = ctl_locked(ep, epfd, op, fd, fops, ev);
+        pthread_mutex_unlock(&ep->lock);
+    }
+    if (rc < 0) {
+        errno = -rc;
+        return -1;
+    }
+    errno = saved;
+    return 0;
+}
+
+void byp_epoll_forget(int fd, void *obj)
+{
+    if (__atomic_load_n(&total_members, __ATOMIC_RELAXED) == 0)
+        return;
+    int saved = errno;
+    pthread_mutex_lock(&reg_lock);
+    for (struct byp_epoll *ep = all_sets; ep != NULL; ep = ep->next) {
+        if (!ep->live || __atomic_load_n(&ep->head.nmembers, __ATOMIC_RELAXED) == 0)
+            continue;
+        pthread_mutex_lock(&ep->lock);
+        int i = member_find(ep, fd, obj);
+        if (i >= 0)
+            member_remove(ep, ep->epfd, i, 1);
+        pthread_mutex_unlock(&ep->lock);
+    }
+    pthread_mutex_unlock(&reg_lock);
+    errno = saved;
+}
+
+/* ---- fds added as kernel sockets that become accelerated later ---- */
+
+/* One bit per fd number: set when a kernel TCP/UDP socket (a candidate for acceleration) is
+ * added to an epoll set, so that byp_epoll_adopt has work only then.  Allocated on first
+ * use; a stale bit (the number closed and reused) costs one needless scan. */
+static unsigned long *cand_bits;
+#define CAND_WORD_BITS (8 * sizeof(unsigned long))
+
+void byp_epoll_note_kernel(int fd)
+{
+    if ((unsigned int)fd >= byp_fdtab_size)
+        return;
+    unsigned long *bits = __atomic_load_n(&cand_bits, __ATOMIC_ACQUIRE);
+    if (bits == NULL) {
+        unsigned long *fresh = calloc(byp_fdtab_size / CAND_WORD_BITS + 1, sizeof *fresh);
+        if (fresh == NULL)
+            return;
+        if (!__atomic_compare_exchange_n(&cand_bits, &bits, fresh, false, __ATOMIC_ACQ_REL,
+                                         __ATOMIC_ACQUIRE))
+            free(fresh);
+        else
+            bits = fresh;
+    }
+    unsigned long bit = 1ul << ((unsigned int)fd % CAND_WORD_BITS);
+    unsigned long *w = &bits[(unsigned int)fd / CAND_WORD_BITS];
+    if (!(__atomic_load_n(w, __ATOMIC_RELAXED) & bit))
+        __atomic_fetch_or(w, bit, __ATOMIC_RELAXED);
+}
+
+/* Find @fd (inode @ino) among the kernel set @epfd's items in /proc/self/fdinfo: 1 with
+ * its events and data, else 0. */
+static int fdinfo_item(int epfd, int fd, unsigned long ino, uint32_t *events, uint64_t *data)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", epfd);
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return 0;
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f) != NULL) {
+        int tfd;
+        unsigned int ev;
+        unsigned long long d;
+        long long pos;
+        unsigned long i;
+        if (sscanf(line, "tfd: %d events: %x data: %llx pos:%lld ino:%lx", &tfd, &ev, &d, &pos,
+                   &i) == 5 &&
+            tfd == fd && i == ino) {
+            *events = ev;
+            *data = d;
+            found = 1;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+/* Move @fd's registration in the kernel set @epfd, if it has one, to the accelerated list. */
+static void adopt_in(int epfd, int fd, const byp_fd_ops_t *ops, unsigned long ino)
+{
+    uint32_t events;
+    uint64_t data;
+    if (!fdinfo_item(epfd, fd, ino, &events, &data))
+        return;
+    struct byp_epoll *ep;
+    if (set_attach(epfd, &ep) < 0)
+        return;
+    void *obj = byp_fdtab[fd].obj;
+    pthread_mutex_lock(&ep->lock);
+    if (member_find(ep, fd, obj) < 0) {
+        int kfd = ops->kernel_fd != NULL ? ops->kernel_fd(fd) : -1;
+        struct epoll_event ev = {.events = events, .data.u64 = data};
+        /* The placeholder socket must leave the kernel set; a listener's own socket stays. */
+        if (kfd != fd)
+            BYP_REAL(epoll_ctl)(epfd, EPOLL_CTL_DEL, fd, NULL);
+        if (kfd >= 0 && kfd != fd && BYP_REAL(epoll_ctl)(epfd, EPOLL_CTL_ADD, kfd, &ev) != 0)
+            kfd = -1;
+        /* A disarmed one-shot item shows only its flags. */
+        int armed = (events & EV_REPORTABLE & ~(uint32_t)(EPOLLERR | EPOLLHUP)) != 0 ||
+                    !(events & EPOLLONESHOT);
+        struct member m = {
+            .fd = fd, .kfd = kfd, .obj = obj, .ops = ops,
+            .events = events | EPOLLERR | EPOLLHUP, .data.u64 = data,
+            .armed = (uint8_t)armed, .fresh = 1,
+        };
+        if (wake_add(ep, epfd) == 0)
+            member_append(ep, &m);
+    }
+    pthread_mutex_unlock(&ep->lock);
+}
+
+void byp_epoll_adopt(int fd)
+{
+    unsigned long *bits = __atomic_load_n(&cand_bits, __ATOMIC_ACQUIRE);
+    if (bits == NULL || (unsigned int)fd >= byp_fdtab_size)
+        return;
+    unsigned long bit = 1ul << ((unsigned int)fd % CAND_WORD_BITS);
+    if (!(__atomic_fetch_and(&bits[(unsigned int)fd / CAND_WORD_BITS], ~bit, __ATOMIC_RELAXED) &
+          bit))
+        return;
+    const byp_fd_ops_t *ops = byp_fd_ops(fd);
+    struct stat st;
+    if (ops == NULL || ops == &byp_epoll_ops || fstat(fd, &st) != 0)
+        return;
+    int saved = errno;
+    unsigned int end = __atomic_load_n(&byp_fdtab_hwm, __ATOMIC_RELAXED);
+    for (unsigned int epfd = 0; epfd < end; epfd++)
+        if (byp_fdtab[epfd].kind == BYP_FD_EPOLL)
+            adopt_in((int)epfd, fd, ops, (unsigned long)st.st_ino);
+    errno = saved;
+}

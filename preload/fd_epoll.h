@@ -1,0 +1,84 @@
+/* Epoll sets over any mix of kernel and accelerated fds (fd_epoll.c), and the small helpers
+ * the readiness wrappers (wrap_poll.c) share with it.
+ *
+ * An epoll fd stays a plain kernel epoll (no ops table, every call straight to libc) until an
+ * accelerated fd is added to it.  It then gets the epoll ops table and a struct byp_epoll:
+ * the accelerated members live in a user-space list beside the kernel set, and the kernel
+ * set gains the engine's wake eventfd (under a private data value that is never returned),
+ * so that one real epoll_wait sleeps on both sides. */
+#ifndef BYP_FD_EPOLL_H
+#define BYP_FD_EPOLL_H
+
+#include "fdtab.h"
+
+/* The part of struct byp_epoll the wrappers read without its lock. */
+struct byp_epoll_head {
+    int nmembers;               /* accelerated members now (atomic) */
+};
+
+/* The ops table of an epoll fd that has (or had) accelerated members: libc for every call,
+ * plus release/ref and readiness, so that an epoll fd can sit in poll(), select() or another
+ * epoll beside accelerated fds. */
+extern const byp_fd_ops_t byp_epoll_ops;
+
+/* The set behind @epfd when it holds accelerated members, else NULL: the caller then goes
+ * straight to libc.  One table load for a plain epoll fd. */
+static inline struct byp_epoll_head *byp_epoll_active(int epfd)
+{
+    const byp_fd_ops_t *ops = byp_fd_ops(epfd);
+    if (__builtin_expect(ops == NULL, 1) || ops != &byp_epoll_ops)
+        return NULL;
+    struct byp_epoll_head *h = byp_fdtab[epfd].obj;
+    return h != NULL && __atomic_load_n(&h->nmembers, __ATOMIC_ACQUIRE) > 0 ? h : NULL;
+}
+
+/* epoll_ctl for an accelerated @fd (one with an ops table).  libc's convention: 0, or -1
+ * with errno as the kernel would set it (EBADF, EINVAL, EEXIST, ENOENT, EFAULT, ENOMEM). */
+int byp_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev);
+
+/* epoll_wait on a set with accelerated members: @timeout_ns -1 waits forever; @mask (may be
+ * NULL) is the epoll_pwait signal mask.  Returns the event count, 0 on timeout, or -1 with
+ * errno (EINTR, EINVAL, EFAULT). */
+int byp_epoll_wait(struct byp_epoll_head *h, int epfd, struct epoll_event *evs, int max,
+                   int64_t timeout_ns, const sigset_t *mask);
+
+/* The accelerated fd @fd stops referring to @obj (its last release): take it out of every
+ * epoll set, as the kernel does for a closed file.  Call it without the stack lock held:
+ * epoll_wait calls readiness() under the set's lock. */
+BYP_SHARED void byp_epoll_forget(int fd, void *obj);
+
+/* @fd has just become accelerated (listen or connect taken over by the engine): epoll sets
+ * that hold its kernel socket move it to their accelerated list, with the same events and
+ * data.  Cheap when the fd was never added to an epoll set while it was a kernel socket.
+ * Call it without the stack lock held. */
+BYP_SHARED void byp_epoll_adopt(int fd);
+
+/* A kernel TCP/UDP socket @fd was just added to an epoll set (for byp_epoll_adopt). */
+void byp_epoll_note_kernel(int fd);
+
+/* ---- shared by the readiness wrappers ---- */
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+int64_t byp_poll_now_ns(void);
+
+/* poll(2) bits from a readiness() value: POLLIN adds POLLRDNORM, POLLOUT adds POLLWRNORM,
+ * as the kernel's socket poll reports them. */
+static inline uint32_t byp_poll_bits(uint32_t r)
+{
+    if (r & POLLIN)
+        r |= POLLRDNORM;
+    if (r & POLLOUT)
+        r |= POLLWRNORM;
+    return r;
+}
+
+/* Install the signal mask of ppoll/pselect/epoll_pwait for the wait (nothing when @mask is
+ * NULL), saving the thread's mask in @old.  Returns 0, or -EINTR when a signal that @mask
+ * unblocks is already pending: it has then been delivered, the old mask is back, and the
+ * call must fail with EINTR as the kernel's would. */
+int byp_sigmask_enter(const sigset_t *mask, sigset_t *old);
+
+/* Put back the mask saved by byp_sigmask_enter. */
+void byp_sigmask_leave(const sigset_t *mask, const sigset_t *old);
+
+#endif
