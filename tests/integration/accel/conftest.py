@@ -18,6 +18,7 @@ gcc) FAIL the tests; the only skip is a kernel without AF_XDP sockets.
 import errno
 import itertools
 import os
+import re
 import shutil
 import signal
 import socket
@@ -80,7 +81,30 @@ def accel_env():
         _missing("%s (the build failed or was not run: bash scripts/setup.sh)" % LIB)
     if not XDP_PASS.is_file():
         _missing("%s (built with the library)" % XDP_PASS)
+    _remove_stale_namespaces()
     return LIB
+
+
+def _remove_stale_namespaces():
+    """Deletes namespaces left by an earlier run of this suite that was killed (named
+    byps-/bypc-<pid>-<n> after a pytest pid that no longer exists).  Their processes, if
+    any, are not ours to kill: they are reported."""
+    listing = subprocess.run(["ip", "netns", "list"], stdout=subprocess.PIPE, text=True,
+                             timeout=30).stdout
+    for ns in re.findall(r"^(byp[sc]-(\d+)-\d+)", listing, re.M):
+        name, pid = ns
+        if int(pid) == os.getpid() or Path("/proc/%s" % pid).exists():
+            continue
+        pids = subprocess.run(["ip", "netns", "pids", name], stdout=subprocess.PIPE,
+                              text=True, timeout=30).stdout.split()
+        if pids:
+            print("accel: stale namespace %s still has processes %s; left alone"
+                  % (name, " ".join(pids)))
+            continue
+        dev = SRV_IF if name.startswith("byps") else CLI_IF
+        subprocess.run(["ip", "-n", name, "link", "set", "dev", dev, "xdp", "off"],
+                       stderr=subprocess.DEVNULL, timeout=30)
+        subprocess.run(["ip", "netns", "del", name], stderr=subprocess.DEVNULL, timeout=30)
 
 
 def write_conf(path, interface, rules, extra=""):

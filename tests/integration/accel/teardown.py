@@ -9,7 +9,7 @@ Cases, one connection each, in this order:
   rst_srv      the server closes with 1000 unread bytes (RST): the client's recv fails,
                then its send (MSG_NOSIGNAL) fails.
   reset_send   the same reset, but the client's first call after it is send, then send
-               again, then recv.
+               again (MSG_NOSIGNAL), then send without it (SIGPIPE counted), then recv.
   rst_cli      the client closes with 1000 unread bytes: the server's recv fails, then
                its send fails.
   refused      blocking connect to CLOSED_PORT; non-blocking connect, then SO_ERROR.
@@ -19,11 +19,13 @@ Errors are recorded by errno name; "timeout" means nothing happened within 10 s.
 import errno
 import json
 import select
+import signal
 import socket
 import sys
 import time
 
 WAIT = 10.0
+SIGPIPES = []
 
 
 def err_name(e):
@@ -84,6 +86,7 @@ def server(port):
 
 
 def client(host, port, closed_port):
+    signal.signal(signal.SIGPIPE, lambda *_: SIGPIPES.append(1))
     out = {}
     s = socket.create_connection((host, port), timeout=WAIT)
     s.sendall(b"hello")
@@ -102,6 +105,9 @@ def client(host, port, closed_port):
     time.sleep(1.5)  # the server's RST arrives while nobody is in a socket call
     out["reset_send_1"] = attempt(lambda: s.send(b"more", socket.MSG_NOSIGNAL))
     out["reset_send_2"] = attempt(lambda: s.send(b"more", socket.MSG_NOSIGNAL))
+    out["reset_sigpipes_nosignal"] = len(SIGPIPES)
+    out["reset_send_3"] = attempt(lambda: s.send(b"more"))  # no MSG_NOSIGNAL: SIGPIPE
+    out["reset_sigpipes"] = len(SIGPIPES)
     out["reset_send_recv"] = attempt(lambda: s.recv(4096))
     s.close()
 

@@ -34,7 +34,7 @@ def test_bulk_256mb_each_way(netpair, expected, accel):
     srv.wait_ready()
     before = {s: net.tcp_segs(s) for s in accel}
     cp = net.run("client", [PYTHON, SCRIPT, "client", net.srv_ip, PORT, NBYTES, SEED_CLI],
-                 conf=cli_conf, timeout=150)
+                 conf=cli_conf, timeout=120)
     assert cp.returncode == 0, "client exit %d\n%s\n%s\n%s" % (
         cp.returncode, cp.stdout, cp.stderr, srv.describe())
     srv.wait(60)

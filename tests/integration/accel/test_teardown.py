@@ -18,7 +18,9 @@ EXPECTED_SERVER = {
 EXPECTED_CLIENT = {
     "fin": "bye+eof",
     "rst_srv_recv": "ECONNRESET", "rst_srv_send": "EPIPE",
-    "reset_send_1": "ECONNRESET", "reset_send_2": "EPIPE", "reset_send_recv": "",
+    "reset_send_1": "ECONNRESET", "reset_send_2": "EPIPE",
+    "reset_sigpipes_nosignal": 0, "reset_send_3": "EPIPE", "reset_sigpipes": 1,
+    "reset_send_recv": "",
     "rst_cli_data_arrived": True,
     "refused_blocking": "ECONNREFUSED", "refused_nb_connect": "EINPROGRESS",
     "refused_nb_writable": True, "refused_nb_so_error": "ECONNREFUSED",
