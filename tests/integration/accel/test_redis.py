@@ -138,10 +138,10 @@ def test_hybrid_while_benchmark_runs(netpair):
     parse_bench(bench.out(), "set,get")
     assert overlapped >= 1, "the benchmark finished before one hybrid round could overlap it"
     after = net.tcp_segs("server")
-    # The benchmark is >= 400,000 segments; the loopback and port-6380 sessions a few
-    # dozen each per round.
+    # The benchmark is >= 400,000 segments; each round's kernel sessions (two loopback
+    # redis-cli, counted at both ends, three to port 6380, the pings) ~70 in all.
     assert_bypassed(before, after, 400000, "benchmark beside kernel traffic",
-                    bound=60 * rounds + 200)
+                    bound=150 * rounds + 200)
     assert srv.poll() is None and ksrv.poll() is None
     assert srv.stop() == 0, srv.describe()
     assert ksrv.stop() == 0, ksrv.describe()
