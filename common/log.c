@@ -8,11 +8,28 @@
 
 int byp_log_level = BYP_LOG_ERROR;
 
+static char *capture_buf;
+static size_t capture_len;
+
+void byp_log_capture(char *buf, size_t len)
+{
+    capture_buf = len > 0 ? buf : NULL;
+    capture_len = len;
+    if (capture_buf != NULL)
+        capture_buf[0] = '\0';
+}
+
 void byp_vlog(int level, const char *fmt, va_list ap)
 {
     if (level > byp_log_level)
         return;
     int saved = errno;
+    if (level == BYP_LOG_ERROR && capture_buf != NULL) {
+        if (capture_buf[0] == '\0')
+            vsnprintf(capture_buf, capture_len, fmt, ap);
+        errno = saved;
+        return;
+    }
     char buf[1024];
     int n = snprintf(buf, sizeof buf, "bypass: ");
     int m = vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);

@@ -8,6 +8,7 @@
 #define BYP_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 enum byp_log_level {
     BYP_LOG_ERROR = 0,
@@ -23,6 +24,11 @@ extern int byp_log_level;
  * A trailing newline is added when missing. */
 void byp_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void byp_vlog(int level, const char *fmt, va_list ap);
+
+/* While capturing (start-up of a component that must report one message), the first
+ * error-level message goes into @buf instead of stderr and later ones are dropped; other
+ * levels print as usual.  Pass NULL to stop.  Not thread-safe: start-up runs once. */
+void byp_log_capture(char *buf, size_t len);
 
 #define byp_err(...) byp_log(BYP_LOG_ERROR, __VA_ARGS__)
 #define byp_warn(...) byp_log(BYP_LOG_WARN, __VA_ARGS__)

@@ -27,8 +27,8 @@
 struct byp_engine {
     int abi;                    /* BYP_ENGINE_ABI */
     /* Bring the accelerated path up: DPDK, the NIC, lwIP, the progress thread.  Called once;
-     * 0, or -errno after logging the cause. */
-    int (*start)(void);
+     * 0, or -errno with the cause (one line, no "bypass:" prefix) written to @why. */
+    int (*start)(char *why, size_t whylen);
     /* Make the kernel TCP socket @fd, bound to @local, an accelerated listener (the kernel
      * socket listens too, as the second path).  0 when done (the fd has the accelerated
      * TCP ops); BYP_ENGINE_DECLINE; or -errno as listen() would fail. */

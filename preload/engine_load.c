@@ -63,10 +63,10 @@ static void load(void)
         load_result = fail(-ENOEXEC, BYP_ENGINE_SONAME " does not match this libbypass.so", "");
         return;
     }
-    int rc = e->start();
+    char cause[512] = "";
+    int rc = e->start(cause, sizeof cause);
     if (rc < 0) {
-        /* start() logged the cause. */
-        load_result = fail(rc, "start-up failed", strerror(-rc));
+        load_result = fail(rc, cause[0] ? cause : strerror(-rc), "");
         return;
     }
     __atomic_store_n(&byp_engine, e, __ATOMIC_RELEASE);

@@ -201,7 +201,6 @@ static void *progress_main(void *arg)
 
 static int engine_start(void)
 {
-    byp_log_level = (int)byp_cfg.log_level;
     if (byp_cfg.backend != BYP_BACKEND_AF_XDP) {
         byp_err("backend %s is not available yet; accepted: af_xdp", byp_backend_name((int)byp_cfg.backend));
         return -ENOTSUP;
@@ -273,9 +272,13 @@ static struct byp_engine engine = {
     .wake_fd = -1,
 };
 
-static int start_and_publish(void)
+/* Start, collecting the first error message as the one-line cause libbypass.so reports. */
+static int start_and_publish(char *why, size_t whylen)
 {
+    byp_log_level = (int)byp_cfg.log_level;
+    byp_log_capture(why, whylen);
     int rc = engine_start();
+    byp_log_capture(NULL, 0);
     engine.wake_fd = wake_fd;
     return rc;
 }
