@@ -6,6 +6,7 @@
 
 #include "byp.h"
 #include "engine.h"
+#include "fd_epoll.h"
 
 /* Whether a rule may send this kernel socket to the engine at all. */
 static int candidate(int fd, int kind)
@@ -66,8 +67,10 @@ BYP_EXPORT int listen(int fd, int backlog)
         return ops->listen(fd, backlog);
     if (candidate(fd, BYP_FD_KTCP)) {
         int rc = accel_listen(fd, backlog);
-        if (rc == 0)
+        if (rc == 0) {
+            byp_epoll_adopt(fd);
             return 0;
+        }
         if (rc < 0) {
             errno = -rc;
             return -1;
@@ -95,6 +98,8 @@ BYP_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
         return ops->connect(fd, addr, len);
     if (candidate(fd, BYP_FD_KTCP)) {
         int rc = accel_connect(fd, addr, len);
+        if (rc == 0 || rc == -EINPROGRESS || (rc < 0 && byp_fd_ops(fd) != NULL))
+            byp_epoll_adopt(fd);
         if (rc == 0)
             return 0;
         if (rc < 0) {

@@ -18,6 +18,7 @@
 #include "byp_stack.h"
 #include "fd_tcp.h"
 #include "tcp_sock.h"
+#include "fd_epoll.h"
 
 /* A connection the program closed that lwIP still finishes (FIN handshake). */
 struct zombie {
@@ -371,6 +372,8 @@ void byp_tcp_release(int fd)
     }
     byp_tsock_rx_drop(ts);
     byp_stack_unlock();
+    /* Out of every epoll set, as the kernel does for the last close of a file. */
+    byp_epoll_forget(fd, ts);
     free(ts);
 }
 
