@@ -584,6 +584,8 @@ static int set_attach(int epfd, struct byp_epoll **out)
     return rc;
 }
 
+static int adopt_in(int epfd, int fd, const byp_fd_ops_t *ops, unsigned long ino);
+
 /* ADD, MOD or DEL of accelerated @fd (ops @fops) in @ep.  0 or -errno. */
 static int ctl_locked(struct byp_epoll *ep, int epfd, int op, int fd, const byp_fd_ops_t *fops,
                       struct epoll_event *ev)
@@ -659,6 +661,14 @@ int byp_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
         pthread_mutex_lock(&ep->lock);
         rc = ctl_locked(ep, epfd, op, fd, fops, ev);
         pthread_mutex_unlock(&ep->lock);
+        struct stat st;
+        if (rc == -ENOENT && op != EPOLL_CTL_ADD && fstat(fd, &st) == 0 &&
+            adopt_in(epfd, fd, fops, (unsigned long)st.st_ino)) {
+            /* It was added while a kernel socket and nobody moved it over: now it is. */
+            pthread_mutex_lock(&ep->lock);
+            rc = ctl_locked(ep, epfd, op, fd, fops, ev);
+            pthread_mutex_unlock(&ep->lock);
+        }
     }
     if (rc < 0) {
         errno = -rc;
@@ -744,16 +754,18 @@ static int fdinfo_item(int epfd, int fd, unsigned long ino, uint32_t *events, ui
     return found;
 }
 
-/* Move @fd's registration in the kernel set @epfd, if it has one, to the accelerated list. */
-static void adopt_in(int epfd, int fd, const byp_fd_ops_t *ops, unsigned long ino)
+/* Move @fd's registration in the kernel set @epfd, if it has one, to the accelerated list.
+ * Returns 1 when it did. */
+static int adopt_in(int epfd, int fd, const byp_fd_ops_t *ops, unsigned long ino)
 {
     uint32_t events;
     uint64_t data;
     if (!fdinfo_item(epfd, fd, ino, &events, &data))
-        return;
+        return 0;
     struct byp_epoll *ep;
     if (set_attach(epfd, &ep) < 0)
-        return;
+        return 0;
+    int done = 0;
     void *obj = byp_fdtab[fd].obj;
     pthread_mutex_lock(&ep->lock);
     if (member_find(ep, fd, obj) < 0) {
@@ -773,9 +785,10 @@ static void adopt_in(int epfd, int fd, const byp_fd_ops_t *ops, unsigned long in
             .armed = (uint8_t)armed, .fresh = 1,
         };
         if (wake_add(ep, epfd) == 0)
-            member_append(ep, &m);
+            done = member_append(ep, &m) == 0;
     }
     pthread_mutex_unlock(&ep->lock);
+    return done;
 }
 
 void byp_epoll_adopt(int fd)

@@ -8,7 +8,6 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include "byp.h"
 #include "engine.h"
@@ -98,12 +97,9 @@ static int kernel_now(struct split *s)
 }
 
 /* poll over a set holding accelerated fds.  @timeout_ns: -1 forever.  Returns the count,
- * or -errno (EINTR, ENOMEM, EINVAL). */
+ * or -errno (EINTR, ENOMEM). */
 static int poll_accel(struct pollfd *fds, nfds_t nfds, int64_t timeout_ns, const sigset_t *mask)
 {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && nfds > rl.rlim_cur)
-        return -EINVAL;
     struct acc_ent acc_small[SMALL_SET];
     nfds_t aidx_small[SMALL_SET], kidx_small[2 * SMALL_SET];
     struct pollfd kset_small[2 * SMALL_SET];
