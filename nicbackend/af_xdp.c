@@ -14,10 +14,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
 #include "backend.h"
 #include "log.h"
+#include "steer.h"
 #include "steer_ctl.h"
 
 #ifndef CAP_BPF
@@ -57,6 +59,31 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
     return 0;
 }
 
+/* An XDP program on @ifindex: if it is our steering program and the process that attached
+ * it is gone, that process died without closing the port (SIGKILL, a crash): take it off.
+ * (sock_diag for AF_XDP would say whether a socket is still bound, but kernels built
+ * without CONFIG_XDP_SOCKETS_DIAG answer nothing, so the owner is recorded in the map.)  Returns 0 when the interface is free now, -EBUSY otherwise. */
+static int take_over_stale(unsigned ifindex, uint32_t prog_id, const char *ifname)
+{
+    struct bpf_prog_info info;
+    uint32_t len = sizeof info;
+    memset(&info, 0, sizeof info);
+    int pfd = bpf_prog_get_fd_by_id(prog_id);
+    if (pfd < 0)
+        return -EBUSY;
+    int rc = bpf_obj_get_info_by_fd(pfd, &info, &len);
+    close(pfd);
+    if (rc != 0 || strcmp(info.name, BYP_STEER_PROG_NAME) != 0)
+        return -EBUSY;
+    if (byp_steer_owner_alive(prog_id))
+        return -EBUSY;
+    if (bpf_xdp_detach((int)ifindex, 0, NULL) != 0)
+        return -EBUSY;
+    byp_info("af_xdp: %s: removed the steering program (id %u) of a process that exited "
+             "without closing it", ifname, prog_id);
+    return 0;
+}
+
 /* Everything that can be checked before DPDK starts, in the order a user would fix it. */
 static int af_xdp_devargs(const struct byp_nic_conf *conf, char *buf, size_t len)
 {
@@ -76,7 +103,8 @@ static int af_xdp_devargs(const struct byp_nic_conf *conf, char *buf, size_t len
                 "CAP_NET_RAW and CAP_BPF (or CAP_SYS_ADMIN)", conf->ifname);
         return -EPERM;
     }
-    if (bpf_xdp_query_id((int)ifindex, 0, &prog_id) == 0 && prog_id != 0) {
+    if (bpf_xdp_query_id((int)ifindex, 0, &prog_id) == 0 && prog_id != 0 &&
+        take_over_stale(ifindex, prog_id, conf->ifname) != 0) {
         byp_err("af_xdp: %s already has an XDP program (id %u): another accelerated "
                 "process, or a leftover (xdp-loader unload %s --all)", conf->ifname,
                 prog_id, conf->ifname);

@@ -1,6 +1,7 @@
 /* Loader side of the steering program: locating its object file and editing its flow map. */
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
@@ -102,6 +103,52 @@ static int find_prog_map(uint32_t prog_id, const char *name)
     return ret;
 }
 
+/* The owner entry: key proto 0 (never a packet's), value flags = pid and packets = the
+ * process start time (clock ticks since boot, /proc/PID/stat field 22), so that a reused
+ * pid is not taken for the owner. */
+static const struct byp_flow_key owner_key = {0, 0, 0, 0};
+
+static uint64_t start_time(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');   /* the command name may hold spaces */
+    if (p == NULL)
+        return 0;
+    unsigned long long t = 0;
+    /* after ")": state is field 3; start time is field 22 */
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu", &t) != 1)
+        return 0;
+    return t;
+}
+
+static void claim(int fd)
+{
+    struct byp_flow_val v = {.flags = (uint32_t)getpid(), .packets = start_time(getpid())};
+    bpf_map_update_elem(fd, &owner_key, &v, BPF_ANY);
+}
+
+int byp_steer_owner_alive(uint32_t prog_id)
+{
+    int fd = find_prog_map(prog_id, BYP_FLOW_MAP_NAME);
+    if (fd < 0)
+        return 1;   /* not ours, or cannot tell: treat as alive */
+    struct byp_flow_val v;
+    int alive = 1;
+    if (bpf_map_lookup_elem(fd, &owner_key, &v) == 0)
+        alive = v.flags != 0 && start_time((pid_t)v.flags) == v.packets && v.packets != 0;
+    close(fd);
+    return alive;
+}
+
 int byp_steer_open(unsigned ifindex)
 {
     uint32_t prog_id = 0;
@@ -126,6 +173,7 @@ int byp_steer_open(unsigned ifindex)
     }
     byp_steer_close();
     flow_fd = fd;
+    claim(fd);
     return 0;
 }
 

@@ -23,6 +23,10 @@ const char *byp_steer_prog_path(void);
  * -EPERM (no CAP_BPF/CAP_SYS_ADMIN), other errnos from bpf(2). */
 int byp_steer_open(unsigned ifindex);
 
+/* Whether the process that attached steering program @prog_id (it records its pid and
+ * start time in the flow map) still runs.  1 when alive or when it cannot tell. */
+int byp_steer_owner_alive(uint32_t prog_id);
+
 /* Forget the flow map (closes our file descriptor; the map lives on with the program). */
 void byp_steer_close(void);
 
