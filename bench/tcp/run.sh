@@ -154,6 +154,10 @@ bypass_verdict() { # SRV_BEFORE CLI_BEFORE
   fi
 }
 
+lib_lines() { # LOG_PREFIX: the library's messages of a run, for the reader
+  grep -h '^bypass:' "$1".* 2>/dev/null | head -5 | sed 's/^/bench\/tcp:   /' >&2
+}
+
 # sockperf_run MODE -> "p50 p99 p99.9" (usec, half RTT), or "failed" / "not-bypassed"
 sockperf_run() {
   local mode="$1" log="$WORK/sockperf-$1" srv=(--tcp -i "$SIP" -p "$SPORT") cconf=-
@@ -181,7 +185,7 @@ sockperf_run() {
     tail -3 "$log.cli" "$log.srv" >&2
     echo failed; return
   fi
-  [ "$verdict" = ok ] || { echo "$verdict"; return; }
+  [ "$verdict" = ok ] || { lib_lines "$log"; echo "$verdict"; return; }
   sed 's/\x1b\[[0-9;]*m//g' "$log.cli" | awk '
     /percentile 50.000 =/ { p50 = $NF }
     /percentile 99.000 =/ { p99 = $NF }
@@ -211,9 +215,10 @@ redis_run() {
   if [ "$rc" -ne 0 ]; then
     echo "bench/tcp: redis-benchmark $mode -P$pipe exited $rc" >&2
     tail -3 "$log.err" "$log.srv" >&2
+    lib_lines "$log"
     echo failed; return
   fi
-  [ "$verdict" = ok ] || { echo "$verdict"; return; }
+  [ "$verdict" = ok ] || { lib_lines "$log"; echo "$verdict"; return; }
   awk -F'"' '$2 == "SET" { s = $4 } $2 == "GET" { g = $4 }
              END { if (s == "" || g == "") print "failed"; else print s, g }' "$log.cli"
 }
