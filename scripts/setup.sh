@@ -19,7 +19,7 @@ PACKAGES=(
   python3 python3-pytest
   redis-server redis-tools memcached libmemcached-tools
   sockperf iperf3 nginx-light
-  iproute2 procps psmisc
+  iproute2 procps psmisc ethtool iputils-ping
   xz-utils ca-certificates debian-archive-keyring
 )
 HUGEPAGES="${BYPASS_HUGEPAGES:-512}"
