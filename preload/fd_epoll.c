@@ -22,7 +22,7 @@
 #include "fd_epoll.h"
 
 /* Spin rounds between two checks of the kernel set (an epoll_wait system call each). */
-#define KERNEL_POLL_RATIO 32
+#define KERNEL_POLL_RATIO 16
 /* Longest single sleep in the real epoll_wait: a wake-up lost to a race costs at most this. */
 #define WAIT_SLICE_MS 100
 /* The kernel's limit on maxevents. */
@@ -60,6 +60,7 @@ struct byp_epoll {
     int n, cap;
     unsigned cursor;            /* where the next scan starts: round robin over members */
     unsigned turn;              /* alternates which side fills the result first */
+    unsigned calls;             /* epoll_wait calls, for the kernel-set poll ratio */
     struct byp_epoll *next;     /* every set ever made */
 };
 
@@ -341,7 +342,12 @@ int byp_epoll_wait(struct byp_epoll_head *h, int epfd, struct epoll_event *evs, 
     for (unsigned round = 0;; round++) {
         if (eng != NULL)
             eng->progress();
-        rc = gather(ep, epfd, evs, max, round % KERNEL_POLL_RATIO == 0);
+        /* The kernel set costs a system call: look at it every KERNEL_POLL_RATIO calls
+         * (and rounds) while the stack has events, and always before going to sleep. */
+        unsigned call = __atomic_fetch_add(&ep->calls, 1, __ATOMIC_RELAXED);
+        rc = gather(ep, epfd, evs, max, call % KERNEL_POLL_RATIO == 0);
+        if (rc == 0 && call % KERNEL_POLL_RATIO != 0 && round % KERNEL_POLL_RATIO == 0)
+            rc = gather(ep, epfd, evs, max, 1);
         if (rc != 0)
             goto out;
         int64_t t = byp_poll_now_ns();

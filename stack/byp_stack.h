@@ -20,6 +20,11 @@ extern in_addr_t byp_if_addr, byp_if_mask;
  * when sockets changed readiness while threads sleep, wakes them. */
 void byp_stack_lock(void);
 void byp_stack_unlock(void);
+/* Release without sending: what a send queued leaves with the next flush, which every
+ * receive, wait, poll and progress run does (and a full batch).  Several sends between two
+ * waits (a server answering every ready client, then calling epoll_wait) thus cost one
+ * transmit kick, the one system call of the AF_XDP data path. */
+void byp_stack_unlock_noflush(void);
 
 /* Called (lock held) whenever a socket's readiness changed. */
 void byp_engine_event(void);

@@ -47,6 +47,11 @@ void byp_stack_lock(void)
 void byp_stack_unlock(void)
 {
     byp_netif_flush();
+    byp_stack_unlock_noflush();
+}
+
+void byp_stack_unlock_noflush(void)
+{
     int wake = events != events_woken && __atomic_load_n(&byp_sleepers, __ATOMIC_SEQ_CST) > 0;
     events_woken = events;
     pthread_mutex_unlock(&stack_mutex);
@@ -178,19 +183,22 @@ static void *progress_main(void *arg)
     const int64_t interval_ns = byp_cfg.progress_usec * 1000;
     for (;;) {
         struct timespec ts = {.tv_sec = interval_ns / 1000000000, .tv_nsec = interval_ns % 1000000000};
+        /* While an application thread spins on the stack (it polls every few hundred
+         * nanoseconds), the AF_XDP socket is readable all the time and the work is done:
+         * sleep the interval on a timer, not on the socket, so that this thread does not
+         * take the spinning thread's CPU away from it. */
+        if (now_ns() - __atomic_load_n(&last_app_poll_ns, __ATOMIC_RELAXED) < APP_SPIN_WINDOW_NS) {
+            nanosleep(&ts, NULL);
+            continue;
+        }
         if (xsk_fd >= 0) {
             struct pollfd p = {.fd = xsk_fd, .events = POLLIN};
             BYP_REAL(ppoll)(&p, 1, &ts, NULL);
         } else {
             nanosleep(&ts, NULL);
         }
-        /* An application thread is spinning on the stack right now (it polls every few
-         * hundred nanoseconds while it spins): leave the work to it, briefly. */
-        if (now_ns() - __atomic_load_n(&last_app_poll_ns, __ATOMIC_RELAXED) < APP_SPIN_WINDOW_NS) {
-            struct timespec nap = {0, APP_SPIN_WINDOW_NS};
-            nanosleep(&nap, NULL);
+        if (now_ns() - __atomic_load_n(&last_app_poll_ns, __ATOMIC_RELAXED) < APP_SPIN_WINDOW_NS)
             continue;
-        }
         while (byp_engine_poll(0) > 0)
             ;
     }

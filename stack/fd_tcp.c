@@ -278,7 +278,7 @@ static ssize_t send_core(int fd, const struct iovec *iov, int iovcnt, int flags)
         tcp_output(ts->pcb);
         ts->sndbuf = tcp_sndbuf(ts->pcb);
     }
-    byp_stack_unlock();
+    byp_stack_unlock_noflush();
     return (ssize_t)done;
 }
 

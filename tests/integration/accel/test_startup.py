@@ -68,3 +68,31 @@ def test_xdp_already_attached_falls_back_to_kernel(netpair):
     one_message_naming(srv.err(), "bypv0")
     link = net.run("server", ["ip", "link", "show", "bypv0"], check=True).stdout
     assert "byp_pass" in link, "the library detached a program it does not own:\n" + link
+
+
+def test_program_of_a_killed_process_is_taken_over(netpair):
+    """A process killed with SIGKILL cannot close its port: its steering program stays on
+    bypv0.  The next accelerated process sees that the owner is gone, takes the interface
+    over, and really accelerates (the kernel does not carry its traffic)."""
+    net = netpair(accel=("server",))
+    conf = write_conf(net.dir / "accel.conf", "bypv0", [("tcp", PORT)])
+    first = net.spawn("server", redis_argv(net), name="redis-1", conf=conf)
+    net.wait_port(PORT, first)
+    serves_from_client_ns(net)
+    first.popen.kill()
+    first.popen.wait(timeout=10)
+    link = net.run("server", ["ip", "-d", "link", "show", "bypv0"], check=True).stdout
+    assert "byp_steer" in link or "prog/xdp" in link, \
+        "expected the killed process's program to be left on bypv0:\n" + link
+
+    second = net.spawn("server", redis_argv(net), name="redis-2", conf=conf)
+    net.wait_port(PORT, second)
+    before = net.tcp_segs("server")
+    for _ in range(20):
+        serves_from_client_ns(net)
+    moved = net.tcp_segs("server") - before
+    assert moved < 20, "the second process's traffic went through the kernel (%d segments)\n%s" \
+        % (moved, second.describe())
+    assert second.stop() == 0, second.describe()
+    errors = [l for l in bypass_lines(second.err()) if "cannot start" in l]
+    assert errors == [], second.describe()
