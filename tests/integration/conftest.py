@@ -81,6 +81,29 @@ def port():
     return free_port()
 
 
+def wait_listening(port, proc=None, timeout=15.0):
+    """Wait until a TCP socket listens on @port, per /proc/net/tcp (no connection made)."""
+    deadline = time.monotonic() + timeout
+    want = ":%04X" % port
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail("server %s exited with %s before listening on %d\nstdout:\n%s\n"
+                        "stderr:\n%s" % (proc.args, proc.returncode, port, out, err),
+                        pytrace=False)
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                lines = open(table).read().splitlines()[1:]
+            except OSError:
+                continue
+            for line in lines:
+                f = line.split()
+                if len(f) > 3 and f[1].endswith(want) and f[3] == "0A":
+                    return
+        time.sleep(0.05)
+    pytest.fail("nothing listens on TCP port %d after %.0fs" % (port, timeout), pytrace=False)
+
+
 def wait_port(port, proc=None, timeout=15.0, host=LOOPBACK):
     """Wait until something accepts TCP connections on host:port.
 
@@ -147,8 +170,11 @@ class Servers:
     def __init__(self):
         self.procs = []
 
-    def start(self, cmd, port, preload, env=None, cwd=None, timeout=15.0, udp=False):
-        """Start @cmd and wait until it listens on TCP (or binds UDP) @port."""
+    def start(self, cmd, port, preload, env=None, cwd=None, timeout=15.0, udp=False,
+              probe=True):
+        """Start @cmd and wait until it listens on TCP (or binds UDP) @port.  With
+        @probe False the wait reads the kernel's socket table instead of connecting (for
+        servers such as iperf3 that take a probe connection for a client)."""
         e = preload_env(env) if preload else base_env(env)
         if preload and not LIB.is_file():
             pytest.fail("%s is missing" % LIB, pytrace=False)
@@ -157,6 +183,8 @@ class Servers:
         self.procs.append(proc)
         if udp:
             wait_udp_port(port, proc, timeout)
+        elif not probe:
+            wait_listening(port, proc, timeout)
         else:
             wait_port(port, proc, timeout)
         return proc

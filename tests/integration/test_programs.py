@@ -35,9 +35,10 @@ def test_sockperf_pingpong(servers, proto, libbypass):
 @pytest.mark.parametrize("reverse", [False, True], ids=["upload", "download"])
 def test_iperf3_transfer(servers, reverse, libbypass):
     port = free_port()
-    # Not -1 (one-off): the readiness probe would count as the one client.
+    # Ready when it listens: a probe connection would count as a client and can make the
+    # server reset the real one.
     srv = servers.start(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(port)], port,
-                        preload=True)
+                        preload=True, probe=False)
     size = 64 << 20
     cmd = ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-n", str(size), "-P", "2", "-J"]
     if reverse:
