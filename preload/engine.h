@@ -38,9 +38,14 @@ struct byp_engine {
     int (*tcp_connect)(int fd, const struct sockaddr_in *remote);
     /* Run the stack once (rx burst, timers, tx); returns how many events it produced. */
     int (*progress)(void);
-    /* An eventfd that turns readable when an accelerated socket's readiness changed while
-     * a thread sleeps in byp_wait; -1 before start. */
+    /* What a thread sleeping on the stack waits on (poll/epoll, POLLIN): an epoll fd that
+     * turns readable when frames arrive on the NIC (the AF_XDP socket) or when the engine
+     * signals a readiness change (an eventfd the progress thread writes while threads
+     * sleep).  A sleeper woken by it runs the stack itself: one wake-up per packet, not two.
+     * -1 before start. */
     int wake_fd;
+    /* Consume the engine's signal after waking on wake_fd (never blocks). */
+    void (*wake_drain)(void);
 };
 
 /* Threads sleeping in byp_wait (wait.c); the engine writes wake_fd only when nonzero. */

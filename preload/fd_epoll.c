@@ -258,16 +258,13 @@ static int collect(struct byp_epoll *ep, int epfd, struct epoll_event *out, int 
 /* Drop the wake fd's entries from @k kernel results (draining it), returning what is left. */
 static int filter_wake(struct byp_epoll *ep, struct epoll_event *evs, int k)
 {
+    (void)ep;
     int j = 0;
     for (int i = 0; i < k; i++) {
         if (evs[i].data.u64 == WAKE_DATA) {
-            int wfd = __atomic_load_n(&ep->wake_fd, __ATOMIC_RELAXED);
             const struct byp_engine *eng = byp_engine;
-            if (wfd < 0 && eng != NULL)
-                wfd = eng->wake_fd;
-            uint64_t v;
-            if (wfd >= 0)
-                (void)!BYP_REAL(read)(wfd, &v, sizeof v);
+            if (eng != NULL)
+                eng->wake_drain();
             continue;
         }
         evs[j++] = evs[i];

@@ -84,12 +84,8 @@ int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfd
             result = -EINTR;
             break;
         }
-        if (rc > 0 && (set[0].revents & POLLIN)) {
-            uint64_t v;
-            int saved = errno;
-            (void)!BYP_REAL(read)(set[0].fd, &v, sizeof v);
-            errno = saved;
-        }
+        if (rc > 0 && (set[0].revents & POLLIN) && eng != NULL)
+            eng->wake_drain();
         if (rc > 0 && npfds > 0) {
             int any = 0;
             for (nfds_t i = 0; i < npfds; i++) {

@@ -5,9 +5,11 @@
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 
@@ -26,7 +28,8 @@
 
 static pthread_mutex_t stack_mutex = PTHREAD_MUTEX_INITIALIZER;
 static struct byp_nic *nic;
-static int wake_fd = -1;
+static int wake_fd = -1;            /* eventfd the engine signals sleepers with */
+static int sleep_fd = -1;           /* epoll over wake_fd and the AF_XDP socket */
 static int xsk_fd = -1;              /* the AF_XDP socket, for the progress thread to sleep on */
 static uint64_t events;              /* readiness changes, bumped under the lock */
 static uint64_t events_woken;        /* value of @events at the last wake-up */
@@ -87,6 +90,14 @@ int byp_engine_poll(int from_app)
     }
     byp_stack_unlock();
     return n;
+}
+
+static void wake_drain(void)
+{
+    uint64_t v;
+    int saved = errno;
+    (void)!BYP_REAL(read)(wake_fd, &v, sizeof v);
+    errno = saved;
 }
 
 static int engine_progress(void)
@@ -180,26 +191,33 @@ static void *progress_main(void *arg)
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
+    /* Idle priority: this thread only stands in for application threads that are not
+     * running the stack, so it must never take a CPU from one that is (a spinning thread
+     * preempted for a time slice is milliseconds of latency).  When the application
+     * sleeps, the CPU is idle and this thread runs at once. */
+    struct sched_param sp = {.sched_priority = 0};
+    if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) != 0)
+        byp_info("progress thread: SCHED_IDLE refused; it runs at normal priority");
     const int64_t interval_ns = byp_cfg.progress_usec * 1000;
     for (;;) {
         struct timespec ts = {.tv_sec = interval_ns / 1000000000, .tv_nsec = interval_ns % 1000000000};
-        /* While an application thread spins on the stack (it polls every few hundred
-         * nanoseconds), the AF_XDP socket is readable all the time and the work is done:
-         * sleep the interval on a timer, not on the socket, so that this thread does not
-         * take the spinning thread's CPU away from it. */
-        if (now_ns() - __atomic_load_n(&last_app_poll_ns, __ATOMIC_RELAXED) < APP_SPIN_WINDOW_NS) {
+        int64_t idle = now_ns() - __atomic_load_n(&last_app_poll_ns, __ATOMIC_RELAXED);
+        if (idle < APP_SPIN_WINDOW_NS || __atomic_load_n(&byp_sleepers, __ATOMIC_RELAXED) > 0) {
+            /* An application thread spins on the stack, or sleeps on the engine's wake fd
+             * (which holds the AF_XDP socket, so the frames wake it and it runs the stack
+             * itself): receiving is taken care of.  Only the timers are left to watch. */
             nanosleep(&ts, NULL);
-            continue;
-        }
-        if (xsk_fd >= 0) {
+            if (now_ns() - __atomic_load_n(&last_app_poll_ns, __ATOMIC_RELAXED) < interval_ns)
+                continue;
+        } else if (xsk_fd >= 0) {
             struct pollfd p = {.fd = xsk_fd, .events = POLLIN};
             BYP_REAL(ppoll)(&p, 1, &ts, NULL);
+            if (now_ns() - __atomic_load_n(&last_app_poll_ns, __ATOMIC_RELAXED) < APP_SPIN_WINDOW_NS)
+                continue;
         } else {
             nanosleep(&ts, NULL);
         }
-        if (now_ns() - __atomic_load_n(&last_app_poll_ns, __ATOMIC_RELAXED) < APP_SPIN_WINDOW_NS)
-            continue;
-        while (byp_engine_poll(0) > 0)
+        for (int i = 0; i < 16 && byp_engine_poll(0) > 0; i++)
             ;
     }
     return NULL;
@@ -245,6 +263,19 @@ static int engine_start(void)
         return rc;
     }
     xsk_fd = find_xsk_fd();
+    sleep_fd = BYP_REAL(epoll_create1)(EPOLL_CLOEXEC);
+    if (sleep_fd < 0) {
+        rc = -errno;
+        byp_err("cannot create the engine's epoll set: %s", strerror(-rc));
+        byp_nic_close(nic);
+        return rc;
+    }
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = wake_fd};
+    BYP_REAL(epoll_ctl)(sleep_fd, EPOLL_CTL_ADD, wake_fd, &ev);
+    if (xsk_fd >= 0) {
+        ev.data.fd = xsk_fd;
+        BYP_REAL(epoll_ctl)(sleep_fd, EPOLL_CTL_ADD, xsk_fd, &ev);
+    }
     byp_info("progress thread sleeps on %s", xsk_fd >= 0 ? "the AF_XDP socket" : "a timer");
 
     byp_stack_lock();
@@ -278,6 +309,7 @@ static struct byp_engine engine = {
     .tcp_connect = byp_tcp_connect,
     .progress = engine_progress,
     .wake_fd = -1,
+    .wake_drain = wake_drain,
 };
 
 /* Start, collecting the first error message as the one-line cause libbypass.so reports. */
@@ -287,7 +319,7 @@ static int start_and_publish(char *why, size_t whylen)
     byp_log_capture(why, whylen);
     int rc = engine_start();
     byp_log_capture(NULL, 0);
-    engine.wake_fd = wake_fd;
+    engine.wake_fd = sleep_fd;
     return rc;
 }
 
