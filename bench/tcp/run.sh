@@ -15,7 +15,9 @@
 #
 #   bench/tcp/run.sh [SECONDS [ROUNDS [REQUESTS]]]       defaults: 10 3 200000
 #
-# Environment: BENCH_SPIN_USEC sets BYPASS_SPIN_USEC for the bypass runs; BENCH_LOG sets
+# Environment: BENCH_SPIN_USEC sets BYPASS_SPIN_USEC for the bypass runs (default -1, the
+# latency profile: blocking calls spin, as the kernel busy-poll column does; 100 is the
+# library's default, which sleeps after 100 us); BENCH_LOG sets
 # BYPASS_LOG.  Needs root.  Not a test: numbers depend on the machine and its load.
 set -uo pipefail
 
@@ -94,7 +96,7 @@ ns_cmd() {
   NSCMD=(ip netns exec "$ns" env -u LD_PRELOAD)
   if [ "$conf" != - ]; then
     NSCMD+=("LD_PRELOAD=$LIB" "BYPASS_CONFIG=$conf")
-    [ -n "${BENCH_SPIN_USEC:-}" ] && NSCMD+=("BYPASS_SPIN_USEC=$BENCH_SPIN_USEC")
+    NSCMD+=("BYPASS_SPIN_USEC=${BENCH_SPIN_USEC:--1}")
     [ -n "${BENCH_LOG:-}" ] && NSCMD+=("BYPASS_LOG=$BENCH_LOG")
   fi
   NSCMD+=(taskset -c "$cpu")
