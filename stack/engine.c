@@ -13,6 +13,10 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 
+#include <stdio.h>
+
+#include <rte_cycles.h>
+
 #include "lwip/init.h"
 #include "lwip/ip4_addr.h"
 #include "lwip/sys.h"
@@ -35,11 +39,45 @@ static uint64_t events;              /* readiness changes, bumped under the lock
 static uint64_t events_woken;        /* value of @events at the last wake-up */
 static int64_t last_app_poll_ns;     /* when an application thread last ran the stack */
 
-static int64_t now_ns(void)
+static int64_t mono_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The stack's clock, read on every poll round: the TSC when the CPU says it is invariant
+ * (a few cycles), else CLOCK_MONOTONIC (a vDSO call, a good part of a quiet round's cost).
+ * Anchored to CLOCK_MONOTONIC at start, so both read the same time line. */
+static uint64_t tsc_base, tsc_mult;   /* ns = base_ns + ((tsc - tsc_base) * tsc_mult) >> 32 */
+static int64_t tsc_base_ns;
+
+static void clock_setup(void)
+{
+    uint64_t hz = rte_get_tsc_hz();
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    int invariant = 0;
+    char line[4096];
+    while (f != NULL && fgets(line, sizeof line, f) != NULL)
+        if (strncmp(line, "flags", 5) == 0) {
+            invariant = strstr(line, " constant_tsc") != NULL && strstr(line, " nonstop_tsc") != NULL;
+            break;
+        }
+    if (f != NULL)
+        fclose(f);
+    if (!invariant || hz < 1000000)
+        return;
+    tsc_mult = (uint64_t)(((unsigned __int128)1000000000 << 32) / hz);
+    tsc_base_ns = mono_ns();
+    tsc_base = rte_rdtsc();
+}
+
+static int64_t now_ns(void)
+{
+    if (tsc_mult == 0)
+        return mono_ns();
+    uint64_t d = rte_rdtsc() - tsc_base;
+    return tsc_base_ns + (int64_t)(((unsigned __int128)d * tsc_mult) >> 32);
 }
 
 void byp_stack_lock(void)
@@ -81,7 +119,7 @@ int byp_engine_poll(int from_app)
     if (pthread_mutex_trylock(&stack_mutex) != 0)
         return 0;   /* another thread is running the stack right now */
     int n = byp_netif_rx();
-    uint32_t t = (uint32_t)(now / 1000000);
+    uint32_t t = (uint32_t)(now / 1000000);   /* sys_now's time line (CLOCK_MONOTONIC ms) */
     if (t != last_timer_ms) {
         last_timer_ms = t;
         sys_check_timeouts();
@@ -263,6 +301,7 @@ static int engine_start(void)
         byp_nic_close(nic);
         return rc;
     }
+    clock_setup();
     xsk_fd = find_xsk_fd();
     sleep_fd = BYP_REAL(epoll_create1)(EPOLL_CLOEXEC);
     if (sleep_fd < 0) {
