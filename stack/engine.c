@@ -291,6 +291,11 @@ static int engine_start(void)
         .nb_eal_args = byp_cfg.n_dpdk_args,
         .eal_args = byp_cfg.dpdk_args,
         .xdp_prog = byp_cfg.xdp_prog,
+        /* Room for bursts (1,000 connections closing at once): rings of 4096 and a pool
+         * that also covers what sockets hold unread. */
+        .nb_rxd = 4096,
+        .nb_txd = 4096,
+        .nb_mbufs = 32768,
     };
     rc = byp_nic_open(&conf, &nic);
     if (rc < 0)

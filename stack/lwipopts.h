@@ -149,8 +149,10 @@
 /* SO_REUSEADDR: a listener may rebind while old connections sit in TIME_WAIT. */
 #define SO_REUSE                        1
 #define SO_REUSE_RXTOALL                0
-#define TCP_LISTEN_BACKLOG              1
-#define TCP_DEFAULT_LISTEN_BACKLOG      0xff
+/* No lwIP backlog: its counter is 8 bits (255 half-open connections), and a burst of
+ * 1,000 connects would lose SYNs to it (1 s retransmits).  The socket layer bounds the
+ * queue of established, not yet accepted connections instead (tcp_sock.c). */
+#define TCP_LISTEN_BACKLOG              0
 /* Timer granularity.  lwIP's default 250 ms tick bounds how late a delayed ACK goes out
  * and how coarse the retransmission timer is; 10 ms (the slow timer then ticks every 20 ms)
  * keeps delayed ACKs below a LAN's patience.  The poll loop only runs the timers when one

@@ -45,7 +45,10 @@ static void drop(int ep, struct conn *c)
     close(c->fd);
     free(c);
     closed++;
-    open_now--;
+    if (--open_now == 0) {
+        printf("drained after %ld\n", closed);   /* every connection so far has closed */
+        fflush(stdout);
+    }
 }
 
 static int watch(int ep, int op, struct conn *c, int want_out)
