@@ -150,4 +150,5 @@ const struct byp_nic_ops byp_nic_af_xdp_ops = {
     .devargs = af_xdp_devargs,
     .start = af_xdp_start,
     .stop = af_xdp_stop,
+    .steers = 1,
 };

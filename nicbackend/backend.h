@@ -50,6 +50,10 @@ struct byp_nic_ops {
     int (*start)(struct byp_nic *nic, const struct byp_nic_conf *conf);
     /* Before the port is closed: undo start. */
     void (*stop)(struct byp_nic *nic);
+    /* 1: the interface stays the kernel's and only steered flows reach the NIC (af_xdp:
+     * byp_steer_*; neighbours come from the kernel).  0: a dedicated interface, every
+     * frame reaches the stack, which answers ARP itself. */
+    int steers;
 };
 
 /* Fast path: move up to @n packets; return how many moved.  tx takes ownership of the
@@ -74,6 +78,8 @@ struct byp_nic {
 };
 
 extern const struct byp_nic_ops byp_nic_af_xdp_ops;
+extern const struct byp_nic_ops byp_nic_af_packet_ops;
+extern const struct byp_nic_ops byp_nic_tap_ops;
 extern const struct byp_nic_burst_ops byp_nic_ethdev_burst;
 
 /* Start DPDK in this process (once) and open the configured backend on it.

@@ -39,6 +39,10 @@ const struct byp_nic_ops *byp_nic_find_backend(const char *name)
 {
     if (!name || strcmp(name, "af_xdp") == 0)
         return &byp_nic_af_xdp_ops;
+    if (strcmp(name, "af_packet") == 0)
+        return &byp_nic_af_packet_ops;
+    if (strcmp(name, "tap") == 0)
+        return &byp_nic_tap_ops;
     return NULL;
 }
 
@@ -129,7 +133,8 @@ int byp_nic_open(const struct byp_nic_conf *conf, struct byp_nic **out)
         return -EINVAL;
     ops = byp_nic_find_backend(conf->backend);
     if (!ops) {
-        byp_err("nic: unknown backend \"%s\" (accepted: af_xdp)", conf->backend);
+        byp_err("nic: backend \"%s\" is not available (accepted: af_xdp, af_packet, tap)",
+                conf->backend);
         return -ENOENT;
     }
     if (nic_open_count > 0)
@@ -151,7 +156,7 @@ int byp_nic_open(const struct byp_nic_conf *conf, struct byp_nic **out)
     nic->burst = &byp_nic_ethdev_burst;
     nic->queue_id = 0;
     snprintf(nic->ifname, sizeof(nic->ifname), "%s", conf->ifname);
-    nic->ifindex = if_nametoindex(conf->ifname);
+    nic->ifindex = if_nametoindex(conf->ifname);   /* 0 for tap: created by the probe */
     comma = strchr(devargs, ',');
     snprintf(nic->devname, sizeof(nic->devname), "%.*s",
              (int)(comma ? (size_t)(comma - devargs) : strlen(devargs)), devargs);

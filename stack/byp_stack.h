@@ -15,6 +15,10 @@ struct byp_nic;
 extern struct netif byp_netif;
 /* Its IPv4 address and mask, network order. */
 extern in_addr_t byp_if_addr, byp_if_mask;
+/* 1: the backend steers flows on an interface the kernel keeps (af_xdp): kernel sockets
+ * reserve the stack's ports on its address, neighbours come from the kernel.  0: a
+ * dedicated interface (af_packet, tap): the stack answers ARP, reservations bind to any. */
+extern int byp_steering;
 
 /* Take / release the stack lock.  Releasing sends what lwIP queued for transmission and,
  * when sockets changed readiness while threads sleep, wakes them. */
@@ -38,6 +42,7 @@ int byp_engine_poll(int from_app);
 /* Bring up byp_netif on @nic with the kernel interface's @mac, @mtu, @addr/@prefixlen. */
 int byp_netif_setup(struct byp_nic *nic, const uint8_t mac[6], unsigned mtu, in_addr_t addr,
                     unsigned prefixlen);
+
 /* Receive one burst into lwIP (lock held).  Returns packets received. */
 int byp_netif_rx(void);
 /* Send what is queued (lock held). */

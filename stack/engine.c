@@ -31,6 +31,7 @@
 #include "steer_ctl.h"
 
 static pthread_mutex_t stack_mutex = PTHREAD_MUTEX_INITIALIZER;
+int byp_steering = 1;
 static struct byp_nic *nic;
 static int wake_fd = -1;            /* eventfd the engine signals sleepers with */
 static int sleep_fd = -1;           /* epoll over wake_fd and the AF_XDP socket */
@@ -170,7 +171,7 @@ int byp_flow_ref(int proto, in_addr_t addr, in_port_t port)
         flows = f;
         capflows = cap;
     }
-    int rc = byp_steer_add(proto, addr, port);
+    int rc = byp_steering ? byp_steer_add(proto, addr, port) : 0;
     if (rc < 0) {
         byp_err("cannot steer %s port %u to the stack: %s", proto == IPPROTO_TCP ? "tcp" : "udp",
                 ntohs(port), strerror(-rc));
@@ -185,7 +186,8 @@ void byp_flow_unref(int proto, in_addr_t addr, in_port_t port)
     for (int i = 0; i < nflows; i++)
         if (flows[i].proto == proto && flows[i].addr == addr && flows[i].port == port) {
             if (--flows[i].refs == 0) {
-                byp_steer_del(proto, addr, port);
+                if (byp_steering)
+                    byp_steer_del(proto, addr, port);
                 flows[i] = flows[--nflows];
             }
             return;
@@ -200,8 +202,9 @@ int byp_route_ok(in_addr_t addr)
 
 /* ---- progress thread ---- */
 
-/* The AF_XDP socket the PMD opened: the one fd of this process whose domain is AF_XDP. */
-static int find_xsk_fd(void)
+/* The fd the backend receives on, for sleeping threads: the socket of domain @domain the
+ * PMD opened (AF_XDP, AF_PACKET), or with @domain 0 the tap device (/dev/net/tun). */
+static int find_rx_fd(int domain)
 {
     DIR *d = opendir("/proc/self/fd");
     if (d == NULL)
@@ -212,9 +215,17 @@ static int find_xsk_fd(void)
         int fd = atoi(de->d_name);
         if (fd <= 2 || fd == dirfd(d))
             continue;
+        if (domain == 0) {
+            char path[64], target[64];
+            snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+            ssize_t n = readlink(path, target, sizeof target - 1);
+            if (n > 0 && (target[n] = '\0', strcmp(target, "/dev/net/tun") == 0))
+                found = fd;
+            continue;
+        }
         int dom = 0;
         socklen_t len = sizeof dom;
-        if (BYP_REAL(getsockopt)(fd, SOL_SOCKET, SO_DOMAIN, &dom, &len) == 0 && dom == AF_XDP)
+        if (BYP_REAL(getsockopt)(fd, SOL_SOCKET, SO_DOMAIN, &dom, &len) == 0 && dom == domain)
             found = fd;
     }
     closedir(d);
@@ -264,30 +275,70 @@ static void *progress_main(void *arg)
 
 /* ---- start ---- */
 
+/* The stack's address on a dedicated interface: "a.b.c.d/len" from the `ip` key. */
+static int parse_ip(const char *text, in_addr_t *addr, unsigned *prefix)
+{
+    char buf[32];
+    unsigned len = 32;
+    snprintf(buf, sizeof buf, "%s", text ? text : "");
+    char *slash = strchr(buf, '/');
+    if (slash != NULL) {
+        char *end;
+        unsigned long v = strtoul(slash + 1, &end, 10);
+        if (*end != '\0' || end == slash + 1 || v > 32)
+            return -EINVAL;
+        len = (unsigned)v;
+        *slash = '\0';
+    }
+    struct in_addr a;
+    if (inet_pton(AF_INET, buf, &a) != 1)
+        return -EINVAL;
+    *addr = a.s_addr;
+    *prefix = len;
+    return 0;
+}
+
 static int engine_start(void)
 {
-    if (byp_cfg.backend != BYP_BACKEND_AF_XDP) {
-        byp_err("backend %s is not available yet; accepted: af_xdp", byp_backend_name((int)byp_cfg.backend));
+    const char *bname = byp_backend_name((int)byp_cfg.backend);
+    const struct byp_nic_ops *bops = byp_nic_find_backend(bname);
+    if (bops == NULL) {
+        byp_err("backend %s is not available yet; accepted: af_xdp, af_packet, tap", bname);
         return -ENOTSUP;
     }
+    byp_steering = bops->steers;
     if (byp_cfg.interface == NULL) {
         byp_err("no interface configured (interface = \"...\" in the config file, or BYPASS_INTERFACE)");
         return -EINVAL;
     }
     struct byp_kif kif;
-    int rc = byp_kstate_get_if(byp_cfg.interface, &kif);
-    if (rc < 0) {
-        byp_err("interface %s: %s", byp_cfg.interface,
-                rc == -ENODEV ? "no such interface in this network namespace" : strerror(-rc));
-        return rc;
-    }
-    if (kif.addr == 0) {
-        byp_err("interface %s has no IPv4 address", byp_cfg.interface);
-        return -EADDRNOTAVAIL;
+    memset(&kif, 0, sizeof kif);
+    int rc;
+    if (byp_steering) {
+        rc = byp_kstate_get_if(byp_cfg.interface, &kif);
+        if (rc < 0) {
+            byp_err("interface %s: %s", byp_cfg.interface,
+                    rc == -ENODEV ? "no such interface in this network namespace" : strerror(-rc));
+            return rc;
+        }
+        if (kif.addr == 0) {
+            byp_err("interface %s has no IPv4 address", byp_cfg.interface);
+            return -EADDRNOTAVAIL;
+        }
+    } else {
+        unsigned prefix;
+        if (parse_ip(byp_cfg.ip, &kif.addr, &prefix) < 0) {
+            byp_err("backend %s needs the stack's address: ip = \"a.b.c.d/len\" (or BYPASS_IP)%s%s",
+                    bname, byp_cfg.ip ? "; not an IPv4 address/prefix: " : "",
+                    byp_cfg.ip ? byp_cfg.ip : "");
+            return -EINVAL;
+        }
+        kif.prefixlen = (uint8_t)prefix;
+        kif.mtu = 1500;
     }
     struct byp_nic_conf conf = {
         .ifname = byp_cfg.interface,
-        .backend = byp_backend_name((int)byp_cfg.backend),
+        .backend = bname,
         .nb_eal_args = byp_cfg.n_dpdk_args,
         .eal_args = byp_cfg.dpdk_args,
         .xdp_prog = byp_cfg.xdp_prog,
@@ -300,6 +351,14 @@ static int engine_start(void)
     rc = byp_nic_open(&conf, &nic);
     if (rc < 0)
         return rc;
+    if (!byp_steering) {
+        struct rte_ether_addr ea;
+        uint16_t mtu = 0;
+        rte_eth_macaddr_get(nic->port_id, &ea);
+        memcpy(kif.mac, ea.addr_bytes, 6);
+        if (rte_eth_dev_get_mtu(nic->port_id, &mtu) == 0 && mtu >= 576)
+            kif.mtu = mtu;
+    }
     wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (wake_fd < 0) {
         rc = -errno;
@@ -307,7 +366,8 @@ static int engine_start(void)
         return rc;
     }
     clock_setup();
-    xsk_fd = find_xsk_fd();
+    xsk_fd = find_rx_fd(byp_cfg.backend == BYP_BACKEND_AF_XDP ? AF_XDP :
+                        byp_cfg.backend == BYP_BACKEND_AF_PACKET ? AF_PACKET : 0);
     sleep_fd = BYP_REAL(epoll_create1)(EPOLL_CLOEXEC);
     if (sleep_fd < 0) {
         rc = -errno;
@@ -321,7 +381,7 @@ static int engine_start(void)
         ev.data.fd = xsk_fd;
         BYP_REAL(epoll_ctl)(sleep_fd, EPOLL_CTL_ADD, xsk_fd, &ev);
     }
-    byp_info("progress thread sleeps on %s", xsk_fd >= 0 ? "the AF_XDP socket" : "a timer");
+    byp_info("sleepers wait on %s", xsk_fd >= 0 ? "the backend's receive fd" : "a timer");
 
     byp_stack_lock();
     lwip_init();
@@ -343,7 +403,7 @@ static int engine_start(void)
     }
     pthread_setname_np(th, "bypass-progress");
     byp_info("accelerating on %s (%s/%u), backend %s", byp_cfg.interface,
-             inet_ntoa((struct in_addr){kif.addr}), kif.prefixlen, conf.backend);
+             inet_ntoa((struct in_addr){kif.addr}), kif.prefixlen, bname);
     return 0;
 }
 

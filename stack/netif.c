@@ -149,7 +149,7 @@ void byp_netif_flush(void)
 static err_t linkoutput(struct netif *ni, struct pbuf *p)
 {
     (void)ni;
-    if (intercept_arp(p))
+    if (byp_steering && intercept_arp(p))
         return ERR_OK;
     struct rte_mbuf *m = rte_pktmbuf_alloc(nic->pool);
     if (m == NULL)

@@ -502,7 +502,8 @@ int byp_tcp_connect(int fd, const struct sockaddr_in *remote)
     if (BYP_REAL(getsockname)(fd, (struct sockaddr *)&local, &len) < 0 || local.sin_family != AF_INET)
         return BYP_ENGINE_DECLINE;
     if (local.sin_port == 0) {
-        local.sin_addr.s_addr = byp_if_addr;
+        /* On a dedicated interface the kernel does not own the stack's address. */
+        local.sin_addr.s_addr = byp_steering ? byp_if_addr : INADDR_ANY;
         if (BYP_REAL(bind)(fd, (struct sockaddr *)&local, sizeof local) < 0)
             return -errno;
         len = sizeof local;
