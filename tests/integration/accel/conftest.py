@@ -107,7 +107,7 @@ def _remove_stale_namespaces():
         subprocess.run(["ip", "netns", "del", name], stderr=subprocess.DEVNULL, timeout=30)
 
 
-def write_conf(path, interface, rules, extra=""):
+def write_conf(path, interface, rules, extra="", backend="af_xdp"):
     """Writes a libconfig file: @rules is a list of (proto, port) or (proto, port, addr)."""
     items = []
     for r in rules:
@@ -115,8 +115,8 @@ def write_conf(path, interface, rules, extra=""):
         addr = '; addr = "%s"' % r[2] if len(r) > 2 else ""
         items.append('  { action = "accelerate"; proto = "%s"; port = %s%s; }'
                      % (r[0], port, addr))
-    text = ('interface = "%s";\nbackend = "af_xdp";\n%srules = (\n%s\n);\n'
-            % (interface, extra, ",\n".join(items)))
+    text = ('interface = "%s";\nbackend = "%s";\n%srules = (\n%s\n);\n'
+            % (interface, backend, extra, ",\n".join(items)))
     Path(path).write_text(text)
     return str(path)
 

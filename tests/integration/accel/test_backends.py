@@ -1,0 +1,84 @@
+"""Issue 3: the af_packet and tap backends, for an interface dedicated to the stack.  The
+kernel holds no address of the stack's on it, so the stack answers ARP itself and every
+answer the client gets was served by the stack."""
+
+import subprocess
+import time
+
+from .conftest import PYTHON, bypass_lines, write_conf
+
+PORT = 6379
+
+
+def redis_argv(net):
+    return ["redis-server", "--port", PORT, "--bind", "0.0.0.0", "--save", "",
+            "--appendonly", "no", "--protected-mode", "no", "--dir", net.dir,
+            "--loglevel", "warning"]
+
+
+def redis_round(net, side, host, n=50):
+    """SET/GET @n keys through redis-cli from @side; returns the replies."""
+    script = "".join("SET k%d v%d\nGET k%d\n" % (i, i, i) for i in range(n))
+    cp = net.run(side, ["redis-cli", "-h", host, "-p", PORT], input=script, timeout=60,
+                 check=True)
+    return cp.stdout.split()
+
+
+def expected(n=50):
+    out = []
+    for i in range(n):
+        out += ["OK", "v%d" % i]
+    return out
+
+
+def test_af_packet_dedicated_interface(netpair):
+    net = netpair(accel=("server",))
+    # The interface becomes the stack's: the kernel forgets its address on it, and the
+    # client forgets the MAC it had learnt, so the stack must answer ARP.
+    net.run("server", ["ip", "addr", "flush", "dev", "bypv0"], check=True)
+    net.run("client", ["ip", "neigh", "flush", "dev", "bypv1"], check=True)
+    conf = write_conf(net.dir / "afp.conf", "bypv0", [("tcp", PORT)], backend="af_packet",
+                      extra='ip = "%s/24";\n' % net.srv_ip)
+    srv = net.spawn("server", redis_argv(net), name="redis", conf=conf,
+                    env={"BYPASS_LOG": "info"})
+    net.wait_port(PORT, srv)
+    before = net.snmp("server")
+    assert redis_round(net, "client", net.srv_ip) == expected()
+    after = net.snmp("server")
+    moved = (after["Tcp.InSegs"] + after["Tcp.OutSegs"]) - (before["Tcp.InSegs"] + before["Tcp.OutSegs"])
+    assert moved == 0, "the server namespace's kernel carried TCP (%d segments)" % moved
+    neigh = net.run("client", ["ip", "neigh", "show", net.srv_ip], check=True).stdout
+    assert "lladdr" in neigh, "the client has no neighbour entry for the stack: " + neigh
+    assert srv.stop() == 0, srv.describe()
+    lines = bypass_lines(srv.err())
+    assert any("backend af_packet" in l for l in lines), srv.describe()
+    assert not any("cannot start" in l for l in lines), srv.describe()
+
+
+def test_tap_backend(netpair):
+    """The PMD creates the tap interface; its kernel side is the stack's peer host."""
+    net = netpair(accel=("server", "client"))
+    stack_ip, peer_ip = "10.79.%d.1" % net.k, "10.79.%d.2" % net.k
+    conf = write_conf(net.dir / "tap.conf", "bypt0", [("tcp", PORT)], backend="tap",
+                      extra='ip = "%s/24";\n' % stack_ip)
+    srv = net.spawn("server", redis_argv(net), name="redis", conf=conf,
+                    env={"BYPASS_LOG": "info"})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if net.run("server", ["ip", "link", "show", "bypt0"]).returncode == 0:
+            break
+        assert srv.poll() is None, srv.describe()
+        time.sleep(0.1)
+    net.run("server", ["ip", "addr", "add", peer_ip + "/24", "dev", "bypt0"], check=True)
+    net.run("server", ["ip", "link", "set", "bypt0", "up"], check=True)
+    net.wait_port(PORT, srv, host=stack_ip, side="server")
+    before = net.snmp("server")
+    # The kernel does not own stack_ip: only the stack behind the tap can answer.
+    assert redis_round(net, "server", stack_ip) == expected()
+    after = net.snmp("server")
+    assert after["Tcp.PassiveOpens"] == before["Tcp.PassiveOpens"], \
+        "a kernel listener accepted the connection"
+    assert after["Tcp.ActiveOpens"] > before["Tcp.ActiveOpens"]
+    assert srv.stop() == 0, srv.describe()
+    lines = bypass_lines(srv.err())
+    assert any("backend tap" in l for l in lines), srv.describe()
