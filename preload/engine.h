@@ -46,6 +46,9 @@ struct byp_engine {
     int wake_fd;
     /* Consume the engine's signal after waking on wake_fd (never blocks). */
     void (*wake_drain)(void);
+    /* Bumped (release) on every readiness change of any accelerated socket: a reader that
+     * saw no ready socket and finds the same value (acquire) has nothing new to look at. */
+    const uint64_t *events;
 };
 
 /* Threads sleeping in byp_wait (wait.c); the engine writes wake_fd only when nonzero. */

@@ -63,6 +63,9 @@ struct byp_epoll {
     unsigned cursor;            /* where the next scan starts: round robin over members */
     unsigned turn;              /* alternates which side fills the result first */
     unsigned calls;             /* epoll_wait calls, for the kernel-set poll ratio */
+    uint64_t seen_events;       /* the engine's event counter before the last full scan */
+    uint8_t rescan;             /* the last scan found something, or the members changed */
+    uint8_t skip_ok;            /* every member's readiness moves only with engine events */
     struct byp_epoll *next;     /* every set ever made */
 };
 
@@ -210,6 +213,7 @@ static void member_remove(struct byp_epoll *ep, int epfd, int i, int closing)
 /* Append a member.  0 or -ENOMEM.  Under the set's lock. */
 static int member_append(struct byp_epoll *ep, const struct member *m)
 {
+    ep->rescan = 1;
     if (ep->n == ep->cap) {
         int cap = ep->cap ? ep->cap * 2 : 16;
         struct member *a = realloc(ep->m, (size_t)cap * sizeof *a);
@@ -229,8 +233,21 @@ static int member_append(struct byp_epoll *ep, const struct member *m)
 static int collect(struct byp_epoll *ep, int epfd, struct epoll_event *out, int max)
 {
     int got = 0;
+    /* Read before the scan: an event during it moves the counter for the next call. */
+    const struct byp_engine *eng = byp_engine;
+    const uint64_t *evp = eng != NULL ? eng->events : NULL;
+    uint64_t ev_now = evp != NULL ? __atomic_load_n(evp, __ATOMIC_ACQUIRE) : 0;
     pthread_mutex_lock(&ep->lock);
-    int n = ep->n, stale = 0;
+    /* Nothing was ready at the last scan and no socket has changed since: a spinning
+     * epoll_wait costs one comparison instead of a walk over every member. */
+    if (evp != NULL && ep->skip_ok && !ep->rescan && ev_now == ep->seen_events) {
+        pthread_mutex_unlock(&ep->lock);
+        return 0;
+    }
+    int n = ep->n, stale = 0, unsure = 0;
+    for (int i = 0; i < n; i++)
+        if (ep->m[i].ops == &byp_epoll_ops || ep->m[i].ops->event_gen == NULL)
+            unsure++;   /* a nested set: its kernel side moves without engine events */
     if (n > 0) {
         unsigned start = ep->cursor % (unsigned)n, next = start;
         for (int k = 0; k < n && got < max; k++) {
@@ -253,6 +270,9 @@ static int collect(struct byp_epoll *ep, int epfd, struct epoll_event *out, int 
                 stale--;
             }
     }
+    ep->seen_events = ev_now;
+    ep->rescan = got > 0;   /* level-triggered members stay ready: look again */
+    ep->skip_ok = evp != NULL && unsure == 0;
     pthread_mutex_unlock(&ep->lock);
     return got;
 }
@@ -597,6 +617,7 @@ static int adopt_in(int epfd, int fd, const byp_fd_ops_t *ops, unsigned long ino
 static int ctl_locked(struct byp_epoll *ep, int epfd, int op, int fd, const byp_fd_ops_t *fops,
                       struct epoll_event *ev)
 {
+    ep->rescan = 1;   /* a new or re-armed member must be looked at */
     void *obj = byp_fdtab[fd].obj;
     int i = member_find(ep, fd, obj);
     switch (op) {

@@ -107,7 +107,7 @@ void byp_stack_unlock_noflush(void)
 
 void byp_engine_event(void)
 {
-    events++;
+    __atomic_add_fetch(&events, 1, __ATOMIC_RELEASE);
 }
 
 static uint32_t last_timer_ms;
@@ -415,6 +415,7 @@ static struct byp_engine engine = {
     .progress = engine_progress,
     .wake_fd = -1,
     .wake_drain = wake_drain,
+    .events = &events,
 };
 
 /* Start, collecting the first error message as the one-line cause libbypass.so reports. */
