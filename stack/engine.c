@@ -418,6 +418,26 @@ static struct byp_engine engine = {
     .events = &events,
 };
 
+static pid_t engine_pid;
+
+/* At exit of the process that started the engine (not of a forked child): close the port,
+ * which detaches the XDP program, so the interface is the kernel's alone again.  Under the
+ * stack lock, so no thread is inside DPDK meanwhile; never waits long for it. */
+static void engine_atexit(void)
+{
+    if (getpid() != engine_pid || nic == NULL)
+        return;
+    for (int i = 0; i < 1000; i++) {
+        if (pthread_mutex_trylock(&stack_mutex) == 0) {
+            byp_nic_close(nic);
+            nic = NULL;
+            return;   /* the lock stays taken: nothing may use the stack any more */
+        }
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+}
+
 /* Start, collecting the first error message as the one-line cause libbypass.so reports. */
 static int start_and_publish(char *why, size_t whylen)
 {
@@ -425,6 +445,10 @@ static int start_and_publish(char *why, size_t whylen)
     byp_log_capture(why, whylen);
     int rc = engine_start();
     byp_log_capture(NULL, 0);
+    if (rc == 0) {
+        engine_pid = getpid();
+        atexit(engine_atexit);
+    }
     engine.wake_fd = sleep_fd;
     return rc;
 }

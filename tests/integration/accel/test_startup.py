@@ -96,3 +96,6 @@ def test_program_of_a_killed_process_is_taken_over(netpair):
     assert second.stop() == 0, second.describe()
     errors = [l for l in bypass_lines(second.err()) if "cannot start" in l]
     assert errors == [], second.describe()
+    # A process that exits normally closes its port: the program goes with it.
+    link = net.run("server", ["ip", "-d", "link", "show", "bypv0"], check=True).stdout
+    assert "prog/xdp" not in link, "XDP program left after a normal exit:\n" + link
