@@ -64,13 +64,16 @@ BYP_EXPORT int close(int fd)
 
 BYP_EXPORT int close_range(unsigned int first, unsigned int last, int flags)
 {
-    int rc = BYP_REAL(close_range)(first, last, flags);
-    if (rc == 0 && !(flags & CLOSE_RANGE_CLOEXEC)) {
+    /* Release accelerated objects while their fd numbers still hold their kernel sockets
+     * (a closing connection keeps its port reservation by duplicating it), as close()
+     * does; only for a call the kernel will accept. */
+    int known = CLOSE_RANGE_CLOEXEC | CLOSE_RANGE_UNSHARE;
+    if (first <= last && !(flags & ~known) && !(flags & CLOSE_RANGE_CLOEXEC)) {
         int saved = errno;
         byp_fd_clear_range(first, last);
         errno = saved;
     }
-    return rc;
+    return BYP_REAL(close_range)(first, last, flags);
 }
 
 BYP_EXPORT void closefrom(int lowfd)
