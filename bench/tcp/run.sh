@@ -18,7 +18,10 @@
 # Environment: BENCH_SPIN_USEC sets BYPASS_SPIN_USEC for the bypass runs (default -1, the
 # latency profile: blocking calls spin, as the kernel busy-poll column does; 100 is the
 # library's default, which sleeps after 100 us); BENCH_LOG sets
-# BYPASS_LOG.  Needs root.  Not a test: numbers depend on the machine and its load.
+# BYPASS_LOG.  For bench/run.sh: BENCH_OUT=DIR also writes DIR/tcp.tsv (one line per run:
+# bench, mode, round, figures or verdict, the command) and each sockperf client's
+# --full-log DIR/sockperf-MODE-rROUND.csv; BENCH_PARTS="sockperf redis" (the default)
+# selects the parts to run.  Needs root.  Not a test: numbers depend on the machine and its load.
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -138,6 +141,7 @@ start_server() {
   shift 2
   [ "$mode" = bypass ] && conf="$WORK/srv.conf"
   ns_cmd "$SNS" "$conf" "$SRV_CPU"
+  SRV_CMD=("${NSCMD[@]}" "$@")
   "${NSCMD[@]}" "$@" >"$log" 2>&1 &
   SERVER_PID=$!
   PIDS+=("$SERVER_PID")
@@ -163,7 +167,7 @@ lib_lines() { # LOG_PREFIX: the library's messages of a run, for the reader
 # sockperf_run MODE -> "p50 p99 p99.9" (usec, half RTT), or "failed" / "not-bypassed"
 sockperf_run() {
   local mode="$1" log="$WORK/sockperf-$1" srv=(--tcp -i "$SIP" -p "$SPORT") cconf=-
-  local cli=(--tcp -i "$SIP" -p "$SPORT")
+  local cli=(--tcp -i "$SIP" -p "$SPORT") flog=()
   reset_xdp
   case "$mode" in
     busy) srv=(-f "$WORK/feed" -F r --nonblocked); cli=("${srv[@]}") ;;
@@ -177,8 +181,10 @@ sockperf_run() {
   local s0 c0
   s0=$(tcp_segs "$SNS") c0=$(tcp_segs "$CNS")
   ns_cmd "$CNS" "$cconf" "$CLI_CPU"
+  [ -n "${BENCH_OUT:-}" ] && flog=(--full-log "$BENCH_OUT/sockperf-$mode-r$ROUND.csv")
+  LAST_CMD="server: ${SRV_CMD[*]} | client: ${NSCMD[*]} sockperf pp ${cli[*]} -m 64 -t $SECONDS_PER_RUN ${flog[*]}"
   timeout -k 5 $((SECONDS_PER_RUN + 40)) "${NSCMD[@]}" sockperf pp "${cli[@]}" -m 64 -t "$SECONDS_PER_RUN" \
-    >"$log.cli" 2>&1
+    "${flog[@]}" >"$log.cli" 2>&1
   local rc=$? verdict=ok
   [ "$mode" = bypass ] && verdict=$(bypass_verdict "$s0" "$c0")
   stop_pid "$SERVER_PID"
@@ -209,6 +215,7 @@ redis_run() {
   local s0 c0
   s0=$(tcp_segs "$SNS") c0=$(tcp_segs "$CNS")
   ns_cmd "$CNS" "$cconf" "$CLI_CPU"
+  LAST_CMD="server: ${SRV_CMD[*]} | client: ${NSCMD[*]} redis-benchmark -h $SIP -p $RPORT -n $REQUESTS -c 50 -P $pipe -t set,get --csv"
   timeout -k 5 180 "${NSCMD[@]}" redis-benchmark -h "$SIP" -p "$RPORT" \
     -n "$REQUESTS" -c 50 -P "$pipe" -t set,get --csv >"$log.cli" 2>"$log.err"
   local rc=$? verdict=ok
@@ -245,19 +252,34 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {
 
 echo "bench/tcp: $ROUNDS rounds; sockperf ${SECONDS_PER_RUN}s per run, redis-benchmark" \
      "-n $REQUESTS -c 50; server cpu $SRV_CPU, client cpu $CLI_CPU" >&2
+PARTS=" ${BENCH_PARTS:-sockperf redis} "
+# record BENCH MODE FILE: the run's figures (last line of FILE) to BENCH_OUT/tcp.tsv
+record() {
+  [ -n "${BENCH_OUT:-}" ] || return 0
+  printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$ROUND" "$(tail -n 1 "$3")" "$LAST_CMD" \
+    >>"$BENCH_OUT/tcp.tsv"
+}
 for r in $(seq "$ROUNDS"); do
+  ROUND=$r
   for mode in kernel busy bypass; do
+    [[ "$PARTS" == *" sockperf "* ]] || break
     echo "bench/tcp: round $r sockperf $mode" >&2
+    LAST_CMD=-
     sockperf_run "$mode" >>"$WORK/sp-$mode"
+    record sockperf "$mode" "$WORK/sp-$mode"
   done
   for pipe in 1 16; do
     for mode in kernel bypass; do
+      [[ "$PARTS" == *" redis "* ]] || break
       echo "bench/tcp: round $r redis -P$pipe $mode" >&2
+      LAST_CMD=-
       redis_run "$mode" "$pipe" >>"$WORK/rd-$mode-$pipe"
+      record "redis-P$pipe" "$mode" "$WORK/rd-$mode-$pipe"
     done
   done
 done
 
+if [[ "$PARTS" == *" sockperf "* ]]; then
 echo
 echo "sockperf TCP ping-pong, 64 B, half-RTT usec, median of $ROUNDS runs of ${SECONDS_PER_RUN}s"
 printf '%-7s %16s %17s %10s %16s %13s\n' metric "kernel blocking" "kernel busy-poll" bypass \
@@ -270,6 +292,8 @@ for m in p50 p99 p99.9; do
     "$(ratio "$x" "$b")"
   col=$((col + 1))
 done
+fi
+if [[ "$PARTS" == *" redis "* ]]; then
 echo
 echo "redis-benchmark -n $REQUESTS -c 50, requests/s, median of $ROUNDS runs"
 printf '%-10s %14s %14s %8s\n' test kernel bypass ratio
@@ -281,6 +305,7 @@ for pipe in 1 16; do
     col=$((col + 1))
   done
 done
+fi
 echo
 echo "targets: bypass p50 <= 0.2 x blocking and <= busy-poll; p99.9 <= 0.2 x blocking;" \
      "redis >= 2 x kernel"
