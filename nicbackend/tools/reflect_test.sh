@@ -9,6 +9,8 @@
 #
 # Environment: PEER_XDP=1 attaches a pass program to the peer; NO_TX_OFF=1 skips the
 # checksum workaround below (the client then drops every reply: UdpInCsumErrors); REFLECT_CPU / CLIENT_CPU pin the reflector / servers and the client.
+# REFLECT_OUT=FILE also writes the four ping-pongs' figures there, one TSV line each:
+# run (xdp, xdp-spin, kernel, kernel-spin), p50, p99, p99.9, min (half-RTT us), command.
 # Needs root.  Creates namespaces byp-spike-a/-b (10.99.0.1/24, 10.99.0.2/24) and deletes
 # them, with their veth pair and XDP programs, on exit, also on failure.
 set -u
@@ -96,4 +98,17 @@ ip netns exec $NSA "${RPIN[@]}" "$PP" server $KPORT --spin >/dev/null 2>&1 &
 PIDS[1]=$!
 sleep 0.3
 ip netns exec $NSB "${CPIN[@]}" "$PP" client 10.99.0.1 $KPORT -n "$COUNT" --spin | tee "$LOG/kernel-spin.txt"
+if [ -n "${REFLECT_OUT:-}" ]; then
+    : >"$REFLECT_OUT"
+    for run in xdp xdp-spin kernel kernel-spin; do
+        port=$PORT spin=""
+        case $run in kernel*) port=$KPORT ;; esac
+        case $run in *-spin) spin=" --spin" ;; esac
+        srv="ip netns exec $NSA ${RPIN[*]} $REFLECT -i $VA -p $PORT -t 600 ${EXTRA[*]}"
+        case $run in kernel*) srv="ip netns exec $NSA ${RPIN[*]} $PP server $KPORT$spin" ;; esac
+        awk -v run="$run" -v cmd="server: $srv | client: ip netns exec $NSB ${CPIN[*]} $PP client 10.99.0.1 $port -n $COUNT$spin" \
+            '/^half-RTT us:/ { printf "%s\t%s\t%s\t%s\t%s\t%s\n", run, $4, $6, $8, $10, cmd }' \
+            "$LOG/$run.txt" >>"$REFLECT_OUT"
+    done
+fi
 echo "PASS"
