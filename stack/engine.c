@@ -29,6 +29,7 @@
 #include "fd_tcp.h"
 #include "kstate.h"
 #include "steer_ctl.h"
+#include "stats.h"
 
 static pthread_mutex_t stack_mutex = PTHREAD_MUTEX_INITIALIZER;
 int byp_steering = 1;
@@ -250,6 +251,7 @@ static void *progress_main(void *arg)
         byp_info("progress thread: SCHED_IDLE refused; it runs at normal priority");
     const int64_t interval_ns = byp_cfg.progress_usec * 1000;
     for (;;) {
+        byp_stats_tick();
         struct timespec ts = {.tv_sec = interval_ns / 1000000000, .tv_nsec = interval_ns % 1000000000};
         int64_t idle = now_ns() - __atomic_load_n(&last_app_poll_ns, __ATOMIC_RELAXED);
         if (idle < APP_SPIN_WINDOW_NS || __atomic_load_n(&byp_sleepers, __ATOMIC_RELAXED) > 0) {
@@ -402,6 +404,7 @@ static int engine_start(void)
         return -rc;
     }
     pthread_setname_np(th, "bypass-progress");
+    byp_stats_start(nic, bname, byp_cfg.interface, kif.addr, kif.prefixlen);
     byp_info("accelerating on %s (%s/%u), backend %s", byp_cfg.interface,
              inet_ntoa((struct in_addr){kif.addr}), kif.prefixlen, bname);
     return 0;

@@ -13,6 +13,7 @@
 #include "lwip/priv/tcp_priv.h"
 
 #include "byp_stack.h"
+#include "stats.h"
 #include "tcp_sock.h"
 
 /* ---- receive ---- */
@@ -274,6 +275,7 @@ static ssize_t send_core(int fd, const struct iovec *iov, int iovcnt, int flags)
                 i++;
         }
     }
+    byp_stats_sock_tx(ts, done);
     if (ts->pcb != NULL) {
         tcp_output(ts->pcb);
         ts->sndbuf = tcp_sndbuf(ts->pcb);

@@ -31,6 +31,7 @@
 #include "byp_stack.h"
 #include "kstate.h"
 #include "log.h"
+#include "stats.h"
 
 struct netif byp_netif;
 in_addr_t byp_if_addr, byp_if_mask;
@@ -139,6 +140,7 @@ void byp_netif_flush(void)
         uint16_t n = byp_nic_tx_burst(nic, txq + off, (uint16_t)(txn - off));
         off += n;
         if (n == 0 && ++tries > 64) {
+            BYP_STATS_ADD(tx_drops, txn - off);
             rte_pktmbuf_free_bulk(txq + off, txn - off);   /* ring full: drop, TCP resends */
             break;
         }
@@ -152,6 +154,7 @@ static err_t linkoutput(struct netif *ni, struct pbuf *p)
     if (byp_steering && intercept_arp(p))
         return ERR_OK;
     struct rte_mbuf *m = rte_pktmbuf_alloc(nic->pool);
+    BYP_STATS_ADD(tx_drops, m == NULL);
     if (m == NULL)
         return ERR_MEM;
     char *dst = rte_pktmbuf_append(m, p->tot_len);
@@ -161,6 +164,8 @@ static err_t linkoutput(struct netif *ni, struct pbuf *p)
     }
     pbuf_copy_partial(p, dst, p->tot_len, 0);
     txq[txn++] = m;
+    BYP_STATS_ADD(tx_pkts, 1);
+    BYP_STATS_ADD(tx_bytes, p->tot_len);
     if (txn == TX_BATCH)
         byp_netif_flush();
     return ERR_OK;
@@ -201,11 +206,13 @@ int byp_netif_rx(void)
     uint16_t n = byp_nic_rx_burst(nic, pkts, RX_BURST);
     if (n == 0)
         return 0;
+    BYP_STATS_ADD(rx_pkts, n);
     /* Copy instead of holding mbufs when fewer than a quarter of the pool is free. */
     int copy = rte_mempool_avail_count(nic->pool) < nic->pool->size / 4;
     for (uint16_t i = 0; i < n; i++) {
         struct rte_mbuf *m = pkts[i];
         uint16_t len = rte_pktmbuf_data_len(m);
+        BYP_STATS_ADD(rx_bytes, rte_pktmbuf_pkt_len(m));
         struct pbuf *p;
         if (copy || m->nb_segs > 1) {
             p = pbuf_alloc(PBUF_RAW, (u16_t)rte_pktmbuf_pkt_len(m), PBUF_POOL);

@@ -17,6 +17,7 @@
 
 #include "byp_stack.h"
 #include "fd_tcp.h"
+#include "stats.h"
 #include "tcp_sock.h"
 #include "fd_epoll.h"
 
@@ -77,6 +78,7 @@ static err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
     } else {
         /* Queue pbuf by pbuf: each is freed on its own once read. */
         ts->rx_bytes += p->tot_len;
+        byp_stats_sock_rx(ts, p->tot_len);
         if (ts->rx_tail != NULL)
             ts->rx_tail->next = p;
         else
@@ -177,6 +179,7 @@ static err_t on_accept(void *arg, struct tcp_pcb *pcb, err_t err)
                                     .sin_addr.s_addr = ip4_addr_get_u32(&pcb->local_ip)};
     c->remote = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(pcb->remote_port),
                                      .sin_addr.s_addr = ip4_addr_get_u32(&pcb->remote_ip)};
+    byp_stats_sock_open(c);
     l->aq[(l->aq_head + l->aq_n++) % l->aq_cap] = c;
     byp_tsock_changed(l);
     return ERR_OK;
@@ -327,6 +330,7 @@ void byp_tcp_release(int fd)
             }
             byp_tsock_rx_drop(c);
             put_flow(c);
+            byp_stats_sock_close(c);
             free(c);
         }
         free(ts->aq);
@@ -370,6 +374,7 @@ void byp_tcp_release(int fd)
     } else {
         put_flow(ts);
     }
+    byp_stats_sock_close(ts);
     byp_tsock_rx_drop(ts);
     byp_stack_unlock();
     /* Out of every epoll set, as the kernel does for the last close of a file. */
@@ -485,6 +490,7 @@ int byp_tcp_listen(int fd, const struct sockaddr_in *local, int backlog)
     tcp_arg(lpcb, ts);
     tcp_accept(lpcb, on_accept);
     install(fd, ts);
+    byp_stats_sock_open(ts);
     byp_stack_unlock();
     /* The kernel path is polled beside the stack: never let it block us. */
     BYP_REAL(fcntl)(fd, F_SETFL, (fl < 0 ? 0 : fl) | O_NONBLOCK);
@@ -552,6 +558,7 @@ int byp_tcp_connect(int fd, const struct sockaddr_in *remote)
         return err == ERR_RTE ? -ENETUNREACH : -ENOBUFS;
     }
     install(fd, ts);
+    byp_stats_sock_open(ts);
     byp_stack_unlock();
     if (ts->nonblock)
         return -EINPROGRESS;
