@@ -91,7 +91,7 @@ static uint64_t start_ticks(void)
     if (p == NULL)
         return 0;
     p++;
-    for (int field = 2; field < 22 && p != NULL; field++)   /* p sits before field @field+1 */
+    for (int field = 3; field < 22 && p != NULL; field++)   /* ends on the space before field 22 */
         p = strchr(p + 1, ' ');
     return p != NULL ? strtoull(p + 1, NULL, 10) : 0;
 }

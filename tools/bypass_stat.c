@@ -63,7 +63,7 @@ static uint64_t proc_start_ticks(int pid)
     if (s == NULL)
         return 0;
     s++;
-    for (int field = 2; field < 22 && s != NULL; field++)
+    for (int field = 3; field < 22 && s != NULL; field++)   /* ends on the space before field 22 */
         s = strchr(s + 1, ' ');
     return s != NULL ? strtoull(s + 1, NULL, 10) : 0;
 }
@@ -91,24 +91,33 @@ static int load(int pid, struct snap *s, int want_socks)
     if (fd < 0)
         return -errno;
     struct stat sb;
-    if (fstat(fd, &sb) < 0 || (size_t)sb.st_size < sizeof(struct byp_stats_hdr)) {
+    uint64_t magic = 0;
+    struct byp_stats_hdr fh;
+    memset(&fh, 0, sizeof fh);
+    if (fstat(fd, &sb) < 0 || pread(fd, &magic, sizeof magic, 0) != (ssize_t)sizeof magic ||
+        magic != BYP_STATS_MAGIC) {
         close(fd);
-        return -EINVAL;
+        return -EINVAL;   /* not ours: left alone */
     }
-    void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
-    close(fd);
-    if (m == MAP_FAILED)
-        return -errno;
-    const struct byp_stats_hdr *h = m;
+    /* Ours: is its process alive (and the same process, not a reused pid)? */
+    uint64_t ticks = proc_start_ticks(pid);
+    int full = pread(fd, &fh, sizeof fh, 0) == (ssize_t)sizeof fh;
     int rc = 0;
-    if (h->magic != BYP_STATS_MAGIC || h->version != BYP_STATS_VERSION || h->size != sb.st_size ||
-        h->hdr_size != sizeof(struct byp_stats_hdr) || h->stack_size != sizeof(struct byp_stats_stack) ||
-        h->sock_size != sizeof(struct byp_stats_sock) || h->max_socks != BYP_STATS_MAX_SOCKS) {
-        rc = -EINVAL;
-    } else if (h->pid != pid || proc_start_ticks(pid) == 0 ||
-               proc_start_ticks(pid) != h->start_ticks) {
+    void *m = MAP_FAILED;
+    if (ticks == 0 || (full && fh.start_ticks != ticks)) {
         rc = -ESRCH;
+    } else if (!full || fh.version != BYP_STATS_VERSION || fh.size != sb.st_size ||
+               fh.hdr_size != sizeof(struct byp_stats_hdr) ||
+               fh.stack_size != sizeof(struct byp_stats_stack) ||
+               fh.sock_size != sizeof(struct byp_stats_sock) || fh.max_socks != BYP_STATS_MAX_SOCKS) {
+        rc = -EINVAL;
+    } else {
+        m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
+        if (m == MAP_FAILED)
+            rc = -errno;
     }
+    close(fd);
+    const struct byp_stats_hdr *h = m;
     if (rc == 0) {
         s->h = *h;
         memcpy(&s->st, (const char *)m + sizeof *h, sizeof s->st);
@@ -135,7 +144,8 @@ static int load(int pid, struct snap *s, int want_socks)
         }
         proc_comm(pid, s->comm, sizeof s->comm);
     }
-    munmap(m, (size_t)sb.st_size);
+    if (m != MAP_FAILED)
+        munmap(m, (size_t)sb.st_size);
     if (rc == -ESRCH) {
         if (unlink(path) == 0)
             fprintf(stderr, "bypass-stat: removed stale %s (process %d is gone)\n", path, pid);
