@@ -1,0 +1,319 @@
+#!/usr/bin/python3
+"""Turns the raw files bench/run.sh collected in a results directory into results.json,
+summary.md and latency_cdf.png.
+
+    report.py RESULTS_DIR
+
+Reads (each optional, a missing one means that benchmark did not run):
+  meta.json          machine, commit, parameters (written by bench/run.sh)
+  tcp.tsv            bench/tcp/run.sh BENCH_OUT lines: bench mode round figures command
+  iperf3.tsv         bench/lib/iperf3.sh lines: iperf3 mode round gbps command reason segs
+  passthrough.tsv    mode round kernel_ns preload_ns command
+  floor.tsv          reflect_test.sh REFLECT_OUT lines: run p50 p99 p99.9 min command
+  sockperf-MODE-rN.csv(.gz)  sockperf --full-log samples (half-RTT latency, usec)
+"""
+import csv
+import glob
+import gzip
+import json
+import os
+import statistics
+import sys
+
+D = sys.argv[1]
+MODES = ("kernel", "busy", "bypass")
+LABEL = {"kernel": "kernel blocking", "busy": "kernel busy-poll", "bypass": "bypass"}
+
+
+def lines(name):
+    p = os.path.join(D, name)
+    if not os.path.exists(p):
+        return None
+    with open(p) as f:
+        return [l.rstrip("\n").split("\t") for l in f if l.strip()]
+
+
+def num(s):
+    try:
+        return float(s)
+    except (TypeError, ValueError):
+        return None
+
+
+def med(runs, i=0):
+    """Median of figure i over the runs that gave numbers, else the first verdict."""
+    vals = [r["values"][i] for r in runs if r["values"] is not None]
+    if vals:
+        return statistics.median(vals)
+    return runs[0]["verdict"] if runs else None
+
+
+def fmt(v, nd=1):
+    if v is None:
+        return "—"
+    if isinstance(v, str):
+        return v
+    if nd == 0:
+        return f"{v:,.0f}"
+    return f"{v:,.{nd}f}"
+
+
+def ratio(a, b, nd=2):
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b:
+        return f"{a / b:.{nd}f}"
+    return "—"
+
+
+meta = {}
+if os.path.exists(os.path.join(D, "meta.json")):
+    meta = json.load(open(os.path.join(D, "meta.json")))
+
+results = {"machine": meta.get("machine"), "commit": meta.get("commit"),
+           "parameters": meta.get("parameters"), "started": meta.get("started"),
+           "benchmarks": {}}
+B = results["benchmarks"]
+
+# --- sockperf and redis (bench/tcp/run.sh) --------------------------------------------
+tcp = lines("tcp.tsv") or []
+sp = {m: [] for m in MODES}
+rd = {}
+for row in tcp:
+    bench, mode, rnd, figs, cmd = (row + [""] * 5)[:5]
+    parts = figs.split()
+    vals = [num(x) for x in parts]
+    run = {"round": int(rnd), "command": cmd}
+    if parts and all(v is not None for v in vals):
+        run["values"] = vals
+        run["verdict"] = "ok"
+    else:
+        run["values"] = None
+        run["verdict"] = figs or "failed"
+    if bench == "sockperf":
+        sp[mode].append(run)
+    else:
+        rd.setdefault(bench, {}).setdefault(mode, []).append(run)
+
+if any(sp.values()):
+    out = {"unit": "usec half-RTT", "what": "sockperf TCP ping-pong, 64 B", "modes": {}}
+    for m in MODES:
+        if not sp[m]:
+            continue
+        runs = [{"round": r["round"], "command": r["command"], "verdict": r["verdict"],
+                 **({"p50": r["values"][0], "p99": r["values"][1], "p99.9": r["values"][2]}
+                    if r["values"] else {})} for r in sp[m]]
+        out["modes"][m] = {"median": {k: med(sp[m], i) for i, k in enumerate(("p50", "p99", "p99.9"))},
+                           "runs": runs}
+    B["sockperf"] = out
+
+if rd:
+    out = {"unit": "requests/s", "what": "redis-benchmark -c 50, SET and GET", "tests": {}}
+    for bench, modes in sorted(rd.items()):
+        for m, runs in modes.items():
+            for i, t in enumerate(("SET", "GET")):
+                key = f"{t} {bench.replace('redis-', '-')}"
+                out["tests"].setdefault(key, {})[m] = {
+                    "median": med(runs, i),
+                    "runs": [{"round": r["round"], "command": r["command"], "verdict": r["verdict"],
+                              "value": r["values"][i] if r["values"] else None} for r in runs]}
+    B["redis"] = out
+
+# --- iperf3 ---------------------------------------------------------------------------
+ip3 = lines("iperf3.tsv")
+if ip3 is not None:
+    out = {"unit": "Gbit/s (receiver)", "what": "iperf3 one stream, port 5201", "modes": {}}
+    for row in ip3:
+        _, mode, rnd, fig, cmd, reason, segs = (row + [""] * 7)[:7]
+        v = num(fig)
+        out["modes"].setdefault(mode, {"runs": []})["runs"].append(
+            {"round": int(rnd), "command": cmd, "value": v, "verdict": "ok" if v is not None else fig,
+             "reason": reason or None, "kernel_tcp_segments_server_client": segs})
+    for m, o in out["modes"].items():
+        vals = [r["value"] for r in o["runs"] if r["value"] is not None]
+        o["median"] = statistics.median(vals) if vals else o["runs"][0]["verdict"]
+        o["reasons"] = sorted({r["reason"] for r in o["runs"] if r["reason"]})
+    B["iperf3"] = out
+
+# --- passthrough ----------------------------------------------------------------------
+pt = lines("passthrough.tsv")
+if pt is not None:
+    out = {"unit": "ns per round trip", "what": "kernel-only TCP ping-pong over loopback, "
+           "without and with LD_PRELOAD (bench/passthrough/run.sh, inline mode)", "runs": []}
+    for row in pt:
+        mode, rnd, k, p, cmd = (row + [""] * 5)[:5]
+        out["runs"].append({"mode": mode, "round": int(rnd), "kernel": num(k), "preload": num(p),
+                            "command": cmd})
+    ok = [r for r in out["runs"] if r["kernel"] is not None and r["preload"] is not None]
+    if ok:
+        out["median"] = {"kernel": statistics.median(r["kernel"] for r in ok),
+                         "preload": statistics.median(r["preload"] for r in ok)}
+        out["median"]["ratio"] = out["median"]["preload"] / out["median"]["kernel"]
+    else:
+        out["median"] = "failed"
+    B["passthrough"] = out
+
+# --- floor ----------------------------------------------------------------------------
+fl = lines("floor.tsv")
+if fl is not None:
+    out = {"unit": "usec half-RTT", "what": "UDP 64 B ping-pong from a kernel client; server: "
+           "byp-reflect (DPDK af_xdp, no TCP/IP stack) or a kernel UDP echo", "runs": {}}
+    for row in fl:
+        run, p50, p99, p999, mn, cmd = (row + [""] * 6)[:6]
+        out["runs"][run] = {"p50": num(p50), "p99": num(p99), "p99.9": num(p999), "min": num(mn),
+                            "command": cmd}
+    if not out["runs"]:
+        out["runs"] = "failed"
+    B["floor"] = out
+
+# --- CDF ------------------------------------------------------------------------------
+samples = {}
+for m in MODES:
+    xs = []
+    for p in sorted(glob.glob(os.path.join(D, f"sockperf-{m}-r*.csv*"))):
+        op = gzip.open if p.endswith(".gz") else open
+        with op(p, "rt") as f:
+            data = False
+            for l in f:
+                if l.startswith("packet,"):
+                    data = True
+                    continue
+                if data:
+                    if l.startswith("---"):
+                        break
+                    v = num(l.rsplit(",", 1)[-1])
+                    if v is not None:
+                        xs.append(v)
+    if xs:
+        samples[m] = sorted(xs)
+
+plot = None
+if samples:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    colors = {"kernel": "#d62728", "busy": "#ff7f0e", "bypass": "#1f77b4"}
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 5))
+    for m, xs in samples.items():
+        x = np.array(xs)
+        y = np.arange(1, len(x) + 1) / len(x)
+        lab = f"{LABEL[m]} (p50 {np.percentile(x, 50):.1f} us, n={len(x):,})"
+        a1.plot(x, y, color=colors[m], label=lab, lw=2)
+        a2.plot(x, 1 - y + 1 / len(x), color=colors[m], label=LABEL[m], lw=2)
+    floor = (B.get("floor") or {}).get("runs")
+    if isinstance(floor, dict) and floor.get("xdp-spin", {}).get("p50"):
+        f50 = floor["xdp-spin"]["p50"]
+        for a in (a1, a2):
+            a.axvline(f50, color="gray", ls="--", lw=1)
+        a1.text(f50, 0.02, f" raw-frame floor p50\n {f50:.1f} us", color="gray", fontsize=8)
+    a1.set_xscale("log")
+    a1.set_ylim(0, 1)
+    a1.set_xlabel("half round-trip latency (us, log scale)")
+    a1.set_ylabel("fraction of messages  (CDF)")
+    a1.set_title("sockperf TCP ping-pong 64 B: latency CDF")
+    a1.grid(True, which="both", alpha=0.3)
+    a1.legend(loc="lower right", fontsize=8)
+    a2.set_xscale("log")
+    a2.set_yscale("log")
+    a2.set_xlabel("half round-trip latency (us, log scale)")
+    a2.set_ylabel("fraction of messages slower  (1 - CDF, log)")
+    a2.set_title("the tail: p99 at 1e-2, p99.9 at 1e-3")
+    for q in (1e-2, 1e-3):
+        a2.axhline(q, color="gray", ls=":", lw=0.8)
+    a2.grid(True, which="both", alpha=0.3)
+    a2.legend(loc="lower left", fontsize=8)
+    m = meta.get("machine") or {}
+    fig.suptitle(f"veth between two namespaces, server CPU 0 / client CPU 1 — "
+                 f"{m.get('nproc', '?')} CPUs, {m.get('model', '?')}, kernel {m.get('kernel', '?')}",
+                 fontsize=9)
+    fig.tight_layout()
+    plot = os.path.join(D, "latency_cdf.png")
+    fig.savefig(plot, dpi=110)
+    results["latency_cdf"] = {"file": "latency_cdf.png",
+                              "samples": {m: len(x) for m, x in samples.items()},
+                              "source": "sockperf pp --full-log, every round pooled"}
+
+with open(os.path.join(D, "results.json"), "w") as f:
+    json.dump(results, f, indent=1)
+
+# --- summary.md -----------------------------------------------------------------------
+P = meta.get("parameters") or {}
+m = meta.get("machine") or {}
+c = meta.get("commit") or {}
+o = []
+o.append(f"# bypass benchmark — {meta.get('started', '')}")
+o.append("")
+o.append(f"Machine: {m.get('nproc')} CPUs ({m.get('model')}), {m.get('memory')}, kernel "
+         f"{m.get('kernel')}. Commit {c.get('head', '?')[:12]}{' (dirty)' if c.get('dirty') else ''}. "
+         f"{P.get('mode', '')} run: {P.get('rounds')} round(s), medians; server CPU 0, client CPU 1; "
+         f"veth between two namespaces; bypass = both ends under libbypass.so "
+         f"(BYPASS_SPIN_USEC={P.get('spin_usec')}).")
+o.append("")
+o.append("| benchmark | kernel blocking | kernel busy-poll | bypass | ratio |")
+o.append("|---|---|---|---|---|")
+notes = []
+if "sockperf" in B:
+    s = B["sockperf"]["modes"]
+    for k in ("p50", "p99", "p99.9"):
+        kv = s.get("kernel", {}).get("median", {}).get(k)
+        bv = s.get("busy", {}).get("median", {}).get(k)
+        xv = s.get("bypass", {}).get("median", {}).get(k)
+        o.append(f"| sockperf TCP 64 B half-RTT {k} (us) | {fmt(kv)} | {fmt(bv)} | {fmt(xv)} | "
+                 f"{ratio(xv, kv)} vs blocking, {ratio(xv, bv)} vs busy |")
+if "redis" in B:
+    for t in ("SET -P1", "GET -P1", "SET -P16", "GET -P16"):
+        d = B["redis"]["tests"].get(t, {})
+        kv = d.get("kernel", {}).get("median")
+        xv = d.get("bypass", {}).get("median")
+        o.append(f"| redis-benchmark {t} (req/s) | {fmt(kv, 0)} | — | {fmt(xv, 0)} | {ratio(xv, kv)} |")
+if "iperf3" in B:
+    d = B["iperf3"]["modes"]
+    kv = d.get("kernel", {}).get("median")
+    xv = d.get("bypass", {}).get("median")
+    o.append(f"| iperf3 one stream (Gbit/s) | {fmt(kv, 2)} | — | {fmt(xv, 2)} | {ratio(xv, kv)} |")
+    for mode, dd in d.items():
+        for r in dd.get("reasons", []):
+            notes.append(f"iperf3 {mode}: {dd['median']}: {r}")
+if "passthrough" in B:
+    d = B["passthrough"]["median"]
+    if isinstance(d, dict):
+        o.append(f"| passthrough: kernel-only loopback ping-pong, without / with the library "
+                 f"(ns/round trip) | {fmt(d['kernel'])} | — | {fmt(d['preload'])} | "
+                 f"{d['ratio']:.3f} (overhead {100 * (d['ratio'] - 1):+.1f} %) |")
+    else:
+        o.append("| passthrough (ns/round trip) | failed | — | failed | — |")
+if "floor" in B:
+    f = B["floor"]["runs"]
+    o.append("")
+    o.append("Floor — how far the stack is from the path's limit (half-RTT, us). Raw frames: "
+             "byp-reflect (DPDK af_xdp, no TCP/IP stack) answering a spinning kernel UDP client in "
+             "the other namespace; bypass TCP: sockperf above, both ends under the library.")
+    o.append("")
+    o.append("| half-RTT (us) | raw-frame floor (af_xdp reflector) | kernel UDP echo, spinning | "
+             "bypass TCP | bypass TCP − floor | bypass / floor |")
+    o.append("|---|---|---|---|---|---|")
+    if isinstance(f, dict):
+        fx = f.get("xdp-spin", {})
+        fk = f.get("kernel-spin", {})
+        sm = (B.get("sockperf", {}).get("modes", {}).get("bypass", {}) or {}).get("median", {})
+        for k in ("p50", "p99", "p99.9"):
+            xv = sm.get(k)
+            diff = (f"{xv - fx[k]:.1f}" if isinstance(xv, (int, float)) and fx.get(k) is not None
+                    else "—")
+            o.append(f"| {k} | {fmt(fx.get(k), 2)} | {fmt(fk.get(k), 2)} | {fmt(xv)} | {diff} | "
+                     f"{ratio(xv, fx.get(k))} |")
+    else:
+        o.append("| p50 | failed | failed | — | — | — |")
+o.append("")
+if notes:
+    o.append("Failures:")
+    o.extend(f"- {n}" for n in notes)
+    o.append("")
+o.append("Noise: a 2-vCPU VM shared with other jobs; server and client each own one vCPU and the "
+         "kernel's softirqs share them, so tails (p99, p99.9) and blocking figures (vCPU wake-up) "
+         "move a lot between runs. The commands behind every figure are in results.json.")
+if plot:
+    o.append("")
+    o.append("![latency CDF](latency_cdf.png)")
+with open(os.path.join(D, "summary.md"), "w") as f:
+    f.write("\n".join(o) + "\n")
