@@ -95,9 +95,12 @@ one() { # MODE ROUND -> a line in OUT
   timeout -k 5 $((SECS + 30)) "${ccmd[@]}" >"$log.json" 2>"$log.err"
   local rc=$?
   local ds=$(($(tcp_segs "$SNS") - s0)) dc=$(($(tcp_segs "$CNS") - c0))
+  local alive=0 src=0
+  for i in $(seq 20); do kill -0 "$spid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$spid" 2>/dev/null && alive=1
   kill "$spid" 2>/dev/null
   for i in $(seq 30); do kill -0 "$spid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$spid" 2>/dev/null; wait "$spid" 2>/dev/null
+  kill -9 "$spid" 2>/dev/null; wait "$spid" 2>/dev/null; src=$?
   PIDS=()
   val=$("$PY" -c '
 import json, sys
@@ -117,6 +120,11 @@ except Exception:
     [ "$rc" -gt 128 ] && how="client killed by signal $((rc - 128))"
     [ "$rc" -eq 139 ] && how="client crashed (SIGSEGV)"
     if [[ "$val" == failed* ]]; then val="$val; $how"; else val="failed	$how"; fi
+  fi
+  if [ "$alive" = 0 ] && [ "$src" -gt 128 ]; then # the server (iperf3 -s -1) died by a signal
+    local shw="server killed by signal $((src - 128))"
+    [ "$src" -eq 139 ] && shw="server crashed (SIGSEGV)"
+    if [[ "$val" == failed* ]]; then val="$val; $shw"; else val="failed	$shw"; fi
   fi
   # iperf3's "getsockopt - Protocol not available": an IPPROTO_TCP option the library does
   # not answer on accelerated sockets (ENOPROTOOPT; stack/fd_tcp.c answers TCP_NODELAY,

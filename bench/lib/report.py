@@ -266,6 +266,19 @@ if "redis" in B:
         kv = d.get("kernel", {}).get("median")
         xv = d.get("bypass", {}).get("median")
         o.append(f"| redis-benchmark {t} (req/s) | {fmt(kv, 0)} | — | {fmt(xv, 0)} | {ratio(xv, kv)} |")
+for m in MODES:
+    if any(r["values"] is None for r in sp.get(m, [])):
+        notes.append(f"sockperf {LABEL[m]}: " + ", ".join(
+            f"round {r['round']} {r['verdict']}" for r in sp[m] if r["values"] is None) +
+            " (details in logs/tcp.log)")
+for bench, modes in sorted(rd.items()):
+    for m, runs in modes.items():
+        bad = [r for r in runs if r["values"] is None]
+        if bad:
+            notes.append(f"redis-benchmark {bench.replace('redis-', '-')} {m}: " +
+                         ", ".join(f"round {r['round']} {r['verdict']}" for r in bad) +
+                         " (details, e.g. a crash of redis-server or redis-benchmark under the "
+                         "library, in logs/tcp.log)")
 if "iperf3" in B:
     d = B["iperf3"]["modes"]
     kv = d.get("kernel", {}).get("median")
