@@ -252,6 +252,9 @@ void byp_stats_tick(void)
         return;
     last_ms = now;
     struct byp_stats_stack *st = byp_stats;
+    /* Under the stack lock: the engine's atexit closes the port and frees the pool holding
+     * it (for good), so neither is touched after that. */
+    byp_stack_lock();
     if (nic != NULL && nic->pool != NULL) {
         unsigned avail = rte_mempool_avail_count(nic->pool);
         st->pool_size = nic->pool->size;
@@ -278,7 +281,6 @@ void byp_stats_tick(void)
         st->spin_hits = __atomic_load_n(spin_hits, __ATOMIC_RELAXED);
     if (spin_misses != NULL)
         st->spin_misses = __atomic_load_n(spin_misses, __ATOMIC_RELAXED);
-    byp_stack_lock();
     sample_socks();
     byp_stack_unlock();
     hdr->sample_unix_ns = real_ns();
