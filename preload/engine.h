@@ -53,6 +53,8 @@ struct byp_engine {
 
 /* Threads sleeping in byp_wait (wait.c); the engine writes wake_fd only when nonzero. */
 extern BYP_SHARED int byp_sleepers;
+/* Blocking waits that ended while spinning, and that went to sleep (wait.c, fd_epoll.c). */
+extern BYP_SHARED uint64_t byp_spin_hits, byp_spin_misses;
 
 /* The engine once started, else NULL. */
 extern BYP_SHARED const struct byp_engine *byp_engine;

@@ -367,8 +367,11 @@ int byp_epoll_wait(struct byp_epoll_head *h, int epfd, struct epoll_event *evs, 
         rc = gather(ep, epfd, evs, max, call % KERNEL_POLL_RATIO == 0);
         if (rc == 0 && call % KERNEL_POLL_RATIO != 0 && round % KERNEL_POLL_RATIO == 0)
             rc = gather(ep, epfd, evs, max, 1);
-        if (rc != 0)
+        if (rc != 0) {
+            if (rc > 0 && timeout_ns != 0)
+                __atomic_add_fetch(&byp_spin_hits, 1, __ATOMIC_RELAXED);
             goto out;
+        }
         if (round % CLOCK_RATIO != 0 && deadline != start)
             continue;   /* reading the clock costs as much as a quiet round */
         int64_t t = byp_poll_now_ns();
@@ -378,6 +381,7 @@ int byp_epoll_wait(struct byp_epoll_head *h, int epfd, struct epoll_event *evs, 
             break;
     }
 
+    __atomic_add_fetch(&byp_spin_misses, 1, __ATOMIC_RELAXED);
     /* Sleep in the real epoll_wait: the wake fd in the kernel set stands for the stack. */
     for (;;) {
         __atomic_add_fetch(&byp_sleepers, 1, __ATOMIC_SEQ_CST);

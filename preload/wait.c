@@ -8,6 +8,8 @@
 
 /* Threads sleeping in byp_wait: the progress thread writes the wake fd only when nonzero. */
 BYP_SHARED int byp_sleepers;
+/* Waits that ended while spinning / that went to sleep (published by the stats). */
+BYP_SHARED uint64_t byp_spin_hits, byp_spin_misses;
 
 /* Longest single sleep: a wake-up lost to a race costs at most this. */
 #define BYP_WAIT_SLICE_MS 100
@@ -44,10 +46,14 @@ int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfd
     for (unsigned round = 0;; round++) {
         if (eng != NULL)
             eng->progress();
-        if (cond(arg))
+        if (cond(arg)) {
+            __atomic_add_fetch(&byp_spin_hits, 1, __ATOMIC_RELAXED);
             return 1;
-        if (round % BYP_KERNEL_POLL_RATIO == 0 && kernel_ready(pfds, npfds))
+        }
+        if (round % BYP_KERNEL_POLL_RATIO == 0 && kernel_ready(pfds, npfds)) {
+            __atomic_add_fetch(&byp_spin_hits, 1, __ATOMIC_RELAXED);
             return 2;
+        }
         if (round % 4 != 0 && deadline != start)
             continue;   /* reading the clock costs as much as a quiet round */
         int64_t t = now_ns();
@@ -57,6 +63,7 @@ int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfd
             break;
     }
 
+    __atomic_add_fetch(&byp_spin_misses, 1, __ATOMIC_RELAXED);
     /* Sleep: wake fd first, then the caller's kernel fds. */
     struct pollfd local[16];
     nfds_t n = npfds + 1;
