@@ -571,10 +571,77 @@ static int ftcp_setsockopt(int fd, int level, int opt, const void *val, socklen_
     return BYP_REAL(setsockopt)(fd, level, opt, val, len);
 }
 
+/* Linux's TCP state numbers (tcpi_state) for lwIP's. */
+static uint8_t linux_state(const struct tsock *ts)
+{
+    static const uint8_t map[] = {
+        [CLOSED] = 7, [LISTEN] = 10, [SYN_SENT] = 2, [SYN_RCVD] = 3, [ESTABLISHED] = 1,
+        [FIN_WAIT_1] = 4, [FIN_WAIT_2] = 5, [CLOSE_WAIT] = 8, [CLOSING] = 11,
+        [LAST_ACK] = 9, [TIME_WAIT] = 6,
+    };
+    if (ts->state == T_LISTEN)
+        return 10;
+    if (ts->pcb == NULL)
+        return 7;
+    return ts->pcb->state < sizeof map ? map[ts->pcb->state] : 7;
+}
+
+/* TCP_INFO from lwIP's connection state: the fields lwIP keeps are filled in (state,
+ * retransmissions, RTO, RTT estimate, MSS, congestion window and threshold, unacked
+ * segments, window scales); the others are zero, never invented. */
+static int tcp_info_get(struct tsock *ts, void *val, socklen_t *len)
+{
+    struct tcp_info ti;
+    memset(&ti, 0, sizeof ti);
+    byp_stack_lock();
+    ti.tcpi_state = linux_state(ts);
+    struct tcp_pcb *pcb = ts->state == T_LISTEN ? NULL : ts->pcb;
+    if (pcb != NULL) {
+        const unsigned tick_us = TCP_SLOW_INTERVAL * 1000;
+        ti.tcpi_retransmits = pcb->nrtx;
+        ti.tcpi_rto = (uint32_t)(pcb->rto > 0 ? pcb->rto : 1) * tick_us;
+        ti.tcpi_rtt = (uint32_t)((pcb->sa >> 3) * tick_us);
+        ti.tcpi_rttvar = (uint32_t)((pcb->sv >> 2) * tick_us);
+        ti.tcpi_snd_mss = ti.tcpi_rcv_mss = ti.tcpi_advmss = pcb->mss;
+        ti.tcpi_pmtu = pcb->mss + 40;
+        unsigned mss = pcb->mss ? pcb->mss : 1;
+        ti.tcpi_snd_cwnd = (uint32_t)(pcb->cwnd / mss);
+        ti.tcpi_snd_ssthresh = (uint32_t)(pcb->ssthresh / mss);
+        for (struct tcp_seg *sg = pcb->unacked; sg != NULL; sg = sg->next)
+            ti.tcpi_unacked++;
+#if LWIP_WND_SCALE
+        ti.tcpi_snd_wscale = pcb->snd_scale;
+        ti.tcpi_rcv_wscale = pcb->rcv_scale;
+        ti.tcpi_options |= TCPI_OPT_WSCALE;
+#endif
+        ti.tcpi_options |= TCPI_OPT_SACK;
+        ti.tcpi_rcv_space = pcb->rcv_wnd;
+    }
+    byp_stack_unlock();
+    if (val == NULL || len == NULL)
+        return byp_tcp_fail(EFAULT);
+    socklen_t n = *len < (socklen_t)sizeof ti ? *len : (socklen_t)sizeof ti;
+    memcpy(val, &ti, n);
+    *len = n;
+    return 0;
+}
+
 static int ftcp_getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 {
     struct tsock *ts = TS(fd);
     int v;
+    if (level == IPPROTO_TCP && opt == TCP_INFO)
+        return tcp_info_get(ts, val, len);
+    if (level == IPPROTO_TCP && opt == TCP_CONGESTION) {
+        /* lwIP's congestion control is NewReno's (slow start, fast retransmit/recovery). */
+        static const char name[] = "reno";
+        if (val == NULL || len == NULL)
+            return byp_tcp_fail(EFAULT);
+        socklen_t n = *len < (socklen_t)sizeof name ? *len : (socklen_t)sizeof name;
+        memcpy(val, name, n);
+        *len = n;
+        return 0;
+    }
     if (level == SOL_SOCKET && opt == SO_ERROR) {
         byp_stack_lock();
         v = ts->so_error;

@@ -33,6 +33,11 @@ os.write(other.fileno(), b"pong2")
 os.close(d)
 res["dup2_write"] = True
 
+ti = socket.socket(fileno=os.dup(other.fileno()))
+info = ti.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+res["tcpi_state_established"] = info[0] == 1
+res["tcpi_snd_mss_sane"] = 500 <= struct.unpack_from("I", info, 16)[0] <= 9000
+os.close(ti.detach())
 fl = fcntl.fcntl(other.fileno(), fcntl.F_GETFL)
 fcntl.fcntl(other.fileno(), fcntl.F_SETFL, fl | os.O_NONBLOCK)
 res["nonblock"] = bool(fcntl.fcntl(other.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK)

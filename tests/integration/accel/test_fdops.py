@@ -1,5 +1,5 @@
 """Issue 3: fd operations on accelerated connections behave as on kernel sockets: dup,
-dup2 onto another number, fcntl O_NONBLOCK, MSG_PEEK + FIONREAD, close_range of a dup,
+dup2 onto another number, TCP_INFO, fcntl O_NONBLOCK, MSG_PEEK + FIONREAD, close_range of a dup,
 and the connection ends (FIN) only when its last fd closes."""
 
 import json
@@ -46,6 +46,7 @@ def test_fd_operations_match_kernel(netpair):
     moved = net.tcp_segs("server") - before
     assert kernel == {"read_via_dup": "ping1", "dup2_write": True, "nonblock": True,
                       "eagain": True, "peek": "abcdef", "fionread": 6,
-                      "after_peek": "abcdef"}, kernel
+                      "after_peek": "abcdef", "tcpi_state_established": True,
+                      "tcpi_snd_mss_sane": True}, kernel
     assert accel == kernel
     assert moved < 10, "the accelerated run went through the kernel (%d segments)" % moved
