@@ -704,7 +704,7 @@ static int ftcp_ioctl(int fd, unsigned long req, void *arg)
         if (arg == NULL)
             return byp_tcp_fail(EFAULT);
         byp_stack_lock();
-        *(int *)arg = ts->pcb != NULL ? (int)(TCP_SND_BUF - tcp_sndbuf(ts->pcb)) : 0;
+        *(int *)arg = ts->pcb != NULL ? (int)(TCP_SND_BUF - ts->pcb->snd_buf) : 0;   /* tcp_sndbuf() caps at 64 KiB */
         byp_stack_unlock();
         return 0;
     }

@@ -230,7 +230,7 @@ static void sample_socks(void)
                  : ts->state == T_CONNECTED ? BYP_SS_ESTABLISHED : BYP_SS_CLOSED;
         s->rxq_bytes = ts->rx_bytes;
         if (ts->pcb != NULL && ts->state != T_LISTEN) {
-            s->txq_bytes = TCP_SND_BUF - tcp_sndbuf(ts->pcb);
+            s->txq_bytes = TCP_SND_BUF - ts->pcb->snd_buf;   /* tcp_sndbuf() caps at 64 KiB */
             uint64_t nrtx = ts->pcb->nrtx;
             if (nrtx > s->last_nrtx)
                 s->retrans += nrtx - s->last_nrtx;
