@@ -16,6 +16,7 @@
 #include "log.h"
 #include "steer.h"
 #include "steer_ctl.h"
+#include "proc.h"
 
 #ifndef BYP_XDP_PROG_BUILD
 #define BYP_XDP_PROG_BUILD ""
@@ -108,31 +109,9 @@ static int find_prog_map(uint32_t prog_id, const char *name)
  * pid is not taken for the owner. */
 static const struct byp_flow_key owner_key = {0, 0, 0, 0};
 
-static uint64_t start_time(pid_t pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');   /* the command name may hold spaces */
-    if (p == NULL)
-        return 0;
-    unsigned long long t = 0;
-    /* after ")": state is field 3; start time is field 22 */
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu", &t) != 1)
-        return 0;
-    return t;
-}
-
 static void claim(int fd)
 {
-    struct byp_flow_val v = {.flags = (uint32_t)getpid(), .packets = start_time(getpid())};
+    struct byp_flow_val v = {.flags = (uint32_t)getpid(), .packets = byp_proc_start_ticks(getpid())};
     bpf_map_update_elem(fd, &owner_key, &v, BPF_ANY);
 }
 
@@ -144,7 +123,7 @@ int byp_steer_owner_alive(uint32_t prog_id)
     struct byp_flow_val v;
     int alive = 1;
     if (bpf_map_lookup_elem(fd, &owner_key, &v) == 0)
-        alive = v.flags != 0 && start_time((pid_t)v.flags) == v.packets && v.packets != 0;
+        alive = v.flags != 0 && byp_proc_start_ticks((pid_t)v.flags) == v.packets && v.packets != 0;
     close(fd);
     return alive;
 }

@@ -24,6 +24,7 @@
 #include "byp_stack.h"
 #include "log.h"
 #include "stats.h"
+#include "proc.h"
 #include "tcp_sock.h"
 
 struct byp_stats_stack *byp_stats;
@@ -75,27 +76,6 @@ static int64_t mono_ms(void)
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-/* Field 22 of /proc/self/stat: the process's start time in clock ticks since boot. */
-static uint64_t start_ticks(void)
-{
-    char buf[1024];
-    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    if (p == NULL)
-        return 0;
-    p++;
-    for (int field = 3; field < 22 && p != NULL; field++)   /* ends on the space before field 22 */
-        p = strchr(p + 1, ' ');
-    return p != NULL ? strtoull(p + 1, NULL, 10) : 0;
-}
-
 static void stats_atexit(void)
 {
     if (getpid() == owner && path[0] != '\0')
@@ -141,7 +121,7 @@ void byp_stats_start(struct byp_nic *n, const char *backend, const char *ifname,
     hdr->max_socks = BYP_STATS_MAX_SOCKS;
     hdr->pid = (int32_t)owner;
     hdr->prefixlen = prefixlen;
-    hdr->start_ticks = start_ticks();
+    hdr->start_ticks = byp_proc_start_ticks(getpid());
     hdr->start_unix_ns = real_ns();
     hdr->addr = addr;
     snprintf(hdr->backend, sizeof hdr->backend, "%s", backend ? backend : "");

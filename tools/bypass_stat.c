@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "proc.h"
 #include "stats.h"
 
 struct snap {
@@ -44,28 +45,6 @@ static int64_t real_ns(void)
     struct timespec t;
     clock_gettime(CLOCK_REALTIME, &t);
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
-/* Field 22 (starttime) of /proc/PID/stat; 0 if the process does not exist. */
-static uint64_t proc_start_ticks(int pid)
-{
-    char p[64], buf[1024];
-    snprintf(p, sizeof p, "/proc/%d/stat", pid);
-    int fd = open(p, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    char *s = strrchr(buf, ')');
-    if (s == NULL)
-        return 0;
-    s++;
-    for (int field = 3; field < 22 && s != NULL; field++)   /* ends on the space before field 22 */
-        s = strchr(s + 1, ' ');
-    return s != NULL ? strtoull(s + 1, NULL, 10) : 0;
 }
 
 static void proc_comm(int pid, char *out, size_t len)
@@ -100,7 +79,7 @@ static int load(int pid, struct snap *s, int want_socks)
         return -EINVAL;   /* not ours: left alone */
     }
     /* Ours: is its process alive (and the same process, not a reused pid)? */
-    uint64_t ticks = proc_start_ticks(pid);
+    uint64_t ticks = byp_proc_start_ticks(pid);
     int full = pread(fd, &fh, sizeof fh, 0) == (ssize_t)sizeof fh;
     int rc = 0;
     void *m = MAP_FAILED;
