@@ -29,31 +29,9 @@ command -v iperf3 >/dev/null || die "iperf3 not found (bash scripts/setup.sh)"
 
 WORK="$(mktemp -d /tmp/bypass-bench-ip3.XXXXXX)"
 PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-  ip -n "$SNS" link set dev "$SIF" xdp off 2>/dev/null
-  ip -n "$CNS" link set dev "$CIF" xdp off 2>/dev/null
-  ip netns del "$SNS" 2>/dev/null
-  ip netns del "$CNS" 2>/dev/null
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-ip netns add "$SNS" && ip netns add "$CNS" || die "ip netns add"
-ip link add "$SIF" netns "$SNS" type veth peer name "$CIF" netns "$CNS" || die "veth"
-ip -n "$SNS" addr add "$SIP/24" dev "$SIF"
-ip -n "$CNS" addr add "$CIP/24" dev "$CIF"
-for ns_if in "$SNS:$SIF" "$CNS:$CIF"; do
-  ns="${ns_if%%:*}" dev="${ns_if#*:}"
-  ip -n "$ns" link set lo up
-  ip -n "$ns" link set "$dev" up
-  # As bench/tcp/run.sh: the same wire for both modes (AF_XDP copy mode needs it).
-  ip netns exec "$ns" ethtool -K "$dev" gro off tso off gso off tx off >/dev/null 2>&1
-done
-ip netns exec "$CNS" ping -c 1 -W 2 "$SIP" >/dev/null || die "no ping between namespaces"
+# shellcheck source=netpair.sh
+. "$ROOT/bench/lib/netpair.sh"
+netpair_up
 
 for side in srv:$SIF cli:$CIF; do
   cat >"$WORK/${side%%:*}.conf" <<EOF

@@ -46,35 +46,9 @@ done
 
 WORK="$(mktemp -d /tmp/bypass-bench-tcp.XXXXXX)"
 PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-  ip -n "$SNS" link set dev "$SIF" xdp off 2>/dev/null
-  ip -n "$CNS" link set dev "$CIF" xdp off 2>/dev/null
-  ip netns del "$SNS" 2>/dev/null
-  ip netns del "$CNS" 2>/dev/null
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# --- namespaces ---------------------------------------------------------------------
-
-ip netns add "$SNS" && ip netns add "$CNS" || die "ip netns add"
-ip link add "$SIF" netns "$SNS" type veth peer name "$CIF" netns "$CNS" || die "veth"
-ip -n "$SNS" addr add "$SIP/24" dev "$SIF"
-ip -n "$CNS" addr add "$CIP/24" dev "$CIF"
-for ns_if in "$SNS:$SIF" "$CNS:$CIF"; do
-  ns="${ns_if%%:*}" dev="${ns_if#*:}"
-  ip -n "$ns" link set lo up
-  ip -n "$ns" link set "$dev" up
-  # AF_XDP copy mode on veth needs frames that fit a page; checksums computed in software.
-  # The same settings for every mode, so the kernel runs see the same wire.
-  ip netns exec "$ns" ethtool -K "$dev" gro off tso off gso off tx off >/dev/null 2>&1 ||
-    echo "bench/tcp: note: ethtool -K $dev failed (is ethtool installed?)" >&2
-done
-ip netns exec "$CNS" ping -c 1 -W 2 "$SIP" >/dev/null || die "no ping between namespaces"
+# shellcheck source=../lib/netpair.sh
+. "$ROOT/bench/lib/netpair.sh"
+netpair_up
 
 write_conf() { # FILE INTERFACE
   cat >"$1" <<EOF
