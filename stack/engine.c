@@ -426,10 +426,30 @@ static pid_t engine_pid;
 /* At exit of the process that started the engine (not of a forked child): close the port,
  * which detaches the XDP program, so the interface is the kernel's alone again.  Under the
  * stack lock, so no thread is inside DPDK meanwhile; never waits long for it. */
+/* How long an exiting process keeps running the stack so that connections it closed still
+ * deliver what they had queued (the kernel would go on for minutes; an in-process stack
+ * ends with its process). */
+#define EXIT_FLUSH_NS (5LL * 1000000000)
+
 static void engine_atexit(void)
 {
     if (getpid() != engine_pid || nic == NULL)
         return;
+    int64_t end = now_ns() + EXIT_FLUSH_NS;
+    for (;;) {
+        int pending = 0;
+        if (pthread_mutex_trylock(&stack_mutex) == 0) {
+            pending = byp_tcp_flushing();
+            byp_stack_unlock();
+        } else {
+            pending = 1;   /* another thread runs the stack: let it */
+        }
+        if (!pending || now_ns() >= end)
+            break;
+        byp_engine_poll(0);
+        struct timespec pause = {0, 20000};
+        nanosleep(&pause, NULL);
+    }
     for (int i = 0; i < 1000; i++) {
         if (pthread_mutex_trylock(&stack_mutex) == 0) {
             byp_nic_close(nic);

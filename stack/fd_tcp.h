@@ -12,4 +12,8 @@ int byp_tcp_connect(int fd, const struct sockaddr_in *remote);
 /* Let go of closed connections whose last packets lwIP has finished with (lock held). */
 void byp_tcp_reap(void);
 
+/* Nonzero while a connection the program closed still has data to send or to see
+ * acknowledged, or its FIN unacknowledged (lock held): an exiting process waits on it. */
+int byp_tcp_flushing(void);
+
 #endif

@@ -98,6 +98,7 @@ static err_t on_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
     (void)len;
     u32_t before = ts->sndbuf;
     ts->sndbuf = tcp_sndbuf(pcb);
+    ts->drained = pcb->unsent == NULL && pcb->unacked == NULL;
     if (before < WRITABLE_MIN && ts->sndbuf >= WRITABLE_MIN)
         byp_tsock_changed(ts);
     return ERR_OK;
@@ -308,6 +309,24 @@ static void put_flow(struct tsock *ts)
     }
 }
 
+static int drained_or_gone(void *arg)
+{
+    struct tsock *ts = arg;
+    return ts->drained || ts->pcb == NULL;
+}
+
+/* SO_LINGER with a timeout: close() returns once everything sent was acknowledged, or
+ * when the timeout passes (the close then goes on in the background), as the kernel's
+ * does.  Lock held on entry and on return. */
+static void linger(struct tsock *ts)
+{
+    ts->drained = ts->pcb->unsent == NULL && ts->pcb->unacked == NULL;
+    if (ts->drained)
+        return;
+    tcp_output(ts->pcb);
+    byp_tsock_wait(drained_or_gone, ts, ts->linger_s * 1000, NULL, 0);
+}
+
 void byp_tcp_release(int fd)
 {
     struct tsock *ts = TS(fd);
@@ -316,7 +335,8 @@ void byp_tcp_release(int fd)
         byp_stack_unlock();
         return;
     }
-    if (ts->state == T_LISTEN) {
+    int listener = ts->state == T_LISTEN;
+    if (listener) {
         ts->state = T_CLOSED;
         if (ts->pcb != NULL)
             tcp_close(ts->pcb);
@@ -336,6 +356,10 @@ void byp_tcp_release(int fd)
         free(ts->aq);
         put_flow(ts);
     } else if (ts->pcb != NULL) {
+        if (ts->linger_on && ts->linger_s > 0 && ts->rx_bytes == 0)
+            linger(ts);
+    }
+    if (!listener && ts->pcb != NULL) {
         struct tcp_pcb *pcb = ts->pcb;
         tcp_recv(pcb, NULL);
         tcp_sent(pcb, NULL);
@@ -371,8 +395,8 @@ void byp_tcp_release(int fd)
                 }
             }
         }
-    } else {
-        put_flow(ts);
+    } else if (!listener) {
+        put_flow(ts);   /* lwIP already let go of the connection */
     }
     byp_stats_sock_close(ts);
     byp_tsock_rx_drop(ts);
@@ -386,6 +410,19 @@ static int cmp_ptr(const void *a, const void *b)
 {
     uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
     return x < y ? -1 : x > y;
+}
+
+int byp_tcp_flushing(void)
+{
+    /* Only pcbs still on lwIP's active list may be looked at: lwIP frees a connection that
+     * completes its close without telling us (this runs once, at exit: the walk is fine). */
+    for (struct tcp_pcb *p = tcp_active_pcbs; p != NULL; p = p->next)
+        for (struct zombie *z = zombies; z != NULL; z = z->next)
+            if (z->pcb == p && (p->unsent != NULL || p->unacked != NULL ||
+                                p->state == FIN_WAIT_1 || p->state == CLOSING ||
+                                p->state == LAST_ACK))
+                return 1;
+    return 0;
 }
 
 void byp_tcp_reap(void)
