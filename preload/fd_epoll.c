@@ -78,54 +78,6 @@ static struct byp_epoll *all_sets;
 /* Accelerated members over all sets: byp_epoll_forget has nothing to do while zero. */
 static int total_members;
 
-int64_t byp_poll_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-/* ---- signal masks (ppoll, pselect, epoll_pwait) ---- */
-
-/* Whether a pending @sig would interrupt a wait once unblocked: not when its disposition
- * discards it (ignored, or a default action of ignore), as the kernel restarts then. */
-static int interrupts(int sig)
-{
-    struct sigaction sa;
-    if (sigaction(sig, NULL, &sa) != 0)
-        return 1;
-    if (sa.sa_handler == SIG_IGN)
-        return 0;
-    if (sa.sa_handler == SIG_DFL)
-        return !(sig == SIGCHLD || sig == SIGURG || sig == SIGWINCH || sig == SIGCONT);
-    return 1;
-}
-
-int byp_sigmask_enter(const sigset_t *mask, sigset_t *old)
-{
-    if (mask == NULL)
-        return 0;
-    sigset_t pend;
-    int deliver = 0;
-    if (sigpending(&pend) == 0)
-        for (int s = 1; s < NSIG && !deliver; s++)
-            if (sigismember(&pend, s) == 1 && sigismember(mask, s) == 0 && interrupts(s))
-                deliver = 1;
-    /* A pending signal the mask unblocks is delivered on return from this call. */
-    pthread_sigmask(SIG_SETMASK, mask, old);
-    if (deliver) {
-        pthread_sigmask(SIG_SETMASK, old, NULL);
-        return -EINTR;
-    }
-    return 0;
-}
-
-void byp_sigmask_leave(const sigset_t *mask, const sigset_t *old)
-{
-    if (mask != NULL)
-        pthread_sigmask(SIG_SETMASK, old, NULL);
-}
-
 /* ---- members ---- */
 
 /* What @m has to report now: the events, 0 for nothing, -1 when its fd no longer refers to

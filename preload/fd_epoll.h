@@ -56,7 +56,7 @@ BYP_SHARED void byp_epoll_adopt(int fd);
 /* A kernel TCP/UDP socket @fd was just added to an epoll set (for byp_epoll_adopt). */
 void byp_epoll_note_kernel(int fd);
 
-/* ---- shared by the readiness wrappers ---- */
+/* ---- shared by the readiness wrappers (clock and signal masks: wait.c) ---- */
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 int64_t byp_poll_now_ns(void);

@@ -1,10 +1,13 @@
 /* Blocking the BYPASS_SPIN_USEC way: busy-poll the stack (and, every few rounds, the kernel
  * fds) until the condition holds; then sleep in poll(2) on the engine's wake eventfd and the
  * kernel fds, with the progress thread doing the stack's work and waking us. */
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 
 #include "byp.h"
 #include "engine.h"
+#include "fd_epoll.h"
 
 /* Threads sleeping in byp_wait: the progress thread writes the wake fd only when nonzero. */
 BYP_SHARED int byp_sleepers;
@@ -16,11 +19,55 @@ BYP_SHARED uint64_t byp_spin_hits, byp_spin_misses;
 /* Check the kernel fds once every this many spin rounds (a poll(2) system call each). */
 #define BYP_KERNEL_POLL_RATIO 32
 
-static int64_t now_ns(void)
+
+/* ---- clock and signal masks, shared with the readiness wrappers (fd_epoll.h) ---- */
+
+int64_t byp_poll_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- signal masks (ppoll, pselect, epoll_pwait) ---- */
+
+/* Whether a pending @sig would interrupt a wait once unblocked: not when its disposition
+ * discards it (ignored, or a default action of ignore), as the kernel restarts then. */
+static int interrupts(int sig)
+{
+    struct sigaction sa;
+    if (sigaction(sig, NULL, &sa) != 0)
+        return 1;
+    if (sa.sa_handler == SIG_IGN)
+        return 0;
+    if (sa.sa_handler == SIG_DFL)
+        return !(sig == SIGCHLD || sig == SIGURG || sig == SIGWINCH || sig == SIGCONT);
+    return 1;
+}
+
+int byp_sigmask_enter(const sigset_t *mask, sigset_t *old)
+{
+    if (mask == NULL)
+        return 0;
+    sigset_t pend;
+    int deliver = 0;
+    if (sigpending(&pend) == 0)
+        for (int s = 1; s < NSIG && !deliver; s++)
+            if (sigismember(&pend, s) == 1 && sigismember(mask, s) == 0 && interrupts(s))
+                deliver = 1;
+    /* A pending signal the mask unblocks is delivered on return from this call. */
+    pthread_sigmask(SIG_SETMASK, mask, old);
+    if (deliver) {
+        pthread_sigmask(SIG_SETMASK, old, NULL);
+        return -EINTR;
+    }
+    return 0;
+}
+
+void byp_sigmask_leave(const sigset_t *mask, const sigset_t *old)
+{
+    if (mask != NULL)
+        pthread_sigmask(SIG_SETMASK, old, NULL);
 }
 
 static int kernel_ready(struct pollfd *pfds, nfds_t n)
@@ -36,7 +83,7 @@ static int kernel_ready(struct pollfd *pfds, nfds_t n)
 int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfds, nfds_t npfds)
 {
     const struct byp_engine *eng = byp_engine;
-    int64_t start = now_ns();
+    int64_t start = byp_poll_now_ns();
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : start + (int64_t)timeout_ms * 1000000;
     long spin = byp_cfg.spin_usec;
     int64_t spin_end = spin < 0 ? INT64_MAX : start + spin * 1000;
@@ -56,7 +103,7 @@ int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfd
         }
         if (round % 4 != 0 && deadline != start)
             continue;   /* reading the clock costs as much as a quiet round */
-        int64_t t = now_ns();
+        int64_t t = byp_poll_now_ns();
         if (t >= deadline)
             return 0;
         if (t >= spin_end)
@@ -83,7 +130,7 @@ int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfd
             result = 1;
             break;
         }
-        int64_t left = deadline - now_ns();
+        int64_t left = deadline - byp_poll_now_ns();
         int ms = left <= 0 ? 0 : left / 1000000 > BYP_WAIT_SLICE_MS ? BYP_WAIT_SLICE_MS
                                                                      : (int)((left + 999999) / 1000000);
         int rc = BYP_REAL(poll)(set, n, ms);
@@ -112,7 +159,7 @@ int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfd
             result = 1;
             break;
         }
-        if (now_ns() >= deadline) {
+        if (byp_poll_now_ns() >= deadline) {
             result = 0;
             break;
         }

@@ -68,6 +68,10 @@ int byp_tsock_connected(void *ts);
 int byp_tsock_wait(byp_wait_cond_t cond, struct tsock *ts, int timeout_ms, struct pollfd *pfd,
                    nfds_t n);
 
+/* Socket options (tcp_opts.c). */
+int byp_tcp_setsockopt(int fd, int level, int opt, const void *val, socklen_t len);
+int byp_tcp_getsockopt(int fd, int level, int opt, void *val, socklen_t *len);
+
 /* The ops implemented in tcp_sock.c (accepting and closing). */
 int byp_tcp_accept(int fd, struct sockaddr *addr, socklen_t *len);
 int byp_tcp_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);

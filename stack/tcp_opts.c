@@ -1,0 +1,217 @@
+/* Socket options of the accelerated TCP kind: what lwIP honours is applied to the
+ * connection (TCP_NODELAY, keepalive, timeouts, SO_LINGER) and mirrored onto the kernel
+ * socket, which answers what the stack does not track; TCP_INFO and TCP_CONGESTION come
+ * from lwIP's state; other IPPROTO_TCP options fail with ENOPROTOOPT, never a silent lie. */
+#include <string.h>
+
+#include <netinet/tcp.h>
+#undef TCP_MSS   /* the socket option; lwIP's TCP_MSS is the segment size */
+
+#include "lwip/priv/tcp_priv.h"
+
+#include "byp_stack.h"
+#include "tcp_sock.h"
+
+static int get_int(const void *val, socklen_t len, int *out)
+{
+    if (val == NULL || len < (socklen_t)sizeof(int))
+        return byp_tcp_fail(EINVAL);
+    memcpy(out, val, sizeof(int));
+    return 0;
+}
+
+static int timeo_ms(const void *val, socklen_t len, int *out)
+{
+    struct timeval tv;
+    if (val == NULL || len < (socklen_t)sizeof tv)
+        return byp_tcp_fail(EINVAL);
+    memcpy(&tv, val, sizeof tv);
+    if (tv.tv_usec < 0 || tv.tv_usec >= 1000000)
+        return byp_tcp_fail(EDOM);
+    long long ms = (long long)tv.tv_sec * 1000 + (tv.tv_usec + 999) / 1000;
+    *out = ms == 0 ? -1 : ms > 0x7fffffff ? 0x7fffffff : (int)ms;
+    return 0;
+}
+
+int byp_tcp_setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
+{
+    struct tsock *ts = TS(fd);
+    int v = 0;
+    if (level == IPPROTO_TCP) {
+        switch (opt) {
+        case TCP_NODELAY:
+            if (get_int(val, len, &v) < 0)
+                return -1;
+            byp_stack_lock();
+            ts->nodelay = v != 0;
+            if (ts->pcb != NULL) {
+                if (v)
+                    tcp_nagle_disable(ts->pcb);
+                else
+                    tcp_nagle_enable(ts->pcb);
+            }
+            byp_stack_unlock();
+            break;
+        case TCP_KEEPIDLE:
+        case TCP_KEEPINTVL:
+        case TCP_KEEPCNT:
+            if (get_int(val, len, &v) < 0)
+                return -1;
+            if (v < 1)
+                return byp_tcp_fail(EINVAL);
+            byp_stack_lock();
+            if (ts->pcb != NULL) {
+                if (opt == TCP_KEEPIDLE)
+                    ts->pcb->keep_idle = (u32_t)v * 1000;
+                else if (opt == TCP_KEEPINTVL)
+                    ts->pcb->keep_intvl = (u32_t)v * 1000;
+                else
+                    ts->pcb->keep_cnt = (u32_t)v;
+            }
+            byp_stack_unlock();
+            break;
+        default:
+            return byp_tcp_fail(ENOPROTOOPT);   /* the stack cannot honour it: say so */
+        }
+        return BYP_REAL(setsockopt)(fd, level, opt, val, len) < 0 ? 0 : 0;
+    }
+    if (level == SOL_SOCKET) {
+        switch (opt) {
+        case SO_KEEPALIVE:
+            if (get_int(val, len, &v) < 0)
+                return -1;
+            byp_stack_lock();
+            ts->keepalive = v != 0;
+            if (ts->pcb != NULL) {
+                if (v)
+                    ip_set_option(ts->pcb, SOF_KEEPALIVE);
+                else
+                    ip_reset_option(ts->pcb, SOF_KEEPALIVE);
+            }
+            byp_stack_unlock();
+            break;
+        case SO_RCVTIMEO:
+            if (timeo_ms(val, len, &ts->rcvtimeo_ms) < 0)
+                return -1;
+            break;
+        case SO_SNDTIMEO:
+            if (timeo_ms(val, len, &ts->sndtimeo_ms) < 0)
+                return -1;
+            break;
+        case SO_LINGER: {
+            struct linger lg;
+            if (val == NULL || len < (socklen_t)sizeof lg)
+                return byp_tcp_fail(EINVAL);
+            memcpy(&lg, val, sizeof lg);
+            ts->linger_on = lg.l_onoff != 0;
+            ts->linger_s = lg.l_linger;
+            break;
+        }
+        default:
+            break;   /* SO_REUSEADDR, SO_RCVBUF, ...: the kernel socket keeps them */
+        }
+    }
+    /* Mirror onto the kernel socket: it answers getsockopt for what the stack doesn't
+     * track, and a listener's kernel path honours it. */
+    return BYP_REAL(setsockopt)(fd, level, opt, val, len);
+}
+
+/* Linux's TCP state numbers (tcpi_state) for lwIP's. */
+static uint8_t linux_state(const struct tsock *ts)
+{
+    static const uint8_t map[] = {
+        [CLOSED] = 7, [LISTEN] = 10, [SYN_SENT] = 2, [SYN_RCVD] = 3, [ESTABLISHED] = 1,
+        [FIN_WAIT_1] = 4, [FIN_WAIT_2] = 5, [CLOSE_WAIT] = 8, [CLOSING] = 11,
+        [LAST_ACK] = 9, [TIME_WAIT] = 6,
+    };
+    if (ts->state == T_LISTEN)
+        return 10;
+    if (ts->pcb == NULL)
+        return 7;
+    return ts->pcb->state < sizeof map ? map[ts->pcb->state] : 7;
+}
+
+/* TCP_INFO from lwIP's connection state: the fields lwIP keeps are filled in (state,
+ * retransmissions, RTO, RTT estimate, MSS, congestion window and threshold, unacked
+ * segments, window scales); the others are zero, never invented. */
+static int tcp_info_get(struct tsock *ts, void *val, socklen_t *len)
+{
+    struct tcp_info ti;
+    memset(&ti, 0, sizeof ti);
+    byp_stack_lock();
+    ti.tcpi_state = linux_state(ts);
+    struct tcp_pcb *pcb = ts->state == T_LISTEN ? NULL : ts->pcb;
+    if (pcb != NULL) {
+        const unsigned tick_us = TCP_SLOW_INTERVAL * 1000;
+        ti.tcpi_retransmits = pcb->nrtx;
+        ti.tcpi_rto = (uint32_t)(pcb->rto > 0 ? pcb->rto : 1) * tick_us;
+        ti.tcpi_rtt = (uint32_t)((pcb->sa >> 3) * tick_us);
+        ti.tcpi_rttvar = (uint32_t)((pcb->sv >> 2) * tick_us);
+        ti.tcpi_snd_mss = ti.tcpi_rcv_mss = ti.tcpi_advmss = pcb->mss;
+        ti.tcpi_pmtu = pcb->mss + 40;
+        unsigned mss = pcb->mss ? pcb->mss : 1;
+        ti.tcpi_snd_cwnd = (uint32_t)(pcb->cwnd / mss);
+        ti.tcpi_snd_ssthresh = (uint32_t)(pcb->ssthresh / mss);
+        for (struct tcp_seg *sg = pcb->unacked; sg != NULL; sg = sg->next)
+            ti.tcpi_unacked++;
+#if LWIP_WND_SCALE
+        ti.tcpi_snd_wscale = pcb->snd_scale;
+        ti.tcpi_rcv_wscale = pcb->rcv_scale;
+        ti.tcpi_options |= TCPI_OPT_WSCALE;
+#endif
+        ti.tcpi_options |= TCPI_OPT_SACK;
+        ti.tcpi_rcv_space = pcb->rcv_wnd;
+    }
+    byp_stack_unlock();
+    if (val == NULL || len == NULL)
+        return byp_tcp_fail(EFAULT);
+    socklen_t n = *len < (socklen_t)sizeof ti ? *len : (socklen_t)sizeof ti;
+    memcpy(val, &ti, n);
+    *len = n;
+    return 0;
+}
+
+int byp_tcp_getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
+{
+    struct tsock *ts = TS(fd);
+    int v;
+    if (level == IPPROTO_TCP && opt == TCP_INFO)
+        return tcp_info_get(ts, val, len);
+    if (level == IPPROTO_TCP && opt == TCP_CONGESTION) {
+        /* lwIP's congestion control is NewReno's (slow start, fast retransmit/recovery). */
+        static const char name[] = "reno";
+        if (val == NULL || len == NULL)
+            return byp_tcp_fail(EFAULT);
+        socklen_t n = *len < (socklen_t)sizeof name ? *len : (socklen_t)sizeof name;
+        memcpy(val, name, n);
+        *len = n;
+        return 0;
+    }
+    if (level == SOL_SOCKET && opt == SO_ERROR) {
+        byp_stack_lock();
+        v = ts->so_error;
+        ts->so_error = 0;
+        if (ts->err == v)
+            ts->err = 0;
+        byp_stack_unlock();
+    } else if (level == SOL_SOCKET && opt == SO_ACCEPTCONN) {
+        v = ts->state == T_LISTEN;
+    } else if (level == SOL_SOCKET && opt == SO_KEEPALIVE) {
+        v = ts->keepalive;
+    } else if (level == IPPROTO_TCP && opt == TCP_NODELAY) {
+        v = ts->nodelay;
+    } else if (level == IPPROTO_TCP && (opt == TCP_KEEPIDLE || opt == TCP_KEEPINTVL || opt == TCP_KEEPCNT || opt == TCP_MAXSEG)) {
+        return BYP_REAL(getsockopt)(fd, level, opt, val, len);
+    } else if (level == IPPROTO_TCP) {
+        return byp_tcp_fail(ENOPROTOOPT);
+    } else {
+        return BYP_REAL(getsockopt)(fd, level, opt, val, len);
+    }
+    if (val == NULL || len == NULL)
+        return byp_tcp_fail(EFAULT);
+    socklen_t n = *len < (socklen_t)sizeof v ? *len : (socklen_t)sizeof v;
+    memcpy(val, &v, n);
+    *len = n;
+    return 0;
+}
+
