@@ -21,53 +21,8 @@
 #include "engine.h"
 #include "fd_epoll.h"
 
-/* Spin rounds between two checks of the kernel set (an epoll_wait system call each). */
-#define KERNEL_POLL_RATIO 16
-/* Spin rounds between two reads of the clock. */
-#define CLOCK_RATIO 4
-/* Longest single sleep in the real epoll_wait: a wake-up lost to a race costs at most this. */
-#define WAIT_SLICE_MS 100
-/* The kernel's limit on maxevents. */
-#define EP_MAX_EVENTS ((int)(INT_MAX / sizeof(struct epoll_event)))
-/* Bits an event may carry back (the rest are input flags). */
-#define EV_REPORTABLE (~(uint32_t)(EPOLLET | EPOLLONESHOT | EPOLLWAKEUP | EPOLLEXCLUSIVE))
-/* Flags EPOLLEXCLUSIVE may be combined with (the kernel's EPOLLEXCLUSIVE_OK_BITS). */
-#define EXCLUSIVE_OK                                                                        \
-    (EPOLLIN | EPOLLOUT | EPOLLRDNORM | EPOLLRDBAND | EPOLLWRNORM | EPOLLWRBAND | EPOLLERR |  \
-     EPOLLHUP | EPOLLWAKEUP | EPOLLET | EPOLLEXCLUSIVE)
+#include "fd_epoll_priv.h"
 
-/* One accelerated fd in one set. */
-struct member {
-    int fd;
-    int kfd;                    /* kernel fd also registered in the kernel set, or -1 */
-    void *obj;                  /* the fd's object when added: a different one means stale */
-    const byp_fd_ops_t *ops;
-    uint32_t events;            /* as requested, EPOLLERR | EPOLLHUP added */
-    epoll_data_t data;
-    uint64_t rep_gen;           /* edge: event_gen at the last report */
-    uint64_t idle_gen;          /* event_gen when last found with nothing to report */
-    uint8_t armed;              /* one-shot: cleared once reported, set again by MOD */
-    uint8_t fresh;              /* edge: report the current readiness once after ADD/MOD */
-    uint8_t idle;               /* idle_gen is valid: nothing to report until it moves */
-};
-
-struct byp_epoll {
-    struct byp_epoll_head head; /* first: nmembers, read without the lock */
-    pthread_mutex_t lock;       /* guards everything below but refs and live */
-    int refs;                   /* fd numbers referring to the set (atomic) */
-    int live;                   /* 0: recyclable (under reg_lock) */
-    int epfd;                   /* an fd number of the set, for clean-ups without one */
-    int wake_fd;                /* the wake fd registered in the kernel set, or -1 */
-    struct member *m;
-    int n, cap;
-    unsigned cursor;            /* where the next scan starts: round robin over members */
-    unsigned turn;              /* alternates which side fills the result first */
-    unsigned calls;             /* epoll_wait calls, for the kernel-set poll ratio */
-    uint64_t seen_events;       /* the engine's event counter before the last full scan */
-    uint8_t rescan;             /* the last scan found something, or the members changed */
-    uint8_t skip_ok;            /* every member's readiness moves only with engine events */
-    struct byp_epoll *next;     /* every set ever made */
-};
 
 /* The data value of the wake fd in kernel sets: the address of this byte. */
 static const char wake_tag;
@@ -117,7 +72,7 @@ static int64_t member_check(struct member *m, int take)
     return rev;
 }
 
-static int member_find(const struct byp_epoll *ep, int fd, const void *obj)
+int byp_epoll_member_find(const struct byp_epoll *ep, int fd, const void *obj)
 {
     for (int i = 0; i < ep->n; i++)
         if (ep->m[i].fd == fd && ep->m[i].obj == obj)
@@ -126,7 +81,7 @@ static int member_find(const struct byp_epoll *ep, int fd, const void *obj)
 }
 
 /* Register the engine's wake fd in the kernel set if it is not there.  0 or -errno. */
-static int wake_add(struct byp_epoll *ep, int epfd)
+int byp_epoll_wake_add(struct byp_epoll *ep, int epfd)
 {
     const struct byp_engine *eng = __atomic_load_n(&byp_engine, __ATOMIC_ACQUIRE);
     if (ep->wake_fd >= 0 || eng == NULL || eng->wake_fd < 0)
@@ -163,7 +118,7 @@ static void member_remove(struct byp_epoll *ep, int epfd, int i, int closing)
 }
 
 /* Append a member.  0 or -ENOMEM.  Under the set's lock. */
-static int member_append(struct byp_epoll *ep, const struct member *m)
+int byp_epoll_member_append(struct byp_epoll *ep, const struct member *m)
 {
     ep->rescan = 1;
     if (ep->n == ep->cap) {
@@ -530,7 +485,7 @@ static struct byp_epoll *set_alloc(int epfd)
 
 /* The set object of the epoll fd @epfd, attaching one (and the epoll ops) on first use.
  * 0 or -errno as epoll_ctl would fail (EBADF, EINVAL, ENOMEM). */
-static int set_attach(int epfd, struct byp_epoll **out)
+int byp_epoll_set_attach(int epfd, struct byp_epoll **out)
 {
     const byp_fd_ops_t *ops = byp_fd_ops(epfd);
     if (ops == &byp_epoll_ops) {
@@ -567,7 +522,6 @@ static int set_attach(int epfd, struct byp_epoll **out)
     return rc;
 }
 
-static int adopt_in(int epfd, int fd, const byp_fd_ops_t *ops, unsigned long ino);
 
 /* ADD, MOD or DEL of accelerated @fd (ops @fops) in @ep.  0 or -errno. */
 static int ctl_locked(struct byp_epoll *ep, int epfd, int op, int fd, const byp_fd_ops_t *fops,
@@ -575,7 +529,7 @@ static int ctl_locked(struct byp_epoll *ep, int epfd, int op, int fd, const byp_
 {
     ep->rescan = 1;   /* a new or re-armed member must be looked at */
     void *obj = byp_fdtab[fd].obj;
-    int i = member_find(ep, fd, obj);
+    int i = byp_epoll_member_find(ep, fd, obj);
     switch (op) {
     case EPOLL_CTL_ADD: {
         if (i >= 0)
@@ -583,14 +537,14 @@ static int ctl_locked(struct byp_epoll *ep, int epfd, int op, int fd, const byp_
         int kfd = fops->kernel_fd != NULL ? fops->kernel_fd(fd) : -1;
         if (kfd >= 0 && BYP_REAL(epoll_ctl)(epfd, EPOLL_CTL_ADD, kfd, ev) != 0)
             return -errno;
-        int rc = wake_add(ep, epfd);
+        int rc = byp_epoll_wake_add(ep, epfd);
         struct member m = {
             .fd = fd, .kfd = kfd, .obj = obj, .ops = fops,
             .events = ev->events | EPOLLERR | EPOLLHUP, .data = ev->data,
             .armed = 1, .fresh = 1,
         };
         if (rc == 0)
-            rc = member_append(ep, &m);
+            rc = byp_epoll_member_append(ep, &m);
         if (rc < 0) {
             if (kfd >= 0)
                 BYP_REAL(epoll_ctl)(epfd, EPOLL_CTL_DEL, kfd, NULL);
@@ -633,7 +587,7 @@ int byp_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
     struct byp_epoll *ep = NULL;
     if (op != EPOLL_CTL_DEL && ev == NULL) {
         rc = -EFAULT;
-    } else if ((rc = set_attach(epfd, &ep)) < 0) {
+    } else if ((rc = byp_epoll_set_attach(epfd, &ep)) < 0) {
         /* EBADF or EINVAL, as the kernel checks epfd */
     } else if (epfd == fd || ep == (struct byp_epoll *)byp_fdtab[fd].obj) {
         rc = -EINVAL;
@@ -647,7 +601,7 @@ int byp_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
         pthread_mutex_unlock(&ep->lock);
         struct stat st;
         if (rc == -ENOENT && op != EPOLL_CTL_ADD && fstat(fd, &st) == 0 &&
-            adopt_in(epfd, fd, fops, (unsigned long)st.st_ino)) {
+            byp_epoll_adopt_in(epfd, fd, fops, (unsigned long)st.st_ino)) {
             /* It was added while a kernel socket and nobody moved it over: now it is. */
             pthread_mutex_lock(&ep->lock);
             rc = ctl_locked(ep, epfd, op, fd, fops, ev);
@@ -672,126 +626,11 @@ void byp_epoll_forget(int fd, void *obj)
         if (!ep->live || __atomic_load_n(&ep->head.nmembers, __ATOMIC_RELAXED) == 0)
             continue;
         pthread_mutex_lock(&ep->lock);
-        int i = member_find(ep, fd, obj);
+        int i = byp_epoll_member_find(ep, fd, obj);
         if (i >= 0)
             member_remove(ep, ep->epfd, i, 1);
         pthread_mutex_unlock(&ep->lock);
     }
     pthread_mutex_unlock(&reg_lock);
-    errno = saved;
-}
-
-/* ---- fds added as kernel sockets that become accelerated later ---- */
-
-/* One bit per fd number: set when a kernel TCP/UDP socket (a candidate for acceleration) is
- * added to an epoll set, so that byp_epoll_adopt has work only then.  Allocated on first
- * use; a stale bit (the number closed and reused) costs one needless scan. */
-static unsigned long *cand_bits;
-#define CAND_WORD_BITS (8 * sizeof(unsigned long))
-
-void byp_epoll_note_kernel(int fd)
-{
-    if ((unsigned int)fd >= byp_fdtab_size)
-        return;
-    unsigned long *bits = __atomic_load_n(&cand_bits, __ATOMIC_ACQUIRE);
-    if (bits == NULL) {
-        unsigned long *fresh = calloc(byp_fdtab_size / CAND_WORD_BITS + 1, sizeof *fresh);
-        if (fresh == NULL)
-            return;
-        if (!__atomic_compare_exchange_n(&cand_bits, &bits, fresh, false, __ATOMIC_ACQ_REL,
-                                         __ATOMIC_ACQUIRE))
-            free(fresh);
-        else
-            bits = fresh;
-    }
-    unsigned long bit = 1ul << ((unsigned int)fd % CAND_WORD_BITS);
-    unsigned long *w = &bits[(unsigned int)fd / CAND_WORD_BITS];
-    if (!(__atomic_load_n(w, __ATOMIC_RELAXED) & bit))
-        __atomic_fetch_or(w, bit, __ATOMIC_RELAXED);
-}
-
-/* Find @fd (inode @ino) among the kernel set @epfd's items in /proc/self/fdinfo: 1 with
- * its events and data, else 0. */
-static int fdinfo_item(int epfd, int fd, unsigned long ino, uint32_t *events, uint64_t *data)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", epfd);
-    FILE *f = fopen(path, "re");
-    if (f == NULL)
-        return 0;
-    int found = 0;
-    while (!found && fgets(line, sizeof line, f) != NULL) {
-        int tfd;
-        unsigned int ev;
-        unsigned long long d;
-        long long pos;
-        unsigned long i;
-        if (sscanf(line, "tfd: %d events: %x data: %llx pos:%lld ino:%lx", &tfd, &ev, &d, &pos,
-                   &i) == 5 &&
-            tfd == fd && i == ino) {
-            *events = ev;
-            *data = d;
-            found = 1;
-        }
-    }
-    fclose(f);
-    return found;
-}
-
-/* Move @fd's registration in the kernel set @epfd, if it has one, to the accelerated list.
- * Returns 1 when it did. */
-static int adopt_in(int epfd, int fd, const byp_fd_ops_t *ops, unsigned long ino)
-{
-    uint32_t events;
-    uint64_t data;
-    if (!fdinfo_item(epfd, fd, ino, &events, &data))
-        return 0;
-    struct byp_epoll *ep;
-    if (set_attach(epfd, &ep) < 0)
-        return 0;
-    int done = 0;
-    void *obj = byp_fdtab[fd].obj;
-    pthread_mutex_lock(&ep->lock);
-    if (member_find(ep, fd, obj) < 0) {
-        int kfd = ops->kernel_fd != NULL ? ops->kernel_fd(fd) : -1;
-        struct epoll_event ev = {.events = events, .data.u64 = data};
-        /* The placeholder socket must leave the kernel set; a listener's own socket stays. */
-        if (kfd != fd)
-            BYP_REAL(epoll_ctl)(epfd, EPOLL_CTL_DEL, fd, NULL);
-        if (kfd >= 0 && kfd != fd && BYP_REAL(epoll_ctl)(epfd, EPOLL_CTL_ADD, kfd, &ev) != 0)
-            kfd = -1;
-        /* A disarmed one-shot item shows only its flags. */
-        int armed = (events & EV_REPORTABLE & ~(uint32_t)(EPOLLERR | EPOLLHUP)) != 0 ||
-                    !(events & EPOLLONESHOT);
-        struct member m = {
-            .fd = fd, .kfd = kfd, .obj = obj, .ops = ops,
-            .events = events | EPOLLERR | EPOLLHUP, .data.u64 = data,
-            .armed = (uint8_t)armed, .fresh = 1,
-        };
-        if (wake_add(ep, epfd) == 0)
-            done = member_append(ep, &m) == 0;
-    }
-    pthread_mutex_unlock(&ep->lock);
-    return done;
-}
-
-void byp_epoll_adopt(int fd)
-{
-    unsigned long *bits = __atomic_load_n(&cand_bits, __ATOMIC_ACQUIRE);
-    if (bits == NULL || (unsigned int)fd >= byp_fdtab_size)
-        return;
-    unsigned long bit = 1ul << ((unsigned int)fd % CAND_WORD_BITS);
-    if (!(__atomic_fetch_and(&bits[(unsigned int)fd / CAND_WORD_BITS], ~bit, __ATOMIC_RELAXED) &
-          bit))
-        return;
-    const byp_fd_ops_t *ops = byp_fd_ops(fd);
-    struct stat st;
-    if (ops == NULL || ops == &byp_epoll_ops || fstat(fd, &st) != 0)
-        return;
-    int saved = errno;
-    unsigned int end = __atomic_load_n(&byp_fdtab_hwm, __ATOMIC_RELAXED);
-    for (unsigned int epfd = 0; epfd < end; epfd++)
-        if (byp_fdtab[epfd].kind == BYP_FD_EPOLL)
-            adopt_in((int)epfd, fd, ops, (unsigned long)st.st_ino);
     errno = saved;
 }

@@ -1,0 +1,72 @@
+/* The inside of the epoll kind, shared by fd_epoll.c (sets, members, waits) and
+ * epoll_adopt.c (kernel sockets that become accelerated while in a set). */
+#ifndef BYP_FD_EPOLL_PRIV_H
+#define BYP_FD_EPOLL_PRIV_H
+
+#include <limits.h>
+#include <pthread.h>
+
+#include "fd_epoll.h"
+
+/* Spin rounds between two checks of the kernel set (an epoll_wait system call each). */
+#define KERNEL_POLL_RATIO 16
+/* Spin rounds between two reads of the clock. */
+#define CLOCK_RATIO 4
+/* Longest single sleep in the real epoll_wait: a wake-up lost to a race costs at most this. */
+#define WAIT_SLICE_MS 100
+/* The kernel's limit on maxevents. */
+#define EP_MAX_EVENTS ((int)(INT_MAX / sizeof(struct epoll_event)))
+/* Bits an event may carry back (the rest are input flags). */
+#define EV_REPORTABLE (~(uint32_t)(EPOLLET | EPOLLONESHOT | EPOLLWAKEUP | EPOLLEXCLUSIVE))
+/* Flags EPOLLEXCLUSIVE may be combined with (the kernel's EPOLLEXCLUSIVE_OK_BITS). */
+#define EXCLUSIVE_OK                                                                        \
+    (EPOLLIN | EPOLLOUT | EPOLLRDNORM | EPOLLRDBAND | EPOLLWRNORM | EPOLLWRBAND | EPOLLERR |  \
+     EPOLLHUP | EPOLLWAKEUP | EPOLLET | EPOLLEXCLUSIVE)
+
+/* One accelerated fd in one set. */
+struct member {
+    int fd;
+    int kfd;                    /* kernel fd also registered in the kernel set, or -1 */
+    void *obj;                  /* the fd's object when added: a different one means stale */
+    const byp_fd_ops_t *ops;
+    uint32_t events;            /* as requested, EPOLLERR | EPOLLHUP added */
+    epoll_data_t data;
+    uint64_t rep_gen;           /* edge: event_gen at the last report */
+    uint64_t idle_gen;          /* event_gen when last found with nothing to report */
+    uint8_t armed;              /* one-shot: cleared once reported, set again by MOD */
+    uint8_t fresh;              /* edge: report the current readiness once after ADD/MOD */
+    uint8_t idle;               /* idle_gen is valid: nothing to report until it moves */
+};
+
+struct byp_epoll {
+    struct byp_epoll_head head; /* first: nmembers, read without the lock */
+    pthread_mutex_t lock;       /* guards everything below but refs and live */
+    int refs;                   /* fd numbers referring to the set (atomic) */
+    int live;                   /* 0: recyclable (under reg_lock) */
+    int epfd;                   /* an fd number of the set, for clean-ups without one */
+    int wake_fd;                /* the wake fd registered in the kernel set, or -1 */
+    struct member *m;
+    int n, cap;
+    unsigned cursor;            /* where the next scan starts: round robin over members */
+    unsigned turn;              /* alternates which side fills the result first */
+    unsigned calls;             /* epoll_wait calls, for the kernel-set poll ratio */
+    uint64_t seen_events;       /* the engine's event counter before the last full scan */
+    uint8_t rescan;             /* the last scan found something, or the members changed */
+    uint8_t skip_ok;            /* every member's readiness moves only with engine events */
+    struct byp_epoll *next;     /* every set ever made */
+};
+
+
+/* The set of epoll fd @epfd, given the epoll kind first if needed.  0 or -errno. */
+int byp_epoll_set_attach(int epfd, struct byp_epoll **out);
+/* Register the engine's wake fd in the kernel set (first accelerated member).  0 or -errno. */
+int byp_epoll_wake_add(struct byp_epoll *ep, int epfd);
+/* Index of the member for @fd / @obj, or -1.  Set lock held. */
+int byp_epoll_member_find(const struct byp_epoll *ep, int fd, const void *obj);
+/* Append a member.  0 or -ENOMEM.  Set lock held. */
+int byp_epoll_member_append(struct byp_epoll *ep, const struct member *m);
+/* Move @fd's registration in the kernel set @epfd (inode @ino) to the accelerated list;
+ * 1 when it did (epoll_adopt.c). */
+int byp_epoll_adopt_in(int epfd, int fd, const byp_fd_ops_t *ops, unsigned long ino);
+
+#endif
