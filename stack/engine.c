@@ -28,6 +28,7 @@
 #include "byp_stack.h"
 #include "fd_tcp.h"
 #include "kstate.h"
+#include "shm.h"
 #include "steer_ctl.h"
 #include "stats.h"
 
@@ -300,8 +301,16 @@ static int parse_ip(const char *text, in_addr_t *addr, unsigned *prefix)
     return 0;
 }
 
+/* Address space of the shared arena (shm.h); pages are used as they are touched. */
+#define SHM_ARENA_BYTES ((size_t)1 << 30)
+
 static int engine_start(void)
 {
+    int rc = byp_shm_setup(SHM_ARENA_BYTES);
+    if (rc < 0) {
+        byp_err("cannot map the stack's shared memory: %s", strerror(-rc));
+        return rc;
+    }
     const char *bname = byp_backend_name((int)byp_cfg.backend);
     const struct byp_nic_ops *bops = byp_nic_find_backend(bname);
     if (bops == NULL) {
@@ -315,7 +324,6 @@ static int engine_start(void)
     }
     struct byp_kif kif;
     memset(&kif, 0, sizeof kif);
-    int rc;
     if (byp_steering) {
         rc = byp_kstate_get_if(byp_cfg.interface, &kif);
         if (rc < 0) {

@@ -36,6 +36,12 @@
  * its linear search and fragmentation cost more than glibc's per-thread caches.  The total
  * stays bounded by TCP_SND_BUF per connection. */
 #define MEM_LIBC_MALLOC                 1
+/* ... from the engine's shared arena (shm.h) rather than libc's heap, so that a forked child
+ * that inherits a connection sees the same queued data. */
+#include "shm.h"
+#define mem_clib_malloc                 byp_shm_alloc
+#define mem_clib_free                   byp_shm_free
+#define mem_clib_calloc                 byp_shm_calloc
 #define MEM_USE_POOLS                   0
 /* 64-bit host: align to 8 so that pbuf payloads suit any access. */
 #define MEM_ALIGNMENT                   8

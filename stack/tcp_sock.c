@@ -18,6 +18,7 @@
 #include "byp_stack.h"
 #include "fd_tcp.h"
 #include "stats.h"
+#include "shm.h"
 #include "tcp_sock.h"
 #include "fd_epoll.h"
 
@@ -40,7 +41,7 @@ void byp_tsock_changed(struct tsock *ts)
 
 static struct tsock *tsock_new(void)
 {
-    struct tsock *ts = calloc(1, sizeof *ts);
+    struct tsock *ts = byp_shm_calloc(1, sizeof *ts);
     if (ts != NULL) {
         ts->refs = 1;
         ts->rcvtimeo_ms = ts->sndtimeo_ms = -1;
@@ -155,12 +156,12 @@ static err_t on_accept(void *arg, struct tcp_pcb *pcb, err_t err)
         return ERR_VAL;
     if (l->aq_n == l->aq_cap) {
         unsigned cap = l->aq_cap ? l->aq_cap * 2 : 64;
-        struct tsock **q = cap <= 65536 ? malloc(cap * sizeof *q) : NULL;
+        struct tsock **q = cap <= 65536 ? byp_shm_alloc(cap * sizeof *q) : NULL;
         if (q == NULL)
             return ERR_MEM;   /* lwIP resets the connection */
         for (unsigned i = 0; i < l->aq_n; i++)
             q[i] = l->aq[(l->aq_head + i) % l->aq_cap];
-        free(l->aq);
+        byp_shm_free(l->aq);
         l->aq = q;
         l->aq_head = 0;
         l->aq_cap = cap;
@@ -351,9 +352,9 @@ void byp_tcp_release(int fd)
             byp_tsock_rx_drop(c);
             put_flow(c);
             byp_stats_sock_close(c);
-            free(c);
+            byp_shm_free(c);
         }
-        free(ts->aq);
+        byp_shm_free(ts->aq);
         put_flow(ts);
     } else if (ts->pcb != NULL) {
         if (ts->linger_on && ts->linger_s > 0 && ts->rx_bytes == 0)
@@ -370,13 +371,13 @@ void byp_tcp_release(int fd)
             tcp_abort(pcb);
             put_flow(ts);
         } else {
-            struct zombie *z = calloc(1, sizeof *z);
+            struct zombie *z = byp_shm_calloc(1, sizeof *z);
             if (z == NULL || tcp_close(pcb) != ERR_OK) {
                 tcp_arg(pcb, NULL);
                 tcp_err(pcb, NULL);
                 tcp_abort(pcb);
                 put_flow(ts);
-                free(z);
+                byp_shm_free(z);
             } else {
                 z->pcb = pcb;
                 tcp_arg(pcb, z);
@@ -391,7 +392,7 @@ void byp_tcp_release(int fd)
                     z->next = zombies;
                     zombies = z;
                 } else {
-                    free(z);
+                    byp_shm_free(z);
                 }
             }
         }
@@ -403,7 +404,7 @@ void byp_tcp_release(int fd)
     byp_stack_unlock();
     /* Out of every epoll set, as the kernel does for the last close of a file. */
     byp_epoll_forget(fd, ts);
-    free(ts);
+    byp_shm_free(ts);
 }
 
 static int cmp_ptr(const void *a, const void *b)
@@ -461,7 +462,7 @@ void byp_tcp_reap(void)
         if (z->reserve_fd >= 0)
             BYP_REAL(close)(z->reserve_fd);
         *zp = z->next;
-        free(z);
+        byp_shm_free(z);
     }
     free(act);
 }
@@ -517,7 +518,7 @@ int byp_tcp_listen(int fd, const struct sockaddr_in *local, int backlog)
         else if (pcb != NULL)
             tcp_abort(pcb);
         byp_stack_unlock();
-        free(ts);
+        byp_shm_free(ts);
         byp_warn("cannot accelerate the listener on port %u (lwIP error %d); it stays on the kernel",
                  ntohs(local->sin_port), err);
         return BYP_ENGINE_DECLINE;
@@ -570,7 +571,7 @@ int byp_tcp_connect(int fd, const struct sockaddr_in *remote)
     struct tcp_pcb *pcb = tcp_new_ip_type(IPADDR_TYPE_V4);
     if (pcb == NULL) {
         byp_stack_unlock();
-        free(ts);
+        byp_shm_free(ts);
         return -ENOBUFS;
     }
     ip_set_option(pcb, SOF_REUSEADDR);
@@ -579,7 +580,7 @@ int byp_tcp_connect(int fd, const struct sockaddr_in *remote)
     if (err != ERR_OK || byp_flow_ref(IPPROTO_TCP, byp_if_addr, local.sin_port) < 0) {
         tcp_abort(pcb);
         byp_stack_unlock();
-        free(ts);
+        byp_shm_free(ts);
         return err == ERR_USE ? -EADDRINUSE : BYP_ENGINE_DECLINE;
     }
     ts->has_flow = 1;
@@ -591,7 +592,7 @@ int byp_tcp_connect(int fd, const struct sockaddr_in *remote)
         tcp_abort(pcb);
         put_flow(ts);
         byp_stack_unlock();
-        free(ts);
+        byp_shm_free(ts);
         return err == ERR_RTE ? -ENETUNREACH : -ENOBUFS;
     }
     install(fd, ts);
