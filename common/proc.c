@@ -6,7 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
-uint64_t byp_proc_start_ticks(pid_t pid)
+/* Field 22 of /proc/PID/stat, and the state (field 3) into @state when not NULL. */
+static uint64_t read_stat(pid_t pid, char *state)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
@@ -22,7 +23,21 @@ uint64_t byp_proc_start_ticks(pid_t pid)
     if (p == NULL)
         return 0;
     p++;
+    if (state != NULL)
+        *state = p[0] == ' ' ? p[1] : '?';
     for (int field = 3; field < 22 && p != NULL; field++)   /* ends before field 22 */
         p = strchr(p + 1, ' ');
     return p != NULL ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+uint64_t byp_proc_start_ticks(pid_t pid)
+{
+    return read_stat(pid, NULL);
+}
+
+int byp_proc_running(pid_t pid, uint64_t start_ticks)
+{
+    char state = '?';
+    uint64_t t = read_stat(pid, &state);
+    return t != 0 && t == start_ticks && state != 'Z' && state != 'X';
 }

@@ -10,4 +10,8 @@
  * process (or /proc cannot be read). */
 uint64_t byp_proc_start_ticks(pid_t pid);
 
+/* Whether process @pid that started at @start_ticks still runs (not gone, not a pid reused
+ * by another process, not a zombie waiting for its parent). */
+int byp_proc_running(pid_t pid, uint64_t start_ticks);
+
 #endif

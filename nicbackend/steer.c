@@ -109,10 +109,24 @@ static int find_prog_map(uint32_t prog_id, const char *name)
  * pid is not taken for the owner. */
 static const struct byp_flow_key owner_key = {0, 0, 0, 0};
 
-static void claim(int fd)
+static void claim(int fd, pid_t pid)
 {
-    struct byp_flow_val v = {.flags = (uint32_t)getpid(), .packets = byp_proc_start_ticks(getpid())};
+    struct byp_flow_val v = {.flags = (uint32_t)pid, .packets = byp_proc_start_ticks(pid)};
     bpf_map_update_elem(fd, &owner_key, &v, BPF_ANY);
+}
+
+void byp_steer_claim(pid_t pid)
+{
+    if (flow_fd >= 0)
+        claim(flow_fd, pid);
+}
+
+void byp_steer_claim_live(void)
+{
+    struct byp_flow_val v;
+    if (flow_fd >= 0 && bpf_map_lookup_elem(flow_fd, &owner_key, &v) == 0 &&
+        !byp_proc_running((pid_t)v.flags, v.packets))
+        claim(flow_fd, getpid());
 }
 
 int byp_steer_owner_alive(uint32_t prog_id)
@@ -152,7 +166,7 @@ int byp_steer_open(unsigned ifindex)
     }
     byp_steer_close();
     flow_fd = fd;
-    claim(fd);
+    claim(fd, getpid());
     return 0;
 }
 

@@ -12,6 +12,7 @@
 
 #include <netinet/in.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* Path of xdp_steer.bpf.o: $BYPASS_XDP_PROG if set; else next to the shared object or
  * executable holding this code, or in its nicbackend/ subfolder (the build tree); else
@@ -26,6 +27,13 @@ int byp_steer_open(unsigned ifindex);
 /* Whether the process that attached steering program @prog_id (it records its pid and
  * start time in the flow map) still runs.  1 when alive or when it cannot tell. */
 int byp_steer_owner_alive(uint32_t prog_id);
+
+/* Record @pid as the owner of the steering program (a shared stack's member that outlives
+ * the process that attached it), so the next process does not take the interface over
+ * while @pid runs. */
+void byp_steer_claim(pid_t pid);
+/* When the recorded owner no longer runs (a member killed), record this process. */
+void byp_steer_claim_live(void);
 
 /* Forget the flow map (closes our file descriptor; the map lives on with the program). */
 void byp_steer_close(void);

@@ -28,6 +28,9 @@ extern BYP_SHARED int byp_ready;
  * error under BYPASS_STRICT=1. */
 void byp_init(void);
 
+/* Parent side of fork, before it (atfork prepare): the child's share of the stack. */
+void byp_before_fork(void);
+
 /* Child side of fork (also of fork() calls inside libc, e.g. daemon()): the child must not
  * touch the parent's accelerated state. */
 void byp_after_fork_child(void);

@@ -13,7 +13,7 @@
 
 #include "sysheaders.h"
 
-#define BYP_ENGINE_ABI 1
+#define BYP_ENGINE_ABI 2
 /* Name of the engine library, looked up next to libbypass.so, then by the loader's path;
  * BYPASS_ENGINE overrides (a path). */
 #define BYP_ENGINE_SONAME "libbypass-engine.so"
@@ -49,10 +49,19 @@ struct byp_engine {
     /* Bumped (release) on every readiness change of any accelerated socket: a reader that
      * saw no ready socket and finds the same value (acquire) has nothing new to look at. */
     const uint64_t *events;
+    /* fork, in three steps (atfork handlers and the fork wrapper): before it, reserve the
+     * child's place in the stack's family with a reference for every accelerated fd it
+     * inherits; in the child, take that place (0), or -errno when the child cannot share
+     * the stack (it then keeps only the kernel sockets underneath); when fork failed, give
+     * the place back. */
+    void (*fork_prepare)(void);
+    int (*fork_child)(void);
+    void (*fork_failed)(void);
 };
 
-/* Threads sleeping in byp_wait (wait.c); the engine writes wake_fd only when nonzero. */
-extern BYP_SHARED int byp_sleepers;
+/* Threads sleeping in byp_wait (wait.c); the engine writes wake_fd only when nonzero.  The
+ * engine points it at its own counter, shared by the processes that share the stack. */
+extern BYP_SHARED int *byp_sleepers;
 /* Blocking waits that ended while spinning, and that went to sleep (wait.c, fd_epoll.c). */
 extern BYP_SHARED uint64_t byp_spin_hits, byp_spin_misses;
 

@@ -291,10 +291,10 @@ int byp_epoll_wait(struct byp_epoll_head *h, int epfd, struct epoll_event *evs, 
     __atomic_add_fetch(&byp_spin_misses, 1, __ATOMIC_RELAXED);
     /* Sleep in the real epoll_wait: the wake fd in the kernel set stands for the stack. */
     for (;;) {
-        __atomic_add_fetch(&byp_sleepers, 1, __ATOMIC_SEQ_CST);
+        __atomic_add_fetch(byp_sleepers, 1, __ATOMIC_SEQ_CST);
         rc = collect(ep, epfd, evs, max);
         if (rc > 0) {
-            __atomic_sub_fetch(&byp_sleepers, 1, __ATOMIC_SEQ_CST);
+            __atomic_sub_fetch(byp_sleepers, 1, __ATOMIC_SEQ_CST);
             int k = kernel_take(ep, epfd, evs + rc, max - rc);
             if (k > 0)
                 rc += k;
@@ -306,7 +306,7 @@ int byp_epoll_wait(struct byp_epoll_head *h, int epfd, struct epoll_event *evs, 
                                                    : (int)((left + 999999) / 1000000);
         int k = BYP_REAL(epoll_wait)(epfd, evs, max, ms);
         err = errno;
-        __atomic_sub_fetch(&byp_sleepers, 1, __ATOMIC_SEQ_CST);
+        __atomic_sub_fetch(byp_sleepers, 1, __ATOMIC_SEQ_CST);
         if (k < 0) {
             rc = -1;
             goto out;

@@ -15,12 +15,25 @@ static int init_state;
 /* Directory of the per-program and default config files (DESIGN.md: /etc/bypass). */
 #define BYP_ETC_DIR "/etc/bypass"
 
+void byp_before_fork(void)
+{
+    const struct byp_engine *e = byp_engine;
+    if (e != NULL && e->fork_prepare != NULL) {
+        int saved = errno;
+        e->fork_prepare();
+        errno = saved;
+    }
+}
+
 void byp_after_fork_child(void)
 {
-    /* The stack, its rings and its steering map are the parent's: the child keeps only the
-     * kernel sockets underneath its accelerated fds, and never starts an engine of its own
-     * on the parent's interface queue. */
+    /* The child shares the parent's stack (one stack per family, as Onload's).  When it
+     * cannot, the stack, its rings and its steering map stay the parent's: the child keeps
+     * only the kernel sockets underneath its accelerated fds, and never starts an engine of
+     * its own on the parent's interface queue. */
     if (byp_engine != NULL) {
+        if (byp_engine->fork_child != NULL && byp_engine->fork_child() == 0)
+            return;
         byp_fd_detach_all();
         __atomic_store_n(&byp_engine, NULL, __ATOMIC_RELEASE);
         byp_engine_forked = 1;
@@ -59,7 +72,7 @@ void byp_init(void)
     byp_real_resolve_all();
     if (load_config()) {
         byp_fdtab_init();
-        pthread_atfork(NULL, NULL, byp_after_fork_child);
+        pthread_atfork(byp_before_fork, NULL, byp_after_fork_child);
         byp_info("ready: config %s, %d rule(s)", byp_cfg.path ? byp_cfg.path : "(none)",
                  byp_cfg.n_rules);
     }

@@ -10,7 +10,8 @@
 #include "fd_epoll.h"
 
 /* Threads sleeping in byp_wait: the progress thread writes the wake fd only when nonzero. */
-BYP_SHARED int byp_sleepers;
+static int own_sleepers;
+BYP_SHARED int *byp_sleepers = &own_sleepers;
 /* Waits that ended while spinning / that went to sleep (published by the stats). */
 BYP_SHARED uint64_t byp_spin_hits, byp_spin_misses;
 
@@ -124,9 +125,9 @@ int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfd
             set[i + 1] = pfds[i];
             set[i + 1].revents = 0;
         }
-        __atomic_add_fetch(&byp_sleepers, 1, __ATOMIC_SEQ_CST);
+        __atomic_add_fetch(byp_sleepers, 1, __ATOMIC_SEQ_CST);
         if (cond(arg)) {
-            __atomic_sub_fetch(&byp_sleepers, 1, __ATOMIC_SEQ_CST);
+            __atomic_sub_fetch(byp_sleepers, 1, __ATOMIC_SEQ_CST);
             result = 1;
             break;
         }
@@ -135,7 +136,7 @@ int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfd
                                                                      : (int)((left + 999999) / 1000000);
         int rc = BYP_REAL(poll)(set, n, ms);
         int perr = errno;
-        __atomic_sub_fetch(&byp_sleepers, 1, __ATOMIC_SEQ_CST);
+        __atomic_sub_fetch(byp_sleepers, 1, __ATOMIC_SEQ_CST);
         if (rc < 0 && perr == EINTR) {
             result = -EINTR;
             break;

@@ -9,10 +9,17 @@
  * the child has exec'd or exited, so the program sees vfork's ordering.  A conforming vfork
  * child only execs or _exits, and behaves the same. */
 #include "byp.h"
+#include "engine.h"
 
 BYP_EXPORT pid_t fork(void)
 {
-    return BYP_REAL(fork)();
+    pid_t pid = BYP_REAL(fork)();
+    if (pid < 0 && byp_engine != NULL && byp_engine->fork_failed != NULL) {
+        int saved = errno;
+        byp_engine->fork_failed();
+        errno = saved;
+    }
+    return pid;
 }
 
 BYP_EXPORT pid_t vfork(void)
@@ -25,7 +32,7 @@ BYP_EXPORT pid_t vfork(void)
         errno = saved;
         return BYP_REAL(fork)();
     }
-    pid_t pid = BYP_REAL(fork)();
+    pid_t pid = fork();
     if (pid == 0) {
         BYP_REAL(close)(p[0]);
         errno = saved;

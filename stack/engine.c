@@ -27,12 +27,14 @@
 #include "engine.h"
 #include "byp_stack.h"
 #include "fd_tcp.h"
+#include "family.h"
 #include "kstate.h"
 #include "shm.h"
 #include "steer_ctl.h"
 #include "stats.h"
 
 static pthread_mutex_t stack_mutex = PTHREAD_MUTEX_INITIALIZER;
+static int sleepers;                 /* threads of every member sleeping on wake_fd */
 int byp_steering = 1;
 static struct byp_nic *nic;
 static int wake_fd = -1;            /* eventfd the engine signals sleepers with */
@@ -83,9 +85,42 @@ static int64_t now_ns(void)
     return tsc_base_ns + (int64_t)(((unsigned __int128)d * tsc_mult) >> 32);
 }
 
+/* The lock is robust: when a member died holding it (kill -9 inside the stack), the next
+ * taker gets EOWNERDEAD, marks it consistent and reaps the dead member's references.  lwIP
+ * may be left mid-update by such a death; what it held half-built is lost with it. */
+static void reap_members(void);
+
+static int lock_taken(int rc)
+{
+    if (rc == EOWNERDEAD) {
+        pthread_mutex_consistent(&stack_mutex);
+        byp_warn("a process died while running the shared stack; carrying on without it");
+        reap_members();
+        return 0;
+    }
+    return rc;
+}
+
+/* The family's one progress thread runs in process progress_pid; 0 when none does (its
+ * process left): the next member to use the stack starts one. */
+static pid_t progress_pid;
+static void progress_start(void);
+
+static void lock_raw(void)
+{
+    lock_taken(pthread_mutex_lock(&stack_mutex));
+}
+
 void byp_stack_lock(void)
 {
-    pthread_mutex_lock(&stack_mutex);
+    if (__builtin_expect(__atomic_load_n(&progress_pid, __ATOMIC_RELAXED) == 0, 0))
+        progress_start();
+    lock_raw();
+}
+
+static int stack_trylock(void)
+{
+    return lock_taken(pthread_mutex_trylock(&stack_mutex));
 }
 
 void byp_stack_unlock(void)
@@ -96,11 +131,14 @@ void byp_stack_unlock(void)
 
 void byp_stack_unlock_noflush(void)
 {
-    int wake = events != events_woken && __atomic_load_n(&byp_sleepers, __ATOMIC_SEQ_CST) > 0;
+    int n = __atomic_load_n(&sleepers, __ATOMIC_SEQ_CST);
+    int wake = events != events_woken && n > 0;
     events_woken = events;
     pthread_mutex_unlock(&stack_mutex);
     if (wake) {
-        uint64_t one = 1;
+        /* A semaphore eventfd shared by every member: one count per sleeper, each takes
+         * one (wake_drain), so a sleeper in another process is never robbed of its wake-up. */
+        uint64_t one = (uint64_t)n;
         int saved = errno;
         (void)!BYP_REAL(write)(wake_fd, &one, sizeof one);
         errno = saved;
@@ -119,7 +157,9 @@ int byp_engine_poll(int from_app)
     int64_t now = now_ns();     /* one clock read per round: it is a good part of its cost */
     if (from_app)
         __atomic_store_n(&last_app_poll_ns, now, __ATOMIC_RELAXED);
-    if (pthread_mutex_trylock(&stack_mutex) != 0)
+    if (__builtin_expect(__atomic_load_n(&progress_pid, __ATOMIC_RELAXED) == 0, 0))
+        progress_start();
+    if (stack_trylock() != 0)
         return 0;   /* another thread is running the stack right now */
     int n = byp_netif_rx();
     uint32_t t = (uint32_t)(now / 1000000);   /* sys_now's time line (CLOCK_MONOTONIC ms) */
@@ -155,8 +195,10 @@ struct flow {
     in_port_t port;
     int refs;
 };
-static struct flow *flows;
-static int nflows, capflows;
+/* A fixed table in the engine's (shared) data: the map has as many entries at most. */
+#define MAX_FLOWS 4096
+static struct flow flows[MAX_FLOWS];
+static int nflows;
 
 int byp_flow_ref(int proto, in_addr_t addr, in_port_t port)
 {
@@ -165,14 +207,8 @@ int byp_flow_ref(int proto, in_addr_t addr, in_port_t port)
             flows[i].refs++;
             return 0;
         }
-    if (nflows == capflows) {
-        int cap = capflows ? capflows * 2 : 64;
-        struct flow *f = realloc(flows, (size_t)cap * sizeof *f);
-        if (f == NULL)
-            return -ENOMEM;
-        flows = f;
-        capflows = cap;
-    }
+    if (nflows == MAX_FLOWS)
+        return -ENOSPC;
     int rc = byp_steering ? byp_steer_add(proto, addr, port) : 0;
     if (rc < 0) {
         byp_err("cannot steer %s port %u to the stack: %s", proto == IPPROTO_TCP ? "tcp" : "udp",
@@ -237,6 +273,24 @@ static int find_rx_fd(int domain)
 /* An application thread that ran the stack this recently is taken to be spinning on it. */
 #define APP_SPIN_WINDOW_NS 20000
 
+/* How often a progress thread looks for members that died without leaving. */
+#define REAP_INTERVAL_NS (200LL * 1000000)
+
+/* Drop what dead members held (lock held). */
+static void drop_member(int slot)
+{
+    byp_tcp_drop_member(slot);
+}
+
+static void reap_members(void)
+{
+    byp_family_reap(drop_member);
+    if (progress_pid != 0 && progress_pid != getpid() && !byp_family_is_member(progress_pid))
+        progress_pid = 0;
+    byp_steer_claim_live();
+    byp_stats_claim_live();
+}
+
 static void *progress_main(void *arg)
 {
     (void)arg;
@@ -251,11 +305,20 @@ static void *progress_main(void *arg)
     if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) != 0)
         byp_info("progress thread: SCHED_IDLE refused; it runs at normal priority");
     const int64_t interval_ns = byp_cfg.progress_usec * 1000;
+    int64_t next_reap = 0;
     for (;;) {
         byp_stats_tick();
+        if (__atomic_load_n(&byp_local->progress, __ATOMIC_ACQUIRE) != 1)
+            break;   /* this process leaves the stack */
+        if (byp_family_shared && now_ns() >= next_reap) {
+            next_reap = now_ns() + REAP_INTERVAL_NS;
+            byp_stack_lock();
+            reap_members();
+            byp_stack_unlock();
+        }
         struct timespec ts = {.tv_sec = interval_ns / 1000000000, .tv_nsec = interval_ns % 1000000000};
         int64_t idle = now_ns() - __atomic_load_n(&last_app_poll_ns, __ATOMIC_RELAXED);
-        if (idle < APP_SPIN_WINDOW_NS || __atomic_load_n(&byp_sleepers, __ATOMIC_RELAXED) > 0) {
+        if (idle < APP_SPIN_WINDOW_NS || __atomic_load_n(&sleepers, __ATOMIC_RELAXED) > 0) {
             /* An application thread spins on the stack, or sleeps on the engine's wake fd
              * (which holds the AF_XDP socket, so the frames wake it and it runs the stack
              * itself): receiving is taken care of.  Only the timers are left to watch. */
@@ -273,7 +336,50 @@ static void *progress_main(void *arg)
         for (int i = 0; i < 16 && byp_engine_poll(0) > 0; i++)
             ;
     }
+    __atomic_store_n(&byp_local->progress, 3, __ATOMIC_RELEASE);   /* stopped */
     return NULL;
+}
+
+/* Start the family's progress thread in this process when no process runs one: in the
+ * process that starts the engine, then in whichever member uses the stack after the one
+ * running it left (a child that never touches an accelerated fd, like redis' BGSAVE,
+ * never runs one).  byp_local->progress: 0 none, 1 running, 2 asked to stop, 3 stopped. */
+static void progress_start(void)
+{
+    pid_t none = 0;
+    if (byp_local->slot < 0 ||
+        !__atomic_compare_exchange_n(&progress_pid, &none, getpid(), false, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE))
+        return;
+    byp_local->progress = 1;
+    pthread_t th;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&th, &attr, progress_main, NULL);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        byp_local->progress = 0;
+        byp_warn("cannot start the progress thread: %s; the stack runs only inside calls",
+                 strerror(rc));
+        return;
+    }
+    pthread_setname_np(th, "bypass-progress");
+}
+
+/* Stop this process's progress thread before it leaves, so that it never dies holding the
+ * lock; another member starts the next one.  Lock not held. */
+static void progress_stop(void)
+{
+    if (__atomic_load_n(&byp_local->progress, __ATOMIC_ACQUIRE) != 1)
+        return;
+    __atomic_store_n(&byp_local->progress, 2, __ATOMIC_RELEASE);
+    for (int i = 0; i < 2000 && __atomic_load_n(&byp_local->progress, __ATOMIC_ACQUIRE) != 3; i++) {
+        struct timespec ms = {0, 500000};
+        nanosleep(&ms, NULL);
+    }
+    pid_t me = getpid();
+    __atomic_compare_exchange_n(&progress_pid, &me, 0, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 }
 
 /* ---- start ---- */
@@ -306,6 +412,15 @@ static int parse_ip(const char *text, in_addr_t *addr, unsigned *prefix)
 
 static int engine_start(void)
 {
+    byp_family_setup();
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(&stack_mutex, &ma);
+    pthread_mutexattr_destroy(&ma);
+    byp_sleepers = &sleepers;
+    progress_pid = -1;         /* started below, once the stack is up */
     int rc = byp_shm_setup(SHM_ARENA_BYTES);
     if (rc < 0) {
         byp_err("cannot map the stack's shared memory: %s", strerror(-rc));
@@ -369,7 +484,7 @@ static int engine_start(void)
         if (rte_eth_dev_get_mtu(nic->port_id, &mtu) == 0 && mtu >= 576)
             kif.mtu = mtu;
     }
-    wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
     if (wake_fd < 0) {
         rc = -errno;
         byp_nic_close(nic);
@@ -396,27 +511,23 @@ static int engine_start(void)
     byp_stack_lock();
     lwip_init();
     rc = byp_netif_setup(nic, kif.mac, kif.mtu, kif.addr, kif.prefixlen);
+    byp_family_start(nic->pool);
     byp_stack_unlock();
     if (rc < 0) {
         byp_err("cannot set up the lwIP interface");
         return rc;
     }
-    pthread_t th;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    rc = pthread_create(&th, &attr, progress_main, NULL);
-    pthread_attr_destroy(&attr);
-    if (rc != 0) {
-        byp_err("cannot start the progress thread: %s", strerror(rc));
-        return -rc;
-    }
-    pthread_setname_np(th, "bypass-progress");
+    progress_pid = 0;
+    progress_start();
     byp_stats_start(nic, bname, byp_cfg.interface, kif.addr, kif.prefixlen);
     byp_info("accelerating on %s (%s/%u), backend %s", byp_cfg.interface,
              inet_ntoa((struct in_addr){kif.addr}), kif.prefixlen, bname);
     return 0;
 }
+
+static void engine_fork_prepare(void);
+static int engine_fork_child(void);
+static void engine_fork_failed(void);
 
 static struct byp_engine engine = {
     .abi = BYP_ENGINE_ABI,
@@ -427,26 +538,44 @@ static struct byp_engine engine = {
     .wake_fd = -1,
     .wake_drain = wake_drain,
     .events = &events,
+    .fork_prepare = engine_fork_prepare,
+    .fork_child = engine_fork_child,
+    .fork_failed = engine_fork_failed,
 };
 
-static pid_t engine_pid;
-
-/* At exit of the process that started the engine (not of a forked child): close the port,
- * which detaches the XDP program, so the interface is the kernel's alone again.  Under the
- * stack lock, so no thread is inside DPDK meanwhile; never waits long for it. */
 /* How long an exiting process keeps running the stack so that connections it closed still
  * deliver what they had queued (the kernel would go on for minutes; an in-process stack
  * ends with its process). */
 #define EXIT_FLUSH_NS (5LL * 1000000000)
 
-static void engine_atexit(void)
+/* This process stops using the stack (exit, exec): its references go (the sockets only it
+ * held are closed, as the kernel closes a dying process's files) and it leaves the family.
+ * The last member to leave delivers what closed connections still queue, then closes the
+ * port, which detaches the XDP program; another member takes over the owner records.
+ * Returns the members left. */
+static int engine_leave(void)
 {
-    if (getpid() != engine_pid || nic == NULL)
-        return;
+    if (nic == NULL || byp_local == NULL || byp_local->slot < 0)
+        return -1;
+    progress_stop();
+    lock_raw();
+    byp_tcp_drop_member(byp_local->slot);
+    int left = byp_family_leave();
+    if (left > 0) {
+        pid_t heir = byp_family_other();
+        if (heir > 0) {
+            byp_steer_claim(heir);
+            byp_stats_handoff(heir);
+        }
+        byp_stack_unlock();
+        return left;
+    }
+    byp_stats_end();
+    byp_stack_unlock();
     int64_t end = now_ns() + EXIT_FLUSH_NS;
     for (;;) {
         int pending = 0;
-        if (pthread_mutex_trylock(&stack_mutex) == 0) {
+        if (stack_trylock() == 0) {
             pending = byp_tcp_flushing();
             byp_stack_unlock();
         } else {
@@ -459,14 +588,66 @@ static void engine_atexit(void)
         nanosleep(&pause, NULL);
     }
     for (int i = 0; i < 1000; i++) {
-        if (pthread_mutex_trylock(&stack_mutex) == 0) {
+        if (stack_trylock() == 0) {
             byp_nic_close(nic);
             nic = NULL;
-            return;   /* the lock stays taken: nothing may use the stack any more */
+            return 0;   /* the lock stays taken: nothing may use the stack any more */
         }
         struct timespec ms = {0, 1000000};
         nanosleep(&ms, NULL);
     }
+    return 0;
+}
+
+/* At exit of any member (the handler is inherited across fork). */
+static void engine_atexit(void)
+{
+    engine_leave();
+}
+
+/* Before fork (libbypass.so's atfork handler): reserve the child's member slot and give it
+ * a reference for every accelerated fd it inherits, before the parent can close its copies
+ * (a fork-per-connection server closes its copy at once). */
+static void engine_fork_prepare(void)
+{
+    byp_local->forking = -1;
+    if (!byp_family_shared || nic == NULL || byp_local->slot < 0)
+        return;
+    lock_raw();
+    int slot = byp_family_reserve();
+    if (slot >= 0)
+        byp_tcp_fork_refs(slot);
+    byp_stack_unlock_noflush();
+    byp_local->forking = slot;
+}
+
+/* In the forked child: take the reserved slot.  -errno when the child cannot share the
+ * stack: it must then keep only the kernel sockets. */
+static int engine_fork_child(void)
+{
+    int slot = byp_local->forking;
+    byp_local->forking = -1;
+    byp_local->progress = 0;   /* the parent's thread is not ours */
+    if (slot < 0) {
+        byp_local->pid = getpid();
+        byp_local->slot = -1;
+        return -ENOTSUP;
+    }
+    byp_family_claim(slot);
+    return 0;
+}
+
+/* fork() failed: give the reservation back. */
+static void engine_fork_failed(void)
+{
+    int slot = byp_local->forking;
+    byp_local->forking = -1;
+    if (slot < 0)
+        return;
+    lock_raw();
+    byp_tcp_drop_member(slot);
+    byp_family_cancel(slot);
+    byp_stack_unlock_noflush();
 }
 
 /* Start, collecting the first error message as the one-line cause libbypass.so reports. */
@@ -476,10 +657,8 @@ static int start_and_publish(char *why, size_t whylen)
     byp_log_capture(why, whylen);
     int rc = engine_start();
     byp_log_capture(NULL, 0);
-    if (rc == 0) {
-        engine_pid = getpid();
+    if (rc == 0)
         atexit(engine_atexit);
-    }
     engine.wake_fd = sleep_fd;
     return rc;
 }

@@ -16,4 +16,10 @@ void byp_tcp_reap(void);
  * acknowledged, or its FIN unacknowledged (lock held): an exiting process waits on it. */
 int byp_tcp_flushing(void);
 
+/* Sharing across fork (lock held, tcp_sock.c): before fork, the child's slot gets a
+ * reference for each accelerated TCP fd it will inherit; a member that leaves or died
+ * gives back all of its references (closing what only it held). */
+void byp_tcp_fork_refs(int slot);
+void byp_tcp_drop_member(int slot);
+
 #endif

@@ -76,10 +76,38 @@ static int64_t mono_ms(void)
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-static void stats_atexit(void)
+/* Rename the file after member @pid, which publishes from now on (lock held). */
+static void stats_move(pid_t pid)
 {
-    if (getpid() == owner && path[0] != '\0')
+    char np[sizeof path];
+    if (path[0] == '\0' || hdr == NULL || pid == owner)
+        return;
+    snprintf(np, sizeof np, BYP_STATS_PATH_FMT, (int)pid);
+    if (rename(path, np) != 0)
+        return;
+    memcpy(path, np, sizeof path);
+    owner = pid;
+    hdr->start_ticks = byp_proc_start_ticks(pid);
+    __atomic_store_n(&hdr->pid, (int32_t)pid, __ATOMIC_RELEASE);
+}
+
+void byp_stats_handoff(pid_t pid)
+{
+    if (getpid() == owner)
+        stats_move(pid);
+}
+
+void byp_stats_claim_live(void)
+{
+    if (hdr != NULL && !byp_proc_running(owner, hdr->start_ticks))
+        stats_move(getpid());
+}
+
+void byp_stats_end(void)
+{
+    if (path[0] != '\0')
         unlink(path);
+    path[0] = '\0';
 }
 
 void byp_stats_start(struct byp_nic *n, const char *backend, const char *ifname, uint32_t addr,
@@ -136,7 +164,6 @@ void byp_stats_start(struct byp_nic *n, const char *backend, const char *ifname,
     spin_misses = dlsym(RTLD_DEFAULT, "byp_spin_misses");
     __atomic_store_n(&hdr->magic, BYP_STATS_MAGIC, __ATOMIC_RELEASE);   /* last: complete */
     byp_stats = st;
-    atexit(stats_atexit);
 }
 
 void byp_stats_sock_open(struct tsock *ts)

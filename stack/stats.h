@@ -22,6 +22,7 @@
 #define BYP_STATS_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #define BYP_STATS_MAGIC 0x3154415453505942ull   /* "BYPSTAT1" little-endian */
 #define BYP_STATS_VERSION 1
@@ -106,6 +107,13 @@ void byp_stats_start(struct byp_nic *nic, const char *backend, const char *ifnam
 /* From the progress thread's loop: every ~100 ms, sample the pool, the device counters and
  * the sockets (takes the stack lock for the socket walk). */
 void byp_stats_tick(void);
+
+/* The stack is shared by a family of processes (family.h) and its file is named after one
+ * of them (lock held for all three): the member leaving hands it to @pid; a member finding
+ * the named one dead takes it; the last member out removes it. */
+void byp_stats_handoff(pid_t pid);
+void byp_stats_claim_live(void);
+void byp_stats_end(void);
 
 /* Sockets (stack lock held): take a slot when a socket exists for lwIP (listen, connect,
  * accept), release it at its last close. */

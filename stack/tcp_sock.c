@@ -27,7 +27,8 @@ struct zombie {
     struct tcp_pcb *pcb;
     in_addr_t flow_addr;
     in_port_t flow_port;
-    int reserve_fd;
+    int reserve_fd;             /* a dup of the kernel socket, in process reserve_pid */
+    pid_t reserve_pid;
     struct zombie *next;
 };
 static struct zombie *zombies;
@@ -39,14 +40,38 @@ void byp_tsock_changed(struct tsock *ts)
     byp_engine_event();
 }
 
+/* Every socket some fd of the family refers to, for the references of a member that
+ * leaves (lock held). */
+static struct tsock *all_socks;
+
 static struct tsock *tsock_new(void)
 {
     struct tsock *ts = byp_shm_calloc(1, sizeof *ts);
-    if (ts != NULL) {
-        ts->refs = 1;
+    if (ts != NULL)
         ts->rcvtimeo_ms = ts->sndtimeo_ms = -1;
-    }
     return ts;
+}
+
+/* An fd of this process refers to the socket now (lock held). */
+static void tsock_link(struct tsock *ts)
+{
+    byp_refs_get(&ts->refs);
+    ts->all_prev = NULL;
+    ts->all_next = all_socks;
+    if (all_socks != NULL)
+        all_socks->all_prev = ts;
+    all_socks = ts;
+}
+
+static void tsock_unlink(struct tsock *ts)
+{
+    if (ts->all_prev != NULL)
+        ts->all_prev->all_next = ts->all_next;
+    else if (all_socks == ts)
+        all_socks = ts->all_next;
+    if (ts->all_next != NULL)
+        ts->all_next->all_prev = ts->all_prev;
+    ts->all_prev = ts->all_next = NULL;
 }
 
 void byp_tsock_rx_drop(struct tsock *ts)
@@ -241,11 +266,14 @@ int byp_tcp_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
             struct tsock *c = l->aq[l->aq_head];
             l->aq_head = (l->aq_head + 1) % l->aq_cap;
             l->aq_n--;
+            tsock_link(c);
             byp_stack_unlock();
             int nfd = BYP_REAL(socket)(AF_INET, SOCK_STREAM | flags, 0);
             if (nfd < 0) {
                 int e = errno;
                 byp_stack_lock();   /* put it back, at the head */
+                byp_refs_put(&c->refs);
+                tsock_unlink(c);
                 l->aq_head = (l->aq_head + l->aq_cap - 1) % l->aq_cap;
                 l->aq[l->aq_head] = c;
                 l->aq_n++;
@@ -328,14 +356,11 @@ static void linger(struct tsock *ts)
     byp_tsock_wait(drained_or_gone, ts, ts->linger_s * 1000, NULL, 0);
 }
 
-void byp_tcp_release(int fd)
+/* The last reference of the family is gone: the protocol close (lock held).  @fd is this
+ * process's fd for it, or -1 when it closes on behalf of a member that left. */
+static void tsock_close(struct tsock *ts, int fd)
 {
-    struct tsock *ts = TS(fd);
-    byp_stack_lock();
-    if (--ts->refs > 0) {
-        byp_stack_unlock();
-        return;
-    }
+    tsock_unlink(ts);
     int listener = ts->state == T_LISTEN;
     if (listener) {
         ts->state = T_CLOSED;
@@ -387,8 +412,10 @@ void byp_tcp_release(int fd)
                 z->reserve_fd = -1;
                 if (ts->has_flow) {
                     ts->has_flow = 0;   /* the zombie holds it now */
-                    if (ts->reserves_port)
+                    if (ts->reserves_port && fd >= 0) {
                         z->reserve_fd = BYP_REAL(fcntl)(fd, F_DUPFD_CLOEXEC, 0);
+                        z->reserve_pid = getpid();
+                    }
                     z->next = zombies;
                     zombies = z;
                 } else {
@@ -401,11 +428,45 @@ void byp_tcp_release(int fd)
     }
     byp_stats_sock_close(ts);
     byp_tsock_rx_drop(ts);
-    byp_stack_unlock();
-    /* Out of every epoll set, as the kernel does for the last close of a file. */
-    byp_epoll_forget(fd, ts);
-    byp_shm_free(ts);
 }
+
+void byp_tcp_release(int fd)
+{
+    struct tsock *ts = TS(fd);
+    byp_stack_lock();
+    uint32_t left = byp_refs_put(&ts->refs);
+    int mine = ts->refs.per[byp_local->slot];
+    if (left == 0)
+        tsock_close(ts, fd);
+    byp_stack_unlock();
+    /* Out of this process's epoll sets once it holds no fd for it, as the kernel does for
+     * the last close of a file. */
+    if (mine == 0)
+        byp_epoll_forget(fd, ts);
+    if (left == 0)
+        byp_shm_free(ts);
+}
+
+void byp_tcp_fork_refs(int slot)
+{
+    unsigned end = __atomic_load_n(&byp_fdtab_hwm, __ATOMIC_RELAXED);
+    for (unsigned fd = 0; fd < end; fd++)
+        if (byp_fdtab[fd].ops == &byp_tcp_ops)
+            byp_refs_get_for(&((struct tsock *)byp_fdtab[fd].obj)->refs, slot);
+}
+
+void byp_tcp_drop_member(int slot)
+{
+    for (struct tsock *ts = all_socks, *next; ts != NULL; ts = next) {
+        next = ts->all_next;
+        if (ts->refs.per[slot] > 0 && byp_refs_drop(&ts->refs, slot) == 0) {
+            tsock_close(ts, -1);
+            byp_shm_free(ts);
+        }
+    }
+}
+
+
 
 static int cmp_ptr(const void *a, const void *b)
 {
@@ -459,7 +520,7 @@ void byp_tcp_reap(void)
             tcp_err(z->pcb, NULL);
         }
         byp_flow_unref(IPPROTO_TCP, z->flow_addr, z->flow_port);
-        if (z->reserve_fd >= 0)
+        if (z->reserve_fd >= 0 && z->reserve_pid == getpid())
             BYP_REAL(close)(z->reserve_fd);
         *zp = z->next;
         byp_shm_free(z);
@@ -470,7 +531,7 @@ void byp_tcp_reap(void)
 void byp_tcp_ref(void *obj)
 {
     byp_stack_lock();
-    ((struct tsock *)obj)->refs++;
+    byp_refs_get(&((struct tsock *)obj)->refs);
     byp_stack_unlock();
 }
 
@@ -479,6 +540,7 @@ void byp_tcp_ref(void *obj)
 
 static void install(int fd, struct tsock *ts)
 {
+    tsock_link(ts);
     byp_fd_t *e = byp_fd_get(fd);
     e->obj = ts;
     e->kind = BYP_FD_TCP;

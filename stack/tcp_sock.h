@@ -11,13 +11,15 @@
 
 #include "byp.h"
 #include "engine.h"
+#include "family.h"
 
 enum { T_LISTEN = 1, T_CONNECTING, T_CONNECTED, T_CLOSED };
 
 struct tsock {
     struct tcp_pcb *pcb;        /* NULL once lwIP freed it */
     int state;
-    int refs;                   /* fds referring to it */
+    struct byp_refs refs;       /* fds referring to it, per process of the family */
+    struct tsock *all_prev, *all_next;  /* every socket an fd refers to (tcp_sock.c) */
     int nonblock;               /* the program's O_NONBLOCK */
     int err;                    /* error for the next call (positive errno), reported once */
     int so_error;               /* for SO_ERROR */

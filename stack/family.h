@@ -1,0 +1,109 @@
+/* One stack for a process and the children it forks (Onload's shared stacks).
+ *
+ * At engine start the engine library's writable data (its globals and lwIP's: PCB lists,
+ * pools, timers, the ARP table, the flow table) is remapped MAP_SHARED, and long-lived
+ * objects come from the shared arena (shm.h); DPDK's hugepage memory and the AF_XDP rings
+ * are shared mappings already.  A child forked afterwards therefore sees the same stack at
+ * the same addresses and drives it under the same process-shared, robust lock.
+ *
+ * The processes using the stack are its *members*, one slot each.  A socket object counts
+ * the fds referring to it per member (struct byp_refs), as the kernel counts a file's
+ * references across processes: a parent closing its copy does not close a connection a
+ * child still holds, and the references of a member that died without closing (kill -9,
+ * _exit) are dropped when the death is noticed.  The last member to leave closes the port,
+ * which detaches the XDP program.
+ *
+ * What one process owns stays private: its fd table, threads, libnl caches and the
+ * struct byp_local below (a private page whose address every member shares). */
+#ifndef BYP_FAMILY_H
+#define BYP_FAMILY_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Members at once (a forking server's workers, a fork-per-connection server's backends). */
+#define BYP_FAMILY_MAX 256
+
+/* References to a socket object, per member. */
+struct byp_refs {
+    uint32_t total;
+    uint16_t per[BYP_FAMILY_MAX];
+};
+
+/* What is private to each process (same address in every member, private contents). */
+struct byp_local {
+    pid_t pid;                  /* the process this copy belongs to */
+    int slot;                   /* its member slot, -1 when it is not a member */
+    int progress;               /* its progress thread: 0 none, 1 running, 2 stopping, 3 stopped */
+    int forking;                /* the slot reserved for the child of a fork in progress, or -1 */
+};
+extern struct byp_local *byp_local;
+
+/* 1 when forked children share the stack; 0 when the memory cannot be shared (DPDK on
+ * --no-huge memory is private): children then keep only the kernel sockets. */
+extern int byp_family_shared;
+
+/* Remap the engine's writable data shared and set up byp_local.  Called first thing at
+ * engine start, while no other thread runs engine code.  0 or -errno (the engine then runs
+ * unshared). */
+int byp_family_setup(void);
+
+/* After the NIC is open: decide whether children can share (@pool_addr: an address in
+ * DPDK's packet memory), and make this process member 0.  Lock held. */
+void byp_family_start(const void *pool_addr);
+
+/* Before fork (lock held): reserve the child's slot, so that the references of what it
+ * inherits exist before the parent can close its copies.  The slot, or -errno (no free
+ * slot, or the stack is not shareable): the child then must not use the stack. */
+int byp_family_reserve(void);
+/* In the child: take the slot reserved for it (no lock needed). */
+void byp_family_claim(int slot);
+/* The fork failed (lock held): free the reservation (the caller drops its references). */
+void byp_family_cancel(int slot);
+
+/* This process leaves (exit, exec).  Returns the number of members left.  Lock held. */
+int byp_family_leave(void);
+
+/* Members that died without leaving: calls @drop(slot) for each (lock held) and frees the
+ * slot.  Cheap when nothing changed; call from the progress thread and after taking over a
+ * dead holder's lock. */
+void byp_family_reap(void (*drop)(int slot));
+
+/* Whether @pid holds a member slot. */
+int byp_family_is_member(pid_t pid);
+
+/* The pid of a live member other than this process, or 0. */
+pid_t byp_family_other(void);
+
+/* ---- references ---- */
+
+static inline void byp_refs_get_for(struct byp_refs *r, int slot)
+{
+    r->total++;
+    r->per[slot]++;
+}
+
+static inline void byp_refs_get(struct byp_refs *r)
+{
+    byp_refs_get_for(r, byp_local->slot);
+}
+
+/* One reference of this process less; returns the references left in the family. */
+static inline uint32_t byp_refs_put(struct byp_refs *r)
+{
+    if (r->per[byp_local->slot] > 0) {
+        r->per[byp_local->slot]--;
+        r->total--;
+    }
+    return r->total;
+}
+
+/* Forget every reference of member @slot; returns the references left. */
+static inline uint32_t byp_refs_drop(struct byp_refs *r, int slot)
+{
+    r->total -= r->per[slot];
+    r->per[slot] = 0;
+    return r->total;
+}
+
+#endif
