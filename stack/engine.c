@@ -563,6 +563,14 @@ static int engine_leave(void)
     int left = byp_family_leave();
     if (left > 0) {
         pid_t heir = byp_family_other();
+        /* A daemon exits right after fork: give its child a moment to claim its slot. */
+        for (int i = 0; heir == 0 && byp_family_pending() > 0 && i < 1000; i++) {
+            byp_stack_unlock();
+            struct timespec ms = {0, 1000000};
+            nanosleep(&ms, NULL);
+            lock_raw();
+            heir = byp_family_other();
+        }
         if (heir > 0) {
             byp_steer_claim(heir);
             byp_stats_handoff(heir);

@@ -245,3 +245,11 @@ int byp_family_is_member(pid_t pid)
             return 1;
     return 0;
 }
+
+int byp_family_pending(void)
+{
+    int n = 0;
+    for (int i = 0; i < BYP_FAMILY_MAX; i++)
+        n += members[i].pid == -1 && mono_ns() - members[i].reserved_ns < RESERVE_TIMEOUT_NS;
+    return n;
+}

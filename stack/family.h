@@ -69,6 +69,9 @@ int byp_family_leave(void);
  * dead holder's lock. */
 void byp_family_reap(void (*drop)(int slot));
 
+/* Slots reserved for children being forked that have not claimed them yet. */
+int byp_family_pending(void);
+
 /* Whether @pid holds a member slot. */
 int byp_family_is_member(pid_t pid);
 

@@ -1,0 +1,274 @@
+"""Issue 11: forking servers share one stack with their children and stay accelerated.
+
+nginx (master + 2 workers, daemon on and off), a fork-per-connection server
+(socketserver.ForkingTCPServer), a pre-forking server whose parent exits, and the kill -9 of
+a busy worker.  Each checks the answers and bytes, that the kernel of the server namespace
+carried none of the traffic, and that the XDP program and the stats file are gone once the
+last process of the family has exited."""
+
+import hashlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import HERE, PYTHON, SRV_IF, assert_bypassed, write_conf
+
+WORKERS = 2
+
+
+def xdp_attached(net):
+    out = subprocess.run(["ip", "-n", net.srv_ns, "link", "show", "dev", SRV_IF],
+                         stdout=subprocess.PIPE, text=True, timeout=10).stdout
+    return "xdp" in out
+
+
+def running(pid):
+    """The process exists and is not a zombie."""
+    try:
+        stat = Path("/proc/%d/stat" % pid).read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def wait_gone(pids, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(running(p) for p in pids):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def kill_all(pids):
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def assert_family_cleaned(net, pids):
+    """After the last process of the family exited: no XDP program, no stats file."""
+    deadline = time.monotonic() + 10
+    while xdp_attached(net) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not xdp_attached(net), "the XDP program stayed attached after the last process exited"
+    left = [p for p in pids if Path("/dev/shm/bypass.%d" % p).exists()]
+    assert not left, "stats files left behind: %s" % left
+
+
+def echo_client_code(host, port, n, size, concurrent):
+    """Python for the client namespace: @n connections (@concurrent at once) each send
+    @size bytes and read them back; prints 'ok N'."""
+    return r"""
+import hashlib, os, socket, sys, threading
+host, port, n, size, conc = %r, %d, %d, %d, %d
+errors = []
+done = [0]
+lock = threading.Lock()
+def one(i):
+    data = os.urandom(size)
+    s = socket.create_connection((host, port), timeout=30)
+    got = bytearray()
+    def rd():
+        while len(got) < size:
+            b = s.recv(65536)
+            if not b:
+                break
+            got.extend(b)
+    t = threading.Thread(target=rd); t.start()
+    s.sendall(data)
+    t.join()
+    s.close()
+    if hashlib.sha256(got).digest() != hashlib.sha256(data).digest():
+        raise RuntimeError("connection %%d: %%d of %%d bytes, or corrupted" %% (i, len(got), size))
+def run(idx):
+    for i in idx:
+        try:
+            one(i)
+            with lock: done[0] += 1
+        except Exception as e:
+            with lock: errors.append(repr(e))
+groups = [list(range(k, n, conc)) for k in range(conc)]
+ts = [threading.Thread(target=run, args=(g,)) for g in groups]
+[t.start() for t in ts]; [t.join() for t in ts]
+print("ok", done[0]); print("\n".join(errors[:5]), file=sys.stderr)
+""" % (host, port, n, size, concurrent)
+
+
+def run_echo_clients(net, port, n, size, concurrent, timeout=240):
+    cp = net.run("client", [PYTHON, "-c", echo_client_code(net.srv_ip, port, n, size, concurrent)],
+                 timeout=timeout)
+    assert cp.stdout.strip() == "ok %d" % n, (cp.stdout, cp.stderr)
+
+
+# --- nginx -----------------------------------------------------------------------------
+
+NGINX_CONF = """
+daemon {daemon};
+master_process on;
+worker_processes {workers};
+pid {d}/nginx.pid;
+error_log {d}/error.log info;
+events {{ worker_connections 1024; }}
+http {{
+    log_format w '$pid $status $body_bytes_sent';
+    access_log {d}/access.log w;
+    server {{ listen {port}; root {d}/www; }}
+}}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("daemon", ["off", "on"])
+def test_nginx_workers(netpair, daemon, request):
+    """1: nginx, master + 2 workers: wrk 10 s all 200, a 1 MB file intact, both workers
+    served, the kernel carried none of it; the last process out removes the program."""
+    net = netpair()
+    port = 8080
+    # The workers drop to nobody: their files live where nobody can read them.
+    d = Path(tempfile.mkdtemp(prefix="bypass-nginx-"))
+    request.addfinalizer(lambda: shutil.rmtree(d, ignore_errors=True))
+    d.chmod(0o755)
+    (d / "www").mkdir()
+    (d / "www" / "small.txt").write_text("hello from nginx\n")
+    big = os.urandom(1 << 20)
+    (d / "www" / "big.bin").write_bytes(big)
+    (d / "nginx.conf").write_text(NGINX_CONF.format(daemon=daemon, workers=WORKERS, d=d,
+                                                    port=port))
+    conf = write_conf(d / "bypass.conf", SRV_IF, [("tcp", port)], extra='log = "info";\n')
+    master = net.spawn("server", ["nginx", "-c", str(d / "nginx.conf"), "-e",
+                                  str(d / "error.log")], name="nginx", conf=conf)
+    family = []
+    try:
+        net.wait_port(port, None)
+        deadline = time.monotonic() + 10
+        while not (d / "nginx.pid").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        mpid = int((d / "nginx.pid").read_text())
+        family = [master.pid, mpid]
+        before = net.tcp_segs("server")
+        cp = net.run("client", ["wrk", "-t", "2", "-c", "50", "-d", "10",
+                                "http://%s:%d/small.txt" % (net.srv_ip, port)], timeout=60)
+        assert cp.returncode == 0, cp.stderr
+        m = re.search(r"(\d+) requests in", cp.stdout)
+        assert m and int(m.group(1)) > 1000, cp.stdout
+        assert "Non-2xx" not in cp.stdout and "Socket errors" not in cp.stdout, cp.stdout
+        cp = subprocess.run(net.argv("client", ["sh", "-c", "curl -sS http://%s:%d/big.bin | sha256sum"
+                                                % (net.srv_ip, port)]),
+                            stdout=subprocess.PIPE, text=True, timeout=60)
+        assert cp.stdout.split()[0] == hashlib.sha256(big).hexdigest(), "1 MB file corrupted"
+        after = net.tcp_segs("server")
+        lines = (d / "access.log").read_text().splitlines()
+        served = {}
+        for line in lines:
+            pid, status = line.split()[:2]
+            assert status == "200", line
+            served[pid] = served.get(pid, 0) + 1
+        assert len(served) == WORKERS and all(n > 100 for n in served.values()), served
+        family += [int(p) for p in served]
+        assert_bypassed(before, after, int(m.group(1)), "nginx under wrk")
+        os.kill(mpid, signal.SIGQUIT)   # graceful stop: workers first, the master last
+        assert wait_gone([mpid] + [int(p) for p in served]), "nginx did not stop"
+        assert_family_cleaned(net, family)
+    finally:
+        pidfile = d / "nginx.pid"
+        if pidfile.exists():
+            kill_all([int(pidfile.read_text())])
+
+
+# --- fork per connection ---------------------------------------------------------------
+
+def test_forking_server(netpair):
+    """3: socketserver.ForkingTCPServer (a child per connection, the parent closes its copy
+    at once): 200 sequential and 50 concurrent clients echo intact, accelerated."""
+    net = netpair()
+    port = 7000
+    conf = write_conf(net.dir / "bypass.conf", SRV_IF, [("tcp", port)])
+    srv = net.spawn("server", [PYTHON, str(HERE / "forking_echo.py"), "0.0.0.0", str(port)],
+                    name="forking", conf=conf)
+    srv.wait_ready()
+    before = net.tcp_segs("server")
+    run_echo_clients(net, port, 200, 4096, 1)
+    run_echo_clients(net, port, 50, 256 * 1024, 50)
+    assert_bypassed(before, net.tcp_segs("server"), 250 * 4, "forking server")
+    srv.stop()
+    assert srv.poll() is not None
+
+
+# --- pre-forked workers whose parent exits -----------------------------------------------
+
+def spawn_prefork(net, port, n, mode, life):
+    conf = write_conf(net.dir / "bypass.conf", SRV_IF, [("tcp", port)])
+    srv = net.spawn("server", [PYTHON, str(HERE / "prefork_server.py"), "0.0.0.0", str(port),
+                               str(n), mode, str(life)], name="prefork", conf=conf)
+    srv.wait_ready()
+    line = [l for l in srv.out().splitlines() if l.startswith("ready")][0]
+    return srv, [int(p) for p in line.split()[1:]]
+
+
+@pytest.mark.slow
+def test_parent_exits_workers_serve(netpair, request):
+    """6: a parent forks 4 workers and exits; they serve for 30 s; the last one to exit
+    removes the XDP program and the stats file."""
+    net = netpair()
+    port = 7001
+    life = 30
+    srv, workers = spawn_prefork(net, port, 4, "exit", life)
+    request.addfinalizer(lambda: kill_all(workers))
+    assert srv.wait(10) == 0
+    before = net.tcp_segs("server")
+    start = time.monotonic()
+    rounds = 0
+    while time.monotonic() - start < life - 8:
+        run_echo_clients(net, port, 20, 16384, 4)
+        rounds += 1
+    assert xdp_attached(net), "the program went with the parent, not with the last worker"
+    assert_bypassed(before, net.tcp_segs("server"), rounds * 20 * 4, "workers after the parent left")
+    assert wait_gone(workers, timeout=life + 10), "workers did not end"
+    assert_family_cleaned(net, [srv.pid] + workers)
+
+
+@pytest.mark.slow
+def test_kill_busy_worker(netpair, request):
+    """7: kill -9 of a worker in the middle of a transfer (inside the stack most of the time):
+    the other workers carry on serving, accelerated."""
+    net = netpair()
+    port = 7002
+    srv, workers = spawn_prefork(net, port, 3, "stay", 120)
+    request.addfinalizer(lambda: kill_all(workers))
+    # A long transfer keeps one worker busy in the stack; find it from /proc (its socket count).
+    code = ("import socket,sys,time\ns=socket.create_connection((%r,%d));b=b'x'*65536\n"
+            "end=time.monotonic()+40\n"
+            "while time.monotonic()<end:\n"
+            "  s.sendall(b)\n"
+            "  if not s.recv(65536): sys.exit(3)\n" % (net.srv_ip, port))
+    hog = net.spawn("client", [PYTHON, "-c", code], name="hog", preload=False)
+    time.sleep(2)
+
+    def nsocks(pid):
+        try:
+            return sum(1 for f in os.listdir("/proc/%d/fd" % pid)
+                       if os.readlink("/proc/%d/fd/%s" % (pid, f)).startswith("socket:"))
+        except OSError:
+            return 0
+    busy = max(workers, key=nsocks)
+    assert nsocks(busy) > min(nsocks(w) for w in workers), "no worker is serving the transfer"
+    os.kill(busy, signal.SIGKILL)
+    # The kernel closes a killed process's sockets: so does the stack, once it notices.
+    assert hog.wait(30) != 0, "the killed worker's connection stayed open"
+    rest = [w for w in workers if w != busy]
+    assert wait_gone([busy], 10)
+    before = net.tcp_segs("server")
+    run_echo_clients(net, port, 60, 65536, len(rest))
+    assert_bypassed(before, net.tcp_segs("server"), 60 * 4, "after a worker was killed")
+    assert all(running(w) for w in rest), "another worker died"
+    assert srv.poll() is None, srv.describe()
