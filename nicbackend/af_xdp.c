@@ -22,6 +22,9 @@
 #include "steer.h"
 #include "steer_ctl.h"
 
+#ifndef CAP_PERFMON
+#define CAP_PERFMON 38
+#endif
 #ifndef CAP_BPF
 #define CAP_BPF 39
 #endif
@@ -97,10 +100,13 @@ static int af_xdp_devargs(const struct byp_nic_conf *conf, char *buf, size_t len
         byp_err("af_xdp: no interface \"%s\" in this network namespace", conf->ifname);
         return -ENODEV;
     }
-    if (!have_cap(CAP_NET_ADMIN) || !have_cap(CAP_NET_RAW) ||
-        !(have_cap(CAP_BPF) || have_cap(CAP_SYS_ADMIN))) {
-        byp_err("af_xdp: %s: attaching XDP and opening an AF_XDP socket need CAP_NET_ADMIN, "
-                "CAP_NET_RAW and CAP_BPF (or CAP_SYS_ADMIN)", conf->ifname);
+    /* NET_ADMIN attaches XDP, NET_RAW opens the AF_XDP socket, IPC_LOCK registers its
+     * packet memory (umem), BPF and PERFMON load the steering program (the verifier
+     * refuses its packet-pointer arithmetic without PERFMON); SYS_ADMIN covers the last two. */
+    if (!have_cap(CAP_NET_ADMIN) || !have_cap(CAP_NET_RAW) || !have_cap(CAP_IPC_LOCK) ||
+        !((have_cap(CAP_BPF) && have_cap(CAP_PERFMON)) || have_cap(CAP_SYS_ADMIN))) {
+        byp_err("af_xdp: %s: the accelerated path needs CAP_NET_ADMIN, CAP_NET_RAW, "
+                "CAP_IPC_LOCK, CAP_BPF and CAP_PERFMON (or root)", conf->ifname);
         return -EPERM;
     }
     if (bpf_xdp_query_id((int)ifindex, 0, &prog_id) == 0 && prog_id != 0 &&

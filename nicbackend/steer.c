@@ -1,5 +1,6 @@
 /* Loader side of the steering program: locating its object file and editing its flow map. */
 #include <dlfcn.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -66,6 +67,63 @@ const char *byp_steer_prog_path(void)
         return BYP_XDP_PROG_BUILD;
     errno = ENOENT;
     return NULL;
+}
+
+/* The kind of BPF object fd @fd is: "bpf-prog", "bpf-map", or "" for anything else. */
+static const char *bpf_fd_kind(int fd)
+{
+    char path[64], target[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(path, target, sizeof target - 1);
+    if (n <= 0)
+        return "";
+    target[n] = '\0';
+    if (strcmp(target, "anon_inode:bpf-prog") == 0)
+        return "bpf-prog";
+    if (strcmp(target, "anon_inode:bpf-map") == 0)
+        return "bpf-map";
+    return "";
+}
+
+/* The map called @name of program @prog_id among the fds this process already holds (the
+ * PMD keeps the program's object open): reading an fd's info needs no privilege, where
+ * opening a program or map by id needs CAP_SYS_ADMIN.  A new fd, or -ENOENT. */
+static int find_own_map(uint32_t prog_id, const char *name)
+{
+    uint32_t map_ids[32], nmaps = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL)
+        return -errno;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL && nmaps == 0) {
+        int fd = atoi(de->d_name);
+        if (fd <= 2 || fd == dirfd(d) || strcmp(bpf_fd_kind(fd), "bpf-prog") != 0)
+            continue;
+        struct bpf_prog_info pinfo;
+        uint32_t len = sizeof pinfo;
+        memset(&pinfo, 0, sizeof pinfo);
+        pinfo.nr_map_ids = 32;
+        pinfo.map_ids = (uint64_t)(uintptr_t)map_ids;
+        if (bpf_obj_get_info_by_fd(fd, &pinfo, &len) == 0 && pinfo.id == prog_id)
+            nmaps = pinfo.nr_map_ids < 32 ? pinfo.nr_map_ids : 32;
+    }
+    int found = -ENOENT;
+    rewinddir(d);
+    while (nmaps > 0 && found < 0 && (de = readdir(d)) != NULL) {
+        int fd = atoi(de->d_name);
+        if (fd <= 2 || fd == dirfd(d) || strcmp(bpf_fd_kind(fd), "bpf-map") != 0)
+            continue;
+        struct bpf_map_info minfo;
+        uint32_t mlen = sizeof minfo;
+        memset(&minfo, 0, sizeof minfo);
+        if (bpf_obj_get_info_by_fd(fd, &minfo, &mlen) != 0 || strcmp(minfo.name, name) != 0)
+            continue;
+        for (uint32_t i = 0; i < nmaps; i++)
+            if (map_ids[i] == minfo.id)
+                found = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    }
+    closedir(d);
+    return found;
 }
 
 /* Open the map called @name among the maps of program @prog_id; -ENOENT if none. */
@@ -158,7 +216,9 @@ int byp_steer_open(unsigned ifindex)
         byp_err("steer: no XDP program attached to ifindex %u", ifindex);
         return -ENOENT;
     }
-    fd = find_prog_map(prog_id, BYP_FLOW_MAP_NAME);
+    fd = find_own_map(prog_id, BYP_FLOW_MAP_NAME);
+    if (fd < 0)
+        fd = find_prog_map(prog_id, BYP_FLOW_MAP_NAME);
     if (fd < 0) {
         byp_err("steer: the XDP program (id %u) on ifindex %u has no map \"%s\": %s",
                 prog_id, ifindex, BYP_FLOW_MAP_NAME, strerror(-fd));

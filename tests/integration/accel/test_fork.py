@@ -272,3 +272,57 @@ def test_kill_busy_worker(netpair, request):
     assert_bypassed(before, net.tcp_segs("server"), 60 * 4, "after a worker was killed")
     assert all(running(w) for w in rest), "another worker died"
     assert srv.poll() is None, srv.describe()
+
+
+# --- PostgreSQL: a backend forked per connection, as its own user ---------------------
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+# The capabilities the README names for a process that is not root.
+CAPS = "+net_admin,+net_raw,+ipc_lock,+bpf,+perfmon"
+
+
+@pytest.mark.slow
+def test_postgresql_pgbench(netpair, request):
+    """2: PostgreSQL 15 as its own user with the README's capabilities: pgbench -i, then
+    pgbench -c 8 -j 2 -T 20 with no error, the kernel carrying none of it."""
+    if not (PG_BIN / "postgres").exists():
+        pytest.fail("PostgreSQL 15 is not installed (bash scripts/setup.sh)", pytrace=False)
+    net = netpair()
+    port = 5433
+    d = Path(tempfile.mkdtemp(prefix="bypass-pg-"))
+    request.addfinalizer(lambda: shutil.rmtree(d, ignore_errors=True))
+    d.chmod(0o755)
+    data = d / "data"
+    shutil.chown(d, "postgres", "postgres")
+    as_pg = ["setpriv", "--reuid", "postgres", "--regid", "postgres", "--init-groups"]
+    cp = subprocess.run(as_pg + [str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust",
+                                 "-U", "postgres", "--no-sync"],
+                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+    assert cp.returncode == 0, cp.stdout
+    with open(data / "pg_hba.conf", "a") as f:
+        f.write("host all all 10.0.0.0/8 trust\n")
+    conf = write_conf(d / "bypass.conf", SRV_IF, [("tcp", port)], extra='log = "info";\n')
+    os.chmod(conf, 0o644)
+    srv = net.spawn("server", as_pg + ["--inh-caps", CAPS, "--ambient-caps", CAPS,
+                                       str(PG_BIN / "postgres"), "-D", str(data), "-p", str(port),
+                                       "-c", "listen_addresses=*",
+                                       "-c", "unix_socket_directories=" + str(d),
+                                       "-c", "max_connections=40", "-c", "fsync=off"],
+                    name="postgres", conf=conf)
+    net.wait_port(port, srv, timeout=60)
+    assert "accelerating on" in srv.err(), srv.describe()
+    pgb = [str(PG_BIN / "pgbench"), "-h", net.srv_ip, "-p", str(port), "-U", "postgres"]
+    cp = net.run("client", pgb + ["-i", "-s", "2", "postgres"], timeout=180)
+    assert cp.returncode == 0, cp.stderr
+    before = net.tcp_segs("server")
+    cp = net.run("client", pgb + ["-c", "8", "-j", "2", "-T", "20", "postgres"], timeout=120)
+    after = net.tcp_segs("server")
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    m = re.search(r"number of transactions actually processed: (\d+)", cp.stdout)
+    assert m and int(m.group(1)) > 100, cp.stdout
+    failed = re.search(r"number of failed transactions: (\d+)", cp.stdout)
+    assert failed is None or failed.group(1) == "0", cp.stdout
+    assert "error" not in cp.stderr.lower(), cp.stderr
+    assert_bypassed(before, after, int(m.group(1)) * 10, "pgbench")
+    srv.stop()
+    assert "could not receive data" not in srv.err(), srv.err()[-3000:]
