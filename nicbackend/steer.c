@@ -28,6 +28,7 @@
 #define PROG_FILE "xdp_steer.bpf.o"
 
 static int flow_fd = -1;
+static int kpass_fd = -1;
 
 static int readable(const char *path)
 {
@@ -226,6 +227,9 @@ int byp_steer_open(unsigned ifindex)
     }
     byp_steer_close();
     flow_fd = fd;
+    kpass_fd = find_own_map(prog_id, BYP_KPASS_MAP_NAME);
+    if (kpass_fd < 0)
+        kpass_fd = find_prog_map(prog_id, BYP_KPASS_MAP_NAME);
     claim(fd, getpid());
     return 0;
 }
@@ -234,8 +238,11 @@ void byp_steer_close(void)
 {
     if (flow_fd >= 0)
         close(flow_fd);
-    flow_fd = -1;
+    if (kpass_fd >= 0)
+        close(kpass_fd);
+    flow_fd = kpass_fd = -1;
 }
+
 
 static int make_key(struct byp_flow_key *key, int proto, in_addr_t addr, in_port_t port)
 {
@@ -285,5 +292,32 @@ int byp_steer_packets(int proto, in_addr_t addr, in_port_t port, uint64_t *packe
     if (bpf_map_lookup_elem(flow_fd, &key, &val) < 0)
         return -errno;
     *packets = val.packets;
+    return 0;
+}
+
+int byp_steer_pass_conn(int proto, in_addr_t flow_addr, in_addr_t laddr, in_port_t lport,
+                        in_addr_t raddr, in_port_t rport)
+{
+    struct byp_flow_key key;
+    struct byp_flow_val val;
+    int ret = make_key(&key, proto, flow_addr, lport);
+    if (ret < 0)
+        return ret;
+    if (kpass_fd < 0)
+        return -ENOENT;
+    struct byp_conn_key ck;
+    memset(&ck, 0, sizeof ck);
+    ck.saddr = raddr;
+    ck.daddr = laddr;
+    ck.sport = rport;
+    ck.dport = lport;
+    ck.proto = (uint8_t)proto;
+    uint32_t one = 1;
+    if (bpf_map_update_elem(kpass_fd, &ck, &one, BPF_ANY) != 0)
+        return -errno;
+    if (bpf_map_lookup_elem(flow_fd, &key, &val) == 0 && !(val.flags & BYP_FLOW_F_PASS)) {
+        val.flags |= BYP_FLOW_F_PASS;
+        bpf_map_update_elem(flow_fd, &key, &val, BPF_EXIST);
+    }
     return 0;
 }

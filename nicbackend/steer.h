@@ -31,10 +31,23 @@ struct byp_flow_key {
 };
 
 /* Value of the flow map. */
+#define BYP_FLOW_F_PASS 1u  /* some connections of this flow are the kernel's: see byp_kpass */
 struct byp_flow_val {
-    __u32 flags;    /* reserved, 0 */
+    __u32 flags;    /* BYP_FLOW_F_* (the owner entry, proto 0, keeps a pid here) */
     __u32 pad;
     __u64 packets;  /* packets redirected through this entry (updated by the program) */
+};
+
+/* Connections handed over to the kernel (before exec) whose flow entry still steers the
+ * rest of its port to the stack (a listener's): looked up only for flows flagged
+ * BYP_FLOW_F_PASS.  Addresses and ports of the packet, network byte order. */
+#define BYP_KPASS_MAP_NAME "byp_kpass"
+#define BYP_STEER_MAX_KPASS 4096
+struct byp_conn_key {
+    __u32 saddr, daddr;
+    __u16 sport, dport;
+    __u8 proto;
+    __u8 pad[3];
 };
 
 #endif

@@ -32,6 +32,10 @@ int byp_steer_owner_alive(uint32_t prog_id);
  * the process that attached it), so the next process does not take the interface over
  * while @pid runs. */
 void byp_steer_claim(pid_t pid);
+/* Pass the connection (@laddr:@lport <- @raddr:@rport) to the kernel although its flow
+ * (@proto, @flow_addr, @lport) steers the port to the stack: a connection handed over. */
+int byp_steer_pass_conn(int proto, in_addr_t flow_addr, in_addr_t laddr, in_port_t lport,
+                        in_addr_t raddr, in_port_t rport);
 /* When the recorded owner no longer runs (a member killed), record this process. */
 void byp_steer_claim_live(void);
 

@@ -24,7 +24,14 @@ struct {
     __type(value, struct byp_flow_val);
 } byp_flows SEC(".maps");
 
-/* Only the destination port is read; it sits at the same offset in TCP and UDP. */
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, BYP_STEER_MAX_KPASS);
+    __type(key, struct byp_conn_key);
+    __type(value, __u32);
+} byp_kpass SEC(".maps");
+
+/* The ports sit at the same offset in TCP and UDP. */
 struct l4_ports {
     __be16 source;
     __be16 dest;
@@ -63,6 +70,16 @@ int byp_steer(struct xdp_md *ctx)
         key.addr = 0;
         val = bpf_map_lookup_elem(&byp_flows, &key);
         if (!val)
+            return XDP_PASS;
+    }
+    if (val->flags & BYP_FLOW_F_PASS) {
+        struct byp_conn_key ck = {0};
+        ck.saddr = ip->saddr;
+        ck.daddr = ip->daddr;
+        ck.sport = l4->source;
+        ck.dport = l4->dest;
+        ck.proto = ip->protocol;
+        if (bpf_map_lookup_elem(&byp_kpass, &ck))
             return XDP_PASS;
     }
     __sync_fetch_and_add(&val->packets, 1);

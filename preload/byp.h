@@ -31,6 +31,9 @@ void byp_init(void);
 /* Parent side of fork, before it (atfork prepare): the child's share of the stack. */
 void byp_before_fork(void);
 
+/* Before exec (wrap_exec.c): accelerated connections that survive it go to the kernel. */
+void byp_before_exec(void);
+
 /* Child side of fork (also of fork() calls inside libc, e.g. daemon()): the child must not
  * touch the parent's accelerated state. */
 void byp_after_fork_child(void);

@@ -57,6 +57,10 @@ struct byp_engine {
     void (*fork_prepare)(void);
     int (*fork_child)(void);
     void (*fork_failed)(void);
+    /* Before exec: hand every accelerated connection that survives the exec (no
+     * FD_CLOEXEC) and that no other process holds over to the kernel (TCP_REPAIR), then
+     * leave the stack's family.  The caller then treats every fd as the kernel's. */
+    void (*exec_prepare)(void);
 };
 
 /* Threads sleeping in byp_wait (wait.c); the engine writes wake_fd only when nonzero.  The

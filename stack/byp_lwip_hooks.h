@@ -12,4 +12,12 @@ u32_t byp_lwip_isn(const ip_addr_t *local_ip, u16_t local_port,
 #define LWIP_HOOK_TCP_ISN(local_ip, local_port, remote_ip, remote_port) \
     byp_lwip_isn((local_ip), (local_port), (remote_ip), (remote_port))
 
+/* Every IPv4 packet entering lwIP: nonzero when it was eaten (freed) instead.  Segments of
+ * a connection just handed over to the kernel, still in the NIC ring, are dropped here
+ * rather than answered with a reset (tcp_handover.c). */
+struct pbuf;
+struct netif;
+int byp_lwip_ip4_input(struct pbuf *p, struct netif *inp);
+#define LWIP_HOOK_IP4_INPUT(p, inp) byp_lwip_ip4_input((p), (inp))
+
 #endif

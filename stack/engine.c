@@ -528,6 +528,7 @@ static int engine_start(void)
 static void engine_fork_prepare(void);
 static int engine_fork_child(void);
 static void engine_fork_failed(void);
+static void engine_exec_prepare(void);
 
 static struct byp_engine engine = {
     .abi = BYP_ENGINE_ABI,
@@ -541,6 +542,7 @@ static struct byp_engine engine = {
     .fork_prepare = engine_fork_prepare,
     .fork_child = engine_fork_child,
     .fork_failed = engine_fork_failed,
+    .exec_prepare = engine_exec_prepare,
 };
 
 /* How long an exiting process keeps running the stack so that connections it closed still
@@ -643,6 +645,17 @@ static int engine_fork_child(void)
     }
     byp_family_claim(slot);
     return 0;
+}
+
+/* Before exec: connections that survive it go to the kernel, then this process leaves. */
+static void engine_exec_prepare(void)
+{
+    if (nic == NULL || byp_local->slot < 0)
+        return;
+    lock_raw();
+    byp_tcp_exec_handover();
+    byp_stack_unlock();
+    engine_leave();
 }
 
 /* fork() failed: give the reservation back. */

@@ -22,4 +22,8 @@ int byp_tcp_flushing(void);
 void byp_tcp_fork_refs(int slot);
 void byp_tcp_drop_member(int slot);
 
+/* Before exec (lock held): hand over to the kernel every connection of this process whose
+ * fd survives the exec and that no other process holds (tcp_sock.c, tcp_handover.c). */
+void byp_tcp_exec_handover(void);
+
 #endif

@@ -455,6 +455,36 @@ void byp_tcp_fork_refs(int slot)
             byp_refs_get_for(&((struct tsock *)byp_fdtab[fd].obj)->refs, slot);
 }
 
+void byp_tcp_exec_handover(void)
+{
+    unsigned end = __atomic_load_n(&byp_fdtab_hwm, __ATOMIC_RELAXED);
+    for (unsigned fd = 0; fd < end; fd++) {
+        if (byp_fdtab[fd].ops != &byp_tcp_ops)
+            continue;
+        struct tsock *ts = byp_fdtab[fd].obj;
+        int fdfl = BYP_REAL(fcntl)((int)fd, F_GETFD);
+        if (fdfl < 0 || (fdfl & FD_CLOEXEC) || ts->pcb == NULL || ts->state != T_CONNECTED)
+            continue;
+        /* A fork-then-exec server's parent closes its copy right after fork, and may not
+         * have yet: give it a moment. */
+        for (int i = 0; i < 200 && ts->refs.per[byp_local->slot] != ts->refs.total; i++) {
+            byp_stack_unlock();
+            struct timespec ms = {0, 1000000};
+            nanosleep(&ms, NULL);
+            byp_stack_lock();
+        }
+        if (ts->refs.per[byp_local->slot] != ts->refs.total) {
+            byp_info("fd %u: a connection other processes share stays with them across exec",
+                     fd);
+            continue;
+        }
+        int rc = byp_tcp_handover(ts, (int)fd);
+        if (rc < 0)
+            byp_warn("fd %u: cannot hand the connection over to the kernel before exec: %s",
+                     fd, strerror(-rc));
+    }
+}
+
 void byp_tcp_drop_member(int slot)
 {
     for (struct tsock *ts = all_socks, *next; ts != NULL; ts = next) {

@@ -78,6 +78,10 @@ int byp_tcp_getsockopt(int fd, int level, int opt, void *val, socklen_t *len);
 int byp_tcp_accept(int fd, struct sockaddr *addr, socklen_t *len);
 int byp_tcp_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
 void byp_tcp_release(int fd);
+
+/* Rebuild the kernel socket under @fd as the connection @ts (TCP_REPAIR) and let lwIP
+ * forget it (lock held; tcp_handover.c).  0, or -errno with the connection left as it was. */
+int byp_tcp_handover(struct tsock *ts, int fd);
 void byp_tcp_ref(void *obj);
 
 #endif

@@ -326,3 +326,44 @@ def test_postgresql_pgbench(netpair, request):
     assert_bypassed(before, after, int(m.group(1)) * 10, "pgbench")
     srv.stop()
     assert "could not receive data" not in srv.err(), srv.err()[-3000:]
+
+
+# --- fork + exec ---------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_socat_fork_exec(netpair):
+    """4: socat TCP-LISTEN:PORT,fork,reuseaddr EXEC:cat (a fork, and a fork + exec, per
+    connection): 100 clients each echo 1 MB intact, accelerated."""
+    net = netpair()
+    port = 7003
+    conf = write_conf(net.dir / "bypass.conf", SRV_IF, [("tcp", port)])
+    srv = net.spawn("server", ["socat", "TCP-LISTEN:%d,fork,reuseaddr" % port, "EXEC:cat"],
+                    name="socat", conf=conf)
+    net.wait_port(port, srv)
+    before = net.tcp_segs("server")
+    run_echo_clients(net, port, 100, 1 << 20, 4)
+    assert_bypassed(before, net.tcp_segs("server"), 100 * 700, "socat fork + exec")
+
+
+def test_exec_hands_connection_to_kernel(netpair):
+    """exec: an inetd-style server puts the accelerated connection on stdin/stdout and
+    execs cat; the connection is handed over to the kernel (TCP_REPAIR) with what was
+    already received, and 1 MB echoes intact; the listener stays accelerated."""
+    net = netpair()
+    port = 7004
+    n = 24
+    conf = write_conf(net.dir / "bypass.conf", SRV_IF, [("tcp", port)], extra='log = "info";\n')
+    srv = net.spawn("server", [PYTHON, str(HERE / "exec_server.py"), str(port), "1000", "cat"],
+                    name="inetd", conf=conf)
+    srv.wait_ready()
+    run_echo_clients(net, port, n, 1 << 20, 4)
+    handed = srv.err().count("handed over to the kernel")
+    assert handed == n, srv.err()[-3000:]
+    # The listener itself is still served by the stack: a connection that never execs.
+    before = net.tcp_segs("server")
+    code = ("import socket\ns=socket.create_connection((%r,%d))\ns.sendall(b'y'*1000)\n"
+            "got=b''\nwhile len(got)<1000: got+=s.recv(1000)\nprint(got==b'y'*1000)\n"
+            % (net.srv_ip, port))
+    cp = net.run("client", [PYTHON, "-c", code], timeout=30)
+    assert cp.stdout.strip() == "True", cp.stderr
+    assert net.tcp_segs("server") - before < 60  # the SYN and prefix went to the stack

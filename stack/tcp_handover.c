@@ -1,0 +1,232 @@
+/* Handing an accelerated TCP connection over to the kernel (before exec): the kernel socket
+ * under the fd is rebuilt as the same connection with TCP_REPAIR (sequence numbers, MSS,
+ * window scale, SACK, windows, the data the program has not read yet and the data not yet
+ * acknowledged by the peer), the connection's packets stop being steered to the stack, and
+ * lwIP forgets it without a word on the wire.  The order of the TCP_REPAIR steps follows
+ * CRIU's soccr library. */
+#include <arpa/inet.h>
+#include <netinet/tcp.h>
+#undef TCP_MSS   /* glibc's historical constant; lwIP's option of the same name follows */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lwip/priv/tcp_priv.h"
+
+#include "byp_stack.h"
+#include "fd_tcp.h"
+#include "shm.h"
+#include "stats.h"
+#include "steer_ctl.h"
+#include "tcp_sock.h"
+
+#ifndef TCPOPT_MSS
+#define TCPOPT_MSS 2
+#define TCPOPT_WINDOW 3
+#define TCPOPT_SACK_PERM 4
+#endif
+
+/* Connections handed over lately: their segments already in the NIC's ring reach lwIP,
+ * which no longer knows them and would reset them.  Engine data (shared by the family). */
+#define RECENT_MAX 64
+#define RECENT_NS (5LL * 1000000000)
+static struct {
+    uint32_t laddr, raddr;
+    uint16_t lport, rport;
+    int64_t until;
+} recent[RECENT_MAX];
+static int nrecent;
+
+static int64_t mono_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+static void remember(const struct sockaddr_in *l, const struct sockaddr_in *r)
+{
+    int64_t now = mono_ns();
+    int slot = -1;
+    for (int i = 0; i < nrecent; i++)
+        if (recent[i].until < now) {
+            slot = i;
+            break;
+        }
+    if (slot < 0)
+        slot = nrecent < RECENT_MAX ? nrecent++ : 0;
+    recent[slot].laddr = l->sin_addr.s_addr;
+    recent[slot].lport = l->sin_port;
+    recent[slot].raddr = r->sin_addr.s_addr;
+    recent[slot].rport = r->sin_port;
+    recent[slot].until = now + RECENT_NS;
+}
+
+int byp_lwip_ip4_input(struct pbuf *p, struct netif *inp)
+{
+    (void)inp;
+    if (__builtin_expect(nrecent == 0, 1))
+        return 0;
+    const uint8_t *ip = p->payload;
+    size_t hl = (size_t)(ip[0] & 0x0f) * 4;
+    if (p->len < hl + 4 || ip[9] != IPPROTO_TCP)
+        return 0;
+    uint32_t src, dst;
+    uint16_t sport, dport;
+    memcpy(&src, ip + 12, 4);
+    memcpy(&dst, ip + 16, 4);
+    memcpy(&sport, ip + hl, 2);
+    memcpy(&dport, ip + hl + 2, 2);
+    int64_t now = 0;
+    for (int i = 0; i < nrecent; i++)
+        if (recent[i].raddr == src && recent[i].rport == sport && recent[i].laddr == dst &&
+            recent[i].lport == dport) {
+            if (now == 0)
+                now = mono_ns();
+            if (recent[i].until < now)
+                break;
+            pbuf_free(p);
+            return 1;
+        }
+    if (recent[nrecent - 1].until < mono_ns())
+        nrecent--;   /* shrink from the end as entries expire */
+    return 0;
+}
+
+static int sopt(int fd, int opt, const void *val, socklen_t len)
+{
+    return BYP_REAL(setsockopt)(fd, IPPROTO_TCP, opt, val, len) == 0 ? 0 : -errno;
+}
+
+static int set_queue(int fd, int queue, uint32_t seq, int with_seq)
+{
+    int rc = sopt(fd, TCP_REPAIR_QUEUE, &queue, sizeof queue);
+    if (rc == 0 && with_seq)
+        rc = sopt(fd, TCP_QUEUE_SEQ, &seq, sizeof seq);
+    return rc;
+}
+
+/* Write @len bytes into the queue selected by TCP_REPAIR_QUEUE (blocking fd). */
+static int fill_queue(int fd, const uint8_t *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = BYP_REAL(send)(fd, buf, len, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? -errno : -EIO;
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* The bytes of a segment list after the TCP headers, appended to @buf (lock held). */
+static size_t copy_segs(const struct tcp_seg *seg, uint8_t *buf, size_t off)
+{
+    for (; seg != NULL; seg = seg->next) {
+        pbuf_copy_partial(seg->p, buf + off, seg->len, (u16_t)(seg->p->tot_len - seg->len));
+        off += seg->len;
+    }
+    return off;
+}
+
+static size_t segs_len(const struct tcp_seg *seg)
+{
+    size_t n = 0;
+    for (; seg != NULL; seg = seg->next)
+        n += seg->len;
+    return n;
+}
+
+int byp_tcp_handover(struct tsock *ts, int fd)
+{
+    struct tcp_pcb *pcb = ts->pcb;
+    if (pcb == NULL || pcb->state != ESTABLISHED || ts->rx_fin || ts->shut_wr ||
+        ts->state != T_CONNECTED)
+        return -ENOTCONN;
+    size_t rxn = ts->rx_bytes, txn = segs_len(pcb->unacked) + segs_len(pcb->unsent);
+    uint8_t *buf = malloc(rxn + txn + 1);
+    if (buf == NULL)
+        return -ENOMEM;
+    /* Unread data: the first pbuf is partly read (rx_off). */
+    size_t got = 0;
+    for (struct pbuf *p = ts->rx_head; p != NULL && got < rxn; p = p->next) {
+        size_t skip = p == ts->rx_head ? ts->rx_off : 0;
+        size_t n = p->len - skip;
+        memcpy(buf + got, (uint8_t *)p->payload + skip, n);
+        got += n;
+    }
+    rxn = got;
+    copy_segs(pcb->unsent, buf + rxn, copy_segs(pcb->unacked, buf + rxn, 0));
+
+    int fl = BYP_REAL(fcntl)(fd, F_GETFL);
+    if (fl >= 0 && (fl & O_NONBLOCK))
+        BYP_REAL(fcntl)(fd, F_SETFL, fl & ~O_NONBLOCK);
+    int on = 1, off = 0, rc;
+    struct sockaddr_in local = ts->local, remote = ts->remote, cur;
+    socklen_t len = sizeof cur;
+    rc = sopt(fd, TCP_REPAIR, &on, sizeof on);
+    if (rc == 0)
+        rc = set_queue(fd, TCP_SEND_QUEUE, pcb->lastack, 1);
+    if (rc == 0)
+        rc = set_queue(fd, TCP_RECV_QUEUE, pcb->rcv_nxt - (uint32_t)rxn, 1);
+    if (rc == 0 && (BYP_REAL(getsockname)(fd, (struct sockaddr *)&cur, &len) != 0 ||
+                    cur.sin_port == 0) &&
+        BYP_REAL(bind)(fd, (struct sockaddr *)&local, sizeof local) != 0)
+        rc = -errno;
+    if (rc == 0 && BYP_REAL(connect)(fd, (struct sockaddr *)&remote, sizeof remote) != 0)
+        rc = -errno;
+    if (rc == 0) {
+        struct tcp_repair_opt opts[3];
+        int n = 0;
+        opts[n++] = (struct tcp_repair_opt){TCPOPT_MSS, pcb->mss};
+        if (pcb->flags & TF_WND_SCALE)
+            opts[n++] = (struct tcp_repair_opt){TCPOPT_WINDOW,
+                                                pcb->snd_scale | ((uint32_t)pcb->rcv_scale << 16)};
+        if (pcb->flags & TF_SACK)
+            opts[n++] = (struct tcp_repair_opt){TCPOPT_SACK_PERM, 0};
+        rc = sopt(fd, TCP_REPAIR_OPTIONS, opts, (socklen_t)(n * sizeof opts[0]));
+    }
+    if (rc == 0 && rxn > 0 && (rc = set_queue(fd, TCP_RECV_QUEUE, 0, 0)) == 0)
+        rc = fill_queue(fd, buf, rxn);
+    if (rc == 0 && txn > 0 && (rc = set_queue(fd, TCP_SEND_QUEUE, 0, 0)) == 0)
+        rc = fill_queue(fd, buf + rxn, txn);
+    if (rc == 0) {
+        struct tcp_repair_window w = {
+            .snd_wl1 = pcb->snd_wl1,
+            .snd_wnd = pcb->snd_wnd,
+            .max_window = pcb->snd_wnd_max,
+            .rcv_wnd = pcb->rcv_ann_right_edge - pcb->rcv_nxt,
+            .rcv_wup = pcb->rcv_nxt,
+        };
+        rc = sopt(fd, TCP_REPAIR_WINDOW, &w, sizeof w);
+    }
+    free(buf);
+    if (rc == 0)
+        rc = byp_steer_pass_conn(IPPROTO_TCP, ts->flow_addr, local.sin_addr.s_addr,
+                                 local.sin_port, remote.sin_addr.s_addr, remote.sin_port);
+    if (rc < 0) {
+        sopt(fd, TCP_REPAIR, &off, sizeof off);
+        if (fl >= 0)
+            BYP_REAL(fcntl)(fd, F_SETFL, fl);
+        return rc;
+    }
+    /* The kernel owns it now: lwIP lets go silently, and the kernel says hello (repair off
+     * sends a window probe, which also acknowledges what it has). */
+    remember(&local, &remote);
+    tcp_arg(pcb, NULL);
+    tcp_err(pcb, NULL);
+    tcp_recv(pcb, NULL);
+    tcp_sent(pcb, NULL);
+    tcp_abandon(pcb, 0);
+    ts->pcb = NULL;
+    ts->state = T_CLOSED;
+    byp_tsock_rx_drop(ts);
+    sopt(fd, TCP_REPAIR, &off, sizeof off);
+    if (fl >= 0)
+        BYP_REAL(fcntl)(fd, F_SETFL, fl);
+    byp_info("tcp connection %s:%u handed over to the kernel", inet_ntoa(remote.sin_addr),
+             ntohs(remote.sin_port));
+    return 0;
+}
