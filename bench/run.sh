@@ -15,11 +15,13 @@
 #   iperf3       bench/lib/iperf3.sh: one stream, kernel / bypass (port 5201 accelerated)
 #   passthrough  bench/passthrough/run.sh, inline mode: the library's cost on kernel sockets
 #   floor        nicbackend/tools/reflect_test.sh: raw-frame UDP ping-pong via byp-reflect
+#   fork         bench/fork/run.sh: nginx (master + 2 workers) under wrk, PostgreSQL pgbench -S;
+#                server preloaded with the default settings, kernel clients
 #
 #   bench/run.sh [--quick] [--only PART] [--rounds N] [--help]
 #
 #   --quick       short runs, 1 round (the whole suite in about 1-2 minutes)
-#   --only PART   one part: sockperf | redis | iperf3 | passthrough | floor
+#   --only PART   one part: sockperf | redis | iperf3 | passthrough | floor | fork
 #   --rounds N    rounds (medians are taken over them); default 3, 1 with --quick
 #
 # Needs root (namespaces, XDP), build/ and the packages of scripts/setup.sh.  Not a test:
@@ -42,7 +44,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-ALL="sockperf redis iperf3 passthrough floor"
+ALL="sockperf redis iperf3 passthrough floor fork"
 if [ -n "$ONLY" ] && [[ " $ALL " != *" $ONLY "* ]]; then
   echo "bench/run.sh: --only takes one of: $ALL" >&2; exit 2
 fi
@@ -144,6 +146,11 @@ if [[ " $PARTS " == *" floor "* ]]; then
   else
     echo "bench/run.sh: floor: build/nicbackend/byp-reflect not built" >&2
   fi
+fi
+
+if [[ " $PARTS " == *" fork "* ]]; then
+  : >"$OUT/fork.tsv"
+  run_part fork "$OUT/logs/fork.log" bash bench/fork/run.sh "$OUT/fork.tsv" "$SECS" "$ROUNDS"
 fi
 
 "$PY" bench/lib/report.py "$OUT" || { echo "bench/run.sh: report failed" >&2; exit 1; }

@@ -10,6 +10,7 @@ Reads (each optional, a missing one means that benchmark did not run):
   iperf3.tsv         bench/lib/iperf3.sh lines: iperf3 mode round gbps command reason segs
   passthrough.tsv    mode round kernel_ns preload_ns command
   floor.tsv          reflect_test.sh REFLECT_OUT lines: run p50 p99 p99.9 min command
+  fork.tsv           bench/fork/run.sh lines: bench mode round value unit command
   sockperf-MODE-rN.csv(.gz)  sockperf --full-log samples (half-RTT latency, usec)
 """
 import csv
@@ -132,6 +133,23 @@ if ip3 is not None:
         o["median"] = statistics.median(vals) if vals else o["runs"][0]["verdict"]
         o["reasons"] = sorted({r["reason"] for r in o["runs"] if r["reason"]})
     B["iperf3"] = out
+
+# --- forking servers (bench/fork/run.sh) ----------------------------------------------
+fk = lines("fork.tsv")
+if fk is not None:
+    out = {}
+    for row in fk:
+        bench, mode, rnd, fig, unit, cmd = (row + [""] * 6)[:6]
+        v = num(fig)
+        b = out.setdefault(bench, {"unit": unit, "modes": {}})
+        b["modes"].setdefault(mode, {"runs": []})["runs"].append(
+            {"round": int(rnd), "command": cmd, "value": v, "verdict": "ok" if v is not None else fig})
+    for b in out.values():
+        for o in b["modes"].values():
+            vals = [r["value"] for r in o["runs"] if r["value"] is not None]
+            o["median"] = statistics.median(vals) if vals else o["runs"][0]["verdict"]
+    B["fork"] = {"what": "forking servers, server preloaded with default settings, kernel clients",
+                 "benches": out}
 
 # --- passthrough ----------------------------------------------------------------------
 pt = lines("passthrough.tsv")
@@ -287,6 +305,14 @@ if "iperf3" in B:
     for mode, dd in d.items():
         for r in dd.get("reasons", []):
             notes.append(f"iperf3 {mode}: {dd['median']}: {r}")
+if "fork" in B:
+    label = {"nginx": "nginx master + 2 workers, small file, wrk -c 50 (req/s)",
+             "pgbench": "PostgreSQL pgbench -S -c 8 (tps)"}
+    for bench, b in sorted(B["fork"]["benches"].items()):
+        kv = b["modes"].get("kernel", {}).get("median")
+        xv = b["modes"].get("bypass", {}).get("median")
+        o.append(f"| {label.get(bench, bench)}, server preloaded (defaults) | {fmt(kv, 0)} | — | "
+                 f"{fmt(xv, 0)} | {ratio(xv, kv)} |")
 if "passthrough" in B:
     d = B["passthrough"]["median"]
     if isinstance(d, dict):

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Forking servers, kernel against bypass, side by side, over a veth pair between two
+# namespaces this script creates (byps-fork-PID: bypf0 10.77.250.1, bypc-fork-PID: bypf1
+# 10.77.250.2) and deletes on exit, also on failure or interrupt.  The server is preloaded
+# with the default settings (as users deploy it) and pinned to CPU 0; the clients are the
+# kernel's, on CPU 1.
+#   nginx     master + 2 workers, a small static file, wrk -t 2 -c 50 (requests/s)
+#   pgbench   PostgreSQL 15 as its own user with the README's capabilities, pgbench -S
+#             (select only) -c 8 -j 2 (transactions/s)
+# Rounds alternate kernel and bypass.  A bypass run whose traffic went through the kernel
+# (the server namespace's TCP counters moved by more than a few hundred segments) is
+# "not-bypassed".
+#
+#   bench/fork/run.sh OUT_TSV [SECONDS [ROUNDS [PARTS]]]     defaults: 10 3 "nginx pgbench"
+#
+# Writes one line per run to OUT_TSV: bench, mode (kernel|bypass), round, value or verdict,
+# unit, command.  Needs root.
+set -uo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+LIB="$ROOT/build/libbypass.so"
+OUT="${1:?usage: run.sh OUT_TSV [SECONDS [ROUNDS [PARTS]]]}"
+SECS="${2:-10}"
+ROUNDS="${3:-3}"
+PARTS="${4:-nginx pgbench}"
+SNS="byps-fork-$$" CNS="bypc-fork-$$" SIF=bypf0 CIF=bypf1 SIP=10.77.250.1 CIP=10.77.250.2
+SRV_CPU=0 CLI_CPU=1 QUIET=300
+PG=/usr/lib/postgresql/15/bin
+CAPS=+net_admin,+net_raw,+ipc_lock,+bpf,+perfmon
+
+die() { echo "bench/fork: $*" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || die "needs root"
+for t in nginx wrk; do command -v $t >/dev/null || die "$t not found (bash scripts/setup.sh)"; done
+[ -x "$PG/postgres" ] || die "PostgreSQL 15 not found (bash scripts/setup.sh)"
+[ -f "$LIB" ] || die "$LIB missing: run scripts/setup.sh"
+
+WORK="$(mktemp -d /tmp/bypass-bench-fork.XXXXXX)"
+chmod 755 "$WORK"
+PIDS=()
+# shellcheck source=../lib/netpair.sh
+. "$ROOT/bench/lib/netpair.sh"
+netpair_up
+
+cat >"$WORK/bypass.conf" <<EOF
+interface = "$SIF";
+rules = ( { action = "accelerate"; proto = "tcp"; port = 8080; },
+          { action = "accelerate"; proto = "tcp"; port = 5433; } );
+EOF
+chmod 644 "$WORK/bypass.conf"
+
+tcp_segs() { ip netns exec "$SNS" awk '/^Tcp:/ { if (h) { print $11 + $12; exit } h = 1 }' /proc/net/snmp; }
+
+srv_prefix() { # MODE -> PFX
+  PFX=(ip netns exec "$SNS" env -u LD_PRELOAD -u BYPASS_CONFIG)
+  [ "$1" = bypass ] && PFX+=("LD_PRELOAD=$LIB" "BYPASS_CONFIG=$WORK/bypass.conf")
+  PFX+=(taskset -c "$SRV_CPU")
+}
+
+emit() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$OUT"; }
+
+wait_port() { # PORT
+  local i
+  for i in $(seq 100); do
+    ip netns exec "$CNS" bash -c "exec 3<>/dev/tcp/$SIP/$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# --- nginx ------------------------------------------------------------------------------
+mkdir -p "$WORK/www"
+echo "hello from nginx" >"$WORK/www/small.txt"
+nginx_one() { # MODE ROUND
+  local mode="$1" r="$2" d="$WORK/nginx-$1-$2" before val
+  mkdir -p "$d"
+  cat >"$d/nginx.conf" <<EOF
+daemon off; master_process on; worker_processes 2; pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 1024; }
+http { access_log off; server { listen 8080; root $WORK/www; } }
+EOF
+  srv_prefix "$mode"
+  "${PFX[@]}" nginx -c "$d/nginx.conf" -e "$d/error.log" >"$d/out" 2>&1 &
+  local spid=$!
+  PIDS+=("$spid")
+  wait_port 8080 || { emit nginx "$mode" "$r" failed "req/s" "nginx did not listen"; kill "$spid"; wait "$spid"; return; }
+  before=$(tcp_segs)
+  local ccmd=(ip netns exec "$CNS" taskset -c "$CLI_CPU" wrk -t 2 -c 50 -d "$SECS" "http://$SIP:8080/small.txt")
+  "${ccmd[@]}" >"$d/wrk" 2>&1
+  val=$(awk '/^Requests\/sec:/ { print $2 }' "$d/wrk")
+  grep -q "Non-2xx\|Socket errors" "$d/wrk" && { val=failed; cat "$d/wrk" "$d/error.log" "$d/out" >&2; }
+  [ "$mode" = bypass ] && [ $(( $(tcp_segs) - before )) -gt $QUIET ] && val=not-bypassed
+  emit nginx "$mode" "$r" "${val:-failed}" "req/s" "${PFX[*]} nginx (2 workers); ${ccmd[*]}"
+  kill -QUIT "$spid"; wait "$spid" 2>/dev/null
+}
+
+# --- pgbench ----------------------------------------------------------------------------
+AS_PG=(setpriv --reuid postgres --regid postgres --init-groups)
+pg_setup() {
+  mkdir -p "$WORK/pg" && chown postgres:postgres "$WORK/pg"
+  "${AS_PG[@]}" "$PG/initdb" -D "$WORK/pg/data" -A trust -U postgres --no-sync >/dev/null 2>&1 ||
+    die "initdb failed"
+  echo "host all all 10.0.0.0/8 trust" >>"$WORK/pg/data/pg_hba.conf"
+}
+pg_one() { # MODE ROUND
+  local mode="$1" r="$2" before val
+  srv_prefix "$mode"
+  "${PFX[@]}" "${AS_PG[@]}" --inh-caps "$CAPS" --ambient-caps "$CAPS" "$PG/postgres" \
+    -D "$WORK/pg/data" -p 5433 -c listen_addresses='*' -c unix_socket_directories="$WORK/pg" \
+    -c max_connections=40 -c fsync=off >"$WORK/pg/log-$mode-$r" 2>&1 &
+  local spid=$!
+  PIDS+=("$spid")
+  wait_port 5433 || { emit pgbench "$mode" "$r" failed "tps" "postgres did not listen"; kill "$spid"; wait "$spid"; return; }
+  local pgb=(ip netns exec "$CNS" taskset -c "$CLI_CPU" "$PG/pgbench" -h "$SIP" -p 5433 -U postgres)
+  if [ ! -f "$WORK/pg/initialised" ]; then
+    "${pgb[@]}" -i -s 2 postgres >/dev/null 2>&1 && touch "$WORK/pg/initialised"
+  fi
+  before=$(tcp_segs)
+  "${pgb[@]}" -S -c 8 -j 2 -T "$SECS" postgres >"$WORK/pg/bench-$mode-$r" 2>&1
+  val=$(awk '/^tps = / { print $3; exit }' "$WORK/pg/bench-$mode-$r")
+  [ "$mode" = bypass ] && [ $(( $(tcp_segs) - before )) -gt $QUIET ] && val=not-bypassed
+  emit pgbench "$mode" "$r" "${val:-failed}" "tps" "${PFX[*]} postgres; ${pgb[*]} -S -c 8 -j 2 -T $SECS"
+  kill -INT "$spid"; wait "$spid" 2>/dev/null
+}
+
+[[ " $PARTS " == *" pgbench "* ]] && pg_setup
+for r in $(seq "$ROUNDS"); do
+  for mode in kernel bypass; do
+    [[ " $PARTS " == *" nginx "* ]] && nginx_one "$mode" "$r"
+    [[ " $PARTS " == *" pgbench "* ]] && pg_one "$mode" "$r"
+  done
+done
+cat "$OUT"
