@@ -150,7 +150,7 @@ void byp_engine_event(void)
     __atomic_add_fetch(&events, 1, __ATOMIC_RELEASE);
 }
 
-static uint32_t last_timer_ms;
+static uint32_t last_timer_ms, last_owner_check_ms;
 
 int byp_engine_poll(int from_app)
 {
@@ -169,6 +169,16 @@ int byp_engine_poll(int from_app)
         if (byp_neigh_pending)
             byp_neigh_poll();
         byp_tcp_reap();
+        if (__builtin_expect(t - last_owner_check_ms >= 500, 0)) {
+            /* The process running the family's progress thread was killed: nobody reaps
+             * the dead or runs the timers.  Whoever runs the stack notices. */
+            last_owner_check_ms = t;
+            pid_t pp = progress_pid;
+            int saved = errno;
+            if (pp > 0 && pp != getpid() && kill(pp, 0) != 0 && errno == ESRCH)
+                reap_members();
+            errno = saved;
+        }
     }
     byp_stack_unlock();
     return n;
@@ -562,6 +572,7 @@ static int engine_leave(void)
     progress_stop();
     lock_raw();
     byp_tcp_drop_member(byp_local->slot);
+    reap_members();   /* the dead are not "left": the last one alive closes the port */
     int left = byp_family_leave();
     if (left > 0) {
         pid_t heir = byp_family_other();

@@ -367,3 +367,23 @@ def test_exec_hands_connection_to_kernel(netpair):
     cp = net.run("client", [PYTHON, "-c", code], timeout=30)
     assert cp.stdout.strip() == "True", cp.stderr
     assert net.tcp_segs("server") - before < 60  # the SYN and prefix went to the stack
+
+
+def test_parent_killed_workers_carry_on(netpair, request):
+    """kill -9 of the parent that started the stack (and ran its progress thread): the
+    workers carry on, accelerated, and the last of them to exit still removes the XDP
+    program and the stats file (the dead parent does not count as a member)."""
+    net = netpair()
+    port = 7005
+    srv, workers = spawn_prefork(net, port, 2, "stay", 120)
+    request.addfinalizer(lambda: kill_all(workers))
+    run_echo_clients(net, port, 10, 16384, 2)
+    os.kill(srv.pid, signal.SIGKILL)
+    srv.wait(10)
+    before = net.tcp_segs("server")
+    run_echo_clients(net, port, 40, 65536, 2)
+    assert_bypassed(before, net.tcp_segs("server"), 40 * 4, "workers after the parent was killed")
+    for w in workers:
+        os.kill(w, signal.SIGTERM)
+    assert wait_gone(workers, 20), "workers did not end"
+    assert_family_cleaned(net, [srv.pid] + workers)
