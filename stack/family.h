@@ -82,6 +82,8 @@ pid_t byp_family_other(void);
 
 static inline void byp_refs_get_for(struct byp_refs *r, int slot)
 {
+    if (slot < 0)
+        return;   /* a process that left the family (exiting) takes nothing */
     r->total++;
     r->per[slot]++;
 }
@@ -94,11 +96,18 @@ static inline void byp_refs_get(struct byp_refs *r)
 /* One reference of this process less; returns the references left in the family. */
 static inline uint32_t byp_refs_put(struct byp_refs *r)
 {
-    if (r->per[byp_local->slot] > 0) {
-        r->per[byp_local->slot]--;
+    int s = byp_local->slot;
+    if (s >= 0 && r->per[s] > 0) {
+        r->per[s]--;
         r->total--;
     }
     return r->total;
+}
+
+/* This process's references. */
+static inline uint32_t byp_refs_mine(const struct byp_refs *r)
+{
+    return byp_local->slot >= 0 ? r->per[byp_local->slot] : 0;
 }
 
 /* Forget every reference of member @slot; returns the references left. */

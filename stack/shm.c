@@ -3,6 +3,7 @@
  * blocks come in whole pages from the same bump pointer and go back to a first-fit list.
  * Every block starts with a 16-byte header naming its class (or its page count). */
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,7 @@ struct block {
 };
 
 struct arena {
-    int lock;
+    pthread_mutex_t lock;       /* process-shared and robust: a member may die holding it */
     size_t size, used, in_use;
     struct block *free[NCLASS];
     struct block *large;        /* free large blocks, first fit */
@@ -33,14 +34,13 @@ static char *base, *end;
 
 static void lock(void)
 {
-    while (__atomic_exchange_n(&A->lock, 1, __ATOMIC_ACQUIRE))
-        while (__atomic_load_n(&A->lock, __ATOMIC_RELAXED))
-            __builtin_ia32_pause();
+    if (pthread_mutex_lock(&A->lock) == EOWNERDEAD)
+        pthread_mutex_consistent(&A->lock);
 }
 
 static void unlock(void)
 {
-    __atomic_store_n(&A->lock, 0, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&A->lock);
 }
 
 int byp_shm_setup(size_t bytes)
@@ -54,6 +54,12 @@ int byp_shm_setup(size_t bytes)
     base = p;
     end = base + bytes;
     struct arena *a = p;
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(&a->lock, &ma);
+    pthread_mutexattr_destroy(&ma);
     a->size = bytes;
     a->used = (sizeof *a + 63) & ~(size_t)63;
     __atomic_store_n(&A, a, __ATOMIC_RELEASE);

@@ -5,7 +5,7 @@
  * the same address, so pointers inside it mean the same thing in every process of the family.
  * What a single process owns (its fd table, its threads, libnl caches) stays in its own heap.
  *
- * The allocator has its own process-shared spin lock, so it may be called with or without
+ * The allocator has its own process-shared robust lock, so it may be called with or without
  * the stack lock.  Before byp_shm_setup (and if it failed) it falls back to malloc, and
  * byp_shm_free tells the two apart by address. */
 #ifndef BYP_SHM_H

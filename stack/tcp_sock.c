@@ -435,7 +435,7 @@ void byp_tcp_release(int fd)
     struct tsock *ts = TS(fd);
     byp_stack_lock();
     uint32_t left = byp_refs_put(&ts->refs);
-    int mine = ts->refs.per[byp_local->slot];
+    uint32_t mine = byp_refs_mine(&ts->refs);
     if (left == 0)
         tsock_close(ts, fd);
     byp_stack_unlock();
@@ -467,13 +467,13 @@ void byp_tcp_exec_handover(void)
             continue;
         /* A fork-then-exec server's parent closes its copy right after fork, and may not
          * have yet: give it a moment. */
-        for (int i = 0; i < 200 && ts->refs.per[byp_local->slot] != ts->refs.total; i++) {
+        for (int i = 0; i < 200 && byp_refs_mine(&ts->refs) != ts->refs.total; i++) {
             byp_stack_unlock();
             struct timespec ms = {0, 1000000};
             nanosleep(&ms, NULL);
             byp_stack_lock();
         }
-        if (ts->refs.per[byp_local->slot] != ts->refs.total) {
+        if (byp_refs_mine(&ts->refs) != ts->refs.total) {
             byp_info("fd %u: a connection other processes share stays with them across exec",
                      fd);
             continue;
