@@ -78,7 +78,11 @@ struct byp_nic_ops {
      * is refused, as by a host without that port).  NULL: always reachable.  Called with
      * or without the stack lock; it only reads. */
     int (*link_state)(struct byp_nic *nic);
+    /* Optional fast path; NULL: byp_nic_ethdev_burst. */
+    const struct byp_nic_burst_ops *burst;
 };
+
+struct byp_nic;
 
 /* Fast path: move up to @n packets; return how many moved.  tx takes ownership of the
  * mbufs it returns as sent; the caller still owns the rest. */

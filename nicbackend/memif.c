@@ -48,6 +48,7 @@ static struct {
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     int client;
     enum client_state state;
+    int started;            /* the port is started: bursts may run */
     int refused;            /* the last attempt found no server listening */
     int64_t since_ns;       /* when @state was entered */
     int64_t last_try_ns;
@@ -170,6 +171,7 @@ static void client_try(struct byp_nic *nic, int64_t now)
         return;
     }
     mif.refused = 0;
+    mif.started = 1;
     mif.state = C_CONNECTING;
     mif.since_ns = now;
 }
@@ -178,6 +180,7 @@ static int memif_port_start(struct byp_nic *nic)
 {
     if (!mif.client) {
         int rc = rte_eth_dev_start(nic->port_id);
+        mif.started = rc == 0;
         if (rc == 0)
             byp_info("memif: server on %s, waiting for a client", mif.path);
         return rc;
@@ -201,6 +204,7 @@ static void memif_tick(struct byp_nic *nic)
             return;
         /* The server went away: the PMD will not reconnect by itself. */
         byp_info("memif: link to the server on %s is down; reconnecting", mif.path);
+        mif.started = 0;
         rte_eth_dev_stop(nic->port_id);
         mif.state = C_UNPLUGGED;
         mif.since_ns = now;
@@ -212,6 +216,7 @@ static void memif_tick(struct byp_nic *nic)
             mif.since_ns = now;
             byp_info("memif: connected to the server on %s", mif.path);
         } else if (now - mif.since_ns > HANDSHAKE_NS) {
+            mif.started = 0;
             rte_eth_dev_stop(nic->port_id);   /* a handshake that died half way */
             mif.state = C_UNPLUGGED;
             mif.since_ns = now;
@@ -237,6 +242,22 @@ static int memif_link_state(struct byp_nic *nic)
     return mif.refused ? -ENOTCONN : 0;
 }
 
+/* The ethdev bursts, skipped while the port is stopped (ethdev would complain). */
+static uint16_t memif_rx(struct byp_nic *nic, struct rte_mbuf **pkts, uint16_t n)
+{
+    return mif.started ? rte_eth_rx_burst(nic->port_id, nic->queue_id, pkts, n) : 0;
+}
+
+static uint16_t memif_tx(struct byp_nic *nic, struct rte_mbuf **pkts, uint16_t n)
+{
+    return mif.started ? rte_eth_tx_burst(nic->port_id, nic->queue_id, pkts, n) : 0;
+}
+
+static const struct byp_nic_burst_ops memif_burst = {
+    .rx_burst = memif_rx,
+    .tx_burst = memif_tx,
+};
+
 const struct byp_nic_ops byp_nic_memif_ops = {
     .name = "memif",
     .devargs = memif_devargs,
@@ -245,4 +266,5 @@ const struct byp_nic_ops byp_nic_memif_ops = {
     .port_start = memif_port_start,
     .tick = memif_tick,
     .link_state = memif_link_state,
+    .burst = &memif_burst,
 };

@@ -176,7 +176,7 @@ int byp_nic_open(const struct byp_nic_conf *conf, struct byp_nic **out)
     if (!nic)
         return -ENOMEM;
     nic->ops = ops;
-    nic->burst = &byp_nic_ethdev_burst;
+    nic->burst = ops->burst ? ops->burst : &byp_nic_ethdev_burst;
     nic->queue_id = 0;
     snprintf(nic->ifname, sizeof(nic->ifname), "%s", ifname);
     nic->ifindex = if_nametoindex(ifname);   /* 0 for tap: created by the probe */
