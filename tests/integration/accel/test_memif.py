@@ -79,9 +79,8 @@ def test_memif_sockperf_tcp(onehost):
     port = 11111
     srv_conf, cli_conf = memif_confs(h, port)
     env = {"BYPASS_LOG": "info", "BYPASS_SPIN_USEC": "-1"}
-    # Bound to any: the kernel socket under it cannot bind the stack's own address (see
-    # README, backends).
-    srv = h.spawn("server", ["sockperf", "sr", "--tcp", "-i", "0.0.0.0", "-p", port],
+    # Bound to the stack's own address, which no kernel interface holds.
+    srv = h.spawn("server", ["sockperf", "sr", "--tcp", "-i", h.srv_ip, "-p", port],
                   name="sockperf-sr", conf=srv_conf, env=env)
     srv.wait_ready("bypass: tcp listener on port %d accelerated" % port)
     before = h.kernel_tcp_segs()
@@ -196,3 +195,31 @@ def test_memif_second_server_refused(onehost):
                check=True)
     assert cp.stdout.strip() == "PONG"
     assert other.poll() is None
+
+
+BIND_PROBE = """
+import errno, json, socket, sys
+out = {}
+for port in (int(sys.argv[2]), int(sys.argv[3])):
+    s = socket.socket()
+    try:
+        s.bind((sys.argv[1], port))
+        out[port] = s.getsockname()[0]
+    except OSError as e:
+        out[port] = errno.errorcode[e.errno]
+    s.close()
+print(json.dumps(out))
+"""
+
+
+def test_memif_bind_own_address(onehost):
+    """bind() to the stack's own address (no kernel interface holds it): accepted for a
+    port a rule accelerates, getsockname() tells it back; on any other port the kernel's
+    EADDRNOTAVAIL, as without the library."""
+    h = onehost()
+    srv_conf, _ = memif_confs(h, PORT)
+    argv = [PYTHON, "-c", BIND_PROBE, h.srv_ip, PORT, PORT + 1]
+    accel = json.loads(h.run("server", argv, conf=srv_conf, check=True).stdout)
+    kern = json.loads(h.run("server", argv, check=True).stdout)
+    assert kern == {str(PORT): "EADDRNOTAVAIL", str(PORT + 1): "EADDRNOTAVAIL"}, kern
+    assert accel == {str(PORT): h.srv_ip, str(PORT + 1): "EADDRNOTAVAIL"}, accel
