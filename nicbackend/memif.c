@@ -52,6 +52,8 @@ static struct {
     int refused;            /* the last attempt found no server listening */
     int64_t since_ns;       /* when @state was entered */
     int64_t last_try_ns;
+    pid_t owner;            /* the process that opened the port: only it may stop/start
+                             * it (DPDK's control thread lives there, not in a child) */
 } mif;
 
 static int64_t mono_ns(void)
@@ -178,6 +180,7 @@ static void client_try(struct byp_nic *nic, int64_t now)
 
 static int memif_port_start(struct byp_nic *nic)
 {
+    mif.owner = getpid();
     if (!mif.client) {
         int rc = rte_eth_dev_start(nic->port_id);
         mif.started = rc == 0;
@@ -194,7 +197,7 @@ static int memif_port_start(struct byp_nic *nic)
 
 static void memif_tick(struct byp_nic *nic)
 {
-    if (!mif.client)
+    if (!mif.client || getpid() != mif.owner)
         return;
     int64_t now = mono_ns();
     int up = link_is_up(nic->port_id);

@@ -223,3 +223,24 @@ def test_memif_bind_own_address(onehost):
     kern = json.loads(h.run("server", argv, check=True).stdout)
     assert kern == {str(PORT): "EADDRNOTAVAIL", str(PORT + 1): "EADDRNOTAVAIL"}, kern
     assert accel == {str(PORT): h.srv_ip, str(PORT + 1): "EADDRNOTAVAIL"}, accel
+
+
+def test_memif_bad_gateway_and_missing_ip(onehost):
+    """Start-up errors of a memif config: one clear message each, and the kernel."""
+    h = onehost()
+    sock = str(h.dir / "memif.sock")
+    cases = {
+        "gateway": ({"memif_socket": sock, "gateway": "10.99.0.1"}, h.srv_ip + "/24",
+                    "is not an IPv4 address inside"),
+        "folder": ({"memif_socket": str(h.dir / "nope" / "m.sock")}, h.srv_ip + "/24",
+                   "the folder of memif_socket does not exist"),
+    }
+    for name, (keys, ip, why) in cases.items():
+        conf = write_backend_conf(h.dir / ("%s.conf" % name), "memif", ip, [("tcp", PORT)],
+                                  keys)
+        cp = h.run("server", [PYTHON, "-c", "import socket; s = socket.socket(); "
+                              "s.bind(('0.0.0.0', %d)); s.listen(); print('listening')" % PORT],
+                   conf=conf, timeout=60, check=True)
+        lines = bypass_lines(cp.stderr)
+        assert cp.stdout.strip() == "listening", cp.stdout + cp.stderr
+        assert len(lines) == 1 and why in lines[0], (name, lines)
