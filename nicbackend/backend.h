@@ -127,6 +127,10 @@ void byp_nic_close(struct byp_nic *nic);
 /* Look up a backend by name; NULL if unknown. */
 const struct byp_nic_ops *byp_nic_find_backend(const char *name);
 
+/* EAL flags the pci backend needs for @conf (pci.c): BYP_EAL_PCI for a PCI address,
+ * BYP_EAL_SHARE_MEM for a vhost-user device (net_vhost, net_virtio_user). */
+unsigned byp_nic_pci_eal_flags(const struct byp_nic_conf *conf);
+
 /* Run the backend's periodic work (ops->tick), if any.  Stack lock held. */
 void byp_nic_tick(struct byp_nic *nic);
 
@@ -154,16 +158,22 @@ struct byp_eal_info {
     int affinity_restored;      /* 1: the caller's CPU affinity was put back */
 };
 
+/* Flags of byp_eal_start. */
+#define BYP_EAL_PCI 1u          /* a PCI device will be probed: no --no-pci */
+#define BYP_EAL_SHARE_MEM 2u    /* memory is shared with a vhost-user peer: one file per
+                                 * memseg list (--single-file-segments), so the memory
+                                 * table fits vhost-user's 8 regions */
+
 /* Start the EAL in this process, once: --in-memory (or --no-huge --no-shconf -m when no
  * hugepages are free or @force_no_huge), a per-process --file-prefix, --no-pci (unless
- * @want_pci: a PCI device will be probed),
+ * @flags has BYP_EAL_PCI), --single-file-segments with BYP_EAL_SHARE_MEM,
  * --no-telemetry, a log level following BYPASS_LOG, then @extra args.  No device is
  * probed here (devices are hot-plugged by byp_nic_open, so a bad device cannot leave the
  * EAL half started).  The calling thread's CPU affinity is restored afterwards.
  * Returns 0 (also when already started), or the negative errno of the first attempt:
  * DPDK cannot be initialised twice, so a failure is final for the process.
  * Errors: -ENOMEM (memory), -EPERM (permission), -EINVAL (bad extra arguments), -EIO. */
-int byp_eal_start(int nb_extra, char *const *extra, int force_no_huge, int want_pci);
+int byp_eal_start(int nb_extra, char *const *extra, int force_no_huge, unsigned flags);
 
 /* The state of the EAL; never NULL. */
 const struct byp_eal_info *byp_eal_info(void);

@@ -128,7 +128,7 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-int byp_eal_start(int nb_extra, char *const *extra, int force_no_huge, int want_pci)
+int byp_eal_start(int nb_extra, char *const *extra, int force_no_huge, unsigned flags)
 {
     char prefix[64], lcores[32], mem[16], loglevel[32];
     char *argv[MAX_ARGS];
@@ -159,7 +159,7 @@ int byp_eal_start(int nb_extra, char *const *extra, int force_no_huge, int want_
     argv[argc++] = "-l";
     argv[argc++] = lcores;
     argv[argc++] = prefix;
-    if (!want_pci) {
+    if (!(flags & BYP_EAL_PCI)) {
         argv[argc++] = "--no-pci";   /* no PCI scan: nothing of the host's is touched */
     } else {
         /* The bus is scanned, but an allow-list naming the host bridge (never a NIC DPDK
@@ -186,6 +186,8 @@ int byp_eal_start(int nb_extra, char *const *extra, int force_no_huge, int want_
                      huge_mb, HUGE_MIN_MB);
     } else {
         argv[argc++] = "--in-memory";
+        if (flags & BYP_EAL_SHARE_MEM)
+            argv[argc++] = "--single-file-segments";
     }
     for (int i = 0; i < nb_extra; i++)
         argv[argc++] = extra[i];

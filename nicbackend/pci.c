@@ -94,6 +94,16 @@ static int pci_devargs(const struct byp_nic_conf *conf, char *buf, size_t len)
     return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
+unsigned byp_nic_pci_eal_flags(const struct byp_nic_conf *conf)
+{
+    if (conf->pci != NULL)
+        return BYP_EAL_PCI;
+    if (conf->dpdk_port != NULL && (strncmp(conf->dpdk_port, "net_vhost", 9) == 0 ||
+                                    strncmp(conf->dpdk_port, "net_virtio_user", 15) == 0))
+        return BYP_EAL_SHARE_MEM;
+    return 0;
+}
+
 const struct byp_nic_ops byp_nic_pci_ops = {
     .name = "pci",
     .devargs = pci_devargs,

@@ -1,8 +1,9 @@
 """Issue 8: the pci backend.  Without a physical NIC, the same code path (a whole DPDK port
 the kernel has no address on, opened from a device string by rte_dev_probe) runs over
-`dpdk_port = "net_tap0,iface=..."`: two persistent tap devices in a namespace with only
-`lo`, joined into a wire by tc (each one's ingress redirected to the other's egress), one
-per accelerated process.  The kernel moves frames between the taps and nothing else: the
+`dpdk_port`: a net_vhost / net_virtio_user pair (no kernel device at all), and
+`net_tap0,iface=...` on two persistent tap devices in a namespace with only `lo`, joined
+into a wire by tc (each one's ingress redirected to the other's egress), one per
+accelerated process.  The kernel moves frames between the taps and nothing else: the
 namespace's kernel TCP counters do not move.
 
 A PCI address is checked in sysfs before DPDK starts: one that does not exist, or a NIC
@@ -84,6 +85,33 @@ def test_pci_dpdk_port_sockperf_tcp(onehost):
     m = re.search(r"ReceivedMessages=(\d+)", cp.stdout + cp.stderr)
     assert m and int(m.group(1)) > 1000, cp.stdout + cp.stderr
     assert_bypassed(before, after, int(m.group(1)), "sockperf over a dpdk_port pair", bound=1)
+
+
+def test_pci_dpdk_port_vhost_virtio_user_pair(onehost):
+    """Both ends on a DPDK vdev pair with no kernel device at all: net_vhost in the server,
+    net_virtio_user in the client, over a vhost-user socket in the test's folder."""
+    h = onehost()
+    sock = str(h.dir / "vhost.sock")
+    rules = [("tcp", PORT)]
+    srv_conf = write_backend_conf(h.dir / "srv.conf", "pci", h.srv_ip + "/24", rules,
+                                  {"dpdk_port": "net_vhost0,iface=%s,queues=1" % sock})
+    cli_conf = write_backend_conf(h.dir / "cli.conf", "pci", h.cli_ip + "/24", rules,
+                                  {"dpdk_port": "net_virtio_user0,path=%s,queues=1" % sock})
+    srv = h.spawn("server", redis_argv(h), name="redis", conf=srv_conf,
+                  env={"BYPASS_LOG": "info"})
+    srv.wait_ready("bypass: tcp listener on port %d accelerated" % PORT)
+    before = h.kernel_tcp_segs()
+    script = "".join("SET k%d v%d\nGET k%d\n" % (i, i, i) for i in range(200))
+    cp = h.run("client", ["redis-cli", "-h", h.srv_ip, "-p", PORT], conf=cli_conf,
+               input=script, timeout=60, check=True)
+    assert cp.stdout.split() == sum((["OK", "v%d" % i] for i in range(200)), [])
+    cp = h.run("client", ["redis-benchmark", "-h", h.srv_ip, "-p", PORT, "-n", "20000",
+                          "-c", "10", "-t", "set,get", "-q"], conf=cli_conf, timeout=120,
+               check=True)
+    rates = re.findall(r"(SET|GET): ([0-9.]+) requests per second", cp.stdout)
+    assert len(rates) == 2 and all(float(r) > 0 for _, r in rates), cp.stdout + cp.stderr
+    assert_bypassed(before, h.kernel_tcp_segs(), 40000, "redis over vhost/virtio-user",
+                    bound=1)
 
 
 def kernel_fallback(h, pci, port=PORT):
