@@ -338,7 +338,7 @@ static int engine_start(void)
     const char *bname = byp_backend_name((int)byp_cfg.backend);
     const struct byp_nic_ops *bops = byp_nic_find_backend(bname);
     if (bops == NULL) {
-        byp_err("backend %s is not available yet; accepted: af_xdp, af_packet, tap", bname);
+        byp_err("backend %s is not available; accepted: af_xdp, af_packet, tap, memif, pci", bname);
         return -ENOTSUP;
     }
     byp_steering = bops->steers;
