@@ -10,7 +10,8 @@
  * - the PMD's client connects once, when its port starts, and never again after its server
  *   left.  So a client whose server is absent starts "unplugged" (port not started), and
  *   the tick (every ~100 ms) starts the port when the socket appears, and stops and
- *   restarts it when the link went down or a handshake did not finish;
+ *   restarts it when the link went down (200 ms later: DPDK's control thread tears the
+ *   connection down meanwhile) or a handshake did not finish;
  * - while the link is down the stack cannot reach its peer: link_wait tells the engine,
  *   which refuses connect() as a host without that port would (ECONNREFUSED).  An
  *   established connection lives on through a restart of the peer and then gets the peer's
@@ -36,11 +37,14 @@
 #define DEFAULT_SOCKET "/run/memif.sock"
 #define RETRY_NS 100000000LL        /* between two connection attempts of a client */
 #define HANDSHAKE_NS 1000000000LL   /* a started client whose link is not up by then retries */
+#define SETTLE_NS 200000000LL       /* after the link went down, before the port is stopped */
 
 enum client_state {
     C_UNPLUGGED,    /* port stopped; waiting for the server's socket */
     C_CONNECTING,   /* port started, handshake under way */
     C_UP,           /* link up */
+    C_DOWN,         /* link went down: DPDK's control thread is still tearing the
+                     * connection down; the port is stopped once that is surely over */
 };
 
 /* One memif port per process (byp_nic_open opens one NIC). */
@@ -207,10 +211,17 @@ static void memif_tick(struct byp_nic *nic)
             return;
         /* The server went away: the PMD will not reconnect by itself. */
         byp_info("memif: link to the server on %s is down; reconnecting", mif.path);
+        mif.state = C_DOWN;
+        mif.since_ns = now;
+        return;
+    case C_DOWN:
+        if (now - mif.since_ns < SETTLE_NS)
+            return;
         mif.started = 0;
         rte_eth_dev_stop(nic->port_id);
         mif.state = C_UNPLUGGED;
         mif.since_ns = now;
+        mif.last_try_ns = 0;
         mif.refused = 0;
         return;
     case C_CONNECTING:
@@ -240,7 +251,7 @@ static int memif_link_state(struct byp_nic *nic)
         return 1;
     if (!mif.client)
         return 0;   /* a client may be connecting right now */
-    if (mif.state == C_CONNECTING || mif.state == C_UP)
+    if (mif.state == C_CONNECTING || mif.state == C_UP || mif.state == C_DOWN)
         return 0;
     return mif.refused ? -ENOTCONN : 0;
 }
