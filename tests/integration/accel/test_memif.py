@@ -119,29 +119,32 @@ def test_memif_bulk_256mb_each_way(onehost):
     assert_bypassed(before, after, 370000, "256 MB each way over memif", bound=1)
 
 
-def restart_scenario(h, start_server, host, port, client_conf):
-    """A live client; the server is killed and started again; the client reports."""
+def restart_scenario(h, start_server, host, port, client_conf, sig=signal.SIGKILL):
+    """A live client; the server is stopped by @sig and started again; the client
+    reports."""
     srv = start_server()
     go = h.dir / ("go-%d" % port)
     cli = h.spawn("client", [PYTHON, RESTART, host, port, go], name="restart-client",
                   conf=client_conf)
     cli.wait_ready()
-    srv.popen.send_signal(signal.SIGKILL)
-    srv.popen.wait(timeout=10)
+    srv.popen.send_signal(sig)
+    srv.popen.wait(timeout=30)
     srv = start_server()
     go.write_text("go")
     assert cli.wait(150) == 0, cli.describe()
     return json.loads(cli.out().splitlines()[-1]), srv
 
 
-def test_memif_server_restart_under_live_client(onehost):
-    """The server dies (SIGKILL, its socket file stays) and comes back: the client's old
-    connection fails as with a dead TCP peer, beside the same scenario on the kernel
-    (loopback); the client's memif reconnects and a new connection works."""
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill", "term"])
+def test_memif_server_restart_under_live_client(onehost, sig):
+    """The server dies (SIGKILL: its socket file stays; SIGTERM: it exits and closes its
+    port) and comes back: the client's old connection fails as with a dead TCP peer,
+    beside the same scenario on the kernel (loopback); the client's memif reconnects and
+    a new connection works."""
     h = onehost()
     srv_conf, cli_conf = memif_confs(h, PORT)
     accel, srv = restart_scenario(h, lambda: start_redis(h, srv_conf), h.srv_ip, PORT,
-                                  cli_conf)
+                                  cli_conf, sig)
     kport = PORT + 1
 
     def kernel_redis():
@@ -149,13 +152,13 @@ def test_memif_server_restart_under_live_client(onehost):
         h.wait_port(kport, p, host="127.0.0.1")
         return p
 
-    kern, _ = restart_scenario(h, kernel_redis, "127.0.0.1", kport, None)
+    kern, _ = restart_scenario(h, kernel_redis, "127.0.0.1", kport, None, sig)
     dead_peer = {"ECONNRESET", "EPIPE", "EOF"}
     assert kern["old"] in dead_peer, kern
     assert accel["old"] in dead_peer, (accel, kern)
     assert accel["new"] == "+PONG" == kern["new"], (accel, kern)
-    lines = bypass_lines(srv.err())
-    assert any("removed the stale socket" in l for l in lines), srv.describe()
+    stale = any("removed the stale socket" in l for l in bypass_lines(srv.err()))
+    assert stale == (sig == signal.SIGKILL), srv.describe()
 
 
 def test_memif_client_first_is_refused_then_connects(onehost):
