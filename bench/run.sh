@@ -17,11 +17,15 @@
 #   floor        nicbackend/tools/reflect_test.sh: raw-frame UDP ping-pong via byp-reflect
 #   fork         bench/fork/run.sh: nginx (master + 2 workers) under wrk, PostgreSQL pgbench -S;
 #                server preloaded with the default settings, kernel clients
+#   memif        bench/memif/run.sh: two processes on one host, TCP over memif against the
+#                kernel's loopback (sockperf blocking / busy-poll, redis -P1/-P16) and the
+#                raw memif frame floor (byp-memif-pingpong); its tables land in memif.md
+#                and at the end of summary.md
 #
 #   bench/run.sh [--quick] [--only PART] [--rounds N] [--help]
 #
 #   --quick       short runs, 1 round (the whole suite in about 1-2 minutes)
-#   --only PART   one part: sockperf | redis | iperf3 | passthrough | floor | fork
+#   --only PART   one part: sockperf | redis | iperf3 | passthrough | floor | memif | fork
 #   --rounds N    rounds (medians are taken over them); default 3, 1 with --quick
 #
 # Needs root (namespaces, XDP), build/ and the packages of scripts/setup.sh.  Not a test:
@@ -44,7 +48,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-ALL="sockperf redis iperf3 passthrough floor fork"
+ALL="sockperf redis iperf3 passthrough floor memif fork"
 if [ -n "$ONLY" ] && [[ " $ALL " != *" $ONLY "* ]]; then
   echo "bench/run.sh: --only takes one of: $ALL" >&2; exit 2
 fi
@@ -148,12 +152,19 @@ if [[ " $PARTS " == *" floor "* ]]; then
   fi
 fi
 
+if [[ " $PARTS " == *" memif "* ]]; then
+  : >"$OUT/memif.tsv"
+  run_part memif "$OUT/logs/memif.log" env BENCH_OUT="$OUT" \
+    bash bench/memif/run.sh "$SECS" "$ROUNDS" "$REQUESTS" "$FLOOR_N"
+fi
+
 if [[ " $PARTS " == *" fork "* ]]; then
   : >"$OUT/fork.tsv"
   run_part fork "$OUT/logs/fork.log" bash bench/fork/run.sh "$OUT/fork.tsv" "$SECS" "$ROUNDS"
 fi
 
 "$PY" bench/lib/report.py "$OUT" || { echo "bench/run.sh: report failed" >&2; exit 1; }
+[ -s "$OUT/memif.md" ] && { echo; cat "$OUT/memif.md"; } >>"$OUT/summary.md"
 echo "bench/run.sh: results in ${OUT#$ROOT/}/ (summary.md, results.json, latency_cdf.png)" >&2
 echo
 cat "$OUT/summary.md"

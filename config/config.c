@@ -21,7 +21,7 @@
 
 /* ---- the options table ------------------------------------------------------------------ */
 
-enum opt_type { T_int, T_bool, T_string, T_enum_backend, T_enum_log };
+enum opt_type { T_int, T_bool, T_string, T_enum_backend, T_enum_log, T_enum_role };
 
 enum opt_id {
 #define BYP_OPT(name, env, key, type, def, min, max, doc) OPT_##name,
@@ -56,12 +56,21 @@ static const char *const log_names[BYP_LOG_LEVEL_COUNT] = {
     [BYP_LOG_INFO] = "info",   [BYP_LOG_DEBUG] = "debug",
 };
 
+static const char *const role_names[BYP_ROLE_COUNT] = {
+    [BYP_ROLE_SERVER] = "server", [BYP_ROLE_CLIENT] = "client",
+};
+
 /* Keys of the file that are not in the options table. */
 static const char *const list_keys[] = { "dpdk_args", "rules" };
 
 const char *byp_backend_name(int backend)
 {
     return backend >= 0 && backend < BYP_BACKEND_COUNT ? backend_names[backend] : "?";
+}
+
+const char *byp_role_name(int role)
+{
+    return role >= 0 && role < BYP_ROLE_COUNT ? role_names[role] : "?";
 }
 
 const char *byp_log_level_name(int level)
@@ -75,6 +84,10 @@ static const char *const *enum_names(enum opt_type t, int *n)
     if (t == T_enum_backend) {
         *n = BYP_BACKEND_COUNT;
         return backend_names;
+    }
+    if (t == T_enum_role) {
+        *n = BYP_ROLE_COUNT;
+        return role_names;
     }
     *n = BYP_LOG_LEVEL_COUNT;
     return log_names;
@@ -94,6 +107,7 @@ void byp_config_defaults(byp_config_t *cfg)
 #define DEFAULT_string(f, d) f = dup_or_null(d)
 #define DEFAULT_enum_backend(f, d) f = (d)
 #define DEFAULT_enum_log(f, d) f = (d)
+#define DEFAULT_enum_role(f, d) f = (d)
 #include "options.def"
 #undef BYP_OPT
 }
@@ -106,6 +120,7 @@ void byp_config_free(byp_config_t *cfg)
 #define FREE_string(f) free(f);
 #define FREE_enum_backend(f)
 #define FREE_enum_log(f)
+#define FREE_enum_role(f)
 #include "options.def"
 #undef BYP_OPT
     for (int i = 0; i < cfg->n_dpdk_args; i++)
@@ -130,6 +145,7 @@ static int store(byp_config_t *cfg, const struct opt_desc *o, long num, const ch
         break;
     case T_enum_backend:
     case T_enum_log:
+    case T_enum_role:
         *(int *)field = (int)num;
         break;
     case T_string: {
@@ -250,7 +266,8 @@ static const char *accepted(const struct opt_desc *o, char *buf, size_t n)
         snprintf(buf, n, "a string of %ld..%ld characters", o->min, o->max);
         break;
     case T_enum_backend:
-    case T_enum_log: {
+    case T_enum_log:
+    case T_enum_role: {
         int cnt;
         const char *const *names = enum_names(o->type, &cnt);
         size_t len = 0;
@@ -331,6 +348,7 @@ static int apply_env(byp_load_ctx_t *c, byp_config_t *cfg, const struct opt_desc
     }
     case T_enum_backend:
     case T_enum_log:
+    case T_enum_role:
         num = enum_value(o, v);
         if (num < 0)
             return byp_load_fail(c, -EINVAL, "%s=\"%s\": unknown value; accepted %s", o->env,
@@ -424,6 +442,7 @@ static int apply_file(byp_load_ctx_t *c, byp_config_t *cfg, const struct opt_des
     }
     case T_enum_backend:
     case T_enum_log:
+    case T_enum_role:
         if (type != CONFIG_TYPE_STRING)
             return byp_load_fail(c, -EINVAL, "%s:%d: %s: expected a string, got %s; "
                                  "accepted %s", file, line, o->key, byp_setting_kind(s),

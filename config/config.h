@@ -23,6 +23,12 @@ enum byp_backend {
     BYP_BACKEND_PCI,
 };
 
+/* memif_role: which side of a memif link this process is. */
+enum byp_role {
+    BYP_ROLE_SERVER = 0,    /* creates the control socket, waits for the client */
+    BYP_ROLE_CLIENT,        /* connects to the server's socket */
+};
+
 enum byp_action {
     BYP_ACT_KERNEL = 0,     /* no match, or an explicit "kernel" rule */
     BYP_ACT_ACCELERATE = 1,
@@ -56,6 +62,7 @@ typedef struct byp_config {
 #define BYP_OPT_FIELD_string(name) char *name;
 #define BYP_OPT_FIELD_enum_backend(name) int name;
 #define BYP_OPT_FIELD_enum_log(name) int name;
+#define BYP_OPT_FIELD_enum_role(name) int name;
 #include "options.def"
 #undef BYP_OPT
     char **dpdk_args;       /* extra EAL arguments (file only) */
@@ -74,6 +81,7 @@ typedef struct byp_config {
 /* Number of values of enum byp_backend and of enum byp_log_level (common/log.h). */
 #define BYP_BACKEND_COUNT 5
 #define BYP_LOG_LEVEL_COUNT 4
+#define BYP_ROLE_COUNT 2
 
 /* Fill @cfg with the defaults only (no file, no environment).  Never fails.  Overwrites @cfg
  * without freeing anything it held: use byp_config_free on a loaded config instead. */
@@ -122,5 +130,7 @@ int byp_rule_match(const byp_config_t *cfg, int proto, const struct sockaddr *ad
  * as accepted in the file and the environment; "?" for a value out of range. */
 const char *byp_backend_name(int backend);
 const char *byp_log_level_name(int level);
+/* "server" / "client" for an enum byp_role value; "?" when out of range. */
+const char *byp_role_name(int role);
 
 #endif

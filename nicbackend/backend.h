@@ -26,7 +26,8 @@
 
 /* What to open.  Zero / NULL fields take the documented default. */
 struct byp_nic_conf {
-    const char *ifname;         /* kernel interface (af_xdp); required */
+    const char *ifname;         /* kernel interface (af_xdp, af_packet, tap); for memif and
+                                 * pci only a label (NULL: the backend's label) */
     const char *backend;        /* backend name; NULL: "af_xdp" */
     const char *xdp_prog;       /* steering program object; NULL: byp_steer_prog_path() */
     unsigned nb_mbufs;          /* mbufs in the pool; 0: 16384 */
@@ -35,6 +36,15 @@ struct byp_nic_conf {
     int nb_eal_args;            /* extra EAL arguments (config dpdk_args), appended */
     char *const *eal_args;
     int force_no_huge;          /* 1: use --no-huge even when hugepages are free */
+    /* memif (memif.c) */
+    const char *memif_socket;   /* control socket path; NULL: /run/memif.sock */
+    int memif_client;           /* 0: server (creates the socket), 1: client */
+    unsigned memif_id;
+    uint32_t ip;                /* the stack's IPv4 address, network order: memif derives a
+                                 * stable MAC from it, so a restarted peer keeps its MAC */
+    /* pci (pci.c): one of the two */
+    const char *pci;            /* PCI address, "0000:03:00.0" or "03:00.0" */
+    const char *dpdk_port;      /* any rte_dev_probe device string */
 };
 
 struct byp_nic;
@@ -54,7 +64,25 @@ struct byp_nic_ops {
      * byp_steer_*; neighbours come from the kernel).  0: a dedicated interface, every
      * frame reaches the stack, which answers ARP itself. */
     int steers;
+    /* Name shown for the NIC when the config names no kernel interface (memif, pci); NULL:
+     * the backend needs the `interface` key. */
+    const char *label;
+    /* Optional: start the configured port instead of rte_eth_dev_start (memif: a client
+     * whose server is not there yet starts "unplugged" and connects later).  0 or -errno. */
+    int (*port_start)(struct byp_nic *nic);
+    /* Optional: called about once a millisecond with the stack lock held (no burst runs
+     * meanwhile); memif reconnects a client whose server went away. */
+    void (*tick)(struct byp_nic *nic);
+    /* Optional: whether the peer is reachable: 1 (link up), 0 (link down but coming up:
+     * a handshake under way, worth a short wait), -ENOTCONN (no peer there: a connect()
+     * is refused, as by a host without that port).  NULL: always reachable.  Called with
+     * or without the stack lock; it only reads. */
+    int (*link_state)(struct byp_nic *nic);
+    /* Optional fast path; NULL: byp_nic_ethdev_burst. */
+    const struct byp_nic_burst_ops *burst;
 };
+
+struct byp_nic;
 
 /* Fast path: move up to @n packets; return how many moved.  tx takes ownership of the
  * mbufs it returns as sent; the caller still owns the rest. */
@@ -80,6 +108,8 @@ struct byp_nic {
 extern const struct byp_nic_ops byp_nic_af_xdp_ops;
 extern const struct byp_nic_ops byp_nic_af_packet_ops;
 extern const struct byp_nic_ops byp_nic_tap_ops;
+extern const struct byp_nic_ops byp_nic_memif_ops;
+extern const struct byp_nic_ops byp_nic_pci_ops;
 extern const struct byp_nic_burst_ops byp_nic_ethdev_burst;
 
 /* Start DPDK in this process (once) and open the configured backend on it.
@@ -96,6 +126,17 @@ void byp_nic_close(struct byp_nic *nic);
 
 /* Look up a backend by name; NULL if unknown. */
 const struct byp_nic_ops *byp_nic_find_backend(const char *name);
+
+/* EAL flags the pci backend needs for @conf (pci.c): BYP_EAL_PCI for a PCI address,
+ * BYP_EAL_SHARE_MEM for a vhost-user device (net_vhost, net_virtio_user). */
+unsigned byp_nic_pci_eal_flags(const struct byp_nic_conf *conf);
+
+/* Run the backend's periodic work (ops->tick), if any.  Stack lock held. */
+void byp_nic_tick(struct byp_nic *nic);
+
+/* Whether peers are reachable through @nic now (ops->link_state): 1, 0 (coming up) or
+ * -ENOTCONN; 1 for backends without a link notion. */
+int byp_nic_link_state(struct byp_nic *nic);
 
 static inline uint16_t byp_nic_rx_burst(struct byp_nic *nic, struct rte_mbuf **pkts, uint16_t n)
 {
@@ -117,15 +158,22 @@ struct byp_eal_info {
     int affinity_restored;      /* 1: the caller's CPU affinity was put back */
 };
 
+/* Flags of byp_eal_start. */
+#define BYP_EAL_PCI 1u          /* a PCI device will be probed: no --no-pci */
+#define BYP_EAL_SHARE_MEM 2u    /* memory is shared with a vhost-user peer: one file per
+                                 * memseg list (--single-file-segments), so the memory
+                                 * table fits vhost-user's 8 regions */
+
 /* Start the EAL in this process, once: --in-memory (or --no-huge --no-shconf -m when no
- * hugepages are free or @force_no_huge), a per-process --file-prefix, --no-pci,
+ * hugepages are free or @force_no_huge), a per-process --file-prefix, --no-pci (unless
+ * @flags has BYP_EAL_PCI), --single-file-segments with BYP_EAL_SHARE_MEM,
  * --no-telemetry, a log level following BYPASS_LOG, then @extra args.  No device is
  * probed here (devices are hot-plugged by byp_nic_open, so a bad device cannot leave the
  * EAL half started).  The calling thread's CPU affinity is restored afterwards.
  * Returns 0 (also when already started), or the negative errno of the first attempt:
  * DPDK cannot be initialised twice, so a failure is final for the process.
  * Errors: -ENOMEM (memory), -EPERM (permission), -EINVAL (bad extra arguments), -EIO. */
-int byp_eal_start(int nb_extra, char *const *extra, int force_no_huge);
+int byp_eal_start(int nb_extra, char *const *extra, int force_no_huge, unsigned flags);
 
 /* The state of the EAL; never NULL. */
 const struct byp_eal_info *byp_eal_info(void);

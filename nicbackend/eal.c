@@ -7,7 +7,8 @@
  *   restored after;
  * - it keeps files in /var/run/dpdk and hugepage files shared between processes:
  *   --in-memory (or --no-shconf with --no-huge) and a per-process --file-prefix;
- * - it scans the PCI bus and starts a telemetry socket: --no-pci, --no-telemetry;
+ * - it scans the PCI bus and starts a telemetry socket: --no-pci (unless a PCI NIC is
+ *   configured: backend pci), --no-telemetry;
  * - it picks physical addresses (IOVA as PA, reading /proc/self/pagemap) when it runs as
  *   root: --iova-mode=va, which af_xdp and the vdevs need no more than;
  * - it fails hard without free hugepages: we look first and fall back to --no-huge;
@@ -127,7 +128,7 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-int byp_eal_start(int nb_extra, char *const *extra, int force_no_huge)
+int byp_eal_start(int nb_extra, char *const *extra, int force_no_huge, unsigned flags)
 {
     char prefix[64], lcores[32], mem[16], loglevel[32];
     char *argv[MAX_ARGS];
@@ -158,7 +159,15 @@ int byp_eal_start(int nb_extra, char *const *extra, int force_no_huge)
     argv[argc++] = "-l";
     argv[argc++] = lcores;
     argv[argc++] = prefix;
-    argv[argc++] = "--no-pci";
+    if (!(flags & BYP_EAL_PCI)) {
+        argv[argc++] = "--no-pci";   /* no PCI scan: nothing of the host's is touched */
+    } else {
+        /* The bus is scanned, but an allow-list naming the host bridge (never a NIC DPDK
+         * drives) keeps rte_eal_init from probing every DPDK-bound NIC of the host; the
+         * configured one is hot-plugged by byp_nic_open like every device. */
+        argv[argc++] = "-a";
+        argv[argc++] = "0000:00:00.0";
+    }
     argv[argc++] = "--no-telemetry";
     argv[argc++] = "--iova-mode=va";
     argv[argc++] = loglevel;
@@ -177,6 +186,8 @@ int byp_eal_start(int nb_extra, char *const *extra, int force_no_huge)
                      huge_mb, HUGE_MIN_MB);
     } else {
         argv[argc++] = "--in-memory";
+        if (flags & BYP_EAL_SHARE_MEM)
+            argv[argc++] = "--single-file-segments";
     }
     for (int i = 0; i < nb_extra; i++)
         argv[argc++] = extra[i];

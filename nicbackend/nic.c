@@ -43,7 +43,24 @@ const struct byp_nic_ops *byp_nic_find_backend(const char *name)
         return &byp_nic_af_packet_ops;
     if (strcmp(name, "tap") == 0)
         return &byp_nic_tap_ops;
+    if (strcmp(name, "memif") == 0)
+        return &byp_nic_memif_ops;
+    if (strcmp(name, "pci") == 0)
+        return &byp_nic_pci_ops;
     return NULL;
+}
+
+void byp_nic_tick(struct byp_nic *nic)
+{
+    if (nic != NULL && nic->ops->tick != NULL)
+        nic->ops->tick(nic);
+}
+
+int byp_nic_link_state(struct byp_nic *nic)
+{
+    if (nic == NULL || nic->ops->link_state == NULL)
+        return 1;
+    return nic->ops->link_state(nic);
 }
 
 /* DPDK returns negative errnos from ethdev calls, -1 + rte_errno elsewhere. */
@@ -91,7 +108,7 @@ static int setup_port(struct byp_nic *nic, const struct byp_nic_conf *conf)
         byp_err("nic %s: tx queue setup failed: %s", nic->devname, strerror(-ret));
         return ret;
     }
-    ret = rte_eth_dev_start(nic->port_id);
+    ret = nic->ops->port_start ? nic->ops->port_start(nic) : rte_eth_dev_start(nic->port_id);
     if (ret < 0) {
         byp_err("nic %s: start failed: %s", nic->devname, strerror(-ret));
         return ret;
@@ -99,10 +116,11 @@ static int setup_port(struct byp_nic *nic, const struct byp_nic_conf *conf)
     return 0;
 }
 
-/* Remove a hot-plugged vdev by name (rte_eal_hotplug_remove wants the bus name apart). */
+/* Remove a hot-plugged device by name (rte_eal_hotplug_remove wants the bus name apart):
+ * a PCI address ("0000:03:00.0") is on the pci bus, anything else a vdev. */
 static void remove_vdev(const char *name)
 {
-    rte_eal_hotplug_remove("vdev", name);
+    rte_eal_hotplug_remove(strchr(name, ':') != NULL ? "pci" : "vdev", name);
 }
 
 /* Undo a (partial) open: the ethdev close is what detaches af_xdp's XDP program. */
@@ -124,19 +142,23 @@ int byp_nic_open(const struct byp_nic_conf *conf, struct byp_nic **out)
     const struct byp_nic_ops *ops;
     struct byp_nic *nic;
     char devargs[512], poolname[RTE_MEMPOOL_NAMESIZE];
+    const char *ifname;
     char *comma;
     unsigned nb_mbufs;
     int ret;
 
     *out = NULL;
-    if (!conf || !conf->ifname || strlen(conf->ifname) >= IF_NAMESIZE)
+    if (!conf)
         return -EINVAL;
     ops = byp_nic_find_backend(conf->backend);
     if (!ops) {
-        byp_err("nic: backend \"%s\" is not available (accepted: af_xdp, af_packet, tap)",
-                conf->backend);
+        byp_err("nic: backend \"%s\" is not available (accepted: af_xdp, af_packet, tap, "
+                "memif, pci)", conf->backend);
         return -ENOENT;
     }
+    ifname = conf->ifname ? conf->ifname : ops->label;
+    if (!ifname || strlen(ifname) >= IF_NAMESIZE)
+        return -EINVAL;
     if (nic_open_count > 0)
         return -EALREADY;
 
@@ -145,7 +167,8 @@ int byp_nic_open(const struct byp_nic_conf *conf, struct byp_nic **out)
     ret = ops->devargs(conf, devargs, sizeof(devargs));
     if (ret < 0)
         return ret;
-    ret = byp_eal_start(conf->nb_eal_args, conf->eal_args, conf->force_no_huge);
+    ret = byp_eal_start(conf->nb_eal_args, conf->eal_args, conf->force_no_huge,
+                        ops == &byp_nic_pci_ops ? byp_nic_pci_eal_flags(conf) : 0);
     if (ret < 0)
         return ret;
 
@@ -153,21 +176,21 @@ int byp_nic_open(const struct byp_nic_conf *conf, struct byp_nic **out)
     if (!nic)
         return -ENOMEM;
     nic->ops = ops;
-    nic->burst = &byp_nic_ethdev_burst;
+    nic->burst = ops->burst ? ops->burst : &byp_nic_ethdev_burst;
     nic->queue_id = 0;
-    snprintf(nic->ifname, sizeof(nic->ifname), "%s", conf->ifname);
-    nic->ifindex = if_nametoindex(conf->ifname);   /* 0 for tap: created by the probe */
+    snprintf(nic->ifname, sizeof(nic->ifname), "%s", ifname);
+    nic->ifindex = if_nametoindex(ifname);   /* 0 for tap: created by the probe */
     comma = strchr(devargs, ',');
     snprintf(nic->devname, sizeof(nic->devname), "%.*s",
              (int)(comma ? (size_t)(comma - devargs) : strlen(devargs)), devargs);
 
     nb_mbufs = conf->nb_mbufs ? conf->nb_mbufs : DEFAULT_MBUFS;
-    snprintf(poolname, sizeof(poolname), "byp_pool_%s", conf->ifname);
+    snprintf(poolname, sizeof(poolname), "byp_pool_%s", ifname);
     nic->pool = rte_pktmbuf_pool_create(poolname, nb_mbufs, POOL_CACHE, BYP_MBUF_PRIV_SIZE,
                                         RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
     if (!nic->pool) {
         ret = -rte_errno;
-        byp_err("nic %s: cannot create a pool of %u mbufs: %s", conf->ifname, nb_mbufs,
+        byp_err("nic %s: cannot create a pool of %u mbufs: %s", ifname, nb_mbufs,
                 rte_strerror(rte_errno));
         teardown(nic, 0, 0);
         return ret ? ret : -ENOMEM;
@@ -175,13 +198,13 @@ int byp_nic_open(const struct byp_nic_conf *conf, struct byp_nic **out)
 
     ret = rte_dev_probe(devargs);
     if (ret < 0) {
-        byp_err("nic %s: cannot create device \"%s\": %s", conf->ifname, devargs,
+        byp_err("nic %s: cannot create device \"%s\": %s", ifname, devargs,
                 strerror(-ret));
         teardown(nic, 0, 0);
         return ret;
     }
     if (rte_eth_dev_get_port_by_name(nic->devname, &nic->port_id) != 0) {
-        byp_err("nic %s: device %s has no ethdev port", conf->ifname, nic->devname);
+        byp_err("nic %s: device %s has no ethdev port", ifname, nic->devname);
         remove_vdev(nic->devname);
         teardown(nic, 0, 0);
         return -EIO;

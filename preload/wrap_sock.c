@@ -3,6 +3,8 @@
  * the engine; everything else, and everything the engine declines or cannot start for,
  * stays exactly the kernel's call. */
 #include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "byp.h"
 #include "engine.h"
@@ -33,12 +35,41 @@ static int ipv4_of(const struct sockaddr *sa, socklen_t len, struct sockaddr_in 
     return 0;
 }
 
+/* Whether @a is the stack's own address on a backend without a kernel interface address
+ * (af_packet, tap, memif, pci: the `ip` key), which the kernel does not hold.  A bind to
+ * it for a port a rule accelerates succeeds (the stack will serve it); any other stays
+ * the kernel's EADDRNOTAVAIL. */
+static int is_stack_only_addr(in_addr_t a)
+{
+    struct in_addr own;
+    char buf[32];
+    if (byp_cfg.backend == BYP_BACKEND_AF_XDP || byp_cfg.ip == NULL)
+        return 0;
+    snprintf(buf, sizeof buf, "%s", byp_cfg.ip);
+    buf[strcspn(buf, "/")] = '\0';
+    return inet_pton(AF_INET, buf, &own) == 1 && own.s_addr == a;
+}
+
 BYP_EXPORT int bind(int fd, const struct sockaddr *addr, socklen_t len)
 {
     const byp_fd_ops_t *ops = byp_fd_ops(fd);
     if (byp_unlikely(ops != NULL))
         return ops->bind(fd, addr, len);
-    return BYP_REAL(bind)(fd, addr, len);
+    int caller_errno = errno;
+    int rc = BYP_REAL(bind)(fd, addr, len);
+    struct sockaddr_in sin;
+    if (rc < 0 && errno == EADDRNOTAVAIL && candidate(fd, BYP_FD_KTCP) &&
+        ipv4_of(addr, len, &sin) && is_stack_only_addr(sin.sin_addr.s_addr) &&
+        byp_rule_match(&byp_cfg, BYP_PROTO_TCP, (struct sockaddr *)&sin, sizeof sin) ==
+            BYP_ACT_ACCELERATE) {
+        /* The stack's own address on a dedicated link: the kernel socket, which reserves
+         * the port and names the socket, binds it without holding it (IP_FREEBIND). */
+        int one = 1, saved = errno;
+        if (BYP_REAL(setsockopt)(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof one) == 0)
+            rc = BYP_REAL(bind)(fd, addr, len);
+        errno = rc < 0 ? saved : caller_errno;
+    }
+    return rc;
 }
 
 /* Try to make @fd an accelerated listener.  Returns 0 (done), -errno (listen failed as the

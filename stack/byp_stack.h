@@ -62,6 +62,11 @@ void byp_flow_unref(int proto, in_addr_t addr, in_port_t port);
 /* Whether @addr (network order) is reachable through the accelerated interface. */
 int byp_route_ok(in_addr_t addr);
 
+/* Whether the NIC's link lets the stack reach its peer now, waiting up to a second for a
+ * link that is coming up (memif: the peer process connecting).  Without the stack lock.
+ * 0: the peer is not there, and a connect() is refused as by a host without the port. */
+int byp_link_ready(void);
+
 
 
 /* Ask the kernel to resolve neighbour @addr on @ifindex (kresolve.c).  0, -EEXIST (it has

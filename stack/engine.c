@@ -166,6 +166,7 @@ int byp_engine_poll(int from_app)
     if (t != last_timer_ms) {
         last_timer_ms = t;
         sys_check_timeouts();
+        byp_nic_tick(nic);
         if (byp_neigh_pending)
             byp_neigh_poll();
         byp_tcp_reap();
@@ -242,10 +243,33 @@ void byp_flow_unref(int proto, in_addr_t addr, in_port_t port)
         }
 }
 
+static in_addr_t gateway;   /* `gateway` key on a dedicated interface; 0: none */
+
 int byp_route_ok(in_addr_t addr)
 {
-    /* On-link only for now: routes and gateways come with the live kernel mirror. */
-    return (addr & byp_if_mask) == (byp_if_addr & byp_if_mask) && addr != byp_if_addr;
+    /* On-link, or through the configured gateway of a dedicated interface (af_xdp's
+     * routes and gateways come with the live kernel mirror). */
+    if (addr == byp_if_addr)
+        return 0;
+    return (addr & byp_if_mask) == (byp_if_addr & byp_if_mask) || gateway != 0;
+}
+
+/* How long a connect() waits for a link that is coming up (a memif handshake). */
+#define LINK_WAIT_NS (1000LL * 1000000)
+
+int byp_link_ready(void)
+{
+    int64_t end = now_ns() + LINK_WAIT_NS;
+    for (;;) {
+        int st = byp_nic_link_state(nic);
+        if (st != 0)
+            return st > 0;
+        if (now_ns() >= end)
+            return 0;
+        byp_engine_poll(1);   /* runs the backend's tick, which drives the handshake */
+        struct timespec pause = {0, 200000};
+        nanosleep(&pause, NULL);
+    }
 }
 
 /* ---- progress thread ---- */
@@ -439,11 +463,11 @@ static int engine_start(void)
     const char *bname = byp_backend_name((int)byp_cfg.backend);
     const struct byp_nic_ops *bops = byp_nic_find_backend(bname);
     if (bops == NULL) {
-        byp_err("backend %s is not available yet; accepted: af_xdp, af_packet, tap", bname);
+        byp_err("backend %s is not available; accepted: af_xdp, af_packet, tap, memif, pci", bname);
         return -ENOTSUP;
     }
     byp_steering = bops->steers;
-    if (byp_cfg.interface == NULL) {
+    if (byp_cfg.interface == NULL && bops->label == NULL) {
         byp_err("no interface configured (interface = \"...\" in the config file, or BYPASS_INTERFACE)");
         return -EINVAL;
     }
@@ -470,6 +494,15 @@ static int engine_start(void)
         }
         kif.prefixlen = (uint8_t)prefix;
         kif.mtu = 1500;
+        struct in_addr g;
+        if (byp_cfg.gateway != NULL &&
+            (inet_pton(AF_INET, byp_cfg.gateway, &g) != 1 || prefix == 0 ||
+             ((g.s_addr ^ kif.addr) & htonl(~0u << (32 - prefix))) != 0)) {
+            byp_err("gateway = \"%s\" is not an IPv4 address inside %s (the ip key's subnet)",
+                    byp_cfg.gateway, byp_cfg.ip);
+            return -EINVAL;
+        }
+        gateway = byp_cfg.gateway != NULL ? g.s_addr : 0;
     }
     struct byp_nic_conf conf = {
         .ifname = byp_cfg.interface,
@@ -482,6 +515,12 @@ static int engine_start(void)
         .nb_rxd = 4096,
         .nb_txd = 4096,
         .nb_mbufs = 32768,
+        .memif_socket = byp_cfg.memif_socket,
+        .memif_client = byp_cfg.memif_role == BYP_ROLE_CLIENT,
+        .memif_id = (unsigned)byp_cfg.memif_id,
+        .ip = kif.addr,
+        .pci = byp_cfg.pci,
+        .dpdk_port = byp_cfg.dpdk_port,
     };
     rc = byp_nic_open(&conf, &nic);
     if (rc < 0)
@@ -521,6 +560,8 @@ static int engine_start(void)
     byp_stack_lock();
     lwip_init();
     rc = byp_netif_setup(nic, kif.mac, kif.mtu, kif.addr, kif.prefixlen);
+    if (rc == 0 && gateway != 0)
+        netif_set_gw(&byp_netif, &(ip4_addr_t){.addr = gateway});
     byp_family_start(nic->pool);
     byp_stack_unlock();
     if (rc < 0) {
@@ -529,8 +570,8 @@ static int engine_start(void)
     }
     progress_pid = 0;
     progress_start();
-    byp_stats_start(nic, bname, byp_cfg.interface, kif.addr, kif.prefixlen);
-    byp_info("accelerating on %s (%s/%u), backend %s", byp_cfg.interface,
+    byp_stats_start(nic, bname, nic->ifname, kif.addr, kif.prefixlen);
+    byp_info("accelerating on %s (%s/%u), backend %s", nic->ifname,
              inet_ntoa((struct in_addr){kif.addr}), kif.prefixlen, bname);
     return 0;
 }

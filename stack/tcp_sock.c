@@ -632,6 +632,8 @@ int byp_tcp_connect(int fd, const struct sockaddr_in *remote)
 {
     if (!byp_route_ok(remote->sin_addr.s_addr) || byp_fd_get(fd) == NULL)
         return BYP_ENGINE_DECLINE;
+    if (!byp_link_ready())
+        return -ECONNREFUSED;   /* memif peer process absent: as a host without the port */
     /* The local port: the kernel socket's, reserving it; bind it first if needed. */
     struct sockaddr_in local;
     socklen_t len = sizeof local;

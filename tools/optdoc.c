@@ -62,9 +62,11 @@ static void put_values(struct buf *b, const char *type, long min, long max)
         put(b, "%ld..%ld characters", min, max);
     } else {
         bool backend = strcmp(type, "enum_backend") == 0;
-        int n = backend ? BYP_BACKEND_COUNT : BYP_LOG_LEVEL_COUNT;
+        bool role = strcmp(type, "enum_role") == 0;
+        int n = backend ? BYP_BACKEND_COUNT : role ? BYP_ROLE_COUNT : BYP_LOG_LEVEL_COUNT;
         for (int i = 0; i < n; i++)
-            put(b, "%s`%s`", i ? ", " : "", backend ? byp_backend_name(i) : byp_log_level_name(i));
+            put(b, "%s`%s`", i ? ", " : "", backend ? byp_backend_name(i) :
+                role ? byp_role_name(i) : byp_log_level_name(i));
     }
 }
 
@@ -77,6 +79,8 @@ static void put_default(struct buf *b, const char *type, long num, const char *s
         put(b, "`%s`", byp_backend_name((int)num));
     else if (strcmp(type, "enum_log") == 0)
         put(b, "`%s`", byp_log_level_name((int)num));
+    else if (strcmp(type, "enum_role") == 0)
+        put(b, "`%s`", byp_role_name((int)num));
     else
         put(b, "`%ld`", num);
 }
@@ -87,11 +91,13 @@ static void put_default(struct buf *b, const char *type, long num, const char *s
 #define NUM_string(d) 0L
 #define NUM_enum_backend(d) (long)(d)
 #define NUM_enum_log(d) (long)(d)
+#define NUM_enum_role(d) (long)(d)
 #define STR_int(d) NULL
 #define STR_bool(d) NULL
 #define STR_string(d) (d)
 #define STR_enum_backend(d) NULL
 #define STR_enum_log(d) NULL
+#define STR_enum_role(d) NULL
 
 /* One row of the table. */
 static void put_row(struct buf *b, const char *name, const char *env, const char *key,

@@ -389,7 +389,8 @@ UNIT_TEST(unknown_top_level_key)
     const char *err = bad_file("interface = \"eth1\";\nspin_us = 5;\n");
     CHECK_STR_HAS(err, "/test.conf:2: unknown key \"spin_us\"");
     CHECK_STR_HAS(err, "did you mean \"spin_usec\"?");
-    CHECK_STR_HAS(err, "known keys: interface, backend, ip, xdp_prog, spin_usec, progress_usec, log, "
+    CHECK_STR_HAS(err, "known keys: interface, backend, ip, gateway, memif_socket, memif_role, "
+                       "memif_id, pci, dpdk_port, xdp_prog, spin_usec, progress_usec, log, "
                        "dpdk_args, rules");
 
     /* Environment-only options are not file keys. */
@@ -578,7 +579,9 @@ UNIT_TEST(env_unknown_variable)
     const char *err = bad_env("BYPASS_SPIN_US", "5");
     CHECK_STR_EQ(err, "unknown environment variable BYPASS_SPIN_US (a typo?); did you mean "
                       "BYPASS_SPIN_USEC?; known: BYPASS_CONFIG, BYPASS_INTERFACE, "
-                      "BYPASS_BACKEND, BYPASS_IP, BYPASS_XDP_PROG, BYPASS_SPIN_USEC, BYPASS_PROGRESS_USEC, BYPASS_LOG, "
+                      "BYPASS_BACKEND, BYPASS_IP, BYPASS_GATEWAY, BYPASS_MEMIF_SOCKET, "
+                      "BYPASS_MEMIF_ROLE, BYPASS_MEMIF_ID, BYPASS_PCI, BYPASS_DPDK_PORT, "
+                      "BYPASS_XDP_PROG, BYPASS_SPIN_USEC, BYPASS_PROGRESS_USEC, BYPASS_LOG, "
                       "BYPASS_DISABLE, BYPASS_STRICT");
     err = bad_env("BYPASS_TURBO", "1");
     CHECK_STR_HAS(err, "unknown environment variable BYPASS_TURBO (a typo?); known: ");
@@ -688,6 +691,39 @@ UNIT_TEST(message_is_truncated_safely)
     byp_config_free(&cfg);
 }
 
+UNIT_TEST(backend_keys_memif_pci)
+{
+    byp_config_t cfg;
+    char err[BYP_CONFIG_ERR_MAX];
+    /* Defaults: a server on DPDK's and VPP's usual socket, id 0. */
+    byp_config_defaults(&cfg);
+    CHECK_STR_EQ(cfg.memif_socket, "/run/memif.sock");
+    CHECK_INT(cfg.memif_role, ==, BYP_ROLE_SERVER);
+    CHECK_INT(cfg.memif_id, ==, 0);
+    byp_config_free(&cfg);
+    CHECK_INT(load_text(&cfg, "backend = \"memif\";\nmemif_socket = \"/tmp/x.sock\";\n"
+                        "memif_role = \"client\";\nmemif_id = 7;\nip = \"10.9.0.2/24\";\n"
+                        "gateway = \"10.9.0.254\";\n", err), ==, 0);
+    CHECK_INT(cfg.backend, ==, BYP_BACKEND_MEMIF);
+    CHECK_STR_EQ(cfg.memif_socket, "/tmp/x.sock");
+    CHECK_INT(cfg.memif_role, ==, BYP_ROLE_CLIENT);
+    CHECK_INT(cfg.memif_id, ==, 7);
+    CHECK_STR_EQ(cfg.gateway, "10.9.0.254");
+    byp_config_free(&cfg);
+    good_env(&cfg, "BYPASS_MEMIF_ROLE", "server");
+    CHECK_INT(cfg.memif_role, ==, BYP_ROLE_SERVER);
+    byp_config_free(&cfg);
+    CHECK_INT(load_text(&cfg, "backend = \"pci\";\npci = \"0000:03:00.0\";\n", err), ==, 0);
+    CHECK_STR_EQ(cfg.pci, "0000:03:00.0");
+    byp_config_free(&cfg);
+    CHECK_STR_EQ(bad_env("BYPASS_MEMIF_ROLE", "master"),
+                 "BYPASS_MEMIF_ROLE=\"master\": unknown value; accepted server, client");
+    CHECK_STR_EQ(bad_env("BYPASS_MEMIF_ID", "65536"),
+                 "BYPASS_MEMIF_ID=\"65536\": out of range; accepted 0..65535");
+    CHECK_STR_HAS(bad_file("memif_role = \"slave\";\n"), ":1:");
+    CHECK_STR_HAS(bad_file("memif_role = \"slave\";\n"), "server, client");
+}
+
 static const struct unit_test tests[] = {
     UNIT(defaults),
     UNIT(no_file_no_env_is_defaults),
@@ -718,6 +754,7 @@ static const struct unit_test tests[] = {
     UNIT(error_drops_rules),
     UNIT(disable_skips_everything),
     UNIT(message_is_truncated_safely),
+    UNIT(backend_keys_memif_pci),
 };
 
 int main(int argc, char **argv)
