@@ -196,12 +196,6 @@ void byp_flow_unref(int proto, in_addr_t addr, in_port_t port)
         }
 }
 
-int byp_route_ok(in_addr_t addr)
-{
-    /* On-link only for now: routes and gateways come with the live kernel mirror. */
-    return (addr & byp_if_mask) == (byp_if_addr & byp_if_mask) && addr != byp_if_addr;
-}
-
 /* ---- progress thread ---- */
 
 /* The fd the backend receives on, for sleeping threads: the socket of domain @domain the
@@ -251,8 +245,11 @@ static void *progress_main(void *arg)
     if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) != 0)
         byp_info("progress thread: SCHED_IDLE refused; it runs at normal priority");
     const int64_t interval_ns = byp_cfg.progress_usec * 1000;
+    const int kfd = byp_kmirror_fd();   /* the kernel mirror's netlink socket */
     for (;;) {
         byp_stats_tick();
+        if (kfd >= 0)
+            byp_kmirror_poll();   /* never blocks; applies changes under the stack lock */
         struct timespec ts = {.tv_sec = interval_ns / 1000000000, .tv_nsec = interval_ns % 1000000000};
         int64_t idle = now_ns() - __atomic_load_n(&last_app_poll_ns, __ATOMIC_RELAXED);
         if (idle < APP_SPIN_WINDOW_NS || __atomic_load_n(&byp_sleepers, __ATOMIC_RELAXED) > 0) {
@@ -263,8 +260,8 @@ static void *progress_main(void *arg)
             if (now_ns() - __atomic_load_n(&last_app_poll_ns, __ATOMIC_RELAXED) < interval_ns)
                 continue;
         } else if (xsk_fd >= 0) {
-            struct pollfd p = {.fd = xsk_fd, .events = POLLIN};
-            BYP_REAL(ppoll)(&p, 1, &ts, NULL);
+            struct pollfd p[2] = {{.fd = xsk_fd, .events = POLLIN}, {.fd = kfd, .events = POLLIN}};
+            BYP_REAL(ppoll)(p, kfd >= 0 ? 2 : 1, &ts, NULL);
             if (now_ns() - __atomic_load_n(&last_app_poll_ns, __ATOMIC_RELAXED) < APP_SPIN_WINDOW_NS)
                 continue;
         } else {
@@ -400,6 +397,16 @@ static int engine_start(void)
     if (rc < 0) {
         byp_err("cannot set up the lwIP interface");
         return rc;
+    }
+    if (byp_steering) {
+        /* The interface stays the kernel's: follow its routes, addresses, link and
+         * neighbours live.  Frames from the local kernel over veth may carry its partial
+         * checksums (transmit offload). */
+        byp_netif_trust_partial_csum(strcmp(kif.kind, "veth") == 0);
+        rc = byp_mirror_start(kif.ifindex);
+        if (rc < 0)
+            byp_warn("cannot mirror the kernel's routes and neighbours (%s): only peers on "
+                     "%s's subnet are served", strerror(-rc), byp_cfg.interface);
     }
     pthread_t th;
     pthread_attr_t attr;

@@ -12,8 +12,14 @@
  * Neighbours: ARP replies go to the kernel (the XDP program passes ARP), so lwIP cannot
  * learn them.  An ARP request lwIP tries to send is taken as "resolve this address": it is
  * not sent; the address is looked up in the kernel's table, and if absent the kernel is
- * asked to resolve it (a managed neighbour entry); once the kernel knows it, it becomes a
- * static entry in lwIP's ARP table, which also sends the packets lwIP queued for it. */
+ * asked to resolve it (a managed neighbour entry); once the kernel knows it (the live
+ * mirror, mirror.c, sees it appear), it becomes a static entry in lwIP's ARP table, which
+ * also sends the packets lwIP queued for it.  When the kernel's entry changes MAC, it is
+ * replaced; when it is deleted or fails, it is removed and resolved again on the next send.
+ *
+ * Checksums: full verification by lwIP, except that on a veth interface a TCP/UDP frame
+ * whose checksum field holds the pseudo-header sum (the local kernel's transmit offload,
+ * CHECKSUM_PARTIAL) is accepted, as the kernel itself accepts it from veth. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <string.h>
@@ -66,9 +72,20 @@ static struct {
     uint32_t since_ms;
 } pending[NEIGH_MAX];
 
+/* The static entries we put in lwIP's ARP table, with the MAC each has there. */
+static struct {
+    in_addr_t addr;
+    uint8_t mac[6];
+} installed[ARP_TABLE_SIZE];
+static int ninstalled;
+
 static void neigh_want(in_addr_t addr)
 {
     int free_slot = -1;
+    /* Our own addresses are the kernel's to answer for, never a neighbour to resolve (lwIP
+     * "requests" its own address to announce it on link up). */
+    if (byp_addr_is_local(addr))
+        return;
     for (int i = 0; i < NEIGH_MAX; i++) {
         if (pending[i].addr == addr)
             return;
@@ -83,25 +100,41 @@ static void neigh_want(in_addr_t addr)
     byp_neigh_pending++;
 }
 
+/* Put (or replace) @addr -> @mac in lwIP's table; lwIP sends what it queued for it. */
+static void install(in_addr_t addr, const uint8_t mac[6])
+{
+    ip4_addr_t ip = {.addr = addr};
+    struct eth_addr ea;
+    memcpy(ea.addr, mac, 6);
+    int i;
+    for (i = 0; i < ninstalled && installed[i].addr != addr; i++)
+        ;
+    if (i == ninstalled) {
+        if (ninstalled == ARP_TABLE_SIZE)
+            return;   /* lwIP's table is full as well; its own request will bring it back */
+        ninstalled++;
+    }
+    installed[i].addr = addr;
+    memcpy(installed[i].mac, mac, 6);
+    etharp_add_static_entry(&ip, &ea);
+}
+
 void byp_neigh_poll(void)
 {
     for (int i = 0; i < NEIGH_MAX && byp_neigh_pending > 0; i++) {
         if (pending[i].addr == 0)
             continue;
         uint8_t mac[6];
-        int rc = byp_kstate_get_neigh(nic->ifindex, pending[i].addr, mac);
-        if (rc == 0) {
-            ip4_addr_t ip = {.addr = pending[i].addr};
-            struct eth_addr ea;
-            memcpy(ea.addr, mac, 6);
-            etharp_add_static_entry(&ip, &ea);
+        int state = byp_kneigh_find(pending[i].addr, mac);
+        if (state >= 0 && byp_kneigh_usable((unsigned)state)) {
+            install(pending[i].addr, mac);
             pending[i].addr = 0;
             byp_neigh_pending--;
             continue;
         }
         if (!pending[i].asked) {
             pending[i].asked = 1;
-            rc = byp_kstate_resolve_neigh(nic->ifindex, pending[i].addr);
+            int rc = byp_kstate_resolve_neigh(nic->ifindex, pending[i].addr);
             if (rc < 0 && rc != -EEXIST)
                 byp_warn("cannot ask the kernel to resolve %s: %s",
                          inet_ntoa((struct in_addr){pending[i].addr}), strerror(-rc));
@@ -112,6 +145,30 @@ void byp_neigh_poll(void)
             byp_neigh_pending--;
         }
     }
+}
+
+void byp_neigh_sync(void)
+{
+    for (int i = 0; i < ninstalled;) {
+        uint8_t mac[6];
+        int state = byp_kneigh_find(installed[i].addr, mac);
+        ip4_addr_t ip = {.addr = installed[i].addr};
+        if (state >= 0 && byp_kneigh_usable((unsigned)state)) {
+            if (memcmp(mac, installed[i].mac, 6) != 0) {
+                byp_info("neighbour %s moved to %02x:%02x:%02x:%02x:%02x:%02x",
+                         inet_ntoa((struct in_addr){ip.addr}), mac[0], mac[1], mac[2],
+                         mac[3], mac[4], mac[5]);
+                install(installed[i].addr, mac);
+            }
+            i++;
+            continue;
+        }
+        /* Deleted or failed in the kernel: forget it; lwIP asks again when it next sends. */
+        etharp_remove_static_entry(&ip);
+        installed[i] = installed[--ninstalled];
+    }
+    if (byp_neigh_pending)
+        byp_neigh_poll();
 }
 
 /* An ARP request from lwIP for one of our own addresses' neighbours: hand it to the
@@ -200,6 +257,67 @@ int byp_netif_setup(struct byp_nic *n, const uint8_t mac[6], unsigned mtu, in_ad
     return 0;
 }
 
+/* Frames of the veth driver may carry a partial checksum (below). */
+static int trust_partial;
+
+void byp_netif_trust_partial_csum(int on)
+{
+    trust_partial = on;
+}
+
+/* Whether the TCP/UDP checksum field of IPv4 packet @ip (@len bytes) holds exactly the
+ * pseudo-header sum: a CHECKSUM_PARTIAL frame, which the sending kernel left for the
+ * (virtual) NIC to finish.  Over veth nothing finishes it; the receiving kernel trusts such
+ * a frame as a NIC's checksum offload would have vouched for it, and so do we.  Any other
+ * value is verified in full by lwIP. */
+static int partial_csum(const uint8_t *ip, unsigned len)
+{
+    unsigned ihl = (ip[0] & 0x0fu) * 4;
+    if ((ip[0] >> 4) != 4 || ihl < 20 || len < ihl + 20 || ((ip[6] & 0x3f) | ip[7]) != 0)
+        return 0;   /* not plain IPv4, or a fragment */
+    unsigned off = ip[9] == 6 ? 16 : ip[9] == 17 ? 6 : 0;
+    if (off == 0)
+        return 0;
+    unsigned l4len = (((unsigned)ip[2] << 8) | ip[3]) - ihl;
+    uint32_t sum = ip[9] + l4len;
+    for (int i = 12; i < 20; i += 2)
+        sum += ((uint32_t)ip[i] << 8) | ip[i + 1];
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    return (((uint32_t)ip[ihl + off] << 8) | ip[ihl + off + 1]) == sum;
+}
+
+/* Hand one frame to lwIP.  A frame for another of the interface's addresses is shown to
+ * lwIP with that address as the netif's (lwIP 2.1 has one per netif), so a listener on
+ * INADDR_ANY accepts on it and the connection keeps it as its source. */
+static void deliver(struct pbuf *p)
+{
+    const uint8_t *f = p->payload;
+    ip4_addr_t *own = ip_2_ip4(&byp_netif.ip_addr);
+    in_addr_t saved_ip = own->addr;
+    u16_t saved_csum = byp_netif.chksum_flags;
+    int swapped = 0, relaxed = 0;
+    if (p->len >= SIZEOF_ETH_HDR + 20 && f[12] == 0x08 && f[13] == 0x00) {
+        const uint8_t *ip = f + SIZEOF_ETH_HDR;
+        in_addr_t dst;
+        memcpy(&dst, ip + 16, 4);
+        if (dst != saved_ip && byp_addr_is_local(dst)) {
+            own->addr = dst;
+            swapped = 1;
+        }
+        if (trust_partial && partial_csum(ip, p->len - SIZEOF_ETH_HDR)) {
+            byp_netif.chksum_flags &= (u16_t)~(NETIF_CHECKSUM_CHECK_TCP | NETIF_CHECKSUM_CHECK_UDP);
+            relaxed = 1;
+        }
+    }
+    if (byp_netif.input(p, &byp_netif) != ERR_OK)
+        pbuf_free(p);
+    if (swapped)
+        own->addr = saved_ip;
+    if (relaxed)
+        byp_netif.chksum_flags = saved_csum;
+}
+
 int byp_netif_rx(void)
 {
     struct rte_mbuf *pkts[RX_BURST];
@@ -234,8 +352,8 @@ int byp_netif_rx(void)
             if (p == NULL)
                 rte_pktmbuf_free(m);
         }
-        if (p != NULL && byp_netif.input(p, &byp_netif) != ERR_OK)
-            pbuf_free(p);
+        if (p != NULL)
+            deliver(p);
     }
     return n;
 }
