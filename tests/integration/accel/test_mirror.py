@@ -107,3 +107,40 @@ def test_routed_accelerated_client(routednet):
     assert cp.returncode == 0, cp.stderr
     parse_bench(cp.stdout, "set,get")
     assert_bypassed(before, net.tcp_segs("client"), 40000, "accelerated routed client")
+
+
+# ---- 2. routes changing under a transfer ------------------------------------------------
+
+TRANSFER_S = 30
+
+
+def forwarded(net, side):
+    return net.snmp(side)["Ip.ForwDatagrams"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["kernel", "accel"])
+def test_route_replace_delete_during_transfer(routednet, mode):
+    """A route replaced by one through a second router, then deleted for 2 s and added back,
+    during a paced transfer: it completes intact, with and without the library, and the
+    second router carried the server's segments while its route was in place."""
+    net = routednet(accel=("server",) if mode == "accel" else (), r2=True)
+    conf = write_conf(net.dir / "srv.conf", "bypv0", [("tcp", 7300)]) if mode == "accel" else None
+    seen = {}
+
+    def during(n):
+        time.sleep(4)
+        r2_before = forwarded(n, "r2")
+        n.sh("server", "route", "replace", "default", "via", n.r2_ip)
+        time.sleep(6)
+        seen["r2"] = forwarded(n, "r2") - r2_before
+        n.sh("server", "route", "del", "default")
+        time.sleep(2)
+        n.sh("server", "route", "add", "default", "via", n.r1_ip)
+
+    before = net.tcp_segs("server")
+    s, c, srv = paced_run(net, TRANSFER_S, 1 << 20, "route-" + mode, srv_conf=conf,
+                          during=during)
+    assert seen["r2"] > 200, "the second router forwarded only %d datagrams" % seen["r2"]
+    if mode == "accel":
+        assert_bypassed(before, net.tcp_segs("server"), s["bytes"] // 1448, "routed transfer")
