@@ -109,6 +109,16 @@ static void on_err(void *arg, err_t err)
 {
     struct tsock *ts = arg;
     int e;
+    if (err == ERR_CLSD) {
+        /* Closed in order after we had shut down writing and the peer's FIN came (lwIP frees
+         * the pcb): end of file, not an error. */
+        ts->pcb = NULL;
+        ts->state = T_CLOSED;
+        ts->rx_fin = 1;
+        ts->sndbuf = 0;
+        byp_tsock_changed(ts);
+        return;
+    }
     if (ts->state == T_CONNECTING)
         e = err == ERR_RST ? ECONNREFUSED : ETIMEDOUT;
     else
