@@ -1,7 +1,9 @@
 """A paced stream for tests that change the network while a connection carries data.
 
-    paced.py server PORT SECONDS RATE SEED    accept one connection, send RATE bytes/s
-                                              for SECONDS, close; print JSON
+    paced.py server PORT SECONDS RATE SEED [CONNS]
+                                              accept CONNS (1) connections one after the
+                                              other; on each send RATE bytes/s for
+                                              SECONDS, close, print a JSON line
                                               {"sent": sha256, "bytes": n}
     paced.py client HOST PORT [--mss]         connect, read to EOF; print JSON
                                               {"received": sha256, "rx_bytes": n,
@@ -34,13 +36,18 @@ def expected(seed, nbytes):
     return h.hexdigest()
 
 
-def server(port, seconds, rate, seed):
+def server(port, seconds, rate, seed, conns):
     ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind(("0.0.0.0", port))
     ls.listen(8)
     print("ready", file=sys.stderr, flush=True)
-    c, _ = ls.accept()
+    for _ in range(conns):
+        serve(ls.accept()[0], seconds, rate, seed)
+    ls.close()
+
+
+def serve(c, seconds, rate, seed):
     h, sent, i = hashlib.sha256(), 0, 0
     t0 = time.monotonic()
     while time.monotonic() - t0 < seconds:
@@ -53,7 +60,6 @@ def server(port, seconds, rate, seed):
             i += 1
         time.sleep(0.01)
     c.close()
-    ls.close()
     print(json.dumps({"sent": h.hexdigest(), "bytes": sent}), flush=True)
 
 
@@ -75,6 +81,7 @@ def client(host, port):
 
 if __name__ == "__main__":
     if sys.argv[1] == "server":
-        server(int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5])
+        server(int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5],
+               int(sys.argv[6]) if len(sys.argv) > 6 else 1)
     else:
         client(sys.argv[2], int(sys.argv[3]))

@@ -144,3 +144,147 @@ def test_route_replace_delete_during_transfer(routednet, mode):
     assert seen["r2"] > 200, "the second router forwarded only %d datagrams" % seen["r2"]
     if mode == "accel":
         assert_bypassed(before, net.tcp_segs("server"), s["bytes"] // 1448, "routed transfer")
+
+
+# ---- 3. a neighbour's MAC changes, then its entry is deleted ---------------------------
+
+def neigh_mac(net, side, ip):
+    out = net._ip("-n", net.ns_dev(side)[0], "neigh", "show", ip).stdout.split()
+    return out[out.index("lladdr") + 1] if "lladdr" in out else None
+
+
+@pytest.mark.slow
+def test_neighbour_mac_change_and_delete(netpair):
+    """During a paced transfer the client's MAC changes (and the server's neighbour entry
+    with it): the stream goes on to the new MAC (frames to the old one are dropped by the
+    client's veth, so it could not complete otherwise).  Then the server's entry is deleted:
+    the stack has the kernel resolve it again, and the transfer completes intact."""
+    net = netpair(accel=("server",))
+    conf = write_conf(net.dir / "srv.conf", "bypv0", [("tcp", 7300)])
+    new_mac = "02:00:00:%02x:00:02" % net.k
+    seen = {}
+
+    def during(n):
+        time.sleep(3)
+        n._ip("-n", n.cli_ns, "link", "set", "dev", "bypv1", "address", new_mac)
+        n._ip("-n", n.srv_ns, "neigh", "replace", n.cli_ip, "lladdr", new_mac, "dev", "bypv0",
+              "nud", "stale")
+        time.sleep(4)
+        n._ip("-n", n.srv_ns, "neigh", "del", n.cli_ip, "dev", "bypv0")
+        seen["deleted"] = neigh_mac(n, "server", n.cli_ip)
+        time.sleep(4)
+
+    before = net.tcp_segs("server")
+    s, c, srv = paced_run(net, 14, 1 << 20, "neigh", srv_conf=conf, during=during,
+                          srv_env={"BYPASS_LOG": "info"})
+    assert seen["deleted"] is None
+    assert neigh_mac(net, "server", net.cli_ip) == new_mac, \
+        "the kernel's neighbour entry for the client was not resolved again"
+    assert any("moved to %s" % new_mac in l for l in bypass_lines(srv.err())), srv.describe()
+    assert_bypassed(before, net.tcp_segs("server"), s["bytes"] // 1448, "neighbour change")
+
+
+# ---- 4. secondary addresses ------------------------------------------------------------
+
+def probe(net, host, port, timeout=3.0):
+    """Connect from the client namespace: 'ok', or the exception's class name / errno."""
+    code = ("import socket,errno\n"
+            "try:\n"
+            "  s=socket.create_connection((%r,%d),timeout=%f); print('ok')\n"
+            "except socket.timeout: print('timeout')\n"
+            "except OSError as e: print(errno.errorcode.get(e.errno, e.errno))\n"
+            % (host, port, timeout))
+    return net.run("client", [PYTHON, "-c", code], timeout=timeout + 30).stdout.strip()
+
+
+def redis_roundtrip(net, host, key):
+    cp = net.run("client", ["redis-cli", "-h", host, "-p", RPORT, "SET", key, key + "-v"],
+                 timeout=30)
+    assert cp.stdout.strip() == "OK", (host, cp.stdout, cp.stderr)
+    cp = net.run("client", ["redis-cli", "-h", host, "-p", RPORT, "GET", key], timeout=30)
+    assert cp.stdout.strip() == key + "-v", (host, cp.stdout, cp.stderr)
+
+
+def test_secondary_addresses(netpair):
+    """Addresses of the server interface, present at start or added while running, same
+    subnet or another, are served by the running accelerated listener (INADDR_ANY); a
+    removed one is refused exactly as the kernel refuses it (compared with a kernel listener
+    on another port)."""
+    net = netpair(accel=("server",))
+    k = net.k
+    at_start, same, other = "10.77.%d.4" % k, "10.77.%d.3" % k, "10.78.%d.1" % k
+    net._ip("-n", net.srv_ns, "addr", "add", at_start + "/24", "dev", "bypv0")
+    net._ip("-n", net.cli_ns, "addr", "add", "10.78.%d.2/24" % k, "dev", "bypv1")
+    conf = write_conf(net.dir / "redis.conf", "bypv0", [("tcp", RPORT)])
+    srv = start_redis(net, conf)
+    kernel_srv = net.spawn("server", [PYTHON, "-c",
+                                      "import socket,time\n"
+                                      "s=socket.socket();s.bind(('0.0.0.0',6380));s.listen(64)\n"
+                                      "while True: s.accept()[0].close()\n"],
+                           name="kernel-listener")
+    net.wait_port(6380, kernel_srv)
+    net._ip("-n", net.srv_ns, "addr", "add", same + "/24", "dev", "bypv0")
+    net._ip("-n", net.srv_ns, "addr", "add", other + "/24", "dev", "bypv0")
+    time.sleep(0.5)
+    before = net.tcp_segs("server")
+    for i, host in enumerate((net.srv_ip, at_start, same, other)):
+        redis_roundtrip(net, host, "k%d" % i)
+        cp = net.run("client", ["redis-benchmark", "-h", host, "-p", RPORT, "-n", 2000,
+                                "-c", 5, "-t", "set", "--csv"], timeout=120)
+        assert cp.returncode == 0, cp.stderr
+        parse_bench(cp.stdout, "set")
+    assert_bypassed(before, net.tcp_segs("server"), 8000, "secondary addresses")
+    for gone in (same, other):
+        net._ip("-n", net.srv_ns, "addr", "del", gone + "/24", "dev", "bypv0")
+    time.sleep(0.5)
+    for gone in (same, other):
+        kernel = probe(net, gone, 6380)
+        accel = probe(net, gone, RPORT)
+        assert kernel != "ok", "the kernel still answers on a removed address?"
+        assert accel == kernel, "removed %s: accelerated listener %s, kernel %s" % (
+            gone, accel, kernel)
+    redis_roundtrip(net, at_start, "after")
+    assert srv.poll() is None, srv.describe()
+
+
+# ---- 5. link down and up, MTU ------------------------------------------------------------
+
+@pytest.mark.slow
+def test_link_down_up_during_transfer(netpair):
+    """The server's carrier goes away for 2 s (its veth peer set down) during a paced
+    transfer: the stack holds transmission, then resumes, and the transfer completes."""
+    net = netpair(accel=("server",))
+    conf = write_conf(net.dir / "srv.conf", "bypv0", [("tcp", 7300)])
+
+    def during(n):
+        time.sleep(3)
+        n._ip("-n", n.cli_ns, "link", "set", "dev", "bypv1", "down")
+        time.sleep(2)
+        n._ip("-n", n.cli_ns, "link", "set", "dev", "bypv1", "up")
+
+    s, c, srv = paced_run(net, 10, 1 << 20, "link", srv_conf=conf, during=during,
+                          srv_env={"BYPASS_LOG": "info"})
+    log = "\n".join(bypass_lines(srv.err()))
+    assert "link down" in log and "link up" in log, srv.describe()
+
+
+def test_mtu_lowered_before_new_connection(netpair):
+    """The interface's MTU lowered to 1280 while the accelerated server runs: the next
+    connection gets an MSS of 1240 and no segment above it; the one before had 1460."""
+    net = netpair(accel=("server",))
+    conf = write_conf(net.dir / "srv.conf", "bypv0", [("tcp", 7300)])
+    srv = net.spawn("server", [PYTHON, PACED, "server", 7300, 1, 4 << 20, "mtu", 2],
+                    name="paced-srv", conf=conf)
+    srv.wait_ready()
+    first = json.loads(net.run("client", [PYTHON, PACED, "client", net.srv_ip, 7300],
+                               timeout=60, check=True).stdout)
+    net._ip("-n", net.srv_ns, "link", "set", "dev", "bypv0", "mtu", "1280")
+    time.sleep(0.5)
+    second = json.loads(net.run("client", [PYTHON, PACED, "client", net.srv_ip, 7300],
+                                timeout=60, check=True).stdout)
+    srv.wait(30)
+    assert first["snd_mss"] == 1460 and first["rcv_mss"] > 1240, first
+    assert second["snd_mss"] == 1240, second
+    assert 1000 < second["rcv_mss"] <= 1240, second
+    sent = [json.loads(l) for l in srv.out().splitlines()]
+    assert [x["bytes"] for x in sent] == [first["rx_bytes"], second["rx_bytes"]]
