@@ -35,6 +35,7 @@
 
 #include "backend.h"
 #include "byp_stack.h"
+#include "fd_tcp.h"
 #include "kstate.h"
 #include "log.h"
 #include "stats.h"
@@ -128,6 +129,16 @@ void byp_neigh_poll(void)
         int state = byp_kneigh_find(pending[i].addr, mac);
         if (state >= 0 && byp_kneigh_usable((unsigned)state)) {
             install(pending[i].addr, mac);
+            pending[i].addr = 0;
+            byp_neigh_pending--;
+            continue;
+        }
+        if (state == NUD_FAILED && pending[i].asked) {
+            /* The kernel tried and gave up: what waits for this neighbour fails as the
+             * kernel's own connections would. */
+            byp_info("neighbour %s unreachable (kernel entry FAILED)",
+                     inet_ntoa((struct in_addr){pending[i].addr}));
+            byp_tcp_unreachable(pending[i].addr);
             pending[i].addr = 0;
             byp_neigh_pending--;
             continue;

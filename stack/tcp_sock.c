@@ -105,6 +105,9 @@ static err_t on_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
     return ERR_OK;
 }
 
+/* The errno a connection aborted by byp_tcp_unreachable gets (0: the usual mapping). */
+static int abort_errno;
+
 static void on_err(void *arg, err_t err)
 {
     struct tsock *ts = arg;
@@ -119,7 +122,9 @@ static void on_err(void *arg, err_t err)
         byp_tsock_changed(ts);
         return;
     }
-    if (ts->state == T_CONNECTING)
+    if (abort_errno != 0)
+        e = abort_errno;
+    else if (ts->state == T_CONNECTING)
         e = err == ERR_RST ? ECONNREFUSED : ETIMEDOUT;
     else
         e = err == ERR_RST ? ECONNRESET : err == ERR_ABRT ? ETIMEDOUT : ECONNABORTED;
@@ -138,6 +143,23 @@ static err_t on_connected(void *arg, struct tcp_pcb *pcb, err_t err)
     ts->sndbuf = tcp_sndbuf(pcb);
     byp_tsock_changed(ts);
     return ERR_OK;
+}
+
+void byp_tcp_unreachable(in_addr_t hop)
+{
+    struct tcp_pcb *p = tcp_active_pcbs;
+    while (p != NULL) {
+        in_addr_t h;
+        if (p->state != SYN_SENT || p->errf != on_err ||
+            byp_nexthop(ip_2_ip4(&p->remote_ip)->addr, &h) != 0 || h != hop) {
+            p = p->next;
+            continue;
+        }
+        abort_errno = EHOSTUNREACH;
+        tcp_abort(p);
+        abort_errno = 0;
+        p = tcp_active_pcbs;   /* the list changed */
+    }
 }
 
 static void zombie_err(void *arg, err_t err)

@@ -288,3 +288,94 @@ def test_mtu_lowered_before_new_connection(netpair):
     assert 1000 < second["rcv_mss"] <= 1240, second
     sent = [json.loads(l) for l in srv.out().splitlines()]
     assert [x["bytes"] for x in sent] == [first["rx_bytes"], second["rx_bytes"]]
+
+
+# ---- 6. veth with the kernel's default offloads ---------------------------------------------
+
+def test_veth_default_offloads(netpair):
+    """The kernel side of the veth keeps transmit checksum offload on (its TCP segments
+    carry partial checksums): the accelerated redis serves, the kernel carried nothing."""
+    net = netpair(accel=("server",))
+    cp = net.run("client", ["ethtool", "-k", "bypv1"], check=True)
+    assert "tx-checksumming: on" in cp.stdout, cp.stdout
+    conf = write_conf(net.dir / "redis.conf", "bypv0", [("tcp", RPORT)])
+    srv = start_redis(net, conf)
+    before = net.tcp_segs("server")
+    cp = net.run("client", ["redis-benchmark", "-h", net.srv_ip, "-p", RPORT, "-n", 20000,
+                            "-c", 20, "-t", "set,get", "-d", 3000, "--csv"], timeout=180)
+    assert cp.returncode == 0, cp.stderr
+    parse_bench(cp.stdout, "set,get")
+    assert_bypassed(before, net.tcp_segs("server"), 40000, "veth with tx offload")
+    assert srv.poll() is None, srv.describe()
+
+
+# ---- 7. a destination routed through another interface -------------------------------------
+
+ECHO = ("import socket,threading,sys\n"
+        "s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+        "s.bind(('0.0.0.0',int(sys.argv[1])));s.listen(16);print('ready',flush=True)\n"
+        "def echo(c):\n"
+        "  while True:\n"
+        "    d=c.recv(65536)\n"
+        "    if not d: break\n"
+        "    c.sendall(d)\n"
+        "  c.close()\n"
+        "while True: threading.Thread(target=echo,args=(s.accept()[0],),daemon=True).start()\n")
+
+EXCHANGE = ("import socket,sys\n"
+            "data=bytes(range(256))*400\n"
+            "for host in sys.argv[2:]:\n"
+            "  c=socket.create_connection((host,int(sys.argv[1])),timeout=30)\n"
+            "  c.sendall(data);c.shutdown(socket.SHUT_WR);got=b''\n"
+            "  while True:\n"
+            "    d=c.recv(65536)\n"
+            "    if not d: break\n"
+            "    got+=d\n"
+            "  assert got==data,(host,len(got))\n"
+            "  c.close();print(host,'ok',flush=True)\n")
+
+
+def test_destination_through_another_interface(routednet):
+    """An accelerated program whose rule covers every address connects to a peer routed
+    through another interface: the kernel carries it (its counters move), untouched; the
+    same program's connection through the accelerated interface's router is accelerated."""
+    net = routednet(accel=("server",), far=True)
+    port = 7400
+    far = net.spawn("far", [PYTHON, "-c", ECHO, port], name="echo-far")
+    far.wait_ready()
+    cli = net.spawn("client", [PYTHON, "-c", ECHO, port], name="echo-cli")
+    cli.wait_ready()
+    conf = write_conf(net.dir / "out.conf", "bypv0", [("tcp", port)])
+    before = net.tcp_segs("server")
+    cp = net.run("server", [PYTHON, "-c", EXCHANGE, port, net.far_ip], conf=conf,
+                 env={"BYPASS_LOG": "info"}, timeout=60)
+    assert cp.returncode == 0 and "ok" in cp.stdout, cp.stdout + cp.stderr
+    moved = net.tcp_segs("server") - before
+    assert moved > 60, "the connection through another interface did not use the kernel"
+    before = net.tcp_segs("server")
+    cp = net.run("server", [PYTHON, "-c", EXCHANGE, port, net.cli_ip], conf=conf,
+                 env={"BYPASS_LOG": "info"}, timeout=60)
+    assert cp.returncode == 0 and "ok" in cp.stdout, cp.stdout + cp.stderr
+    assert_bypassed(before, net.tcp_segs("server"), 60, "routed connect through bypv0", bound=10)
+
+
+# ---- a neighbour the kernel cannot resolve ---------------------------------------------------
+
+def test_failed_neighbour_is_ehostunreach(netpair):
+    """A connect to an address of the subnet that nobody holds fails with EHOSTUNREACH once
+    the kernel marks the neighbour FAILED, accelerated or not."""
+    net = netpair(accel=("client",))
+    ghost = "10.77.%d.9" % net.k
+    code = ("import socket,errno\n"
+            "s=socket.socket()\n"
+            "s.settimeout(30)\n"
+            "try: s.connect((%r,7500)); print('ok')\n"
+            "except socket.timeout: print('timeout')\n"
+            "except OSError as e: print(errno.errorcode.get(e.errno,e.errno))\n" % ghost)
+    kernel = net.run("client", [PYTHON, "-c", code], timeout=60).stdout.strip()
+    conf = write_conf(net.dir / "cli.conf", "bypv1", [("tcp", 7500)])
+    accel = net.run("client", [PYTHON, "-c", code], conf=conf, env={"BYPASS_LOG": "info"},
+                    timeout=60)
+    assert kernel == "EHOSTUNREACH", kernel
+    assert accel.stdout.strip() == kernel, accel.stdout + accel.stderr
+    assert "unreachable (kernel entry FAILED)" in accel.stderr, accel.stderr
