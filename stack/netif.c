@@ -298,6 +298,95 @@ static int partial_csum(const uint8_t *ip, unsigned len)
     return (((uint32_t)ip[ihl + off] << 8) | ip[ihl + off + 1]) == sum;
 }
 
+/* One's-complement checksum of @n bytes at @p, added to @sum (host-order words). */
+static uint16_t csum16(const uint8_t *p, unsigned n, uint32_t sum)
+{
+    for (unsigned i = 0; i + 1 < n; i += 2)
+        sum += ((uint32_t)p[i] << 8) | p[i + 1];
+    if (n & 1)
+        sum += (uint32_t)p[n - 1] << 8;
+    while (sum >> 16)
+        sum = (sum & 0xffff) + (sum >> 16);
+    return (uint16_t)~sum;
+}
+
+static void put16(uint8_t *p, unsigned v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+static uint32_t offroute_logged_ms;
+
+/* A SYN (frame @f, @len bytes) from a peer that the kernel routes through another interface,
+ * or through a blackhole/unreachable/prohibit route, or not at all: the stack cannot
+ * answer it through this interface.  Rather than leave the peer to time out, reset it
+ * straight back to the MAC it came from, and say so (info, at most once a second).
+ * Returns 1 when the frame was such a SYN (and is consumed). */
+static int offroute_syn(const uint8_t *f, unsigned len)
+{
+    const uint8_t *ip = f + SIZEOF_ETH_HDR;
+    unsigned ihl = (ip[0] & 0x0fu) * 4;
+    if (ip[9] != 6 || ihl < 20 || len < SIZEOF_ETH_HDR + ihl + 20 || ((ip[6] & 0x3f) | ip[7]))
+        return 0;
+    const uint8_t *th = ip + ihl;
+    if ((th[13] & 0x17) != 0x02)   /* SYN alone: no ACK, RST or FIN */
+        return 0;
+    in_addr_t src, hop;
+    memcpy(&src, ip + 12, 4);
+    int verdict = byp_nexthop(src, &hop);
+    if (verdict == 0)
+        return 0;
+    uint32_t now = sys_now();
+    if (now - offroute_logged_ms >= 1000) {
+        offroute_logged_ms = now;
+        byp_info("connection from %s reset: the kernel routes it %s, not through the "
+                 "accelerated interface", inet_ntoa((struct in_addr){src}),
+                 verdict == BYP_ROUTE_ELSEWHERE ? "through another interface" : "nowhere (no usable route)");
+    }
+    unsigned tot = ((unsigned)ip[2] << 8) | ip[3];
+    unsigned seglen = tot - ihl - (unsigned)(th[12] >> 4) * 4 + 1;   /* payload + SYN */
+    uint32_t seq = ((uint32_t)th[4] << 24) | ((uint32_t)th[5] << 16) | ((uint32_t)th[6] << 8) | th[7];
+    uint8_t r[60];
+    memset(r, 0, sizeof r);
+    memcpy(r, f + 6, 6);                         /* back to the sender's MAC */
+    memcpy(r + 6, byp_netif.hwaddr, 6);
+    put16(r + 12, 0x0800);
+    uint8_t *rip = r + SIZEOF_ETH_HDR, *rth = rip + 20;
+    rip[0] = 0x45;
+    put16(rip + 2, 40);
+    put16(rip + 6, 0x4000);                      /* DF */
+    rip[8] = 64;
+    rip[9] = 6;
+    memcpy(rip + 12, ip + 16, 4);
+    memcpy(rip + 16, ip + 12, 4);
+    put16(rip + 10, csum16(rip, 20, 0));
+    memcpy(rth, th + 2, 2);
+    memcpy(rth + 2, th, 2);
+    uint32_t ack = seq + seglen;
+    rth[8] = (uint8_t)(ack >> 24);
+    rth[9] = (uint8_t)(ack >> 16);
+    rth[10] = (uint8_t)(ack >> 8);
+    rth[11] = (uint8_t)ack;
+    rth[12] = 5 << 4;
+    rth[13] = 0x14;                              /* RST, ACK */
+    uint32_t pseudo = 6 + 20;
+    for (int i = 12; i < 20; i += 2)
+        pseudo += ((uint32_t)rip[i] << 8) | rip[i + 1];
+    put16(rth + 16, csum16(rth, 20, pseudo));
+    struct rte_mbuf *m = rte_pktmbuf_alloc(nic->pool);
+    char *dst = m ? rte_pktmbuf_append(m, sizeof r) : NULL;
+    if (dst == NULL) {
+        rte_pktmbuf_free(m);
+        return 1;
+    }
+    memcpy(dst, r, sizeof r);
+    txq[txn++] = m;
+    if (txn == TX_BATCH)
+        byp_netif_flush();
+    return 1;
+}
+
 /* Hand one frame to lwIP.  A frame for another of the interface's addresses is shown to
  * lwIP with that address as the netif's (lwIP 2.1 has one per netif), so a listener on
  * INADDR_ANY accepts on it and the connection keeps it as its source. */
@@ -310,6 +399,10 @@ static void deliver(struct pbuf *p)
     int swapped = 0, relaxed = 0;
     if (p->len >= SIZEOF_ETH_HDR + 20 && f[12] == 0x08 && f[13] == 0x00) {
         const uint8_t *ip = f + SIZEOF_ETH_HDR;
+        if ((ip[0] >> 4) == 4 && ip[9] == 6 && offroute_syn(f, p->len)) {
+            pbuf_free(p);
+            return;
+        }
         in_addr_t dst;
         memcpy(&dst, ip + 16, 4);
         if (dst != saved_ip && byp_addr_is_local(dst)) {
