@@ -398,11 +398,14 @@ static int engine_start(void)
         byp_err("cannot set up the lwIP interface");
         return rc;
     }
+    /* Frames from the local kernel over veth may carry its partial checksums (transmit
+     * offload): trusted for that driver only. */
+    if (!byp_steering && byp_kstate_get_if(byp_cfg.interface, &kif) < 0)
+        kif.kind[0] = '\0';   /* a tap the PMD made, say: not veth */
+    byp_netif_trust_partial_csum(strcmp(kif.kind, "veth") == 0);
     if (byp_steering) {
         /* The interface stays the kernel's: follow its routes, addresses, link and
-         * neighbours live.  Frames from the local kernel over veth may carry its partial
-         * checksums (transmit offload). */
-        byp_netif_trust_partial_csum(strcmp(kif.kind, "veth") == 0);
+         * neighbours live. */
         rc = byp_mirror_start(kif.ifindex);
         if (rc < 0)
             byp_warn("cannot mirror the kernel's routes and neighbours (%s): only peers on "

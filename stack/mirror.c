@@ -237,6 +237,12 @@ static void apply(const struct byp_kview *v)
         byp_if_mask = mask_of(M->addrs[0].prefixlen);
         netif_set_ipaddr(&byp_netif, &ip);
     }
+    if (M->naddrs == 0 && byp_if_addr != 0) {
+        /* No address left: claim none (lwIP drops what arrives, sends nothing). */
+        byp_info("the interface has no IPv4 address any more");
+        byp_if_addr = 0;
+        netif_set_ipaddr(&byp_netif, IP4_ADDR_ANY4);
+    }
     M->gen++;
     if (M->gen == 0)
         M->gen = 1;   /* 0 marks an empty next-hop slot */

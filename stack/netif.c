@@ -332,8 +332,11 @@ static int offroute_syn(const uint8_t *f, unsigned len)
     const uint8_t *th = ip + ihl;
     if ((th[13] & 0x17) != 0x02)   /* SYN alone: no ACK, RST or FIN */
         return 0;
-    in_addr_t src, hop;
+    in_addr_t src, dst, hop;
     memcpy(&src, ip + 12, 4);
+    memcpy(&dst, ip + 16, 4);
+    if (!byp_addr_is_local(dst))
+        return 0;   /* not ours at all (an address removed): lwIP drops it, as the kernel does */
     int verdict = byp_nexthop(src, &hop);
     if (verdict == 0)
         return 0;
@@ -375,12 +378,12 @@ static int offroute_syn(const uint8_t *f, unsigned len)
         pseudo += ((uint32_t)rip[i] << 8) | rip[i + 1];
     put16(rth + 16, csum16(rth, 20, pseudo));
     struct rte_mbuf *m = rte_pktmbuf_alloc(nic->pool);
-    char *dst = m ? rte_pktmbuf_append(m, sizeof r) : NULL;
-    if (dst == NULL) {
+    char *out = m ? rte_pktmbuf_append(m, sizeof r) : NULL;
+    if (out == NULL) {
         rte_pktmbuf_free(m);
         return 1;
     }
-    memcpy(dst, r, sizeof r);
+    memcpy(out, r, sizeof r);
     txq[txn++] = m;
     if (txn == TX_BATCH)
         byp_netif_flush();

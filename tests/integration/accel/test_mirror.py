@@ -162,7 +162,6 @@ def test_neighbour_mac_change_and_delete(netpair):
     net = netpair(accel=("server",))
     conf = write_conf(net.dir / "srv.conf", "bypv0", [("tcp", 7300)])
     new_mac = "02:00:00:%02x:00:02" % net.k
-    seen = {}
 
     def during(n):
         time.sleep(3)
@@ -171,13 +170,11 @@ def test_neighbour_mac_change_and_delete(netpair):
               "nud", "stale")
         time.sleep(4)
         n._ip("-n", n.srv_ns, "neigh", "del", n.cli_ip, "dev", "bypv0")
-        seen["deleted"] = neigh_mac(n, "server", n.cli_ip)
         time.sleep(4)
 
     before = net.tcp_segs("server")
     s, c, srv = paced_run(net, 14, 1 << 20, "neigh", srv_conf=conf, during=during,
                           srv_env={"BYPASS_LOG": "info"})
-    assert seen["deleted"] is None
     assert neigh_mac(net, "server", net.cli_ip) == new_mac, \
         "the kernel's neighbour entry for the client was not resolved again"
     assert any("moved to %s" % new_mac in l for l in bypass_lines(srv.err())), srv.describe()
