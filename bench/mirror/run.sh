@@ -67,8 +67,7 @@ neigh_part() {
     ip netns exec "$CNS" $PY "$HERE/first_frame.py" "$CIF" "$new" 5 >"$WORK/ts" 2>"$WORK/ff.err" &
     local ff=$!
     for _ in $(seq 50); do grep -q ready "$WORK/ff.err" && break; sleep 0.02; done
-    t0=$($PY -c 'import time; print("%.6f" % time.monotonic())')
-    ip -n "$SNS" neigh replace $CIP lladdr "$new" dev $SIF nud stale
+    t0=$(ip netns exec "$SNS" $PY "$HERE/neigh_set.py" $SIF $CIP "$new")
     wait "$ff"
     ts=$(cat "$WORK/ts")
     [ -n "$ts" ] && lat+=("$(awk -v a="$ts" -v b="$t0" 'BEGIN { printf "%.2f", (a - b) * 1000 }')")
@@ -121,8 +120,13 @@ esac
 case " $PARTS " in *" sockperf "*)
   base=$(build_base) || die "cannot build the base revision (see $WORK/base-build.log)"
   echo "sockperf TCP 64 B half-RTT, both ends accelerated, usec (p50 p99.9):"
-  for r in $(seq "$ROUNDS"); do
-    echo "  round $r  before the mirror: $(sockperf_part "$base")"
-    echo "  round $r  with the mirror:   $(sockperf_part "$LIB")"
+  for r in $(seq "$ROUNDS"); do   # the order alternates between rounds
+    if [ $((r % 2)) -eq 1 ]; then
+      echo "  round $r  before the mirror: $(sockperf_part "$base")"
+      echo "  round $r  with the mirror:   $(sockperf_part "$LIB")"
+    else
+      echo "  round $r  with the mirror:   $(sockperf_part "$LIB")"
+      echo "  round $r  before the mirror: $(sockperf_part "$base")"
+    fi
   done
 esac
