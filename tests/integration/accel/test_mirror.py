@@ -247,17 +247,20 @@ def test_secondary_addresses(netpair):
 # ---- 5. link down and up, MTU ------------------------------------------------------------
 
 @pytest.mark.slow
-def test_link_down_up_during_transfer(netpair):
-    """The server's carrier goes away for 2 s (its veth peer set down) during a paced
-    transfer: the stack holds transmission, then resumes, and the transfer completes."""
+@pytest.mark.parametrize("which", ["peer", "own"])
+def test_link_down_up_during_transfer(netpair, which):
+    """The server's link goes down for 2 s during a paced transfer (its veth peer set down:
+    carrier lost; or the accelerated interface itself set down): the stack holds
+    transmission, then resumes, and the transfer completes."""
     net = netpair(accel=("server",))
     conf = write_conf(net.dir / "srv.conf", "bypv0", [("tcp", 7300)])
+    ns, dev = (net.cli_ns, "bypv1") if which == "peer" else (net.srv_ns, "bypv0")
 
     def during(n):
         time.sleep(3)
-        n._ip("-n", n.cli_ns, "link", "set", "dev", "bypv1", "down")
+        n._ip("-n", ns, "link", "set", "dev", dev, "down")
         time.sleep(2)
-        n._ip("-n", n.cli_ns, "link", "set", "dev", "bypv1", "up")
+        n._ip("-n", ns, "link", "set", "dev", dev, "up")
 
     s, c, srv = paced_run(net, 10, 1 << 20, "link", srv_conf=conf, during=during,
                           srv_env={"BYPASS_LOG": "info"})
