@@ -19,7 +19,8 @@ PACKAGES=(
   python3 python3-pytest python3-matplotlib
   redis-server redis-tools memcached libmemcached-tools
   sockperf iperf3 nginx-light
-  iproute2 procps psmisc ethtool iputils-ping python3-scapy
+  iproute2 procps psmisc ethtool iputils-ping
+  python3-scapy
   xz-utils ca-certificates debian-archive-keyring
 )
 HUGEPAGES="${BYPASS_HUGEPAGES:-512}"

@@ -61,6 +61,15 @@ extern int byp_neigh_pending;
 int byp_flow_ref(int proto, in_addr_t addr, in_port_t port);
 void byp_flow_unref(int proto, in_addr_t addr, in_port_t port);
 
+/* Whether @addr (network order) is reachable through the accelerated interface. */
+int byp_route_ok(in_addr_t addr);
+
+
+
+/* Ask the kernel to resolve neighbour @addr on @ifindex (kresolve.c).  0, -EEXIST (it has
+ * an entry already), or -errno. */
+int byp_kstate_resolve_neigh(unsigned ifindex, in_addr_t addr);
+
 /* ---- the live kernel mirror (mirror.c) ---- */
 
 /* Start mirroring interface @ifindex (after byp_netif_setup; steering backends only).
@@ -68,9 +77,10 @@ void byp_flow_unref(int proto, in_addr_t addr, in_port_t port);
 int byp_mirror_start(unsigned ifindex);
 /* The mirror's generation: moves whenever routes, addresses, link or neighbours change. */
 uint32_t byp_mirror_gen(void);
-/* Whether @addr (network order) is reached through the accelerated interface (by the
- * kernel's main table) and is not one of our own addresses.  Takes the stack lock. */
-int byp_route_ok(in_addr_t addr);
+/* The mirror's answer for byp_route_ok: 1 when the kernel's main table routes @addr
+ * through the interface and it is not one of our addresses, 0 when not, -1 when the
+ * interface is not mirrored.  Takes the stack lock. */
+int byp_mirror_route_ok(in_addr_t addr);
 /* A route that leaves through another interface or is not unicast (byp_nexthop). */
 #define BYP_ROUTE_ELSEWHERE 1
 /* The next hop towards @dst (lock held): 0 with @hop set (gateway, or @dst on-link),
@@ -89,10 +99,4 @@ int byp_kneigh_find(in_addr_t addr, uint8_t mac[6]);
  * replaced, entries the kernel deleted or failed removed (lwIP resolves them again),
  * pending ones filled. */
 void byp_neigh_sync(void);
-
-
-
-/* Ask the kernel to resolve neighbour @addr on @ifindex (kresolve.c).  0, -EEXIST (it has
- * an entry already), or -errno. */
-int byp_kstate_resolve_neigh(unsigned ifindex, in_addr_t addr);
 #endif

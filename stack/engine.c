@@ -196,6 +196,15 @@ void byp_flow_unref(int proto, in_addr_t addr, in_port_t port)
         }
 }
 
+int byp_route_ok(in_addr_t addr)
+{
+    int ok = byp_mirror_route_ok(addr);   /* the kernel's routes, when mirrored */
+    if (ok >= 0)
+        return ok;
+    /* On-link only for now: routes and gateways come with the live kernel mirror. */
+    return (addr & byp_if_mask) == (byp_if_addr & byp_if_mask) && addr != byp_if_addr;
+}
+
 /* ---- progress thread ---- */
 
 /* The fd the backend receives on, for sleeping threads: the socket of domain @domain the
@@ -400,7 +409,7 @@ static int engine_start(void)
     }
     /* Frames from the local kernel over veth may carry its partial checksums (transmit
      * offload): trusted for that driver only. */
-    if (!byp_steering && byp_kstate_get_if(byp_cfg.interface, &kif) < 0)
+    if (!byp_steering && (byp_cfg.interface == NULL || byp_kstate_get_if(byp_cfg.interface, &kif) < 0))
         kif.kind[0] = '\0';   /* a tap the PMD made, say: not veth */
     byp_netif_trust_partial_csum(strcmp(kif.kind, "veth") == 0);
     if (byp_steering) {

@@ -108,8 +108,10 @@ static int route_lookup(in_addr_t dst, in_addr_t *hop)
 int byp_nexthop(in_addr_t dst, in_addr_t *hop)
 {
     if (M == NULL) {
-        *hop = dst;
-        return (dst & byp_if_mask) == (byp_if_addr & byp_if_mask) ? 0 : -ENETUNREACH;
+        /* Not mirrored (a dedicated interface): on-link, else the netif's gateway if any. */
+        in_addr_t gw = ip4_addr_get_u32(netif_ip4_gw(&byp_netif));
+        *hop = (dst & byp_if_mask) == (byp_if_addr & byp_if_mask) ? dst : gw;
+        return *hop != 0 ? 0 : -ENETUNREACH;
     }
     struct nh_entry *e = &M->nh[(ntohl(dst) * 2654435761u) >> 24];
     if (e->gen != M->gen || e->dst != dst) {
@@ -134,9 +136,11 @@ const ip4_addr_t *byp_lwip_gw(struct netif *ni, const ip4_addr_t *dst)
     return &M->nh[(ntohl(dst->addr) * 2654435761u) >> 24].hop;
 }
 
-int byp_route_ok(in_addr_t addr)
+int byp_mirror_route_ok(in_addr_t addr)
 {
     in_addr_t hop;
+    if (M == NULL)
+        return -1;
     byp_stack_lock();
     int ok = !byp_addr_is_local(addr) && byp_nexthop(addr, &hop) == 0;
     byp_stack_unlock_noflush();
