@@ -101,6 +101,7 @@ static struct nl_cache *c_link, *c_addr, *c_route, *c_neigh;
 static unsigned m_ifindex;
 static byp_kview_fn m_apply;
 static int m_dirty;
+static int m_ready;   /* set once started: the progress thread may already be polling */
 
 static int ipv4_of(struct nl_addr *a, in_addr_t *out)
 {
@@ -258,17 +259,18 @@ int byp_kmirror_start(unsigned ifindex, byp_kview_fn apply)
         }
     }
     publish();
+    __atomic_store_n(&m_ready, 1, __ATOMIC_RELEASE);
     return 0;
 }
 
 int byp_kmirror_fd(void)
 {
-    return mngr ? nl_cache_mngr_get_fd(mngr) : -1;
+    return __atomic_load_n(&m_ready, __ATOMIC_ACQUIRE) ? nl_cache_mngr_get_fd(mngr) : -1;
 }
 
 int byp_kmirror_poll(void)
 {
-    if (mngr == NULL)
+    if (!__atomic_load_n(&m_ready, __ATOMIC_ACQUIRE))
         return 0;
     int n = nl_cache_mngr_data_ready(mngr);
     if (n < 0) {

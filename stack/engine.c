@@ -198,9 +198,6 @@ void byp_flow_unref(int proto, in_addr_t addr, in_port_t port)
 
 int byp_route_ok(in_addr_t addr)
 {
-    int ok = byp_mirror_route_ok(addr);   /* the kernel's routes, when mirrored */
-    if (ok >= 0)
-        return ok;
     /* On-link only for now: routes and gateways come with the live kernel mirror. */
     return (addr & byp_if_mask) == (byp_if_addr & byp_if_mask) && addr != byp_if_addr;
 }
@@ -254,11 +251,11 @@ static void *progress_main(void *arg)
     if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) != 0)
         byp_info("progress thread: SCHED_IDLE refused; it runs at normal priority");
     const int64_t interval_ns = byp_cfg.progress_usec * 1000;
-    const int kfd = byp_kmirror_fd();   /* the kernel mirror's netlink socket */
     for (;;) {
-        byp_stats_tick();
+        int kfd = byp_kmirror_fd();   /* the kernel mirror's netlink socket, once started */
         if (kfd >= 0)
             byp_kmirror_poll();   /* never blocks; applies changes under the stack lock */
+        byp_stats_tick();
         struct timespec ts = {.tv_sec = interval_ns / 1000000000, .tv_nsec = interval_ns % 1000000000};
         int64_t idle = now_ns() - __atomic_load_n(&last_app_poll_ns, __ATOMIC_RELAXED);
         if (idle < APP_SPIN_WINDOW_NS || __atomic_load_n(&byp_sleepers, __ATOMIC_RELAXED) > 0) {
@@ -407,19 +404,6 @@ static int engine_start(void)
         byp_err("cannot set up the lwIP interface");
         return rc;
     }
-    /* Frames from the local kernel over veth may carry its partial checksums (transmit
-     * offload): trusted for that driver only. */
-    if (!byp_steering && (byp_cfg.interface == NULL || byp_kstate_get_if(byp_cfg.interface, &kif) < 0))
-        kif.kind[0] = '\0';   /* a tap the PMD made, say: not veth */
-    byp_netif_trust_partial_csum(strcmp(kif.kind, "veth") == 0);
-    if (byp_steering) {
-        /* The interface stays the kernel's: follow its routes, addresses, link and
-         * neighbours live. */
-        rc = byp_mirror_start(kif.ifindex);
-        if (rc < 0)
-            byp_warn("cannot mirror the kernel's routes and neighbours (%s): only peers on "
-                     "%s's subnet are served", strerror(-rc), byp_cfg.interface);
-    }
     pthread_t th;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
@@ -434,6 +418,19 @@ static int engine_start(void)
     byp_stats_start(nic, bname, byp_cfg.interface, kif.addr, kif.prefixlen);
     byp_info("accelerating on %s (%s/%u), backend %s", byp_cfg.interface,
              inet_ntoa((struct in_addr){kif.addr}), kif.prefixlen, bname);
+    /* Frames from the local kernel over veth may carry its partial checksums (transmit
+     * offload): trusted for that driver only. */
+    if (!byp_steering && (byp_cfg.interface == NULL || byp_kstate_get_if(byp_cfg.interface, &kif) < 0))
+        kif.kind[0] = '\0';   /* a tap the PMD made, say: not veth */
+    byp_netif_trust_partial_csum(strcmp(kif.kind, "veth") == 0);
+    if (byp_steering) {
+        /* The interface stays the kernel's: follow its routes, addresses, link and
+         * neighbours live. */
+        rc = byp_mirror_start(kif.ifindex);
+        if (rc < 0)
+            byp_warn("cannot mirror the kernel's routes and neighbours (%s): only peers on "
+                     "%s's subnet are served", strerror(-rc), byp_cfg.interface);
+    }
     return 0;
 }
 

@@ -573,7 +573,10 @@ int byp_tcp_listen(int fd, const struct sockaddr_in *local, int backlog)
 
 int byp_tcp_connect(int fd, const struct sockaddr_in *remote)
 {
-    if (!byp_route_ok(remote->sin_addr.s_addr) || byp_fd_get(fd) == NULL)
+    int routed = byp_mirror_route_ok(remote->sin_addr.s_addr);   /* -1: not mirrored */
+    if (routed < 0)
+        routed = byp_route_ok(remote->sin_addr.s_addr);
+    if (!routed || byp_fd_get(fd) == NULL)
         return BYP_ENGINE_DECLINE;
     /* The local port: the kernel socket's, reserving it; bind it first if needed. */
     struct sockaddr_in local;
