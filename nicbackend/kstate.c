@@ -268,25 +268,40 @@ int byp_kmirror_fd(void)
     return __atomic_load_n(&m_ready, __ATOMIC_ACQUIRE) ? nl_cache_mngr_get_fd(mngr) : -1;
 }
 
+/* Refill every cache from a dump over a socket of its own. */
+static int refill(void)
+{
+    struct nl_sock *sk = connect_route();
+    int bad = sk == NULL;
+    struct nl_cache *all[] = {c_link, c_addr, c_route, c_neigh};
+    for (int i = 0; i < 4 && !bad; i++)
+        bad = nl_cache_refill(sk, all[i]) < 0;
+    if (sk != NULL)
+        nl_socket_free(sk);
+    if (bad)
+        return -EIO;
+    m_dirty = 1;
+    return 0;
+}
+
+int byp_kmirror_resync(void)
+{
+    if (!__atomic_load_n(&m_ready, __ATOMIC_ACQUIRE))
+        return 0;
+    (void)nl_cache_mngr_data_ready(mngr);   /* drain what is queued: the dump supersedes it */
+    int rc = refill();
+    if (rc == 0)
+        publish();
+    return rc;
+}
+
 int byp_kmirror_poll(void)
 {
     if (!__atomic_load_n(&m_ready, __ATOMIC_ACQUIRE))
         return 0;
     int n = nl_cache_mngr_data_ready(mngr);
-    if (n < 0) {
-        /* Lost messages (ENOBUFS on a burst of changes): the caches may be stale; refill
-         * them over a socket of their own. */
-        struct nl_sock *sk = connect_route();
-        int bad = sk == NULL;
-        struct nl_cache *all[] = {c_link, c_addr, c_route, c_neigh};
-        for (int i = 0; i < 4 && !bad; i++)
-            bad = nl_cache_refill(sk, all[i]) < 0;
-        if (sk != NULL)
-            nl_socket_free(sk);
-        if (bad)
-            return -EIO;
-        m_dirty = 1;
-    }
+    if (n < 0 && refill() < 0)   /* lost messages (ENOBUFS on a burst): caches may be stale */
+        return -EIO;
     if (m_dirty)
         publish();
     return n < 0 ? 0 : n;

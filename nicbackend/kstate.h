@@ -75,6 +75,11 @@ int byp_kmirror_fd(void);
  * none) or -EIO. */
 int byp_kmirror_poll(void);
 
+/* Refill the caches from the kernel and apply a new snapshot: for a process that takes
+ * the mirror over from another (a forked child becoming the progress thread's owner: its
+ * inherited caches are as old as the fork).  0 or -EIO. */
+int byp_kmirror_resync(void);
+
 /* Whether @state (NUD_*) is a neighbour entry one can send to. */
 static inline int byp_kneigh_usable(unsigned state)
 {

@@ -420,9 +420,10 @@ static int engine_start(void)
              inet_ntoa((struct in_addr){kif.addr}), kif.prefixlen, bname);
     /* Frames from the local kernel over veth may carry its partial checksums (transmit
      * offload): trusted for that driver only. */
-    if (!byp_steering && (byp_cfg.interface == NULL || byp_kstate_get_if(byp_cfg.interface, &kif) < 0))
-        kif.kind[0] = '\0';   /* a tap the PMD made, say: not veth */
-    byp_netif_trust_partial_csum(strcmp(kif.kind, "veth") == 0);
+    struct byp_kif link = kif;
+    if (!byp_steering && (byp_cfg.interface == NULL || byp_kstate_get_if(byp_cfg.interface, &link) < 0))
+        link.kind[0] = '\0';   /* a tap the PMD made, say: not veth */
+    byp_netif_trust_partial_csum(strcmp(link.kind, "veth") == 0);
     if (byp_steering) {
         /* The interface stays the kernel's: follow its routes, addresses, link and
          * neighbours live. */
