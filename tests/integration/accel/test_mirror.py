@@ -111,7 +111,7 @@ def test_routed_accelerated_client(routednet):
 
 # ---- 2. routes changing under a transfer ------------------------------------------------
 
-TRANSFER_S = 30
+TRANSFER_S = 60
 
 
 def forwarded(net, side):
@@ -426,3 +426,23 @@ def test_bad_tcp_checksum_still_dropped_on_veth(netpair):
     bad = net.run("client", [PYTHON, "-c", SYN_PROBE, net.srv_ip, RPORT, "bad"], timeout=60)
     assert good.stdout.strip() == "synack", good.stdout + good.stderr
     assert bad.stdout.strip() == "none", bad.stdout + bad.stderr
+
+
+@pytest.mark.parametrize("kind", ["unreachable", "prohibit", "blackhole"])
+def test_connect_through_reject_route_gets_kernel_errno(netpair, kind):
+    """A connect whose destination the kernel routes to unreachable/prohibit/blackhole gets
+    the kernel's errno, accelerated or not."""
+    net = netpair(accel=("client",))
+    dst = "10.99.%d.7" % net.k
+    net._ip("-n", net.cli_ns, "route", "add", kind, "10.99.%d.0/24" % net.k)
+    code = ("import socket,errno\n"
+            "s=socket.socket()\n"
+            "s.settimeout(10)\n"
+            "try: s.connect((%r,7600)); print('ok')\n"
+            "except socket.timeout: print('timeout')\n"
+            "except OSError as e: print(errno.errorcode.get(e.errno,e.errno))\n" % dst)
+    conf = write_conf(net.dir / "cli.conf", "bypv1", [("tcp", 7600)])
+    kernel = net.run("client", [PYTHON, "-c", code], timeout=60).stdout.strip()
+    accel = net.run("client", [PYTHON, "-c", code], conf=conf, timeout=60)
+    assert kernel not in ("ok", "timeout"), kernel
+    assert accel.stdout.strip() == kernel, accel.stdout + accel.stderr
