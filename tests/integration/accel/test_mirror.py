@@ -242,6 +242,10 @@ def test_secondary_addresses(netpair):
             gone, accel, kernel)
     redis_roundtrip(net, at_start, "after")
     assert srv.poll() is None, srv.describe()
+    # The library never asked the kernel to resolve one of the server's own addresses.
+    for own in (net.srv_ip, at_start, same, other):
+        assert neigh_mac(net, "server", own) is None and \
+            own not in net._ip("-n", net.srv_ns, "neigh", "show").stdout, own
 
 
 # ---- 5. link down and up, MTU ------------------------------------------------------------
