@@ -94,6 +94,45 @@ int byp_kstate_get_if(const char *ifname, struct byp_kif *out)
     return ret;
 }
 
+int byp_kstate_get_neigh(unsigned ifindex, in_addr_t addr, uint8_t mac[6])
+{
+    struct nl_sock *sk;
+    struct nl_cache *cache;
+    struct nl_addr *dst;
+    struct rtnl_neigh *n;
+    int ret = -ENOENT;
+
+    sk = connect_route();
+    if (!sk)
+        return -EIO;
+    if (rtnl_neigh_alloc_cache(sk, &cache) < 0) {
+        nl_socket_free(sk);
+        return -EIO;
+    }
+    dst = nl_addr_build(AF_INET, &addr, 4);
+    if (!dst) {
+        ret = -ENOMEM;
+        goto out;
+    }
+    n = rtnl_neigh_get(cache, (int)ifindex, dst);
+    if (n) {
+        int state = rtnl_neigh_get_state(n);
+        struct nl_addr *ll = rtnl_neigh_get_lladdr(n);
+
+        if ((state & (NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT)) &&
+            ll && nl_addr_get_len(ll) == 6) {
+            memcpy(mac, nl_addr_get_binary_addr(ll), 6);
+            ret = 0;
+        }
+        rtnl_neigh_put(n);
+    }
+    nl_addr_put(dst);
+out:
+    nl_cache_free(cache);
+    nl_socket_free(sk);
+    return ret;
+}
+
 /* ---- the live mirror ---- */
 
 static struct nl_cache_mngr *mngr;

@@ -24,6 +24,11 @@ struct byp_kif {
  * without IPv4 address is not an error (addr 0). */
 int byp_kstate_get_if(const char *ifname, struct byp_kif *out);
 
+/* The kernel's neighbour entry for IPv4 @addr on @ifindex, if it is usable (REACHABLE,
+ * STALE, DELAY, PROBE or PERMANENT), read with a one-off dump (when there is no mirror).
+ * Errors: -ENOENT (none), -ENOMEM, -EIO. */
+int byp_kstate_get_neigh(unsigned ifindex, in_addr_t addr, uint8_t mac[6]);
+
 /* An IPv4 address of the interface. */
 struct byp_kaddr {
     in_addr_t addr;         /* network order */

@@ -169,10 +169,18 @@ in_addr_t byp_route_src(in_addr_t dst)
     return M->addrs[0].addr;
 }
 
+static unsigned m_ifindex;   /* the interface mirrored (or that failed to be) */
+
 int byp_kneigh_find(in_addr_t addr, uint8_t mac[6])
 {
-    if (M == NULL)
+    if (M == NULL) {
+        /* Not mirrored (the mirror failed to start): ask the kernel with a dump, as before
+         * the mirror existed; only while lwIP waits for this neighbour. */
+        uint8_t tmp[6];
+        if (byp_kstate_get_neigh(m_ifindex, addr, mac ? mac : tmp) == 0)
+            return NUD_REACHABLE;
         return -ENOENT;
+    }
     for (int i = 0; i < M->nneigh; i++)
         if (M->neigh[i].addr == addr) {
             if (mac != NULL)
@@ -258,6 +266,7 @@ static void apply(const struct byp_kview *v)
 
 int byp_mirror_start(unsigned ifindex)
 {
+    m_ifindex = ifindex;
     M = byp_shm_calloc(1, sizeof *M);
     if (M == NULL)
         return -ENOMEM;
