@@ -194,6 +194,18 @@ def probe(net, host, port, timeout=3.0):
     return net.run("client", [PYTHON, "-c", code], timeout=timeout + 30).stdout.strip()
 
 
+def eventually(what, fn, timeout=15.0):
+    """fn() until it returns a true value (the mirror applies changes within milliseconds,
+    but the machine may be loaded); its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v or time.monotonic() > deadline:
+            assert v, "%s: not within %.0f s" % (what, timeout)
+            return v
+        time.sleep(0.2)
+
+
 def redis_roundtrip(net, host, key):
     cp = net.run("client", ["redis-cli", "-h", host, "-p", RPORT, "SET", key, key + "-v"],
                  timeout=30)
@@ -222,7 +234,8 @@ def test_secondary_addresses(netpair):
     net.wait_port(6380, kernel_srv)
     net._ip("-n", net.srv_ns, "addr", "add", same + "/24", "dev", "bypv0")
     net._ip("-n", net.srv_ns, "addr", "add", other + "/24", "dev", "bypv0")
-    time.sleep(0.5)
+    for host in (same, other):
+        eventually("accepted on " + host, lambda: probe(net, host, RPORT) == "ok")
     before = net.tcp_segs("server")
     for i, host in enumerate((net.srv_ip, at_start, same, other)):
         redis_roundtrip(net, host, "k%d" % i)
@@ -278,12 +291,12 @@ def test_mtu_lowered_before_new_connection(netpair):
     net = netpair(accel=("server",))
     conf = write_conf(net.dir / "srv.conf", "bypv0", [("tcp", 7300)])
     srv = net.spawn("server", [PYTHON, PACED, "server", 7300, 1, 4 << 20, "mtu", 2],
-                    name="paced-srv", conf=conf)
+                    name="paced-srv", conf=conf, env={"BYPASS_LOG": "info"})
     srv.wait_ready()
     first = json.loads(net.run("client", [PYTHON, PACED, "client", net.srv_ip, 7300],
                                timeout=60, check=True).stdout)
     net._ip("-n", net.srv_ns, "link", "set", "dev", "bypv0", "mtu", "1280")
-    time.sleep(0.5)
+    eventually("the stack saw the MTU change", lambda: "MTU is now 1280" in srv.err())
     second = json.loads(net.run("client", [PYTHON, PACED, "client", net.srv_ip, 7300],
                                 timeout=60, check=True).stdout)
     srv.wait(30)
@@ -394,12 +407,12 @@ def test_syn_from_peer_routed_elsewhere_is_reset(routednet):
     srv = start_redis(net, conf)
     cli_net = "10.82.%d.0/24" % net.k
     net.sh("server", "route", "add", cli_net, "via", net.far_ip, "dev", "bypx0")
-    time.sleep(0.3)
-    assert probe(net, net.srv_ip, RPORT) == "ECONNREFUSED"
+    eventually("a reset for the off-route SYN",
+               lambda: probe(net, net.srv_ip, RPORT) == "ECONNREFUSED")
     assert any("reset: the kernel routes it through another interface" in l
                for l in bypass_lines(srv.err())), srv.describe()
     net.sh("server", "route", "del", cli_net)
-    time.sleep(0.3)
+    eventually("served again", lambda: probe(net, net.srv_ip, RPORT) == "ok")
     redis_roundtrip(net, net.srv_ip, "back")
 
 
