@@ -78,8 +78,8 @@ int byp_mirror_start(unsigned ifindex);
 /* The mirror's generation: moves whenever routes, addresses, link or neighbours change. */
 uint32_t byp_mirror_gen(void);
 /* The mirror's answer for byp_route_ok: 1 when the kernel's main table routes @addr
- * through the interface and it is not one of our addresses, 0 when not, -1 when the
- * interface is not mirrored.  Takes the stack lock. */
+ * through the interface and it is not one of our addresses, 0 when not, -ENOENT when
+ * the interface is not mirrored.  Takes the stack lock. */
 int byp_mirror_route_ok(in_addr_t addr);
 /* A route that leaves through another interface or is not unicast (byp_nexthop). */
 #define BYP_ROUTE_ELSEWHERE 1

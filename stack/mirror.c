@@ -140,7 +140,7 @@ int byp_mirror_route_ok(in_addr_t addr)
 {
     in_addr_t hop;
     if (M == NULL)
-        return -1;
+        return -ENOENT;
     byp_stack_lock();
     int ok = !byp_addr_is_local(addr) && byp_nexthop(addr, &hop) == 0;
     byp_stack_unlock_noflush();

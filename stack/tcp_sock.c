@@ -573,7 +573,7 @@ int byp_tcp_listen(int fd, const struct sockaddr_in *local, int backlog)
 
 int byp_tcp_connect(int fd, const struct sockaddr_in *remote)
 {
-    int routed = byp_mirror_route_ok(remote->sin_addr.s_addr);   /* -1: not mirrored */
+    int routed = byp_mirror_route_ok(remote->sin_addr.s_addr);   /* <0: not mirrored */
     if (routed < 0)
         routed = byp_route_ok(remote->sin_addr.s_addr);
     if (!routed || byp_fd_get(fd) == NULL)
