@@ -20,6 +20,7 @@ PACKAGES=(
   redis-server redis-tools memcached libmemcached-tools
   sockperf iperf3 nginx-light wrk socat postgresql-15
   iproute2 procps psmisc ethtool iputils-ping
+  python3-scapy
   xz-utils ca-certificates debian-archive-keyring
 )
 HUGEPAGES="${BYPASS_HUGEPAGES:-512}"

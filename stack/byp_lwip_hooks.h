@@ -5,6 +5,14 @@
 
 #include "lwip/ip_addr.h"
 
+/* The next hop towards @dest (stack/mirror.c): its gateway from the kernel's mirrored
+ * routes, or @dest itself when on-link; NULL when no route leaves through the accelerated
+ * interface (lwIP then fails the output with ERR_RTE).  Answered from a per-destination
+ * cache revalidated by a generation counter: no system call, no lock. */
+struct netif;
+const ip4_addr_t *byp_lwip_gw(struct netif *netif, const ip4_addr_t *dest);
+#define LWIP_HOOK_ETHARP_GET_GW(netif, dest) byp_lwip_gw((netif), (dest))
+
 /* Initial sequence number for a new connection (RFC 6528 shape): a keyed hash of the
  * four-tuple plus a clock.  lwIP's default is a global counter, which is predictable. */
 u32_t byp_lwip_isn(const ip_addr_t *local_ip, u16_t local_port,

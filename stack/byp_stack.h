@@ -43,6 +43,8 @@ int byp_engine_poll(int from_app);
 int byp_netif_setup(struct byp_nic *nic, const uint8_t mac[6], unsigned mtu, in_addr_t addr,
                     unsigned prefixlen);
 
+/* Accept frames whose TCP/UDP checksum is the sender's partial one (veth only). */
+void byp_netif_trust_partial_csum(int on);
 /* Receive one burst into lwIP (lock held).  Returns packets received. */
 int byp_netif_rx(void);
 /* Send what is queued (lock held). */
@@ -72,4 +74,34 @@ int byp_link_ready(void);
 /* Ask the kernel to resolve neighbour @addr on @ifindex (kresolve.c).  0, -EEXIST (it has
  * an entry already), or -errno. */
 int byp_kstate_resolve_neigh(unsigned ifindex, in_addr_t addr);
+
+/* ---- the live kernel mirror (mirror.c) ---- */
+
+/* Start mirroring interface @ifindex (after byp_netif_setup; steering backends only).
+ * 0, -ENOMEM or -EIO; on failure the stack keeps its start-time view (on-link only). */
+int byp_mirror_start(unsigned ifindex);
+/* The mirror's generation: moves whenever routes, addresses, link or neighbours change. */
+uint32_t byp_mirror_gen(void);
+/* The mirror's answer for byp_route_ok: 1 when the kernel's main table routes @addr
+ * through the interface and it is not one of our addresses, 0 when not, -ENOENT when
+ * the interface is not mirrored.  Takes the stack lock. */
+int byp_mirror_route_ok(in_addr_t addr);
+/* A route that leaves through another interface or is not unicast (byp_nexthop). */
+#define BYP_ROUTE_ELSEWHERE 1
+/* The next hop towards @dst (lock held): 0 with @hop set (gateway, or @dst on-link),
+ * BYP_ROUTE_ELSEWHERE, or the kernel's errno for the route as -errno (-ENETUNREACH none,
+ * -EHOSTUNREACH unreachable, -EACCES prohibit, -EINVAL blackhole).  Cached per destination
+ * until the mirror's generation moves. */
+int byp_nexthop(in_addr_t dst, in_addr_t *hop);
+/* The source address the kernel would pick for a connection to @dst (lock held). */
+in_addr_t byp_route_src(in_addr_t dst);
+/* Whether @addr is one of the interface's IPv4 addresses now (lock held). */
+int byp_addr_is_local(in_addr_t addr);
+/* The kernel's neighbour entry for @addr (lock held): its NUD_* state, with its MAC in @mac
+ * (may be NULL), or -ENOENT. */
+int byp_kneigh_find(in_addr_t addr, uint8_t mac[6]);
+/* Bring lwIP's ARP table in line with the mirrored neighbours (netif.c, lock held): MACs
+ * replaced, entries the kernel deleted or failed removed (lwIP resolves them again),
+ * pending ones filled. */
+void byp_neigh_sync(void);
 #endif

@@ -325,6 +325,9 @@ static void reap_members(void)
     byp_stats_claim_live();
 }
 
+/* The process whose progress thread reads the kernel mirror (0: no mirror). */
+static pid_t kmirror_pid;
+
 static void *progress_main(void *arg)
 {
     (void)arg;
@@ -340,7 +343,16 @@ static void *progress_main(void *arg)
         byp_info("progress thread: SCHED_IDLE refused; it runs at normal priority");
     const int64_t interval_ns = byp_cfg.progress_usec * 1000;
     int64_t next_reap = 0;
+    if (kmirror_pid != 0 && kmirror_pid != getpid()) {
+        /* Taking over from another member: the mirror's caches here are as old as the fork
+         * (its messages since went to the process that read them). */
+        byp_kmirror_resync();
+        kmirror_pid = getpid();
+    }
     for (;;) {
+        int kfd = byp_kmirror_fd();   /* the kernel mirror's netlink socket, once started */
+        if (kfd >= 0)
+            byp_kmirror_poll();   /* never blocks; applies changes under the stack lock */
         byp_stats_tick();
         if (__atomic_load_n(&byp_local->progress, __ATOMIC_ACQUIRE) != 1)
             break;   /* this process leaves the stack */
@@ -360,8 +372,8 @@ static void *progress_main(void *arg)
             if (now_ns() - __atomic_load_n(&last_app_poll_ns, __ATOMIC_RELAXED) < interval_ns)
                 continue;
         } else if (xsk_fd >= 0) {
-            struct pollfd p = {.fd = xsk_fd, .events = POLLIN};
-            BYP_REAL(ppoll)(&p, 1, &ts, NULL);
+            struct pollfd p[2] = {{.fd = xsk_fd, .events = POLLIN}, {.fd = kfd, .events = POLLIN}};
+            BYP_REAL(ppoll)(p, kfd >= 0 ? 2 : 1, &ts, NULL);
             if (now_ns() - __atomic_load_n(&last_app_poll_ns, __ATOMIC_RELAXED) < APP_SPIN_WINDOW_NS)
                 continue;
         } else {
@@ -573,6 +585,22 @@ static int engine_start(void)
     byp_stats_start(nic, bname, nic->ifname, kif.addr, kif.prefixlen);
     byp_info("accelerating on %s (%s/%u), backend %s", nic->ifname,
              inet_ntoa((struct in_addr){kif.addr}), kif.prefixlen, bname);
+    /* Frames from the local kernel over veth may carry its partial checksums (transmit
+     * offload): trusted for that driver only. */
+    struct byp_kif link = kif;
+    if (!byp_steering && (byp_cfg.interface == NULL || byp_kstate_get_if(byp_cfg.interface, &link) < 0))
+        link.kind[0] = '\0';   /* a tap the PMD made, say: not veth */
+    byp_netif_trust_partial_csum(strcmp(link.kind, "veth") == 0);
+    if (byp_steering) {
+        /* The interface stays the kernel's: follow its routes, addresses, link and
+         * neighbours live. */
+        rc = byp_mirror_start(kif.ifindex);
+        if (rc == 0)
+            kmirror_pid = getpid();
+        if (rc < 0)
+            byp_warn("cannot mirror the kernel's routes and neighbours (%s): only peers on "
+                     "%s's subnet are served", strerror(-rc), byp_cfg.interface);
+    }
     return 0;
 }
 

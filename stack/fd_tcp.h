@@ -15,6 +15,9 @@ void byp_tcp_reap(void);
 /* Nonzero while a connection the program closed still has data to send or to see
  * acknowledged, or its FIN unacknowledged (lock held): an exiting process waits on it. */
 int byp_tcp_flushing(void);
+/* The kernel failed to resolve neighbour @hop (NUD_FAILED): connections still waiting for
+ * their SYN to leave through it fail with EHOSTUNREACH, as the kernel's would (lock held). */
+void byp_tcp_unreachable(in_addr_t hop);
 
 /* Sharing across fork (lock held, tcp_sock.c): before fork, the child's slot gets a
  * reference for each accelerated TCP fd it will inherit; a member that leaves or died

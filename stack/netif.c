@@ -12,8 +12,14 @@
  * Neighbours: ARP replies go to the kernel (the XDP program passes ARP), so lwIP cannot
  * learn them.  An ARP request lwIP tries to send is taken as "resolve this address": it is
  * not sent; the address is looked up in the kernel's table, and if absent the kernel is
- * asked to resolve it (a managed neighbour entry); once the kernel knows it, it becomes a
- * static entry in lwIP's ARP table, which also sends the packets lwIP queued for it. */
+ * asked to resolve it (a managed neighbour entry); once the kernel knows it (the live
+ * mirror, mirror.c, sees it appear), it becomes a static entry in lwIP's ARP table, which
+ * also sends the packets lwIP queued for it.  When the kernel's entry changes MAC, it is
+ * replaced; when it is deleted or fails, it is removed and resolved again on the next send.
+ *
+ * Checksums: full verification by lwIP, except that on a veth interface a TCP/UDP frame
+ * whose checksum field holds the pseudo-header sum (the local kernel's transmit offload,
+ * CHECKSUM_PARTIAL) is accepted, as the kernel itself accepts it from veth. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <string.h>
@@ -29,6 +35,7 @@
 
 #include "backend.h"
 #include "byp_stack.h"
+#include "fd_tcp.h"
 #include "kstate.h"
 #include "log.h"
 #include "stats.h"
@@ -66,9 +73,20 @@ static struct {
     uint32_t since_ms;
 } pending[NEIGH_MAX];
 
+/* The static entries we put in lwIP's ARP table, with the MAC each has there. */
+static struct {
+    in_addr_t addr;
+    uint8_t mac[6];
+} installed[ARP_TABLE_SIZE];
+static int ninstalled;
+
 static void neigh_want(in_addr_t addr)
 {
     int free_slot = -1;
+    /* Our own addresses are the kernel's to answer for, never a neighbour to resolve (lwIP
+     * "requests" its own address to announce it on link up). */
+    if (byp_addr_is_local(addr))
+        return;
     for (int i = 0; i < NEIGH_MAX; i++) {
         if (pending[i].addr == addr)
             return;
@@ -83,25 +101,51 @@ static void neigh_want(in_addr_t addr)
     byp_neigh_pending++;
 }
 
+/* Put (or replace) @addr -> @mac in lwIP's table; lwIP sends what it queued for it. */
+static void install(in_addr_t addr, const uint8_t mac[6])
+{
+    ip4_addr_t ip = {.addr = addr};
+    struct eth_addr ea;
+    memcpy(ea.addr, mac, 6);
+    int i;
+    for (i = 0; i < ninstalled && installed[i].addr != addr; i++)
+        ;
+    if (i == ninstalled) {
+        if (ninstalled == ARP_TABLE_SIZE)
+            return;   /* lwIP's table is full as well; its own request will bring it back */
+        ninstalled++;
+    }
+    installed[i].addr = addr;
+    memcpy(installed[i].mac, mac, 6);
+    etharp_add_static_entry(&ip, &ea);
+}
+
 void byp_neigh_poll(void)
 {
     for (int i = 0; i < NEIGH_MAX && byp_neigh_pending > 0; i++) {
         if (pending[i].addr == 0)
             continue;
         uint8_t mac[6];
-        int rc = byp_kstate_get_neigh(nic->ifindex, pending[i].addr, mac);
-        if (rc == 0) {
-            ip4_addr_t ip = {.addr = pending[i].addr};
-            struct eth_addr ea;
-            memcpy(ea.addr, mac, 6);
-            etharp_add_static_entry(&ip, &ea);
+        int state = byp_kneigh_find(pending[i].addr, mac);
+        if (state >= 0 && byp_kneigh_usable((unsigned)state)) {
+            install(pending[i].addr, mac);
+            pending[i].addr = 0;
+            byp_neigh_pending--;
+            continue;
+        }
+        if (state == NUD_FAILED && pending[i].asked) {
+            /* The kernel tried and gave up: what waits for this neighbour fails as the
+             * kernel's own connections would. */
+            byp_info("neighbour %s unreachable (kernel entry FAILED)",
+                     inet_ntoa((struct in_addr){pending[i].addr}));
+            byp_tcp_unreachable(pending[i].addr);
             pending[i].addr = 0;
             byp_neigh_pending--;
             continue;
         }
         if (!pending[i].asked) {
             pending[i].asked = 1;
-            rc = byp_kstate_resolve_neigh(nic->ifindex, pending[i].addr);
+            int rc = byp_kstate_resolve_neigh(nic->ifindex, pending[i].addr);
             if (rc < 0 && rc != -EEXIST)
                 byp_warn("cannot ask the kernel to resolve %s: %s",
                          inet_ntoa((struct in_addr){pending[i].addr}), strerror(-rc));
@@ -112,6 +156,30 @@ void byp_neigh_poll(void)
             byp_neigh_pending--;
         }
     }
+}
+
+void byp_neigh_sync(void)
+{
+    for (int i = 0; i < ninstalled;) {
+        uint8_t mac[6];
+        int state = byp_kneigh_find(installed[i].addr, mac);
+        ip4_addr_t ip = {.addr = installed[i].addr};
+        if (state >= 0 && byp_kneigh_usable((unsigned)state)) {
+            if (memcmp(mac, installed[i].mac, 6) != 0) {
+                byp_info("neighbour %s moved to %02x:%02x:%02x:%02x:%02x:%02x",
+                         inet_ntoa((struct in_addr){ip.addr}), mac[0], mac[1], mac[2],
+                         mac[3], mac[4], mac[5]);
+                install(installed[i].addr, mac);
+            }
+            i++;
+            continue;
+        }
+        /* Deleted or failed in the kernel: forget it; lwIP asks again when it next sends. */
+        etharp_remove_static_entry(&ip);
+        installed[i] = installed[--ninstalled];
+    }
+    if (byp_neigh_pending)
+        byp_neigh_poll();
 }
 
 /* An ARP request from lwIP for one of our own addresses' neighbours: hand it to the
@@ -200,6 +268,163 @@ int byp_netif_setup(struct byp_nic *n, const uint8_t mac[6], unsigned mtu, in_ad
     return 0;
 }
 
+/* Frames of the veth driver may carry a partial checksum (below). */
+static int trust_partial;
+
+void byp_netif_trust_partial_csum(int on)
+{
+    trust_partial = on;
+}
+
+/* Whether the TCP/UDP checksum field of IPv4 packet @ip (@len bytes) holds exactly the
+ * pseudo-header sum: a CHECKSUM_PARTIAL frame, which the sending kernel left for the
+ * (virtual) NIC to finish.  Over veth nothing finishes it; the receiving kernel trusts such
+ * a frame as a NIC's checksum offload would have vouched for it, and so do we.  Any other
+ * value is verified in full by lwIP. */
+static int partial_csum(const uint8_t *ip, unsigned len)
+{
+    unsigned ihl = (ip[0] & 0x0fu) * 4;
+    if ((ip[0] >> 4) != 4 || ihl < 20 || len < ihl + 20 || ((ip[6] & 0x3f) | ip[7]) != 0)
+        return 0;   /* not plain IPv4, or a fragment */
+    unsigned off = ip[9] == 6 ? 16 : ip[9] == 17 ? 6 : 0;
+    if (off == 0)
+        return 0;
+    unsigned l4len = (((unsigned)ip[2] << 8) | ip[3]) - ihl;
+    uint32_t sum = ip[9] + l4len;
+    for (int i = 12; i < 20; i += 2)
+        sum += ((uint32_t)ip[i] << 8) | ip[i + 1];
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    return (((uint32_t)ip[ihl + off] << 8) | ip[ihl + off + 1]) == sum;
+}
+
+/* One's-complement checksum of @n bytes at @p, added to @sum (host-order words). */
+static uint16_t csum16(const uint8_t *p, unsigned n, uint32_t sum)
+{
+    for (unsigned i = 0; i + 1 < n; i += 2)
+        sum += ((uint32_t)p[i] << 8) | p[i + 1];
+    if (n & 1)
+        sum += (uint32_t)p[n - 1] << 8;
+    while (sum >> 16)
+        sum = (sum & 0xffff) + (sum >> 16);
+    return (uint16_t)~sum;
+}
+
+static void put16(uint8_t *p, unsigned v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+static uint32_t offroute_logged_ms;
+
+/* A SYN (frame @f, @len bytes) from a peer that the kernel routes through another interface,
+ * or through a blackhole/unreachable/prohibit route, or not at all: the stack cannot
+ * answer it through this interface.  Rather than leave the peer to time out, reset it
+ * straight back to the MAC it came from, and say so (info, at most once a second).
+ * Returns 1 when the frame was such a SYN (and is consumed). */
+static int offroute_syn(const uint8_t *f, unsigned len)
+{
+    const uint8_t *ip = f + SIZEOF_ETH_HDR;
+    unsigned ihl = (ip[0] & 0x0fu) * 4;
+    if (ip[9] != 6 || ihl < 20 || len < SIZEOF_ETH_HDR + ihl + 20 || ((ip[6] & 0x3f) | ip[7]))
+        return 0;
+    const uint8_t *th = ip + ihl;
+    if ((th[13] & 0x17) != 0x02)   /* SYN alone: no ACK, RST or FIN */
+        return 0;
+    in_addr_t src, dst, hop;
+    memcpy(&src, ip + 12, 4);
+    memcpy(&dst, ip + 16, 4);
+    if (!byp_addr_is_local(dst))
+        return 0;   /* not ours at all (an address removed): lwIP drops it, as the kernel does */
+    int verdict = byp_nexthop(src, &hop);
+    if (verdict == 0)
+        return 0;
+    uint32_t now = sys_now();
+    if (now - offroute_logged_ms >= 1000) {
+        offroute_logged_ms = now;
+        byp_info("connection from %s reset: the kernel routes it %s, not through the "
+                 "accelerated interface", inet_ntoa((struct in_addr){src}),
+                 verdict == BYP_ROUTE_ELSEWHERE ? "through another interface" : "nowhere (no usable route)");
+    }
+    unsigned tot = ((unsigned)ip[2] << 8) | ip[3];
+    unsigned seglen = tot - ihl - (unsigned)(th[12] >> 4) * 4 + 1;   /* payload + SYN */
+    uint32_t seq = ((uint32_t)th[4] << 24) | ((uint32_t)th[5] << 16) | ((uint32_t)th[6] << 8) | th[7];
+    uint8_t r[60];
+    memset(r, 0, sizeof r);
+    memcpy(r, f + 6, 6);                         /* back to the sender's MAC */
+    memcpy(r + 6, byp_netif.hwaddr, 6);
+    put16(r + 12, 0x0800);
+    uint8_t *rip = r + SIZEOF_ETH_HDR, *rth = rip + 20;
+    rip[0] = 0x45;
+    put16(rip + 2, 40);
+    put16(rip + 6, 0x4000);                      /* DF */
+    rip[8] = 64;
+    rip[9] = 6;
+    memcpy(rip + 12, ip + 16, 4);
+    memcpy(rip + 16, ip + 12, 4);
+    put16(rip + 10, csum16(rip, 20, 0));
+    memcpy(rth, th + 2, 2);
+    memcpy(rth + 2, th, 2);
+    uint32_t ack = seq + seglen;
+    rth[8] = (uint8_t)(ack >> 24);
+    rth[9] = (uint8_t)(ack >> 16);
+    rth[10] = (uint8_t)(ack >> 8);
+    rth[11] = (uint8_t)ack;
+    rth[12] = 5 << 4;
+    rth[13] = 0x14;                              /* RST, ACK */
+    uint32_t pseudo = 6 + 20;
+    for (int i = 12; i < 20; i += 2)
+        pseudo += ((uint32_t)rip[i] << 8) | rip[i + 1];
+    put16(rth + 16, csum16(rth, 20, pseudo));
+    struct rte_mbuf *m = rte_pktmbuf_alloc(nic->pool);
+    char *out = m ? rte_pktmbuf_append(m, sizeof r) : NULL;
+    if (out == NULL) {
+        rte_pktmbuf_free(m);
+        return 1;
+    }
+    memcpy(out, r, sizeof r);
+    txq[txn++] = m;
+    if (txn == TX_BATCH)
+        byp_netif_flush();
+    return 1;
+}
+
+/* Hand one frame to lwIP.  A frame for another of the interface's addresses is shown to
+ * lwIP with that address as the netif's (lwIP 2.1 has one per netif), so a listener on
+ * INADDR_ANY accepts on it and the connection keeps it as its source. */
+static void deliver(struct pbuf *p)
+{
+    const uint8_t *f = p->payload;
+    ip4_addr_t *own = ip_2_ip4(&byp_netif.ip_addr);
+    in_addr_t saved_ip = own->addr;
+    u16_t saved_csum = byp_netif.chksum_flags;
+    int swapped = 0, relaxed = 0;
+    if (p->len >= SIZEOF_ETH_HDR + 20 && f[12] == 0x08 && f[13] == 0x00) {
+        const uint8_t *ip = f + SIZEOF_ETH_HDR;
+        if ((ip[0] >> 4) == 4 && ip[9] == 6 && offroute_syn(f, p->len)) {
+            pbuf_free(p);
+            return;
+        }
+        in_addr_t dst;
+        memcpy(&dst, ip + 16, 4);
+        if (dst != saved_ip && byp_addr_is_local(dst)) {
+            own->addr = dst;
+            swapped = 1;
+        }
+        if (trust_partial && partial_csum(ip, p->len - SIZEOF_ETH_HDR)) {
+            byp_netif.chksum_flags &= (u16_t)~(NETIF_CHECKSUM_CHECK_TCP | NETIF_CHECKSUM_CHECK_UDP);
+            relaxed = 1;
+        }
+    }
+    if (byp_netif.input(p, &byp_netif) != ERR_OK)
+        pbuf_free(p);
+    if (swapped)
+        own->addr = saved_ip;
+    if (relaxed)
+        byp_netif.chksum_flags = saved_csum;
+}
+
 int byp_netif_rx(void)
 {
     struct rte_mbuf *pkts[RX_BURST];
@@ -234,8 +459,8 @@ int byp_netif_rx(void)
             if (p == NULL)
                 rte_pktmbuf_free(m);
         }
-        if (p != NULL && byp_netif.input(p, &byp_netif) != ERR_OK)
-            pbuf_free(p);
+        if (p != NULL)
+            deliver(p);
     }
     return n;
 }

@@ -130,11 +130,26 @@ static err_t on_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
     return ERR_OK;
 }
 
+/* The errno a connection aborted by byp_tcp_unreachable gets (0: the usual mapping). */
+static int abort_errno;
+
 static void on_err(void *arg, err_t err)
 {
     struct tsock *ts = arg;
     int e;
-    if (ts->state == T_CONNECTING)
+    if (err == ERR_CLSD) {
+        /* Closed in order after we had shut down writing and the peer's FIN came (lwIP frees
+         * the pcb): end of file, not an error. */
+        ts->pcb = NULL;
+        ts->state = T_CLOSED;
+        ts->rx_fin = 1;
+        ts->sndbuf = 0;
+        byp_tsock_changed(ts);
+        return;
+    }
+    if (abort_errno != 0)
+        e = abort_errno;
+    else if (ts->state == T_CONNECTING)
         e = err == ERR_RST ? ECONNREFUSED : ETIMEDOUT;
     else
         e = err == ERR_RST ? ECONNRESET : err == ERR_ABRT ? ETIMEDOUT : ECONNABORTED;
@@ -153,6 +168,23 @@ static err_t on_connected(void *arg, struct tcp_pcb *pcb, err_t err)
     ts->sndbuf = tcp_sndbuf(pcb);
     byp_tsock_changed(ts);
     return ERR_OK;
+}
+
+void byp_tcp_unreachable(in_addr_t hop)
+{
+    struct tcp_pcb *p = tcp_active_pcbs;
+    while (p != NULL) {
+        in_addr_t h;
+        if (p->state != SYN_SENT || p->errf != on_err ||
+            byp_nexthop(ip_2_ip4(&p->remote_ip)->addr, &h) != 0 || h != hop) {
+            p = p->next;
+            continue;
+        }
+        abort_errno = EHOSTUNREACH;
+        tcp_abort(p);
+        abort_errno = 0;
+        p = tcp_active_pcbs;   /* the list changed */
+    }
 }
 
 static void zombie_err(void *arg, err_t err)
@@ -580,7 +612,10 @@ static void install(int fd, struct tsock *ts)
 int byp_tcp_listen(int fd, const struct sockaddr_in *local, int backlog)
 {
     in_addr_t a = local->sin_addr.s_addr;
-    if (byp_fd_get(fd) == NULL || (a != INADDR_ANY && a != byp_if_addr))
+    byp_stack_lock();
+    int ours = a == INADDR_ANY || byp_addr_is_local(a);
+    byp_stack_unlock_noflush();
+    if (byp_fd_get(fd) == NULL || !ours)
         return BYP_ENGINE_DECLINE;   /* bound to another interface's address */
     int fl = BYP_REAL(fcntl)(fd, F_GETFL);
     if (BYP_REAL(listen)(fd, backlog) < 0)
@@ -630,7 +665,10 @@ int byp_tcp_listen(int fd, const struct sockaddr_in *local, int backlog)
 
 int byp_tcp_connect(int fd, const struct sockaddr_in *remote)
 {
-    if (!byp_route_ok(remote->sin_addr.s_addr) || byp_fd_get(fd) == NULL)
+    int routed = byp_mirror_route_ok(remote->sin_addr.s_addr);   /* <0: not mirrored */
+    if (routed < 0)
+        routed = byp_route_ok(remote->sin_addr.s_addr);
+    if (!routed || byp_fd_get(fd) == NULL)
         return BYP_ENGINE_DECLINE;
     if (!byp_link_ready())
         return -ECONNREFUSED;   /* memif peer process absent: as a host without the port */
@@ -639,17 +677,24 @@ int byp_tcp_connect(int fd, const struct sockaddr_in *remote)
     socklen_t len = sizeof local;
     if (BYP_REAL(getsockname)(fd, (struct sockaddr *)&local, &len) < 0 || local.sin_family != AF_INET)
         return BYP_ENGINE_DECLINE;
+    /* The source address: the one the program bound, else the kernel's choice for the
+     * route (its preferred source, else the address whose subnet holds the next hop). */
+    byp_stack_lock();
+    in_addr_t src = byp_route_src(remote->sin_addr.s_addr);
+    int bound_ours = local.sin_addr.s_addr == INADDR_ANY || byp_addr_is_local(local.sin_addr.s_addr);
+    byp_stack_unlock_noflush();
     if (local.sin_port == 0) {
         /* On a dedicated interface the kernel does not own the stack's address. */
-        local.sin_addr.s_addr = byp_steering ? byp_if_addr : INADDR_ANY;
+        local.sin_addr.s_addr = byp_steering ? src : INADDR_ANY;
         if (BYP_REAL(bind)(fd, (struct sockaddr *)&local, sizeof local) < 0)
             return -errno;
         len = sizeof local;
         BYP_REAL(getsockname)(fd, (struct sockaddr *)&local, &len);
-    } else if (local.sin_addr.s_addr != INADDR_ANY && local.sin_addr.s_addr != byp_if_addr) {
+    } else if (!bound_ours) {
         return BYP_ENGINE_DECLINE;
     }
-    local.sin_addr.s_addr = byp_if_addr;
+    if (local.sin_addr.s_addr == INADDR_ANY || !byp_steering)
+        local.sin_addr.s_addr = src;
     int fl = BYP_REAL(fcntl)(fd, F_GETFL);
     struct tsock *ts = tsock_new();
     if (ts == NULL)
@@ -657,7 +702,7 @@ int byp_tcp_connect(int fd, const struct sockaddr_in *remote)
     ts->nonblock = fl >= 0 && (fl & O_NONBLOCK);
     ts->local = local;
     ts->remote = *remote;
-    ts->flow_addr = byp_if_addr;
+    ts->flow_addr = local.sin_addr.s_addr;
     ts->flow_port = local.sin_port;
     ts->reserves_port = 1;
     ts->state = T_CONNECTING;
@@ -669,9 +714,9 @@ int byp_tcp_connect(int fd, const struct sockaddr_in *remote)
         return -ENOBUFS;
     }
     ip_set_option(pcb, SOF_REUSEADDR);
-    ip_addr_t lip = IPADDR4_INIT(byp_if_addr), rip = IPADDR4_INIT(remote->sin_addr.s_addr);
+    ip_addr_t lip = IPADDR4_INIT(local.sin_addr.s_addr), rip = IPADDR4_INIT(remote->sin_addr.s_addr);
     err_t err = tcp_bind(pcb, &lip, ntohs(local.sin_port));
-    if (err != ERR_OK || byp_flow_ref(IPPROTO_TCP, byp_if_addr, local.sin_port) < 0) {
+    if (err != ERR_OK || byp_flow_ref(IPPROTO_TCP, local.sin_addr.s_addr, local.sin_port) < 0) {
         tcp_abort(pcb);
         byp_stack_unlock();
         byp_shm_free(ts);
