@@ -262,6 +262,7 @@ int byp_epoll_wait(struct byp_epoll_head *h, int epfd, struct epoll_event *evs, 
     if (spin_end > deadline)
         spin_end = deadline;
     int rc, err = 0;
+    unsigned seq = byp_sig_seq();
 
     /* Spin: the stack and the accelerated members every round, the kernel set every
      * KERNEL_POLL_RATIO rounds. */
@@ -277,6 +278,12 @@ int byp_epoll_wait(struct byp_epoll_head *h, int epfd, struct epoll_event *evs, 
         if (rc != 0) {
             if (rc > 0 && timeout_ns != 0)
                 __atomic_add_fetch(&byp_spin_hits, 1, __ATOMIC_RELAXED);
+            goto out;
+        }
+        if (byp_sig_check(seq, 0) < 0) {
+            /* A handler ran while spinning: epoll_wait is never restarted (signal(7)). */
+            rc = -1;
+            err = EINTR;
             goto out;
         }
         if (round % CLOCK_RATIO != 0 && deadline != start)

@@ -106,9 +106,12 @@ static int lock_taken(int rc)
 static pid_t progress_pid;
 static void progress_start(void);
 
+/* Every take of the lock defers the thread's signal handlers until it is released
+ * (byp_sig_hold, wrap_signal.c): a handler that calls into the library cannot deadlock. */
 static void lock_raw(void)
 {
     lock_taken(pthread_mutex_lock(&stack_mutex));
+    byp_sig_hold();
 }
 
 void byp_stack_lock(void)
@@ -120,7 +123,10 @@ void byp_stack_lock(void)
 
 static int stack_trylock(void)
 {
-    return lock_taken(pthread_mutex_trylock(&stack_mutex));
+    int rc = lock_taken(pthread_mutex_trylock(&stack_mutex));
+    if (rc == 0)
+        byp_sig_hold();
+    return rc;
 }
 
 void byp_stack_unlock(void)
@@ -135,6 +141,7 @@ void byp_stack_unlock_noflush(void)
     int wake = events != events_woken && n > 0;
     events_woken = events;
     pthread_mutex_unlock(&stack_mutex);
+    byp_sig_release();
     if (wake) {
         /* A semaphore eventfd shared by every member: one count per sleeper, each takes
          * one (wake_drain), so a sleeper in another process is never robbed of its wake-up. */
@@ -612,6 +619,7 @@ static int engine_leave(void)
         if (stack_trylock() == 0) {
             byp_nic_close(nic);
             nic = NULL;
+            byp_sig_release();
             return 0;   /* the lock stays taken: nothing may use the stack any more */
         }
         struct timespec ms = {0, 1000000};

@@ -238,12 +238,24 @@ static int cond_acceptable(void *arg)
     return ts->aq_n > 0 || ts->state != T_LISTEN;
 }
 
+/* byp_wait for a socket call: a handler with SA_RESTART resumes the wait unless a timeout
+ * is set on the socket (signal(7)); 1 ready, 2 kernel fd ready, 0 timeout, -EINTR. */
+static int wait_restarting(byp_wait_cond_t cond, struct tsock *ts, int timeout_ms,
+                           struct pollfd *pfd, nfds_t n)
+{
+    int r;
+    do
+        r = byp_wait(cond, ts, timeout_ms, pfd, n);
+    while (r == -ERESTART && timeout_ms < 0);
+    return r < 0 ? -EINTR : r;
+}
+
 /* Drop the lock and wait; 1 ready, 0 timeout, -EINTR. */
 int byp_tsock_wait(byp_wait_cond_t cond, struct tsock *ts, int timeout_ms, struct pollfd *pfd,
                          nfds_t n)
 {
     byp_stack_unlock();
-    int r = byp_wait(cond, ts, timeout_ms, pfd, n);
+    int r = wait_restarting(cond, ts, timeout_ms, pfd, n);
     byp_stack_lock();
     return r;
 }
@@ -308,7 +320,7 @@ int byp_tcp_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
         if (l->nonblock)
             return byp_tcp_fail(EAGAIN);
         struct pollfd p = {.fd = fd, .events = POLLIN};
-        int r = byp_wait(cond_acceptable, l, l->rcvtimeo_ms, &p, 1);
+        int r = wait_restarting(cond_acceptable, l, l->rcvtimeo_ms, &p, 1);
         if (r == 0)
             return byp_tcp_fail(EAGAIN);
         if (r < 0)
