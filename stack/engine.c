@@ -110,8 +110,8 @@ static void progress_start(void);
  * (byp_sig_hold, wrap_signal.c): a handler that calls into the library cannot deadlock. */
 static void lock_raw(void)
 {
+    byp_sig_hold();   /* before: a handler between the take and the hold would deadlock */
     lock_taken(pthread_mutex_lock(&stack_mutex));
-    byp_sig_hold();
 }
 
 void byp_stack_lock(void)
@@ -123,9 +123,10 @@ void byp_stack_lock(void)
 
 static int stack_trylock(void)
 {
+    byp_sig_hold();
     int rc = lock_taken(pthread_mutex_trylock(&stack_mutex));
-    if (rc == 0)
-        byp_sig_hold();
+    if (rc != 0)
+        byp_sig_release();
     return rc;
 }
 

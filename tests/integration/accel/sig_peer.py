@@ -48,7 +48,10 @@ time.sleep(2.0 if op == "storm" else 1.5)
 
 extra = []
 if op == "accept":
-    a = conn()
+    try:
+        a = conn()
+    except OSError:    # interrupted without SA_RESTART: the program may be gone already
+        pass
 elif op == "send":
     a.settimeout(30)
     got = 0
@@ -59,10 +62,12 @@ elif op == "send":
         got += len(d)
     extra.append("a=%d" % got)
 elif op == "connect":
-    lst.settimeout(20)
+    lst.settimeout(5)
     for _ in range(2):
-        c, _ = lst.accept()
-        extra.append("accepted")
+        try:
+            c, _ = lst.accept()
+        except OSError:
+            break
 else:
     a.sendall(b"x")
 
