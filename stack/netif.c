@@ -29,6 +29,7 @@
 
 #include "backend.h"
 #include "byp_stack.h"
+#include "tcp_guard.h"
 #include "kstate.h"
 #include "log.h"
 #include "stats.h"
@@ -163,6 +164,8 @@ static err_t linkoutput(struct netif *ni, struct pbuf *p)
         return ERR_BUF;
     }
     pbuf_copy_partial(p, dst, p->tot_len, 0);
+    if (p->tot_len < 80 && byp_guard_tx((uint8_t *)dst, p->tot_len))
+        rte_pktmbuf_trim(m, 1);   /* a zero-window probe lost its byte (tcp_guard.c) */
     txq[txn++] = m;
     BYP_STATS_ADD(tx_pkts, 1);
     BYP_STATS_ADD(tx_bytes, p->tot_len);
