@@ -42,8 +42,9 @@ def drain():
         rx.recv(65535)
 
 
-def packets(timeout, sport=None):
-    """TCP segments from the server (to sport, if given) during @timeout seconds."""
+def packets(timeout, sport=None, pred=None):
+    """TCP segments from the server (to sport, if given) during @timeout seconds; with
+    @pred, returns as soon as one satisfies it (the last in the list)."""
     out, end = [], time.monotonic() + timeout
     while True:
         left = end - time.monotonic()
@@ -56,15 +57,13 @@ def packets(timeout, sport=None):
         if IP in e and TCP in e and e[IP].src == SRV and e[TCP].sport == PORT and \
                 e[IP].dst == ME and (sport is None or e[TCP].dport == sport):
             out.append(e)
+            if pred is not None and pred(e[TCP]):
+                return out
 
 
 def first(pred, timeout, sport):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        for p in packets(min(0.1, end - time.monotonic()), sport):
-            if pred(p[TCP]):
-                return p
-    return None
+    ps = packets(timeout, sport, pred)
+    return ps[-1] if ps and pred(ps[-1][TCP]) else None
 
 
 class Flow:
@@ -376,8 +375,11 @@ def case_isn(n=1000):
     for i in range(n):
         sport = 40000 + i
         drain()
-        send(IP(src=ME, dst=SRV) / TCP(sport=sport, dport=PORT, flags="S", seq=7))
-        p = first(lambda t: t.flags & 0x12 == 0x12, 2, sport)
+        for _ in range(3):   # a SYN lost on the way is sent again, as a client would
+            send(IP(src=ME, dst=SRV) / TCP(sport=sport, dport=PORT, flags="S", seq=7))
+            p = first(lambda t: t.flags & 0x12 == 0x12, 1, sport)
+            if p is not None:
+                break
         if p is None:
             isns.append(-1)
             continue
