@@ -65,6 +65,7 @@ static struct {
     in_addr_t addr;
     int asked;          /* the kernel was asked to resolve it */
     uint32_t since_ms;
+    uint32_t next_ms, step_ms;   /* next look at the kernel's table, doubling the gap */
 } pending[NEIGH_MAX];
 
 static void neigh_want(in_addr_t addr)
@@ -80,7 +81,8 @@ static void neigh_want(in_addr_t addr)
         return;   /* lwIP retries its request; we will see it again */
     pending[free_slot].addr = addr;
     pending[free_slot].asked = 0;
-    pending[free_slot].since_ms = sys_now();
+    pending[free_slot].since_ms = pending[free_slot].next_ms = sys_now();
+    pending[free_slot].step_ms = 1;
     byp_neigh_pending++;
 }
 
@@ -89,6 +91,14 @@ void byp_neigh_poll(void)
     for (int i = 0; i < NEIGH_MAX && byp_neigh_pending > 0; i++) {
         if (pending[i].addr == 0)
             continue;
+        /* Each look dumps the kernel's neighbour table: 1, 2, 4 ... 256 ms apart, so that
+         * addresses nobody answers for (spoofed SYNs) cost nothing like a core. */
+        uint32_t now = sys_now();
+        if ((int32_t)(now - pending[i].next_ms) < 0)
+            continue;
+        if (pending[i].step_ms < 256)
+            pending[i].step_ms *= 2;
+        pending[i].next_ms = now + pending[i].step_ms;
         uint8_t mac[6];
         int rc = byp_kstate_get_neigh(nic->ifindex, pending[i].addr, mac);
         if (rc == 0) {
@@ -239,6 +249,7 @@ int byp_netif_rx(void)
         }
         if (p != NULL && byp_netif.input(p, &byp_netif) != ERR_OK)
             pbuf_free(p);
+        byp_guard_after_input(&byp_netif);
     }
     return n;
 }

@@ -2,9 +2,12 @@
  * (issue 12).  Through lwIP's own hooks and our netif only: lwIP's source is Debian's.
  *
  * - SYN floods: a listener's half-open connections (SYN_RCVD) are capped; a new SYN
- *   beyond the cap evicts the oldest half-open one, as the kernel's SYN queue does when
- *   it has no cookies.  Legitimate clients, which answer in one round trip, keep getting
- *   in while spoofed SYNs rotate through the queue.
+ *   beyond the cap evicts the oldest half-open one.  What the handshake needs later is
+ *   kept in a 28-byte record (a table of 64 Ki, like the few bits a SYN cookie keeps), so
+ *   a client whose half-open connection was evicted and whose ACK then arrives is let in:
+ *   the connection is rebuilt from the record (a SYN made from it, with the same ISN),
+ *   then the ACK is given to lwIP again.  Legitimate clients get in during a flood, as with
+ *   the kernel's SYN cookies.
  * - An ACK for data never sent (RFC 5961 5.2, RFC 793): the segment is dropped and an ACK
  *   sent.  lwIP sends the ACK but then takes the segment's data.
  * - A peer's MSS below the kernel's floor (48, tcp_min_snd_mss) is raised to it: an MSS of
@@ -44,7 +47,45 @@ static struct halfopen ring[SYN_BACKLOG];
 static unsigned ring_head, ring_n;
 static int ring_last_pending;     /* the newest entry's PCB is still to be found */
 /* SYNs that evicted an older half-open connection (logged once, counted). */
-static uint64_t evictions;
+static uint64_t evictions, rebuilt;
+
+/* What an evicted half-open connection needs to be rebuilt when its ACK comes: direct
+ * mapped by four-tuple (a newer record takes an older one's place). */
+struct evicted {
+    uint32_t raddr, iss, irs;
+    uint16_t rport, lport, mss, wnd;
+    uint8_t wscale;     /* peer's shift + 1, 0 without the option */
+    uint8_t sack;
+    uint8_t used;
+};
+#define EVICTED_N 65536
+static struct evicted evicted[EVICTED_N];
+
+static unsigned slot_of(uint32_t raddr, uint16_t rport, uint16_t lport)
+{
+    uint32_t h = raddr * 0x9E3779B1u ^ ((uint32_t)rport << 16 | lport) * 0x85EBCA77u;
+    return (h ^ h >> 15) & (EVICTED_N - 1);
+}
+
+static void remember(const struct tcp_pcb *p)
+{
+    uint32_t raddr = ip_2_ip4(&p->remote_ip)->addr;
+    struct evicted *e = &evicted[slot_of(raddr, p->remote_port, p->local_port)];
+    *e = (struct evicted){.raddr = raddr, .iss = p->lastack, .irs = p->rcv_nxt - 1,
+                          .rport = p->remote_port, .lport = p->local_port, .mss = p->mss,
+                          .wnd = (uint16_t)(p->snd_wnd > 0xffff ? 0xffff : p->snd_wnd),
+                          .wscale = (p->flags & TF_WND_SCALE) ? (uint8_t)(p->snd_scale + 1) : 0,
+                          .sack = (p->flags & TF_SACK) != 0, .used = 1};
+}
+
+/* A connection to rebuild after the current segment (tcp_input is not re-entrant): the
+ * record, the local address, and the segment itself (IP packet) to give lwIP again. */
+static struct evicted pending;
+static uint32_t pending_laddr;
+static uint8_t pending_pkt[1600];
+static uint16_t pending_len;
+static uint32_t forced_iss;
+static int forcing;
 
 static int same(const struct tcp_pcb *pcb, const struct halfopen *h)
 {
@@ -78,8 +119,9 @@ static void evict_oldest(void)
     for (struct tcp_pcb *p = tcp_active_pcbs; p != NULL; p = p->next)
         if (p == h->pcb) {
             if (evictions++ == 0)
-                byp_warn("SYN flood on port %u: half-open connections above %d, the "
+                byp_err("SYN flood on port %u: half-open connections above %d, the "
                          "oldest are dropped (logged once)", h->lport, SYN_BACKLOG);
+            remember(p);
             tcp_abandon(p, 0);
             return;
         }
@@ -123,6 +165,149 @@ static void clamp_mss(struct tcp_hdr *hdr, u16_t optlen, u16_t opt1len)
     }
 }
 
+/* An ACK for a listener without a connection: when it completes a handshake whose
+ * half-open connection was evicted, keep it and the record for byp_guard_after_input. */
+static int check_evicted(const struct tcp_hdr *hdr, const struct pbuf *p)
+{
+    uint32_t raddr = ip4_current_src_addr()->addr;
+    struct evicted *e = &evicted[slot_of(raddr, hdr->src, hdr->dest)];
+    if (!e->used || e->raddr != raddr || e->rport != hdr->src || e->lport != hdr->dest ||
+        hdr->ackno != e->iss + 1 || hdr->seqno != e->irs + 1)
+        return 0;
+    /* The whole IP packet: p->payload is past the TCP header here; the IP header is at
+     * ip_current_header(), and the pbuf chain holds the rest. */
+    const struct ip_hdr *iph = ip4_current_header();
+    uint16_t tot = lwip_ntohs(IPH_LEN(iph));
+    if (tot > sizeof pending_pkt)
+        return 0;
+    uint16_t hl = (uint16_t)(IPH_HL(iph) * 4);
+    uint16_t thl = (uint16_t)(TCPH_HDRLEN(hdr) * 4);
+    memcpy(pending_pkt, iph, hl);
+    /* The TCP header was turned to host order by tcp_input: rebuild it in network order. */
+    struct tcp_hdr *t = (struct tcp_hdr *)(pending_pkt + hl);
+    memcpy(t, hdr, thl);
+    t->src = lwip_htons(hdr->src);
+    t->dest = lwip_htons(hdr->dest);
+    t->seqno = lwip_htonl(hdr->seqno);
+    t->ackno = lwip_htonl(hdr->ackno);
+    t->wnd = lwip_htons(hdr->wnd);
+    uint16_t data = (uint16_t)(tot - hl - thl);
+    if (data > p->tot_len || pbuf_copy_partial(p, pending_pkt + hl + thl, data, 0) != data)
+        return 0;
+    pending_len = tot;
+    pending = *e;
+    pending_laddr = ip4_current_dest_addr()->addr;
+    e->used = 0;
+    return 1;
+}
+
+/* Gives lwIP an IP packet built here (tcp_input's checksum check included). */
+static void inject(struct netif *ni, const uint8_t *pkt, uint16_t len)
+{
+    struct pbuf *q = pbuf_alloc(PBUF_RAW, len, PBUF_RAM);
+    if (q == NULL)
+        return;
+    pbuf_take(q, pkt, len);
+    if (ip4_input(q, ni) != ERR_OK)
+        pbuf_free(q);
+}
+
+static void tcp_csum(uint8_t *ip, uint16_t hl, uint16_t tot)
+{
+    uint8_t *th = ip + hl;
+    th[16] = th[17] = 0;
+    uint32_t acc = 0;
+    for (int i = 12; i < 20; i += 2)
+        acc += (uint32_t)(ip[i] << 8 | ip[i + 1]);
+    acc += IP_PROTO_TCP + (uint32_t)(tot - hl);
+    for (uint16_t i = 0; i + 1 < tot - hl; i += 2)
+        acc += (uint32_t)(th[i] << 8 | th[i + 1]);
+    if ((tot - hl) & 1)
+        acc += (uint32_t)(th[tot - hl - 1] << 8);
+    while (acc >> 16)
+        acc = (acc & 0xffff) + (acc >> 16);
+    th[16] = (uint8_t)(~acc >> 8);
+    th[17] = (uint8_t)~acc;
+}
+
+void byp_guard_after_input(struct netif *ni)
+{
+    if (__builtin_expect(!pending.used, 1))
+        return;
+    struct evicted e = pending;
+    pending.used = 0;
+    /* The client's SYN again, from the record: IP header + TCP header + MSS, window
+     * scale, SACK permitted. */
+    uint8_t syn[20 + 20 + 12];
+    memset(syn, 0, sizeof syn);
+    uint16_t olen = 4 + (e.wscale ? 4 : 0) + (e.sack ? 4 : 0);
+    uint16_t tot = (uint16_t)(20 + 20 + olen);
+    syn[0] = 0x45;
+    syn[2] = (uint8_t)(tot >> 8);
+    syn[3] = (uint8_t)tot;
+    syn[8] = 64;
+    syn[9] = IP_PROTO_TCP;
+    memcpy(syn + 12, &e.raddr, 4);
+    memcpy(syn + 16, &pending_laddr, 4);
+    uint16_t c = 0;
+    {
+        uint32_t acc = 0;
+        for (int i = 0; i < 20; i += 2)
+            acc += (uint32_t)(syn[i] << 8 | syn[i + 1]);
+        while (acc >> 16)
+            acc = (acc & 0xffff) + (acc >> 16);
+        c = (uint16_t)~acc;
+    }
+    syn[10] = (uint8_t)(c >> 8);
+    syn[11] = (uint8_t)c;
+    uint8_t *t = syn + 20;
+    t[0] = (uint8_t)(e.rport >> 8);
+    t[1] = (uint8_t)e.rport;
+    t[2] = (uint8_t)(e.lport >> 8);
+    t[3] = (uint8_t)e.lport;
+    t[4] = (uint8_t)(e.irs >> 24);
+    t[5] = (uint8_t)(e.irs >> 16);
+    t[6] = (uint8_t)(e.irs >> 8);
+    t[7] = (uint8_t)e.irs;
+    t[12] = (uint8_t)((20 + olen) / 4 << 4);
+    t[13] = TCP_SYN;
+    t[14] = (uint8_t)(e.wnd >> 8);
+    t[15] = (uint8_t)e.wnd;
+    uint8_t *o = t + 20;
+    *o++ = LWIP_TCP_OPT_MSS;
+    *o++ = LWIP_TCP_OPT_LEN_MSS;
+    *o++ = (uint8_t)(e.mss >> 8);
+    *o++ = (uint8_t)e.mss;
+    if (e.wscale) {
+        *o++ = LWIP_TCP_OPT_NOP;
+        *o++ = LWIP_TCP_OPT_WS;
+        *o++ = LWIP_TCP_OPT_LEN_WS;
+        *o++ = (uint8_t)(e.wscale - 1);
+    }
+    if (e.sack) {
+        *o++ = LWIP_TCP_OPT_NOP;
+        *o++ = LWIP_TCP_OPT_NOP;
+        *o++ = LWIP_TCP_OPT_SACK_PERM;
+        *o++ = LWIP_TCP_OPT_LEN_SACK_PERM;
+    }
+    tcp_csum(syn, 20, tot);
+    forced_iss = e.iss;
+    forcing = 1;
+    inject(ni, syn, tot);
+    forcing = 0;
+    /* The SYN-ACK lwIP just sent repeats the first one; the client's ACK completes it. */
+    rebuilt++;
+    inject(ni, pending_pkt, pending_len);
+}
+
+int byp_guard_isn(uint32_t *isn)
+{
+    if (!forcing)
+        return 0;
+    *isn = forced_iss;
+    return 1;
+}
+
 err_t byp_lwip_tcp_inpkt(struct tcp_pcb *pcb, struct tcp_hdr *hdr, u16_t optlen,
                          u16_t opt1len, u8_t *opt2, struct pbuf *p)
 {
@@ -134,6 +319,9 @@ err_t byp_lwip_tcp_inpkt(struct tcp_pcb *pcb, struct tcp_hdr *hdr, u16_t optlen,
     if (pcb->state == LISTEN) {
         if ((flags & (TCP_SYN | TCP_ACK | TCP_RST)) == TCP_SYN)
             on_syn(hdr);
+        else if ((flags & (TCP_SYN | TCP_ACK | TCP_RST)) == TCP_ACK && evictions > 0 &&
+                 !pending.used && check_evicted(hdr, p))
+            return ERR_ABRT;   /* rebuilt after this segment (byp_guard_after_input) */
         return ERR_OK;
     }
     /* Header fields are in host order here (tcp_input converted them). */

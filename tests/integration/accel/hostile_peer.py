@@ -388,7 +388,41 @@ def case_isn(n=1000):
     return "isns=" + ",".join(str(x) for x in isns)
 
 
-CASES = {"malformed": case_malformed, "garbage": case_garbage, "rfc5961": case_rfc5961,
+def case_synflood(n=50000):
+    """@n SYNs from random addresses of the subnet (.100-.249, which nobody owns) and random
+    ports, as fast as one Python loop on a raw socket sends them.  Prints the window."""
+    import array
+    rnd = random.Random()
+    net = SRV.rsplit(".", 1)[0]
+    tmpl = bytearray(bytes(Ether(src=MY_MAC, dst=SRV_MAC) / IP(src=net + ".100", dst=SRV) /
+                           TCP(sport=1, dport=PORT, flags="S", seq=0, window=64240,
+                               options=[("MSS", 1460)])))
+
+    def csum(b):
+        if len(b) % 2:
+            b = b + b"\0"
+        s = sum(array.array("H", b))
+        s = (s & 0xffff) + (s >> 16)
+        s = (s & 0xffff) + (s >> 16)
+        return ~s & 0xffff
+
+    t0 = time.monotonic()
+    for i in range(n):
+        f = tmpl
+        f[29] = 100 + rnd.randrange(150)               # source address, last byte
+        struct.pack_into("!H", f, 34, rnd.randrange(1024, 65535))
+        struct.pack_into("!I", f, 38, rnd.getrandbits(32))
+        f[24:26] = b"\0\0"
+        f[24:26] = struct.pack("=H", csum(bytes(f[14:34])))
+        f[50:52] = b"\0\0"
+        pseudo = bytes(f[26:34]) + struct.pack("!BBH", 0, 6, len(f) - 34)
+        f[50:52] = struct.pack("=H", csum(pseudo + bytes(f[34:])))
+        tx.send(f)
+    t1 = time.monotonic()
+    return "sent=%d start=%.3f end=%.3f rate=%d" % (n, t0, t1, n / (t1 - t0))
+
+
+CASES = {"synflood": case_synflood, "malformed": case_malformed, "garbage": case_garbage, "rfc5961": case_rfc5961,
          "overlap": case_overlap, "window-probe": case_window_probe,
          "zero-window": case_zero_window, "mss1": case_mss1, "isn": case_isn}
 

@@ -199,3 +199,53 @@ def test_isn_unpredictable(hostile):
     assert len(offsets) > 200, "ISNs of a new process follow the old ones (%d offsets)" % len(
         offsets)
     hostile.check_healthy()
+
+
+# Connects, echoes, closes, again and again for DURATION s; one line per attempt
+# "t=<monotonic> ok|fail <reason>".
+CONNECTOR = r"""
+import socket, sys, time
+host, port, dur = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+end = time.monotonic() + dur
+while time.monotonic() < end:
+    t = time.monotonic()
+    try:
+        s = socket.create_connection((host, port), timeout=3)
+        s.sendall(b"legit")
+        got = b""
+        while len(got) < 5:
+            d = s.recv(5)
+            if not d:
+                break
+            got += d
+        s.close()
+        print("t=%.3f %s" % (t, "ok" if got == b"legit" else "fail echo %r" % got), flush=True)
+    except OSError as e:
+        print("t=%.3f fail %s" % (t, e), flush=True)
+    time.sleep(0.01)
+"""
+
+
+@pytest.mark.slow
+def test_syn_flood(hostile):
+    """50,000 spoofed SYNs as fast as the peer sends them: legitimate clients keep being
+    accepted during and after, the flood is logged once, the server is healthy after."""
+    pair = hostile.pair
+    conn = pair.spawn("client", [PYTHON, "-c", CONNECTOR, pair.srv_ip, ACCEL_PORT, 25],
+                      name="connector", preload=False)
+    time.sleep(2)
+    res = hostile.run(ACCEL_PORT, "synflood", timeout=300)["synflood"]
+    m = re.search(r"start=([\d.]+) end=([\d.]+) rate=(\d+)", res)
+    t0, t1, rate = float(m.group(1)), float(m.group(2)), int(m.group(3))
+    assert conn.wait(timeout=120) == 0, conn.describe()
+    lines = re.findall(r"^t=([\d.]+) (ok|fail.*)$", conn.out(), re.M)
+    fails = [l for l in lines if l[1] != "ok"]
+    during = [l for l in lines if t0 <= float(l[0]) <= t1 and l[1] == "ok"]
+    after = [l for l in lines if float(l[0]) > t1 and l[1] == "ok"]
+    print("SYN flood: %s; legit connections %d (%d during, %d after), %d failed"
+          % (res, len(lines), len(during), len(after), len(fails)))
+    assert not fails, fails[:5]
+    assert during and after, (res, len(during), len(after))
+    logged = [l for l in hostile.accel.err().splitlines() if "SYN flood" in l]
+    assert len(logged) == 1, hostile.accel.err()[-2000:]
+    hostile.check_healthy()
