@@ -425,8 +425,6 @@ static int parse_ip(const char *text, in_addr_t *addr, unsigned *prefix)
     return 0;
 }
 
-/* Address space of the shared arena (shm.h); pages are used as they are touched. */
-#define SHM_ARENA_BYTES ((size_t)1 << 30)
 
 static int engine_start(void)
 {
@@ -439,7 +437,7 @@ static int engine_start(void)
     pthread_mutexattr_destroy(&ma);
     byp_sleepers = &sleepers;
     progress_pid = -1;         /* started below, once the stack is up */
-    int rc = byp_shm_setup(SHM_ARENA_BYTES);
+    int rc = byp_shm_setup((size_t)byp_cfg.shm_mb << 20);   /* BYPASS_SHM_MB */
     if (rc < 0) {
         byp_err("cannot map the stack's shared memory: %s", strerror(-rc));
         return rc;

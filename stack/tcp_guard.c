@@ -12,6 +12,8 @@
  *   sent.  lwIP sends the ACK but then takes the segment's data.
  * - A peer's MSS below the kernel's floor (48, tcp_min_snd_mss) is raised to it: an MSS of
  *   1 would have lwIP send one byte per segment.
+ * - No connection left in lwIP's PCB pool: a SYN is answered with a reset and logged
+ *   once (lwIP drops it silently, the client then waits out its connect timeout).
  * - Zero-window probes: lwIP probes with one byte of new data past the window; the kernel
  *   sends an old sequence number and no data.  The probe is rewritten on its way out.
  */
@@ -20,6 +22,8 @@
 
 #include "lwip/inet_chksum.h"
 #include "lwip/ip4.h"
+#include "lwip/memp.h"
+#include "lwip/priv/memp_priv.h"
 #include "lwip/priv/tcp_priv.h"
 #include "lwip/prot/ethernet.h"
 #include "lwip/prot/ip4.h"
@@ -308,6 +312,19 @@ int byp_guard_isn(uint32_t *isn)
     return 1;
 }
 
+/* lwIP could not make a PCB for a SYN: its pool is empty and nothing in TIME_WAIT (or
+ * closing) could be recycled.  Listeners have the normal priority, so tcp_alloc never
+ * kills a live connection for a new one. */
+static int pool_exhausted(void)
+{
+    if (*memp_pools[MEMP_TCP_PCB]->tab != NULL || tcp_tw_pcbs != NULL)
+        return 0;
+    for (struct tcp_pcb *p = tcp_active_pcbs; p != NULL; p = p->next)
+        if (p->state == LAST_ACK || p->state == CLOSING)
+            return 0;
+    return 1;
+}
+
 err_t byp_lwip_tcp_inpkt(struct tcp_pcb *pcb, struct tcp_hdr *hdr, u16_t optlen,
                          u16_t opt1len, u8_t *opt2, struct pbuf *p)
 {
@@ -317,6 +334,16 @@ err_t byp_lwip_tcp_inpkt(struct tcp_pcb *pcb, struct tcp_hdr *hdr, u16_t optlen,
     if (flags & TCP_SYN)
         clamp_mss(hdr, optlen, opt1len);
     if (pcb->state == LISTEN) {
+        if ((flags & (TCP_SYN | TCP_ACK | TCP_RST)) == TCP_SYN && pool_exhausted()) {
+            static int said;
+            if (!said++)
+                byp_err("no connection left in the stack's pool (%d): new connections to "
+                        "port %u are refused with a reset (logged once)", MEMP_NUM_TCP_PCB,
+                        hdr->dest);
+            tcp_rst(NULL, 0, hdr->seqno + 1, ip_current_dest_addr(), ip_current_src_addr(),
+                    hdr->dest, hdr->src);
+            return ERR_ABRT;
+        }
         if ((flags & (TCP_SYN | TCP_ACK | TCP_RST)) == TCP_SYN)
             on_syn(hdr);
         else if ((flags & (TCP_SYN | TCP_ACK | TCP_RST)) == TCP_ACK && evictions > 0 &&

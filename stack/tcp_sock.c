@@ -174,6 +174,17 @@ static void attach(struct tsock *ts, struct tcp_pcb *pcb)
         ip_set_option(pcb, SOF_KEEPALIVE);
 }
 
+/* A connection refused for want of memory: lwIP resets it; said once per process. */
+static err_t refuse_nomem(const struct tcp_pcb *pcb)
+{
+    static int said;
+    if (!said++)
+        byp_err("out of memory for a new connection on port %u (BYPASS_SHM_MB): it was "
+                "refused with a reset, and so are the next ones until memory is freed "
+                "(logged once)", pcb->local_port);
+    return ERR_MEM;
+}
+
 static err_t on_accept(void *arg, struct tcp_pcb *pcb, err_t err)
 {
     struct tsock *l = arg;
@@ -183,7 +194,7 @@ static err_t on_accept(void *arg, struct tcp_pcb *pcb, err_t err)
         unsigned cap = l->aq_cap ? l->aq_cap * 2 : 64;
         struct tsock **q = cap <= 65536 ? byp_shm_alloc(cap * sizeof *q) : NULL;
         if (q == NULL)
-            return ERR_MEM;   /* lwIP resets the connection */
+            return refuse_nomem(pcb);   /* lwIP resets the connection */
         for (unsigned i = 0; i < l->aq_n; i++)
             q[i] = l->aq[(l->aq_head + i) % l->aq_cap];
         byp_shm_free(l->aq);
@@ -193,7 +204,7 @@ static err_t on_accept(void *arg, struct tcp_pcb *pcb, err_t err)
     }
     struct tsock *c = tsock_new();
     if (c == NULL)
-        return ERR_MEM;
+        return refuse_nomem(pcb);
     c->state = T_CONNECTED;
     c->nodelay = l->nodelay;       /* options are inherited from the listener */
     c->keepalive = l->keepalive;

@@ -1,0 +1,93 @@
+"""Issue 12, capacity: no fixed connection limit below the kernel's, and a clean refusal
+when memory runs out.
+
+- 15,000 concurrent accelerated connections to one epoll echo server (clients spread over
+  four processes: RLIMIT_NOFILE's hard limit here is 20,000), every one echoing, the
+  kernel's TCP counters of the server's namespace still;
+- a server given 1 MiB of shared memory (BYPASS_SHM_MB=1): new connections past what it
+  holds are refused at once with a reset, logged once; those already open keep working;
+  when they close the memory comes back and new connections get in.
+"""
+import re
+import time
+
+import pytest
+
+from .conftest import HERE, PYTHON, assert_bypassed, bypass_lines, write_conf
+
+PORT = 7500
+
+
+def start(pair, cprog, env=None):
+    prog = cprog("epoll_server")
+    conf = write_conf(pair.dir / "cap.conf", "bypv0", [("tcp", PORT)])
+    srv = pair.spawn("server", [prog, PORT, "lt"], name="cap-echo", conf=conf, env=env)
+    srv.wait_ready()
+    pair.wait_port(PORT, srv)
+    return srv
+
+
+def clients(pair, n, per, go):
+    return [pair.spawn("client", [PYTHON, str(HERE / "cap_client.py"), pair.srv_ip, PORT,
+                                  per, str(go)], name="cap-client-%d" % i, preload=False)
+            for i in range(n)]
+
+
+def wait_line(p, word, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = re.search(r"^%s (.*)$" % word, p.out(), re.M)
+        if m:
+            return [int(x) for x in re.findall(r"\d+", m.group(1))]
+        if p.poll() is not None:
+            pytest.fail("%s exited\n%s" % (p.name, p.describe()), pytrace=False)
+        time.sleep(0.2)
+    pytest.fail("%s: no %r line after %ds\n%s" % (p.name, word, timeout, p.describe()),
+                pytrace=False)
+
+
+@pytest.mark.slow
+def test_15000_concurrent_connections(netpair, cprog):
+    pair = netpair(accel=("server",))
+    srv = start(pair, cprog)
+    go = pair.dir / "go"
+    before = pair.tcp_segs("server")
+    cl = clients(pair, 4, 3750, go)
+    opened = [wait_line(c, "open", 600) for c in cl]
+    assert all(o == [3750, 0, 0] for o in opened), opened
+    go.write_text("go")
+    echoed = [wait_line(c, "echo-ok", 600) for c in cl]
+    assert all(e == [3750, 0] for e in echoed), echoed
+    for c in cl:
+        assert c.wait(timeout=120) == 0, c.describe()
+    assert_bypassed(before, pair.tcp_segs("server"), 60000, "15,000 connections")
+    srv.stop()
+    m = re.search(r"accepted (\d+) closed (\d+) max_open (\d+) errors (\d+)", srv.out() +
+                  srv.err())
+    assert m, srv.describe()
+    acc, closed, max_open, errors = map(int, m.groups())
+    assert acc == 15000 and max_open == 15000 and errors == 0, m.group(0)
+    assert not bypass_lines(srv.err()), srv.err()[-2000:]
+
+
+def test_out_of_memory_refused_cleanly(netpair, cprog):
+    pair = netpair(accel=("server",))
+    srv = start(pair, cprog, env={"BYPASS_SHM_MB": 1})
+    go = pair.dir / "go"
+    first = clients(pair, 1, 3000, go)[0]
+    o, refused, timeout = wait_line(first, "open", 600)
+    # Memory ran out: the rest were refused at once (a reset), none left hanging.
+    assert refused > 0 and o > 0 and timeout == 0, (o, refused, timeout)
+    lines = [l for l in bypass_lines(srv.err()) if "out of memory" in l or "no connection" in l]
+    assert len(lines) == 1, srv.err()[-3000:]
+    # Those already open still echo; then they close and give the memory back.
+    go.write_text("go")
+    assert wait_line(first, "echo-ok", 300) == [o, 0]
+    assert first.wait(timeout=120) == 0
+    time.sleep(2)
+    go.unlink()
+    again = clients(pair, 1, min(o, 200), go)[0]
+    assert wait_line(again, "open", 300) == [min(o, 200), 0, 0]
+    go.write_text("go")
+    assert wait_line(again, "echo-ok", 300) == [min(o, 200), 0]
+    assert srv.poll() is None, srv.describe()
