@@ -77,6 +77,7 @@ def test_out_of_memory_refused_cleanly(netpair, cprog):
     first = clients(pair, 1, 3000, go)[0]
     o, refused, timeout = wait_line(first, "open", 600)
     # Memory ran out: the rest were refused at once (a reset), none left hanging.
+    print("BYPASS_SHM_MB=1: %d connections open, %d refused, %d timed out" % (o, refused, timeout))
     assert refused > 0 and o > 0 and timeout == 0, (o, refused, timeout)
     lines = [l for l in bypass_lines(srv.err()) if "out of memory" in l or "no connection" in l]
     assert len(lines) == 1, srv.err()[-3000:]
