@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -97,4 +98,7 @@ void byp_lwip_diag(const char *fmt, ...)
 void byp_lwip_assert(const char *msg, const char *file, int line)
 {
     byp_log(BYP_LOG_ERROR, "lwIP assertion \"%s\" failed at %s:%d", msg, file, line);
+#ifdef BYP_FUZZ
+    abort();   /* the fuzzer (tests/fuzz) reports a failed assertion as a finding */
+#endif
 }

@@ -31,7 +31,6 @@
 #include "lwip/tcp.h"
 
 #include "byp_lwip_hooks.h"
-#include "byp_stack.h"
 #include "log.h"
 
 /* Half-open connections kept at once (the kernel's tcp_max_syn_backlog is 128 to 4096). */
@@ -90,6 +89,8 @@ static uint8_t pending_pkt[1600];
 static uint16_t pending_len;
 static uint32_t forced_iss;
 static int forcing;
+/* The connection the last segment went to (byp_guard_after_input looks at it again). */
+static struct tcp_pcb *last_pcb;
 
 static int same(const struct tcp_pcb *pcb, const struct halfopen *h)
 {
@@ -236,6 +237,15 @@ static void tcp_csum(uint8_t *ip, uint16_t hl, uint16_t tot)
 
 void byp_guard_after_input(struct netif *ni)
 {
+    if (last_pcb != NULL) {
+        /* lwIP stops the persist timer only when it sends; an ACK that empties the queue
+         * (data sent before a retransmission timeout put it back in the unsent queue)
+         * leaves it ticking on nothing (fuzz_rx: "persist ticking with empty send
+         * buffer").  A PCB freed meanwhile is pool memory that tcp_alloc clears. */
+        if (last_pcb->persist_backoff > 0 && last_pcb->unsent == NULL)
+            last_pcb->persist_backoff = 0;
+        last_pcb = NULL;
+    }
     if (__builtin_expect(!pending.used, 1))
         return;
     struct evicted e = pending;
@@ -312,6 +322,14 @@ int byp_guard_isn(uint32_t *isn)
     return 1;
 }
 
+/* A segment starting more than a quarter of the sequence space from rcv_nxt, either way:
+ * no window or retransmission reaches that far. */
+static int far_outside(const struct tcp_hdr *hdr, const struct tcp_pcb *pcb)
+{
+    s32_t d = (s32_t)(hdr->seqno - pcb->rcv_nxt);
+    return d > (1 << 30) || d < -(1 << 30);
+}
+
 /* lwIP could not make a PCB for a SYN: its pool is empty and nothing in TIME_WAIT (or
  * closing) could be recycled.  Listeners have the normal priority, so tcp_alloc never
  * kills a live connection for a new one. */
@@ -352,6 +370,23 @@ err_t byp_lwip_tcp_inpkt(struct tcp_pcb *pcb, struct tcp_hdr *hdr, u16_t optlen,
         return ERR_OK;
     }
     /* Header fields are in host order here (tcp_input converted them). */
+    if (pcb->state >= ESTABLISHED && pcb->state != TIME_WAIT && far_outside(hdr, pcb)) {
+        /* Half the sequence space away: lwIP's trimming takes such a segment for one at
+         * rcv_nxt (found by fuzz_rx: "insane offset!" in tcp_receive).  Out of window:
+         * an ACK, and the segment goes (RFC 793). */
+        if (!(flags & TCP_RST))
+            tcp_ack(pcb);
+        return ERR_ABRT;
+    }
+    if ((flags & TCP_ACK) && pcb->persist_backoff > 0 && pcb->unacked == NULL &&
+        pcb->unsent != NULL && hdr->ackno == pcb->lastack + 1 && pcb->snd_nxt == pcb->lastack + 1 &&
+        lwip_ntohl(pcb->unsent->tcphdr->seqno) == pcb->lastack) {
+        /* An ACK of exactly the byte of a zero-window probe, which byp_guard_tx never let
+         * out: the peer cannot have it, so it acknowledges nothing (taken as is, lwIP would
+         * drop a byte the peer never got). */
+        hdr->ackno = pcb->lastack;
+    }
+    last_pcb = pcb;
     if ((flags & TCP_ACK) && !(flags & TCP_RST) && pcb->state >= ESTABLISHED &&
         pcb->state != TIME_WAIT && TCP_SEQ_GT(hdr->ackno, pcb->snd_nxt)) {
         tcp_ack(pcb);   /* "send an ACK, drop the segment, and return" */
