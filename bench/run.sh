@@ -17,11 +17,13 @@
 #   floor        nicbackend/tools/reflect_test.sh: raw-frame UDP ping-pong via byp-reflect
 #   fork         bench/fork/run.sh: nginx (master + 2 workers) under wrk, PostgreSQL pgbench -S;
 #                server preloaded with the default settings, kernel clients
+#   idle         bench/idle/run.sh: CPU ticks of an idle redis-server holding 10 connections
+#                (idle.tsv; not in summary.md yet)
 #
 #   bench/run.sh [--quick] [--only PART] [--rounds N] [--help]
 #
 #   --quick       short runs, 1 round (the whole suite in about 1-2 minutes)
-#   --only PART   one part: sockperf | redis | iperf3 | passthrough | floor | fork
+#   --only PART   one part: sockperf | redis | iperf3 | passthrough | floor | fork | idle
 #   --rounds N    rounds (medians are taken over them); default 3, 1 with --quick
 #
 # Needs root (namespaces, XDP), build/ and the packages of scripts/setup.sh.  Not a test:
@@ -44,7 +46,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-ALL="sockperf redis iperf3 passthrough floor fork"
+ALL="sockperf redis iperf3 passthrough floor fork idle"
 if [ -n "$ONLY" ] && [[ " $ALL " != *" $ONLY "* ]]; then
   echo "bench/run.sh: --only takes one of: $ALL" >&2; exit 2
 fi
@@ -151,6 +153,11 @@ fi
 if [[ " $PARTS " == *" fork "* ]]; then
   : >"$OUT/fork.tsv"
   run_part fork "$OUT/logs/fork.log" bash bench/fork/run.sh "$OUT/fork.tsv" "$SECS" "$ROUNDS"
+fi
+
+if [[ " $PARTS " == *" idle "* ]]; then
+  : >"$OUT/idle.tsv"
+  run_part idle "$OUT/logs/idle.log" bash bench/idle/run.sh "$OUT/idle.tsv" "$SECS" "$ROUNDS"
 fi
 
 "$PY" bench/lib/report.py "$OUT" || { echo "bench/run.sh: report failed" >&2; exit 1; }
