@@ -4,6 +4,8 @@ when memory runs out.
 - 15,000 concurrent accelerated connections to one epoll echo server (clients spread over
   four processes: RLIMIT_NOFILE's hard limit here is 20,000), every one echoing, the
   kernel's TCP counters of the server's namespace still;
+- kill -9 of a server under load: the next start serves at once; a normal exit leaves no
+  XDP program and no /dev/shm file;
 - a server given 1 MiB of shared memory (BYPASS_SHM_MB=1): new connections past what it
   holds are refused at once with a reset, logged once; those already open keep working;
   when they close the memory comes back and new connections get in.
@@ -93,3 +95,60 @@ def test_out_of_memory_refused_cleanly(netpair, cprog):
     go.write_text("go")
     assert wait_line(again, "echo-ok", 300) == [min(o, 200), 0]
     assert srv.poll() is None, srv.describe()
+
+
+# Keeps 20 connections echoing, reconnecting whatever happens, until killed.
+LOAD = r"""
+import socket, sys, time
+host, port = sys.argv[1], int(sys.argv[2])
+socks = []
+while True:
+    try:
+        while len(socks) < 20:
+            s = socket.create_connection((host, port), timeout=2)
+            socks.append(s)
+        for s in socks:
+            s.sendall(b"x" * 1000)
+            n = 0
+            while n < 1000:
+                d = s.recv(1000 - n)
+                if not d:
+                    raise OSError("closed")
+                n += len(d)
+    except OSError:
+        for s in socks:
+            s.close()
+        socks = []
+        time.sleep(0.05)
+"""
+
+
+def test_kill9_under_load_then_restart(netpair, cprog):
+    """kill -9 of an accelerated server under load: the next start takes the interface
+    over and serves at once; after a normal exit no XDP program and no /dev/shm file
+    remain."""
+    import os
+    pair = netpair(accel=("server",))
+    srv = start(pair, cprog)
+    load = pair.spawn("client", [PYTHON, "-c", LOAD, pair.srv_ip, PORT], name="load",
+                      preload=False)
+    time.sleep(3)
+    srv.popen.kill()
+    srv.popen.wait(timeout=30)
+    t0 = time.monotonic()
+    srv2 = start(pair, cprog)
+    go = pair.dir / "go"
+    c = clients(pair, 1, 100, go)[0]
+    assert wait_line(c, "open", 120) == [100, 0, 0]
+    took = time.monotonic() - t0
+    go.write_text("go")
+    assert wait_line(c, "echo-ok", 120) == [100, 0]
+    load.stop()
+    print("restarted and served 100 connections %.1f s after kill -9" % took)
+    def link():
+        return pair.run("server", ["ip", "-d", "link", "show", "bypv0"], preload=False).stdout
+
+    assert "prog/xdp" in link() and os.path.exists("/dev/shm/bypass.%d" % srv2.pid)
+    assert srv2.stop() == 0, srv2.describe()
+    assert "prog/xdp" not in link(), link()
+    assert not os.path.exists("/dev/shm/bypass.%d" % srv2.pid)
