@@ -219,6 +219,7 @@ int byp_tcp_handover(struct tsock *ts, int fd)
     tcp_err(pcb, NULL);
     tcp_recv(pcb, NULL);
     tcp_sent(pcb, NULL);
+    tcp_poll(pcb, NULL, 0);
     tcp_abandon(pcb, 0);
     ts->pcb = NULL;
     ts->state = T_CLOSED;

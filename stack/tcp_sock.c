@@ -130,6 +130,20 @@ static err_t on_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
     return ERR_OK;
 }
 
+/* Every ~80 ms on an open connection: a send that failed for want of memory (tcp_write's
+ * ERR_MEM, nothing in flight so no ACK will come) marked it unwritable; once lwIP has room
+ * again it is writable again, so a connection slowed by a memory shortage recovers when
+ * the load falls. */
+static err_t on_poll(void *arg, struct tcp_pcb *pcb)
+{
+    struct tsock *ts = arg;
+    if (ts != NULL && ts->sndbuf < WRITABLE_MIN && tcp_sndbuf(pcb) >= WRITABLE_MIN) {
+        ts->sndbuf = tcp_sndbuf(pcb);
+        byp_tsock_changed(ts);
+    }
+    return ERR_OK;
+}
+
 static void on_err(void *arg, err_t err)
 {
     struct tsock *ts = arg;
@@ -167,6 +181,7 @@ static void attach(struct tsock *ts, struct tcp_pcb *pcb)
     tcp_arg(pcb, ts);
     tcp_recv(pcb, on_recv);
     tcp_sent(pcb, on_sent);
+    tcp_poll(pcb, on_poll, 4);
     tcp_err(pcb, on_err);
     if (ts->nodelay)
         tcp_nagle_disable(pcb);
@@ -412,6 +427,7 @@ static void tsock_close(struct tsock *ts, int fd)
         struct tcp_pcb *pcb = ts->pcb;
         tcp_recv(pcb, NULL);
         tcp_sent(pcb, NULL);
+        tcp_poll(pcb, NULL, 0);
         if (ts->rx_bytes > 0 || (ts->linger_on && ts->linger_s == 0)) {
             /* Unread data (or SO_LINGER 0): reset, as the kernel does. */
             tcp_arg(pcb, NULL);

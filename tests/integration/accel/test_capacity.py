@@ -175,3 +175,63 @@ def test_threads_sharing_connections(netpair, cprog):
     assert bad == 0 and ok > 1000 and reconnects > 64, m.group(0)
     assert_bypassed(before, pair.tcp_segs("client"), rounds, "threads", bound=2000)
     assert not [l for l in bypass_lines(st.err()) if "assert" in l], st.err()[-2000:]
+
+
+# A sends 8 MB and reads nothing for 5 s (the server's echo queues pile up in its shared
+# memory), then reads everything; prints "A ok" when the echo is intact.
+STALLER = r"""
+import hashlib, socket, sys, threading, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=120)
+data = bytes(i * 7 % 251 for i in range(8 << 20))
+t = threading.Thread(target=s.sendall, args=(data,))
+t.start()
+time.sleep(5)
+got = bytearray()
+while len(got) < len(data):
+    d = s.recv(1 << 20)
+    if not d:
+        break
+    got += d
+t.join()
+print("A ok" if bytes(got) == data else "A bad %d" % len(got), flush=True)
+"""
+
+# B echoes 4 KB blocks for 25 s (started with A); prints "B rounds N bad M stalls S".
+STEADY_B = r"""
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
+end = time.monotonic() + 25
+n = bad = stalls = 0
+while time.monotonic() < end:
+    blk = bytes((n + i) % 256 for i in range(4096))
+    t = time.monotonic()
+    s.sendall(blk)
+    got = b""
+    while len(got) < len(blk):
+        d = s.recv(len(blk) - len(got))
+        if not d:
+            break
+        got += d
+    stalls += time.monotonic() - t > 1
+    n += 1
+    bad += got != blk
+print("B rounds %d bad %d stalls %d" % (n, bad, stalls), flush=True)
+"""
+
+
+def test_receiver_stops_reading_memory_short(netpair, cprog):
+    """A client that stops reading while the server's memory is short (BYPASS_SHM_MB=1):
+    the other connection may slow down but recovers; nothing is lost on either."""
+    pair = netpair(accel=("server",))
+    srv = start(pair, cprog, env={"BYPASS_SHM_MB": 1})
+    a = pair.spawn("client", [PYTHON, "-c", STALLER, pair.srv_ip, PORT], name="stall",
+                   preload=False)
+    b = pair.spawn("client", [PYTHON, "-c", STEADY_B, pair.srv_ip, PORT], name="steady-b",
+                   preload=False)
+    assert a.wait(timeout=180) == 0, a.describe()
+    assert b.wait(timeout=180) == 0, b.describe()
+    print(a.out().strip(), "/", b.out().strip())
+    assert "A ok" in a.out(), a.describe()
+    m = re.search(r"B rounds (\d+) bad (\d+)", b.out())
+    assert m and int(m.group(1)) > 100 and m.group(2) == "0", b.describe()
+    assert srv.poll() is None, srv.describe()
