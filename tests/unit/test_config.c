@@ -389,8 +389,8 @@ UNIT_TEST(unknown_top_level_key)
     const char *err = bad_file("interface = \"eth1\";\nspin_us = 5;\n");
     CHECK_STR_HAS(err, "/test.conf:2: unknown key \"spin_us\"");
     CHECK_STR_HAS(err, "did you mean \"spin_usec\"?");
-    CHECK_STR_HAS(err, "known keys: interface, backend, ip, xdp_prog, spin_usec, progress_usec, log, "
-                       "dpdk_args, rules");
+    CHECK_STR_HAS(err, "known keys: interface, backend, ip, xdp_prog, spin_usec, progress_usec, "
+                       "shm_mb, log, dpdk_args, rules");
 
     /* Environment-only options are not file keys. */
     err = bad_file("strict = 1;\n");
@@ -578,8 +578,8 @@ UNIT_TEST(env_unknown_variable)
     const char *err = bad_env("BYPASS_SPIN_US", "5");
     CHECK_STR_EQ(err, "unknown environment variable BYPASS_SPIN_US (a typo?); did you mean "
                       "BYPASS_SPIN_USEC?; known: BYPASS_CONFIG, BYPASS_INTERFACE, "
-                      "BYPASS_BACKEND, BYPASS_IP, BYPASS_XDP_PROG, BYPASS_SPIN_USEC, BYPASS_PROGRESS_USEC, BYPASS_LOG, "
-                      "BYPASS_DISABLE, BYPASS_STRICT");
+                      "BYPASS_BACKEND, BYPASS_IP, BYPASS_XDP_PROG, BYPASS_SPIN_USEC, BYPASS_PROGRESS_USEC, "
+                      "BYPASS_SHM_MB, BYPASS_LOG, BYPASS_DISABLE, BYPASS_STRICT");
     err = bad_env("BYPASS_TURBO", "1");
     CHECK_STR_HAS(err, "unknown environment variable BYPASS_TURBO (a typo?); known: ");
     /* Suggestions only for near misses: FOO is two edits from LOG, too far for 3 letters. */
