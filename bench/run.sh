@@ -21,11 +21,13 @@
 #                kernel's loopback (sockperf blocking / busy-poll, redis -P1/-P16) and the
 #                raw memif frame floor (byp-memif-pingpong); its tables land in memif.md
 #                and at the end of summary.md
+#   idle         bench/idle/run.sh: CPU ticks of an idle redis-server holding 10 connections
+#                (idle.tsv; not in summary.md yet)
 #
 #   bench/run.sh [--quick] [--only PART] [--rounds N] [--help]
 #
 #   --quick       short runs, 1 round (the whole suite in about 1-2 minutes)
-#   --only PART   one part: sockperf | redis | iperf3 | passthrough | floor | memif | fork
+#   --only PART   one part: sockperf | redis | iperf3 | passthrough | floor | memif | fork | idle
 #   --rounds N    rounds (medians are taken over them); default 3, 1 with --quick
 #
 # Needs root (namespaces, XDP), build/ and the packages of scripts/setup.sh.  Not a test:
@@ -48,7 +50,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-ALL="sockperf redis iperf3 passthrough floor memif fork"
+ALL="sockperf redis iperf3 passthrough floor memif fork idle"
 if [ -n "$ONLY" ] && [[ " $ALL " != *" $ONLY "* ]]; then
   echo "bench/run.sh: --only takes one of: $ALL" >&2; exit 2
 fi
@@ -161,6 +163,11 @@ fi
 if [[ " $PARTS " == *" fork "* ]]; then
   : >"$OUT/fork.tsv"
   run_part fork "$OUT/logs/fork.log" bash bench/fork/run.sh "$OUT/fork.tsv" "$SECS" "$ROUNDS"
+fi
+
+if [[ " $PARTS " == *" idle "* ]]; then
+  : >"$OUT/idle.tsv"
+  run_part idle "$OUT/logs/idle.log" bash bench/idle/run.sh "$OUT/idle.tsv" "$SECS" "$ROUNDS"
 fi
 
 "$PY" bench/lib/report.py "$OUT" || { echo "bench/run.sh: report failed" >&2; exit 1; }

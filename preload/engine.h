@@ -88,8 +88,25 @@ typedef int (*byp_wait_cond_t)(void *arg);
 /* Wait until @cond(@arg) holds, or @timeout_ms passes (-1: forever), busy-polling the stack
  * for BYPASS_SPIN_USEC and then sleeping on the engine's wake fd plus the optional kernel
  * @pfds (poll(2) set, revents filled; may be NULL).  Returns 1 when @cond holds, 2 when a
- * kernel fd in @pfds is ready, 0 on timeout, -EINTR when a signal interrupted the sleep. */
+ * kernel fd in @pfds is ready, 0 on timeout, -EINTR when a handler without SA_RESTART ran
+ * during the wait (spinning or sleeping), -ERESTART when only handlers with SA_RESTART ran
+ * (a restartable call waits again, poll/select/epoll_wait return EINTR). */
 BYP_SHARED int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfds,
                         nfds_t npfds);
+
+/* ---- signals (wrap_signal.c) ---------------------------------------------------------- */
+
+/* How many of the program's handlers this thread has run (or deferred) so far. */
+BYP_SHARED unsigned byp_sig_seq(void);
+
+/* Whether a handler ran on this thread since byp_sig_seq() returned @since: 0 none,
+ * -EINTR when one lacked SA_RESTART or the call is not @restartable, -ERESTART when every
+ * one had SA_RESTART and the call may resume. */
+BYP_SHARED int byp_sig_check(unsigned since, int restartable);
+
+/* The thread takes / releases the stack lock: handlers of signals arriving in between are
+ * deferred to the release, so a handler that calls into the library cannot deadlock. */
+BYP_SHARED void byp_sig_hold(void);
+BYP_SHARED void byp_sig_release(void);
 
 #endif

@@ -77,7 +77,7 @@ int byp_epoll_adopt_in(int epfd, int fd, const byp_fd_ops_t *ops, unsigned long 
         return 0;
     int done = 0;
     void *obj = byp_fdtab[fd].obj;
-    pthread_mutex_lock(&ep->lock);
+    ep_mutex_lock(&ep->lock);
     if (byp_epoll_member_find(ep, fd, obj) < 0) {
         int kfd = ops->kernel_fd != NULL ? ops->kernel_fd(fd) : -1;
         struct epoll_event ev = {.events = events, .data.u64 = data};
@@ -97,7 +97,7 @@ int byp_epoll_adopt_in(int epfd, int fd, const byp_fd_ops_t *ops, unsigned long 
         if (byp_epoll_wake_add(ep, epfd) == 0)
             done = byp_epoll_member_append(ep, &m) == 0;
     }
-    pthread_mutex_unlock(&ep->lock);
+    ep_mutex_unlock(&ep->lock);
     return done;
 }
 

@@ -144,11 +144,11 @@ static int collect(struct byp_epoll *ep, int epfd, struct epoll_event *out, int 
     const struct byp_engine *eng = byp_engine;
     const uint64_t *evp = eng != NULL ? eng->events : NULL;
     uint64_t ev_now = evp != NULL ? __atomic_load_n(evp, __ATOMIC_ACQUIRE) : 0;
-    pthread_mutex_lock(&ep->lock);
+    ep_mutex_lock(&ep->lock);
     /* Nothing was ready at the last scan and no socket has changed since: a spinning
      * epoll_wait costs one comparison instead of a walk over every member. */
     if (evp != NULL && ep->skip_ok && !ep->rescan && ev_now == ep->seen_events) {
-        pthread_mutex_unlock(&ep->lock);
+        ep_mutex_unlock(&ep->lock);
         return 0;
     }
     int n = ep->n, stale = 0, unsure = 0;
@@ -180,7 +180,7 @@ static int collect(struct byp_epoll *ep, int epfd, struct epoll_event *out, int 
     ep->seen_events = ev_now;
     ep->rescan = got > 0;   /* level-triggered members stay ready: look again */
     ep->skip_ok = evp != NULL && unsure == 0;
-    pthread_mutex_unlock(&ep->lock);
+    ep_mutex_unlock(&ep->lock);
     return got;
 }
 
@@ -262,6 +262,7 @@ int byp_epoll_wait(struct byp_epoll_head *h, int epfd, struct epoll_event *evs, 
     if (spin_end > deadline)
         spin_end = deadline;
     int rc, err = 0;
+    unsigned seq = byp_sig_seq();
 
     /* Spin: the stack and the accelerated members every round, the kernel set every
      * KERNEL_POLL_RATIO rounds. */
@@ -277,6 +278,12 @@ int byp_epoll_wait(struct byp_epoll_head *h, int epfd, struct epoll_event *evs, 
         if (rc != 0) {
             if (rc > 0 && timeout_ns != 0)
                 __atomic_add_fetch(&byp_spin_hits, 1, __ATOMIC_RELAXED);
+            goto out;
+        }
+        if (byp_sig_check(seq, 0) < 0) {
+            /* A handler ran while spinning: epoll_wait is never restarted (signal(7)). */
+            rc = -1;
+            err = EINTR;
             goto out;
         }
         if (round % CLOCK_RATIO != 0 && deadline != start)
@@ -348,25 +355,25 @@ static void ep_release(int fd)
     if (__atomic_sub_fetch(&ep->refs, 1, __ATOMIC_ACQ_REL) > 0) {
         if (ep->epfd == fd) {
             /* Another number of the set stays open: clean-ups use that one. */
-            pthread_mutex_lock(&reg_lock);
+            ep_mutex_lock(&reg_lock);
             for (unsigned int i = 0; i < __atomic_load_n(&byp_fdtab_hwm, __ATOMIC_RELAXED); i++)
                 if ((int)i != fd && byp_fdtab[i].obj == ep && byp_fd_ops((int)i) == &byp_epoll_ops) {
                     ep->epfd = (int)i;
                     break;
                 }
-            pthread_mutex_unlock(&reg_lock);
+            ep_mutex_unlock(&reg_lock);
         }
         return;
     }
-    pthread_mutex_lock(&reg_lock);
-    pthread_mutex_lock(&ep->lock);
+    ep_mutex_lock(&reg_lock);
+    ep_mutex_lock(&ep->lock);
     __atomic_sub_fetch(&total_members, ep->n, __ATOMIC_RELAXED);
     ep->n = 0;
     __atomic_store_n(&ep->head.nmembers, 0, __ATOMIC_RELEASE);
     ep->wake_fd = -1;
-    pthread_mutex_unlock(&ep->lock);
+    ep_mutex_unlock(&ep->lock);
     ep->live = 0;
-    pthread_mutex_unlock(&reg_lock);
+    ep_mutex_unlock(&reg_lock);
 }
 
 /* An epoll fd in poll(), select() or another epoll: readable when an accelerated member has
@@ -377,11 +384,11 @@ static uint32_t ep_readiness(int fd)
     if (ep == NULL)
         return 0;
     uint32_t r = 0;
-    pthread_mutex_lock(&ep->lock);
+    ep_mutex_lock(&ep->lock);
     for (int i = 0; i < ep->n && r == 0; i++)
         if (member_check(&ep->m[i], 0) > 0)
             r = POLLIN;
-    pthread_mutex_unlock(&ep->lock);
+    ep_mutex_unlock(&ep->lock);
     return r;
 }
 
@@ -391,13 +398,13 @@ static uint64_t ep_event_gen(int fd)
     if (ep == NULL)
         return 0;
     uint64_t g = 0;
-    pthread_mutex_lock(&ep->lock);
+    ep_mutex_lock(&ep->lock);
     for (int i = 0; i < ep->n; i++) {
         const struct member *m = &ep->m[i];
         if (byp_fd_ops(m->fd) == m->ops && m->ops->event_gen != NULL)
             g += m->ops->event_gen(m->fd);
     }
-    pthread_mutex_unlock(&ep->lock);
+    ep_mutex_unlock(&ep->lock);
     return g;
 }
 
@@ -471,7 +478,7 @@ static struct byp_epoll *set_alloc(int epfd)
         ep->next = all_sets;
         all_sets = ep;
     }
-    pthread_mutex_lock(&ep->lock);
+    ep_mutex_lock(&ep->lock);
     ep->live = 1;
     ep->refs = 1;
     ep->epfd = epfd;
@@ -479,7 +486,7 @@ static struct byp_epoll *set_alloc(int epfd)
     ep->n = 0;
     ep->cursor = 0;
     __atomic_store_n(&ep->head.nmembers, 0, __ATOMIC_RELEASE);
-    pthread_mutex_unlock(&ep->lock);
+    ep_mutex_unlock(&ep->lock);
     return ep;
 }
 
@@ -503,7 +510,7 @@ int byp_epoll_set_attach(int epfd, struct byp_epoll **out)
             return rc;
     }
     int rc = 0;
-    pthread_mutex_lock(&reg_lock);
+    ep_mutex_lock(&reg_lock);
     if (byp_fd_ops(epfd) == &byp_epoll_ops) {
         *out = e->obj;
     } else {
@@ -518,7 +525,7 @@ int byp_epoll_set_attach(int epfd, struct byp_epoll **out)
             *out = ep;
         }
     }
-    pthread_mutex_unlock(&reg_lock);
+    ep_mutex_unlock(&reg_lock);
     return rc;
 }
 
@@ -596,16 +603,16 @@ int byp_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
                                                                 fops == &byp_epoll_ops)))) {
         rc = -EINVAL;
     } else {
-        pthread_mutex_lock(&ep->lock);
+        ep_mutex_lock(&ep->lock);
         rc = ctl_locked(ep, epfd, op, fd, fops, ev);
-        pthread_mutex_unlock(&ep->lock);
+        ep_mutex_unlock(&ep->lock);
         struct stat st;
         if (rc == -ENOENT && op != EPOLL_CTL_ADD && fstat(fd, &st) == 0 &&
             byp_epoll_adopt_in(epfd, fd, fops, (unsigned long)st.st_ino)) {
             /* It was added while a kernel socket and nobody moved it over: now it is. */
-            pthread_mutex_lock(&ep->lock);
+            ep_mutex_lock(&ep->lock);
             rc = ctl_locked(ep, epfd, op, fd, fops, ev);
-            pthread_mutex_unlock(&ep->lock);
+            ep_mutex_unlock(&ep->lock);
         }
     }
     if (rc < 0) {
@@ -621,16 +628,16 @@ void byp_epoll_forget(int fd, void *obj)
     if (__atomic_load_n(&total_members, __ATOMIC_RELAXED) == 0)
         return;
     int saved = errno;
-    pthread_mutex_lock(&reg_lock);
+    ep_mutex_lock(&reg_lock);
     for (struct byp_epoll *ep = all_sets; ep != NULL; ep = ep->next) {
         if (!ep->live || __atomic_load_n(&ep->head.nmembers, __ATOMIC_RELAXED) == 0)
             continue;
-        pthread_mutex_lock(&ep->lock);
+        ep_mutex_lock(&ep->lock);
         int i = byp_epoll_member_find(ep, fd, obj);
         if (i >= 0)
             member_remove(ep, ep->epfd, i, 1);
-        pthread_mutex_unlock(&ep->lock);
+        ep_mutex_unlock(&ep->lock);
     }
-    pthread_mutex_unlock(&reg_lock);
+    ep_mutex_unlock(&reg_lock);
     errno = saved;
 }

@@ -6,7 +6,22 @@
 #include <limits.h>
 #include <pthread.h>
 
+#include "engine.h"
 #include "fd_epoll.h"
+
+/* The sets' mutexes, taken with the thread's signal handlers deferred until released
+ * (wrap_signal.c): a handler calling epoll_ctl on a set its thread is changing would
+ * otherwise deadlock. */
+static inline void ep_mutex_lock(pthread_mutex_t *m)
+{
+    byp_sig_hold();
+    pthread_mutex_lock(m);
+}
+static inline void ep_mutex_unlock(pthread_mutex_t *m)
+{
+    pthread_mutex_unlock(m);
+    byp_sig_release();
+}
 
 /* Spin rounds between two checks of the kernel set (an epoll_wait system call each). */
 #define KERNEL_POLL_RATIO 16

@@ -90,6 +90,7 @@ int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfd
     int64_t spin_end = spin < 0 ? INT64_MAX : start + spin * 1000;
     if (spin_end > deadline)
         spin_end = deadline;
+    unsigned seq = byp_sig_seq();
 
     for (unsigned round = 0;; round++) {
         if (eng != NULL)
@@ -102,6 +103,9 @@ int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfd
             __atomic_add_fetch(&byp_spin_hits, 1, __ATOMIC_RELAXED);
             return 2;
         }
+        int sig = byp_sig_check(seq, 1);
+        if (sig < 0)
+            return sig;     /* a handler ran: the kernel would have woken us too */
         if (round % 4 != 0 && deadline != start)
             continue;   /* reading the clock costs as much as a quiet round */
         int64_t t = byp_poll_now_ns();
@@ -138,7 +142,11 @@ int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfd
         int perr = errno;
         __atomic_sub_fetch(byp_sleepers, 1, __ATOMIC_SEQ_CST);
         if (rc < 0 && perr == EINTR) {
-            result = -EINTR;
+            /* A handler the trampoline did not see (installed without libc) counts as
+             * one without SA_RESTART. */
+            result = byp_sig_check(seq, 1);
+            if (result == 0)
+                result = -EINTR;
             break;
         }
         if (rc > 0 && (set[0].revents & POLLIN) && eng != NULL)

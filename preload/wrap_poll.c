@@ -153,6 +153,8 @@ static int poll_accel(struct pollfd *fds, nfds_t nfds, int64_t timeout_ns, const
              : timeout_ns / 1000000 >= INT_MAX - 1 ? INT_MAX
                                                    : (int)((timeout_ns + 999999) / 1000000);
     rc = byp_wait(any_acc_ready, &s, ms, s.kset, s.nk);
+    if (rc == -ERESTART)
+        rc = -EINTR;        /* poll and select are never restarted (signal(7)) */
     if (rc < 0)
         goto out;
     if (rc == 1)            /* the stack side: look at the kernel side too */

@@ -16,7 +16,7 @@ PACKAGES=(
   libdpdk-dev dpdk
   libnl-3-dev libnl-route-3-dev libconfig-dev
   libbpf-dev libxdp-dev xdp-tools bpftool clang llvm
-  python3 python3-pytest python3-matplotlib
+  python3 python3-pytest python3-matplotlib python3-scapy
   redis-server redis-tools memcached libmemcached-tools
   sockperf iperf3 nginx-light wrk socat postgresql-15
   iproute2 procps psmisc ethtool iputils-ping

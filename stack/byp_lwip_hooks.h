@@ -28,4 +28,15 @@ struct netif;
 int byp_lwip_ip4_input(struct pbuf *p, struct netif *inp);
 #define LWIP_HOOK_IP4_INPUT(p, inp) byp_lwip_ip4_input((p), (inp))
 
+/* Every TCP segment lwIP matched to a PCB (listening ones too), before it acts on it
+ * (tcp_guard.c): SYN-queue cap with eviction of the oldest half-open connection, MSS floor,
+ * RFC 5961 ACK check.  ERR_OK to go on; anything else drops the segment. */
+struct tcp_pcb;
+struct tcp_hdr;
+#include "lwip/err.h"
+err_t byp_lwip_tcp_inpkt(struct tcp_pcb *pcb, struct tcp_hdr *hdr, u16_t optlen,
+                         u16_t opt1len, u8_t *opt2, struct pbuf *p);
+#define LWIP_HOOK_TCP_INPACKET_PCB(pcb, hdr, optlen, opt1len, opt2, p) \
+    byp_lwip_tcp_inpkt((pcb), (hdr), (optlen), (opt1len), (opt2), (p))
+
 #endif

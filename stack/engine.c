@@ -106,8 +106,11 @@ static int lock_taken(int rc)
 static pid_t progress_pid;
 static void progress_start(void);
 
+/* Every take of the lock defers the thread's signal handlers until it is released
+ * (byp_sig_hold, wrap_signal.c): a handler that calls into the library cannot deadlock. */
 static void lock_raw(void)
 {
+    byp_sig_hold();   /* before: a handler between the take and the hold would deadlock */
     lock_taken(pthread_mutex_lock(&stack_mutex));
 }
 
@@ -120,7 +123,11 @@ void byp_stack_lock(void)
 
 static int stack_trylock(void)
 {
-    return lock_taken(pthread_mutex_trylock(&stack_mutex));
+    byp_sig_hold();
+    int rc = lock_taken(pthread_mutex_trylock(&stack_mutex));
+    if (rc != 0)
+        byp_sig_release();
+    return rc;
 }
 
 void byp_stack_unlock(void)
@@ -135,6 +142,7 @@ void byp_stack_unlock_noflush(void)
     int wake = events != events_woken && n > 0;
     events_woken = events;
     pthread_mutex_unlock(&stack_mutex);
+    byp_sig_release();
     if (wake) {
         /* A semaphore eventfd shared by every member: one count per sleeper, each takes
          * one (wake_drain), so a sleeper in another process is never robbed of its wake-up. */
@@ -151,6 +159,9 @@ void byp_engine_event(void)
 }
 
 static uint32_t last_timer_ms, last_owner_check_ms;
+/* Milliseconds from the last poll to lwIP's next timer (sys_timeouts_sleeptime), for the
+ * progress thread's sleep when an application thread sleeps on the wake fd. */
+static uint32_t timer_wait_ms;
 
 int byp_engine_poll(int from_app)
 {
@@ -170,6 +181,7 @@ int byp_engine_poll(int from_app)
         if (byp_neigh_pending)
             byp_neigh_poll();
         byp_tcp_reap();
+        __atomic_store_n(&timer_wait_ms, sys_timeouts_sleeptime(), __ATOMIC_RELAXED);
         if (__builtin_expect(t - last_owner_check_ms >= 500, 0)) {
             /* The process running the family's progress thread was killed: nobody reaps
              * the dead or runs the timers.  Whoever runs the stack notices. */
@@ -367,7 +379,17 @@ static void *progress_main(void *arg)
         if (idle < APP_SPIN_WINDOW_NS || __atomic_load_n(&sleepers, __ATOMIC_RELAXED) > 0) {
             /* An application thread spins on the stack, or sleeps on the engine's wake fd
              * (which holds the AF_XDP socket, so the frames wake it and it runs the stack
-             * itself): receiving is taken care of.  Only the timers are left to watch. */
+             * itself): receiving is taken care of.  Only the timers are left to watch:
+             * sleep until lwIP's next one (at most 50 ms, for the stats and the reaping),
+             * not every BYPASS_PROGRESS_USEC; an idle server then costs about what it
+             * costs on the kernel (bench/idle). */
+            int64_t wait = (int64_t)__atomic_load_n(&timer_wait_ms, __ATOMIC_RELAXED) * 1000000;
+            if (wait > 50000000)
+                wait = 50000000;
+            if (wait > interval_ns && idle >= APP_SPIN_WINDOW_NS) {
+                ts.tv_sec = wait / 1000000000;
+                ts.tv_nsec = wait % 1000000000;
+            }
             nanosleep(&ts, NULL);
             if (now_ns() - __atomic_load_n(&last_app_poll_ns, __ATOMIC_RELAXED) < interval_ns)
                 continue;
@@ -453,8 +475,6 @@ static int parse_ip(const char *text, in_addr_t *addr, unsigned *prefix)
     return 0;
 }
 
-/* Address space of the shared arena (shm.h); pages are used as they are touched. */
-#define SHM_ARENA_BYTES ((size_t)1 << 30)
 
 static int engine_start(void)
 {
@@ -467,7 +487,7 @@ static int engine_start(void)
     pthread_mutexattr_destroy(&ma);
     byp_sleepers = &sleepers;
     progress_pid = -1;         /* started below, once the stack is up */
-    int rc = byp_shm_setup(SHM_ARENA_BYTES);
+    int rc = byp_shm_setup((size_t)byp_cfg.shm_mb << 20);   /* BYPASS_SHM_MB */
     if (rc < 0) {
         byp_err("cannot map the stack's shared memory: %s", strerror(-rc));
         return rc;
@@ -681,6 +701,7 @@ static int engine_leave(void)
         if (stack_trylock() == 0) {
             byp_nic_close(nic);
             nic = NULL;
+            byp_sig_release();
             return 0;   /* the lock stays taken: nothing may use the stack any more */
         }
         struct timespec ms = {0, 1000000};

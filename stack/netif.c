@@ -36,6 +36,7 @@
 #include "backend.h"
 #include "byp_stack.h"
 #include "fd_tcp.h"
+#include "tcp_guard.h"
 #include "kstate.h"
 #include "log.h"
 #include "stats.h"
@@ -71,6 +72,7 @@ static struct {
     in_addr_t addr;
     int asked;          /* the kernel was asked to resolve it */
     uint32_t since_ms;
+    uint32_t next_ms, step_ms;   /* next look at the kernel's table, doubling the gap */
 } pending[NEIGH_MAX];
 
 /* The static entries we put in lwIP's ARP table, with the MAC each has there. */
@@ -97,7 +99,8 @@ static void neigh_want(in_addr_t addr)
         return;   /* lwIP retries its request; we will see it again */
     pending[free_slot].addr = addr;
     pending[free_slot].asked = 0;
-    pending[free_slot].since_ms = sys_now();
+    pending[free_slot].since_ms = pending[free_slot].next_ms = sys_now();
+    pending[free_slot].step_ms = 1;
     byp_neigh_pending++;
 }
 
@@ -125,6 +128,14 @@ void byp_neigh_poll(void)
     for (int i = 0; i < NEIGH_MAX && byp_neigh_pending > 0; i++) {
         if (pending[i].addr == 0)
             continue;
+        /* Each look dumps the kernel's neighbour table: 1, 2, 4 ... 256 ms apart, so that
+         * addresses nobody answers for (spoofed SYNs) cost nothing like a core. */
+        uint32_t now = sys_now();
+        if ((int32_t)(now - pending[i].next_ms) < 0)
+            continue;
+        if (pending[i].step_ms < 256)
+            pending[i].step_ms *= 2;
+        pending[i].next_ms = now + pending[i].step_ms;
         uint8_t mac[6];
         int state = byp_kneigh_find(pending[i].addr, mac);
         if (state >= 0 && byp_kneigh_usable((unsigned)state)) {
@@ -231,6 +242,8 @@ static err_t linkoutput(struct netif *ni, struct pbuf *p)
         return ERR_BUF;
     }
     pbuf_copy_partial(p, dst, p->tot_len, 0);
+    if (p->tot_len < 80 && byp_guard_tx((uint8_t *)dst, p->tot_len))
+        rte_pktmbuf_trim(m, 1);   /* a zero-window probe lost its byte (tcp_guard.c) */
     txq[txn++] = m;
     BYP_STATS_ADD(tx_pkts, 1);
     BYP_STATS_ADD(tx_bytes, p->tot_len);
@@ -461,6 +474,7 @@ int byp_netif_rx(void)
         }
         if (p != NULL)
             deliver(p);
+        byp_guard_after_input(&byp_netif);
     }
     return n;
 }

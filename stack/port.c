@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -13,6 +14,7 @@
 #include "lwip/sys.h"
 #include "byp_lwip_hooks.h"
 #include "log.h"
+#include "tcp_guard.h"
 
 /* Milliseconds from CLOCK_MONOTONIC (a vDSO call, no system call).  lwIP only compares
  * differences, so wrap-around after 49 days is fine. */
@@ -73,6 +75,9 @@ u32_t byp_lwip_isn(const ip_addr_t *local_ip, u16_t local_port,
     struct timespec ts;
     uint64_t h;
 
+    uint32_t forced;
+    if (byp_guard_isn(&forced))
+        return forced;      /* a connection rebuilt after a SYN flood keeps its ISN */
     if (rand_state == 0)
         seed();
     h = mix(isn_secret ^ ((uint64_t)ip_2_ip4(local_ip)->addr << 32 | ip_2_ip4(remote_ip)->addr));
@@ -93,4 +98,7 @@ void byp_lwip_diag(const char *fmt, ...)
 void byp_lwip_assert(const char *msg, const char *file, int line)
 {
     byp_log(BYP_LOG_ERROR, "lwIP assertion \"%s\" failed at %s:%d", msg, file, line);
+#ifdef BYP_FUZZ
+    abort();   /* the fuzzer (tests/fuzz) reports a failed assertion as a finding */
+#endif
 }

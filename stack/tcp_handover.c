@@ -69,7 +69,7 @@ int byp_lwip_ip4_input(struct pbuf *p, struct netif *inp)
         return 0;
     const uint8_t *ip = p->payload;
     size_t hl = (size_t)(ip[0] & 0x0f) * 4;
-    if (p->len < hl + 4 || ip[9] != IPPROTO_TCP)
+    if (p->len < 20 || hl < 20 || p->len < hl + 4 || ip[9] != IPPROTO_TCP)
         return 0;
     uint32_t src, dst;
     uint16_t sport, dport;
@@ -219,6 +219,7 @@ int byp_tcp_handover(struct tsock *ts, int fd)
     tcp_err(pcb, NULL);
     tcp_recv(pcb, NULL);
     tcp_sent(pcb, NULL);
+    tcp_poll(pcb, NULL, 0);
     tcp_abandon(pcb, 0);
     ts->pcb = NULL;
     ts->state = T_CLOSED;

@@ -133,6 +133,20 @@ static err_t on_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
 /* The errno a connection aborted by byp_tcp_unreachable gets (0: the usual mapping). */
 static int abort_errno;
 
+/* Every ~80 ms on an open connection: a send that failed for want of memory (tcp_write's
+ * ERR_MEM, nothing in flight so no ACK will come) marked it unwritable; once lwIP has room
+ * again it is writable again, so a connection slowed by a memory shortage recovers when
+ * the load falls. */
+static err_t on_poll(void *arg, struct tcp_pcb *pcb)
+{
+    struct tsock *ts = arg;
+    if (ts != NULL && ts->sndbuf < WRITABLE_MIN && tcp_sndbuf(pcb) >= WRITABLE_MIN) {
+        ts->sndbuf = tcp_sndbuf(pcb);
+        byp_tsock_changed(ts);
+    }
+    return ERR_OK;
+}
+
 static void on_err(void *arg, err_t err)
 {
     struct tsock *ts = arg;
@@ -199,11 +213,23 @@ static void attach(struct tsock *ts, struct tcp_pcb *pcb)
     tcp_arg(pcb, ts);
     tcp_recv(pcb, on_recv);
     tcp_sent(pcb, on_sent);
+    tcp_poll(pcb, on_poll, 4);
     tcp_err(pcb, on_err);
     if (ts->nodelay)
         tcp_nagle_disable(pcb);
     if (ts->keepalive)
         ip_set_option(pcb, SOF_KEEPALIVE);
+}
+
+/* A connection refused for want of memory: lwIP resets it; said once per process. */
+static err_t refuse_nomem(const struct tcp_pcb *pcb)
+{
+    static int said;
+    if (!said++)
+        byp_err("out of memory for a new connection on port %u (BYPASS_SHM_MB): it was "
+                "refused with a reset, and so are the next ones until memory is freed "
+                "(logged once)", pcb->local_port);
+    return ERR_MEM;
 }
 
 static err_t on_accept(void *arg, struct tcp_pcb *pcb, err_t err)
@@ -215,7 +241,7 @@ static err_t on_accept(void *arg, struct tcp_pcb *pcb, err_t err)
         unsigned cap = l->aq_cap ? l->aq_cap * 2 : 64;
         struct tsock **q = cap <= 65536 ? byp_shm_alloc(cap * sizeof *q) : NULL;
         if (q == NULL)
-            return ERR_MEM;   /* lwIP resets the connection */
+            return refuse_nomem(pcb);   /* lwIP resets the connection */
         for (unsigned i = 0; i < l->aq_n; i++)
             q[i] = l->aq[(l->aq_head + i) % l->aq_cap];
         byp_shm_free(l->aq);
@@ -225,7 +251,7 @@ static err_t on_accept(void *arg, struct tcp_pcb *pcb, err_t err)
     }
     struct tsock *c = tsock_new();
     if (c == NULL)
-        return ERR_MEM;
+        return refuse_nomem(pcb);
     c->state = T_CONNECTED;
     c->nodelay = l->nodelay;       /* options are inherited from the listener */
     c->keepalive = l->keepalive;
@@ -270,12 +296,24 @@ static int cond_acceptable(void *arg)
     return ts->aq_n > 0 || ts->state != T_LISTEN;
 }
 
+/* byp_wait for a socket call: a handler with SA_RESTART resumes the wait unless a timeout
+ * is set on the socket (signal(7)); 1 ready, 2 kernel fd ready, 0 timeout, -EINTR. */
+static int wait_restarting(byp_wait_cond_t cond, struct tsock *ts, int timeout_ms,
+                           struct pollfd *pfd, nfds_t n)
+{
+    int r;
+    do
+        r = byp_wait(cond, ts, timeout_ms, pfd, n);
+    while (r == -ERESTART && timeout_ms < 0);
+    return r < 0 ? -EINTR : r;
+}
+
 /* Drop the lock and wait; 1 ready, 0 timeout, -EINTR. */
 int byp_tsock_wait(byp_wait_cond_t cond, struct tsock *ts, int timeout_ms, struct pollfd *pfd,
                          nfds_t n)
 {
     byp_stack_unlock();
-    int r = byp_wait(cond, ts, timeout_ms, pfd, n);
+    int r = wait_restarting(cond, ts, timeout_ms, pfd, n);
     byp_stack_lock();
     return r;
 }
@@ -340,7 +378,7 @@ int byp_tcp_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
         if (l->nonblock)
             return byp_tcp_fail(EAGAIN);
         struct pollfd p = {.fd = fd, .events = POLLIN};
-        int r = byp_wait(cond_acceptable, l, l->rcvtimeo_ms, &p, 1);
+        int r = wait_restarting(cond_acceptable, l, l->rcvtimeo_ms, &p, 1);
         if (r == 0)
             return byp_tcp_fail(EAGAIN);
         if (r < 0)
@@ -421,6 +459,7 @@ static void tsock_close(struct tsock *ts, int fd)
         struct tcp_pcb *pcb = ts->pcb;
         tcp_recv(pcb, NULL);
         tcp_sent(pcb, NULL);
+        tcp_poll(pcb, NULL, 0);
         if (ts->rx_bytes > 0 || (ts->linger_on && ts->linger_s == 0)) {
             /* Unread data (or SO_LINGER 0): reset, as the kernel does. */
             tcp_arg(pcb, NULL);

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Idle cost (issue 12): the CPU an idle server uses, on the kernel and accelerated (default
+# settings, as users deploy it), side by side.  redis-server in namespace byps-idle-PID
+# (bypi0 10.77.249.1), ten idle clients holding connections from bypc-idle-PID (bypi1
+# 10.77.249.2); both namespaces are deleted on exit, also on failure or interrupt.
+# CPU = utime + stime of the server process (all its threads, the progress thread
+# included) over SECONDS, in clock ticks (USER_HZ, 100 per second here).
+#
+#   bench/idle/run.sh OUT_TSV [SECONDS [ROUNDS]]      defaults: 10 3
+#
+# Writes one line per run to OUT_TSV: bench, mode (kernel|bypass), round, ticks, unit,
+# command; prints a summary.  Needs root.
+set -uo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+LIB="$ROOT/build/libbypass.so"
+OUT="${1:?usage: run.sh OUT_TSV [SECONDS [ROUNDS]]}"
+SECS="${2:-10}"
+ROUNDS="${3:-3}"
+SNS="byps-idle-$$" CNS="bypc-idle-$$" SIF=bypi0 CIF=bypi1 SIP=10.77.249.1 CIP=10.77.249.2
+PORT=6379
+
+die() { echo "bench/idle: $*" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || die "needs root"
+command -v redis-server >/dev/null || die "redis-server not found (bash scripts/setup.sh)"
+[ -f "$LIB" ] || die "$LIB missing: run scripts/setup.sh"
+
+WORK="$(mktemp -d /tmp/bypass-bench-idle.XXXXXX)"
+PIDS=()
+. "$ROOT/bench/lib/netpair.sh"
+netpair_up
+# The client side's veth end needs an XDP program to receive what the server's AF_XDP
+# socket sends (as in the test harness).
+ip -n "$CNS" link set dev "$CIF" xdpdrv obj "$ROOT/build/nicbackend/xdp_pass.bpf.o" sec xdp ||
+  die "cannot attach xdp_pass to $CIF"
+printf 'interface = "%s";\nrules = ( { action = "accelerate"; proto = "tcp"; port = %d; } );\n' \
+  "$SIF" "$PORT" > "$WORK/idle.conf"
+
+ticks() { awk '{ sub(/.*\) /, ""); split($0, f, " "); print f[12] + f[13] }' "/proc/$1/stat"; }
+
+# Ten connections held open, idle, from the client namespace.
+HOLD='import socket,sys,time
+s=[socket.create_connection((sys.argv[1],int(sys.argv[2]))) for _ in range(10)]
+for c in s: c.sendall(b"PING\r\n"); c.recv(64)
+print("held",flush=True); time.sleep(3600)'
+
+one() {   # mode round
+  local mode="$1" round="$2" pre=()
+  [ "$mode" = bypass ] && pre=(env LD_PRELOAD="$LIB" BYPASS_CONFIG="$WORK/idle.conf")
+  ip netns exec "$SNS" "${pre[@]}" redis-server --port "$PORT" --save '' --appendonly no \
+    --bind "$SIP" --protected-mode no > "$WORK/redis-$mode.log" 2>&1 &
+  local srv=$!
+  PIDS+=("$srv")
+  local i
+  for i in $(seq 100); do
+    ip netns exec "$CNS" redis-cli -h "$SIP" -p "$PORT" ping 2>/dev/null | grep -q PONG && break
+    sleep 0.1
+  done
+  ip netns exec "$CNS" /usr/bin/python3 -c "$HOLD" "$SIP" "$PORT" > "$WORK/hold.out" 2>&1 &
+  local hold=$!
+  PIDS+=("$hold")
+  for i in $(seq 100); do grep -q held "$WORK/hold.out" && break; sleep 0.1; done
+  sleep 2
+  local t0 t1
+  t0=$(ticks "$srv")
+  sleep "$SECS"
+  t1=$(ticks "$srv")
+  kill "$hold" "$srv" 2>/dev/null
+  wait "$hold" "$srv" 2>/dev/null
+  printf 'idle\t%s\t%d\t%d\tticks/%ss\tredis-server, 10 idle connections\n' \
+    "$mode" "$round" $((t1 - t0)) "$SECS" >> "$OUT"
+  echo "idle $mode round $round: $((t1 - t0)) ticks in ${SECS}s"
+}
+
+for r in $(seq "$ROUNDS"); do
+  one kernel "$r"
+  one bypass "$r"
+done
