@@ -7,6 +7,7 @@
 #include "byp.h"
 #include "engine.h"
 #include "fd_epoll.h"
+#include "wrap_udp.h"
 
 /* Whether a rule may send this kernel socket to the engine at all. */
 static int candidate(int fd, int kind)
@@ -38,7 +39,10 @@ BYP_EXPORT int bind(int fd, const struct sockaddr *addr, socklen_t len)
     const byp_fd_ops_t *ops = byp_fd_ops(fd);
     if (byp_unlikely(ops != NULL))
         return ops->bind(fd, addr, len);
-    return BYP_REAL(bind)(fd, addr, len);
+    int rc = BYP_REAL(bind)(fd, addr, len);
+    if (rc == 0 && candidate(fd, BYP_FD_KUDP))
+        byp_udp_decide_bind(fd);
+    return rc;
 }
 
 /* Try to make @fd an accelerated listener.  Returns 0 (done), -errno (listen failed as the
@@ -96,6 +100,12 @@ BYP_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
     const byp_fd_ops_t *ops = byp_fd_ops(fd);
     if (byp_unlikely(ops != NULL))
         return ops->connect(fd, addr, len);
+    if (candidate(fd, BYP_FD_KUDP)) {
+        int rc = BYP_REAL(connect)(fd, addr, len);
+        if (rc == 0)
+            byp_udp_decide_connect(fd, addr, len);
+        return rc;
+    }
     if (candidate(fd, BYP_FD_KTCP)) {
         int rc = accel_connect(fd, addr, len);
         if (rc == 0 || rc == -EINPROGRESS || (rc < 0 && byp_fd_ops(fd) != NULL))

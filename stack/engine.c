@@ -27,6 +27,7 @@
 #include "engine.h"
 #include "byp_stack.h"
 #include "fd_tcp.h"
+#include "fd_udp.h"
 #include "kstate.h"
 #include "shm.h"
 #include "steer_ctl.h"
@@ -427,6 +428,9 @@ static struct byp_engine engine = {
     .wake_fd = -1,
     .wake_drain = wake_drain,
     .events = &events,
+    .udp_bind = byp_udp_bind,
+    .udp_connect = byp_udp_connect,
+    .udp_join = byp_udp_join,
 };
 
 static pid_t engine_pid;

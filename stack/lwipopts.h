@@ -154,7 +154,8 @@
 #define LWIP_TCP_KEEPALIVE              1
 /* SO_REUSEADDR: a listener may rebind while old connections sit in TIME_WAIT. */
 #define SO_REUSE                        1
-#define SO_REUSE_RXTOALL                0
+/* Several sockets on one multicast group and port (SO_REUSEADDR) each get their copy. */
+#define SO_REUSE_RXTOALL                1
 /* No lwIP backlog: its counter is 8 bits (255 half-open connections), and a burst of
  * 1,000 connects would lose SYNs to it (1 s retransmits).  The socket layer bounds the
  * queue of established, not yet accepted connections instead (tcp_sock.c). */

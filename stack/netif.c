@@ -35,6 +35,8 @@
 
 struct netif byp_netif;
 in_addr_t byp_if_addr, byp_if_mask;
+unsigned byp_if_index;
+int64_t byp_rx_realtime_ns;
 int byp_neigh_pending;
 
 static struct byp_nic *nic;
@@ -132,6 +134,15 @@ static int intercept_arp(struct pbuf *p)
     return 1;
 }
 
+/* An IGMP message from lwIP (its membership of a group a socket joined): not sent, since
+ * the kernel socket underneath joined too and the kernel does IGMP for the interface. */
+static int is_igmp(const struct pbuf *p)
+{
+    const uint8_t *f = p->payload;
+    return p->len >= SIZEOF_ETH_HDR + 20 && ((const struct eth_hdr *)f)->type == PP_HTONS(ETHTYPE_IP) &&
+           f[SIZEOF_ETH_HDR + 9] == 2 /* IPPROTO_IGMP */;
+}
+
 void byp_netif_flush(void)
 {
     unsigned off = 0;
@@ -151,7 +162,7 @@ void byp_netif_flush(void)
 static err_t linkoutput(struct netif *ni, struct pbuf *p)
 {
     (void)ni;
-    if (byp_steering && intercept_arp(p))
+    if (byp_steering && (intercept_arp(p) || is_igmp(p)))
         return ERR_OK;
     struct rte_mbuf *m = rte_pktmbuf_alloc(nic->pool);
     BYP_STATS_ADD(tx_drops, m == NULL);
@@ -187,6 +198,7 @@ int byp_netif_setup(struct byp_nic *n, const uint8_t mac[6], unsigned mtu, in_ad
                     unsigned prefixlen)
 {
     nic = n;
+    byp_if_index = n->ifindex;
     memcpy(if_mac, mac, 6);
     byp_if_addr = addr;
     byp_if_mask = prefixlen ? htonl(~0u << (32 - prefixlen)) : 0;
@@ -206,6 +218,9 @@ int byp_netif_rx(void)
     uint16_t n = byp_nic_rx_burst(nic, pkts, RX_BURST);
     if (n == 0)
         return 0;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    byp_rx_realtime_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
     BYP_STATS_ADD(rx_pkts, n);
     /* Copy instead of holding mbufs when fewer than a quarter of the pool is free. */
     int copy = rte_mempool_avail_count(nic->pool) < nic->pool->size / 4;
