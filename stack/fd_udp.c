@@ -12,7 +12,6 @@
 #include "lwip/ip.h"
 
 #include "byp_stack.h"
-#include "fd_epoll.h"
 #include "fd_udp.h"
 #include "udp_sock.h"
 
@@ -21,6 +20,13 @@
 #define KERNEL_TURN 64
 /* The largest UDP payload over IPv4. */
 #define UDP_MAX_PAYLOAD 65507
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 /* ---- control messages ---- */
 
@@ -116,6 +122,8 @@ static ssize_t recv_core(int fd, struct msghdr *m, int flags)
     int nb = us->nonblock || (flags & MSG_DONTWAIT);
     int64_t deadline = 0;
     for (;;) {
+        if (us->qn == 0)
+            byp_engine_poll(1);   /* an empty queue: run the stack once, as a wait would */
         if (us->qn == 0 || ++us->kturn >= KERNEL_TURN) {
             us->kturn = 0;
             int saved = errno;
@@ -143,7 +151,7 @@ static ssize_t recv_core(int fd, struct msghdr *m, int flags)
             return byp_udp_fail(EAGAIN);
         int timeout = -1;
         if (us->rcvtimeo_ms >= 0) {
-            int64_t now = byp_poll_now_ns();
+            int64_t now = now_ns();
             if (deadline == 0)
                 deadline = now + (int64_t)us->rcvtimeo_ms * 1000000;
             if (now >= deadline)
@@ -219,7 +227,7 @@ static int fudp_recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int fla
     if (timeout != NULL) {
         if (timeout->tv_sec < 0 || timeout->tv_nsec < 0 || timeout->tv_nsec >= 1000000000)
             return byp_udp_fail(EINVAL);
-        deadline = byp_poll_now_ns() + (int64_t)timeout->tv_sec * 1000000000 + timeout->tv_nsec;
+        deadline = now_ns() + (int64_t)timeout->tv_sec * 1000000000 + timeout->tv_nsec;
     }
     if (vlen > UIO_MAXIOV)
         vlen = UIO_MAXIOV;
@@ -236,7 +244,7 @@ static int fudp_recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int fla
         if (flags & MSG_WAITFORONE)
             f |= MSG_DONTWAIT;
         if (timeout != NULL) {
-            int64_t now = byp_poll_now_ns();
+            int64_t now = now_ns();
             if (now >= deadline) {
                 i++;
                 break;
@@ -244,7 +252,7 @@ static int fudp_recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int fla
         }
     }
     if (timeout != NULL) {
-        int64_t left = deadline - byp_poll_now_ns();
+        int64_t left = deadline - now_ns();
         if (left < 0)
             left = 0;
         timeout->tv_sec = left / 1000000000;

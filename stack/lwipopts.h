@@ -119,6 +119,8 @@
 #define LWIP_AUTOIP                     0
 /* Multicast receive (market data feeds): joins reach the kernel as IGMP too. */
 #define LWIP_IGMP                       1
+/* Groups the stack may be a member of at once (a feed handler joins dozens). */
+#define MEMP_NUM_IGMP_GROUP             1024
 #define LWIP_DNS                        0
 #define LWIP_UDP                        1
 #define LWIP_UDPLITE                    0
@@ -188,7 +190,20 @@
 /* ---------- statistics / debugging ---------- */
 
 /* bypass keeps its own counters (shared memory, bypass-stat). */
-#define LWIP_STATS                      0
+/* Counters: only the MIB-II ones (UDP datagrams to no port, for bypass-stat). */
+#define LWIP_STATS                      1
+#define MIB2_STATS                      1
+#define LINK_STATS                      0
+#define ETHARP_STATS                    0
+#define IP_STATS                        0
+#define IPFRAG_STATS                    0
+#define ICMP_STATS                      0
+#define IGMP_STATS                      0
+#define UDP_STATS                       0
+#define TCP_STATS                       0
+#define MEM_STATS                       0
+#define MEMP_STATS                      0
+#define SYS_STATS                       0
 #define LWIP_STATS_DISPLAY              0
 #define MEMP_OVERFLOW_CHECK             0
 #define MEMP_SANITY_CHECK               0

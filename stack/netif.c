@@ -240,6 +240,7 @@ int byp_netif_rx(void)
                 }
             }
             rte_pktmbuf_free(m);
+            BYP_STATS_ADD(rx_nopool, p == NULL);
         } else {
             struct rx_pbuf *rp = rte_mbuf_to_priv(m);
             rp->m = m;

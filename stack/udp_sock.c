@@ -17,9 +17,11 @@
 #include "byp_stack.h"
 #include "fd_udp.h"
 #include "shm.h"
+#include "stats.h"
 #include "udp_sock.h"
 
 struct usock *byp_usocks;
+uint64_t byp_udp_unwanted;
 
 void byp_usock_changed(struct usock *us)
 {
@@ -122,6 +124,7 @@ static void on_recv(void *arg, struct udp_pcb *pcb, struct pbuf *p, const ip_add
     in_addr_t dst = ip4_addr_get_u32(ip4_current_dest_addr());
     in_addr_t src = ip4_addr_get_u32(ip_2_ip4(addr));
     if (is_multicast(dst) && !mcast_wanted(us, dst, src)) {
+        byp_udp_unwanted++;
         pbuf_free(p);
         return;
     }
@@ -279,6 +282,7 @@ static int adopt(int fd, const struct sockaddr_in *local, const struct sockaddr_
     us->next = byp_usocks;
     byp_usocks = us;
     install(fd, us);
+    byp_stats_udp_open(us);
     byp_stack_unlock();
     byp_info("udp socket on port %u accelerated", ntohs(local->sin_port));
     return 0;
@@ -358,6 +362,7 @@ void byp_udp_release(int fd)
             *pp = us->next;
             break;
         }
+    byp_stats_udp_close(us);
     byp_usock_changed(us);
     byp_stack_unlock();
     byp_shm_free(us->q);

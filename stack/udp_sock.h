@@ -70,6 +70,7 @@ struct usock {
     uint64_t gen;               /* bumped on every readiness change */
     /* counters for bypass-stat */
     uint64_t rx_pkts, rx_bytes, tx_pkts, tx_bytes;
+    int stat_slot;              /* its slot in the stats' table, -1 if none */
     struct usock *next;         /* all accelerated UDP sockets of the stack */
 };
 
@@ -84,6 +85,8 @@ struct usock {
 extern const byp_fd_ops_t byp_udp_ops;
 /* Every accelerated UDP socket (for multicast loopback and the stats). */
 extern struct usock *byp_usocks;
+/* Multicast datagrams the stack received for a group no socket on their port wanted. */
+extern uint64_t byp_udp_unwanted;
 
 /* Set errno, return -1: the libc convention of the ops. */
 static inline int byp_udp_fail(int err)

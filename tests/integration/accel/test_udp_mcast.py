@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from .conftest import HERE, PYTHON, write_conf
+from .conftest import HERE, PYTHON, REPO, write_conf
 
 PORT = 7600
 GROUPS = ["239.9.1.1", "239.9.1.2", "239.9.1.3"]
@@ -105,17 +105,25 @@ FEED_BASE, FEED_GROUPS, FEED_PORT = "239.9.3.1", 32, 7700
 
 
 def feed(net, cprog, conf, count, rate, rcvbuf=0, slow_us=0, et=False):
+    """Runs the feed; the receiver's JSON, plus the server namespace's kernel UDP input
+    during the run and, when accelerated, the receiver's live counters (bypass-stat)."""
     exe = cprog("udp_feed")
     rx = net.spawn("server", [exe, "recv", FEED_BASE, FEED_GROUPS, FEED_PORT, count, rcvbuf,
-                              slow_us, net.srv_ip] + (["et"] if et else []), name="feed_rx",
-                    conf=conf)
+                              slow_us, net.srv_ip] + (["et"] if et else []) + ["hold"],
+                   name="feed_rx", conf=conf)
     rx.wait_ready()
     before = net.snmp("server")["Udp.InDatagrams"]
     net.run("client", [exe, "send", FEED_BASE, FEED_GROUPS, FEED_PORT, count, rate,
                        net.cli_ip], timeout=600, check=True)
-    rx.wait(120)
-    res = json.loads(rx.out().splitlines()[-1])
+    line = wait_line(rx, "{", timeout=120)
+    res = json.loads("{" + line)
     res["kernel_udp_in"] = net.snmp("server")["Udp.InDatagrams"] - before
+    if conf is not None:
+        time.sleep(0.3)   # one more sample of the live counters
+        res["stat"] = json.loads(subprocess.run(
+            [str(REPO / "build" / "bypass-stat"), "--json", str(rx.pid)],
+            stdout=subprocess.PIPE, text=True, timeout=30, check=True).stdout)
+    rx.stop()
     return res
 
 
@@ -137,9 +145,21 @@ def test_feed_slow_receiver_reports_loss(netpair, cprog, accelerated):
             if accelerated else None)
     res = feed(net, cprog, conf, 64000, 50000, rcvbuf=4096, slow_us=2000, et=True)
     assert res["ended"] == FEED_GROUPS, res
-    assert res["lost"] > 0, res
-    # Every datagram lost was dropped by a full socket queue, and the sockets said so.
-    assert res["reported_drops"] == res["lost"], res
+    assert res["lost"] > 0 and res["reported_drops"] > 0, res
     assert res["received"] + res["lost"] == 64000, res
+    # No loss is silent.  On the kernel every datagram lost was dropped by a full socket
+    # queue, and the sockets said so (SO_RXQ_OVFL).  Accelerated, a datagram is also lost
+    # when the NIC ring overflows because no thread ran the stack in time (this 2-vCPU
+    # machine is shared; the progress thread has idle priority): bypass-stat counts those.
     if accelerated:
+        st = res["stat"]["stack"]
+        silent = res["lost"] - res["reported_drops"] - st["rx_drops"] - st["rx_no_pool"]
+        assert silent == 0, res
+        udp = [k for k in res["stat"]["sockets"] if k["proto"] == "udp"]
+        assert len(udp) == FEED_GROUPS, res["stat"]
+        assert sum(k["drops"] for k in udp) == res["reported_drops"], res["stat"]
+        assert sorted(k["groups"][0] for k in udp) == sorted(
+            "239.9.3.%d" % (i + 1) for i in range(FEED_GROUPS)), res["stat"]
         assert res["kernel_udp_in"] < 100, res
+    else:
+        assert res["reported_drops"] == res["lost"], res

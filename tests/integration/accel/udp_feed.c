@@ -5,13 +5,14 @@
  *       PORT at RATE datagrams/s (0: as fast as it can), through the interface of IFADDR;
  *       each carries (group index, sequence in its group, CLOCK_REALTIME at send).  Then,
  *       after a pause, one end marker per group.
- *   udp_feed recv GROUP_BASE NGROUPS PORT COUNT RCVBUF SLOW_US IFADDR [et]
+ *   udp_feed recv GROUP_BASE NGROUPS PORT COUNT RCVBUF SLOW_US IFADDR [et] [hold]
  *       one socket per group (bound to the group and port, SO_RXQ_OVFL on, SO_RCVBUF if
  *       nonzero), one epoll set over them (edge-triggered with "et"); reads until every end
  *       marker came or 5 s pass without traffic; SLOW_US sleeps after every 64 datagrams (a
  *       slow consumer).  Prints "ready" once joined, then one JSON line: received, lost (gaps
  *       in the sequences), reordered, the drops the sockets reported (SO_RXQ_OVFL on the
- *       end markers), and one-way latency percentiles in ns.
+ *       end markers), and one-way latency percentiles in ns.  With "hold" it then waits to
+ *       be killed (so that its live counters can be read).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -92,7 +93,7 @@ static int do_send(in_addr_t base, int ng, int port, long count, long rate, cons
 }
 
 static int do_recv(in_addr_t base, int ng, int port, long count, int rcvbuf, int slow_us,
-                   const char *ifaddr, int et)
+                   const char *ifaddr, int et, int hold)
 {
     struct in_addr ifa;
     inet_pton(AF_INET, ifaddr, &ifa);
@@ -186,6 +187,9 @@ static int do_recv(in_addr_t base, int ng, int port, long count, int rcvbuf, int
            "\"ended\": %d, \"lat_p50_ns\": %lld, \"lat_p99_ns\": %lld, \"lat_p999_ns\": %lld}\n",
            received, lost, reordered, (unsigned long long)reported, nended, (long long)p50,
            (long long)p99, (long long)p999);
+    fflush(stdout);
+    while (hold)
+        pause();
     return 0;
 }
 
@@ -200,9 +204,10 @@ int main(int argc, char **argv)
         struct in_addr b;
         inet_pton(AF_INET, argv[2], &b);
         return do_recv(b.s_addr, atoi(argv[3]), atoi(argv[4]), atol(argv[5]), atoi(argv[6]),
-                       atoi(argv[7]), argv[8], argc > 9 && strcmp(argv[9], "et") == 0);
+                       atoi(argv[7]), argv[8], argc > 9 && strcmp(argv[9], "et") == 0,
+                       strcmp(argv[argc - 1], "hold") == 0);
     }
     fprintf(stderr, "usage: udp_feed send BASE NGROUPS PORT COUNT RATE IFADDR\n"
-                    "       udp_feed recv BASE NGROUPS PORT COUNT RCVBUF SLOW_US IFADDR [et]\n");
+                    "       udp_feed recv BASE NGROUPS PORT COUNT RCVBUF SLOW_US IFADDR [et] [hold]\n");
     return 2;
 }
