@@ -126,7 +126,7 @@ sockperf_run() {
   s0=$(udp_dgrams "$SNS")
   ns_cmd "$CNS" "$cconf" "$CLI_CPU"
   [ -n "${BENCH_OUT:-}" ] && flog=(--full-log "$BENCH_OUT/sockperf-udp-$mode-r$ROUND.csv")
-  LAST_CMD="server: ${srv[*]} | client: ${NSCMD[*]} sockperf pp ${args[*]} -m 64 -t $SECS ${flog[*]}"
+  echo "server: ${srv[*]} | client: ${NSCMD[*]} sockperf pp ${args[*]} -m 64 -t $SECS ${flog[*]}" >"$WORK/last_cmd"
   timeout -k 5 $((SECS + 40)) "${NSCMD[@]}" sockperf pp "${args[@]}" -m 64 -t "$SECS" \
     "${flog[@]}" >"$log.cli" 2>&1
   local rc=$? v=ok
@@ -160,7 +160,7 @@ feed_run() {
   local s0
   s0=$(udp_dgrams "$SNS")
   ns_cmd "$CNS" - "$CLI_CPU"
-  LAST_CMD="receiver: ${rx[*]} | sender: ${NSCMD[*]} $FEED send $GBASE $ng $FPORT $count $rate $CIP"
+  echo "receiver: ${rx[*]} | sender: ${NSCMD[*]} $FEED send $GBASE $ng $FPORT $count $rate $CIP" >"$WORK/last_cmd"
   timeout -k 5 $((secs * 4 + 60)) "${NSCMD[@]}" "$FEED" send "$GBASE" "$ng" "$FPORT" "$count" \
     "$rate" "$CIP" >"$log.tx" 2>&1
   for i in $(seq $((secs * 10 + 200))); do kill -0 "$rpid" 2>/dev/null || break; sleep 0.1; done
@@ -173,9 +173,10 @@ feed_run() {
 
 jget() { sed -n "s/.*\"$1\": \(-\{0,1\}[0-9]*\).*/\1/p"; }
 
-record() { # BENCH MODE FIGURES
+record() { # BENCH MODE FIGURES: with the command of the last run (the runs are subshells)
   [ -n "${BENCH_OUT:-}" ] || return 0
-  printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$ROUND" "$3" "$LAST_CMD" >>"$BENCH_OUT/udp.tsv"
+  printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$ROUND" "$3" "$(cat "$WORK/last_cmd" 2>/dev/null || echo -)" \
+    >>"$BENCH_OUT/udp.tsv"
 }
 
 echo "bench/udp: $ROUNDS rounds of ${SECS}s; server cpu $SRV_CPU, client cpu $CLI_CPU" >&2
