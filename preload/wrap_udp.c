@@ -26,6 +26,21 @@ static int accelerates(in_addr_t addr, in_port_t port)
                BYP_ACT_ACCELERATE;
 }
 
+/* For a socket bound to INADDR_ANY:@port: the first rule naming UDP and the port decides,
+ * whatever its address (such a socket receives for every local address and every group
+ * joined on the host, IP_MULTICAST_ALL). */
+static int accelerates_any(in_port_t port)
+{
+    uint16_t p = ntohs(port);
+    for (int i = 0; i < byp_cfg.n_rules; i++) {
+        const byp_rule_t *r = &byp_cfg.rules[i];
+        if ((r->proto == BYP_PROTO_ANY || r->proto == BYP_PROTO_UDP) && p >= r->port_lo &&
+            p <= r->port_hi)
+            return r->action == BYP_ACT_ACCELERATE;
+    }
+    return 0;
+}
+
 static int local_of(int fd, struct sockaddr_in *sin)
 {
     socklen_t len = sizeof *sin;
@@ -97,7 +112,8 @@ void byp_udp_decide_bind(int fd)
     struct pending joins[32];
     int nj = take_pending(fd, joins, 32);
     if (local_of(fd, &sin) && sin.sin_port != 0) {
-        int want = accelerates(sin.sin_addr.s_addr, sin.sin_port);
+        int want = sin.sin_addr.s_addr == INADDR_ANY ? accelerates_any(sin.sin_port)
+                                                     : accelerates(sin.sin_addr.s_addr, sin.sin_port);
         for (int i = 0; i < nj && !want; i++)
             want = accelerates(joins[i].group, sin.sin_port);
         if (want && byp_engine_get() == 0) {

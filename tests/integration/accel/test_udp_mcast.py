@@ -165,3 +165,40 @@ def test_feed_slow_receiver_reports_loss(netpair, cprog, accelerated):
         assert res["kernel_udp_in"] < 100, res
     else:
         assert res["reported_drops"] == res["lost"], res
+
+
+OPT_PEER = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(sys.argv[1]))
+s.bind((sys.argv[1], int(sys.argv[2])))
+print("ready", flush=True)
+while True:
+    d, a = s.recvfrom(100)
+    g, p = d.split()
+    s.sendto(b"remote", (g.decode(), int(p)))
+"""
+
+
+def test_multicast_loop_and_all_match_kernel(netpair):
+    """IP_MULTICAST_LOOP delivers a process's own sends to its sockets on the group (on by
+    default, not when off); IP_MULTICAST_ALL: a socket bound to the port that joined nothing
+    still gets a group another socket joined, unless it turned the option off; a join made
+    before bind() counts."""
+    net = netpair(accel=("server",))
+    peer = net.spawn("client", [PYTHON, "-c", OPT_PEER, net.cli_ip, 7650], name="opt_peer")
+    peer.wait_ready()
+    args = [PYTHON, str(HERE / "udp_mcast_opts.py"), net.srv_ip, "239.9.4.1", 7651,
+            net.cli_ip, 7650]
+    kernel = net.run("server", args, timeout=60, check=True)
+    conf = write_conf(net.dir / "opts.conf", "bypv0", [("udp", 7651, "239.9.4.0/24")])
+    before = net.snmp("server")["Udp.InDatagrams"]
+    accel = net.run("server", args, conf=conf, env={"BYPASS_LOG": "info"}, timeout=60,
+                    check=True)
+    moved = net.snmp("server")["Udp.InDatagrams"] - before
+    k = json.loads(kernel.stdout.splitlines()[-1])
+    assert k == {"A": ["loop1", "remote"], "C": ["loop1", "remote"], "D": [],
+                 "E": ["loop1", "remote"]}, k
+    assert json.loads(accel.stdout.splitlines()[-1]) == k, accel.stdout + accel.stderr
+    assert accel.stderr.count("udp socket on port 7651 accelerated") == 4, accel.stderr
+    assert moved == 0, "the accelerated run's datagrams went through the kernel"
