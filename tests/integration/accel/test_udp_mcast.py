@@ -140,6 +140,24 @@ def test_feed_complete_and_in_order(netpair, cprog):
     assert res["kernel_udp_in"] < 100, res      # the end markers at most; 1M went by XDP
 
 
+@pytest.mark.parametrize("et", [False, True], ids=["level", "edge"])
+def test_feed_256_groups_epoll(netpair, cprog, et):
+    """epoll over 256 accelerated sockets and a kernel fd (a pipe), level and edge
+    triggered: every datagram of every group, in order."""
+    net = netpair(accel=("server",))
+    conf = write_conf(net.dir / "feed.conf", "bypv0", [("udp", FEED_PORT, "239.9.3.0/24")])
+    exe = cprog("udp_feed")
+    rx = net.spawn("server", [exe, "recv", "239.9.3.1", 256, FEED_PORT, 51200, 0, 0, net.srv_ip]
+                   + (["et"] if et else []), name="feed_rx", conf=conf)
+    rx.wait_ready(timeout=60)
+    net.run("client", [exe, "send", "239.9.3.1", 256, FEED_PORT, 51200, 10000, net.cli_ip],
+            timeout=300, check=True)
+    rx.wait(120)
+    res = json.loads(rx.out().splitlines()[-1])
+    assert res["ended"] == 256 and res["pipe_events"] == 1, res
+    assert res["received"] == 51200 and res["lost"] == 0 and res["reordered"] == 0, res
+
+
 @pytest.mark.parametrize("accelerated", [False, True], ids=["kernel", "bypass"])
 def test_feed_slow_receiver_reports_loss(netpair, cprog, accelerated):
     net = netpair(accel=("server",))

@@ -7,7 +7,8 @@
  *       after a pause, one end marker per group.
  *   udp_feed recv GROUP_BASE NGROUPS PORT COUNT RCVBUF SLOW_US IFADDR [et] [hold]
  *       one socket per group (bound to the group and port, SO_RXQ_OVFL on, SO_RCVBUF if
- *       nonzero), one epoll set over them (edge-triggered with "et"); reads until every end
+ *       nonzero), one epoll set over them and a pipe holding one byte (a kernel fd, reported
+ *       once: it is edge-triggered) (the sockets edge-triggered with "et"); reads until every end
  *       marker came or 5 s pass without traffic; SLOW_US sleeps after every 64 datagrams (a
  *       slow consumer).  Prints "ready" once joined, then one JSON line: received, lost (gaps
  *       in the sequences), reordered, the drops the sockets reported (SO_RXQ_OVFL on the
@@ -124,6 +125,17 @@ static int do_recv(in_addr_t base, int ng, int port, long count, int rcvbuf, int
         epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev);
         fds[g] = s;
     }
+    /* A kernel fd in the same set: a pipe with one byte, reported once (edge or level). */
+    int pp[2];
+    if (pipe(pp) < 0) {
+        perror("pipe");
+        return 1;
+    }
+    struct epoll_event pev = {.events = EPOLLIN | EPOLLET, .data.u32 = UINT32_MAX};
+    epoll_ctl(ep, EPOLL_CTL_ADD, pp[0], &pev);
+    if (write(pp[1], "x", 1) != 1)
+        return 1;
+    int pipe_events = 0;
     printf("ready\n");
     fflush(stdout);
     uint64_t next[MAXG] = {0};
@@ -137,6 +149,10 @@ static int do_recv(in_addr_t base, int ng, int port, long count, int rcvbuf, int
         struct epoll_event evs[64];
         int n = epoll_wait(ep, evs, 64, 200);
         for (int i = 0; i < n; i++) {
+            if (evs[i].data.u32 == UINT32_MAX) {
+                pipe_events++;
+                continue;
+            }
             int g = (int)evs[i].data.u32;
             for (;;) {
                 struct msg m;
@@ -187,8 +203,9 @@ static int do_recv(in_addr_t base, int ng, int port, long count, int rcvbuf, int
     int64_t p50 = nlat ? lat[nlat / 2] : -1, p99 = nlat ? lat[(long)(nlat * 0.99)] : -1,
             p999 = nlat ? lat[(long)(nlat * 0.999)] : -1;
     printf("{\"received\": %ld, \"lost\": %ld, \"reordered\": %ld, \"reported_drops\": %llu, "
-           "\"ended\": %d, \"lat_p50_ns\": %lld, \"lat_p99_ns\": %lld, \"lat_p999_ns\": %lld}\n",
-           received, lost, reordered, (unsigned long long)reported, nended, (long long)p50,
+           "\"ended\": %d, \"pipe_events\": %d, \"lat_p50_ns\": %lld, \"lat_p99_ns\": %lld, "
+           "\"lat_p999_ns\": %lld}\n",
+           received, lost, reordered, (unsigned long long)reported, nended, pipe_events, (long long)p50,
            (long long)p99, (long long)p999);
     fflush(stdout);
     while (hold)
