@@ -343,7 +343,8 @@ static int send_batch(int fd, struct mmsghdr *vec, unsigned n, int flags)
             break;
         }
         int d = dest_of(us, m, &to);
-        if (d == 1 && via_stack(to.sin_addr.s_addr)) {
+        int mcast_away = us->mcast_kernel && (ntohl(to.sin_addr.s_addr) >> 28) == 14;
+        if (d == 1 && !mcast_away && via_stack(to.sin_addr.s_addr)) {
             if (!locked) {
                 byp_stack_lock();
                 locked = 1;

@@ -129,6 +129,18 @@ int byp_udp_setsockopt(int fd, int level, int opt, const void *val, socklen_t le
         case IP_MULTICAST_LOOP:
             us->mcast_loop = v != 0;
             break;
+        case IP_MULTICAST_IF: {
+            /* an in_addr, an ip_mreq or an ip_mreqn: the address, then (mreqn) the index */
+            struct ip_mreqn mr;
+            memset(&mr, 0, sizeof mr);
+            memcpy(&mr, val, len < (socklen_t)sizeof mr ? len : sizeof mr);
+            in_addr_t a = len >= (socklen_t)sizeof(struct ip_mreq) ? mr.imr_address.s_addr
+                                                                 : mr.imr_multiaddr.s_addr;
+            int idx = len >= (socklen_t)sizeof mr ? mr.imr_ifindex : 0;
+            us->mcast_kernel = idx != 0 ? (unsigned)idx != byp_if_index
+                                        : a != INADDR_ANY && a != byp_if_addr;
+            break;
+        }
         case IP_MULTICAST_TTL:
             if (us->pcb != NULL)
                 udp_set_multicast_ttl(us->pcb, (u8_t)(v < 0 ? 1 : v));
@@ -168,6 +180,10 @@ void byp_udp_opts_inherit(struct usock *us, int fd)
     len = sizeof v;
     if (BYP_REAL(getsockopt)(fd, IPPROTO_IP, IP_MULTICAST_ALL, &v, &len) == 0)
         us->mcast_all = v != 0;
+    struct in_addr mif = {0};
+    len = sizeof mif;
+    if (BYP_REAL(getsockopt)(fd, IPPROTO_IP, IP_MULTICAST_IF, &mif, &len) == 0)
+        us->mcast_kernel = mif.s_addr != INADDR_ANY && mif.s_addr != byp_if_addr;
     len = sizeof v;
     if (BYP_REAL(getsockopt)(fd, IPPROTO_IP, IP_PKTINFO, &v, &len) == 0 && v)
         us->cmsg |= U_PKTINFO;

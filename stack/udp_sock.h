@@ -50,6 +50,8 @@ struct usock {
     int cmsg;                   /* U_* */
     int mcast_all;              /* IP_MULTICAST_ALL (Linux default 1) */
     int mcast_loop;             /* IP_MULTICAST_LOOP (default 1) */
+    int mcast_kernel;           /* IP_MULTICAST_IF names another interface: multicast sends
+                                   go out through the kernel socket */
     int connected;
     struct sockaddr_in local, remote;
     /* receive queue: a ring of datagrams, bounded in bytes by the kernel socket's SO_RCVBUF */
