@@ -18,8 +18,11 @@
 #
 #   bench/udp/run.sh [SECONDS [ROUNDS]]        defaults: 10 3
 #
-# Environment: BENCH_SPIN_USEC (BYPASS_SPIN_USEC of the bypass runs, default -1: blocking
-# calls spin, as the busy-poll column does), BENCH_LOG (BYPASS_LOG), BENCH_RATES (the
+# Environment: BENCH_SPIN_USEC (BYPASS_SPIN_USEC of the bypass sockperf runs, default -1:
+# blocking calls spin, as the busy-poll column does), BENCH_FEED_SPIN_USEC (that of the
+# bypass feed receivers, default 100, the library's default: a receiver that spins forever
+# loses its CPU to other jobs for whole time slices, and the datagrams meanwhile overflow
+# the NIC ring; one that sleeps is woken at once), BENCH_LOG (BYPASS_LOG), BENCH_RATES (the
 # ladder, datagrams/s, default "25000 50000 100000 200000 400000"), BENCH_OUT=DIR (also
 # write DIR/udp.tsv: bench, mode, round, figures or verdict, the command; and the sockperf
 # --full-log samples DIR/sockperf-udp-MODE-rROUND.csv).  Needs root.  Not a test.
@@ -66,12 +69,13 @@ write_conf "$WORK/srv.conf" "$SIF"
 write_conf "$WORK/cli.conf" "$CIF"
 echo "U:$SIP:$SPORT" >"$WORK/feed"
 
-# ns_cmd NS CONF|- CPU -> NSCMD (preloaded when CONF is a file)
+# ns_cmd NS CONF|- CPU -> NSCMD (preloaded when CONF is a file, BYPASS_SPIN_USEC=$SPIN)
+SPIN=-1
 ns_cmd() {
   local ns="$1" conf="$2" cpu="$3"
   NSCMD=(ip netns exec "$ns" env -u LD_PRELOAD)
   if [ "$conf" != - ]; then
-    NSCMD+=("LD_PRELOAD=$LIB" "BYPASS_CONFIG=$conf" "BYPASS_SPIN_USEC=${BENCH_SPIN_USEC:--1}")
+    NSCMD+=("LD_PRELOAD=$LIB" "BYPASS_CONFIG=$conf" "BYPASS_SPIN_USEC=$SPIN")
     [ -n "${BENCH_LOG:-}" ] && NSCMD+=("BYPASS_LOG=$BENCH_LOG")
   fi
   NSCMD+=(taskset -c "$cpu")
@@ -116,6 +120,7 @@ sockperf_run() {
     busy) args=(-f "$WORK/feed" -F r --nonblocked) ;;
     bypass) sconf="$WORK/srv.conf" cconf="$WORK/cli.conf" ;;
   esac
+  SPIN="${BENCH_SPIN_USEC:--1}"
   ns_cmd "$SNS" "$sconf" "$SRV_CPU"
   local srv=("${NSCMD[@]}" sockperf sr "${args[@]}")
   "${srv[@]}" >"$log.srv" 2>&1 &
@@ -151,7 +156,7 @@ feed_run() {
   local count=$((rate * secs))
   reset_xdp
   [ "$mode" = bypass ] && conf="$WORK/srv.conf"
-  ns_cmd "$SNS" "$conf" "$SRV_CPU"
+  SPIN="${BENCH_FEED_SPIN_USEC:-100}" ns_cmd "$SNS" "$conf" "$SRV_CPU"
   local rx=("${NSCMD[@]}" "$FEED" recv "$GBASE" "$ng" "$FPORT" "$count" 0 0 "$SIP")
   "${rx[@]}" >"$log.rx" 2>&1 &
   local rpid=$! i
