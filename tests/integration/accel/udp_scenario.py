@@ -249,6 +249,15 @@ ev = p.poll(10000)
 out["poll_ready"] = [e_ & select.POLLIN != 0 for _, e_ in ev]
 out["echo2"] = a.recv(100).decode()
 
+# 10b. an accelerated socket sending to loopback: through the kernel socket underneath
+lr = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+lr.bind(("127.0.0.1", BASE + 8))
+lr.settimeout(10)
+a.sendto(b"to-loopback", ("127.0.0.1", BASE + 8))
+data, addr = lr.recvfrom(100)
+out["to_loopback"] = [data.decode(), addr[1] == BASE + 1]
+lr.close()
+
 # 11. EMSGSIZE above 65507; a 9000-byte datagram (fragmented) out and back
 try:
     a.sendto(b"x" * 65508, PEER)
