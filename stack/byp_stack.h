@@ -50,6 +50,9 @@ int byp_netif_setup(struct byp_nic *nic, const uint8_t mac[6], unsigned mtu, in_
 
 /* Receive one burst into lwIP (lock held).  Returns packets received. */
 int byp_netif_rx(void);
+/* Nonzero when fewer than half of the NIC's buffers are free: a socket about to hold a
+ * received frame for long (a UDP queue) copies it and frees the NIC's buffer instead. */
+int byp_netif_pool_low(void);
 /* Send what is queued (lock held). */
 void byp_netif_flush(void);
 /* Resolve neighbours lwIP asked for through the kernel's table (lock held). */

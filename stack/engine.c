@@ -264,10 +264,14 @@ static void *progress_main(void *arg)
     if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) != 0)
         byp_info("progress thread: SCHED_IDLE refused; it runs at normal priority");
     const int64_t interval_ns = byp_cfg.progress_usec * 1000;
+    int64_t last_stats = 0;
     for (;;) {
-        progress_priority(1);
-        byp_stats_tick();
-        progress_priority(0);
+        if (now_ns() - last_stats >= 100000000) {   /* the stats sample every 100 ms */
+            last_stats = now_ns();
+            progress_priority(1);
+            byp_stats_tick();
+            progress_priority(0);
+        }
         struct timespec ts = {.tv_sec = interval_ns / 1000000000, .tv_nsec = interval_ns % 1000000000};
         int64_t idle = now_ns() - __atomic_load_n(&last_app_poll_ns, __ATOMIC_RELAXED);
         if (idle < APP_SPIN_WINDOW_NS || __atomic_load_n(&byp_sleepers, __ATOMIC_RELAXED) > 0) {

@@ -212,6 +212,11 @@ int byp_netif_setup(struct byp_nic *n, const uint8_t mac[6], unsigned mtu, in_ad
     return 0;
 }
 
+int byp_netif_pool_low(void)
+{
+    return rte_mempool_avail_count(nic->pool) < nic->pool->size / 2;
+}
+
 int byp_netif_rx(void)
 {
     struct rte_mbuf *pkts[RX_BURST];

@@ -82,6 +82,14 @@ static void enqueue(struct usock *us, struct pbuf *p, in_addr_t src, in_port_t s
         pbuf_free(p);
         return;
     }
+    if ((p->flags & PBUF_FLAG_IS_CUSTOM) && byp_netif_pool_low()) {
+        /* Queues bounded by a large SO_RCVBUF could hold every NIC buffer: copy. */
+        struct pbuf *q = pbuf_clone(PBUF_RAW, PBUF_RAM, p);
+        if (q != NULL) {
+            pbuf_free(p);
+            p = q;
+        }
+    }
     struct udgram *d = &us->q[(us->qhead + us->qn) % us->qcap];
     d->p = p;
     d->ts_ns = byp_rx_realtime_ns;
