@@ -8,7 +8,8 @@
 #     bypass            the blocking command, both ends under LD_PRELOAD=build/libbypass.so
 #   receive rate: the highest rate of a ladder (64 B datagrams, 1 and 32 multicast groups,
 #     tests/integration/accel/udp_feed.c, kernel sender) at which the receiver (epoll over
-#     one socket per group) loses nothing over SECONDS, kernel receiver against bypass
+#     one socket per group, SO_RCVBUF 4 MB: BENCH_RCVBUF) loses nothing over SECONDS, kernel
+#     receiver against bypass
 #   multicast one-way latency: 32 groups at 10,000 datagrams/s for SECONDS; the sender's
 #     CLOCK_REALTIME in each datagram against the receiver's clock on receipt (same host):
 #     p50 / p99 / p99.9 (usec), kernel receiver against bypass
@@ -39,6 +40,9 @@ SIF=bypv0 CIF=bypv1 SIP=10.77.249.1 CIP=10.77.249.2
 SPORT=11111 FPORT=7700 GBASE=239.9.3.1
 SRV_CPU=0 CLI_CPU=1
 QUIET=100   # kernel UDP datagrams a bypass run may show in the server namespace
+# The feed receivers' SO_RCVBUF, as feed handlers set it (the kernel doubles it, within
+# net.core.rmem_max): a stall of the receiver is absorbed by the socket queues on both.
+RCVBUF="${BENCH_RCVBUF:-4194304}"
 
 die() { echo "bench/udp: $*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces, XDP)"
@@ -157,7 +161,7 @@ feed_run() {
   reset_xdp
   [ "$mode" = bypass ] && conf="$WORK/srv.conf"
   SPIN="${BENCH_FEED_SPIN_USEC:-100}" ns_cmd "$SNS" "$conf" "$SRV_CPU"
-  local rx=("${NSCMD[@]}" "$FEED" recv "$GBASE" "$ng" "$FPORT" "$count" 0 0 "$SIP")
+  local rx=("${NSCMD[@]}" "$FEED" recv "$GBASE" "$ng" "$FPORT" "$count" "$RCVBUF" 0 "$SIP")
   "${rx[@]}" >"$log.rx" 2>&1 &
   local rpid=$! i
   PIDS+=("$rpid")
