@@ -23,11 +23,13 @@
 #                and at the end of summary.md
 #   idle         bench/idle/run.sh: CPU ticks of an idle redis-server holding 10 connections
 #                (idle.tsv; not in summary.md yet)
+#   udp          bench/udp/run.sh: sockperf UDP ping-pong, loss-free receive rate (1 and 32
+#                multicast groups), multicast one-way latency; kernel against bypass
 #
 #   bench/run.sh [--quick] [--only PART] [--rounds N] [--help]
 #
 #   --quick       short runs, 1 round (the whole suite in about 1-2 minutes)
-#   --only PART   one part: sockperf | redis | iperf3 | passthrough | floor | memif | fork | idle
+#   --only PART   one part: sockperf | redis | iperf3 | passthrough | floor | udp | memif | fork | idle
 #   --rounds N    rounds (medians are taken over them); default 3, 1 with --quick
 #
 # Needs root (namespaces, XDP), build/ and the packages of scripts/setup.sh.  Not a test:
@@ -50,15 +52,15 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-ALL="sockperf redis iperf3 passthrough floor memif fork idle"
+ALL="sockperf redis iperf3 passthrough floor udp memif fork idle"
 if [ -n "$ONLY" ] && [[ " $ALL " != *" $ONLY "* ]]; then
   echo "bench/run.sh: --only takes one of: $ALL" >&2; exit 2
 fi
 PARTS="${ONLY:-$ALL}"
 if [ "$QUICK" = 1 ]; then
-  MODE=quick SECS=3 REQUESTS=50000 IPERF_SECS=3 PT_N=100000 FLOOR_N=20000; : "${ROUNDS:=1}"
+  MODE=quick SECS=3 REQUESTS=50000 IPERF_SECS=3 PT_N=100000 FLOOR_N=20000 UDP_SECS=2; : "${ROUNDS:=1}"
 else
-  MODE=full SECS=10 REQUESTS=200000 IPERF_SECS=10 PT_N=200000 FLOOR_N=100000; : "${ROUNDS:=3}"
+  MODE=full SECS=10 REQUESTS=200000 IPERF_SECS=10 PT_N=200000 FLOOR_N=100000 UDP_SECS=10; : "${ROUNDS:=3}"
 fi
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "bench/run.sh: --rounds N, N >= 1" >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] || { echo "bench/run.sh: needs root (namespaces, XDP)" >&2; exit 1; }
@@ -152,6 +154,12 @@ if [[ " $PARTS " == *" floor "* ]]; then
   else
     echo "bench/run.sh: floor: build/nicbackend/byp-reflect not built" >&2
   fi
+fi
+
+if [[ " $PARTS " == *" udp "* ]]; then
+  : >"$OUT/udp.tsv"
+  run_part udp "$OUT/logs/udp.log" env BENCH_OUT="$OUT" bash bench/udp/run.sh "$UDP_SECS" "$ROUNDS"
+  for f in "$OUT"/sockperf-udp-*.csv; do [ -f "$f" ] && gzip -1 "$f"; done
 fi
 
 if [[ " $PARTS " == *" memif "* ]]; then

@@ -67,6 +67,12 @@ int byp_steer(struct xdp_md *ctx)
     key.addr = ip->daddr;
     val = bpf_map_lookup_elem(&byp_flows, &key);
     if (!val) {
+        /* The wildcard (a socket bound to INADDR_ANY) is for unicast only: a multicast
+         * group is steered by its own entry, added when an accelerated socket joins it, so
+         * groups only kernel sockets joined stay the kernel's. */
+        if ((ip->daddr & bpf_htonl(0xf0000000)) == bpf_htonl(0xe0000000) ||
+            ip->daddr == bpf_htonl(0xffffffff))
+            return XDP_PASS;
         key.addr = 0;
         val = bpf_map_lookup_elem(&byp_flows, &key);
         if (!val)

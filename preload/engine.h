@@ -61,6 +61,15 @@ struct byp_engine {
      * FD_CLOEXEC) and that no other process holds over to the kernel (TCP_REPAIR), then
      * leave the stack's family.  The caller then treats every fd as the kernel's. */
     void (*exec_prepare)(void);
+    /* UDP (stack/fd_udp.h).  The kernel socket has already done the call (its answer is the
+     * program's); these make it accelerated.  0 (the fd has the accelerated UDP ops),
+     * BYP_ENGINE_DECLINE (it stays the kernel's), or -errno.
+     * udp_bind: @fd was bound to @local (the port the kernel chose).
+     * udp_connect: @fd was connected to @remote.
+     * udp_join: @fd, bound, joined @group (from @source, 0 for any source). */
+    int (*udp_bind)(int fd, const struct sockaddr_in *local);
+    int (*udp_connect)(int fd, const struct sockaddr_in *remote);
+    int (*udp_join)(int fd, in_addr_t group, in_addr_t source);
 };
 
 /* Threads sleeping in byp_wait (wait.c); the engine writes wake_fd only when nonzero.  The

@@ -20,6 +20,7 @@ enum byp_fd_kind {
     BYP_FD_KUDP,            /* kernel AF_INET/AF_INET6 datagram socket: a candidate */
     BYP_FD_EPOLL,           /* kernel epoll instance */
     BYP_FD_TCP,             /* accelerated TCP socket (the engine's) */
+    BYP_FD_UDP,             /* accelerated UDP socket (the engine's) */
     BYP_FD_KIND_MAX
 };
 

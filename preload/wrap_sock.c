@@ -9,6 +9,7 @@
 #include "byp.h"
 #include "engine.h"
 #include "fd_epoll.h"
+#include "wrap_udp.h"
 
 /* Whether a rule may send this kernel socket to the engine at all. */
 static int candidate(int fd, int kind)
@@ -58,10 +59,11 @@ BYP_EXPORT int bind(int fd, const struct sockaddr *addr, socklen_t len)
     int caller_errno = errno;
     int rc = BYP_REAL(bind)(fd, addr, len);
     struct sockaddr_in sin;
-    if (rc < 0 && errno == EADDRNOTAVAIL && candidate(fd, BYP_FD_KTCP) &&
+    int kind = candidate(fd, BYP_FD_KTCP) ? BYP_FD_KTCP : candidate(fd, BYP_FD_KUDP) ? BYP_FD_KUDP : 0;
+    if (rc < 0 && errno == EADDRNOTAVAIL && kind != 0 &&
         ipv4_of(addr, len, &sin) && is_stack_only_addr(sin.sin_addr.s_addr) &&
-        byp_rule_match(&byp_cfg, BYP_PROTO_TCP, (struct sockaddr *)&sin, sizeof sin) ==
-            BYP_ACT_ACCELERATE) {
+        byp_rule_match(&byp_cfg, kind == BYP_FD_KTCP ? BYP_PROTO_TCP : BYP_PROTO_UDP,
+                       (struct sockaddr *)&sin, sizeof sin) == BYP_ACT_ACCELERATE) {
         /* The stack's own address on a dedicated link: the kernel socket, which reserves
          * the port and names the socket, binds it without holding it (IP_FREEBIND). */
         int one = 1, saved = errno;
@@ -69,6 +71,8 @@ BYP_EXPORT int bind(int fd, const struct sockaddr *addr, socklen_t len)
             rc = BYP_REAL(bind)(fd, addr, len);
         errno = rc < 0 ? saved : caller_errno;
     }
+    if (rc == 0 && kind == BYP_FD_KUDP)
+        byp_udp_decide_bind(fd);
     return rc;
 }
 
@@ -127,6 +131,12 @@ BYP_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
     const byp_fd_ops_t *ops = byp_fd_ops(fd);
     if (byp_unlikely(ops != NULL))
         return ops->connect(fd, addr, len);
+    if (candidate(fd, BYP_FD_KUDP)) {
+        int rc = BYP_REAL(connect)(fd, addr, len);
+        if (rc == 0)
+            byp_udp_decide_connect(fd, addr, len);
+        return rc;
+    }
     if (candidate(fd, BYP_FD_KTCP)) {
         int rc = accel_connect(fd, addr, len);
         if (rc == 0 || rc == -EINPROGRESS || (rc < 0 && byp_fd_ops(fd) != NULL))

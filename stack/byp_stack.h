@@ -15,6 +15,11 @@ struct byp_nic;
 extern struct netif byp_netif;
 /* Its IPv4 address and mask, network order. */
 extern in_addr_t byp_if_addr, byp_if_mask;
+/* The kernel's index of the interface (IP_PKTINFO). */
+extern unsigned byp_if_index;
+/* CLOCK_REALTIME (ns) when the burst being processed left the NIC ring: the receive
+ * timestamp of the datagrams lwIP delivers meanwhile. */
+extern int64_t byp_rx_realtime_ns;
 /* 1: the backend steers flows on an interface the kernel keeps (af_xdp): kernel sockets
  * reserve the stack's ports on its address, neighbours come from the kernel.  0: a
  * dedicated interface (af_packet, tap): the stack answers ARP, reservations bind to any. */
@@ -47,6 +52,9 @@ int byp_netif_setup(struct byp_nic *nic, const uint8_t mac[6], unsigned mtu, in_
 void byp_netif_trust_partial_csum(int on);
 /* Receive one burst into lwIP (lock held).  Returns packets received. */
 int byp_netif_rx(void);
+/* Nonzero when fewer than half of the NIC's buffers are free: a socket about to hold a
+ * received frame for long (a UDP queue) copies it and frees the NIC's buffer instead. */
+int byp_netif_pool_low(void);
 /* Send what is queued (lock held). */
 void byp_netif_flush(void);
 /* Resolve neighbours lwIP asked for through the kernel's table (lock held). */

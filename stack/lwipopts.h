@@ -121,6 +121,8 @@
 #define LWIP_AUTOIP                     0
 /* Multicast receive (market data feeds): joins reach the kernel as IGMP too. */
 #define LWIP_IGMP                       1
+/* Groups the stack may be a member of at once (a feed handler joins dozens). */
+#define MEMP_NUM_IGMP_GROUP             1024
 #define LWIP_DNS                        0
 #define LWIP_UDP                        1
 #define LWIP_UDPLITE                    0
@@ -156,7 +158,8 @@
 #define LWIP_TCP_KEEPALIVE              1
 /* SO_REUSEADDR: a listener may rebind while old connections sit in TIME_WAIT. */
 #define SO_REUSE                        1
-#define SO_REUSE_RXTOALL                0
+/* Several sockets on one multicast group and port (SO_REUSEADDR) each get their copy. */
+#define SO_REUSE_RXTOALL                1
 /* No lwIP backlog: its counter is 8 bits (255 half-open connections), and a burst of
  * 1,000 connects would lose SYNs to it (1 s retransmits).  The socket layer bounds the
  * queue of established, not yet accepted connections instead (tcp_sock.c). */
@@ -189,7 +192,20 @@
 /* ---------- statistics / debugging ---------- */
 
 /* bypass keeps its own counters (shared memory, bypass-stat). */
-#define LWIP_STATS                      0
+/* Counters: only the MIB-II ones (UDP datagrams to no port, for bypass-stat). */
+#define LWIP_STATS                      1
+#define MIB2_STATS                      1
+#define LINK_STATS                      0
+#define ETHARP_STATS                    0
+#define IP_STATS                        0
+#define IPFRAG_STATS                    0
+#define ICMP_STATS                      0
+#define IGMP_STATS                      0
+#define UDP_STATS                       0
+#define TCP_STATS                       0
+#define MEM_STATS                       0
+#define MEMP_STATS                      0
+#define SYS_STATS                       0
 #define LWIP_STATS_DISPLAY              0
 #define MEMP_OVERFLOW_CHECK             0
 #define MEMP_SANITY_CHECK               0

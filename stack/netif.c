@@ -43,6 +43,8 @@
 
 struct netif byp_netif;
 in_addr_t byp_if_addr, byp_if_mask;
+unsigned byp_if_index;
+int64_t byp_rx_realtime_ns;
 int byp_neigh_pending;
 
 static struct byp_nic *nic;
@@ -211,6 +213,15 @@ static int intercept_arp(struct pbuf *p)
     return 1;
 }
 
+/* An IGMP message from lwIP (its membership of a group a socket joined): not sent, since
+ * the kernel socket underneath joined too and the kernel does IGMP for the interface. */
+static int is_igmp(const struct pbuf *p)
+{
+    const uint8_t *f = p->payload;
+    return p->len >= SIZEOF_ETH_HDR + 20 && ((const struct eth_hdr *)f)->type == PP_HTONS(ETHTYPE_IP) &&
+           f[SIZEOF_ETH_HDR + 9] == 2 /* IPPROTO_IGMP */;
+}
+
 void byp_netif_flush(void)
 {
     unsigned off = 0;
@@ -230,7 +241,7 @@ void byp_netif_flush(void)
 static err_t linkoutput(struct netif *ni, struct pbuf *p)
 {
     (void)ni;
-    if (byp_steering && intercept_arp(p))
+    if (byp_steering && (intercept_arp(p) || is_igmp(p)))
         return ERR_OK;
     struct rte_mbuf *m = rte_pktmbuf_alloc(nic->pool);
     BYP_STATS_ADD(tx_drops, m == NULL);
@@ -268,6 +279,7 @@ int byp_netif_setup(struct byp_nic *n, const uint8_t mac[6], unsigned mtu, in_ad
                     unsigned prefixlen)
 {
     nic = n;
+    byp_if_index = n->ifindex;
     memcpy(if_mac, mac, 6);
     byp_if_addr = addr;
     byp_if_mask = prefixlen ? htonl(~0u << (32 - prefixlen)) : 0;
@@ -297,11 +309,11 @@ void byp_netif_trust_partial_csum(int on)
 static int partial_csum(const uint8_t *ip, unsigned len)
 {
     unsigned ihl = (ip[0] & 0x0fu) * 4;
-    if ((ip[0] >> 4) != 4 || ihl < 20 || len < ihl + 20 || ((ip[6] & 0x3f) | ip[7]) != 0)
+    if ((ip[0] >> 4) != 4 || ihl < 20 || len < ihl + 8 || ((ip[6] & 0x3f) | ip[7]) != 0)
         return 0;   /* not plain IPv4, or a fragment */
     unsigned off = ip[9] == 6 ? 16 : ip[9] == 17 ? 6 : 0;
-    if (off == 0)
-        return 0;
+    if (off == 0 || len < ihl + (ip[9] == 6 ? 20u : 8u))
+        return 0;   /* not TCP or UDP, or shorter than its header */
     unsigned l4len = (((unsigned)ip[2] << 8) | ip[3]) - ihl;
     uint32_t sum = ip[9] + l4len;
     for (int i = 12; i < 20; i += 2)
@@ -438,12 +450,20 @@ static void deliver(struct pbuf *p)
         byp_netif.chksum_flags = saved_csum;
 }
 
+int byp_netif_pool_low(void)
+{
+    return rte_mempool_avail_count(nic->pool) < nic->pool->size / 2;
+}
+
 int byp_netif_rx(void)
 {
     struct rte_mbuf *pkts[RX_BURST];
     uint16_t n = byp_nic_rx_burst(nic, pkts, RX_BURST);
     if (n == 0)
         return 0;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    byp_rx_realtime_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
     BYP_STATS_ADD(rx_pkts, n);
     /* Copy instead of holding mbufs when fewer than a quarter of the pool is free. */
     int copy = rte_mempool_avail_count(nic->pool) < nic->pool->size / 4;
@@ -463,6 +483,7 @@ int byp_netif_rx(void)
                 }
             }
             rte_pktmbuf_free(m);
+            BYP_STATS_ADD(rx_nopool, p == NULL);
         } else {
             struct rx_pbuf *rp = rte_mbuf_to_priv(m);
             rp->m = m;

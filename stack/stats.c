@@ -26,6 +26,8 @@
 #include "stats.h"
 #include "proc.h"
 #include "tcp_sock.h"
+#include "udp_sock.h"
+#include "lwip/stats.h"
 
 struct byp_stats_stack *byp_stats;
 static struct byp_stats_hdr *hdr;
@@ -40,6 +42,7 @@ static const uint64_t *spin_hits, *spin_misses;   /* libbypass.so's, when it exp
 #define MAP_BITS 13
 #define MAP_SIZE (1u << MAP_BITS)
 static struct tsock *slot_ts[BYP_STATS_MAX_SOCKS];
+static struct usock *slot_us[BYP_STATS_MAX_SOCKS];
 static uint32_t free_slots[BYP_STATS_MAX_SOCKS];
 static unsigned nfree;
 static struct {
@@ -223,11 +226,73 @@ void byp_stats_sock_close(struct tsock *ts)
     free_slots[nfree++] = slot;
 }
 
+void byp_stats_udp_open(struct usock *us)
+{
+    us->stat_slot = -1;
+    if (byp_stats == NULL)
+        return;
+    if (nfree == 0) {
+        byp_stats->socks_overflow++;
+        return;
+    }
+    uint32_t slot = free_slots[--nfree];
+    slot_us[slot] = us;
+    us->stat_slot = (int)slot;
+    struct byp_stats_sock *s = &socks[slot];
+    __atomic_add_fetch(&s->seq, 1, __ATOMIC_RELEASE);   /* odd: being assigned */
+    uint32_t seq = s->seq;
+    memset(s, 0, sizeof *s);
+    s->seq = seq;
+    s->proto = IPPROTO_UDP;
+    s->laddr = us->local.sin_addr.s_addr;
+    s->lport = us->local.sin_port;
+    s->state = BYP_SS_LISTEN;
+    __atomic_add_fetch(&s->seq, 1, __ATOMIC_RELEASE);
+}
+
+void byp_stats_udp_close(struct usock *us)
+{
+    if (byp_stats == NULL || us->stat_slot < 0)
+        return;
+    uint32_t slot = (uint32_t)us->stat_slot;
+    struct byp_stats_sock *s = &socks[slot];
+    __atomic_add_fetch(&s->seq, 1, __ATOMIC_RELEASE);
+    s->state = BYP_SS_FREE;
+    __atomic_add_fetch(&s->seq, 1, __ATOMIC_RELEASE);
+    slot_us[slot] = NULL;
+    us->stat_slot = -1;
+    free_slots[nfree++] = slot;
+}
+
+/* Sampled fields of a UDP socket's slot. */
+static void sample_udp(struct byp_stats_sock *s, const struct usock *us)
+{
+    s->state = us->connected ? BYP_SS_ESTABLISHED : BYP_SS_LISTEN;
+    s->raddr = us->connected ? us->remote.sin_addr.s_addr : 0;
+    s->rport = us->connected ? us->remote.sin_port : 0;
+    s->rx_pkts = us->rx_pkts;
+    s->rx_bytes = us->rx_bytes;
+    s->tx_pkts = us->tx_pkts;
+    s->tx_bytes = us->tx_bytes;
+    s->rxq_bytes = us->qpayload;
+    s->rxq_pkts = us->qn;
+    s->txq_bytes = 0;
+    s->drops = us->drops;
+    s->ngroups = (uint32_t)us->ngroups;
+    for (int g = 0; g < us->ngroups && g < BYP_STATS_GROUPS; g++)
+        s->groups[g] = us->groups[g].group;
+}
+
 /* Sampled fields of every listed socket (stack lock held). */
 static void sample_socks(void)
 {
     uint64_t n = 0;
     for (unsigned i = 0; i < BYP_STATS_MAX_SOCKS; i++) {
+        if (slot_us[i] != NULL) {
+            n++;
+            sample_udp(&socks[i], slot_us[i]);
+            continue;
+        }
         struct tsock *ts = slot_ts[i];
         if (ts == NULL)
             continue;
@@ -289,6 +354,11 @@ void byp_stats_tick(void)
     if (spin_misses != NULL)
         st->spin_misses = __atomic_load_n(spin_misses, __ATOMIC_RELAXED);
     sample_socks();
+#if MIB2_STATS
+    st->udp_nosock = lwip_stats.mib2.udpnoports + byp_udp_unwanted;
+#else
+    st->udp_nosock = byp_udp_unwanted;
+#endif
     byp_stack_unlock();
     hdr->sample_unix_ns = real_ns();
     __atomic_add_fetch(&hdr->samples, 1, __ATOMIC_RELEASE);

@@ -27,6 +27,7 @@
 #define BYP_STATS_MAGIC 0x3154415453505942ull   /* "BYPSTAT1" little-endian */
 #define BYP_STATS_VERSION 1
 #define BYP_STATS_MAX_SOCKS 4096
+#define BYP_STATS_GROUPS 8
 #define BYP_STATS_PATH_FMT "/dev/shm/bypass.%d"
 #define BYP_STATS_PREFIX "bypass."
 
@@ -73,6 +74,9 @@ struct byp_stats_stack {
     uint32_t nb_queues;             /* entries of @q in use */
     uint32_t pad;
     struct byp_stats_queue q[4];
+    /* UDP, stack-wide */
+    uint64_t udp_nosock;            /* datagrams no socket wanted (no port, unwanted group; sampled) */
+    uint64_t rx_nopool;             /* frames dropped: no buffer to copy them into (pool low) */
 };
 
 struct byp_stats_sock {
@@ -80,13 +84,19 @@ struct byp_stats_sock {
     uint32_t state;             /* BYP_SS_*; BYP_SS_FREE: slot unused */
     uint32_t laddr, raddr;      /* network order */
     uint16_t lport, rport;      /* network order */
-    uint32_t pad;
+    uint32_t proto;             /* 0 or IPPROTO_TCP: TCP; IPPROTO_UDP: UDP (state is then
+                                   BYP_SS_ESTABLISHED when connected, else BYP_SS_LISTEN) */
     uint64_t rx_bytes, rx_pkts; /* payload bytes / segments delivered to the socket */
     uint64_t tx_bytes, tx_pkts; /* payload bytes accepted by send calls / send calls */
     uint64_t rxq_bytes;         /* unread bytes queued (sampled) */
     uint64_t txq_bytes;         /* bytes in lwIP's send buffer not yet acked (sampled) */
     uint64_t retrans;           /* retransmission timeouts seen (sampled from pcb->nrtx) */
     uint64_t last_nrtx;         /* writer's bookkeeping */
+    /* UDP (sampled) */
+    uint64_t rxq_pkts;          /* datagrams queued unread */
+    uint64_t drops;             /* datagrams dropped for a full queue (SO_RCVBUF) */
+    uint32_t ngroups;           /* multicast memberships (the first BYP_STATS_GROUPS listed) */
+    uint32_t groups[BYP_STATS_GROUPS];  /* network order */
 };
 
 #define BYP_STATS_SIZE (sizeof(struct byp_stats_hdr) + sizeof(struct byp_stats_stack) + \
@@ -119,6 +129,12 @@ void byp_stats_end(void);
  * accept), release it at its last close. */
 void byp_stats_sock_open(struct tsock *ts);
 void byp_stats_sock_close(struct tsock *ts);
+/* UDP sockets (stack lock held): a slot from creation to last close; the progress thread
+ * samples their queues, drops and groups. */
+struct usock;
+void byp_stats_udp_open(struct usock *us);
+void byp_stats_udp_close(struct usock *us);
+
 /* The slot of @ts, or NULL (stats off, table full). */
 struct byp_stats_sock *byp_stats_sock_of(const struct tsock *ts);
 

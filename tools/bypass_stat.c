@@ -246,6 +246,55 @@ static void print_list(int json)
     free(pids);
 }
 
+/* One UDP socket of the JSON report. */
+static void json_udp(unsigned i, const struct byp_stats_sock *k)
+{
+    char b[32], g[INET_ADDRSTRLEN];
+    printf("%s{\"proto\":\"udp\",\"local\":\"%s\"", i ? "," : "",
+           addr_port(b, sizeof b, k->laddr, k->lport));
+    printf(",\"remote\":\"%s\",\"groups\":[", addr_port(b, sizeof b, k->raddr, k->rport));
+    for (uint32_t j = 0; j < k->ngroups && j < BYP_STATS_GROUPS; j++) {
+        inet_ntop(AF_INET, &k->groups[j], g, sizeof g);
+        printf("%s\"%s\"", j ? "," : "", g);
+    }
+    printf("],\"groups_total\":%u,\"rx_bytes\":%llu,\"rx_datagrams\":%llu,\"tx_bytes\":%llu,"
+           "\"tx_datagrams\":%llu,\"rx_queue\":%llu,\"rx_queue_datagrams\":%llu,\"drops\":%llu}",
+           k->ngroups, (unsigned long long)k->rx_bytes, (unsigned long long)k->rx_pkts,
+           (unsigned long long)k->tx_bytes, (unsigned long long)k->tx_pkts,
+           (unsigned long long)k->rxq_bytes, (unsigned long long)k->rxq_pkts,
+           (unsigned long long)k->drops);
+}
+
+/* The UDP sockets of the text report, in their own table. */
+static void text_udp(const struct snap *s)
+{
+    char l[32], r[32], g[INET_ADDRSTRLEN];
+    unsigned n = 0;
+    for (unsigned i = 0; i < s->nsocks; i++)
+        n += s->socks[i].proto == IPPROTO_UDP;
+    if (n == 0)
+        return;
+    printf("\nudp sockets: %u\n", n);
+    printf("%-21s %-21s %12s %9s %12s %9s %8s %6s %8s  %s\n", "LOCAL", "REMOTE", "RX BYTES",
+           "RX DGRAMS", "TX BYTES", "TX DGRAMS", "RX-Q", "RX-QN", "DROPS", "GROUPS");
+    for (unsigned i = 0; i < s->nsocks; i++) {
+        const struct byp_stats_sock *k = &s->socks[i];
+        if (k->proto != IPPROTO_UDP)
+            continue;
+        printf("%-21s %-21s %12llu %9llu %12llu %9llu %8llu %6llu %8llu  ",
+               addr_port(l, sizeof l, k->laddr, k->lport), addr_port(r, sizeof r, k->raddr, k->rport),
+               (unsigned long long)k->rx_bytes, (unsigned long long)k->rx_pkts,
+               (unsigned long long)k->tx_bytes, (unsigned long long)k->tx_pkts,
+               (unsigned long long)k->rxq_bytes, (unsigned long long)k->rxq_pkts,
+               (unsigned long long)k->drops);
+        for (uint32_t j = 0; j < k->ngroups && j < BYP_STATS_GROUPS; j++) {
+            inet_ntop(AF_INET, &k->groups[j], g, sizeof g);
+            printf("%s%s", j ? "," : "", g);
+        }
+        printf("%s\n", k->ngroups > BYP_STATS_GROUPS ? ",..." : k->ngroups ? "" : "-");
+    }
+}
+
 static void print_json(int pid, const struct snap *s)
 {
     char a[INET_ADDRSTRLEN], b[32];
@@ -261,13 +310,15 @@ static void print_json(int pid, const struct snap *s)
            uptime_s(s), (unsigned long long)s->h.samples);
     printf(",\"stack\":{\"rx_pkts\":%llu,\"rx_bytes\":%llu,\"tx_pkts\":%llu,\"tx_bytes\":%llu,"
            "\"rx_drops\":%llu,\"tx_drops\":%llu,\"pool_in_use\":%llu,\"pool_size\":%llu,"
-           "\"spin_hits\":%llu,\"spin_misses\":%llu,\"sockets_overflow\":%llu}",
+           "\"spin_hits\":%llu,\"spin_misses\":%llu,\"sockets_overflow\":%llu,"
+           "\"udp_no_socket\":%llu,\"rx_no_pool\":%llu}",
            (unsigned long long)st->rx_pkts, (unsigned long long)st->rx_bytes,
            (unsigned long long)st->tx_pkts, (unsigned long long)st->tx_bytes,
            (unsigned long long)st->rx_drops, (unsigned long long)st->tx_drops,
            (unsigned long long)st->pool_in_use, (unsigned long long)st->pool_size,
            (unsigned long long)st->spin_hits, (unsigned long long)st->spin_misses,
-           (unsigned long long)st->socks_overflow);
+           (unsigned long long)st->socks_overflow, (unsigned long long)st->udp_nosock,
+           (unsigned long long)st->rx_nopool);
     printf(",\"port\":{\"ipackets\":%llu,\"opackets\":%llu,\"ibytes\":%llu,\"obytes\":%llu,"
            "\"imissed\":%llu,\"ierrors\":%llu,\"oerrors\":%llu,\"rx_nombuf\":%llu}",
            (unsigned long long)st->eth_ipackets, (unsigned long long)st->eth_opackets,
@@ -284,7 +335,12 @@ static void print_json(int pid, const struct snap *s)
     printf("],\"sockets\":[");
     for (unsigned i = 0; i < s->nsocks; i++) {
         const struct byp_stats_sock *k = &s->socks[i];
-        printf("%s{\"local\":\"%s\"", i ? "," : "", addr_port(b, sizeof b, k->laddr, k->lport));
+        if (k->proto == IPPROTO_UDP) {
+            json_udp(i, k);
+            continue;
+        }
+        printf("%s{\"proto\":\"tcp\",\"local\":\"%s\"", i ? "," : "",
+               addr_port(b, sizeof b, k->laddr, k->lport));
         printf(",\"remote\":\"%s\",\"state\":\"%s\"", addr_port(b, sizeof b, k->raddr, k->rport),
                state_name(k->state));
         printf(",\"rx_bytes\":%llu,\"rx_pkts\":%llu,\"tx_bytes\":%llu,\"tx_pkts\":%llu,"
@@ -320,12 +376,19 @@ static void print_text(int pid, const struct snap *s)
         printf("queue %u rx %llu  tx %llu  rx drops %llu  tx drops %llu\n", q,
                (unsigned long long)st->q[q].rx_pkts, (unsigned long long)st->q[q].tx_pkts,
                (unsigned long long)st->q[q].rx_drops, (unsigned long long)st->q[q].tx_drops);
-    printf("\nsockets: %u%s\n", s->nsocks,
+    printf("udp     no socket %llu datagrams   rx no pool %llu frames\n",
+           (unsigned long long)st->udp_nosock, (unsigned long long)st->rx_nopool);
+    unsigned ntcp = 0;
+    for (unsigned i = 0; i < s->nsocks; i++)
+        ntcp += s->socks[i].proto != IPPROTO_UDP;
+    printf("\ntcp sockets: %u%s\n", ntcp,
            st->socks_overflow ? " (table full: some not listed)" : "");
     printf("%-21s %-21s %-11s %12s %9s %12s %9s %8s %8s %6s\n", "LOCAL", "REMOTE", "STATE",
            "RX BYTES", "RX PKTS", "TX BYTES", "TX SENDS", "RX-Q", "TX-Q", "RETX");
     for (unsigned i = 0; i < s->nsocks; i++) {
         const struct byp_stats_sock *k = &s->socks[i];
+        if (k->proto == IPPROTO_UDP)
+            continue;
         printf("%-21s %-21s %-11s %12llu %9llu %12llu %9llu %8llu %8llu %6llu\n",
                addr_port(l, sizeof l, k->laddr, k->lport), addr_port(r, sizeof r, k->raddr, k->rport),
                state_name(k->state), (unsigned long long)k->rx_bytes, (unsigned long long)k->rx_pkts,
@@ -333,6 +396,7 @@ static void print_text(int pid, const struct snap *s)
                (unsigned long long)k->rxq_bytes, (unsigned long long)k->txq_bytes,
                (unsigned long long)k->retrans);
     }
+    text_udp(s);
 }
 
 /* One report of @pid; 0, or 1 with a message when it cannot be shown. */

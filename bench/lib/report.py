@@ -11,6 +11,8 @@ Reads (each optional, a missing one means that benchmark did not run):
   passthrough.tsv    mode round kernel_ns preload_ns command
   floor.tsv          reflect_test.sh REFLECT_OUT lines: run p50 p99 p99.9 min command
   fork.tsv           bench/fork/run.sh lines: bench mode round value unit command
+  udp.tsv            bench/udp/run.sh BENCH_OUT lines: bench mode round figures command
+  sockperf-udp-MODE-rN.csv(.gz)  the same samples for sockperf UDP
   sockperf-MODE-rN.csv(.gz)  sockperf --full-log samples (half-RTT latency, usec)
 """
 import csv
@@ -182,6 +184,64 @@ if fl is not None:
         out["runs"] = "failed"
     B["floor"] = out
 
+# --- UDP (bench/udp/run.sh) -------------------------------------------------------------
+udp = lines("udp.tsv")
+if udp is not None:
+    out = {"sockperf": {"unit": "usec half-RTT", "what": "sockperf UDP ping-pong, 64 B", "modes": {}},
+           "rate": {"unit": "datagrams/s", "what": "highest rate of the ladder received without "
+                    "loss (64 B, epoll receiver, one socket per multicast group)", "groups": {}},
+           "mc_latency": {"unit": "usec one-way", "what": "32 groups at 10,000/s, sender "
+                          "CLOCK_REALTIME in the payload", "modes": {}}}
+    for row in udp:
+        bench, mode, rnd, figs, cmd = (row + [""] * 5)[:5]
+        vals = [num(x) for x in figs.split()]
+        ok = bool(vals) and all(v is not None for v in vals)
+        run = {"round": int(rnd), "command": cmd, "verdict": "ok" if ok else (figs or "failed"),
+               "values": vals if ok else None}
+        if bench == "sockperf-udp":
+            out["sockperf"]["modes"].setdefault(mode, []).append(run)
+        elif bench.startswith("udp-rate-g"):
+            out["rate"]["groups"].setdefault(bench[len("udp-rate-g"):], {}).setdefault(mode, []).append(run)
+        elif bench == "mc-latency":
+            out["mc_latency"]["modes"].setdefault(mode, []).append(run)
+    for d in (out["sockperf"]["modes"], out["mc_latency"]["modes"]):
+        for m, runs in d.items():
+            keys = ("p50", "p99", "p99.9", "lost")
+            d[m] = {"median": {k: med(runs, i) for i, k in enumerate(keys)
+                               if any(r["values"] and len(r["values"]) > i for r in runs)},
+                    "runs": runs}
+    for g, modes in out["rate"]["groups"].items():
+        for m, runs in modes.items():
+            modes[m] = {"median": med(runs), "runs": runs}
+    B["udp"] = out
+
+
+def read_samples(prefix):
+    """Every sockperf --full-log sample of the files PREFIX-MODE-r*.csv(.gz), per mode."""
+    found = {}
+    for m in MODES:
+        xs = []
+        for p in sorted(glob.glob(os.path.join(D, f"{prefix}-{m}-r*.csv*"))):
+            op = gzip.open if p.endswith(".gz") else open
+            with op(p, "rt") as f:
+                data = False
+                for l in f:
+                    if l.startswith("packet,"):
+                        data = True
+                        continue
+                    if data:
+                        if l.startswith("---"):
+                            break
+                        v = num(l.rsplit(",", 1)[-1])
+                        if v is not None:
+                            xs.append(v)
+        if xs:
+            found[m] = sorted(xs)
+    return found
+
+
+udp_samples = read_samples("sockperf-udp")
+
 # --- CDF ------------------------------------------------------------------------------
 samples = {}
 for m in MODES:
@@ -204,7 +264,7 @@ for m in MODES:
         samples[m] = sorted(xs)
 
 plot = None
-if samples:
+if samples or udp_samples:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -218,6 +278,12 @@ if samples:
         lab = f"{LABEL[m]} (p50 {np.percentile(x, 50):.1f} us, n={len(x):,})"
         a1.plot(x, y, color=colors[m], label=lab, lw=2)
         a2.plot(x, 1 - y + 1 / len(x), color=colors[m], label=LABEL[m], lw=2)
+    for m, xs in udp_samples.items():   # UDP dashed beside TCP
+        x = np.array(xs)
+        y = np.arange(1, len(x) + 1) / len(x)
+        lab = f"UDP {LABEL[m]} (p50 {np.percentile(x, 50):.1f} us, n={len(x):,})"
+        a1.plot(x, y, color=colors[m], label=lab, lw=1.5, ls="--")
+        a2.plot(x, 1 - y + 1 / len(x), color=colors[m], label="UDP " + LABEL[m], lw=1.5, ls="--")
     floor = (B.get("floor") or {}).get("runs")
     if isinstance(floor, dict) and floor.get("xdp-spin", {}).get("p50"):
         f50 = floor["xdp-spin"]["p50"]
@@ -228,7 +294,7 @@ if samples:
     a1.set_ylim(0, 1)
     a1.set_xlabel("half round-trip latency (us, log scale)")
     a1.set_ylabel("fraction of messages  (CDF)")
-    a1.set_title("sockperf TCP ping-pong 64 B: latency CDF")
+    a1.set_title("sockperf ping-pong 64 B: latency CDF (TCP solid, UDP dashed)")
     a1.grid(True, which="both", alpha=0.3)
     a1.legend(loc="lower right", fontsize=8)
     a2.set_xscale("log")
@@ -249,6 +315,7 @@ if samples:
     fig.savefig(plot, dpi=110)
     results["latency_cdf"] = {"file": "latency_cdf.png",
                               "samples": {m: len(x) for m, x in samples.items()},
+                              "udp_samples": {m: len(x) for m, x in udp_samples.items()},
                               "source": "sockperf pp --full-log, every round pooled"}
 
 with open(os.path.join(D, "results.json"), "w") as f:
@@ -321,6 +388,32 @@ if "passthrough" in B:
                  f"{d['ratio']:.3f} (overhead {100 * (d['ratio'] - 1):+.1f} %) |")
     else:
         o.append("| passthrough (ns/round trip) | failed | — | failed | — |")
+if "udp" in B:
+    u = B["udp"]
+    s = u["sockperf"]["modes"]
+    for k in ("p50", "p99", "p99.9"):
+        kv = s.get("kernel", {}).get("median", {}).get(k)
+        bv = s.get("busy", {}).get("median", {}).get(k)
+        xv = s.get("bypass", {}).get("median", {}).get(k)
+        o.append(f"| sockperf UDP 64 B half-RTT {k} (us) | {fmt(kv)} | {fmt(bv)} | {fmt(xv)} | "
+                 f"{ratio(xv, kv)} vs blocking, {ratio(xv, bv)} vs busy |")
+    for g, modes in sorted(u["rate"]["groups"].items(), key=lambda t: int(t[0])):
+        kv = modes.get("kernel", {}).get("median")
+        xv = modes.get("bypass", {}).get("median")
+        o.append(f"| UDP receive rate without loss, {g} group(s) (datagrams/s) | {fmt(kv, 0)} | — | "
+                 f"{fmt(xv, 0)} | {ratio(xv, kv)} |")
+    s = u["mc_latency"]["modes"]
+    for k in ("p50", "p99", "p99.9"):
+        kv = s.get("kernel", {}).get("median", {}).get(k)
+        xv = s.get("bypass", {}).get("median", {}).get(k)
+        o.append(f"| multicast one-way latency {k} (us), 32 groups at 10k/s | {fmt(kv)} | — | "
+                 f"{fmt(xv)} | {ratio(xv, kv)} |")
+    for part, d in (("sockperf UDP", u["sockperf"]["modes"]), ("multicast latency", u["mc_latency"]["modes"])):
+        for m, dd in d.items():
+            bad = [r for r in dd["runs"] if r["values"] is None]
+            if bad:
+                notes.append(f"{part} {m}: " + ", ".join(f"round {r['round']} {r['verdict']}"
+                                                         for r in bad) + " (logs/udp.log)")
 if "floor" in B:
     f = B["floor"]["runs"]
     o.append("")

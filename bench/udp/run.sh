@@ -1,0 +1,262 @@
+#!/usr/bin/env bash
+# Accelerated UDP against the kernel, in one run, over a veth pair between two network
+# namespaces (byps-budp-PID: bypv0 10.77.249.1, bypc-budp-PID: bypv1 10.77.249.2):
+#
+#   sockperf UDP ping-pong, 64 B, half-RTT p50 / p99 / p99.9 (usec):
+#     kernel blocking   sockperf sr -i SIP / sockperf pp -i SIP -m 64
+#     kernel busy-poll  the same with a feed file, -F r --nonblocked (both ends spin)
+#     bypass            the blocking command, both ends under LD_PRELOAD=build/libbypass.so
+#   receive rate: the highest rate of a ladder (64 B datagrams, 1 and 32 multicast groups,
+#     tests/integration/accel/udp_feed.c, kernel sender) at which the receiver (epoll over
+#     one socket per group, SO_RCVBUF 4 MB: BENCH_RCVBUF) loses nothing over SECONDS, kernel
+#     receiver against bypass
+#   multicast one-way latency: 32 groups at 10,000 datagrams/s for SECONDS; the sender's
+#     CLOCK_REALTIME in each datagram against the receiver's clock on receipt (same host):
+#     p50 / p99 / p99.9 (usec), kernel receiver against bypass
+#
+# Server pinned to CPU 0, client to CPU 1.  A bypass run whose traffic went through the
+# server namespace's kernel UDP (its counters moved) is reported "not-bypassed".
+#
+#   bench/udp/run.sh [SECONDS [ROUNDS]]        defaults: 10 3
+#
+# Environment: BENCH_SPIN_USEC (BYPASS_SPIN_USEC of the bypass sockperf runs, default -1:
+# blocking calls spin, as the busy-poll column does), BENCH_FEED_SPIN_USEC (that of the
+# bypass feed receivers, default 100, the library's default: a receiver that spins forever
+# loses its CPU to other jobs for whole time slices, and the datagrams meanwhile overflow
+# the NIC ring; one that sleeps is woken at once), BENCH_LOG (BYPASS_LOG), BENCH_RATES (the
+# ladder, datagrams/s, default "25000 50000 100000 200000 400000"), BENCH_OUT=DIR (also
+# write DIR/udp.tsv: bench, mode, round, figures or verdict, the command; and the sockperf
+# --full-log samples DIR/sockperf-udp-MODE-rROUND.csv).  Needs root.  Not a test.
+set -uo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+LIB="$ROOT/build/libbypass.so"
+SECS="${1:-10}"
+ROUNDS="${2:-3}"
+RATES="${BENCH_RATES:-25000 50000 100000 200000 400000}"
+SNS="byps-budp-$$" CNS="bypc-budp-$$"
+SIF=bypv0 CIF=bypv1 SIP=10.77.249.1 CIP=10.77.249.2
+SPORT=11111 FPORT=7700 GBASE=239.9.3.1
+SRV_CPU=0 CLI_CPU=1
+QUIET=100   # kernel UDP datagrams a bypass run may show in the server namespace
+# The feed receivers' SO_RCVBUF, as feed handlers set it (the kernel doubles it, within
+# net.core.rmem_max): a stall of the receiver is absorbed by the socket queues on both.
+RCVBUF="${BENCH_RCVBUF:-4194304}"
+
+die() { echo "bench/udp: $*" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || die "needs root (network namespaces, XDP)"
+for t in ip sockperf gcc taskset timeout awk; do
+  command -v "$t" >/dev/null || die "$t not found (bash scripts/setup.sh)"
+done
+[ -f "$LIB" ] || die "$LIB missing: build first"
+
+WORK="$(mktemp -d /tmp/bypass-bench-udp.XXXXXX)"
+PIDS=()
+# shellcheck source=../lib/netpair.sh
+. "$ROOT/bench/lib/netpair.sh"
+netpair_up
+FEED="$WORK/udp_feed"
+gcc -O2 -o "$FEED" "$ROOT/tests/integration/accel/udp_feed.c" || die "cannot build udp_feed"
+
+write_conf() { # FILE INTERFACE
+  cat >"$1" <<EOF
+interface = "$2";
+backend = "af_xdp";
+rules = (
+  { action = "accelerate"; proto = "udp"; port = $SPORT; },
+  { action = "accelerate"; proto = "udp"; port = $FPORT; addr = "239.9.3.0/24"; }
+);
+EOF
+}
+write_conf "$WORK/srv.conf" "$SIF"
+write_conf "$WORK/cli.conf" "$CIF"
+echo "U:$SIP:$SPORT" >"$WORK/feed"
+
+# ns_cmd NS CONF|- CPU -> NSCMD (preloaded when CONF is a file, BYPASS_SPIN_USEC=$SPIN)
+SPIN=-1
+ns_cmd() {
+  local ns="$1" conf="$2" cpu="$3"
+  NSCMD=(ip netns exec "$ns" env -u LD_PRELOAD)
+  if [ "$conf" != - ]; then
+    NSCMD+=("LD_PRELOAD=$LIB" "BYPASS_CONFIG=$conf" "BYPASS_SPIN_USEC=$SPIN")
+    [ -n "${BENCH_LOG:-}" ] && NSCMD+=("BYPASS_LOG=$BENCH_LOG")
+  fi
+  NSCMD+=(taskset -c "$cpu")
+}
+
+udp_dgrams() { # NS -> kernel UDP InDatagrams + OutDatagrams of that namespace
+  ip netns exec "$1" awk '/^Udp:/ { if (h) { print $2 + $5; exit } h = 1 }' /proc/net/snmp
+}
+
+reset_xdp() {
+  ip -n "$SNS" link set dev "$SIF" xdp off 2>/dev/null
+  ip -n "$CNS" link set dev "$CIF" xdp off 2>/dev/null
+}
+
+stop_pid() {
+  kill "$1" 2>/dev/null
+  local i
+  for i in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$1" 2>/dev/null
+  wait "$1" 2>/dev/null
+  local p rest=()
+  for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || rest+=("$p"); done
+  PIDS=("${rest[@]}")
+}
+
+verdict() { # BEFORE -> ok | not-bypassed
+  local d=$(($(udp_dgrams "$SNS") - $1))
+  if [ "$d" -gt "$QUIET" ]; then
+    echo "bench/udp: bypass run went through the server's kernel (+$d UDP datagrams)" >&2
+    echo not-bypassed
+  else
+    echo ok
+  fi
+}
+
+# sockperf_run MODE -> "p50 p99 p99.9" | failed | not-bypassed
+sockperf_run() {
+  local mode="$1" log="$WORK/sockperf-$1" sconf=- cconf=- flog=()
+  local args=(-i "$SIP" -p "$SPORT")
+  reset_xdp
+  case "$mode" in
+    busy) args=(-f "$WORK/feed" -F r --nonblocked) ;;
+    bypass) sconf="$WORK/srv.conf" cconf="$WORK/cli.conf" ;;
+  esac
+  SPIN="${BENCH_SPIN_USEC:--1}"
+  ns_cmd "$SNS" "$sconf" "$SRV_CPU"
+  local srv=("${NSCMD[@]}" sockperf sr "${args[@]}")
+  "${srv[@]}" >"$log.srv" 2>&1 &
+  local spid=$!
+  PIDS+=("$spid")
+  sleep 2
+  local s0
+  s0=$(udp_dgrams "$SNS")
+  ns_cmd "$CNS" "$cconf" "$CLI_CPU"
+  [ -n "${BENCH_OUT:-}" ] && flog=(--full-log "$BENCH_OUT/sockperf-udp-$mode-r$ROUND.csv")
+  echo "server: ${srv[*]} | client: ${NSCMD[*]} sockperf pp ${args[*]} -m 64 -t $SECS ${flog[*]}" >"$WORK/last_cmd"
+  timeout -k 5 $((SECS + 40)) "${NSCMD[@]}" sockperf pp "${args[@]}" -m 64 -t "$SECS" \
+    "${flog[@]}" >"$log.cli" 2>&1
+  local rc=$? v=ok
+  [ "$mode" = bypass ] && v=$(verdict "$s0")
+  stop_pid "$spid"
+  if [ "$rc" -ne 0 ]; then
+    echo "bench/udp: sockperf $mode exited $rc" >&2
+    tail -3 "$log.cli" "$log.srv" >&2
+    echo failed; return
+  fi
+  [ "$v" = ok ] || { echo "$v"; return; }
+  sed 's/\x1b\[[0-9;]*m//g' "$log.cli" | awk '
+    /percentile 50.000 =/ { p50 = $NF }
+    /percentile 99.000 =/ { p99 = $NF }
+    /percentile 99.900 =/ { p999 = $NF }
+    END { if (p50 == "" || p99 == "" || p999 == "") print "failed"; else print p50, p99, p999 }'
+}
+
+# feed_run MODE GROUPS RATE SECONDS -> the receiver's JSON line | failed | not-bypassed
+feed_run() {
+  local mode="$1" ng="$2" rate="$3" secs="$4" log="$WORK/feed-$1-$2-$3" conf=-
+  local count=$((rate * secs))
+  reset_xdp
+  [ "$mode" = bypass ] && conf="$WORK/srv.conf"
+  SPIN="${BENCH_FEED_SPIN_USEC:-100}" ns_cmd "$SNS" "$conf" "$SRV_CPU"
+  local rx=("${NSCMD[@]}" "$FEED" recv "$GBASE" "$ng" "$FPORT" "$count" "$RCVBUF" 0 "$SIP")
+  "${rx[@]}" >"$log.rx" 2>&1 &
+  local rpid=$! i
+  PIDS+=("$rpid")
+  for i in $(seq 300); do grep -q '^ready' "$log.rx" && break; sleep 0.1; done
+  local s0
+  s0=$(udp_dgrams "$SNS")
+  ns_cmd "$CNS" - "$CLI_CPU"
+  echo "receiver: ${rx[*]} | sender: ${NSCMD[*]} $FEED send $GBASE $ng $FPORT $count $rate $CIP" >"$WORK/last_cmd"
+  timeout -k 5 $((secs * 4 + 60)) "${NSCMD[@]}" "$FEED" send "$GBASE" "$ng" "$FPORT" "$count" \
+    "$rate" "$CIP" >"$log.tx" 2>&1
+  for i in $(seq $((secs * 10 + 200))); do kill -0 "$rpid" 2>/dev/null || break; sleep 0.1; done
+  local v=ok
+  [ "$mode" = bypass ] && v=$(verdict "$s0")
+  stop_pid "$rpid"
+  [ "$v" = ok ] || { echo "$v"; return; }
+  grep '^{' "$log.rx" | tail -1 | grep . || echo failed
+}
+
+jget() { sed -n "s/.*\"$1\": \(-\{0,1\}[0-9]*\).*/\1/p"; }
+
+record() { # BENCH MODE FIGURES: with the command of the last run (the runs are subshells)
+  [ -n "${BENCH_OUT:-}" ] || return 0
+  printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$ROUND" "$3" "$(cat "$WORK/last_cmd" 2>/dev/null || echo -)" \
+    >>"$BENCH_OUT/udp.tsv"
+}
+
+echo "bench/udp: $ROUNDS rounds of ${SECS}s; server cpu $SRV_CPU, client cpu $CLI_CPU" >&2
+for r in $(seq "$ROUNDS"); do
+  ROUND=$r
+  for mode in kernel busy bypass; do
+    echo "bench/udp: round $r sockperf udp $mode" >&2
+    res=$(sockperf_run "$mode")
+    echo "$res" >>"$WORK/sp-$mode"
+    record sockperf-udp "$mode" "$res"
+  done
+  for ng in 1 32; do
+    for mode in kernel bypass; do
+      best=0
+      for rate in $RATES; do
+        echo "bench/udp: round $r rate $ng groups $mode $rate/s" >&2
+        res=$(feed_run "$mode" "$ng" "$rate" "$SECS")
+        lost=$(echo "$res" | jget lost)
+        recvd=$(echo "$res" | jget received)
+        echo "bench/udp:   $res" >&2
+        [ -n "$lost" ] && [ "$lost" = 0 ] && [ "$recvd" = $((rate * SECS)) ] || break
+        best=$rate
+      done
+      record "udp-rate-g$ng" "$mode" "$best"
+      echo "$best" >>"$WORK/rate-$ng-$mode"
+    done
+  done
+  for mode in kernel bypass; do
+    echo "bench/udp: round $r multicast latency $mode" >&2
+    res=$(feed_run "$mode" 32 10000 "$SECS")
+    fig=$(echo "$res" | awk '/^\{/ { for (i = 1; i <= NF; i++) v[$i] = $(i + 1) }
+      END { gsub(/[,}]/, "", v["\"lat_p50_ns\":"]); gsub(/[,}]/, "", v["\"lat_p99_ns\":"]);
+            gsub(/[,}]/, "", v["\"lat_p999_ns\":"]); gsub(/[,}]/, "", v["\"lost\":"])
+            if (v["\"lat_p50_ns\":"] == "") { print "failed"; exit }
+            printf "%.1f %.1f %.1f %s\n", v["\"lat_p50_ns\":"] / 1000, v["\"lat_p99_ns\":"] / 1000,
+                   v["\"lat_p999_ns\":"] / 1000, v["\"lost\":"] }')
+    [ "$res" = not-bypassed ] && fig=not-bypassed
+    echo "$fig" >>"$WORK/lat-$mode"
+    record mc-latency "$mode" "$fig"
+  done
+done
+
+median() { # FILE COLUMN
+  awk -v c="$2" '
+    $1 ~ /^[0-9.]+$/ { v[++n] = $c; next }
+    why == "" { why = $1 }
+    END {
+      if (n == 0) { print (why == "" ? "failed" : why); exit }
+      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+      print (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+    }' "$1" 2>/dev/null || echo failed
+}
+
+echo
+echo "sockperf UDP ping-pong, 64 B, half-RTT usec, median of $ROUNDS runs of ${SECS}s"
+printf '%-7s %16s %17s %10s\n' metric "kernel blocking" "kernel busy-poll" bypass
+for c in "1 p50" "2 p99" "3 p99.9"; do
+  set -- $c
+  printf '%-7s %16s %17s %10s\n' "$2" "$(median "$WORK/sp-kernel" "$1")" \
+    "$(median "$WORK/sp-busy" "$1")" "$(median "$WORK/sp-bypass" "$1")"
+done
+echo
+echo "highest receive rate without loss over ${SECS}s (64 B datagrams/s; ladder: $RATES)"
+printf '%-9s %12s %12s\n' groups kernel bypass
+for ng in 1 32; do
+  printf '%-9s %12s %12s\n' "$ng" "$(median "$WORK/rate-$ng-kernel" 1)" "$(median "$WORK/rate-$ng-bypass" 1)"
+done
+echo
+echo "multicast one-way latency, 32 groups at 10,000/s, usec (median of $ROUNDS runs)"
+printf '%-7s %12s %12s\n' metric kernel bypass
+for c in "1 p50" "2 p99" "3 p99.9" "4 lost"; do
+  set -- $c
+  printf '%-7s %12s %12s\n' "$2" "$(median "$WORK/lat-kernel" "$1")" "$(median "$WORK/lat-bypass" "$1")"
+done

@@ -1,0 +1,579 @@
+/* The accelerated UDP fd kind's POSIX calls: the receive family over both paths (the
+ * stack's queue and the kernel socket underneath), the send family (the stack for
+ * destinations through the interface, the kernel socket for the others), names, fcntl,
+ * ioctl and readiness, over the socket object of udp_sock.c. */
+#include <limits.h>
+#include <time.h>
+#include <linux/net_tstamp.h>
+#include <linux/sockios.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "lwip/ip.h"
+
+#include "byp_stack.h"
+#include "fd_udp.h"
+#include "udp_sock.h"
+
+/* While the stack's queue has datagrams, the kernel path is looked at once every this many
+ * receives (a system call), so that neither path starves the other. */
+#define KERNEL_TURN 64
+/* The largest UDP payload over IPv4. */
+#define UDP_MAX_PAYLOAD 65507
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- control messages ---- */
+
+struct cbuf {
+    struct msghdr *m;
+    size_t used;
+    int trunc;
+};
+
+static void put_cmsg(struct cbuf *cb, int level, int type, const void *data, size_t len)
+{
+    struct msghdr *m = cb->m;
+    if (m->msg_control == NULL || cb->used + CMSG_LEN(len) > m->msg_controllen) {
+        cb->trunc = 1;
+        return;
+    }
+    struct cmsghdr *c = (struct cmsghdr *)((char *)m->msg_control + cb->used);
+    c->cmsg_level = level;
+    c->cmsg_type = type;
+    c->cmsg_len = CMSG_LEN(len);
+    memcpy(CMSG_DATA(c), data, len);
+    size_t space = CMSG_SPACE(len);
+    cb->used += space < m->msg_controllen - cb->used ? space : m->msg_controllen - cb->used;
+}
+
+/* The control messages the kernel gives a datagram, in its order: timestamps, the drop
+ * count, then the IP level ones. */
+static void put_cmsgs(const struct usock *us, const struct udgram *d, struct msghdr *m)
+{
+    struct cbuf cb = {.m = m};
+    struct timespec ts = {.tv_sec = d->ts_ns / 1000000000, .tv_nsec = d->ts_ns % 1000000000};
+    if (us->cmsg & U_TSNS) {
+        put_cmsg(&cb, SOL_SOCKET, SO_TIMESTAMPNS, &ts, sizeof ts);
+    } else if (us->cmsg & U_TS) {
+        struct timeval tv = {.tv_sec = ts.tv_sec, .tv_usec = ts.tv_nsec / 1000};
+        put_cmsg(&cb, SOL_SOCKET, SO_TIMESTAMP, &tv, sizeof tv);
+    }
+    if (us->cmsg & U_TSING) {
+        struct timespec three[3];
+        memset(three, 0, sizeof three);
+        three[0] = ts;
+        put_cmsg(&cb, SOL_SOCKET, SO_TIMESTAMPING, three, sizeof three);
+    }
+    if ((us->cmsg & U_OVFL) && d->drops != 0)
+        put_cmsg(&cb, SOL_SOCKET, SO_RXQ_OVFL, &d->drops, sizeof d->drops);
+    if (us->cmsg & U_PKTINFO) {
+        struct in_pktinfo pi = {.ipi_ifindex = (int)byp_if_index,
+                                .ipi_spec_dst.s_addr = byp_if_addr,
+                                .ipi_addr.s_addr = d->dst};
+        put_cmsg(&cb, IPPROTO_IP, IP_PKTINFO, &pi, sizeof pi);
+    }
+    m->msg_controllen = cb.used;
+    if (cb.trunc)
+        m->msg_flags |= MSG_CTRUNC;
+}
+
+/* ---- receive ---- */
+
+/* Copy datagram @d into @m (payload, source, control); returns what recvmsg returns. */
+static ssize_t deliver(const struct usock *us, const struct udgram *d, struct msghdr *m, int flags)
+{
+    size_t len = d->p->tot_len, off = 0;
+    for (size_t i = 0; i < m->msg_iovlen && off < len; i++) {
+        size_t n = m->msg_iov[i].iov_len < len - off ? m->msg_iov[i].iov_len : len - off;
+        pbuf_copy_partial(d->p, m->msg_iov[i].iov_base, (u16_t)n, (u16_t)off);
+        off += n;
+    }
+    m->msg_flags = off < len ? MSG_TRUNC : 0;
+    if (m->msg_name != NULL) {
+        struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = d->sport,
+                                  .sin_addr.s_addr = d->src};
+        socklen_t n = m->msg_namelen < sizeof sin ? m->msg_namelen : sizeof sin;
+        memcpy(m->msg_name, &sin, n);
+        m->msg_namelen = sizeof sin;
+    }
+    if (m->msg_control != NULL)
+        put_cmsgs(us, d, m);
+    else
+        m->msg_controllen = 0;
+    return (flags & MSG_TRUNC) ? (ssize_t)len : (ssize_t)off;
+}
+
+static ssize_t kernel_try(int fd, struct msghdr *m, int flags)
+{
+    return BYP_REAL(recvmsg)(fd, m, flags | MSG_DONTWAIT);
+}
+
+static ssize_t recv_core(int fd, struct msghdr *m, int flags)
+{
+    struct usock *us = US(fd);
+    if (flags & MSG_ERRQUEUE)
+        return BYP_REAL(recvmsg)(fd, m, flags);   /* IP_RECVERR: the kernel socket's */
+    int nb = us->nonblock || (flags & MSG_DONTWAIT);
+    int64_t deadline = 0;
+    for (;;) {
+        if (us->qn == 0)
+            byp_engine_poll(1);   /* an empty queue: run the stack once, as a wait would */
+        if (us->qn == 0 || ++us->kturn >= KERNEL_TURN) {
+            us->kturn = 0;
+            int saved = errno;
+            ssize_t r = kernel_try(fd, m, flags);
+            if (r >= 0 || errno != EAGAIN)
+                return r;
+            errno = saved;
+        }
+        byp_stack_lock();
+        if (us->qn > 0) {
+            struct udgram d;
+            ssize_t r;
+            if (flags & MSG_PEEK) {
+                r = deliver(us, &us->q[us->qhead], m, flags);
+            } else {
+                byp_usock_pop(us, &d);
+                r = deliver(us, &d, m, flags);
+                pbuf_free(d.p);
+            }
+            byp_stack_unlock();
+            return r;
+        }
+        byp_stack_unlock();
+        if (nb)
+            return byp_udp_fail(EAGAIN);
+        int timeout = -1;
+        if (us->rcvtimeo_ms >= 0) {
+            int64_t now = now_ns();
+            if (deadline == 0)
+                deadline = now + (int64_t)us->rcvtimeo_ms * 1000000;
+            if (now >= deadline)
+                return byp_udp_fail(EAGAIN);
+            timeout = (int)((deadline - now + 999999) / 1000000);
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int r = byp_wait(byp_usock_readable, us, timeout, &p, 1);
+        if (r == 0)
+            return byp_udp_fail(EAGAIN);
+        if (r < 0)
+            return byp_udp_fail(EINTR);
+        if (r == 2)
+            us->kturn = KERNEL_TURN;   /* the kernel path first */
+    }
+}
+
+static ssize_t recv_iov(int fd, const struct iovec *iov, int iovcnt, int flags,
+                        struct sockaddr *addr, socklen_t *len)
+{
+    struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+    if (addr != NULL && len != NULL) {
+        m.msg_name = addr;
+        m.msg_namelen = *len;
+    }
+    ssize_t r = recv_core(fd, &m, flags);
+    if (r >= 0 && addr != NULL && len != NULL)
+        *len = m.msg_namelen;
+    return r;
+}
+
+static ssize_t fudp_read(int fd, void *buf, size_t n)
+{
+    struct iovec iov = {buf, n};
+    return recv_iov(fd, &iov, 1, 0, NULL, NULL);
+}
+
+static ssize_t fudp_readv(int fd, const struct iovec *iov, int iovcnt)
+{
+    if (iovcnt < 0 || iovcnt > IOV_MAX)
+        return byp_udp_fail(EINVAL);
+    return recv_iov(fd, iov, iovcnt, 0, NULL, NULL);
+}
+
+static ssize_t fudp_recv(int fd, void *buf, size_t n, int flags)
+{
+    struct iovec iov = {buf, n};
+    return recv_iov(fd, &iov, 1, flags, NULL, NULL);
+}
+
+static ssize_t fudp_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
+                             socklen_t *len)
+{
+    struct iovec iov = {buf, n};
+    return recv_iov(fd, &iov, 1, flags, addr, len);
+}
+
+static ssize_t fudp_recvmsg(int fd, struct msghdr *msg, int flags)
+{
+    if (msg == NULL)
+        return byp_udp_fail(EFAULT);
+    if (msg->msg_iovlen > IOV_MAX)
+        return byp_udp_fail(EMSGSIZE);
+    return recv_core(fd, msg, flags);
+}
+
+/* A batch: the first datagram waits as recvmsg would (unless MSG_DONTWAIT), the others
+ * with MSG_WAITFORONE do not; the timeout, as the kernel's, is checked after each one. */
+static int fudp_recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags,
+                         struct timespec *timeout)
+{
+    int64_t deadline = 0;
+    if (timeout != NULL) {
+        if (timeout->tv_sec < 0 || timeout->tv_nsec < 0 || timeout->tv_nsec >= 1000000000)
+            return byp_udp_fail(EINVAL);
+        deadline = now_ns() + (int64_t)timeout->tv_sec * 1000000000 + timeout->tv_nsec;
+    }
+    if (vlen > UIO_MAXIOV)
+        vlen = UIO_MAXIOV;
+    unsigned i;
+    int f = flags & ~MSG_WAITFORONE;
+    for (i = 0; i < vlen; i++) {
+        ssize_t r = fudp_recvmsg(fd, &vec[i].msg_hdr, f);
+        if (r < 0) {
+            if (i > 0)
+                break;
+            return -1;
+        }
+        vec[i].msg_len = (unsigned)r;
+        if (flags & MSG_WAITFORONE)
+            f |= MSG_DONTWAIT;
+        if (timeout != NULL) {
+            int64_t now = now_ns();
+            if (now >= deadline) {
+                i++;
+                break;
+            }
+        }
+    }
+    if (timeout != NULL) {
+        int64_t left = deadline - now_ns();
+        if (left < 0)
+            left = 0;
+        timeout->tv_sec = left / 1000000000;
+        timeout->tv_nsec = left % 1000000000;
+    }
+    return (int)i;
+}
+
+/* ---- send ---- */
+
+/* Where a datagram to @dst goes: 1 the stack, 0 the kernel socket (loopback, our own
+ * address, a destination not reachable through the interface, broadcast). */
+static int via_stack(in_addr_t dst)
+{
+    if (dst == INADDR_BROADCAST || dst == (byp_if_addr | ~byp_if_mask))
+        return 0;
+    if ((ntohl(dst) >> 28) == 14)
+        return 1;
+    return byp_route_ok(dst);
+}
+
+/* Send one datagram through the stack (lock held).  Bytes sent or -errno. */
+static ssize_t stack_send(struct usock *us, const struct msghdr *m, const struct sockaddr_in *to)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < m->msg_iovlen; i++)
+        total += m->msg_iov[i].iov_len;
+    if (total > UDP_MAX_PAYLOAD)
+        return -EMSGSIZE;
+    if (us->pcb == NULL)
+        return -EBADF;
+    struct pbuf *p = pbuf_alloc(PBUF_TRANSPORT, (u16_t)total, PBUF_RAM);
+    if (p == NULL)
+        return -ENOBUFS;
+    size_t off = 0;
+    for (size_t i = 0; i < m->msg_iovlen; i++) {
+        if (m->msg_iov[i].iov_len == 0)
+            continue;
+        if (pbuf_take_at(p, m->msg_iov[i].iov_base, (u16_t)m->msg_iov[i].iov_len, (u16_t)off) != ERR_OK) {
+            pbuf_free(p);
+            return -EFAULT;
+        }
+        off += m->msg_iov[i].iov_len;
+    }
+    ip_addr_t dst = IPADDR4_INIT(to->sin_addr.s_addr);
+    int mcast = (ntohl(to->sin_addr.s_addr) >> 28) == 14;
+    if (mcast && us->mcast_loop)
+        byp_usock_loop(us, to->sin_addr.s_addr, to->sin_port, p);
+    err_t e = udp_sendto(us->pcb, p, &dst, ntohs(to->sin_port));
+    pbuf_free(p);
+    if (e != ERR_OK)
+        return e == ERR_RTE ? -ENETUNREACH : e == ERR_MEM || e == ERR_BUF ? -ENOBUFS : -EIO;
+    us->tx_pkts++;
+    us->tx_bytes += total;
+    return (ssize_t)total;
+}
+
+/* The destination of @m: its own, else the connected peer.  1 found, 0 none (the kernel
+ * then answers), -errno. */
+static int dest_of(const struct usock *us, const struct msghdr *m, struct sockaddr_in *to)
+{
+    if (m->msg_name != NULL && m->msg_namelen > 0) {
+        const struct sockaddr *sa = m->msg_name;
+        if (sa->sa_family != AF_INET || m->msg_namelen < sizeof *to)
+            return 0;
+        memcpy(to, sa, sizeof *to);
+        return 1;
+    }
+    if (!us->connected)
+        return 0;   /* the kernel says EDESTADDRREQ */
+    *to = us->remote;
+    return 1;
+}
+
+/* Send the @n messages of @vec (sendmsg is a batch of one): stack sends under one lock
+ * hold and one transmit kick; others through the kernel socket.  Count sent, or -1. */
+static int send_batch(int fd, struct mmsghdr *vec, unsigned n, int flags)
+{
+    struct usock *us = US(fd);
+    int locked = 0;
+    unsigned i;
+    ssize_t r = 0;
+    for (i = 0; i < n; i++) {
+        const struct msghdr *m = &vec[i].msg_hdr;
+        struct sockaddr_in to;
+        if (m->msg_iovlen > IOV_MAX) {
+            r = -EMSGSIZE;
+            break;
+        }
+        int d = dest_of(us, m, &to);
+        int mcast_away = us->mcast_kernel && (ntohl(to.sin_addr.s_addr) >> 28) == 14;
+        if (d == 1 && !mcast_away && via_stack(to.sin_addr.s_addr)) {
+            if (!locked) {
+                byp_stack_lock();
+                locked = 1;
+            }
+            r = stack_send(us, m, &to);
+        } else {
+            if (locked) {
+                byp_stack_unlock();
+                locked = 0;
+            }
+            r = BYP_REAL(sendmsg)(fd, m, flags);
+            if (r < 0)
+                r = -errno;
+        }
+        if (r < 0)
+            break;
+        vec[i].msg_len = (unsigned)r;
+    }
+    if (locked)
+        byp_stack_unlock();
+    if (i == 0 && r < 0)
+        return byp_udp_fail((int)-r);
+    return (int)i;
+}
+
+static ssize_t send_one(int fd, const struct iovec *iov, int iovcnt, int flags,
+                        const struct sockaddr *to, socklen_t tolen)
+{
+    struct mmsghdr mm = {.msg_hdr = {.msg_name = (void *)to, .msg_namelen = to ? tolen : 0,
+                                     .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt}};
+    int r = send_batch(fd, &mm, 1, flags);
+    return r < 0 ? -1 : (ssize_t)mm.msg_len;
+}
+
+static ssize_t fudp_write(int fd, const void *buf, size_t n)
+{
+    struct iovec iov = {(void *)buf, n};
+    return send_one(fd, &iov, 1, 0, NULL, 0);
+}
+
+static ssize_t fudp_writev(int fd, const struct iovec *iov, int iovcnt)
+{
+    if (iovcnt < 0 || iovcnt > IOV_MAX)
+        return byp_udp_fail(EINVAL);
+    return send_one(fd, iov, iovcnt, 0, NULL, 0);
+}
+
+static ssize_t fudp_send(int fd, const void *buf, size_t n, int flags)
+{
+    struct iovec iov = {(void *)buf, n};
+    return send_one(fd, &iov, 1, flags, NULL, 0);
+}
+
+static ssize_t fudp_sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *a,
+                           socklen_t len)
+{
+    struct iovec iov = {(void *)buf, n};
+    return send_one(fd, &iov, 1, flags, a, len);
+}
+
+static ssize_t fudp_sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+    if (msg == NULL)
+        return byp_udp_fail(EFAULT);
+    struct mmsghdr mm = {.msg_hdr = *msg};
+    int r = send_batch(fd, &mm, 1, flags);
+    return r < 0 ? -1 : (ssize_t)mm.msg_len;
+}
+
+static int fudp_sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags)
+{
+    if (vlen > UIO_MAXIOV)
+        vlen = UIO_MAXIOV;
+    return send_batch(fd, vec, vlen, flags);
+}
+
+static ssize_t fudp_sendfile(int fd, int in_fd, off_t *offset, size_t count)
+{
+    return BYP_REAL(sendfile)(fd, in_fd, offset, count);
+}
+
+static ssize_t fudp_sendfile64(int fd, int in_fd, off64_t *offset, size_t count)
+{
+    return BYP_REAL(sendfile64)(fd, in_fd, offset, count);
+}
+
+/* ---- state, names ---- */
+
+static int fudp_bind(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    return BYP_REAL(bind)(fd, addr, len);   /* already bound: the kernel says EINVAL */
+}
+
+static int fudp_listen(int fd, int backlog)
+{
+    return BYP_REAL(listen)(fd, backlog);   /* EOPNOTSUPP */
+}
+
+/* Connect (or with AF_UNSPEC disconnect) the kernel socket, then the stack's. */
+static int fudp_connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    struct usock *us = US(fd);
+    if (BYP_REAL(connect)(fd, addr, len) < 0)
+        return -1;
+    byp_stack_lock();
+    if (addr->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)addr;
+        ip_addr_t rip = IPADDR4_INIT(sin->sin_addr.s_addr);
+        if (us->pcb != NULL)
+            udp_connect(us->pcb, &rip, ntohs(sin->sin_port));
+        us->remote = *sin;
+        us->connected = 1;
+    } else {
+        if (us->pcb != NULL)
+            udp_disconnect(us->pcb);
+        us->connected = 0;
+    }
+    byp_stack_unlock();
+    return 0;
+}
+
+static int fudp_shutdown(int fd, int how)
+{
+    return BYP_REAL(shutdown)(fd, how);
+}
+
+static int fudp_getsockname(int fd, struct sockaddr *addr, socklen_t *len)
+{
+    return BYP_REAL(getsockname)(fd, addr, len);
+}
+
+static int fudp_getpeername(int fd, struct sockaddr *addr, socklen_t *len)
+{
+    return BYP_REAL(getpeername)(fd, addr, len);
+}
+
+static int fudp_getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
+{
+    return BYP_REAL(getsockopt)(fd, level, opt, val, len);
+}
+
+static int fudp_accept(int fd, struct sockaddr *addr, socklen_t *len)
+{
+    return BYP_REAL(accept)(fd, addr, len);
+}
+
+static int fudp_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+    return BYP_REAL(accept4)(fd, addr, len, flags);
+}
+
+static int fudp_fcntl(int fd, int cmd, void *arg)
+{
+    int r = BYP_REAL(fcntl)(fd, cmd, arg);
+    if (r == 0 && cmd == F_SETFL) {
+        US(fd)->nonblock = ((int)(intptr_t)arg & O_NONBLOCK) != 0;
+        byp_engine_event();
+    }
+    return r;
+}
+
+static int fudp_ioctl(int fd, unsigned long req, void *arg)
+{
+    struct usock *us = US(fd);
+    if (req == FIONREAD) {
+        if (arg == NULL)
+            return byp_udp_fail(EFAULT);
+        byp_stack_lock();
+        if (us->qn > 0) {
+            *(int *)arg = us->q[us->qhead].p->tot_len;
+            byp_stack_unlock();
+            return 0;
+        }
+        byp_stack_unlock();
+        return BYP_REAL(ioctl)(fd, req, arg);   /* the kernel path's next datagram, or 0 */
+    }
+    int r = BYP_REAL(ioctl)(fd, req, arg);
+    if (r == 0 && req == FIONBIO && arg != NULL)
+        us->nonblock = *(int *)arg != 0;
+    return r;
+}
+
+static uint32_t fudp_readiness(int fd)
+{
+    struct usock *us = US(fd);
+    return (us->qn > 0 ? POLLIN : 0) | POLLOUT;
+}
+
+static uint64_t fudp_event_gen(int fd)
+{
+    return US(fd)->gen;
+}
+
+/* The kernel socket is the second receive path: always watched beside the stack. */
+static int fudp_kernel_fd(int fd)
+{
+    return fd;
+}
+
+const byp_fd_ops_t byp_udp_ops = {
+    .bind = fudp_bind,
+    .listen = fudp_listen,
+    .connect = fudp_connect,
+    .shutdown = fudp_shutdown,
+    .getsockname = fudp_getsockname,
+    .getpeername = fudp_getpeername,
+    .getsockopt = fudp_getsockopt,
+    .setsockopt = byp_udp_setsockopt,
+    .read = fudp_read,
+    .readv = fudp_readv,
+    .write = fudp_write,
+    .writev = fudp_writev,
+    .recv = fudp_recv,
+    .recvfrom = fudp_recvfrom,
+    .recvmsg = fudp_recvmsg,
+    .recvmmsg = fudp_recvmmsg,
+    .send = fudp_send,
+    .sendto = fudp_sendto,
+    .sendmsg = fudp_sendmsg,
+    .sendmmsg = fudp_sendmmsg,
+    .sendfile = fudp_sendfile,
+    .sendfile64 = fudp_sendfile64,
+    .accept = fudp_accept,
+    .accept4 = fudp_accept4,
+    .release = byp_udp_release,
+    .ref = byp_udp_ref,
+    .fcntl = fudp_fcntl,
+    .ioctl = fudp_ioctl,
+    .readiness = fudp_readiness,
+    .event_gen = fudp_event_gen,
+    .kernel_fd = fudp_kernel_fd,
+};

@@ -1,0 +1,24 @@
+/* The accelerated UDP fd kind: POSIX datagram socket semantics over lwIP's raw UDP API. */
+#ifndef BYP_FD_UDP_H
+#define BYP_FD_UDP_H
+
+#include <netinet/in.h>
+
+/* Engine entry points (struct byp_engine; see preload/engine.h for the returns).
+ * byp_udp_bind: kernel UDP socket @fd was just bound to @local (the kernel's answer, port
+ * chosen): serve it from the stack.  byp_udp_connect: @fd was just connected (by the kernel)
+ * to @remote.  byp_udp_join: @fd, bound, just joined (@group, @source) on the kernel. */
+int byp_udp_bind(int fd, const struct sockaddr_in *local);
+int byp_udp_connect(int fd, const struct sockaddr_in *remote);
+int byp_udp_join(int fd, in_addr_t group, in_addr_t source);
+
+/* Sharing across fork (lock held, udp_sock.c), as for TCP (fd_tcp.h): the child's slot
+ * gets a reference for each accelerated UDP fd it will inherit; a member that leaves or
+ * died gives back all of its references. */
+void byp_udp_fork_refs(int slot);
+void byp_udp_drop_member(int slot);
+
+/* Socket options of the UDP kind (udp_opts.c). */
+int byp_udp_setsockopt(int fd, int level, int opt, const void *val, socklen_t len);
+
+#endif

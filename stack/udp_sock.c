@@ -1,0 +1,414 @@
+/* The accelerated UDP socket object over lwIP's raw UDP API: taking over a kernel socket
+ * (bind, connect, multicast join), the receive queue of datagrams with what recvmsg reports
+ * beside them (source, destination, receive time, drop count), multicast memberships with
+ * their steering entries, the loopback of our own multicast sends, and close.
+ *
+ * The queue is a ring of datagrams bounded like the kernel's: each datagram is charged its
+ * length plus U_CHARGE_OVERHEAD against the kernel socket's SO_RCVBUF, and one that does not
+ * fit is dropped and counted (SO_RXQ_OVFL reports the count, as the kernel does). */
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lwip/igmp.h"
+#include "lwip/ip.h"
+
+#include "byp_stack.h"
+#include "fd_udp.h"
+#include "shm.h"
+#include "stats.h"
+#include "fd_epoll.h"
+#include "udp_sock.h"
+
+struct usock *byp_usocks;
+uint64_t byp_udp_unwanted;
+
+void byp_usock_changed(struct usock *us)
+{
+    us->gen++;
+    byp_engine_event();
+}
+
+int byp_usock_readable(void *arg)
+{
+    return __atomic_load_n(&((struct usock *)arg)->qn, __ATOMIC_ACQUIRE) > 0;
+}
+
+void byp_usock_rcvbuf(struct usock *us, int fd)
+{
+    int v = 0;
+    socklen_t len = sizeof v;
+    if (BYP_REAL(getsockopt)(fd, SOL_SOCKET, SO_RCVBUF, &v, &len) == 0 && v > 0)
+        us->rcvbuf = (uint32_t)v;
+}
+
+static int is_multicast(in_addr_t a)
+{
+    return (ntohl(a) >> 28) == 14;
+}
+
+/* ---- the receive queue ---- */
+
+void byp_usock_pop(struct usock *us, struct udgram *out)
+{
+    *out = us->q[us->qhead];
+    us->q[us->qhead].p = NULL;
+    us->qhead = (us->qhead + 1) % us->qcap;
+    us->qcharge -= out->p->tot_len + U_CHARGE_OVERHEAD;
+    us->qpayload -= out->p->tot_len;
+    __atomic_store_n(&us->qn, us->qn - 1, __ATOMIC_RELEASE);
+}
+
+static int ring_grow(struct usock *us)
+{
+    unsigned cap = us->qcap ? us->qcap * 2 : 64;
+    struct udgram *q = byp_shm_alloc(cap * sizeof *q);
+    if (q == NULL)
+        return -ENOMEM;
+    for (unsigned i = 0; i < us->qn; i++)
+        q[i] = us->q[(us->qhead + i) % us->qcap];
+    byp_shm_free(us->q);
+    us->q = q;
+    us->qhead = 0;
+    us->qcap = cap;
+    return 0;
+}
+
+/* Queue @p (owned) from @src:@sport to @dst; drops and counts it when the queue is full. */
+static void enqueue(struct usock *us, struct pbuf *p, in_addr_t src, in_port_t sport, in_addr_t dst)
+{
+    if (us->qcharge > us->rcvbuf || (us->qn == us->qcap && ring_grow(us) < 0)) {
+        us->drops++;
+        pbuf_free(p);
+        return;
+    }
+    if ((p->flags & PBUF_FLAG_IS_CUSTOM) && byp_netif_pool_low()) {
+        /* Queues bounded by a large SO_RCVBUF could hold every NIC buffer: copy. */
+        struct pbuf *q = pbuf_clone(PBUF_RAW, PBUF_RAM, p);
+        if (q != NULL) {
+            pbuf_free(p);
+            p = q;
+        }
+    }
+    struct udgram *d = &us->q[(us->qhead + us->qn) % us->qcap];
+    d->p = p;
+    d->ts_ns = byp_rx_realtime_ns;
+    d->src = src;
+    d->sport = sport;
+    d->dst = dst;
+    d->drops = us->drops;
+    us->qcharge += p->tot_len + U_CHARGE_OVERHEAD;
+    us->qpayload += p->tot_len;
+    us->rx_pkts++;
+    us->rx_bytes += p->tot_len;
+    __atomic_store_n(&us->qn, us->qn + 1, __ATOMIC_RELEASE);
+    byp_usock_changed(us);
+}
+
+/* Whether a multicast datagram from @src to @group is for @us: a source-specific membership
+ * filters by source; without a membership of its own, IP_MULTICAST_ALL decides (Linux: a
+ * socket bound to the port gets the groups any socket joined). */
+static int mcast_wanted(const struct usock *us, in_addr_t group, in_addr_t src)
+{
+    int member = 0, ssm = 0;
+    for (int i = 0; i < us->ngroups; i++) {
+        if (us->groups[i].group != group)
+            continue;
+        if (us->groups[i].source == 0)
+            return 1;
+        ssm = 1;
+        if (us->groups[i].source == src)
+            member = 1;
+    }
+    if (ssm)
+        return member;
+    return us->mcast_all;
+}
+
+static void on_recv(void *arg, struct udp_pcb *pcb, struct pbuf *p, const ip_addr_t *addr, u16_t port)
+{
+    struct usock *us = arg;
+    (void)pcb;
+    in_addr_t dst = ip4_addr_get_u32(ip4_current_dest_addr());
+    in_addr_t src = ip4_addr_get_u32(ip_2_ip4(addr));
+    if (is_multicast(dst) && !mcast_wanted(us, dst, src)) {
+        byp_udp_unwanted++;
+        pbuf_free(p);
+        return;
+    }
+    enqueue(us, p, src, htons(port), dst);
+}
+
+void byp_usock_loop(const struct usock *from, in_addr_t group, in_port_t port, const struct pbuf *p)
+{
+    for (struct usock *us = byp_usocks; us != NULL; us = us->next) {
+        if (us->pcb == NULL || us->local.sin_port != port ||
+            (us->local.sin_addr.s_addr != INADDR_ANY && us->local.sin_addr.s_addr != group) ||
+            !mcast_wanted(us, group, byp_if_addr))
+            continue;
+        int joined = 0;
+        for (int i = 0; i < us->ngroups && !joined; i++)
+            joined = us->groups[i].group == group;
+        if (!joined && !us->mcast_all)
+            continue;
+        struct pbuf *q = pbuf_clone(PBUF_RAW, PBUF_RAM, (struct pbuf *)p);
+        if (q == NULL)
+            continue;
+        int64_t saved = byp_rx_realtime_ns;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        byp_rx_realtime_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+        enqueue(us, q, byp_if_addr, from->local.sin_port, group);
+        byp_rx_realtime_ns = saved;
+    }
+}
+
+/* ---- memberships ---- */
+
+int byp_usock_join(struct usock *us, in_addr_t group, in_addr_t source)
+{
+    int have_group = 0;
+    for (int i = 0; i < us->ngroups; i++) {
+        if (us->groups[i].group == group && us->groups[i].source == source)
+            return -EADDRINUSE;
+        have_group |= us->groups[i].group == group;
+    }
+    if (us->ngroups == us->capgroups) {
+        int cap = us->capgroups ? us->capgroups * 2 : 8;
+        struct ugroup *g = byp_shm_alloc((size_t)cap * sizeof *g);
+        if (g == NULL)
+            return -ENOMEM;
+        if (us->ngroups > 0)
+            memcpy(g, us->groups, (size_t)us->ngroups * sizeof *g);
+        byp_shm_free(us->groups);
+        us->groups = g;
+        us->capgroups = cap;
+    }
+    if (!have_group) {
+        /* lwIP only accepts groups it is a member of; its own IGMP messages are not sent
+         * (netif.c): the kernel socket's membership does IGMP. */
+        ip4_addr_t g4 = {.addr = group};
+        if (igmp_joingroup_netif(&byp_netif, &g4) != ERR_OK)
+            return -ENOBUFS;
+        int rc = byp_flow_ref(IPPROTO_UDP, group, us->local.sin_port);
+        if (rc < 0) {
+            igmp_leavegroup_netif(&byp_netif, &g4);
+            return rc;
+        }
+    }
+    us->groups[us->ngroups++] = (struct ugroup){group, source};
+    return 0;
+}
+
+int byp_usock_leave(struct usock *us, in_addr_t group, in_addr_t source)
+{
+    int i, left = 0;
+    for (i = 0; i < us->ngroups; i++)
+        if (us->groups[i].group == group && (source == INADDR_ANY || us->groups[i].source == source))
+            break;
+    if (i == us->ngroups)
+        return -EADDRNOTAVAIL;
+    us->groups[i] = us->groups[--us->ngroups];
+    for (int j = 0; j < us->ngroups; j++)
+        left |= us->groups[j].group == group;
+    if (!left) {
+        ip4_addr_t g4 = {.addr = group};
+        igmp_leavegroup_netif(&byp_netif, &g4);
+        byp_flow_unref(IPPROTO_UDP, group, us->local.sin_port);
+    }
+    return 0;
+}
+
+/* ---- taking over a kernel socket ---- */
+
+static void install(int fd, struct usock *us)
+{
+    byp_fd_t *e = byp_fd_get(fd);
+    e->obj = us;
+    e->kind = BYP_FD_UDP;
+    __atomic_store_n(&e->ops, &byp_udp_ops, __ATOMIC_RELEASE);
+}
+
+/* The address a socket bound to @a is steered by: the group for a socket bound to one, the
+ * stack's address or the wildcard otherwise. */
+static int local_ok(in_addr_t a)
+{
+    return a == INADDR_ANY || a == byp_if_addr || is_multicast(a);
+}
+
+/* Make kernel UDP socket @fd, bound to @local, accelerated.  @remote: connect it too. */
+static int adopt(int fd, const struct sockaddr_in *local, const struct sockaddr_in *remote)
+{
+    if (byp_fd_get(fd) == NULL || !local_ok(local->sin_addr.s_addr) || local->sin_port == 0)
+        return BYP_ENGINE_DECLINE;
+    struct usock *us = byp_shm_calloc(1, sizeof *us);
+    if (us == NULL)
+        return BYP_ENGINE_DECLINE;
+    int fl = BYP_REAL(fcntl)(fd, F_GETFL);
+    us->nonblock = fl >= 0 && (fl & O_NONBLOCK);
+    us->rcvtimeo_ms = us->sndtimeo_ms = -1;
+    us->mcast_all = us->mcast_loop = 1;
+    us->local = *local;
+    us->rcvbuf = 212992;
+    byp_usock_rcvbuf(us, fd);
+    byp_stack_lock();
+    struct udp_pcb *pcb = udp_new_ip_type(IPADDR_TYPE_V4);
+    err_t err = ERR_MEM;
+    if (pcb != NULL) {
+        ip_set_option(pcb, SOF_REUSEADDR);
+        ip_addr_t ip = IPADDR4_INIT(local->sin_addr.s_addr);
+        err = udp_bind(pcb, &ip, ntohs(local->sin_port));
+    }
+    if (err == ERR_OK && remote != NULL) {
+        ip_addr_t rip = IPADDR4_INIT(remote->sin_addr.s_addr);
+        err = udp_connect(pcb, &rip, ntohs(remote->sin_port));
+    }
+    /* Unicast to a group-bound socket never happens: it is steered by its memberships. */
+    int rc = err != ERR_OK ? -ENOBUFS
+             : is_multicast(local->sin_addr.s_addr) ? 0
+             : byp_flow_ref(IPPROTO_UDP, local->sin_addr.s_addr, local->sin_port);
+    if (rc < 0) {
+        if (pcb != NULL)
+            udp_remove(pcb);
+        byp_stack_unlock();
+        byp_shm_free(us);
+        byp_warn("cannot accelerate the UDP socket on port %u (lwIP error %d); it stays on the kernel",
+                 ntohs(local->sin_port), err);
+        return BYP_ENGINE_DECLINE;
+    }
+    us->has_flow = !is_multicast(local->sin_addr.s_addr);
+    us->flow_addr = local->sin_addr.s_addr;
+    us->flow_port = local->sin_port;
+    if (remote != NULL) {
+        us->connected = 1;
+        us->remote = *remote;
+    }
+    us->pcb = pcb;
+    byp_udp_opts_inherit(us, fd);
+    udp_recv(pcb, on_recv, us);
+    us->next = byp_usocks;
+    byp_usocks = us;
+    byp_refs_get(&us->refs);
+    install(fd, us);
+    byp_stats_udp_open(us);
+    byp_stack_unlock();
+    byp_info("udp socket on port %u accelerated", ntohs(local->sin_port));
+    return 0;
+}
+
+/* The kernel socket's local address, 0 or -errno. */
+static int local_of(int fd, struct sockaddr_in *local)
+{
+    socklen_t len = sizeof *local;
+    if (BYP_REAL(getsockname)(fd, (struct sockaddr *)local, &len) < 0)
+        return -errno;
+    return local->sin_family == AF_INET ? 0 : -EAFNOSUPPORT;
+}
+
+int byp_udp_bind(int fd, const struct sockaddr_in *local)
+{
+    return adopt(fd, local, NULL);
+}
+
+int byp_udp_connect(int fd, const struct sockaddr_in *remote)
+{
+    struct sockaddr_in local;
+    if (!byp_route_ok(remote->sin_addr.s_addr) || local_of(fd, &local) < 0)
+        return BYP_ENGINE_DECLINE;
+    return adopt(fd, &local, remote);
+}
+
+int byp_udp_join(int fd, in_addr_t group, in_addr_t source)
+{
+    struct sockaddr_in local;
+    if (local_of(fd, &local) < 0)
+        return BYP_ENGINE_DECLINE;
+    int rc = byp_fd_ops(fd) == &byp_udp_ops ? 0 : adopt(fd, &local, NULL);
+    if (rc != 0)
+        return rc;
+    struct usock *us = US(fd);
+    byp_stack_lock();
+    rc = byp_usock_join(us, group, source);
+    byp_stack_unlock();
+    if (rc < 0)
+        byp_warn("cannot steer group %s port %u to the stack: %s; it arrives through the kernel",
+                 inet_ntoa((struct in_addr){group}), ntohs(local.sin_port), strerror(-rc));
+    return 0;
+}
+
+/* ---- close ---- */
+
+void byp_udp_ref(void *obj)
+{
+    byp_stack_lock();
+    byp_refs_get(&((struct usock *)obj)->refs);
+    byp_stack_unlock();
+}
+
+/* The last reference of the family is gone: leave the groups, stop steering, drop the queue,
+ * free (lock held). */
+static void usock_close(struct usock *us)
+{
+    while (us->ngroups > 0)
+        byp_usock_leave(us, us->groups[0].group, us->groups[0].source);
+    if (us->has_flow)
+        byp_flow_unref(IPPROTO_UDP, us->flow_addr, us->flow_port);
+    if (us->pcb != NULL)
+        udp_remove(us->pcb);
+    us->pcb = NULL;
+    while (us->qn > 0) {
+        struct udgram d;
+        byp_usock_pop(us, &d);
+        pbuf_free(d.p);
+    }
+    for (struct usock **pp = &byp_usocks; *pp != NULL; pp = &(*pp)->next)
+        if (*pp == us) {
+            *pp = us->next;
+            break;
+        }
+    byp_stats_udp_close(us);
+    byp_usock_changed(us);
+}
+
+static void usock_free(struct usock *us)
+{
+    byp_shm_free(us->q);
+    byp_shm_free(us->groups);
+    byp_shm_free(us);
+}
+
+void byp_udp_release(int fd)
+{
+    struct usock *us = US(fd);
+    byp_stack_lock();
+    uint32_t left = byp_refs_put(&us->refs);
+    uint32_t mine = byp_refs_mine(&us->refs);
+    if (left == 0)
+        usock_close(us);
+    byp_stack_unlock();
+    /* Out of this process's epoll sets once it holds no fd for it. */
+    if (mine == 0)
+        byp_epoll_forget(fd, us);
+    if (left == 0)
+        usock_free(us);
+}
+
+void byp_udp_fork_refs(int slot)
+{
+    unsigned end = __atomic_load_n(&byp_fdtab_hwm, __ATOMIC_RELAXED);
+    for (unsigned fd = 0; fd < end; fd++)
+        if (byp_fdtab[fd].ops == &byp_udp_ops)
+            byp_refs_get_for(&((struct usock *)byp_fdtab[fd].obj)->refs, slot);
+}
+
+void byp_udp_drop_member(int slot)
+{
+    for (struct usock *us = byp_usocks, *next; us != NULL; us = next) {
+        next = us->next;
+        if (us->refs.per[slot] > 0 && byp_refs_drop(&us->refs, slot) == 0) {
+            usock_close(us);
+            usock_free(us);
+        }
+    }
+}

@@ -1,0 +1,127 @@
+/* Accelerated UDP sockets: the socket object over lwIP's raw UDP API (udp_sock.c: taking
+ * over a kernel socket, the receive queue of datagrams, multicast groups, close) and its POSIX
+ * calls (fd_udp.c).  Everything here runs with the stack lock held unless a function says
+ * otherwise.
+ *
+ * The kernel socket under the same fd number stays bound to the same address and port: it
+ * is the port reservation, it keeps the multicast memberships (the kernel sends IGMP and
+ * programs the NIC's filter), and it is the second receive path (loopback, other
+ * interfaces, IP fragments, which the XDP program passes to the kernel). */
+#ifndef BYP_UDP_SOCK_H
+#define BYP_UDP_SOCK_H
+
+#include <errno.h>
+#include <netinet/in.h>
+
+#include "lwip/udp.h"
+
+#include "byp.h"
+#include "engine.h"
+#include "family.h"
+
+/* One queued datagram: the payload (a pbuf chain, often the NIC's own buffer) and what
+ * recvmsg reports with it. */
+struct udgram {
+    struct pbuf *p;
+    int64_t ts_ns;              /* CLOCK_REALTIME when its frame left the NIC ring */
+    in_addr_t src, dst;         /* network order; dst is the IP header's destination */
+    in_port_t sport;            /* network order */
+    uint32_t drops;             /* the socket's drop count when it was queued (SO_RXQ_OVFL) */
+};
+
+/* A multicast membership: (group, source); source 0 for any-source. */
+struct ugroup {
+    in_addr_t group, source;
+};
+
+/* Receive-side options that add control messages. */
+enum {
+    U_TS = 1,                   /* SO_TIMESTAMP */
+    U_TSNS = 2,                 /* SO_TIMESTAMPNS */
+    U_TSING = 4,                /* SO_TIMESTAMPING with software receive timestamps */
+    U_PKTINFO = 8,              /* IP_PKTINFO */
+    U_OVFL = 16,                /* SO_RXQ_OVFL */
+};
+
+struct usock {
+    struct udp_pcb *pcb;        /* NULL once closed */
+    struct byp_refs refs;       /* fds referring to it, per process of the family */
+    int nonblock;               /* the program's O_NONBLOCK */
+    int rcvtimeo_ms, sndtimeo_ms;   /* -1: none */
+    int cmsg;                   /* U_* */
+    int mcast_all;              /* IP_MULTICAST_ALL (Linux default 1) */
+    int mcast_loop;             /* IP_MULTICAST_LOOP (default 1) */
+    int mcast_kernel;           /* IP_MULTICAST_IF names another interface: multicast sends
+                                   go out through the kernel socket */
+    int connected;
+    struct sockaddr_in local, remote;
+    /* receive queue: a ring of datagrams, bounded in bytes by the kernel socket's SO_RCVBUF */
+    struct udgram *q;
+    unsigned qhead, qn, qcap;
+    size_t qcharge;             /* bytes charged against rcvbuf */
+    size_t qpayload;            /* payload bytes queued */
+    uint32_t rcvbuf;
+    uint32_t drops;             /* datagrams dropped for a full queue */
+    unsigned kturn;             /* receives since the kernel path was last looked at */
+    /* multicast memberships */
+    struct ugroup *groups;
+    int ngroups, capgroups;
+    /* steering entry of the local address/port */
+    in_addr_t flow_addr;
+    in_port_t flow_port;
+    int has_flow;
+    uint64_t gen;               /* bumped on every readiness change */
+    /* counters for bypass-stat */
+    uint64_t rx_pkts, rx_bytes, tx_pkts, tx_bytes;
+    int stat_slot;              /* its slot in the stats' table, -1 if none */
+    struct usock *next;         /* all accelerated UDP sockets of the stack */
+};
+
+/* Bytes a queued datagram costs against SO_RCVBUF beyond its payload: about what the kernel
+ * charges per small datagram (the skb's truesize), so a given SO_RCVBUF holds about as many
+ * datagrams on both. */
+#define U_CHARGE_OVERHEAD 768
+
+#define US(fd) ((struct usock *)byp_fdtab[(fd)].obj)
+
+/* The accelerated UDP ops table (fd_udp.c). */
+extern const byp_fd_ops_t byp_udp_ops;
+/* Every accelerated UDP socket (for multicast loopback and the stats). */
+extern struct usock *byp_usocks;
+/* Multicast datagrams the stack received for a group no socket on their port wanted. */
+extern uint64_t byp_udp_unwanted;
+
+/* Set errno, return -1: the libc convention of the ops. */
+static inline int byp_udp_fail(int err)
+{
+    errno = err;
+    return -1;
+}
+
+/* The socket's readiness changed: bump its counter, tell the engine. */
+void byp_usock_changed(struct usock *us);
+/* Wait condition for byp_wait: a datagram is queued (read without the lock). */
+int byp_usock_readable(void *us);
+/* Pop the head datagram (its pbuf is the caller's to free). */
+void byp_usock_pop(struct usock *us, struct udgram *out);
+/* Re-read SO_RCVBUF from the kernel socket @fd. */
+void byp_usock_rcvbuf(struct usock *us, int fd);
+
+/* Join / leave (@group, @source) on the stack side (the kernel socket already did).  0 or
+ * -errno (-EADDRNOTAVAIL: not a member, on leave). */
+int byp_usock_join(struct usock *us, in_addr_t group, in_addr_t source);
+int byp_usock_leave(struct usock *us, in_addr_t group, in_addr_t source);
+
+/* Deliver a copy of a datagram we send to @group:@port to our own sockets on it
+ * (IP_MULTICAST_LOOP). */
+void byp_usock_loop(const struct usock *from, in_addr_t group, in_port_t port,
+                    const struct pbuf *p);
+
+/* Take over the options the program set on kernel socket @fd before (udp_opts.c). */
+void byp_udp_opts_inherit(struct usock *us, int fd);
+
+/* The ops implemented in udp_sock.c. */
+void byp_udp_release(int fd);
+void byp_udp_ref(void *obj);
+
+#endif

@@ -1,0 +1,101 @@
+"""Issue 9, tests 5 and 6: the hybrid paths of an accelerated UDP socket, and an
+accelerated sender's datagrams of 1 to 9,000 bytes arriving intact at kernel receivers,
+unicast and multicast (fragmented by the stack above the MTU)."""
+
+import json
+import time
+
+import pytest
+
+from .conftest import HERE, PYTHON, write_conf
+
+SIZES = [1, 2, 63, 64, 512, 1400, 1472, 1473, 2000, 2960, 4000, 6000, 8000, 9000]
+UPORT, MPORT, GROUP = 7800, 7801, "239.9.5.1"
+
+
+def last_json(proc):
+    return json.loads(proc.out().splitlines()[-1])
+
+
+@pytest.mark.parametrize("target", ["unicast", "multicast"])
+def test_accelerated_sender_sizes_intact(netpair, target):
+    net = netpair(accel=("server",))
+    sink_args = ([net.cli_ip, UPORT, len(SIZES)] if target == "unicast"
+                 else [net.cli_ip, MPORT, len(SIZES), GROUP])
+    dest, port = (net.cli_ip, UPORT) if target == "unicast" else (GROUP, MPORT)
+    conf = write_conf(net.dir / "send.conf", "bypv0",
+                      [("udp", UPORT), ("udp", MPORT, "239.9.5.0/24")])
+    before = net.snmp("server")["Udp.OutDatagrams"]
+    sink = net.spawn("client", [PYTHON, str(HERE / "udp_sizes.py"), "sink"] + sink_args,
+                     name="sink")
+    sink.wait_ready()
+    cp = net.run("server", [PYTHON, str(HERE / "udp_sizes.py"), "send", dest, port, net.srv_ip,
+                            ",".join(map(str, SIZES))], conf=conf, env={"BYPASS_LOG": "info"},
+                 timeout=60, check=True)
+    assert "udp socket on port" in cp.stderr, cp.stderr
+    sink.wait(30)
+    assert last_json(sink) == [[n, True] for n in SIZES], sink.describe()
+    # The stack sent them: the server namespace's kernel sent none.
+    assert net.snmp("server")["Udp.OutDatagrams"] - before == 0
+
+
+HYBRID = r"""
+import socket, sys, json
+port, big = int(sys.argv[1]), int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", port))
+s.settimeout(20)
+print("ready", flush=True)
+got = []
+for _ in range(3):
+    d, a = s.recvfrom(70000)
+    got.append([len(d), a[0] == "127.0.0.1"])
+lo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+print(json.dumps(sorted(got)), flush=True)
+"""
+
+CLIENT = r"""
+import socket, sys, time
+srv, port, kport = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(10)
+s.sendto(b"x" * 100, (srv, port))          # small: steered to the stack
+time.sleep(0.2)
+s.sendto(b"y" * 9000, (srv, port))         # fragments: the kernel reassembles it
+for i in range(20):                         # the kernel-only echo on another port
+    s.sendto(b"k%d" % i, (srv, kport))
+    assert s.recv(100) == b"k%d" % i
+print("client ok", flush=True)
+"""
+
+KECHO = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+print("ready", flush=True)
+while True:
+    d, a = s.recvfrom(100)
+    s.sendto(d, a)
+"""
+
+
+def test_hybrid_paths(netpair):
+    """A datagram larger than the MTU (fragments go to the kernel, which reassembles) and
+    one over loopback reach the accelerated socket beside the steered ones; a kernel-only
+    UDP service on another port of the namespace keeps serving meanwhile."""
+    net = netpair(accel=("server",))
+    conf = write_conf(net.dir / "hy.conf", "bypv0", [("udp", UPORT)])
+    kecho = net.spawn("server", [PYTHON, "-c", KECHO, UPORT + 100], name="kecho")
+    kecho.wait_ready()
+    srv = net.spawn("server", [PYTHON, "-c", HYBRID, UPORT, 9000], name="hybrid", conf=conf,
+                    env={"BYPASS_LOG": "info"})
+    srv.wait_ready()
+    time.sleep(0.5)
+    net.run("server", [PYTHON, "-c", "import socket; socket.socket(socket.AF_INET, "
+                       "socket.SOCK_DGRAM).sendto(b'l' * 50, ('127.0.0.1', %d))" % UPORT],
+            timeout=30, check=True)
+    cp = net.run("client", [PYTHON, "-c", CLIENT, net.srv_ip, UPORT, UPORT + 100], timeout=60)
+    assert "client ok" in cp.stdout, cp.stdout + cp.stderr
+    srv.wait(30)
+    assert "udp socket on port %d accelerated" % UPORT in srv.err(), srv.describe()
+    assert last_json(srv) == [[50, True], [100, False], [9000, False]], srv.describe()
