@@ -112,6 +112,9 @@ def test_routed_accelerated_client(routednet):
 # ---- 2. routes changing under a transfer ------------------------------------------------
 
 TRANSFER_S = 60
+# The kernel's run is the reference for the same route changes (all within its first 12 s):
+# a shorter transfer keeps the suite's time down.
+KERNEL_TRANSFER_S = 20
 
 
 def forwarded(net, side):
@@ -139,7 +142,8 @@ def test_route_replace_delete_during_transfer(routednet, mode):
         n.sh("server", "route", "add", "default", "via", n.r1_ip)
 
     before = net.tcp_segs("server")
-    s, c, srv = paced_run(net, TRANSFER_S, 1 << 20, "route-" + mode, srv_conf=conf,
+    secs = TRANSFER_S if mode == "accel" else KERNEL_TRANSFER_S
+    s, c, srv = paced_run(net, secs, 1 << 20, "route-" + mode, srv_conf=conf,
                           during=during)
     assert seen["r2"] > 200, "the second router forwarded only %d datagrams" % seen["r2"]
     if mode == "accel":
