@@ -48,6 +48,14 @@ int byp_lwip_ip4_input(struct pbuf *p, struct netif *inp)
     return 0;
 }
 
+/* The next-hop hook of the kernel mirror (stack/mirror.c): every destination on-link here,
+ * so that replies still reach linkoutput. */
+const ip4_addr_t *byp_lwip_gw(struct netif *netif, const ip4_addr_t *dest)
+{
+    (void)netif;
+    return dest;
+}
+
 static err_t linkoutput(struct netif *n, struct pbuf *p)
 {
     (void)n;
