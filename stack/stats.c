@@ -314,16 +314,20 @@ static void sample_socks(void)
     byp_stats->socks_in_use = n;
 }
 
-void byp_stats_tick(void)
+int byp_stats_tick(void)
 {
     static int64_t last_ms;
+    static uint64_t last_pkts;
     if (byp_stats == NULL)
-        return;
+        return 0;
     int64_t now = mono_ms();
     if (now - last_ms < 100)
-        return;
+        return 1;
     last_ms = now;
     struct byp_stats_stack *st = byp_stats;
+    uint64_t pkts = st->rx_pkts + st->tx_pkts;
+    int moved = pkts != last_pkts;
+    last_pkts = pkts;
     /* Under the stack lock: the engine's atexit closes the port and frees the pool holding
      * it (for good), so neither is touched after that. */
     byp_stack_lock();
@@ -362,4 +366,5 @@ void byp_stats_tick(void)
     byp_stack_unlock();
     hdr->sample_unix_ns = real_ns();
     __atomic_add_fetch(&hdr->samples, 1, __ATOMIC_RELEASE);
+    return moved;
 }
