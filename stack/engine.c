@@ -139,7 +139,8 @@ static void unlock(int kick)
     int n = __atomic_load_n(&byp_engine_sleepers, __ATOMIC_SEQ_CST);
     int wake = events != events_woken && n > 0;
     events_woken = events;
-    kick = kick && byp_progress_napping && __atomic_exchange_n(&byp_progress_napping, 0, __ATOMIC_ACQ_REL);
+    kick = kick && __atomic_load_n(&byp_progress_napping, __ATOMIC_RELAXED) &&
+           __atomic_exchange_n(&byp_progress_napping, 0, __ATOMIC_ACQ_REL);
     pthread_mutex_unlock(&stack_mutex);
     byp_sig_release();
     if (wake || kick) {
@@ -489,9 +490,11 @@ static int engine_start(void)
         byp_err("cannot set up the lwIP interface");
         return rc;
     }
+    /* The stats before the progress thread, which samples them (found by ThreadSanitizer:
+     * it could read the header half written). */
+    byp_stats_start(byp_engine_nic, bname, byp_engine_nic->ifname, kif.addr, kif.prefixlen);
     byp_progress_pid = 0;
     byp_progress_start();
-    byp_stats_start(byp_engine_nic, bname, byp_engine_nic->ifname, kif.addr, kif.prefixlen);
     byp_info("accelerating on %s (%s/%u), backend %s", byp_engine_nic->ifname,
              inet_ntoa((struct in_addr){kif.addr}), kif.prefixlen, bname);
     /* Frames from the local kernel over veth may carry its partial checksums (transmit

@@ -325,12 +325,12 @@ int byp_stats_tick(void)
         return 1;
     last_ms = now;
     struct byp_stats_stack *st = byp_stats;
-    uint64_t pkts = st->rx_pkts + st->tx_pkts;
-    int moved = pkts != last_pkts;
-    last_pkts = pkts;
     /* Under the stack lock: the engine's atexit closes the port and frees the pool holding
      * it (for good), so neither is touched after that. */
     byp_stack_lock();
+    uint64_t pkts = st->rx_pkts + st->tx_pkts;   /* counted under the lock */
+    int moved = pkts != last_pkts;
+    last_pkts = pkts;
     if (nic != NULL && nic->pool != NULL) {
         unsigned avail = rte_mempool_avail_count(nic->pool);
         st->pool_size = nic->pool->size;
