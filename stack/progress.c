@@ -31,8 +31,8 @@
 
 /* The longest sleep with nothing to do: lwIP's ARP and reassembly timers run every second. */
 #define IDLE_CAP_NS (1000LL * 1000000)
-/* ... on a backend without a receive fd to sleep on, with an application thread asleep. */
-#define NOFD_CAP_NS (50LL * 1000000)
+/* ... while an application thread sleeps on the frames instead of this one. */
+#define SLEEPER_CAP_NS (50LL * 1000000)
 
 /* lwIP's TCP timer period (TCP_TMR_INTERVAL), in ns. */
 #define LWIP_TICK_NS (TCP_TMR_INTERVAL * 1000000LL)
@@ -117,8 +117,10 @@ static void *progress_main(void *arg)
         /* Sleep until something needs this thread: frames (unless a sleeper takes them), a
          * kick from a thread that gave lwIP something to time, the kernel mirror, lwIP's
          * next timer that has work (never the ticks of idle connections), the stats, the
-         * reaping.  Backends without a receive fd are polled every interval as before. */
-        int64_t cap = byp_xsk_fd >= 0 ? IDLE_CAP_NS : sleepers ? NOFD_CAP_NS : interval_ns;
+         * reaping.  While a sleeper takes the frames, at most SLEEPER_CAP_NS: the sleeper
+         * may leave the library meanwhile, and nobody would watch the frames (nothing
+         * tells this thread).  Backends without a receive fd are polled every interval. */
+        int64_t cap = sleepers ? SLEEPER_CAP_NS : byp_xsk_fd >= 0 ? IDLE_CAP_NS : interval_ns;
         int64_t wait = interval_ns;
         if (!working)
             progress_priority(working = 1);
