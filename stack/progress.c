@@ -72,9 +72,13 @@ static void *progress_main(void *arg)
         byp_kmirror_resync();
         byp_kmirror_pid = getpid();
     }
+    /* When lwIP's timers next have work (0: look again), as found under the lock with
+     * byp_progress_napping set: until a kick says the stack changed, it stands. */
+    int64_t timers_at = 0;
+    int mirror_ready = 1;
     for (;;) {
         int kfd = byp_kmirror_fd();   /* the kernel mirror's netlink socket, once started */
-        if (kfd >= 0)
+        if (kfd >= 0 && mirror_ready)
             byp_kmirror_poll();   /* never blocks; applies changes under the stack lock */
         if (__atomic_load_n(&byp_local->progress, __ATOMIC_ACQUIRE) != 1)
             break;   /* this process leaves the stack */
@@ -101,37 +105,44 @@ static void *progress_main(void *arg)
             /* An application thread spins on the stack: it receives and runs the timers. */
             if (working)
                 progress_priority(0);
+            timers_at = 0;
             struct timespec ts = {.tv_sec = interval_ns / 1000000000, .tv_nsec = interval_ns % 1000000000};
             nanosleep(&ts, NULL);
             continue;
         }
-        /* An application thread sleeping on the engine's wake fd (which holds the AF_XDP
-         * socket) is woken by frames and runs the stack itself; one that ran it within the
-         * last interval ran the timers too. */
-        if (!sleepers || idle >= interval_ns) {
+        /* Woken early with a sleeper still on the frames and nothing changed: sleep on. */
+        if (!sleepers || timers_at == 0 || now >= timers_at) {
             if (!working)
                 progress_priority(working = 1);
-            for (int i = 0; i < 16 && byp_engine_poll(0) > 0; i++)
-                ;
+            /* An application thread sleeping on the engine's wake fd (which holds the
+             * AF_XDP socket) is woken by frames and runs the stack itself; one that ran
+             * it within the last interval ran the timers too. */
+            if (!sleepers || idle >= interval_ns)
+                for (int i = 0; i < 16 && byp_engine_poll(0) > 0; i++)
+                    ;
+            timers_at = now + interval_ns;   /* the lock is busy: someone runs the stack */
+            if (byp_stack_trylock() == 0) {
+                int64_t cap = byp_xsk_fd >= 0 || sleepers ? IDLE_CAP_NS : interval_ns;
+                now = byp_now_ns();
+                int64_t wait = (int64_t)byp_timers_wait_ms(now / 1000000, (uint32_t)(cap / 1000000)) *
+                               1000000;
+                timers_at = now + wait;
+                __atomic_store_n(&byp_progress_napping, wait > 2 * LWIP_TICK_NS, __ATOMIC_RELEASE);
+                byp_stack_unlock_nokick();
+            }
         }
+        if (working)
+            progress_priority(0);
         /* Sleep until something needs this thread: frames (unless a sleeper takes them), a
          * kick from a thread that gave lwIP something to time, the kernel mirror, lwIP's
          * next timer that has work (never the ticks of idle connections), the stats, the
          * reaping.  While a sleeper takes the frames, at most SLEEPER_CAP_NS: the sleeper
          * may leave the library meanwhile, and nobody would watch the frames (nothing
-         * tells this thread).  Backends without a receive fd are polled every interval. */
-        int64_t cap = sleepers ? SLEEPER_CAP_NS : byp_xsk_fd >= 0 ? IDLE_CAP_NS : interval_ns;
-        int64_t wait = interval_ns;
-        if (!working)
-            progress_priority(working = 1);
-        if (byp_stack_trylock() == 0) {
-            wait = (int64_t)byp_timers_wait_ms(byp_now_ns() / 1000000, (uint32_t)(cap / 1000000)) * 1000000;
-            if (wait > 2 * LWIP_TICK_NS)
-                __atomic_store_n(&byp_progress_napping, 1, __ATOMIC_RELEASE);
-            byp_stack_unlock_nokick();
-        }
-        progress_priority(0);
+         * tells this thread). */
         now = byp_now_ns();
+        int64_t wait = timers_at - now;
+        if (sleepers && wait > SLEEPER_CAP_NS)
+            wait = SLEEPER_CAP_NS;
         if (wait > next_stats - now)
             wait = next_stats - now;
         if (byp_family_shared && wait > next_reap - now)
@@ -147,10 +158,13 @@ static void *progress_main(void *arg)
             p[np++] = (struct pollfd){.fd = byp_xsk_fd, .events = POLLIN};
         struct timespec ts = {.tv_sec = wait / 1000000000, .tv_nsec = wait % 1000000000};
         BYP_REAL(ppoll)(p, np, &ts, NULL);
-        __atomic_store_n(&byp_progress_napping, 0, __ATOMIC_RELEASE);
+        mirror_ready = kfd >= 0 && p[1].revents != 0;
         if (p[0].revents & POLLIN) {
-            uint64_t v;   /* kicked: packets may move again, sample the stats soon */
+            /* Kicked (the kicker cleared byp_progress_napping): the stack changed, look
+             * again; packets may move again, sample the stats soon. */
+            uint64_t v;
             (void)!BYP_REAL(read)(byp_progress_kick_fd, &v, sizeof v);
+            timers_at = 0;
             if (next_stats > now + STATS_BUSY_NS)
                 next_stats = now + STATS_BUSY_NS;
         }

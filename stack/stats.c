@@ -23,6 +23,7 @@
 #undef IP_OFFMASK
 #include "byp_stack.h"
 #include "log.h"
+#include "engine_int.h"
 #include "stats.h"
 #include "proc.h"
 #include "tcp_sock.h"
@@ -363,7 +364,7 @@ int byp_stats_tick(void)
 #else
     st->udp_nosock = byp_udp_unwanted;
 #endif
-    byp_stack_unlock();
+    byp_stack_unlock_nokick();   /* a sample changes nothing lwIP times */
     hdr->sample_unix_ns = real_ns();
     __atomic_add_fetch(&hdr->samples, 1, __ATOMIC_RELEASE);
     return moved;
