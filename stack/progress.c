@@ -25,6 +25,9 @@
 #define REAP_INTERVAL_NS (200LL * 1000000)
 #define REAP_ALONE_NS (2000LL * 1000000)
 
+/* The kernel mirror is read when its socket turns readable, and at least this often. */
+#define MIRROR_RETRY_NS (1000LL * 1000000)
+
 /* The stats sample's period while packets move, and while none does. */
 #define STATS_BUSY_NS (100LL * 1000000)
 #define STATS_IDLE_NS (1000LL * 1000000)
@@ -76,13 +79,18 @@ static void *progress_main(void *arg)
      * byp_progress_napping set: until a kick says the stack changed, it stands. */
     int64_t timers_at = 0;
     int mirror_ready = 1;
+    int64_t next_mirror = 0;
     for (;;) {
+        int64_t now = byp_now_ns();
         int kfd = byp_kmirror_fd();   /* the kernel mirror's netlink socket, once started */
-        if (kfd >= 0 && mirror_ready)
+        if (kfd >= 0 && (mirror_ready || now >= next_mirror)) {
+            /* When its socket is readable, and once a second for what it retries (a
+             * snapshot that found no memory). */
             byp_kmirror_poll();   /* never blocks; applies changes under the stack lock */
+            next_mirror = now + MIRROR_RETRY_NS;
+        }
         if (__atomic_load_n(&byp_local->progress, __ATOMIC_ACQUIRE) != 1)
             break;   /* this process leaves the stack */
-        int64_t now = byp_now_ns();
         int working = 0;
         if (now >= next_stats) {
             progress_priority(working = 1);
@@ -147,6 +155,8 @@ static void *progress_main(void *arg)
             wait = next_stats - now;
         if (byp_family_shared && wait > next_reap - now)
             wait = next_reap - now;
+        if (kfd >= 0 && wait > next_mirror - now)
+            wait = next_mirror - now;
         if (wait < 0)
             wait = 0;
         struct pollfd p[3];
