@@ -72,58 +72,107 @@ def test_delayed_ack_after_idle(netpair):
 
 
 # Keepalive after 2 s idle, probes 1 s apart, 2 of them: a peer that stops answering is
-# given up after about 4 s (ETIMEDOUT), on the kernel as on lwIP.
+# given up after about 4 s (ETIMEDOUT), on the kernel as on lwIP.  The server waits
+# outside the library meanwhile (so nothing but the timers can wake its stack), then
+# looks at the connection.
 SERVER_KA = r"""
 import errno, socket, sys, time
 ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 ls.bind(("0.0.0.0", int(sys.argv[1]))); ls.listen(1)
 print("ready", flush=True)
 c, _ = ls.accept()
+late = sys.argv[2] == "late"
 c.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-c.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 2)
+c.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 60 if late else 2)
 c.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
 c.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 2)
 c.sendall(c.recv(16))
-t = time.monotonic()
 print("idle", flush=True)
+if late:
+    time.sleep(2.5)
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)   # overdue: probe at once
+    time.sleep(5.5)
+else:
+    time.sleep(7)
 try:
     c.recv(16)
-    print("result eof %.3f" % (time.monotonic() - t), flush=True)
+    print("result eof", flush=True)
 except OSError as e:
-    print("result %s %.3f" % (errno.errorcode.get(e.errno, e.errno), time.monotonic() - t),
-          flush=True)
+    print("result %s" % errno.errorcode.get(e.errno, e.errno), flush=True)
 """
 
+# Echoes once, then records for 7 s the times (from the echo) of every TCP segment the
+# server sends it, read from the interface (AF_PACKET): "seg SECONDS FLAGS".
 CLIENT_KA = r"""
-import socket, sys, time
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+import socket, struct, sys, time
+host, port, dev = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+raw.bind((dev, 0x0800)); raw.settimeout(0.2)
+s = socket.create_connection((host, port), timeout=10)
 s.sendall(b"hi"); assert s.recv(16) == b"hi"
+t0 = time.monotonic()
 print("ready", flush=True)
-time.sleep(60)
+src = socket.inet_aton(host)
+while time.monotonic() - t0 < 7:
+    try:
+        f = raw.recv(2048)
+    except socket.timeout:
+        continue
+    ip = f[14:]
+    if ip[9] != 6 or ip[12:16] != src:
+        continue
+    tcp = ip[(ip[0] & 15) * 4:]
+    if struct.unpack("!H", tcp[0:2])[0] != port:
+        continue
+    print("seg %.3f %02x" % (time.monotonic() - t0, tcp[13]), flush=True)
 """
 
 
-def test_keepalive_gives_up_on_a_vanished_peer(netpair):
-    """Keepalive probes leave an idle connection on time and end it when unanswered: the
-    client's veth end loses its XDP program, so nothing the stack sends reaches it."""
+def keepalive_segments(net, conf, mode):
+    """The server's segments after the echo, as (probe times, reset times)."""
+    before = net.tcp_segs("server")
+    srv = net.spawn("server", [PYTHON, "-c", SERVER_KA, PORT, mode], conf=conf,
+                    name="ka-server-" + mode)
+    srv.wait_ready()
+    ns, dev = net.ns_dev("client")
+    cli = net.spawn("client", [PYTHON, "-c", CLIENT_KA, net.srv_ip, PORT, dev], name="ka-client")
+    cli.wait_ready()
+    net._ip("-n", ns, "addr", "del", net.cli_ip + "/24", "dev", dev)
+    assert srv.wait(20) == 0, srv.describe()
+    assert cli.wait(20) == 0, cli.describe()
+    assert srv.out().split()[-2:] == ["result", "ETIMEDOUT"], srv.describe()
+    segs = [(float(t), int(f, 16)) for _, t, f in
+            (l.split() for l in cli.out().splitlines() if l.startswith("seg"))]
+    # Past the echo (the socket had it queued before t0): the probes are bare ACKs.
+    probes = [t for t, f in segs if t > 0.5 and f == 0x10]
+    resets = [t for t, f in segs if f & 0x04]
+    print("keepalive (%s): probes at %s, reset at %s" % (mode, probes, resets))
+    assert_bypassed(before, net.tcp_segs("server"), 10, "keepalive")
+    assert len(probes) == 2 and len(resets) == 1, segs
+    return probes, resets[0]
+
+
+def test_keepalive_on_time_after_idle(netpair):
+    """Keepalive probes leave a connection idle for seconds on time (2 s, then 1 s apart)
+    and end it when unanswered (the client's address is removed: its kernel drops them
+    without a word), while the server program waits outside the library: only the
+    progress thread's own deadline wakes the stack."""
     net = netpair(accel=("server",))
     conf = write_conf(net.dir / "srv.conf", "bypv0", [("tcp", PORT)])
-    before = net.tcp_segs("server")
-    srv = net.spawn("server", [PYTHON, "-c", SERVER_KA, PORT], conf=conf, name="ka-server")
-    srv.wait_ready()
-    cli = net.spawn("client", [PYTHON, "-c", CLIENT_KA, net.srv_ip, PORT], name="ka-client")
-    cli.wait_ready()
-    srv.wait_ready("idle")
-    ns, dev = net.ns_dev("client")
-    net._ip("-n", ns, "link", "set", "dev", dev, "xdp", "off")
-    deadline = time.monotonic() + 20
-    while srv.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    lines = [l for l in srv.out().splitlines() if l.startswith("result")]
-    assert lines, "the keepalive never ended the connection in 20 s\n" + srv.describe()
-    _, what, secs = lines[0].split()
-    assert what == "ETIMEDOUT", srv.describe()
-    # idle 2 s + 2 probes 1 s apart: 4 s on the kernel; a timer that slept through its
-    # deadline would be a second or more late.
-    assert 3.5 <= float(secs) <= 5.5, "keepalive gave up after %s s (want ~4)" % secs
-    assert_bypassed(before, net.tcp_segs("server"), 10, "keepalive")
+    probes, reset = keepalive_segments(net, conf, "early")
+    # lwIP counts in 20 ms ticks from the last segment it received (the ACK of the echo).
+    assert abs(probes[0] - 2.0) < 0.3 and abs(probes[1] - 3.0) < 0.3, probes
+    assert abs(reset - 4.0) < 0.3, reset
+
+
+def test_keepalive_switched_on_while_idle(netpair):
+    """A keepalive time shortened after 2.5 s of silence is overdue at once: the first
+    probe leaves within a few ticks of the setsockopt (the call kicks the sleeping progress
+    thread), not at its next wake-up a second later."""
+    net = netpair(accel=("server",))
+    conf = write_conf(net.dir / "srv.conf", "bypv0", [("tcp", PORT)])
+    probes, reset = keepalive_segments(net, conf, "late")
+    assert 2.5 <= probes[0] < 2.8, probes
+    # lwIP counts every deadline from the last segment received (the kernel restarts its
+    # count at the setsockopt): the second probe is overdue too, the reset due at 1 + 2 s.
+    assert probes[1] < 2.8 and abs(reset - 3.0) < 0.3, (probes, reset)
