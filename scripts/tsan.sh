@@ -23,13 +23,14 @@ die() { echo "tsan: $*" >&2; exit 2; }
 TSAN_RT="$(gcc -print-file-name=libtsan.so)"
 [ -e "$TSAN_RT" ] || die "no libtsan for gcc (apt-get install libtsan2)"
 
+mkdir -p "$B"
 cmake -S "$ROOT" -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_C_FLAGS="-fsanitize=thread -fno-omit-frame-pointer" \
   -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=thread" \
-  -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" > "$B.cmake.log" 2>&1 ||
-  die "cmake failed: $B.cmake.log"
-cmake --build "$B" -j2 --target bypass bypass-engine > "$B.build.log" 2>&1 ||
-  die "build failed: $B.build.log"
+  -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" > "$B/tsan-cmake.log" 2>&1 ||
+  die "cmake failed: $B/tsan-cmake.log"
+cmake --build "$B" -j2 --target bypass bypass-engine > "$B/tsan-build.log" 2>&1 ||
+  die "build failed: $B/tsan-build.log"
 XDP_PASS="$ROOT/build/nicbackend/xdp_pass.bpf.o"
 [ -f "$XDP_PASS" ] || die "$XDP_PASS missing: build the normal tree first (scripts/setup.sh)"
 
