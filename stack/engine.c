@@ -130,27 +130,48 @@ int byp_stack_trylock(void)
     return rc;
 }
 
-void byp_stack_unlock(void)
-{
-    byp_netif_flush();
-    byp_stack_unlock_noflush();
-}
-
-void byp_stack_unlock_noflush(void)
+/* Release the lock; @kick: wake the progress thread if it sleeps past lwIP's next tick
+ * (byp_progress_napping): whoever held the lock may have given lwIP something to time (a
+ * send to retransmit, a delayed ACK, a close).  Checked under the lock, which the progress
+ * thread held when it decided to nap, so no change slips between the two. */
+static void unlock(int kick)
 {
     int n = __atomic_load_n(&byp_engine_sleepers, __ATOMIC_SEQ_CST);
     int wake = events != events_woken && n > 0;
     events_woken = events;
+    kick = kick && __atomic_load_n(&byp_progress_napping, __ATOMIC_RELAXED) &&
+           __atomic_exchange_n(&byp_progress_napping, 0, __ATOMIC_ACQ_REL);
     pthread_mutex_unlock(&stack_mutex);
     byp_sig_release();
-    if (wake) {
+    if (wake || kick) {
+        int saved = errno;
         /* A semaphore eventfd shared by every member: one count per sleeper, each takes
          * one (wake_drain), so a sleeper in another process is never robbed of its wake-up. */
         uint64_t one = (uint64_t)n;
-        int saved = errno;
-        (void)!BYP_REAL(write)(wake_fd, &one, sizeof one);
+        if (wake)
+            (void)!BYP_REAL(write)(wake_fd, &one, sizeof one);
+        one = 1;
+        if (kick)
+            (void)!BYP_REAL(write)(byp_progress_kick_fd, &one, sizeof one);
         errno = saved;
     }
+}
+
+void byp_stack_unlock(void)
+{
+    byp_netif_flush();
+    unlock(1);
+}
+
+void byp_stack_unlock_noflush(void)
+{
+    unlock(1);
+}
+
+void byp_stack_unlock_nokick(void)
+{
+    byp_netif_flush();
+    unlock(0);
 }
 
 void byp_engine_event(void)
@@ -159,9 +180,8 @@ void byp_engine_event(void)
 }
 
 static uint32_t last_timer_ms, last_owner_check_ms;
-/* Milliseconds from the last poll to lwIP's next timer (sys_timeouts_sleeptime), for the
- * progress thread's sleep when an application thread sleeps on the wake fd. */
-uint32_t byp_timer_wait_ms;
+int byp_progress_kick_fd = -1;
+int byp_progress_napping;
 
 int byp_engine_poll(int from_app)
 {
@@ -172,16 +192,18 @@ int byp_engine_poll(int from_app)
         byp_progress_start();
     if (byp_stack_trylock() != 0)
         return 0;   /* another thread is running the stack right now */
-    int n = byp_netif_rx();
     uint32_t t = (uint32_t)(now / 1000000);   /* sys_now's time line (CLOCK_MONOTONIC ms) */
-    if (t != last_timer_ms) {
+    int tick = t != last_timer_ms;
+    if (tick)   /* the progress thread may have slept through many of lwIP's ticks */
+        byp_tcp_ticks_sync(now / 1000000);
+    int n = byp_netif_rx();
+    if (tick) {
         last_timer_ms = t;
         sys_check_timeouts();
         byp_nic_tick(byp_engine_nic);
         if (byp_neigh_pending)
             byp_neigh_poll();
         byp_tcp_reap();
-        __atomic_store_n(&byp_timer_wait_ms, sys_timeouts_sleeptime(), __ATOMIC_RELAXED);
         if (__builtin_expect(t - last_owner_check_ms >= 500, 0)) {
             /* The process running the family's progress thread was killed: nobody reaps
              * the dead or runs the timers.  Whoever runs the stack notices. */
@@ -193,7 +215,10 @@ int byp_engine_poll(int from_app)
             errno = saved;
         }
     }
-    byp_stack_unlock();
+    if (n > 0)
+        byp_stack_unlock();
+    else
+        byp_stack_unlock_nokick();   /* no input: lwIP has nothing new to time */
     return n;
 }
 
@@ -430,7 +455,8 @@ static int engine_start(void)
             kif.mtu = mtu;
     }
     wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
-    if (wake_fd < 0) {
+    byp_progress_kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wake_fd < 0 || byp_progress_kick_fd < 0) {
         rc = -errno;
         byp_nic_close(byp_engine_nic);
         return rc;
@@ -464,9 +490,11 @@ static int engine_start(void)
         byp_err("cannot set up the lwIP interface");
         return rc;
     }
+    /* The stats before the progress thread, which samples them (found by ThreadSanitizer:
+     * it could read the header half written). */
+    byp_stats_start(byp_engine_nic, bname, byp_engine_nic->ifname, kif.addr, kif.prefixlen);
     byp_progress_pid = 0;
     byp_progress_start();
-    byp_stats_start(byp_engine_nic, bname, byp_engine_nic->ifname, kif.addr, kif.prefixlen);
     byp_info("accelerating on %s (%s/%u), backend %s", byp_engine_nic->ifname,
              inet_ntoa((struct in_addr){kif.addr}), kif.prefixlen, bname);
     /* Frames from the local kernel over veth may carry its partial checksums (transmit

@@ -17,8 +17,11 @@ extern int byp_engine_sleepers;
 extern int byp_xsk_fd;
 /* When an application thread last ran the stack (byp_now_ns). */
 extern int64_t byp_last_app_poll_ns;
-/* Milliseconds from the last poll to lwIP's next timer (sys_timeouts_sleeptime). */
-extern uint32_t byp_timer_wait_ms;
+/* The progress thread sleeps past lwIP's next tick (nothing to time), set under the lock;
+ * whoever next releases the lock clears it and writes byp_progress_kick_fd (an eventfd the
+ * progress thread polls) so that it looks again. */
+extern int byp_progress_napping;
+extern int byp_progress_kick_fd;
 /* The process running the family's progress thread; 0: none (the next user starts one). */
 extern pid_t byp_progress_pid;
 /* The process whose progress thread reads the kernel mirror (0: no mirror). */
@@ -31,6 +34,9 @@ int64_t byp_now_ns(void);
  * Both defer signal handlers until byp_stack_unlock*. */
 void byp_stack_lock_raw(void);
 int byp_stack_trylock(void);
+/* Release the lock without waking a napping progress thread: for a caller that gave lwIP
+ * nothing new (a poll that received nothing, the progress thread itself). */
+void byp_stack_unlock_nokick(void);
 
 /* ---- progress.c ---- */
 

@@ -119,6 +119,12 @@ static err_t on_poll(void *arg, struct tcp_pcb *pcb)
     return ERR_OK;
 }
 
+int byp_tsock_wants_poll(const struct tcp_pcb *pcb)
+{
+    const struct tsock *ts = pcb->callback_arg;
+    return pcb->poll == on_poll && ts != NULL && ts->sndbuf < WRITABLE_MIN;
+}
+
 static void on_err(void *arg, err_t err)
 {
     struct tsock *ts = arg;
