@@ -107,7 +107,7 @@ static void *progress_main(void *arg)
                                ? REAP_INTERVAL_NS : REAP_ALONE_NS);
             byp_stack_unlock_nokick();
         }
-        int sleepers = __atomic_load_n(&byp_engine_sleepers, __ATOMIC_RELAXED) > 0;
+        int sleepers = byp_frame_sleepers() > 0;
         int64_t idle = now - __atomic_load_n(&byp_last_app_poll_ns, __ATOMIC_RELAXED);
         if (idle < APP_SPIN_WINDOW_NS) {
             /* An application thread spins on the stack: it receives and runs the timers. */
