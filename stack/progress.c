@@ -199,7 +199,13 @@ void byp_progress_start(void)
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    /* Created with every signal blocked, so that no program handler ever runs on it (a
+     * signal the program blocks would otherwise be delivered here). */
+    sigset_t all, old_mask;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old_mask);
     int rc = pthread_create(&th, &attr, progress_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
     pthread_attr_destroy(&attr);
     if (rc != 0) {
         byp_local->progress = 0;
