@@ -164,14 +164,17 @@ static uint32_t last_timer_ms, last_owner_check_ms;
  * progress thread's sleep when an application thread sleeps on the wake fd. */
 static uint32_t timer_wait_ms;
 
-int byp_engine_poll(int from_app)
+/* One round of the stack; @wait_lock: take the lock even when another thread holds it. */
+static int engine_poll(int from_app, int wait_lock)
 {
     int64_t now = now_ns();     /* one clock read per round: it is a good part of its cost */
     if (from_app)
         __atomic_store_n(&last_app_poll_ns, now, __ATOMIC_RELAXED);
     if (__builtin_expect(__atomic_load_n(&progress_pid, __ATOMIC_RELAXED) == 0, 0))
         progress_start();
-    if (stack_trylock() != 0)
+    if (wait_lock)
+        lock_raw();
+    else if (stack_trylock() != 0)
         return 0;   /* another thread is running the stack right now */
     int n = byp_netif_rx();
     uint32_t t = (uint32_t)(now / 1000000);   /* sys_now's time line (CLOCK_MONOTONIC ms) */
@@ -198,11 +201,40 @@ int byp_engine_poll(int from_app)
     return n;
 }
 
+int byp_engine_poll(int from_app)
+{
+    return engine_poll(from_app, 0);
+}
+
+/* A sleeper woke on sleep_fd.  The AF_XDP socket is in it edge-triggered: level-triggered,
+ * frames waiting in the ring (while another thread ran the stack) kept every sleeper
+ * spinning through epoll_wait and read; memcached's main thread made 200k calls a second
+ * (docs/architecture.md, "Deployment performance").  Whoever takes an edge runs the stack,
+ * waiting for the lock if need be, so frames behind it are never left in the ring. */
 static void wake_drain(void)
 {
-    uint64_t v;
-    int saved = errno;
-    (void)!BYP_REAL(read)(wake_fd, &v, sizeof v);
+    struct epoll_event ev[2];
+    int saved = errno, frames = 0;
+    int n = BYP_REAL(epoll_wait)(sleep_fd, ev, 2, 0);
+    for (int i = 0; i < n; i++) {
+        if (ev[i].data.fd == wake_fd) {
+            uint64_t v;
+            (void)!BYP_REAL(read)(wake_fd, &v, sizeof v);
+        } else {
+            frames = 1;
+        }
+    }
+    if (frames) {
+        /* Until the ring is empty (one round takes one burst); a thread that keeps finding
+         * frames hands the rest to a sleeper rather than never going back to its caller. */
+        int i = 0;
+        while (engine_poll(1, 1) > 0 && ++i < 16)
+            ;
+        if (i == 16) {
+            uint64_t one = 1;
+            (void)!BYP_REAL(write)(wake_fd, &one, sizeof one);
+        }
+    }
     errno = saved;
 }
 
@@ -608,6 +640,7 @@ static int engine_start(void)
     BYP_REAL(epoll_ctl)(sleep_fd, EPOLL_CTL_ADD, wake_fd, &ev);
     if (xsk_fd >= 0) {
         ev.data.fd = xsk_fd;
+        ev.events = EPOLLIN;   /* see wake_drain */
         BYP_REAL(epoll_ctl)(sleep_fd, EPOLL_CTL_ADD, xsk_fd, &ev);
     }
     byp_info("sleepers wait on %s", xsk_fd >= 0 ? "the backend's receive fd" : "a timer");

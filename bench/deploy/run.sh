@@ -21,7 +21,9 @@
 #       defaults: 10 3 200000 "redis memcached nginx iperf3"
 #
 # Environment: DEPLOY_MODES (default "kernel bypass latency"); DEPLOY_PERF=DIR records the
-# server of each bypass run with `perf record -g` into DIR/<bench>-<mode>-<round>.data.
+# server CPU (every task on it, softirqs included) during each bypass run with
+# `perf record -g -C 0` into DIR/<bench>-<mode>-<round>.data; with DEPLOY_PERF_STAT=EVENTS,
+# `perf stat --per-thread -e EVENTS` of the server into DIR/<bench>-<mode>-<round>.stat.
 # Writes one line per run to OUT_TSV: bench, mode, round, value or verdict, unit, command.
 # Needs root.
 set -uo pipefail
@@ -103,8 +105,12 @@ start() {
   [ "$mode" != kernel ] && sleep 0.5
   if [ -n "${DEPLOY_PERF:-}" ] && [ "$mode" != kernel ]; then
     mkdir -p "$DEPLOY_PERF"
-    perf record -g -q -o "$DEPLOY_PERF/$name-$mode-$ROUND.data" -p "$SPID" \
-      >/dev/null 2>&1 &
+    if [ -n "${DEPLOY_PERF_STAT:-}" ]; then   # per-thread counts of the server instead
+      perf stat --per-thread -p "$SPID" -e "$DEPLOY_PERF_STAT" -o "$DEPLOY_PERF/$name-$mode-$ROUND.stat" \
+        >/dev/null 2>&1 &
+    else
+      perf record -g -q -o "$DEPLOY_PERF/$name-$mode-$ROUND.data" -C "$SRV_CPU" >/dev/null 2>&1 &
+    fi
     PERFPID=$!
   fi
   BEFORE=$(tcp_segs)

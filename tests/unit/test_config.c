@@ -390,7 +390,7 @@ UNIT_TEST(unknown_top_level_key)
     CHECK_STR_HAS(err, "/test.conf:2: unknown key \"spin_us\"");
     CHECK_STR_HAS(err, "did you mean \"spin_usec\"?");
     CHECK_STR_HAS(err, "known keys: interface, backend, ip, gateway, memif_socket, memif_role, "
-                       "memif_id, pci, dpdk_port, xdp_prog, spin_usec, progress_usec, shm_mb, log, "
+                       "memif_id, pci, dpdk_port, xdp_prog, spin_usec, spin_adaptive, progress_usec, shm_mb, log, "
                        "dpdk_args, rules");
 
     /* Environment-only options are not file keys. */
