@@ -581,7 +581,7 @@ UNIT_TEST(env_unknown_variable)
                       "BYPASS_SPIN_USEC?; known: BYPASS_CONFIG, BYPASS_INTERFACE, "
                       "BYPASS_BACKEND, BYPASS_IP, BYPASS_GATEWAY, BYPASS_MEMIF_SOCKET, "
                       "BYPASS_MEMIF_ROLE, BYPASS_MEMIF_ID, BYPASS_PCI, BYPASS_DPDK_PORT, "
-                      "BYPASS_XDP_PROG, BYPASS_SPIN_USEC, BYPASS_PROGRESS_USEC, BYPASS_SHM_MB, BYPASS_LOG, "
+                      "BYPASS_XDP_PROG, BYPASS_SPIN_USEC, BYPASS_SPIN_ADAPTIVE, BYPASS_PROGRESS_USEC, BYPASS_SHM_MB, BYPASS_LOG, "
                       "BYPASS_DISABLE, BYPASS_STRICT");
     err = bad_env("BYPASS_TURBO", "1");
     CHECK_STR_HAS(err, "unknown environment variable BYPASS_TURBO (a typo?); known: ");
