@@ -206,11 +206,13 @@ int byp_engine_poll(int from_app)
     return engine_poll(from_app, 0);
 }
 
-/* A sleeper woke on sleep_fd.  The AF_XDP socket is in it edge-triggered: level-triggered,
- * frames waiting in the ring (while another thread ran the stack) kept every sleeper
- * spinning through epoll_wait and read; memcached's main thread made 200k calls a second
- * (docs/architecture.md, "Deployment performance").  Whoever takes an edge runs the stack,
- * waiting for the lock if need be, so frames behind it are never left in the ring. */
+/* A sleeper woke on sleep_fd.  Frames in the AF_XDP ring keep it readable (level-
+ * triggered), so a sleeper that only tried the lock, found it taken and slept again woke
+ * again at once: memcached's main thread made 200k epoll_wait+read calls a second while its
+ * worker ran the stack (docs/architecture.md, "Deployment performance").  Whoever wakes for
+ * frames runs the stack until the ring is empty, waiting for the lock if need be.  (Edge-
+ * triggered instead lost wake-ups: another sleeper took the eventfd count meant for the
+ * thread whose socket became ready.) */
 static void wake_drain(void)
 {
     struct epoll_event ev[2];
@@ -640,7 +642,7 @@ static int engine_start(void)
     BYP_REAL(epoll_ctl)(sleep_fd, EPOLL_CTL_ADD, wake_fd, &ev);
     if (xsk_fd >= 0) {
         ev.data.fd = xsk_fd;
-        ev.events = EPOLLIN;   /* see wake_drain */
+        ev.events = EPOLLIN;   /* level-triggered: see wake_drain */
         BYP_REAL(epoll_ctl)(sleep_fd, EPOLL_CTL_ADD, xsk_fd, &ev);
     }
     byp_info("sleepers wait on %s", xsk_fd >= 0 ? "the backend's receive fd" : "a timer");

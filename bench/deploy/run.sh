@@ -7,6 +7,9 @@
 #   kernel    no library
 #   bypass    LD_PRELOAD=build/libbypass.so, default settings (no BYPASS_* but the config)
 #   latency   the same with the latency profile, BYPASS_SPIN_USEC=-1
+#   fixed     (only when asked for in DEPLOY_MODES) the defaults with BYPASS_SPIN_ADAPTIVE=0
+#   base      (only when asked for in DEPLOY_MODES) the defaults with another build's library,
+#             DEPLOY_BASE_LIB (a before/after comparison in one run)
 # Workloads (PARTS):
 #   redis     redis-server; redis-benchmark -c 50 -P1 and -P16, SET and GET (requests/s)
 #   memcached memcached -t 1 and -t 4; memcaslap -T 2 -c 64 (TPS)
@@ -71,6 +74,8 @@ srv_prefix() { # MODE -> PFX: the server's argv prefix, in SNS, pinned to CPU 0
   case "$1" in
     bypass) PFX+=("LD_PRELOAD=$LIB" "BYPASS_CONFIG=$WORK/bypass.conf") ;;
     latency) PFX+=("LD_PRELOAD=$LIB" "BYPASS_CONFIG=$WORK/bypass.conf" BYPASS_SPIN_USEC=-1) ;;
+    fixed) PFX+=("LD_PRELOAD=$LIB" "BYPASS_CONFIG=$WORK/bypass.conf" BYPASS_SPIN_ADAPTIVE=0) ;;
+    base) PFX+=("LD_PRELOAD=${DEPLOY_BASE_LIB:?DEPLOY_BASE_LIB for the base mode}" "BYPASS_CONFIG=$WORK/bypass.conf") ;;
   esac
   PFX+=(taskset -c "$SRV_CPU")
 }

@@ -156,7 +156,7 @@ if fk is not None:
                  "benches": out}
 
 # --- deployment (bench/deploy/run.sh, bench/idle/run.sh) -------------------------------
-DEPLOY_MODES = ("kernel", "bypass", "latency")
+DEPLOY_MODES = ("kernel", "bypass", "latency", "base")
 dp = (lines("deploy.tsv") or []) + (lines("idle.tsv") or [])
 if dp:
     out = {}
@@ -415,18 +415,21 @@ if "deploy" in B:
              "idle": "idle redis-server, 10 connections (CPU ticks per run, lower is better)"}
     order = list(label)
     benches = B["deploy"]["benches"]
+    has_base = any("base" in b["modes"] for b in benches.values())
     dep = ["", "Deployment (bench/deploy/run.sh, bench/idle/run.sh): the server preloaded, its "
            "clients unmodified programs on the kernel's stack in the other namespace; bypass = "
            "default settings, latency = BYPASS_SPIN_USEC=-1. The table above has both ends "
            "under the library.", "",
-           "| server, kernel clients | kernel | bypass (defaults) | ratio | bypass (latency) | ratio |",
-           "|---|---|---|---|---|---|"]
+           "| server, kernel clients | kernel | bypass (defaults) | ratio | bypass (latency) | ratio |"
+           + (" base build (defaults) | ratio |" if has_base else ""),
+           "|---|---|---|---|---|---|" + ("---|---|" if has_base else "")]
     for bench in sorted(benches, key=lambda b: order.index(b) if b in order else 99):
         md = benches[bench]["modes"]
-        kv, xv, lv = (md.get(m, {}).get("median") for m in DEPLOY_MODES)
+        kv, xv, lv, bv = (md.get(m, {}).get("median") for m in DEPLOY_MODES)
         nd = 2 if bench.startswith("iperf3") else 0
         dep.append(f"| {label.get(bench, bench)} | {fmt(kv, nd)} | {fmt(xv, nd)} | {ratio(xv, kv)} | "
-                   f"{fmt(lv, nd)} | {ratio(lv, kv)} |")
+                   f"{fmt(lv, nd)} | {ratio(lv, kv)} |" +
+                   (f" {fmt(bv, nd)} | {ratio(bv, kv)} |" if has_base else ""))
 if "passthrough" in B:
     d = B["passthrough"]["median"]
     if isinstance(d, dict):
