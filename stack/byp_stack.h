@@ -42,6 +42,16 @@ void byp_engine_event(void);
  * of packets received.  @from_app: an application thread (so the progress thread may rest). */
 int byp_engine_poll(int from_app);
 
+/* ---- timers.c ---- */
+
+/* Keep lwIP's TCP tick count (tcp_ticks) in step with @now_ms (CLOCK_MONOTONIC ms), however
+ * long its timer did not run (lock held; before lwIP sees input or runs its timers). */
+void byp_tcp_ticks_sync(int64_t now_ms);
+/* Milliseconds until one of the stack's timers next has work to do, at most @cap: lwIP's
+ * tick while a connection is busy or a neighbour or an IGMP report is pending, else the
+ * nearest keepalive or close deadline (lock held). */
+uint32_t byp_timers_wait_ms(int64_t now_ms, uint32_t cap);
+
 /* ---- netif.c ---- */
 
 /* Bring up byp_netif on @nic with the kernel interface's @mac, @mtu, @addr/@prefixlen. */
