@@ -45,8 +45,10 @@ static pthread_mutex_t stack_mutex = PTHREAD_MUTEX_INITIALIZER;
  * waits use.  A readiness change wakes the groups holding the socket, not every sleeper of
  * the family: a forking server's sleepers used to wake for one another's packets. */
 static int group_sleepers[BYP_WAKE_GROUPS];   /* threads sleeping, per group */
+static int family_spinners;                  /* threads of every member spinning (wait.c) */
 static int group_wake_fd[BYP_WAKE_GROUPS];
 static int group_sleep_fd[BYP_WAKE_GROUPS];
+#define WAKE_TAG (-2)                /* the data of a group's eventfd in its epoll set */
 static unsigned wake_groups;        /* groups to wake at unlock (lock held) */
 /* 1 while one process uses the stack: its sleepers also wait for frames (and run the stack
  * themselves when they come); once it forks, the progress thread takes the frames and wakes
@@ -217,14 +219,17 @@ static uint32_t last_timer_ms, last_owner_check_ms;
 int byp_progress_kick_fd = -1;
 int byp_progress_napping;
 
-int byp_engine_poll(int from_app)
+/* One round of the stack; @wait_lock: take the lock even when another thread holds it. */
+static int engine_poll(int from_app, int wait_lock)
 {
     int64_t now = byp_now_ns();     /* one clock read per round: it is a good part of its cost */
     if (from_app)
         __atomic_store_n(&byp_last_app_poll_ns, now, __ATOMIC_RELAXED);
     if (__builtin_expect(__atomic_load_n(&byp_progress_pid, __ATOMIC_RELAXED) == 0, 0))
         byp_progress_start();
-    if (byp_stack_trylock() != 0)
+    if (wait_lock)
+        byp_stack_lock_raw();
+    else if (byp_stack_trylock() != 0)
         return 0;   /* another thread is running the stack right now */
     uint32_t t = (uint32_t)(now / 1000000);   /* sys_now's time line (CLOCK_MONOTONIC ms) */
     int tick = t != last_timer_ms;
@@ -256,11 +261,43 @@ int byp_engine_poll(int from_app)
     return n;
 }
 
+int byp_engine_poll(int from_app)
+{
+    return engine_poll(from_app, 0);
+}
+
+/* A sleeper woke on sleep_fd.  Frames in the AF_XDP ring keep it readable (level-
+ * triggered), so a sleeper that only tried the lock, found it taken and slept again woke
+ * again at once: memcached's main thread made 200k epoll_wait+read calls a second while its
+ * worker ran the stack (docs/architecture.md, "Deployment performance").  Whoever wakes for
+ * frames runs the stack until the ring is empty, waiting for the lock if need be.  (Edge-
+ * triggered instead stalled memcached -t 1 at 2k requests/s: lost wake-ups, likely a
+ * sleeper taking the eventfd count meant for the thread whose socket became ready, which
+ * frames no longer made up for.) */
 static void wake_drain(void)
 {
-    uint64_t v;
-    int saved = errno;
-    (void)!BYP_REAL(read)(wake_fd, &v, sizeof v);
+    struct epoll_event ev[2];
+    int saved = errno, frames = 0;
+    int n = BYP_REAL(epoll_wait)(sleep_fd, ev, 2, 0);
+    for (int i = 0; i < n; i++) {
+        if (ev[i].data.fd == WAKE_TAG) {
+            uint64_t v;
+            (void)!BYP_REAL(read)(wake_fd, &v, sizeof v);
+        } else {
+            frames = 1;
+        }
+    }
+    if (frames) {
+        /* Until the ring is empty (one round takes one burst); a thread that keeps finding
+         * frames hands the rest to a sleeper rather than never going back to its caller. */
+        int i = 0;
+        while (engine_poll(1, 1) > 0 && ++i < 16)
+            ;
+        if (i == 16) {
+            uint64_t one = 1;
+            (void)!BYP_REAL(write)(wake_fd, &one, sizeof one);
+        }
+    }
     errno = saved;
 }
 
@@ -384,7 +421,8 @@ static int wake_groups_open(void)
         group_sleep_fd[g] = BYP_REAL(epoll_create1)(EPOLL_CLOEXEC);
         if (group_wake_fd[g] < 0 || group_sleep_fd[g] < 0)
             return -errno;
-        struct epoll_event ev = {.events = EPOLLIN, .data.fd = group_wake_fd[g]};
+        /* The eventfd is known by a tag, not its number: a child's dup has another. */
+        struct epoll_event ev = {.events = EPOLLIN, .data.fd = WAKE_TAG};
         if (BYP_REAL(epoll_ctl)(group_sleep_fd[g], EPOLL_CTL_ADD, group_wake_fd[g], &ev) != 0)
             return -errno;
         if (byp_xsk_fd >= 0) {
@@ -456,6 +494,7 @@ static int engine_start(void)
     pthread_mutex_init(&stack_mutex, &ma);
     pthread_mutexattr_destroy(&ma);
     byp_sleepers = &group_sleepers[0];
+    byp_spinners = &family_spinners;
     byp_progress_pid = -1;         /* started below, once the stack is up */
     int rc = byp_shm_setup((size_t)byp_cfg.shm_mb << 20);   /* BYPASS_SHM_MB */
     if (rc < 0) {
