@@ -174,6 +174,7 @@ int byp_engine_poll(int from_app)
     if (stack_trylock() != 0)
         return 0;   /* another thread is running the stack right now */
     int n = byp_netif_rx();
+    byp_udp_kpath_poll(now);
     uint32_t t = (uint32_t)(now / 1000000);   /* sys_now's time line (CLOCK_MONOTONIC ms) */
     if (t != last_timer_ms) {
         last_timer_ms = t;
@@ -204,6 +205,7 @@ static void wake_drain(void)
     int saved = errno;
     (void)!BYP_REAL(read)(wake_fd, &v, sizeof v);
     errno = saved;
+    byp_udp_kpath_wake();   /* the wake-up may be a kernel UDP socket's */
 }
 
 static int engine_progress(void)
@@ -610,6 +612,10 @@ static int engine_start(void)
         ev.data.fd = xsk_fd;
         BYP_REAL(epoll_ctl)(sleep_fd, EPOLL_CTL_ADD, xsk_fd, &ev);
     }
+    rc = byp_udp_kpath_start(sleep_fd);
+    if (rc < 0)
+        byp_warn("udp: no kernel-path set (%s): receives look at kernel sockets each time",
+                 strerror(-rc));
     byp_info("sleepers wait on %s", xsk_fd >= 0 ? "the backend's receive fd" : "a timer");
 
     byp_stack_lock();
