@@ -6,13 +6,17 @@
 #     kernel blocking   sockperf sr -i SIP / sockperf pp -i SIP -m 64
 #     kernel busy-poll  the same with a feed file, -F r --nonblocked (both ends spin)
 #     bypass            the blocking command, both ends under LD_PRELOAD=build/libbypass.so
+#     raw               the floor: no stack at either end, both on af_xdp (byp-reflect
+#                       turning frames around, byp-reflect --ping sending them), spinning
 #   receive rate: the highest rate of a ladder (64 B datagrams, 1 and 32 multicast groups,
-#     tests/integration/accel/udp_feed.c, kernel sender) at which the receiver (epoll over
-#     one socket per group, SO_RCVBUF 4 MB: BENCH_RCVBUF) loses nothing over SECONDS, kernel
-#     receiver against bypass
-#   multicast one-way latency: 32 groups at 10,000 datagrams/s for SECONDS; the sender's
-#     CLOCK_REALTIME in each datagram against the receiver's clock on receipt (same host):
-#     p50 / p99 / p99.9 (usec), kernel receiver against bypass
+#     tests/integration/accel/udp_feed.c, a kernel sender batching BENCH_BATCH datagrams per
+#     sendmmsg) at which the receiver (epoll over one socket per group, SO_RCVBUF 4 MB:
+#     BENCH_RCVBUF) loses nothing over SECONDS, kernel receiver against bypass.  A step the
+#     sender could not offer (its achieved rate below 97 % of the step) ends the ladder and
+#     is named in the output: the rate is then the sender's limit, not the receiver's.
+#   multicast one-way latency: 32 groups at 10,000 datagrams/s for SECONDS (one datagram
+#     per send); the sender's CLOCK_REALTIME in each datagram against the receiver's clock
+#     on receipt (same host): p50 / p99 / p99.9 (usec), kernel receiver against bypass
 #
 # Server pinned to CPU 0, client to CPU 1.  A bypass run whose traffic went through the
 # server namespace's kernel UDP (its counters moved) is reported "not-bypassed".
@@ -24,14 +28,18 @@
 # bypass feed receivers, default 100, the library's default: a receiver that spins forever
 # loses its CPU to other jobs for whole time slices, and the datagrams meanwhile overflow
 # the NIC ring; one that sleeps is woken at once), BENCH_LOG (BYPASS_LOG), BENCH_RATES (the
-# ladder, datagrams/s, default "25000 50000 100000 200000 400000"), BENCH_OUT=DIR (also
+# ladder, datagrams/s, default "50000 100000 200000 300000 400000 600000 800000 1000000
+# 1250000 1500000"), BENCH_BATCH (datagrams per sendmmsg of the ladder's sender, default
+# 32), BENCH_UDP_PARTS (any of "sockperf rate latency", default all), BENCH_LIB (the
+# library, default build/libbypass.so), BENCH_RX_WRAP (a command prefix for the feed
+# receiver, e.g. "perf stat -e raw_syscalls:sys_enter -o FILE --"), BENCH_OUT=DIR (also
 # write DIR/udp.tsv: bench, mode, round, figures or verdict, the command; and the sockperf
 # --full-log samples DIR/sockperf-udp-MODE-rROUND.csv).  Needs root.  Not a test.
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
-LIB="$ROOT/build/libbypass.so"
+LIB="${BENCH_LIB:-$ROOT/build/libbypass.so}"
 SECS="${1:-10}"
 ROUNDS="${2:-3}"
 RATES="${BENCH_RATES:-50000 100000 200000 300000 400000 600000 800000 1000000 1250000 1500000}"
@@ -197,7 +205,8 @@ feed_run() {
   reset_xdp
   [ "$mode" = bypass ] && conf="$WORK/srv.conf"
   SPIN="${BENCH_FEED_SPIN_USEC:-100}" ns_cmd "$SNS" "$conf" "$SRV_CPU"
-  local rx=("${NSCMD[@]}" "$FEED" recv "$GBASE" "$ng" "$FPORT" "$count" "$RCVBUF" 0 "$SIP")
+  # BENCH_RX_WRAP: a command the receiver runs under (say "perf stat -e ... -o FILE --").
+  local rx=("${NSCMD[@]}" ${BENCH_RX_WRAP:-} "$FEED" recv "$GBASE" "$ng" "$FPORT" "$count" "$RCVBUF" 0 "$SIP")
   "${rx[@]}" >"$log.rx" 2>&1 &
   local rpid=$! i
   PIDS+=("$rpid")
