@@ -1,6 +1,7 @@
 /* The engine: brings up DPDK, the NIC and lwIP on the first accelerated socket, runs the
  * stack under one lock, drives it from the application threads that wait on it and, when
- * none does, from a background progress thread; wakes sleeping threads. */
+ * none does, from a background progress thread (progress.c); wakes sleeping threads.
+ * Fork, exec and exit are engine_fork.c's. */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -26,6 +27,7 @@
 #include "byp.h"
 #include "engine.h"
 #include "byp_stack.h"
+#include "engine_int.h"
 #include "fd_tcp.h"
 #include "family.h"
 #include "fd_udp.h"
@@ -35,15 +37,15 @@
 #include "stats.h"
 
 static pthread_mutex_t stack_mutex = PTHREAD_MUTEX_INITIALIZER;
-static int sleepers;                 /* threads of every member sleeping on wake_fd */
+int byp_engine_sleepers;            /* threads of every member sleeping on wake_fd */
 int byp_steering = 1;
-static struct byp_nic *nic;
+struct byp_nic *byp_engine_nic;
 static int wake_fd = -1;            /* eventfd the engine signals sleepers with */
 static int sleep_fd = -1;           /* epoll over wake_fd and the AF_XDP socket */
-static int xsk_fd = -1;              /* the AF_XDP socket, for the progress thread to sleep on */
-static uint64_t events;              /* readiness changes, bumped under the lock */
-static uint64_t events_woken;        /* value of @events at the last wake-up */
-static int64_t last_app_poll_ns;     /* when an application thread last ran the stack */
+int byp_xsk_fd = -1;                /* the AF_XDP socket, for the progress thread to sleep on */
+static uint64_t events;             /* readiness changes, bumped under the lock */
+static uint64_t events_woken;       /* value of @events at the last wake-up */
+int64_t byp_last_app_poll_ns;       /* when an application thread last ran the stack */
 
 static int64_t mono_ns(void)
 {
@@ -78,7 +80,7 @@ static void clock_setup(void)
     tsc_base = rte_rdtsc();
 }
 
-static int64_t now_ns(void)
+int64_t byp_now_ns(void)
 {
     if (tsc_mult == 0)
         return mono_ns();
@@ -89,27 +91,24 @@ static int64_t now_ns(void)
 /* The lock is robust: when a member died holding it (kill -9 inside the stack), the next
  * taker gets EOWNERDEAD, marks it consistent and reaps the dead member's references.  lwIP
  * may be left mid-update by such a death; what it held half-built is lost with it. */
-static void reap_members(void);
-
 static int lock_taken(int rc)
 {
     if (rc == EOWNERDEAD) {
         pthread_mutex_consistent(&stack_mutex);
         byp_warn("a process died while running the shared stack; carrying on without it");
-        reap_members();
+        byp_reap_members();
         return 0;
     }
     return rc;
 }
 
-/* The family's one progress thread runs in process progress_pid; 0 when none does (its
+/* The family's one progress thread runs in process byp_progress_pid; 0 when none does (its
  * process left): the next member to use the stack starts one. */
-static pid_t progress_pid;
-static void progress_start(void);
+pid_t byp_progress_pid;
 
 /* Every take of the lock defers the thread's signal handlers until it is released
  * (byp_sig_hold, wrap_signal.c): a handler that calls into the library cannot deadlock. */
-static void lock_raw(void)
+void byp_stack_lock_raw(void)
 {
     byp_sig_hold();   /* before: a handler between the take and the hold would deadlock */
     lock_taken(pthread_mutex_lock(&stack_mutex));
@@ -117,12 +116,12 @@ static void lock_raw(void)
 
 void byp_stack_lock(void)
 {
-    if (__builtin_expect(__atomic_load_n(&progress_pid, __ATOMIC_RELAXED) == 0, 0))
-        progress_start();
-    lock_raw();
+    if (__builtin_expect(__atomic_load_n(&byp_progress_pid, __ATOMIC_RELAXED) == 0, 0))
+        byp_progress_start();
+    byp_stack_lock_raw();
 }
 
-static int stack_trylock(void)
+int byp_stack_trylock(void)
 {
     byp_sig_hold();
     int rc = lock_taken(pthread_mutex_trylock(&stack_mutex));
@@ -139,7 +138,7 @@ void byp_stack_unlock(void)
 
 void byp_stack_unlock_noflush(void)
 {
-    int n = __atomic_load_n(&sleepers, __ATOMIC_SEQ_CST);
+    int n = __atomic_load_n(&byp_engine_sleepers, __ATOMIC_SEQ_CST);
     int wake = events != events_woken && n > 0;
     events_woken = events;
     pthread_mutex_unlock(&stack_mutex);
@@ -162,16 +161,16 @@ void byp_engine_event(void)
 static uint32_t last_timer_ms, last_owner_check_ms;
 /* Milliseconds from the last poll to lwIP's next timer (sys_timeouts_sleeptime), for the
  * progress thread's sleep when an application thread sleeps on the wake fd. */
-static uint32_t timer_wait_ms;
+uint32_t byp_timer_wait_ms;
 
 int byp_engine_poll(int from_app)
 {
-    int64_t now = now_ns();     /* one clock read per round: it is a good part of its cost */
+    int64_t now = byp_now_ns();     /* one clock read per round: it is a good part of its cost */
     if (from_app)
-        __atomic_store_n(&last_app_poll_ns, now, __ATOMIC_RELAXED);
-    if (__builtin_expect(__atomic_load_n(&progress_pid, __ATOMIC_RELAXED) == 0, 0))
-        progress_start();
-    if (stack_trylock() != 0)
+        __atomic_store_n(&byp_last_app_poll_ns, now, __ATOMIC_RELAXED);
+    if (__builtin_expect(__atomic_load_n(&byp_progress_pid, __ATOMIC_RELAXED) == 0, 0))
+        byp_progress_start();
+    if (byp_stack_trylock() != 0)
         return 0;   /* another thread is running the stack right now */
     int n = byp_netif_rx();
     byp_udp_kpath_poll(now);
@@ -179,19 +178,19 @@ int byp_engine_poll(int from_app)
     if (t != last_timer_ms) {
         last_timer_ms = t;
         sys_check_timeouts();
-        byp_nic_tick(nic);
+        byp_nic_tick(byp_engine_nic);
         if (byp_neigh_pending)
             byp_neigh_poll();
         byp_tcp_reap();
-        __atomic_store_n(&timer_wait_ms, sys_timeouts_sleeptime(), __ATOMIC_RELAXED);
+        __atomic_store_n(&byp_timer_wait_ms, sys_timeouts_sleeptime(), __ATOMIC_RELAXED);
         if (__builtin_expect(t - last_owner_check_ms >= 500, 0)) {
             /* The process running the family's progress thread was killed: nobody reaps
              * the dead or runs the timers.  Whoever runs the stack notices. */
             last_owner_check_ms = t;
-            pid_t pp = progress_pid;
+            pid_t pp = byp_progress_pid;
             int saved = errno;
             if (pp > 0 && pp != getpid() && kill(pp, 0) != 0 && errno == ESRCH)
-                reap_members();
+                byp_reap_members();
             errno = saved;
         }
     }
@@ -274,12 +273,12 @@ int byp_route_ok(in_addr_t addr)
 
 int byp_link_ready(void)
 {
-    int64_t end = now_ns() + LINK_WAIT_NS;
+    int64_t end = byp_now_ns() + LINK_WAIT_NS;
     for (;;) {
-        int st = byp_nic_link_state(nic);
+        int st = byp_nic_link_state(byp_engine_nic);
         if (st != 0)
             return st > 0;
-        if (now_ns() >= end)
+        if (byp_now_ns() >= end)
             return 0;
         byp_engine_poll(1);   /* runs the backend's tick, which drives the handshake */
         struct timespec pause = {0, 200000};
@@ -287,7 +286,7 @@ int byp_link_ready(void)
     }
 }
 
-/* ---- progress thread ---- */
+/* ---- start ---- */
 
 /* The fd the backend receives on, for sleeping threads: the socket of domain @domain the
  * PMD opened (AF_XDP, AF_PACKET), or with @domain 0 the tap device (/dev/net/tun). */
@@ -318,164 +317,6 @@ static int find_rx_fd(int domain)
     closedir(d);
     return found;
 }
-
-/* An application thread that ran the stack this recently is taken to be spinning on it. */
-#define APP_SPIN_WINDOW_NS 20000
-
-/* How often a progress thread looks for members that died without leaving. */
-#define REAP_INTERVAL_NS (200LL * 1000000)
-
-/* Drop what dead members held (lock held). */
-static void drop_member(int slot)
-{
-    byp_tcp_drop_member(slot);
-    byp_udp_drop_member(slot);
-}
-
-static void reap_members(void)
-{
-    byp_family_reap(drop_member);
-    if (progress_pid != 0 && progress_pid != getpid() && !byp_family_is_member(progress_pid))
-        progress_pid = 0;
-    byp_steer_claim_live();
-    byp_stats_claim_live();
-}
-
-/* The process whose progress thread reads the kernel mirror (0: no mirror). */
-static pid_t kmirror_pid;
-
-/* The progress thread waits at idle priority, but does its work (which takes the stack
- * lock) at normal priority: an idle-priority thread preempted while it holds the lock is
- * not run again while any other thread wants the CPU, and every thread of the process then
- * waits for the lock behind it (measured with a CPU hog beside a multicast receiver: stalls
- * of 0.5 s and a fifth of the datagrams lost at the ring).  Switching costs a system call
- * each way, once per round of work. */
-static void progress_priority(int working)
-{
-    struct sched_param sp = {.sched_priority = 0};
-    pthread_setschedparam(pthread_self(), working ? SCHED_OTHER : SCHED_IDLE, &sp);
-}
-
-static void *progress_main(void *arg)
-{
-    (void)arg;
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, NULL);
-    /* Idle priority: this thread only stands in for application threads that are not
-     * running the stack, so it must never take a CPU from one that is (a spinning thread
-     * preempted for a time slice is milliseconds of latency).  When the application
-     * sleeps, the CPU is idle and this thread runs at once. */
-    struct sched_param sp = {.sched_priority = 0};
-    if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) != 0)
-        byp_info("progress thread: SCHED_IDLE refused; it runs at normal priority");
-    const int64_t interval_ns = byp_cfg.progress_usec * 1000;
-    int64_t next_reap = 0, last_stats = 0;
-    if (kmirror_pid != 0 && kmirror_pid != getpid()) {
-        /* Taking over from another member: the mirror's caches here are as old as the fork
-         * (its messages since went to the process that read them). */
-        byp_kmirror_resync();
-        kmirror_pid = getpid();
-    }
-    for (;;) {
-        int kfd = byp_kmirror_fd();   /* the kernel mirror's netlink socket, once started */
-        if (kfd >= 0)
-            byp_kmirror_poll();   /* never blocks; applies changes under the stack lock */
-        if (now_ns() - last_stats >= 100000000) {   /* the stats sample every 100 ms */
-            last_stats = now_ns();
-            progress_priority(1);
-            byp_stats_tick();
-            progress_priority(0);
-        }
-        if (__atomic_load_n(&byp_local->progress, __ATOMIC_ACQUIRE) != 1)
-            break;   /* this process leaves the stack */
-        if (byp_family_shared && now_ns() >= next_reap) {
-            next_reap = now_ns() + REAP_INTERVAL_NS;
-            progress_priority(1);
-            byp_stack_lock();
-            reap_members();
-            byp_stack_unlock();
-            progress_priority(0);
-        }
-        struct timespec ts = {.tv_sec = interval_ns / 1000000000, .tv_nsec = interval_ns % 1000000000};
-        int64_t idle = now_ns() - __atomic_load_n(&last_app_poll_ns, __ATOMIC_RELAXED);
-        if (idle < APP_SPIN_WINDOW_NS || __atomic_load_n(&sleepers, __ATOMIC_RELAXED) > 0) {
-            /* An application thread spins on the stack, or sleeps on the engine's wake fd
-             * (which holds the AF_XDP socket, so the frames wake it and it runs the stack
-             * itself): receiving is taken care of.  Only the timers are left to watch:
-             * sleep until lwIP's next one (at most 50 ms, for the stats and the reaping),
-             * not every BYPASS_PROGRESS_USEC; an idle server then costs about what it
-             * costs on the kernel (bench/idle). */
-            int64_t wait = (int64_t)__atomic_load_n(&timer_wait_ms, __ATOMIC_RELAXED) * 1000000;
-            if (wait > 50000000)
-                wait = 50000000;
-            if (wait > interval_ns && idle >= APP_SPIN_WINDOW_NS) {
-                ts.tv_sec = wait / 1000000000;
-                ts.tv_nsec = wait % 1000000000;
-            }
-            nanosleep(&ts, NULL);
-            if (now_ns() - __atomic_load_n(&last_app_poll_ns, __ATOMIC_RELAXED) < interval_ns)
-                continue;
-        } else if (xsk_fd >= 0) {
-            struct pollfd p[2] = {{.fd = xsk_fd, .events = POLLIN}, {.fd = kfd, .events = POLLIN}};
-            BYP_REAL(ppoll)(p, kfd >= 0 ? 2 : 1, &ts, NULL);
-            if (now_ns() - __atomic_load_n(&last_app_poll_ns, __ATOMIC_RELAXED) < APP_SPIN_WINDOW_NS)
-                continue;
-        } else {
-            nanosleep(&ts, NULL);
-        }
-        progress_priority(1);
-        for (int i = 0; i < 16 && byp_engine_poll(0) > 0; i++)
-            ;
-        progress_priority(0);
-    }
-    __atomic_store_n(&byp_local->progress, 3, __ATOMIC_RELEASE);   /* stopped */
-    return NULL;
-}
-
-/* Start the family's progress thread in this process when no process runs one: in the
- * process that starts the engine, then in whichever member uses the stack after the one
- * running it left (a child that never touches an accelerated fd, like redis' BGSAVE,
- * never runs one).  byp_local->progress: 0 none, 1 running, 2 asked to stop, 3 stopped. */
-static void progress_start(void)
-{
-    pid_t none = 0;
-    if (byp_local->slot < 0 ||
-        !__atomic_compare_exchange_n(&progress_pid, &none, getpid(), false, __ATOMIC_ACQ_REL,
-                                     __ATOMIC_ACQUIRE))
-        return;
-    byp_local->progress = 1;
-    pthread_t th;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    int rc = pthread_create(&th, &attr, progress_main, NULL);
-    pthread_attr_destroy(&attr);
-    if (rc != 0) {
-        byp_local->progress = 0;
-        byp_warn("cannot start the progress thread: %s; the stack runs only inside calls",
-                 strerror(rc));
-        return;
-    }
-    pthread_setname_np(th, "bypass-progress");
-}
-
-/* Stop this process's progress thread before it leaves, so that it never dies holding the
- * lock; another member starts the next one.  Lock not held. */
-static void progress_stop(void)
-{
-    if (__atomic_load_n(&byp_local->progress, __ATOMIC_ACQUIRE) != 1)
-        return;
-    __atomic_store_n(&byp_local->progress, 2, __ATOMIC_RELEASE);
-    for (int i = 0; i < 2000 && __atomic_load_n(&byp_local->progress, __ATOMIC_ACQUIRE) != 3; i++) {
-        struct timespec ms = {0, 500000};
-        nanosleep(&ms, NULL);
-    }
-    pid_t me = getpid();
-    __atomic_compare_exchange_n(&progress_pid, &me, 0, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
-}
-
-/* ---- start ---- */
 
 /* The stack's address on a dedicated interface: "a.b.c.d/len" from the `ip` key. */
 static int parse_ip(const char *text, in_addr_t *addr, unsigned *prefix)
@@ -510,8 +351,8 @@ static int engine_start(void)
     pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
     pthread_mutex_init(&stack_mutex, &ma);
     pthread_mutexattr_destroy(&ma);
-    byp_sleepers = &sleepers;
-    progress_pid = -1;         /* started below, once the stack is up */
+    byp_sleepers = &byp_engine_sleepers;
+    byp_progress_pid = -1;         /* started below, once the stack is up */
     int rc = byp_shm_setup((size_t)byp_cfg.shm_mb << 20);   /* BYPASS_SHM_MB */
     if (rc < 0) {
         byp_err("cannot map the stack's shared memory: %s", strerror(-rc));
@@ -579,60 +420,60 @@ static int engine_start(void)
         .pci = byp_cfg.pci,
         .dpdk_port = byp_cfg.dpdk_port,
     };
-    rc = byp_nic_open(&conf, &nic);
+    rc = byp_nic_open(&conf, &byp_engine_nic);
     if (rc < 0)
         return rc;
     if (!byp_steering) {
         struct rte_ether_addr ea;
         uint16_t mtu = 0;
-        rte_eth_macaddr_get(nic->port_id, &ea);
+        rte_eth_macaddr_get(byp_engine_nic->port_id, &ea);
         memcpy(kif.mac, ea.addr_bytes, 6);
-        if (rte_eth_dev_get_mtu(nic->port_id, &mtu) == 0 && mtu >= 576)
+        if (rte_eth_dev_get_mtu(byp_engine_nic->port_id, &mtu) == 0 && mtu >= 576)
             kif.mtu = mtu;
     }
     wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
     if (wake_fd < 0) {
         rc = -errno;
-        byp_nic_close(nic);
+        byp_nic_close(byp_engine_nic);
         return rc;
     }
     clock_setup();
-    xsk_fd = find_rx_fd(byp_cfg.backend == BYP_BACKEND_AF_XDP ? AF_XDP :
+    byp_xsk_fd = find_rx_fd(byp_cfg.backend == BYP_BACKEND_AF_XDP ? AF_XDP :
                         byp_cfg.backend == BYP_BACKEND_AF_PACKET ? AF_PACKET : 0);
     sleep_fd = BYP_REAL(epoll_create1)(EPOLL_CLOEXEC);
     if (sleep_fd < 0) {
         rc = -errno;
         byp_err("cannot create the engine's epoll set: %s", strerror(-rc));
-        byp_nic_close(nic);
+        byp_nic_close(byp_engine_nic);
         return rc;
     }
     struct epoll_event ev = {.events = EPOLLIN, .data.fd = wake_fd};
     BYP_REAL(epoll_ctl)(sleep_fd, EPOLL_CTL_ADD, wake_fd, &ev);
-    if (xsk_fd >= 0) {
-        ev.data.fd = xsk_fd;
-        BYP_REAL(epoll_ctl)(sleep_fd, EPOLL_CTL_ADD, xsk_fd, &ev);
+    if (byp_xsk_fd >= 0) {
+        ev.data.fd = byp_xsk_fd;
+        BYP_REAL(epoll_ctl)(sleep_fd, EPOLL_CTL_ADD, byp_xsk_fd, &ev);
     }
     rc = byp_udp_kpath_start(sleep_fd);
     if (rc < 0)
         byp_warn("udp: no kernel-path set (%s): receives look at kernel sockets each time",
                  strerror(-rc));
-    byp_info("sleepers wait on %s", xsk_fd >= 0 ? "the backend's receive fd" : "a timer");
+    byp_info("byp_engine_sleepers wait on %s", byp_xsk_fd >= 0 ? "the backend's receive fd" : "a timer");
 
     byp_stack_lock();
     lwip_init();
-    rc = byp_netif_setup(nic, kif.mac, kif.mtu, kif.addr, kif.prefixlen);
+    rc = byp_netif_setup(byp_engine_nic, kif.mac, kif.mtu, kif.addr, kif.prefixlen);
     if (rc == 0 && gateway != 0)
         netif_set_gw(&byp_netif, &(ip4_addr_t){.addr = gateway});
-    byp_family_start(nic->pool);
+    byp_family_start(byp_engine_nic->pool);
     byp_stack_unlock();
     if (rc < 0) {
         byp_err("cannot set up the lwIP interface");
         return rc;
     }
-    progress_pid = 0;
-    progress_start();
-    byp_stats_start(nic, bname, nic->ifname, kif.addr, kif.prefixlen);
-    byp_info("accelerating on %s (%s/%u), backend %s", nic->ifname,
+    byp_progress_pid = 0;
+    byp_progress_start();
+    byp_stats_start(byp_engine_nic, bname, byp_engine_nic->ifname, kif.addr, kif.prefixlen);
+    byp_info("accelerating on %s (%s/%u), backend %s", byp_engine_nic->ifname,
              inet_ntoa((struct in_addr){kif.addr}), kif.prefixlen, bname);
     /* Frames from the local kernel over veth may carry its partial checksums (transmit
      * offload): trusted for that driver only. */
@@ -645,18 +486,13 @@ static int engine_start(void)
          * neighbours live. */
         rc = byp_mirror_start(kif.ifindex);
         if (rc == 0)
-            kmirror_pid = getpid();
+            byp_kmirror_pid = getpid();
         if (rc < 0)
             byp_warn("cannot mirror the kernel's routes and neighbours (%s): only peers on "
                      "%s's subnet are served", strerror(-rc), byp_cfg.interface);
     }
     return 0;
 }
-
-static void engine_fork_prepare(void);
-static int engine_fork_child(void);
-static void engine_fork_failed(void);
-static void engine_exec_prepare(void);
 
 static struct byp_engine engine = {
     .abi = BYP_ENGINE_ABI,
@@ -667,145 +503,14 @@ static struct byp_engine engine = {
     .wake_fd = -1,
     .wake_drain = wake_drain,
     .events = &events,
-    .fork_prepare = engine_fork_prepare,
-    .fork_child = engine_fork_child,
-    .fork_failed = engine_fork_failed,
-    .exec_prepare = engine_exec_prepare,
+    .fork_prepare = byp_engine_fork_prepare,
+    .fork_child = byp_engine_fork_child,
+    .fork_failed = byp_engine_fork_failed,
+    .exec_prepare = byp_engine_exec_prepare,
     .udp_bind = byp_udp_bind,
     .udp_connect = byp_udp_connect,
     .udp_join = byp_udp_join,
 };
-
-/* How long an exiting process keeps running the stack so that connections it closed still
- * deliver what they had queued (the kernel would go on for minutes; an in-process stack
- * ends with its process). */
-#define EXIT_FLUSH_NS (5LL * 1000000000)
-
-/* This process stops using the stack (exit, exec): its references go (the sockets only it
- * held are closed, as the kernel closes a dying process's files) and it leaves the family.
- * The last member to leave delivers what closed connections still queue, then closes the
- * port, which detaches the XDP program; another member takes over the owner records.
- * Returns the members left. */
-static int engine_leave(void)
-{
-    if (nic == NULL || byp_local == NULL || byp_local->slot < 0)
-        return -1;
-    progress_stop();
-    lock_raw();
-    drop_member(byp_local->slot);
-    reap_members();   /* the dead are not "left": the last one alive closes the port */
-    int left = byp_family_leave();
-    if (left > 0) {
-        pid_t heir = byp_family_other();
-        /* A daemon exits right after fork: give its child a moment to claim its slot. */
-        for (int i = 0; heir == 0 && byp_family_pending() > 0 && i < 1000; i++) {
-            byp_stack_unlock();
-            struct timespec ms = {0, 1000000};
-            nanosleep(&ms, NULL);
-            lock_raw();
-            heir = byp_family_other();
-        }
-        if (heir > 0) {
-            byp_steer_claim(heir);
-            byp_stats_handoff(heir);
-        }
-        byp_stack_unlock();
-        return left;
-    }
-    byp_stats_end();
-    byp_stack_unlock();
-    int64_t end = now_ns() + EXIT_FLUSH_NS;
-    for (;;) {
-        int pending = 0;
-        if (stack_trylock() == 0) {
-            pending = byp_tcp_flushing();
-            byp_stack_unlock();
-        } else {
-            pending = 1;   /* another thread runs the stack: let it */
-        }
-        if (!pending || now_ns() >= end)
-            break;
-        byp_engine_poll(0);
-        struct timespec pause = {0, 20000};
-        nanosleep(&pause, NULL);
-    }
-    for (int i = 0; i < 1000; i++) {
-        if (stack_trylock() == 0) {
-            byp_nic_close(nic);
-            nic = NULL;
-            byp_sig_release();
-            return 0;   /* the lock stays taken: nothing may use the stack any more */
-        }
-        struct timespec ms = {0, 1000000};
-        nanosleep(&ms, NULL);
-    }
-    return 0;
-}
-
-/* At exit of any member (the handler is inherited across fork). */
-static void engine_atexit(void)
-{
-    engine_leave();
-}
-
-/* Before fork (libbypass.so's atfork handler): reserve the child's member slot and give it
- * a reference for every accelerated fd it inherits, before the parent can close its copies
- * (a fork-per-connection server closes its copy at once). */
-static void engine_fork_prepare(void)
-{
-    byp_local->forking = -1;
-    if (!byp_family_shared || nic == NULL || byp_local->slot < 0)
-        return;
-    lock_raw();
-    int slot = byp_family_reserve();
-    if (slot >= 0) {
-        byp_tcp_fork_refs(slot);
-        byp_udp_fork_refs(slot);
-    }
-    byp_stack_unlock_noflush();
-    byp_local->forking = slot;
-}
-
-/* In the forked child: take the reserved slot.  -errno when the child cannot share the
- * stack: it must then keep only the kernel sockets. */
-static int engine_fork_child(void)
-{
-    int slot = byp_local->forking;
-    byp_local->forking = -1;
-    byp_local->progress = 0;   /* the parent's thread is not ours */
-    if (slot < 0) {
-        byp_local->pid = getpid();
-        byp_local->slot = -1;
-        return -ENOTSUP;
-    }
-    byp_family_claim(slot);
-    return 0;
-}
-
-/* Before exec: connections that survive it go to the kernel, then this process leaves. */
-static void engine_exec_prepare(void)
-{
-    if (nic == NULL || byp_local->slot < 0)
-        return;
-    lock_raw();
-    byp_tcp_exec_handover();
-    byp_stack_unlock();
-    engine_leave();
-}
-
-/* fork() failed: give the reservation back. */
-static void engine_fork_failed(void)
-{
-    int slot = byp_local->forking;
-    byp_local->forking = -1;
-    if (slot < 0)
-        return;
-    lock_raw();
-    drop_member(slot);
-    byp_family_cancel(slot);
-    byp_stack_unlock_noflush();
-}
-
 /* Start, collecting the first error message as the one-line cause libbypass.so reports. */
 static int start_and_publish(char *why, size_t whylen)
 {
@@ -814,7 +519,7 @@ static int start_and_publish(char *why, size_t whylen)
     int rc = engine_start();
     byp_log_capture(NULL, 0);
     if (rc == 0)
-        atexit(engine_atexit);
+        atexit(byp_engine_atexit);
     engine.wake_fd = sleep_fd;
     return rc;
 }

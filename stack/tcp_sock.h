@@ -62,10 +62,24 @@ void byp_tsock_changed(struct tsock *ts);
 /* Free the receive queue. */
 void byp_tsock_rx_drop(struct tsock *ts);
 
+/* A new socket object (shared memory, timeouts unset), or NULL. */
+struct tsock *byp_tsock_new(void);
+/* Give lwIP's @pcb to @ts: its callbacks and the socket's options. */
+void byp_tsock_attach(struct tsock *ts, struct tcp_pcb *pcb);
+/* Release the steering entry and the port a socket holds. */
+void byp_tsock_put_flow(struct tsock *ts);
+/* An fd of this process refers to @ts now / no longer does (tcp_close.c). */
+void byp_tsock_link(struct tsock *ts);
+void byp_tsock_unlink(struct tsock *ts);
+
 /* Wait conditions for byp_wait (read without the lock; rechecked under it). */
 int byp_tsock_readable(void *ts);
 int byp_tsock_writable(void *ts);
 int byp_tsock_connected(void *ts);
+/* byp_wait for a socket call, lock not held: a handler with SA_RESTART resumes the wait
+ * unless a timeout is set on the socket; 1 ready, 2 kernel fd ready, 0 timeout, -EINTR. */
+int byp_tsock_wait_restarting(byp_wait_cond_t cond, struct tsock *ts, int timeout_ms,
+                              struct pollfd *pfd, nfds_t n);
 /* Release the stack lock, byp_wait, take it back: 1 ready, 0 timeout, -EINTR. */
 int byp_tsock_wait(byp_wait_cond_t cond, struct tsock *ts, int timeout_ms, struct pollfd *pfd,
                    nfds_t n);
@@ -74,7 +88,7 @@ int byp_tsock_wait(byp_wait_cond_t cond, struct tsock *ts, int timeout_ms, struc
 int byp_tcp_setsockopt(int fd, int level, int opt, const void *val, socklen_t len);
 int byp_tcp_getsockopt(int fd, int level, int opt, void *val, socklen_t *len);
 
-/* The ops implemented in tcp_sock.c (accepting and closing). */
+/* The ops implemented in tcp_open.c (accepting) and tcp_close.c (closing). */
 int byp_tcp_accept(int fd, struct sockaddr *addr, socklen_t *len);
 int byp_tcp_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
 void byp_tcp_release(int fd);

@@ -1,0 +1,164 @@
+/* The engine's entry points for the family's life: fork (a child shares the stack), exec
+ * (connections go to the kernel), exit (the last member delivers what is queued and closes
+ * the port), and members that died without leaving. */
+#include <errno.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "byp.h"
+#include "byp_stack.h"
+#include "engine.h"
+#include "engine_int.h"
+#include "family.h"
+#include "fd_tcp.h"
+#include "fd_udp.h"
+#include "steer_ctl.h"
+#include "stats.h"
+
+/* Drop what dead members held (lock held). */
+void byp_drop_member(int slot)
+{
+    byp_tcp_drop_member(slot);
+    byp_udp_drop_member(slot);
+}
+
+void byp_reap_members(void)
+{
+    byp_family_reap(byp_drop_member);
+    if (byp_progress_pid != 0 && byp_progress_pid != getpid() && !byp_family_is_member(byp_progress_pid))
+        byp_progress_pid = 0;
+    byp_steer_claim_live();
+    byp_stats_claim_live();
+}
+
+/* How long an exiting process keeps running the stack so that connections it closed still
+ * deliver what they had queued (the kernel would go on for minutes; an in-process stack
+ * ends with its process). */
+#define EXIT_FLUSH_NS (5LL * 1000000000)
+
+/* This process stops using the stack (exit, exec): its references go (the sockets only it
+ * held are closed, as the kernel closes a dying process's files) and it leaves the family.
+ * The last member to leave delivers what closed connections still queue, then closes the
+ * port, which detaches the XDP program; another member takes over the owner records.
+ * Returns the members left. */
+int byp_engine_leave(void)
+{
+    if (byp_engine_nic == NULL || byp_local == NULL || byp_local->slot < 0)
+        return -1;
+    byp_progress_stop();
+    byp_stack_lock_raw();
+    byp_drop_member(byp_local->slot);
+    byp_reap_members();   /* the dead are not "left": the last one alive closes the port */
+    int left = byp_family_leave();
+    if (left > 0) {
+        pid_t heir = byp_family_other();
+        /* A daemon exits right after fork: give its child a moment to claim its slot. */
+        for (int i = 0; heir == 0 && byp_family_pending() > 0 && i < 1000; i++) {
+            byp_stack_unlock();
+            struct timespec ms = {0, 1000000};
+            nanosleep(&ms, NULL);
+            byp_stack_lock_raw();
+            heir = byp_family_other();
+        }
+        if (heir > 0) {
+            byp_steer_claim(heir);
+            byp_stats_handoff(heir);
+        }
+        byp_stack_unlock();
+        return left;
+    }
+    byp_stats_end();
+    byp_stack_unlock();
+    int64_t end = byp_now_ns() + EXIT_FLUSH_NS;
+    for (;;) {
+        int pending = 0;
+        if (byp_stack_trylock() == 0) {
+            pending = byp_tcp_flushing();
+            byp_stack_unlock();
+        } else {
+            pending = 1;   /* another thread runs the stack: let it */
+        }
+        if (!pending || byp_now_ns() >= end)
+            break;
+        byp_engine_poll(0);
+        struct timespec pause = {0, 20000};
+        nanosleep(&pause, NULL);
+    }
+    for (int i = 0; i < 1000; i++) {
+        if (byp_stack_trylock() == 0) {
+            byp_nic_close(byp_engine_nic);
+            byp_engine_nic = NULL;
+            byp_sig_release();
+            return 0;   /* the lock stays taken: nothing may use the stack any more */
+        }
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    return 0;
+}
+
+/* At exit of any member (the handler is inherited across fork). */
+void byp_engine_atexit(void)
+{
+    byp_engine_leave();
+}
+
+/* Before fork (libbypass.so's atfork handler): reserve the child's member slot and give it
+ * a reference for every accelerated fd it inherits, before the parent can close its copies
+ * (a fork-per-connection server closes its copy at once). */
+void byp_engine_fork_prepare(void)
+{
+    byp_local->forking = -1;
+    if (!byp_family_shared || byp_engine_nic == NULL || byp_local->slot < 0)
+        return;
+    byp_stack_lock_raw();
+    int slot = byp_family_reserve();
+    if (slot >= 0) {
+        byp_tcp_fork_refs(slot);
+        byp_udp_fork_refs(slot);
+    }
+    byp_stack_unlock_noflush();
+    byp_local->forking = slot;
+}
+
+/* In the forked child: take the reserved slot.  -errno when the child cannot share the
+ * stack: it must then keep only the kernel sockets. */
+int byp_engine_fork_child(void)
+{
+    int slot = byp_local->forking;
+    byp_local->forking = -1;
+    byp_local->progress = 0;   /* the parent's thread is not ours */
+    if (slot < 0) {
+        byp_local->pid = getpid();
+        byp_local->slot = -1;
+        return -ENOTSUP;
+    }
+    byp_family_claim(slot);
+    return 0;
+}
+
+/* Before exec: connections that survive it go to the kernel, then this process leaves. */
+void byp_engine_exec_prepare(void)
+{
+    if (byp_engine_nic == NULL || byp_local->slot < 0)
+        return;
+    byp_stack_lock_raw();
+    byp_tcp_exec_handover();
+    byp_stack_unlock();
+    byp_engine_leave();
+}
+
+/* fork() failed: give the reservation back. */
+void byp_engine_fork_failed(void)
+{
+    int slot = byp_local->forking;
+    byp_local->forking = -1;
+    if (slot < 0)
+        return;
+    byp_stack_lock_raw();
+    byp_drop_member(slot);
+    byp_family_cancel(slot);
+    byp_stack_unlock_noflush();
+}
+

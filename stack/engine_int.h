@@ -1,0 +1,58 @@
+/* What the engine's own files share (engine.c: the lock, the clock, polling, start;
+ * progress.c: the progress thread; engine_fork.c: fork, exec, exit and dead members).
+ * Not for the socket files: they use byp_stack.h. */
+#ifndef BYP_ENGINE_INT_H
+#define BYP_ENGINE_INT_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+struct byp_nic;
+
+/* The accelerated NIC (NULL before start and after the last member left). */
+extern struct byp_nic *byp_engine_nic;
+/* Threads of every member sleeping on the engine's wake fd. */
+extern int byp_engine_sleepers;
+/* The backend's receive fd (AF_XDP or AF_PACKET socket, tap device), -1 when none. */
+extern int byp_xsk_fd;
+/* When an application thread last ran the stack (byp_now_ns). */
+extern int64_t byp_last_app_poll_ns;
+/* Milliseconds from the last poll to lwIP's next timer (sys_timeouts_sleeptime). */
+extern uint32_t byp_timer_wait_ms;
+/* The process running the family's progress thread; 0: none (the next user starts one). */
+extern pid_t byp_progress_pid;
+/* The process whose progress thread reads the kernel mirror (0: no mirror). */
+extern pid_t byp_kmirror_pid;
+
+/* CLOCK_MONOTONIC in ns, read cheaply (the TSC when it is invariant). */
+int64_t byp_now_ns(void);
+
+/* Take the stack lock without starting a progress thread; try to take it (0 or EBUSY).
+ * Both defer signal handlers until byp_stack_unlock*. */
+void byp_stack_lock_raw(void);
+int byp_stack_trylock(void);
+
+/* ---- progress.c ---- */
+
+/* Start the family's progress thread in this process when no process runs one. */
+void byp_progress_start(void);
+/* Stop this process's progress thread (lock not held). */
+void byp_progress_stop(void);
+
+/* ---- engine_fork.c ---- */
+
+/* Drop what member @slot held (lock held). */
+void byp_drop_member(int slot);
+/* Drop what dead members held, and forget a dead progress thread (lock held). */
+void byp_reap_members(void);
+/* This process stops using the stack (exit, exec).  Returns the members left, or -1. */
+int byp_engine_leave(void);
+/* The atexit handler of every member. */
+void byp_engine_atexit(void);
+/* The fork and exec entry points of struct byp_engine (preload/engine.h). */
+void byp_engine_fork_prepare(void);
+int byp_engine_fork_child(void);
+void byp_engine_fork_failed(void);
+void byp_engine_exec_prepare(void);
+
+#endif

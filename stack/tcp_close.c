@@ -1,0 +1,304 @@
+/* Closing an accelerated TCP socket: the references the family's fds hold on it, the
+ * protocol close when the last goes (SO_LINGER, reset on unread data), and the connections
+ * lwIP still finishes after the program let go of them (zombies, which keep the steering
+ * entry and the kernel's port reservation until lwIP is done). */
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lwip/priv/tcp_priv.h"
+#include "lwip/sys.h"
+
+#include "byp_stack.h"
+#include "fd_tcp.h"
+#include "stats.h"
+#include "shm.h"
+#include "tcp_sock.h"
+#include "fd_epoll.h"
+
+/* A connection the program closed that lwIP still finishes (FIN handshake). */
+struct zombie {
+    struct tcp_pcb *pcb;
+    in_addr_t flow_addr;
+    in_port_t flow_port;
+    int reserve_fd;             /* a dup of the kernel socket, in process reserve_pid */
+    pid_t reserve_pid;
+    struct zombie *next;
+};
+
+static struct zombie *zombies;
+
+/* Every socket some fd of the family refers to, for the references of a member that
+ * leaves (lock held). */
+static struct tsock *all_socks;
+
+/* An fd of this process refers to the socket now (lock held). */
+void byp_tsock_link(struct tsock *ts)
+{
+    byp_refs_get(&ts->refs);
+    ts->all_prev = NULL;
+    ts->all_next = all_socks;
+    if (all_socks != NULL)
+        all_socks->all_prev = ts;
+    all_socks = ts;
+}
+
+void byp_tsock_unlink(struct tsock *ts)
+{
+    if (ts->all_prev != NULL)
+        ts->all_prev->all_next = ts->all_next;
+    else if (all_socks == ts)
+        all_socks = ts->all_next;
+    if (ts->all_next != NULL)
+        ts->all_next->all_prev = ts->all_prev;
+    ts->all_prev = ts->all_next = NULL;
+}
+
+static void zombie_err(void *arg, err_t err)
+{
+    (void)err;
+    ((struct zombie *)arg)->pcb = NULL;
+}
+
+int byp_tcp_tw_forget(struct tcp_pcb *pcb)
+{
+    if (pcb->callback_arg != NULL && pcb->errf != zombie_err)
+        return 0;   /* a program's socket still refers to it */
+    if (pcb->callback_arg != NULL)
+        zombie_err(pcb->callback_arg, ERR_ABRT);   /* byp_tcp_reap drops the zombie */
+    tcp_arg(pcb, NULL);
+    tcp_err(pcb, NULL);
+    return 1;
+}
+
+/* ---- close ---- */
+
+static int drained_or_gone(void *arg)
+{
+    struct tsock *ts = arg;
+    return ts->drained || ts->pcb == NULL;
+}
+
+/* SO_LINGER with a timeout: close() returns once everything sent was acknowledged, or
+ * when the timeout passes (the close then goes on in the background), as the kernel's
+ * does.  Lock held on entry and on return. */
+static void linger(struct tsock *ts)
+{
+    ts->drained = ts->pcb->unsent == NULL && ts->pcb->unacked == NULL;
+    if (ts->drained)
+        return;
+    tcp_output(ts->pcb);
+    byp_tsock_wait(drained_or_gone, ts, ts->linger_s * 1000, NULL, 0);
+}
+
+/* The last reference of the family is gone: the protocol close (lock held).  @fd is this
+ * process's fd for it, or -1 when it closes on behalf of a member that left. */
+static void tsock_close(struct tsock *ts, int fd)
+{
+    byp_tsock_unlink(ts);
+    int listener = ts->state == T_LISTEN;
+    if (listener) {
+        ts->state = T_CLOSED;
+        if (ts->pcb != NULL)
+            tcp_close(ts->pcb);
+        ts->pcb = NULL;
+        for (unsigned i = 0; i < ts->aq_n; i++) {
+            struct tsock *c = ts->aq[(ts->aq_head + i) % ts->aq_cap];
+            if (c->pcb != NULL) {
+                tcp_arg(c->pcb, NULL);
+                tcp_err(c->pcb, NULL);
+                tcp_abort(c->pcb);
+            }
+            byp_tsock_rx_drop(c);
+            byp_tsock_put_flow(c);
+            byp_stats_sock_close(c);
+            byp_shm_free(c);
+        }
+        byp_shm_free(ts->aq);
+        byp_tsock_put_flow(ts);
+    } else if (ts->pcb != NULL) {
+        if (ts->linger_on && ts->linger_s > 0 && ts->rx_bytes == 0)
+            linger(ts);
+    }
+    if (!listener && ts->pcb != NULL) {
+        struct tcp_pcb *pcb = ts->pcb;
+        tcp_recv(pcb, NULL);
+        tcp_sent(pcb, NULL);
+        tcp_poll(pcb, NULL, 0);
+        if (ts->rx_bytes > 0 || (ts->linger_on && ts->linger_s == 0)) {
+            /* Unread data (or SO_LINGER 0): reset, as the kernel does. */
+            tcp_arg(pcb, NULL);
+            tcp_err(pcb, NULL);
+            tcp_abort(pcb);
+            byp_tsock_put_flow(ts);
+        } else {
+            struct zombie *z = byp_shm_calloc(1, sizeof *z);
+            if (z == NULL || tcp_close(pcb) != ERR_OK) {
+                tcp_arg(pcb, NULL);
+                tcp_err(pcb, NULL);
+                tcp_abort(pcb);
+                byp_tsock_put_flow(ts);
+                byp_shm_free(z);
+            } else {
+                z->pcb = pcb;
+                tcp_arg(pcb, z);
+                tcp_err(pcb, zombie_err);
+                z->flow_addr = ts->flow_addr;
+                z->flow_port = ts->flow_port;
+                z->reserve_fd = -1;
+                if (ts->has_flow) {
+                    ts->has_flow = 0;   /* the zombie holds it now */
+                    if (ts->reserves_port && fd >= 0) {
+                        z->reserve_fd = BYP_REAL(fcntl)(fd, F_DUPFD_CLOEXEC, 0);
+                        z->reserve_pid = getpid();
+                    }
+                    z->next = zombies;
+                    zombies = z;
+                } else {
+                    byp_shm_free(z);
+                }
+            }
+        }
+    } else if (!listener) {
+        byp_tsock_put_flow(ts);   /* lwIP already let go of the connection */
+    }
+    byp_stats_sock_close(ts);
+    byp_tsock_rx_drop(ts);
+}
+
+void byp_tcp_release(int fd)
+{
+    struct tsock *ts = TS(fd);
+    byp_stack_lock();
+    uint32_t left = byp_refs_put(&ts->refs);
+    uint32_t mine = byp_refs_mine(&ts->refs);
+    if (left == 0)
+        tsock_close(ts, fd);
+    byp_stack_unlock();
+    /* Out of this process's epoll sets once it holds no fd for it, as the kernel does for
+     * the last close of a file. */
+    if (mine == 0)
+        byp_epoll_forget(fd, ts);
+    if (left == 0)
+        byp_shm_free(ts);
+}
+
+void byp_tcp_ref(void *obj)
+{
+    byp_stack_lock();
+    byp_refs_get(&((struct tsock *)obj)->refs);
+    byp_stack_unlock();
+}
+
+/* ---- the family: fork, exec, members that left ---- */
+
+void byp_tcp_fork_refs(int slot)
+{
+    unsigned end = __atomic_load_n(&byp_fdtab_hwm, __ATOMIC_RELAXED);
+    for (unsigned fd = 0; fd < end; fd++)
+        if (byp_fdtab[fd].ops == &byp_tcp_ops)
+            byp_refs_get_for(&((struct tsock *)byp_fdtab[fd].obj)->refs, slot);
+}
+
+void byp_tcp_exec_handover(void)
+{
+    unsigned end = __atomic_load_n(&byp_fdtab_hwm, __ATOMIC_RELAXED);
+    for (unsigned fd = 0; fd < end; fd++) {
+        if (byp_fdtab[fd].ops != &byp_tcp_ops)
+            continue;
+        struct tsock *ts = byp_fdtab[fd].obj;
+        int fdfl = BYP_REAL(fcntl)((int)fd, F_GETFD);
+        if (fdfl < 0 || (fdfl & FD_CLOEXEC) || ts->pcb == NULL || ts->state != T_CONNECTED)
+            continue;
+        /* A fork-then-exec server's parent closes its copy right after fork, and may not
+         * have yet: give it a moment. */
+        for (int i = 0; i < 200 && byp_refs_mine(&ts->refs) != ts->refs.total; i++) {
+            byp_stack_unlock();
+            struct timespec ms = {0, 1000000};
+            nanosleep(&ms, NULL);
+            byp_stack_lock();
+        }
+        if (byp_refs_mine(&ts->refs) != ts->refs.total) {
+            byp_info("fd %u: a connection other processes share stays with them across exec",
+                     fd);
+            continue;
+        }
+        int rc = byp_tcp_handover(ts, (int)fd);
+        if (rc < 0)
+            byp_warn("fd %u: cannot hand the connection over to the kernel before exec: %s",
+                     fd, strerror(-rc));
+    }
+}
+
+void byp_tcp_drop_member(int slot)
+{
+    for (struct tsock *ts = all_socks, *next; ts != NULL; ts = next) {
+        next = ts->all_next;
+        if (ts->refs.per[slot] > 0 && byp_refs_drop(&ts->refs, slot) == 0) {
+            tsock_close(ts, -1);
+            byp_shm_free(ts);
+        }
+    }
+}
+
+/* ---- connections lwIP finishes alone ---- */
+
+static int cmp_ptr(const void *a, const void *b)
+{
+    uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int byp_tcp_flushing(void)
+{
+    /* Only pcbs still on lwIP's active list may be looked at: lwIP frees a connection that
+     * completes its close without telling us (this runs once, at exit: the walk is fine). */
+    for (struct tcp_pcb *p = tcp_active_pcbs; p != NULL; p = p->next)
+        for (struct zombie *z = zombies; z != NULL; z = z->next)
+            if (z->pcb == p && (p->unsent != NULL || p->unacked != NULL ||
+                                p->state == FIN_WAIT_1 || p->state == CLOSING ||
+                                p->state == LAST_ACK))
+                return 1;
+    return 0;
+}
+
+void byp_tcp_reap(void)
+{
+    static uint32_t last;
+    if (zombies == NULL || sys_now() - last < 50)
+        return;
+    last = sys_now();
+    size_t n = 0, cap = 256;
+    uintptr_t *act = malloc(cap * sizeof *act);
+    if (act == NULL)
+        return;
+    for (struct tcp_pcb *p = tcp_active_pcbs; p != NULL; p = p->next) {
+        if (n == cap) {
+            uintptr_t *a = realloc(act, 2 * cap * sizeof *act);
+            if (a == NULL)
+                break;
+            act = a;
+            cap *= 2;
+        }
+        act[n++] = (uintptr_t)p;
+    }
+    qsort(act, n, sizeof *act, cmp_ptr);
+    for (struct zombie **zp = &zombies; *zp != NULL;) {
+        struct zombie *z = *zp;
+        uintptr_t key = (uintptr_t)z->pcb;
+        if (z->pcb != NULL && bsearch(&key, act, n, sizeof *act, cmp_ptr) != NULL) {
+            zp = &z->next;
+            continue;
+        }
+        if (z->pcb != NULL) {     /* in TIME_WAIT now: lwIP owns it alone */
+            tcp_arg(z->pcb, NULL);
+            tcp_err(z->pcb, NULL);
+        }
+        byp_flow_unref(IPPROTO_TCP, z->flow_addr, z->flow_port);
+        if (z->reserve_fd >= 0 && z->reserve_pid == getpid())
+            BYP_REAL(close)(z->reserve_fd);
+        *zp = z->next;
+        byp_shm_free(z);
+    }
+    free(act);
+}

@@ -1,0 +1,316 @@
+/* How an accelerated TCP socket comes to be: a kernel socket taken over by listen() or
+ * connect(), or a connection lwIP accepted, handed out by accept() (see tcp_sock.c for
+ * how each kind stays a kernel socket too). */
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lwip/priv/tcp_priv.h"
+#include "lwip/sys.h"
+
+#include "byp_stack.h"
+#include "fd_tcp.h"
+#include "stats.h"
+#include "shm.h"
+#include "tcp_sock.h"
+#include "fd_epoll.h"
+
+/* A connection refused for want of memory: lwIP resets it; said once per process. */
+static err_t refuse_nomem(const struct tcp_pcb *pcb)
+{
+    static int said;
+    if (!said++)
+        byp_err("out of memory for a new connection on port %u (BYPASS_SHM_MB): it was "
+                "refused with a reset, and so are the next ones until memory is freed "
+                "(logged once)", pcb->local_port);
+    return ERR_MEM;
+}
+
+static err_t on_accept(void *arg, struct tcp_pcb *pcb, err_t err)
+{
+    struct tsock *l = arg;
+    if (err != ERR_OK || pcb == NULL || l->state != T_LISTEN)
+        return ERR_VAL;
+    if (l->aq_n == l->aq_cap) {
+        unsigned cap = l->aq_cap ? l->aq_cap * 2 : 64;
+        struct tsock **q = cap <= 65536 ? byp_shm_alloc(cap * sizeof *q) : NULL;
+        if (q == NULL)
+            return refuse_nomem(pcb);   /* lwIP resets the connection */
+        for (unsigned i = 0; i < l->aq_n; i++)
+            q[i] = l->aq[(l->aq_head + i) % l->aq_cap];
+        byp_shm_free(l->aq);
+        l->aq = q;
+        l->aq_head = 0;
+        l->aq_cap = cap;
+    }
+    struct tsock *c = byp_tsock_new();
+    if (c == NULL)
+        return refuse_nomem(pcb);
+    c->state = T_CONNECTED;
+    c->nodelay = l->nodelay;       /* options are inherited from the listener */
+    c->keepalive = l->keepalive;
+    byp_tsock_attach(c, pcb);
+    c->sndbuf = tcp_sndbuf(pcb);
+    c->flow_addr = l->flow_addr;
+    c->flow_port = l->flow_port;
+    c->has_flow = byp_flow_ref(IPPROTO_TCP, l->flow_addr, l->flow_port) == 0;
+    c->local = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(pcb->local_port),
+                                    .sin_addr.s_addr = ip4_addr_get_u32(&pcb->local_ip)};
+    c->remote = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(pcb->remote_port),
+                                     .sin_addr.s_addr = ip4_addr_get_u32(&pcb->remote_ip)};
+    byp_stats_sock_open(c);
+    l->aq[(l->aq_head + l->aq_n++) % l->aq_cap] = c;
+    byp_tsock_changed(l);
+    return ERR_OK;
+}
+
+static err_t on_connected(void *arg, struct tcp_pcb *pcb, err_t err)
+{
+    struct tsock *ts = arg;
+    (void)err;
+    ts->state = T_CONNECTED;
+    ts->sndbuf = tcp_sndbuf(pcb);
+    byp_tsock_changed(ts);
+    return ERR_OK;
+}
+
+/* ---- accept ---- */
+
+static int cond_acceptable(void *arg)
+{
+    struct tsock *ts = arg;
+    return ts->aq_n > 0 || ts->state != T_LISTEN;
+}
+
+int byp_tcp_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+    struct tsock *l = TS(fd);
+    if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC))
+        return byp_tcp_fail(EINVAL);
+    byp_stack_lock();
+    if (l->state != T_LISTEN) {
+        byp_stack_unlock();
+        return byp_tcp_fail(EINVAL);
+    }
+    for (;;) {
+        if (l->aq_n > 0) {
+            struct tsock *c = l->aq[l->aq_head];
+            l->aq_head = (l->aq_head + 1) % l->aq_cap;
+            l->aq_n--;
+            byp_tsock_link(c);
+            byp_stack_unlock();
+            int nfd = BYP_REAL(socket)(AF_INET, SOCK_STREAM | flags, 0);
+            if (nfd < 0) {
+                int e = errno;
+                byp_stack_lock();   /* put it back, at the head */
+                byp_refs_put(&c->refs);
+                byp_tsock_unlink(c);
+                l->aq_head = (l->aq_head + l->aq_cap - 1) % l->aq_cap;
+                l->aq[l->aq_head] = c;
+                l->aq_n++;
+                byp_stack_unlock();
+                return byp_tcp_fail(e);
+            }
+            c->nonblock = (flags & SOCK_NONBLOCK) != 0;
+            byp_fd_t *e = byp_fd_get(nfd);
+            if (e != NULL) {
+                e->obj = c;
+                e->kind = BYP_FD_TCP;
+                __atomic_store_n(&e->ops, &byp_tcp_ops, __ATOMIC_RELEASE);
+                if ((unsigned)nfd >= byp_fdtab_hwm)
+                    byp_fdtab_hwm = (unsigned)nfd + 1;
+            }
+            if (addr != NULL && len != NULL) {
+                socklen_t n = *len < sizeof c->remote ? *len : sizeof c->remote;
+                memcpy(addr, &c->remote, n);
+                *len = sizeof c->remote;
+            }
+            return nfd;
+        }
+        /* The kernel path: its listening socket is non-blocking under us. */
+        byp_stack_unlock();
+        int kfd = BYP_REAL(accept4)(fd, addr, len, flags);
+        if (kfd >= 0) {
+            byp_fd_set_kernel(kfd, BYP_FD_KTCP);
+            return kfd;
+        }
+        if (errno != EAGAIN)
+            return -1;
+        if (l->nonblock)
+            return byp_tcp_fail(EAGAIN);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int r = byp_tsock_wait_restarting(cond_acceptable, l, l->rcvtimeo_ms, &p, 1);
+        if (r == 0)
+            return byp_tcp_fail(EAGAIN);
+        if (r < 0)
+            return byp_tcp_fail(EINTR);
+        byp_stack_lock();
+        if (l->state != T_LISTEN) {
+            byp_stack_unlock();
+            return byp_tcp_fail(EINVAL);
+        }
+    }
+}
+
+int byp_tcp_accept(int fd, struct sockaddr *addr, socklen_t *len)
+{
+    return byp_tcp_accept4(fd, addr, len, 0);
+}
+
+/* ---- taking over a kernel socket ---- */
+
+static void install(int fd, struct tsock *ts)
+{
+    byp_tsock_link(ts);
+    byp_fd_t *e = byp_fd_get(fd);
+    e->obj = ts;
+    e->kind = BYP_FD_TCP;
+    __atomic_store_n(&e->ops, &byp_tcp_ops, __ATOMIC_RELEASE);
+}
+
+int byp_tcp_listen(int fd, const struct sockaddr_in *local, int backlog)
+{
+    in_addr_t a = local->sin_addr.s_addr;
+    byp_stack_lock();
+    int ours = a == INADDR_ANY || byp_addr_is_local(a);
+    byp_stack_unlock_noflush();
+    if (byp_fd_get(fd) == NULL || !ours)
+        return BYP_ENGINE_DECLINE;   /* bound to another interface's address */
+    int fl = BYP_REAL(fcntl)(fd, F_GETFL);
+    if (BYP_REAL(listen)(fd, backlog) < 0)
+        return -errno;
+    struct tsock *ts = byp_tsock_new();
+    if (ts == NULL)
+        return BYP_ENGINE_DECLINE;
+    ts->state = T_LISTEN;
+    ts->nonblock = fl >= 0 && (fl & O_NONBLOCK);
+    ts->flow_addr = a;
+    ts->flow_port = local->sin_port;
+    ts->local = *local;
+    byp_stack_lock();
+    struct tcp_pcb *pcb = tcp_new_ip_type(IPADDR_TYPE_V4);
+    err_t err = ERR_MEM;
+    if (pcb != NULL) {
+        ip_set_option(pcb, SOF_REUSEADDR);
+        ip_addr_t ip = IPADDR4_INIT(a);
+        err = tcp_bind(pcb, &ip, ntohs(local->sin_port));
+    }
+    struct tcp_pcb *lpcb = NULL;
+    if (err == ERR_OK)
+        lpcb = tcp_listen_with_backlog_and_err(pcb, 255, &err);
+    if (lpcb == NULL || byp_flow_ref(IPPROTO_TCP, a, local->sin_port) < 0) {
+        if (lpcb != NULL)
+            tcp_close(lpcb);
+        else if (pcb != NULL)
+            tcp_abort(pcb);
+        byp_stack_unlock();
+        byp_shm_free(ts);
+        byp_warn("cannot accelerate the listener on port %u (lwIP error %d); it stays on the kernel",
+                 ntohs(local->sin_port), err);
+        return BYP_ENGINE_DECLINE;
+    }
+    ts->has_flow = 1;
+    ts->pcb = lpcb;
+    tcp_arg(lpcb, ts);
+    tcp_accept(lpcb, on_accept);
+    install(fd, ts);
+    byp_stats_sock_open(ts);
+    byp_stack_unlock();
+    /* The kernel path is polled beside the stack: never let it block us. */
+    BYP_REAL(fcntl)(fd, F_SETFL, (fl < 0 ? 0 : fl) | O_NONBLOCK);
+    byp_info("tcp listener on port %u accelerated", ntohs(local->sin_port));
+    return 0;
+}
+
+int byp_tcp_connect(int fd, const struct sockaddr_in *remote)
+{
+    int routed = byp_mirror_route_ok(remote->sin_addr.s_addr);   /* <0: not mirrored */
+    if (routed < 0)
+        routed = byp_route_ok(remote->sin_addr.s_addr);
+    if (!routed || byp_fd_get(fd) == NULL)
+        return BYP_ENGINE_DECLINE;
+    if (!byp_link_ready())
+        return -ECONNREFUSED;   /* memif peer process absent: as a host without the port */
+    /* The local port: the kernel socket's, reserving it; bind it first if needed. */
+    struct sockaddr_in local;
+    socklen_t len = sizeof local;
+    if (BYP_REAL(getsockname)(fd, (struct sockaddr *)&local, &len) < 0 || local.sin_family != AF_INET)
+        return BYP_ENGINE_DECLINE;
+    /* The source address: the one the program bound, else the kernel's choice for the
+     * route (its preferred source, else the address whose subnet holds the next hop). */
+    byp_stack_lock();
+    in_addr_t src = byp_route_src(remote->sin_addr.s_addr);
+    int bound_ours = local.sin_addr.s_addr == INADDR_ANY || byp_addr_is_local(local.sin_addr.s_addr);
+    byp_stack_unlock_noflush();
+    if (local.sin_port == 0) {
+        /* On a dedicated interface the kernel does not own the stack's address. */
+        local.sin_addr.s_addr = byp_steering ? src : INADDR_ANY;
+        if (BYP_REAL(bind)(fd, (struct sockaddr *)&local, sizeof local) < 0)
+            return -errno;
+        len = sizeof local;
+        BYP_REAL(getsockname)(fd, (struct sockaddr *)&local, &len);
+    } else if (!bound_ours) {
+        return BYP_ENGINE_DECLINE;
+    }
+    if (local.sin_addr.s_addr == INADDR_ANY || !byp_steering)
+        local.sin_addr.s_addr = src;
+    int fl = BYP_REAL(fcntl)(fd, F_GETFL);
+    struct tsock *ts = byp_tsock_new();
+    if (ts == NULL)
+        return BYP_ENGINE_DECLINE;
+    ts->nonblock = fl >= 0 && (fl & O_NONBLOCK);
+    ts->local = local;
+    ts->remote = *remote;
+    ts->flow_addr = local.sin_addr.s_addr;
+    ts->flow_port = local.sin_port;
+    ts->reserves_port = 1;
+    ts->state = T_CONNECTING;
+    byp_stack_lock();
+    struct tcp_pcb *pcb = tcp_new_ip_type(IPADDR_TYPE_V4);
+    if (pcb == NULL) {
+        byp_stack_unlock();
+        byp_shm_free(ts);
+        return -ENOBUFS;
+    }
+    ip_set_option(pcb, SOF_REUSEADDR);
+    ip_addr_t lip = IPADDR4_INIT(local.sin_addr.s_addr), rip = IPADDR4_INIT(remote->sin_addr.s_addr);
+    err_t err = tcp_bind(pcb, &lip, ntohs(local.sin_port));
+    if (err != ERR_OK || byp_flow_ref(IPPROTO_TCP, local.sin_addr.s_addr, local.sin_port) < 0) {
+        tcp_abort(pcb);
+        byp_stack_unlock();
+        byp_shm_free(ts);
+        return err == ERR_USE ? -EADDRINUSE : BYP_ENGINE_DECLINE;
+    }
+    ts->has_flow = 1;
+    byp_tsock_attach(ts, pcb);
+    err = tcp_connect(pcb, &rip, ntohs(remote->sin_port), on_connected);
+    if (err != ERR_OK) {
+        tcp_arg(pcb, NULL);
+        tcp_err(pcb, NULL);
+        tcp_abort(pcb);
+        byp_tsock_put_flow(ts);
+        byp_stack_unlock();
+        byp_shm_free(ts);
+        return err == ERR_RTE ? -ENETUNREACH : -ENOBUFS;
+    }
+    install(fd, ts);
+    byp_stats_sock_open(ts);
+    byp_stack_unlock();
+    if (ts->nonblock)
+        return -EINPROGRESS;
+    byp_stack_lock();
+    while (ts->state == T_CONNECTING) {
+        int r = byp_tsock_wait(byp_tsock_connected, ts, ts->sndtimeo_ms, NULL, 0);
+        if (r <= 0 && ts->state == T_CONNECTING) {
+            byp_stack_unlock();
+            return r == 0 ? -EINPROGRESS : -EINTR;
+        }
+    }
+    int e = ts->state == T_CONNECTED ? 0 : ts->so_error;
+    if (e) {
+        ts->so_error = 0;
+        ts->err = 0;
+    }
+    byp_stack_unlock();
+    return -e;
+}
