@@ -9,8 +9,8 @@
 #     raw               the floor: no stack at either end, both on af_xdp (byp-reflect
 #                       turning frames around, byp-reflect --ping sending them), spinning
 #   receive rate: the highest rate of a ladder (64 B datagrams, 1 and 32 multicast groups,
-#     tests/integration/accel/udp_feed.c, a kernel sender batching BENCH_BATCH datagrams per
-#     sendmmsg) at which the receiver (epoll over one socket per group, SO_RCVBUF 4 MB:
+#     tests/integration/accel/udp_feed.c's payload, sent as raw frames by byp-reflect --feed
+#     or by udp_feed's kernel socket in sendmmsg batches of BENCH_BATCH) at which the receiver (epoll over one socket per group, SO_RCVBUF 4 MB:
 #     BENCH_RCVBUF) loses nothing over SECONDS, kernel receiver against bypass.  A step the
 #     sender could not offer (its achieved rate below 97 % of the step) ends the ladder and
 #     is named in the output: the rate is then the sender's limit, not the receiver's.
@@ -30,7 +30,9 @@
 # the NIC ring; one that sleeps is woken at once), BENCH_LOG (BYPASS_LOG), BENCH_RATES (the
 # ladder, datagrams/s, default "50000 100000 200000 300000 400000 600000 800000 1000000
 # 1250000 1500000"), BENCH_BATCH (datagrams per sendmmsg of the ladder's sender, default
-# 32), BENCH_UDP_PARTS (any of "sockperf rate latency", default all), BENCH_LIB (the
+# 32), BENCH_SENDER (raw, the default: the ladder's sender is `byp-reflect --feed`, raw
+# frames through AF_XDP in the client namespace; kernel: udp_feed's kernel socket with
+# sendmmsg batches), BENCH_UDP_PARTS (any of "sockperf rate latency", default all), BENCH_LIB (the
 # library, default build/libbypass.so), BENCH_RX_WRAP (a command prefix for the feed
 # receiver, e.g. "perf stat -e raw_syscalls:sys_enter -o FILE --"), BENCH_OUT=DIR (also
 # write DIR/udp.tsv: bench, mode, round, figures or verdict, the command; and the sockperf
@@ -214,9 +216,14 @@ feed_run() {
   local s0
   s0=$(udp_dgrams "$SNS")
   ns_cmd "$CNS" - "$CLI_CPU"
-  echo "receiver: ${rx[*]} | sender: ${NSCMD[*]} $FEED send $GBASE $ng $FPORT $count $rate $CIP $batch" >"$WORK/last_cmd"
-  timeout -k 5 $((secs * 4 + 60)) "${NSCMD[@]}" "$FEED" send "$GBASE" "$ng" "$FPORT" "$count" \
-    "$rate" "$CIP" "$batch" >"$log.tx" 2>&1
+  local tx=("${NSCMD[@]}" "$FEED" send "$GBASE" "$ng" "$FPORT" "$count" "$rate" "$CIP" "$batch")
+  # The ladder's sender (BENCH_SENDER=raw, the default): the same feed as raw frames
+  # through AF_XDP, no kernel socket; it offers more than the kernel's sendmmsg here.
+  [ "${BENCH_SENDER:-raw}" = raw ] && [ "$batch" -gt 1 ] &&
+    tx=("${NSCMD[@]}" "$ROOT/build/nicbackend/byp-reflect" -i "$CIF" -p "$FPORT" --feed "$GBASE"
+        -g "$ng" -n "$count" -r "$rate")
+  echo "receiver: ${rx[*]} | sender: ${tx[*]}" >"$WORK/last_cmd"
+  timeout -k 5 $((secs * 4 + 60)) "${tx[@]}" >"$log.tx" 2>&1
   for i in $(seq $((secs * 10 + 200))); do kill -0 "$rpid" 2>/dev/null || break; sleep 0.1; done
   local v=ok
   [ "$mode" = bypass ] && v=$(verdict "$s0")

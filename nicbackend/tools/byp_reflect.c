@@ -12,6 +12,11 @@
  *       the client: UDP frames of SIZE payload bytes (default 64) from port PORT + 1 to
  *       IP:PORT, one at a time, each waited for by spinning on the ring; prints
  *       "half-RTT us: p50 .. p99 .. p99.9 .. min .." as byp-udp-pingpong does.
+ *   byp-reflect -i IFACE -p PORT --feed GROUP -g NGROUPS -n COUNT [-r RATE]
+ *       a raw multicast sender: what `udp_feed send` publishes (tests/integration/accel/
+ *       udp_feed.c: COUNT sequenced datagrams round robin over NGROUPS groups from GROUP
+ *       to PORT, at RATE per second, 0 as fast as the ring takes them, then the end
+ *       markers), in bursts of 32 frames through AF_XDP, without a kernel socket.
  *
  * Prints start-up facts (EAL time, memory mode, CPU affinity before and after, kernel view
  * of the interface), "ready" when packets can flow, and counters at the end (after
@@ -26,6 +31,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <rte_cycles.h>
 #include <rte_ether.h>
 #include <rte_ip.h>
 #include <rte_udp.h>
@@ -241,12 +247,130 @@ static int ping(struct byp_nic *nic, const struct byp_kif *kif, const char *dst,
     return lost > count / 100 ? 1 : 0;
 }
 
+/* ---- the raw feed sender (--feed) ---- */
+
+/* The payload of tests/integration/accel/udp_feed.c. */
+struct feed_msg {
+    uint32_t group;
+    uint32_t pad;
+    uint64_t seq;
+    int64_t sent_ns;
+};
+
+static int64_t real_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Frame of @msg to group @g (network order) on @dport_be, in a new mbuf; NULL when the pool
+ * is empty. */
+static struct rte_mbuf *feed_frame(struct byp_nic *nic, const struct byp_kif *kif, uint32_t g,
+                                   uint16_t sport_be, uint16_t dport_be, const struct feed_msg *msg)
+{
+    struct rte_mbuf *m = rte_pktmbuf_alloc(nic->pool);
+    uint32_t h = ntohl(g);
+    struct rte_ether_addr dmac = {{0x01, 0x00, 0x5e, (uint8_t)((h >> 16) & 0x7f),
+                                   (uint8_t)(h >> 8), (uint8_t)h}};
+
+    if (m == NULL)
+        return NULL;
+    build_frame(m, (const struct rte_ether_addr *)kif->mac, &dmac, kif->addr, g, sport_be,
+                dport_be, (int)sizeof(*msg), 0);
+    struct rte_ipv4_hdr *ip = rte_pktmbuf_mtod_offset(m, struct rte_ipv4_hdr *,
+                                                      sizeof(struct rte_ether_hdr));
+    struct rte_udp_hdr *udp = (struct rte_udp_hdr *)(ip + 1);
+    memcpy(udp + 1, msg, sizeof(*msg));
+    ip->time_to_live = 1;
+    ip->hdr_checksum = 0;
+    ip->hdr_checksum = rte_ipv4_cksum(ip);
+    udp->dgram_cksum = 0;
+    udp->dgram_cksum = rte_ipv4_udptcp_cksum(ip, udp);
+    return m;
+}
+
+/* Publish @count datagrams round robin over @ng groups from @base at @rate per second (0: as
+ * fast as the ring takes them), in bursts of BURST, then the end markers: what
+ * `udp_feed send` does, without a kernel socket. */
+static int feed(struct byp_nic *nic, const struct byp_kif *kif, const char *base, int ng,
+                int port, long count, long rate)
+{
+    struct in_addr b;
+    uint16_t sport_be = htons((uint16_t)(port + 1)), dport_be = htons((uint16_t)port);
+    uint64_t *seq = calloc((size_t)(ng > 0 ? ng : 1), sizeof(uint64_t));
+    struct rte_mbuf *pkts[BURST];
+    long stalls = 0;
+
+    if (seq == NULL || inet_pton(AF_INET, base, &b) != 1 || ng < 1 || ng > 4096 || rate < 0) {
+        fprintf(stderr, "byp-reflect: --feed needs a group address, -g 1..4096, -r >= 0\n");
+        return 1;
+    }
+    printf("ready: raw feed of %ld datagrams over %d groups from %s port %d\n", count, ng, base,
+           port);
+    fflush(stdout);
+    uint64_t start = mono_ns();
+    for (long i = 0; i < count && !stop;) {
+        if (rate > 0) {
+            int64_t ahead = (int64_t)(start + (uint64_t)((double)i * 1e9 / (double)rate)) -
+                            (int64_t)mono_ns();
+            if (ahead > 50000) {
+                struct timespec ts = {.tv_sec = ahead / 1000000000, .tv_nsec = ahead % 1000000000};
+                nanosleep(&ts, NULL);
+            }
+        }
+        int n = count - i < BURST ? (int)(count - i) : BURST, k = 0;
+        int64_t t = real_ns();
+        for (; k < n; k++) {
+            uint32_t g = (uint32_t)((i + k) % ng);
+            struct feed_msg msg = {.group = g, .seq = seq[g], .sent_ns = t};
+            pkts[k] = feed_frame(nic, kif, htonl(ntohl(b.s_addr) + g), sport_be, dport_be, &msg);
+            if (pkts[k] == NULL)
+                break;
+            seq[g]++;
+        }
+        int sent = 0;
+        while (sent < k && !stop) {
+            uint16_t r = byp_nic_tx_burst(nic, pkts + sent, (uint16_t)(k - sent));
+            sent += r;
+            if (sent < k) {
+                stalls++;
+                rte_delay_us_block(20);
+            }
+        }
+        for (int j = sent; j < k; j++)
+            rte_pktmbuf_free(pkts[j]);
+        i += sent;
+        if (k == 0) {
+            stalls++;
+            rte_delay_us_block(50);   /* pool empty: the ring gives buffers back */
+        }
+    }
+    double secs = (double)(mono_ns() - start) / 1e9;
+    struct timespec pause = {0, 500000000};
+    nanosleep(&pause, NULL);
+    for (int rep = 0; rep < 3; rep++)
+        for (int g = 0; g < ng; g++) {
+            struct feed_msg msg = {.group = (uint32_t)g, .seq = UINT64_MAX};
+            struct rte_mbuf *m = feed_frame(nic, kif, htonl(ntohl(b.s_addr) + (uint32_t)g),
+                                            sport_be, dport_be, &msg);
+            if (m != NULL && byp_nic_tx_burst(nic, &m, 1) != 1)
+                rte_pktmbuf_free(m);
+        }
+    printf("sent %ld in %.3f s (%.0f/s, %ld stalls)\n", count, secs, (double)count / secs, stalls);
+    free(seq);
+    return 0;
+}
+
 static void usage(void)
 {
     fprintf(stderr, "usage: byp-reflect -i IFACE -p PORT [-t SECONDS] [--no-huge] "
                     "[--fix-csum] [--prog FILE] [--eal ARG]... [-v]\n"
                     "       byp-reflect -i IFACE -p PORT --ping IP --peer-mac MAC [-n COUNT] "
-                    "[-s SIZE] [-w WARMUP] [--no-huge] [--eal ARG]...\n");
+                    "[-s SIZE] [-w WARMUP] [--no-huge] [--eal ARG]...\n"
+                    "       byp-reflect -i IFACE -p PORT --feed GROUP -g NGROUPS -n COUNT "
+                    "[-r RATE]\n");
 }
 
 int main(int argc, char **argv)
@@ -262,6 +386,7 @@ int main(int argc, char **argv)
         { "eal", required_argument, NULL, 'E' },
         { "ping", required_argument, NULL, 'G' },
         { "peer-mac", required_argument, NULL, 'M' },
+        { "feed", required_argument, NULL, 'F' },
         { NULL, 0, NULL, 0 },
     };
     struct byp_nic_conf conf = { 0 };
@@ -276,12 +401,12 @@ int main(int argc, char **argv)
     const struct byp_eal_info *ei;
     char *eal_args[16];
     int nb_eal = 0;
-    const char *ping_ip = NULL, *peer_mac = NULL;
-    long count = 100000, warmup = 1000;
-    int size = 64;
+    const char *ping_ip = NULL, *peer_mac = NULL, *feed_base = NULL;
+    long count = 100000, warmup = 1000, rate = 0;
+    int size = 64, ngroups = 1;
 
     byp_log_level = BYP_LOG_WARN;
-    while ((c = getopt_long(argc, argv, "i:p:t:n:s:w:v", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "i:p:t:n:s:w:g:r:v", opts, NULL)) != -1) {
         switch (c) {
         case 'i': conf.ifname = optarg; break;
         case 'p': port = atoi(optarg); break;
@@ -295,6 +420,9 @@ int main(int argc, char **argv)
         case 'n': count = atol(optarg); break;
         case 's': size = atoi(optarg); break;
         case 'w': warmup = atol(optarg); break;
+        case 'F': feed_base = optarg; break;
+        case 'g': ngroups = atoi(optarg); break;
+        case 'r': rate = atol(optarg); break;
         case 'E':
             if (nb_eal < 16)
                 eal_args[nb_eal++] = optarg;
@@ -334,6 +462,11 @@ int main(int argc, char **argv)
            "affinity before [%s] after [%s]\n", ei->init_ms, (now_s() - t0) * 1e3,
            ei->no_huge ? "no-huge" : "hugepages", aff_before, aff_after);
     printf("xdp program: %s\n", conf.xdp_prog ? conf.xdp_prog : byp_steer_prog_path());
+    if (feed_base != NULL) {
+        ret = feed(nic, &kif, feed_base, ngroups, port, count, rate);
+        byp_nic_close(nic);
+        return ret;
+    }
     if (ping_ip != NULL) {
         ret = ping(nic, &kif, ping_ip, peer_mac, port, count, warmup, size);
         byp_nic_close(nic);
