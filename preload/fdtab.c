@@ -10,6 +10,20 @@ byp_fd_t *byp_fdtab;
 unsigned int byp_fdtab_size;
 unsigned int byp_fdtab_hwm;
 
+/* An fd number passes from the thread that closed it to the one the kernel gives it to
+ * next: byp_fd_clear runs before close(2), byp_fd_set_kernel after the call that returned
+ * the number, and the kernel's own file table orders the two.  ThreadSanitizer cannot see
+ * that order (it found the entry's writes "racing" across such a reuse): tell it. */
+#if defined(__SANITIZE_THREAD__)
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+#define FD_RECEIVED(e) __tsan_acquire(e)
+#define FD_GIVEN_BACK(e) __tsan_release(e)
+#else
+#define FD_RECEIVED(e) ((void)(e))
+#define FD_GIVEN_BACK(e) ((void)(e))
+#endif
+
 /* Upper bound on the table: 1M fds is 24 MiB of address space, touched only where used. */
 #define BYP_FDTAB_MAX (1u << 20)
 
@@ -51,6 +65,7 @@ void byp_fd_set_kernel(int fd, int kind)
     byp_fd_t *e = byp_fd_get(fd);
     if (e == NULL)
         return;
+    FD_RECEIVED(e);
     if (kind != BYP_FD_UNKNOWN && (unsigned int)fd >= __atomic_load_n(&byp_fdtab_hwm, __ATOMIC_RELAXED))
         raise_hwm((unsigned int)fd + 1);
     e->obj = NULL;
@@ -70,6 +85,7 @@ void byp_fd_clear(int fd)
         errno = saved;
     }
     byp_fd_set_kernel(fd, BYP_FD_UNKNOWN);
+    FD_GIVEN_BACK(e);
 }
 
 void byp_fd_copy(int oldfd, int newfd)
@@ -81,6 +97,7 @@ void byp_fd_copy(int oldfd, int newfd)
         byp_fd_clear(newfd);
         return;
     }
+    FD_RECEIVED(n);
     if ((unsigned int)newfd >= __atomic_load_n(&byp_fdtab_hwm, __ATOMIC_RELAXED))
         raise_hwm((unsigned int)newfd + 1);
     if (o->ops != NULL && o->ops->ref != NULL)

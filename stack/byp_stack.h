@@ -35,12 +35,24 @@ void byp_stack_unlock(void);
  * transmit kick, the one system call of the AF_XDP data path. */
 void byp_stack_unlock_noflush(void);
 
-/* Called (lock held) whenever a socket's readiness changed. */
+/* Called (lock held) whenever a socket's readiness changed: with the wake groups of the
+ * members that hold it (struct byp_refs' groups), or every group. */
+void byp_engine_event_groups(unsigned groups);
 void byp_engine_event(void);
 
 /* Run the stack once if nobody else is: rx burst, timers, neighbours.  Returns the number
  * of packets received.  @from_app: an application thread (so the progress thread may rest). */
 int byp_engine_poll(int from_app);
+
+/* ---- timers.c ---- */
+
+/* Keep lwIP's TCP tick count (tcp_ticks) in step with @now_ms (CLOCK_MONOTONIC ms), however
+ * long its timer did not run (lock held; before lwIP sees input or runs its timers). */
+void byp_tcp_ticks_sync(int64_t now_ms);
+/* Milliseconds until one of the stack's timers next has work to do, at most @cap: lwIP's
+ * tick while a connection is busy or a neighbour or an IGMP report is pending, else the
+ * nearest keepalive or close deadline (lock held). */
+uint32_t byp_timers_wait_ms(int64_t now_ms, uint32_t cap);
 
 /* ---- netif.c ---- */
 

@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -37,11 +38,24 @@
 #include "stats.h"
 
 static pthread_mutex_t stack_mutex = PTHREAD_MUTEX_INITIALIZER;
-int byp_engine_sleepers;            /* threads of every member sleeping on wake_fd */
+/* Sleeping threads are woken by wake group (family.h): each group has a semaphore eventfd
+ * and an epoll set over it (plus the backend's receive fd while the stack has one member),
+ * created at start and inherited by every member.  A member's own group's pair also sits at
+ * the fd numbers wake_fd and sleep_fd (dup2 in a forked child), which its epoll sets and
+ * waits use.  A readiness change wakes the groups holding the socket, not every sleeper of
+ * the family: a forking server's sleepers used to wake for one another's packets. */
+static int group_sleepers[BYP_WAKE_GROUPS];   /* threads sleeping, per group */
+static int group_wake_fd[BYP_WAKE_GROUPS];
+static int group_sleep_fd[BYP_WAKE_GROUPS];
+static unsigned wake_groups;        /* groups to wake at unlock (lock held) */
+/* 1 while one process uses the stack: its sleepers also wait for frames (and run the stack
+ * themselves when they come); once it forks, the progress thread takes the frames and wakes
+ * just the groups concerned. */
+static int sleepers_take_frames = 1;
 int byp_steering = 1;
 struct byp_nic *byp_engine_nic;
-static int wake_fd = -1;            /* eventfd the engine signals sleepers with */
-static int sleep_fd = -1;           /* epoll over wake_fd and the AF_XDP socket */
+static int wake_fd = -1;            /* this member's group's eventfd (a dup) */
+static int sleep_fd = -1;           /* this member's group's epoll set (a dup) */
 int byp_xsk_fd = -1;                /* the AF_XDP socket, for the progress thread to sleep on */
 static uint64_t events;             /* readiness changes, bumped under the lock */
 static uint64_t events_woken;       /* value of @events at the last wake-up */
@@ -130,38 +144,78 @@ int byp_stack_trylock(void)
     return rc;
 }
 
-void byp_stack_unlock(void)
+/* Release the lock; @kick: wake the progress thread if it sleeps past lwIP's next tick
+ * (byp_progress_napping): whoever held the lock may have given lwIP something to time (a
+ * send to retransmit, a delayed ACK, a close).  Checked under the lock, which the progress
+ * thread held when it decided to nap, so no change slips between the two. */
+static void unlock(int kick)
 {
-    byp_netif_flush();
-    byp_stack_unlock_noflush();
-}
-
-void byp_stack_unlock_noflush(void)
-{
-    int n = __atomic_load_n(&byp_engine_sleepers, __ATOMIC_SEQ_CST);
-    int wake = events != events_woken && n > 0;
+    unsigned groups = events != events_woken ? wake_groups : 0;
     events_woken = events;
+    wake_groups = 0;
+    int n[BYP_WAKE_GROUPS];
+    for (unsigned m = groups; m != 0; m &= m - 1) {
+        unsigned g = (unsigned)__builtin_ctz(m);
+        n[g] = __atomic_load_n(&group_sleepers[g], __ATOMIC_SEQ_CST);
+        if (n[g] <= 0)
+            groups &= ~(1u << g);
+    }
+    kick = kick && __atomic_load_n(&byp_progress_napping, __ATOMIC_RELAXED) &&
+           __atomic_exchange_n(&byp_progress_napping, 0, __ATOMIC_ACQ_REL);
     pthread_mutex_unlock(&stack_mutex);
     byp_sig_release();
-    if (wake) {
-        /* A semaphore eventfd shared by every member: one count per sleeper, each takes
-         * one (wake_drain), so a sleeper in another process is never robbed of its wake-up. */
-        uint64_t one = (uint64_t)n;
+    if (groups != 0 || kick) {
         int saved = errno;
-        (void)!BYP_REAL(write)(wake_fd, &one, sizeof one);
+        /* A semaphore eventfd per group: one count per sleeper of the group, each takes one
+         * (wake_drain), so a sleeper in another process is never robbed of its wake-up. */
+        for (unsigned m = groups; m != 0; m &= m - 1) {
+            unsigned g = (unsigned)__builtin_ctz(m);
+            uint64_t cnt = (uint64_t)n[g];
+            (void)!BYP_REAL(write)(group_wake_fd[g], &cnt, sizeof cnt);
+        }
+        uint64_t one = 1;
+        if (kick)
+            (void)!BYP_REAL(write)(byp_progress_kick_fd, &one, sizeof one);
         errno = saved;
     }
 }
 
-void byp_engine_event(void)
+int byp_frame_sleepers(void)
 {
+    return sleepers_take_frames ? __atomic_load_n(&group_sleepers[0], __ATOMIC_RELAXED) : 0;
+}
+
+void byp_stack_unlock(void)
+{
+    byp_netif_flush();
+    unlock(1);
+}
+
+void byp_stack_unlock_noflush(void)
+{
+    unlock(1);
+}
+
+void byp_stack_unlock_nokick(void)
+{
+    byp_netif_flush();
+    unlock(0);
+}
+
+void byp_engine_event_groups(unsigned groups)
+{
+    wake_groups |= groups;
     __atomic_add_fetch(&events, 1, __ATOMIC_RELEASE);
 }
 
+void byp_engine_event(void)
+{
+    byp_engine_event_groups((1u << BYP_WAKE_GROUPS) - 1);
+}
+
 static uint32_t last_timer_ms, last_owner_check_ms;
-/* Milliseconds from the last poll to lwIP's next timer (sys_timeouts_sleeptime), for the
- * progress thread's sleep when an application thread sleeps on the wake fd. */
-uint32_t byp_timer_wait_ms;
+int byp_progress_kick_fd = -1;
+int byp_progress_napping;
 
 int byp_engine_poll(int from_app)
 {
@@ -172,17 +226,19 @@ int byp_engine_poll(int from_app)
         byp_progress_start();
     if (byp_stack_trylock() != 0)
         return 0;   /* another thread is running the stack right now */
+    uint32_t t = (uint32_t)(now / 1000000);   /* sys_now's time line (CLOCK_MONOTONIC ms) */
+    int tick = t != last_timer_ms;
+    if (tick)   /* the progress thread may have slept through many of lwIP's ticks */
+        byp_tcp_ticks_sync(now / 1000000);
     int n = byp_netif_rx();
     byp_udp_kpath_poll(now);
-    uint32_t t = (uint32_t)(now / 1000000);   /* sys_now's time line (CLOCK_MONOTONIC ms) */
-    if (t != last_timer_ms) {
+    if (tick) {
         last_timer_ms = t;
         sys_check_timeouts();
         byp_nic_tick(byp_engine_nic);
         if (byp_neigh_pending)
             byp_neigh_poll();
         byp_tcp_reap();
-        __atomic_store_n(&byp_timer_wait_ms, sys_timeouts_sleeptime(), __ATOMIC_RELAXED);
         if (__builtin_expect(t - last_owner_check_ms >= 500, 0)) {
             /* The process running the family's progress thread was killed: nobody reaps
              * the dead or runs the timers.  Whoever runs the stack notices. */
@@ -194,7 +250,10 @@ int byp_engine_poll(int from_app)
             errno = saved;
         }
     }
-    byp_stack_unlock();
+    if (n > 0)
+        byp_stack_unlock();
+    else
+        byp_stack_unlock_nokick();   /* no input: lwIP has nothing new to time */
     return n;
 }
 
@@ -318,6 +377,60 @@ static int find_rx_fd(int domain)
     return found;
 }
 
+/* The wake groups' eventfds and epoll sets; this process (member 0) takes group 0.
+ * 0 or -errno. */
+static int wake_groups_open(void)
+{
+    for (int g = 0; g < BYP_WAKE_GROUPS; g++) {
+        group_wake_fd[g] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
+        group_sleep_fd[g] = BYP_REAL(epoll_create1)(EPOLL_CLOEXEC);
+        if (group_wake_fd[g] < 0 || group_sleep_fd[g] < 0)
+            return -errno;
+        struct epoll_event ev = {.events = EPOLLIN, .data.fd = group_wake_fd[g]};
+        if (BYP_REAL(epoll_ctl)(group_sleep_fd[g], EPOLL_CTL_ADD, group_wake_fd[g], &ev) != 0)
+            return -errno;
+        if (byp_xsk_fd >= 0) {
+            ev.data.fd = byp_xsk_fd;
+            if (BYP_REAL(epoll_ctl)(group_sleep_fd[g], EPOLL_CTL_ADD, byp_xsk_fd, &ev) != 0)
+                return -errno;
+        }
+        /* The kernel UDP sockets' set (udp_kpath.c), taken like the frames. */
+        ev.data.fd = byp_udp_kpath_fd();
+        if (ev.data.fd >= 0)
+            BYP_REAL(epoll_ctl)(group_sleep_fd[g], EPOLL_CTL_ADD, ev.data.fd, &ev);
+    }
+    wake_fd = BYP_REAL(fcntl)(group_wake_fd[0], F_DUPFD_CLOEXEC, 0);
+    sleep_fd = BYP_REAL(fcntl)(group_sleep_fd[0], F_DUPFD_CLOEXEC, 0);
+    return wake_fd < 0 || sleep_fd < 0 ? -errno : 0;
+}
+
+void byp_wake_groups_fork(void)
+{
+    if (!sleepers_take_frames || byp_xsk_fd < 0)
+        return;
+    /* The first fork: sleepers stop waiting for frames (each would wake for every
+     * member's packets); the progress thread takes them.  The epoll sets are shared by
+     * every member, so once is enough. */
+    for (int g = 0; g < BYP_WAKE_GROUPS; g++) {
+        BYP_REAL(epoll_ctl)(group_sleep_fd[g], EPOLL_CTL_DEL, byp_xsk_fd, NULL);
+        if (byp_udp_kpath_fd() >= 0)
+            BYP_REAL(epoll_ctl)(group_sleep_fd[g], EPOLL_CTL_DEL, byp_udp_kpath_fd(), NULL);
+    }
+    sleepers_take_frames = 0;
+    uint64_t one = 1;
+    (void)!BYP_REAL(write)(byp_progress_kick_fd, &one, sizeof one);
+}
+
+void byp_wake_groups_join(int slot)
+{
+    unsigned g = byp_wake_group(slot);
+    if (sleep_fd >= 0 && group_sleep_fd[g] >= 0) {
+        BYP_REAL(dup3)(group_wake_fd[g], wake_fd, O_CLOEXEC);
+        BYP_REAL(dup3)(group_sleep_fd[g], sleep_fd, O_CLOEXEC);
+    }
+    byp_sleepers = &group_sleepers[g];
+}
+
 /* The stack's address on a dedicated interface: "a.b.c.d/len" from the `ip` key. */
 static int parse_ip(const char *text, in_addr_t *addr, unsigned *prefix)
 {
@@ -351,7 +464,7 @@ static int engine_start(void)
     pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
     pthread_mutex_init(&stack_mutex, &ma);
     pthread_mutexattr_destroy(&ma);
-    byp_sleepers = &byp_engine_sleepers;
+    byp_sleepers = &group_sleepers[0];
     byp_progress_pid = -1;         /* started below, once the stack is up */
     int rc = byp_shm_setup((size_t)byp_cfg.shm_mb << 20);   /* BYPASS_SHM_MB */
     if (rc < 0) {
@@ -431,8 +544,8 @@ static int engine_start(void)
         if (rte_eth_dev_get_mtu(byp_engine_nic->port_id, &mtu) == 0 && mtu >= 576)
             kif.mtu = mtu;
     }
-    wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
-    if (wake_fd < 0) {
+    byp_progress_kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (byp_progress_kick_fd < 0) {
         rc = -errno;
         byp_nic_close(byp_engine_nic);
         return rc;
@@ -440,24 +553,17 @@ static int engine_start(void)
     clock_setup();
     byp_xsk_fd = find_rx_fd(byp_cfg.backend == BYP_BACKEND_AF_XDP ? AF_XDP :
                         byp_cfg.backend == BYP_BACKEND_AF_PACKET ? AF_PACKET : 0);
-    sleep_fd = BYP_REAL(epoll_create1)(EPOLL_CLOEXEC);
-    if (sleep_fd < 0) {
-        rc = -errno;
-        byp_err("cannot create the engine's epoll set: %s", strerror(-rc));
-        byp_nic_close(byp_engine_nic);
-        return rc;
-    }
-    struct epoll_event ev = {.events = EPOLLIN, .data.fd = wake_fd};
-    BYP_REAL(epoll_ctl)(sleep_fd, EPOLL_CTL_ADD, wake_fd, &ev);
-    if (byp_xsk_fd >= 0) {
-        ev.data.fd = byp_xsk_fd;
-        BYP_REAL(epoll_ctl)(sleep_fd, EPOLL_CTL_ADD, byp_xsk_fd, &ev);
-    }
-    rc = byp_udp_kpath_start(sleep_fd);
+    rc = byp_udp_kpath_start();
     if (rc < 0)
         byp_warn("udp: no kernel-path set (%s): receives look at kernel sockets each time",
                  strerror(-rc));
-    byp_info("byp_engine_sleepers wait on %s", byp_xsk_fd >= 0 ? "the backend's receive fd" : "a timer");
+    rc = wake_groups_open();
+    if (rc < 0) {
+        byp_err("cannot create the engine's wake-up fds: %s", strerror(-rc));
+        byp_nic_close(byp_engine_nic);
+        return rc;
+    }
+    byp_info("sleepers wait on %s", byp_xsk_fd >= 0 ? "the backend's receive fd" : "a timer");
 
     byp_stack_lock();
     lwip_init();
@@ -470,9 +576,11 @@ static int engine_start(void)
         byp_err("cannot set up the lwIP interface");
         return rc;
     }
+    /* The stats before the progress thread, which samples them (found by ThreadSanitizer:
+     * it could read the header half written). */
+    byp_stats_start(byp_engine_nic, bname, byp_engine_nic->ifname, kif.addr, kif.prefixlen);
     byp_progress_pid = 0;
     byp_progress_start();
-    byp_stats_start(byp_engine_nic, bname, byp_engine_nic->ifname, kif.addr, kif.prefixlen);
     byp_info("accelerating on %s (%s/%u), backend %s", byp_engine_nic->ifname,
              inet_ntoa((struct in_addr){kif.addr}), kif.prefixlen, bname);
     /* Frames from the local kernel over veth may carry its partial checksums (transmit

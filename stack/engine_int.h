@@ -11,14 +11,23 @@ struct byp_nic;
 
 /* The accelerated NIC (NULL before start and after the last member left). */
 extern struct byp_nic *byp_engine_nic;
-/* Threads of every member sleeping on the engine's wake fd. */
-extern int byp_engine_sleepers;
+/* Application threads sleeping on the frames (the backend's receive fd sits in their wake
+ * set while the stack has one member): they run the stack when frames come.  0 once the
+ * family has forked: the progress thread takes the frames then. */
+int byp_frame_sleepers(void);
+/* Wake groups (engine.c): before the first fork, sleepers stop waiting for frames (lock
+ * held); in a forked child, its group's wake fds take the numbers of the process's own. */
+void byp_wake_groups_fork(void);
+void byp_wake_groups_join(int slot);
 /* The backend's receive fd (AF_XDP or AF_PACKET socket, tap device), -1 when none. */
 extern int byp_xsk_fd;
 /* When an application thread last ran the stack (byp_now_ns). */
 extern int64_t byp_last_app_poll_ns;
-/* Milliseconds from the last poll to lwIP's next timer (sys_timeouts_sleeptime). */
-extern uint32_t byp_timer_wait_ms;
+/* The progress thread sleeps past lwIP's next tick (nothing to time), set under the lock;
+ * whoever next releases the lock clears it and writes byp_progress_kick_fd (an eventfd the
+ * progress thread polls) so that it looks again. */
+extern int byp_progress_napping;
+extern int byp_progress_kick_fd;
 /* The process running the family's progress thread; 0: none (the next user starts one). */
 extern pid_t byp_progress_pid;
 /* The process whose progress thread reads the kernel mirror (0: no mirror). */
@@ -31,6 +40,9 @@ int64_t byp_now_ns(void);
  * Both defer signal handlers until byp_stack_unlock*. */
 void byp_stack_lock_raw(void);
 int byp_stack_trylock(void);
+/* Release the lock without waking a napping progress thread: for a caller that gave lwIP
+ * nothing new (a poll that received nothing, the progress thread itself). */
+void byp_stack_unlock_nokick(void);
 
 /* ---- progress.c ---- */
 

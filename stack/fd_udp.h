@@ -20,11 +20,13 @@ void byp_udp_fork_refs(int slot);
 void byp_udp_drop_member(int slot);
 
 /* The second receive path's readiness (udp_kpath.c).  byp_udp_kpath_start: create the
- * family's kernel-path epoll set inside the engine's sleep set @sleep_fd (0 or -errno).
- * byp_udp_kpath_wake: a sleeper woke (no lock needed): read the set at the next poll.
+ * family's kernel-path epoll set (0 or -errno); byp_udp_kpath_fd: that set, or -1: it is
+ * readable when a kernel socket got something, and is watched where the frames are.
+ * byp_udp_kpath_wake: a watcher woke (no lock needed): read the set at the next poll.
  * byp_udp_kpath_poll: run by every poll of the stack (lock held): reads the set when due
  * (a wake-up, or every few microseconds) and marks the sockets it names readable. */
-int byp_udp_kpath_start(int sleep_fd);
+int byp_udp_kpath_start(void);
+int byp_udp_kpath_fd(void);
 void byp_udp_kpath_wake(void);
 void byp_udp_kpath_poll(int64_t now_ns);
 

@@ -8,9 +8,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "lwip/opt.h"
+
 #include "byp.h"
 #include "byp_stack.h"
 #include "engine_int.h"
+#include "fd_udp.h"
 #include "family.h"
 #include "kstate.h"
 #include "stats.h"
@@ -18,8 +21,25 @@
 /* An application thread that ran the stack this recently is taken to be spinning on it. */
 #define APP_SPIN_WINDOW_NS 20000
 
-/* How often a progress thread looks for members that died without leaving. */
+/* How often a progress thread looks for members that died without leaving; when this
+ * process is the only member. */
 #define REAP_INTERVAL_NS (200LL * 1000000)
+#define REAP_ALONE_NS (2000LL * 1000000)
+
+/* The kernel mirror is read when its socket turns readable, and at least this often. */
+#define MIRROR_RETRY_NS (1000LL * 1000000)
+
+/* The stats sample's period while packets move, and while none does. */
+#define STATS_BUSY_NS (100LL * 1000000)
+#define STATS_IDLE_NS (1000LL * 1000000)
+
+/* The longest sleep with nothing to do: lwIP's ARP and reassembly timers run every second. */
+#define IDLE_CAP_NS (1000LL * 1000000)
+/* ... while an application thread sleeps on the frames instead of this one. */
+#define SLEEPER_CAP_NS (50LL * 1000000)
+
+/* lwIP's TCP timer period (TCP_TMR_INTERVAL), in ns. */
+#define LWIP_TICK_NS (TCP_TMR_INTERVAL * 1000000LL)
 
 pid_t byp_kmirror_pid;
 
@@ -49,64 +69,124 @@ static void *progress_main(void *arg)
     if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) != 0)
         byp_info("progress thread: SCHED_IDLE refused; it runs at normal priority");
     const int64_t interval_ns = byp_cfg.progress_usec * 1000;
-    int64_t next_reap = 0, last_stats = 0;
+    int64_t next_reap = 0, next_stats = 0;
     if (byp_kmirror_pid != 0 && byp_kmirror_pid != getpid()) {
         /* Taking over from another member: the mirror's caches here are as old as the fork
          * (its messages since went to the process that read them). */
         byp_kmirror_resync();
         byp_kmirror_pid = getpid();
     }
+    /* When lwIP's timers next have work (0: look again), as found under the lock with
+     * byp_progress_napping set: until a kick says the stack changed, it stands. */
+    int64_t timers_at = 0;
+    int mirror_ready = 1;
+    int64_t next_mirror = 0;
     for (;;) {
+        int64_t now = byp_now_ns();
         int kfd = byp_kmirror_fd();   /* the kernel mirror's netlink socket, once started */
-        if (kfd >= 0)
+        if (kfd >= 0 && (mirror_ready || now >= next_mirror)) {
+            /* When its socket is readable, and once a second for what it retries (a
+             * snapshot that found no memory). */
             byp_kmirror_poll();   /* never blocks; applies changes under the stack lock */
-        if (byp_now_ns() - last_stats >= 100000000) {   /* the stats sample every 100 ms */
-            last_stats = byp_now_ns();
-            progress_priority(1);
-            byp_stats_tick();
-            progress_priority(0);
+            next_mirror = now + MIRROR_RETRY_NS;
         }
         if (__atomic_load_n(&byp_local->progress, __ATOMIC_ACQUIRE) != 1)
             break;   /* this process leaves the stack */
-        if (byp_family_shared && byp_now_ns() >= next_reap) {
-            next_reap = byp_now_ns() + REAP_INTERVAL_NS;
-            progress_priority(1);
+        int working = 0;
+        if (now >= next_stats) {
+            progress_priority(working = 1);
+            /* Every 100 ms while packets move, every second while none does. */
+            next_stats = now + (byp_stats_tick() ? STATS_BUSY_NS : STATS_IDLE_NS);
+        }
+        if (byp_family_shared && now >= next_reap) {
+            if (!working)
+                progress_priority(working = 1);
             byp_stack_lock();
             byp_reap_members();
-            byp_stack_unlock();
-            progress_priority(0);
+            /* Alone, only a fork (which reserves a slot) brings someone to reap. */
+            next_reap = now + (byp_family_other() != 0 || byp_family_pending() > 0
+                               ? REAP_INTERVAL_NS : REAP_ALONE_NS);
+            byp_stack_unlock_nokick();
         }
-        struct timespec ts = {.tv_sec = interval_ns / 1000000000, .tv_nsec = interval_ns % 1000000000};
-        int64_t idle = byp_now_ns() - __atomic_load_n(&byp_last_app_poll_ns, __ATOMIC_RELAXED);
-        if (idle < APP_SPIN_WINDOW_NS || __atomic_load_n(&byp_engine_sleepers, __ATOMIC_RELAXED) > 0) {
-            /* An application thread spins on the stack, or sleeps on the engine's wake fd
-             * (which holds the AF_XDP socket, so the frames wake it and it runs the stack
-             * itself): receiving is taken care of.  Only the timers are left to watch:
-             * sleep until lwIP's next one (at most 50 ms, for the stats and the reaping),
-             * not every BYPASS_PROGRESS_USEC; an idle server then costs about what it
-             * costs on the kernel (bench/idle). */
-            int64_t wait = (int64_t)__atomic_load_n(&byp_timer_wait_ms, __ATOMIC_RELAXED) * 1000000;
-            if (wait > 50000000)
-                wait = 50000000;
-            if (wait > interval_ns && idle >= APP_SPIN_WINDOW_NS) {
-                ts.tv_sec = wait / 1000000000;
-                ts.tv_nsec = wait % 1000000000;
+        int sleepers = byp_frame_sleepers() > 0;
+        int64_t idle = now - __atomic_load_n(&byp_last_app_poll_ns, __ATOMIC_RELAXED);
+        if (idle < APP_SPIN_WINDOW_NS) {
+            /* An application thread spins on the stack: it receives and runs the timers. */
+            if (working)
+                progress_priority(0);
+            timers_at = 0;
+            struct timespec ts = {.tv_sec = interval_ns / 1000000000, .tv_nsec = interval_ns % 1000000000};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        /* Woken early with a sleeper still on the frames and nothing changed: sleep on. */
+        if (!sleepers || timers_at == 0 || now >= timers_at) {
+            if (!working)
+                progress_priority(working = 1);
+            /* An application thread sleeping on the engine's wake fd (which holds the
+             * AF_XDP socket) is woken by frames and runs the stack itself; one that ran
+             * it within the last interval ran the timers too. */
+            if (!sleepers || idle >= interval_ns)
+                for (int i = 0; i < 16 && byp_engine_poll(0) > 0; i++)
+                    ;
+            timers_at = now + interval_ns;   /* the lock is busy: someone runs the stack */
+            if (byp_stack_trylock() == 0) {
+                int64_t cap = byp_xsk_fd >= 0 || sleepers ? IDLE_CAP_NS : interval_ns;
+                now = byp_now_ns();
+                int64_t wait = (int64_t)byp_timers_wait_ms(now / 1000000, (uint32_t)(cap / 1000000)) *
+                               1000000;
+                timers_at = now + wait;
+                __atomic_store_n(&byp_progress_napping, wait > 2 * LWIP_TICK_NS, __ATOMIC_RELEASE);
+                byp_stack_unlock_nokick();
             }
-            nanosleep(&ts, NULL);
-            if (byp_now_ns() - __atomic_load_n(&byp_last_app_poll_ns, __ATOMIC_RELAXED) < interval_ns)
-                continue;
-        } else if (byp_xsk_fd >= 0) {
-            struct pollfd p[2] = {{.fd = byp_xsk_fd, .events = POLLIN}, {.fd = kfd, .events = POLLIN}};
-            BYP_REAL(ppoll)(p, kfd >= 0 ? 2 : 1, &ts, NULL);
-            if (byp_now_ns() - __atomic_load_n(&byp_last_app_poll_ns, __ATOMIC_RELAXED) < APP_SPIN_WINDOW_NS)
-                continue;
-        } else {
-            nanosleep(&ts, NULL);
         }
-        progress_priority(1);
-        for (int i = 0; i < 16 && byp_engine_poll(0) > 0; i++)
-            ;
-        progress_priority(0);
+        if (working)
+            progress_priority(0);
+        /* Sleep until something needs this thread: frames (unless a sleeper takes them), a
+         * kick from a thread that gave lwIP something to time, the kernel mirror, lwIP's
+         * next timer that has work (never the ticks of idle connections), the stats, the
+         * reaping.  While a sleeper takes the frames, at most SLEEPER_CAP_NS: the sleeper
+         * may leave the library meanwhile, and nobody would watch the frames (nothing
+         * tells this thread). */
+        now = byp_now_ns();
+        int64_t wait = timers_at - now;
+        if (sleepers && wait > SLEEPER_CAP_NS)
+            wait = SLEEPER_CAP_NS;
+        if (wait > next_stats - now)
+            wait = next_stats - now;
+        if (byp_family_shared && wait > next_reap - now)
+            wait = next_reap - now;
+        if (kfd >= 0 && wait > next_mirror - now)
+            wait = next_mirror - now;
+        if (wait < 0)
+            wait = 0;
+        struct pollfd p[4];
+        nfds_t np = 0, kp = 0;
+        p[np++] = (struct pollfd){.fd = byp_progress_kick_fd, .events = POLLIN};
+        if (kfd >= 0)
+            p[np++] = (struct pollfd){.fd = kfd, .events = POLLIN};
+        if (!sleepers && byp_xsk_fd >= 0)
+            p[np++] = (struct pollfd){.fd = byp_xsk_fd, .events = POLLIN};
+        if (!sleepers && byp_udp_kpath_fd() >= 0) {   /* the kernel UDP sockets, like the frames */
+            kp = np;
+            p[np++] = (struct pollfd){.fd = byp_udp_kpath_fd(), .events = POLLIN};
+        }
+        struct timespec ts = {.tv_sec = wait / 1000000000, .tv_nsec = wait % 1000000000};
+        BYP_REAL(ppoll)(p, np, &ts, NULL);
+        if (kp > 0 && p[kp].revents != 0) {
+            byp_udp_kpath_wake();
+            timers_at = 0;   /* run the stack, which reads the set */
+        }
+        mirror_ready = kfd >= 0 && p[1].revents != 0;
+        if (p[0].revents & POLLIN) {
+            /* Kicked (the kicker cleared byp_progress_napping): the stack changed, look
+             * again; packets may move again, sample the stats soon. */
+            uint64_t v;
+            (void)!BYP_REAL(read)(byp_progress_kick_fd, &v, sizeof v);
+            timers_at = 0;
+            if (next_stats > now + STATS_BUSY_NS)
+                next_stats = now + STATS_BUSY_NS;
+        }
     }
     __atomic_store_n(&byp_local->progress, 3, __ATOMIC_RELEASE);   /* stopped */
     return NULL;

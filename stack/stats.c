@@ -23,6 +23,7 @@
 #undef IP_OFFMASK
 #include "byp_stack.h"
 #include "log.h"
+#include "engine_int.h"
 #include "stats.h"
 #include "proc.h"
 #include "tcp_sock.h"
@@ -314,19 +315,23 @@ static void sample_socks(void)
     byp_stats->socks_in_use = n;
 }
 
-void byp_stats_tick(void)
+int byp_stats_tick(void)
 {
     static int64_t last_ms;
+    static uint64_t last_pkts;
     if (byp_stats == NULL)
-        return;
+        return 0;
     int64_t now = mono_ms();
     if (now - last_ms < 100)
-        return;
+        return 1;
     last_ms = now;
     struct byp_stats_stack *st = byp_stats;
     /* Under the stack lock: the engine's atexit closes the port and frees the pool holding
      * it (for good), so neither is touched after that. */
     byp_stack_lock();
+    uint64_t pkts = st->rx_pkts + st->tx_pkts;   /* counted under the lock */
+    int moved = pkts != last_pkts;
+    last_pkts = pkts;
     if (nic != NULL && nic->pool != NULL) {
         unsigned avail = rte_mempool_avail_count(nic->pool);
         st->pool_size = nic->pool->size;
@@ -359,7 +364,8 @@ void byp_stats_tick(void)
 #else
     st->udp_nosock = byp_udp_unwanted;
 #endif
-    byp_stack_unlock();
+    byp_stack_unlock_nokick();   /* a sample changes nothing lwIP times */
     hdr->sample_unix_ns = real_ns();
     __atomic_add_fetch(&hdr->samples, 1, __ATOMIC_RELEASE);
+    return moved;
 }

@@ -114,9 +114,11 @@ extern struct byp_stats_stack *byp_stats;
  * warning; the engine runs on without stats. */
 void byp_stats_start(struct byp_nic *nic, const char *backend, const char *ifname,
                      uint32_t addr, unsigned prefixlen);
-/* From the progress thread's loop: every ~100 ms, sample the pool, the device counters and
- * the sockets (takes the stack lock for the socket walk). */
-void byp_stats_tick(void);
+/* From the progress thread's loop: sample the pool, the device counters and the sockets
+ * (takes the stack lock for the socket walk), at most every 100 ms.  Returns nonzero when
+ * packets moved since the last sample (or it was too early to take one): the caller
+ * samples again in 100 ms, else in a second. */
+int byp_stats_tick(void);
 
 /* The stack is shared by a family of processes (family.h) and its file is named after one
  * of them (lock held for all three): the member leaving hands it to @pid; a member finding

@@ -71,6 +71,19 @@ int byp_tcp_tw_forget(struct tcp_pcb *pcb)
     return 1;
 }
 
+int byp_tcp_is_zombie(const struct tcp_pcb *pcb)
+{
+    return pcb->errf == zombie_err;
+}
+
+unsigned byp_tcp_zombie_count(void)
+{
+    unsigned n = 0;
+    for (const struct zombie *z = zombies; z != NULL; z = z->next)
+        n++;
+    return n;
+}
+
 /* ---- close ---- */
 
 static int drained_or_gone(void *arg)

@@ -26,7 +26,7 @@
 void byp_tsock_changed(struct tsock *ts)
 {
     ts->gen++;
-    byp_engine_event();
+    byp_engine_event_groups(ts->refs.groups);
 }
 
 struct tsock *byp_tsock_new(void)
@@ -117,6 +117,12 @@ static err_t on_poll(void *arg, struct tcp_pcb *pcb)
         byp_tsock_changed(ts);
     }
     return ERR_OK;
+}
+
+int byp_tsock_wants_poll(const struct tcp_pcb *pcb)
+{
+    const struct tsock *ts = pcb->callback_arg;
+    return pcb->poll == on_poll && ts != NULL && ts->sndbuf < WRITABLE_MIN;
 }
 
 static void on_err(void *arg, err_t err)

@@ -72,6 +72,14 @@ void byp_tsock_put_flow(struct tsock *ts);
 void byp_tsock_link(struct tsock *ts);
 void byp_tsock_unlink(struct tsock *ts);
 
+/* Whether lwIP's poll callback on @pcb has work (a send refused for want of memory left
+ * the socket unwritable); timers.c. */
+int byp_tsock_wants_poll(const struct tcp_pcb *pcb);
+/* Whether @pcb is a closed connection lwIP finishes alone, and how many those are
+ * (tcp_close.c; timers.c compares the two to know when byp_tcp_reap has work). */
+int byp_tcp_is_zombie(const struct tcp_pcb *pcb);
+unsigned byp_tcp_zombie_count(void);
+
 /* Wait conditions for byp_wait (read without the lock; rechecked under it). */
 int byp_tsock_readable(void *ts);
 int byp_tsock_writable(void *ts);

@@ -3,10 +3,11 @@
  * kernel reassembled, a pending error), learnt without a system call per receive.
  *
  * Every accelerated UDP socket's kernel socket sits edge-triggered in one epoll set of the
- * family (kpath_fd), and that set sits in the engine's sleep set: a datagram reaching a
- * kernel socket wakes the threads sleeping on the stack.  Whoever runs the stack next reads
- * the set (at once after such a wake-up, else at most every KPATH_CHECK_NS while threads
- * spin) and marks the sockets it names (usock.kready), which makes them readable.  A
+ * family (kpath_fd), and that set is watched as the frames are: in the wake groups' sleep
+ * sets while sleepers take the frames, by the progress thread once the family forked.  A
+ * datagram reaching a kernel socket wakes whoever watches.  Whoever runs the stack next
+ * reads the set (at once after such a wake-up, else at most every KPATH_CHECK_NS while
+ * threads spin) and marks the sockets it names (usock.kready), which makes them readable.  A
  * receive calls the kernel socket only while its mark is set, and clears the mark before
  * the call that may find it empty: a datagram arriving after that call is a new edge, and
  * marks it again at the next check.
@@ -31,19 +32,15 @@ static int kpath_fd = -1;
 static int64_t kpath_last_ns;
 static int kpath_due;           /* a sleeper woke: look at the next poll whatever the time */
 
-int byp_udp_kpath_start(int sleep_fd)
+int byp_udp_kpath_start(void)
 {
     kpath_fd = BYP_REAL(epoll_create1)(EPOLL_CLOEXEC);
-    if (kpath_fd < 0)
-        return -errno;
-    struct epoll_event ev = {.events = EPOLLIN, .data.fd = kpath_fd};
-    if (BYP_REAL(epoll_ctl)(sleep_fd, EPOLL_CTL_ADD, kpath_fd, &ev) < 0) {
-        int err = errno;
-        BYP_REAL(close)(kpath_fd);
-        kpath_fd = -1;
-        return -err;
-    }
-    return 0;
+    return kpath_fd < 0 ? -errno : 0;
+}
+
+int byp_udp_kpath_fd(void)
+{
+    return kpath_fd;
 }
 
 void byp_udp_kpath_add(struct usock *us, int fd)

@@ -27,7 +27,7 @@ uint64_t byp_udp_unwanted;
 void byp_usock_changed(struct usock *us)
 {
     us->gen++;
-    byp_engine_event();
+    byp_engine_event_groups(us->refs.groups);
 }
 
 int byp_usock_readable(void *arg)

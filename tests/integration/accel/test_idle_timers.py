@@ -1,0 +1,178 @@
+"""Issue 12, idle cost: the progress thread of an idle accelerated process sleeps until a
+timer has work instead of waking for every 10 ms tick of lwIP's TCP timer.  These check
+that the timers that do matter still fire on time after such a sleep: a delayed ACK for
+a segment that arrives on a connection idle for seconds (whether the program waits inside
+the library or outside it), and keepalive probes that end a connection whose peer
+vanished.  The CPU figures are bench/idle's."""
+
+import time
+
+from .conftest import PYTHON, assert_bypassed, write_conf
+
+PORT = 7600
+
+# Two connections; nobody reads the first.  The server waits outside the library
+# (time.sleep) or inside it (a blocking recv on the second connection).
+SERVER_ACK = r"""
+import socket, sys, time
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("0.0.0.0", int(sys.argv[1]))); ls.listen(4)
+print("ready", flush=True)
+a, _ = ls.accept()
+b, _ = ls.accept()
+if sys.argv[2] == "outside":
+    time.sleep(60)
+else:
+    b.recv(1)
+"""
+
+# Connects twice, stays idle IDLE seconds, sends one byte on the first connection and
+# reports how long the server took to acknowledge it (TCP_INFO's tcpi_unacked).
+CLIENT_ACK = r"""
+import socket, struct, sys, time
+host, port, idle = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+a = socket.create_connection((host, port), timeout=10)
+b = socket.create_connection((host, port), timeout=10)
+a.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+def unacked():
+    return struct.unpack_from("I", a.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104), 24)[0]
+worst = 0.0
+for _ in range(3):
+    time.sleep(idle)
+    a.send(b"x")
+    t = time.monotonic()
+    while unacked() and time.monotonic() - t < 5:
+        time.sleep(0.0005)
+    worst = max(worst, time.monotonic() - t)
+print("ack_s %.4f" % worst, flush=True)
+"""
+
+
+def ack_delay(net, conf, where):
+    srv = net.spawn("server", [PYTHON, "-c", SERVER_ACK, PORT, where], conf=conf,
+                    name="ack-server-" + where)
+    srv.wait_ready()
+    cp = net.run("client", [PYTHON, "-c", CLIENT_ACK, net.srv_ip, PORT, 2.5], timeout=60,
+                 check=True)
+    srv.stop()
+    return float(cp.stdout.split()[-1])
+
+
+def test_delayed_ack_after_idle(netpair):
+    """A segment arriving after 2.5 s of silence is acknowledged within lwIP's delayed-ACK
+    tick, not at the progress thread's next wake-up (a second later when it ignored it)."""
+    net = netpair(accel=("server",))
+    conf = write_conf(net.dir / "srv.conf", "bypv0", [("tcp", PORT)])
+    for where in ("outside", "inside"):
+        before = net.tcp_segs("server")
+        worst = ack_delay(net, conf, where)
+        assert_bypassed(before, net.tcp_segs("server"), 10, "delayed ACK (%s)" % where)
+        assert worst < 0.2, ("server waiting %s the library: a segment after an idle spell "
+                             "was acknowledged after %.3f s" % (where, worst))
+
+
+# Keepalive after 2 s idle, probes 1 s apart, 2 of them: a peer that stops answering is
+# given up after about 4 s (ETIMEDOUT), on the kernel as on lwIP.  The server waits
+# outside the library meanwhile (so nothing but the timers can wake its stack), then
+# looks at the connection.
+SERVER_KA = r"""
+import errno, socket, sys, time
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("0.0.0.0", int(sys.argv[1]))); ls.listen(1)
+print("ready", flush=True)
+c, _ = ls.accept()
+late = sys.argv[2] == "late"
+c.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+c.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 60 if late else 2)
+c.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+c.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 2)
+c.sendall(c.recv(16))
+print("idle", flush=True)
+if late:
+    time.sleep(2.5)
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)   # overdue: probe at once
+    time.sleep(5.5)
+else:
+    time.sleep(7)
+try:
+    c.recv(16)
+    print("result eof", flush=True)
+except OSError as e:
+    print("result %s" % errno.errorcode.get(e.errno, e.errno), flush=True)
+"""
+
+# Echoes once, then records for 7 s the times (from the echo) of every TCP segment the
+# server sends it, read from the interface (AF_PACKET): "seg SECONDS FLAGS".
+CLIENT_KA = r"""
+import socket, struct, sys, time
+host, port, dev = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+raw.bind((dev, 0x0800)); raw.settimeout(0.2)
+s = socket.create_connection((host, port), timeout=10)
+s.sendall(b"hi"); assert s.recv(16) == b"hi"
+t0 = time.monotonic()
+print("ready", flush=True)
+src = socket.inet_aton(host)
+while time.monotonic() - t0 < 7:
+    try:
+        f = raw.recv(2048)
+    except socket.timeout:
+        continue
+    ip = f[14:]
+    if ip[9] != 6 or ip[12:16] != src:
+        continue
+    tcp = ip[(ip[0] & 15) * 4:]
+    if struct.unpack("!H", tcp[0:2])[0] != port:
+        continue
+    print("seg %.3f %02x" % (time.monotonic() - t0, tcp[13]), flush=True)
+"""
+
+
+def keepalive_segments(net, conf, mode):
+    """The server's segments after the echo, as (probe times, reset times)."""
+    before = net.tcp_segs("server")
+    srv = net.spawn("server", [PYTHON, "-c", SERVER_KA, PORT, mode], conf=conf,
+                    name="ka-server-" + mode)
+    srv.wait_ready()
+    ns, dev = net.ns_dev("client")
+    cli = net.spawn("client", [PYTHON, "-c", CLIENT_KA, net.srv_ip, PORT, dev], name="ka-client")
+    cli.wait_ready()
+    net._ip("-n", ns, "addr", "del", net.cli_ip + "/24", "dev", dev)
+    assert srv.wait(20) == 0, srv.describe()
+    assert cli.wait(20) == 0, cli.describe()
+    assert srv.out().split()[-2:] == ["result", "ETIMEDOUT"], srv.describe()
+    segs = [(float(t), int(f, 16)) for _, t, f in
+            (l.split() for l in cli.out().splitlines() if l.startswith("seg"))]
+    # Past the echo (the socket had it queued before t0): the probes are bare ACKs.
+    probes = [t for t, f in segs if t > 0.5 and f == 0x10]
+    resets = [t for t, f in segs if f & 0x04]
+    print("keepalive (%s): probes at %s, reset at %s" % (mode, probes, resets))
+    assert_bypassed(before, net.tcp_segs("server"), 10, "keepalive")
+    assert len(probes) == 2 and len(resets) == 1, segs
+    return probes, resets[0]
+
+
+def test_keepalive_on_time_after_idle(netpair):
+    """Keepalive probes leave a connection idle for seconds on time (2 s, then 1 s apart)
+    and end it when unanswered (the client's address is removed: its kernel drops them
+    without a word), while the server program waits outside the library: only the
+    progress thread's own deadline wakes the stack."""
+    net = netpair(accel=("server",))
+    conf = write_conf(net.dir / "srv.conf", "bypv0", [("tcp", PORT)])
+    probes, reset = keepalive_segments(net, conf, "early")
+    # lwIP counts in 20 ms ticks from the last segment it received (the ACK of the echo).
+    assert abs(probes[0] - 2.0) < 0.3 and abs(probes[1] - 3.0) < 0.3, probes
+    assert abs(reset - 4.0) < 0.3, reset
+
+
+def test_keepalive_switched_on_while_idle(netpair):
+    """A keepalive time shortened after 2.5 s of silence is overdue at once: the first
+    probe leaves within a few ticks of the setsockopt (the call kicks the sleeping progress
+    thread), not at its next wake-up a second later."""
+    net = netpair(accel=("server",))
+    conf = write_conf(net.dir / "srv.conf", "bypv0", [("tcp", PORT)])
+    probes, reset = keepalive_segments(net, conf, "late")
+    assert 2.5 <= probes[0] < 2.8, probes
+    # lwIP counts every deadline from the last segment received (the kernel restarts its
+    # count at the setsockopt): the second probe is overdue too, the reset due at 1 + 2 s.
+    assert probes[1] < 2.8 and abs(reset - 3.0) < 0.3, (probes, reset)
