@@ -236,6 +236,7 @@ static int engine_poll(int from_app, int wait_lock)
     if (tick)   /* the progress thread may have slept through many of lwIP's ticks */
         byp_tcp_ticks_sync(now / 1000000);
     int n = byp_netif_rx();
+    byp_udp_kpath_poll(now);
     if (tick) {
         last_timer_ms = t;
         sys_check_timeouts();
@@ -299,6 +300,7 @@ static void wake_drain(void)
         }
     }
     errno = saved;
+    byp_udp_kpath_wake();   /* the wake-up may be a kernel UDP socket's */
 }
 
 static int engine_progress(void)
@@ -430,6 +432,10 @@ static int wake_groups_open(void)
             if (BYP_REAL(epoll_ctl)(group_sleep_fd[g], EPOLL_CTL_ADD, byp_xsk_fd, &ev) != 0)
                 return -errno;
         }
+        /* The kernel UDP sockets' set (udp_kpath.c), taken like the frames. */
+        ev.data.fd = byp_udp_kpath_fd();
+        if (ev.data.fd >= 0)
+            BYP_REAL(epoll_ctl)(group_sleep_fd[g], EPOLL_CTL_ADD, ev.data.fd, &ev);
     }
     wake_fd = BYP_REAL(fcntl)(group_wake_fd[0], F_DUPFD_CLOEXEC, 0);
     sleep_fd = BYP_REAL(fcntl)(group_sleep_fd[0], F_DUPFD_CLOEXEC, 0);
@@ -443,8 +449,11 @@ void byp_wake_groups_fork(void)
     /* The first fork: sleepers stop waiting for frames (each would wake for every
      * member's packets); the progress thread takes them.  The epoll sets are shared by
      * every member, so once is enough. */
-    for (int g = 0; g < BYP_WAKE_GROUPS; g++)
+    for (int g = 0; g < BYP_WAKE_GROUPS; g++) {
         BYP_REAL(epoll_ctl)(group_sleep_fd[g], EPOLL_CTL_DEL, byp_xsk_fd, NULL);
+        if (byp_udp_kpath_fd() >= 0)
+            BYP_REAL(epoll_ctl)(group_sleep_fd[g], EPOLL_CTL_DEL, byp_udp_kpath_fd(), NULL);
+    }
     sleepers_take_frames = 0;
     uint64_t one = 1;
     (void)!BYP_REAL(write)(byp_progress_kick_fd, &one, sizeof one);
@@ -583,6 +592,10 @@ static int engine_start(void)
     clock_setup();
     byp_xsk_fd = find_rx_fd(byp_cfg.backend == BYP_BACKEND_AF_XDP ? AF_XDP :
                         byp_cfg.backend == BYP_BACKEND_AF_PACKET ? AF_PACKET : 0);
+    rc = byp_udp_kpath_start();
+    if (rc < 0)
+        byp_warn("udp: no kernel-path set (%s): receives look at kernel sockets each time",
+                 strerror(-rc));
     rc = wake_groups_open();
     if (rc < 0) {
         byp_err("cannot create the engine's wake-up fds: %s", strerror(-rc));

@@ -13,6 +13,7 @@
 #include "byp.h"
 #include "byp_stack.h"
 #include "engine_int.h"
+#include "fd_udp.h"
 #include "family.h"
 #include "kstate.h"
 #include "stats.h"
@@ -159,15 +160,23 @@ static void *progress_main(void *arg)
             wait = next_mirror - now;
         if (wait < 0)
             wait = 0;
-        struct pollfd p[3];
-        nfds_t np = 0;
+        struct pollfd p[4];
+        nfds_t np = 0, kp = 0;
         p[np++] = (struct pollfd){.fd = byp_progress_kick_fd, .events = POLLIN};
         if (kfd >= 0)
             p[np++] = (struct pollfd){.fd = kfd, .events = POLLIN};
         if (!sleepers && byp_xsk_fd >= 0)
             p[np++] = (struct pollfd){.fd = byp_xsk_fd, .events = POLLIN};
+        if (!sleepers && byp_udp_kpath_fd() >= 0) {   /* the kernel UDP sockets, like the frames */
+            kp = np;
+            p[np++] = (struct pollfd){.fd = byp_udp_kpath_fd(), .events = POLLIN};
+        }
         struct timespec ts = {.tv_sec = wait / 1000000000, .tv_nsec = wait % 1000000000};
         BYP_REAL(ppoll)(p, np, &ts, NULL);
+        if (kp > 0 && p[kp].revents != 0) {
+            byp_udp_kpath_wake();
+            timers_at = 0;   /* run the stack, which reads the set */
+        }
         mirror_ready = kfd >= 0 && p[1].revents != 0;
         if (p[0].revents & POLLIN) {
             /* Kicked (the kicker cleared byp_progress_napping): the stack changed, look
