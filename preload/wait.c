@@ -88,7 +88,12 @@ void byp_sigmask_leave(const sigset_t *mask, const sigset_t *old)
 #define SPIN_FLOOR_NS 2000      /* a budget below this is zero */
 
 static __thread int64_t spin_ns = -1;   /* this thread's budget; -1 before its first wait */
-static int spinners;                    /* threads of this process spinning now */
+/* Threads spinning now: of this process, and once the engine runs, of its whole family (a
+ * counter in the engine's shared memory): eight PostgreSQL backends on one CPU each spinning
+ * their budget took it from the one with work (pgbench -S at half the kernel's rate). */
+static int own_spinners;
+BYP_SHARED int *byp_spinners = &own_spinners;
+static __thread int *spin_ctr;          /* the counter this thread's spin was counted in */
 static int spin_cpus;                   /* the CPUs it may run on (0 before the first wait) */
 
 int64_t byp_spin_budget(int *slot)
@@ -111,10 +116,12 @@ int64_t byp_spin_budget(int *slot)
             cpus = 1;
         __atomic_store_n(&spin_cpus, cpus, __ATOMIC_RELAXED);
     }
-    if (__atomic_add_fetch(&spinners, 1, __ATOMIC_ACQ_REL) > cpus) {
-        __atomic_sub_fetch(&spinners, 1, __ATOMIC_RELEASE);
+    int *ctr = __atomic_load_n(&byp_spinners, __ATOMIC_ACQUIRE);
+    if (__atomic_add_fetch(ctr, 1, __ATOMIC_ACQ_REL) > cpus) {
+        __atomic_sub_fetch(ctr, 1, __ATOMIC_RELEASE);
         return 0;
     }
+    spin_ctr = ctr;   /* the engine may start meanwhile and move byp_spinners */
     *slot = 1;
     return spin_ns;
 }
@@ -122,7 +129,7 @@ int64_t byp_spin_budget(int *slot)
 void byp_spin_done(int *slot)
 {
     if (*slot)
-        __atomic_sub_fetch(&spinners, 1, __ATOMIC_RELEASE);
+        __atomic_sub_fetch(spin_ctr, 1, __ATOMIC_RELEASE);
     *slot = 0;
 }
 

@@ -447,6 +447,14 @@ if "udp" in B:
         xv = s.get("bypass", {}).get("median", {}).get(k)
         o.append(f"| sockperf UDP 64 B half-RTT {k} (us) | {fmt(kv)} | {fmt(bv)} | {fmt(xv)} | "
                  f"{ratio(xv, kv)} vs blocking, {ratio(xv, bv)} vs busy |")
+    for k in ("p50", "p99", "p99.9"):
+        rv = s.get("raw", {}).get("median", {}).get(k)
+        xv = s.get("bypass", {}).get("median", {}).get(k)
+        if rv is None:
+            continue
+        gap = f"bypass − floor {xv - rv:+.2f} us" if xv is not None else "—"
+        o.append(f"| UDP 64 B half-RTT {k}, raw-frame floor: af_xdp at both ends, no stack (us) "
+                 f"| — | — | {fmt(rv)} | {gap} |")
     for g, modes in sorted(u["rate"]["groups"].items(), key=lambda t: int(t[0])):
         kv = modes.get("kernel", {}).get("median")
         xv = modes.get("bypass", {}).get("median")

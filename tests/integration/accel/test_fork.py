@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import HERE, PYTHON, SRV_IF, assert_bypassed, write_conf
+from .conftest import HERE, PYTHON, REPO, SRV_IF, assert_bypassed, write_conf
 
 WORKERS = 2
 
@@ -182,7 +182,12 @@ def test_nginx_workers(netpair, daemon, request):
         assert_bypassed(before, after, int(m.group(1)), "nginx under wrk")
         # Graceful stop: the workers finish their connections and exit, the master last.
         os.kill(mpid, signal.SIGQUIT)
-        assert wait_gone([mpid] + [int(p) for p in served]), "nginx did not stop"
+        if not wait_gone([mpid] + [int(p) for p in served]):
+            stat = subprocess.run([str(REPO / "build" / "bypass-stat"), "--json", str(mpid)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout
+            ss = net.run("client", ["ss", "-tanoi"]).stdout
+            pytest.fail("nginx did not stop gracefully\n--- bypass-stat:\n%s\n--- client ss:\n%s"
+                        "\n--- nginx error.log:\n%s" % (stat, ss, (d / "error.log").read_text()[-4000:]))
         assert_family_cleaned(net, family)
     finally:
         pidfile = d / "nginx.pid"
