@@ -301,6 +301,7 @@ int byp_engine_poll(int from_app)
  * frames no longer made up for.) */
 static void wake_drain(void)
 {
+    byp_udp_kpath_wake();   /* the wake-up may be a kernel UDP socket's: look at once */
     struct epoll_event ev[2];
     int saved = errno, frames = 0;
     int n = BYP_REAL(epoll_wait)(sleep_fd, ev, 2, 0);
@@ -324,7 +325,6 @@ static void wake_drain(void)
         }
     }
     errno = saved;
-    byp_udp_kpath_wake();   /* the wake-up may be a kernel UDP socket's */
 }
 
 static int engine_progress(void)
