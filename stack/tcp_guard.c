@@ -53,29 +53,37 @@ static int ring_last_pending;     /* the newest entry's PCB is still to be found
 /* SYNs that evicted an older half-open connection (logged once, counted). */
 static uint64_t evictions, rebuilt;
 
-/* What an evicted half-open connection needs to be rebuilt when its ACK comes: direct
- * mapped by four-tuple (a newer record takes an older one's place). */
+/* What an evicted half-open connection needs to be rebuilt when its ACK comes: two ways
+ * per four-tuple's set, the older record making way for a newer one.  (Direct mapped, one
+ * legitimate handshake in a hundred was overwritten by the flood before its ACK came when
+ * that ACK waited 40 ms behind the flood in the receive ring.) */
 struct evicted {
     uint32_t raddr, iss, irs;
+    uint32_t stamp;     /* order of the records, for the choice of the one to replace */
     uint16_t rport, lport, mss, wnd;
     uint8_t wscale;     /* peer's shift + 1, 0 without the option */
     uint8_t sack;
     uint8_t used;
 };
-#define EVICTED_N (1 << 18)   /* 7 MB: a flood of 100k+ SYNs/s rarely overwrites a live record */
+#define EVICTED_N (1 << 18)   /* 8 MB: a flood of 100k+ SYNs/s rarely overwrites a live record */
 static struct evicted evicted[EVICTED_N];
+static uint32_t evicted_stamp;
 
 static unsigned slot_of(uint32_t raddr, uint16_t rport, uint16_t lport)
 {
     uint32_t h = raddr * 0x9E3779B1u ^ ((uint32_t)rport << 16 | lport) * 0x85EBCA77u;
-    return (h ^ h >> 15) & (EVICTED_N - 1);
+    return (h ^ h >> 15) & (EVICTED_N - 2);   /* the first of a set of two */
 }
 
 static void remember(const struct tcp_pcb *p)
 {
     uint32_t raddr = ip_2_ip4(&p->remote_ip)->addr;
     struct evicted *e = &evicted[slot_of(raddr, p->remote_port, p->local_port)];
+    /* A free way, else the older record's. */
+    if (e[0].used && (!e[1].used || (int32_t)(e[0].stamp - e[1].stamp) > 0))
+        e++;
     *e = (struct evicted){.raddr = raddr, .iss = p->lastack, .irs = p->rcv_nxt - 1,
+                          .stamp = ++evicted_stamp,
                           .rport = p->remote_port, .lport = p->local_port, .mss = p->mss,
                           .wnd = (uint16_t)(p->snd_wnd > 0xffff ? 0xffff : p->snd_wnd),
                           .wscale = (p->flags & TF_WND_SCALE) ? (uint8_t)(p->snd_scale + 1) : 0,
@@ -207,6 +215,8 @@ static int check_evicted(const struct tcp_hdr *hdr, const struct pbuf *p)
 {
     uint32_t raddr = ip4_current_src_addr()->addr;
     struct evicted *e = &evicted[slot_of(raddr, hdr->src, hdr->dest)];
+    if (!e->used || e->raddr != raddr || e->rport != hdr->src || e->lport != hdr->dest)
+        e++;   /* the other way of the set */
     if (!e->used || e->raddr != raddr || e->rport != hdr->src || e->lport != hdr->dest ||
         hdr->ackno != e->iss + 1 || hdr->seqno != e->irs + 1)
         return 0;
