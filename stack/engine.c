@@ -130,15 +130,18 @@ int byp_stack_trylock(void)
     return rc;
 }
 
-/* Release the lock; @kick: wake the progress thread if it sleeps past lwIP's next tick
- * (byp_progress_napping): whoever held the lock may have given lwIP something to time (a
- * send to retransmit, a delayed ACK, a close).  Checked under the lock, which the progress
- * thread held when it decided to nap, so no change slips between the two. */
+/* Release the lock; @kick: whoever held the lock may have given lwIP something to time (a
+ * send to retransmit, a delayed ACK, a close): mark the progress thread's plan stale, and
+ * wake it if it sleeps past lwIP's next tick with nobody else on the frames
+ * (byp_progress_napping).  Checked under the lock, which the progress thread held when it
+ * decided to nap, so no change slips between the two. */
 static void unlock(int kick)
 {
     int n = __atomic_load_n(&byp_engine_sleepers, __ATOMIC_SEQ_CST);
     int wake = events != events_woken && n > 0;
     events_woken = events;
+    if (kick && !__atomic_load_n(&byp_progress_stale, __ATOMIC_RELAXED))
+        __atomic_store_n(&byp_progress_stale, 1, __ATOMIC_RELAXED);
     kick = kick && __atomic_load_n(&byp_progress_napping, __ATOMIC_RELAXED) &&
            __atomic_exchange_n(&byp_progress_napping, 0, __ATOMIC_ACQ_REL);
     pthread_mutex_unlock(&stack_mutex);
@@ -181,7 +184,7 @@ void byp_engine_event(void)
 
 static uint32_t last_timer_ms, last_owner_check_ms;
 int byp_progress_kick_fd = -1;
-int byp_progress_napping;
+int byp_progress_napping, byp_progress_stale;
 
 int byp_engine_poll(int from_app)
 {
