@@ -22,14 +22,20 @@
 #                raw memif frame floor (byp-memif-pingpong); its tables land in memif.md
 #                and at the end of summary.md
 #   idle         bench/idle/run.sh: CPU ticks of an idle redis-server holding 10 connections
-#                (idle.tsv; not in summary.md yet)
+#                (idle.tsv; a row of the deploy table)
+#   deploy       bench/deploy/run.sh (issue 10), as users deploy: the server preloaded with
+#                the default settings and with the latency profile (BYPASS_SPIN_USEC=-1),
+#                kernel clients, beside the kernel server: redis -P1/-P16, memcached -t 1/-t 4
+#                (memcaslap), nginx small file and 1 MB (wrk), iperf3 each way; then the
+#                idle part (bench/idle/run.sh).  Its own table in summary.md
 #   udp          bench/udp/run.sh: sockperf UDP ping-pong, loss-free receive rate (1 and 32
 #                multicast groups), multicast one-way latency; kernel against bypass
 #
 #   bench/run.sh [--quick] [--only PART] [--rounds N] [--help]
 #
 #   --quick       short runs, 1 round (the whole suite in about 1-2 minutes)
-#   --only PART   one part: sockperf | redis | iperf3 | passthrough | floor | udp | memif | fork | idle
+#   --only PART   one part: sockperf | redis | iperf3 | passthrough | floor | udp | memif | fork |
+#                 idle | deploy
 #   --rounds N    rounds (medians are taken over them); default 3, 1 with --quick
 #
 # Needs root (namespaces, XDP), build/ and the packages of scripts/setup.sh.  Not a test:
@@ -52,7 +58,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-ALL="sockperf redis iperf3 passthrough floor udp memif fork idle"
+ALL="sockperf redis iperf3 passthrough floor udp memif fork idle deploy"
 if [ -n "$ONLY" ] && [[ " $ALL " != *" $ONLY "* ]]; then
   echo "bench/run.sh: --only takes one of: $ALL" >&2; exit 2
 fi
@@ -173,7 +179,12 @@ if [[ " $PARTS " == *" fork "* ]]; then
   run_part fork "$OUT/logs/fork.log" bash bench/fork/run.sh "$OUT/fork.tsv" "$SECS" "$ROUNDS"
 fi
 
-if [[ " $PARTS " == *" idle "* ]]; then
+if [[ " $PARTS " == *" deploy "* ]]; then
+  : >"$OUT/deploy.tsv"
+  run_part deploy "$OUT/logs/deploy.log" bash bench/deploy/run.sh "$OUT/deploy.tsv" "$SECS" "$ROUNDS" "$REQUESTS"
+fi
+
+if [[ " $PARTS " == *" idle "* || " $PARTS " == *" deploy "* ]]; then
   : >"$OUT/idle.tsv"
   run_part idle "$OUT/logs/idle.log" bash bench/idle/run.sh "$OUT/idle.tsv" "$SECS" "$ROUNDS"
 fi

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,9 +194,18 @@ int byp_eal_start(int nb_extra, char *const *extra, int force_no_huge, unsigned 
         argv[argc++] = extra[i];
     argv[argc] = NULL;
 
+    /* The EAL's threads (interrupts, telemetry) inherit this thread's signal mask: with
+     * every signal blocked they never run the program's handlers.  Otherwise a signal the
+     * program blocks outside sigsuspend() (nginx's master and its SIGCHLD) was delivered
+     * to one of them: the handler ran there, and sigsuspend() in the main thread waited
+     * for ever. */
+    sigset_t all, old_mask;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old_mask);
     t0 = now_ms();
     ret = rte_eal_init(argc, argv);
     info.init_ms = now_ms() - t0;
+    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 
     if (have_affinity)
         info.affinity_restored =

@@ -75,6 +75,9 @@ struct byp_engine {
 /* Threads sleeping in byp_wait (wait.c); the engine writes wake_fd only when nonzero.  The
  * engine points it at its own counter, shared by the processes that share the stack. */
 extern BYP_SHARED int *byp_sleepers;
+/* Threads spinning in byp_wait and epoll_wait (wait.c): the engine points it at a counter
+ * its whole family shares, so that no more threads spin at once than there are CPUs. */
+extern BYP_SHARED int *byp_spinners;
 /* Blocking waits that ended while spinning, and that went to sleep (wait.c, fd_epoll.c). */
 extern BYP_SHARED uint64_t byp_spin_hits, byp_spin_misses;
 

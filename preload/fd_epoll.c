@@ -257,8 +257,9 @@ int byp_epoll_wait(struct byp_epoll_head *h, int epfd, struct epoll_event *evs, 
     const struct byp_engine *eng = byp_engine;
     int64_t start = byp_poll_now_ns();
     int64_t deadline = timeout_ns < 0 ? INT64_MAX : start + timeout_ns;
-    long spin = byp_cfg.spin_usec;
-    int64_t spin_end = spin < 0 ? INT64_MAX : start + (int64_t)spin * 1000;
+    int slot;
+    int64_t spin = byp_spin_budget(&slot);
+    int64_t spin_end = spin == INT64_MAX ? INT64_MAX : start + spin;
     if (spin_end > deadline)
         spin_end = deadline;
     int rc, err = 0;
@@ -278,24 +279,30 @@ int byp_epoll_wait(struct byp_epoll_head *h, int epfd, struct epoll_event *evs, 
         if (rc != 0) {
             if (rc > 0 && timeout_ns != 0)
                 __atomic_add_fetch(&byp_spin_hits, 1, __ATOMIC_RELAXED);
+            byp_spin_done(&slot);
             goto out;
         }
         if (byp_sig_check(seq, 0) < 0) {
             /* A handler ran while spinning: epoll_wait is never restarted (signal(7)). */
             rc = -1;
             err = EINTR;
+            byp_spin_done(&slot);
             goto out;
         }
         if (round % CLOCK_RATIO != 0 && deadline != start)
             continue;   /* reading the clock costs as much as a quiet round */
         int64_t t = byp_poll_now_ns();
-        if (t >= deadline)
+        if (t >= deadline) {
+            byp_spin_done(&slot);
             goto out;
+        }
         if (t >= spin_end)
             break;
     }
+    byp_spin_done(&slot);
 
     __atomic_add_fetch(&byp_spin_misses, 1, __ATOMIC_RELAXED);
+    int64_t slept_from = byp_poll_now_ns();
     /* Sleep in the real epoll_wait: the wake fd in the kernel set stands for the stack. */
     for (;;) {
         __atomic_add_fetch(byp_sleepers, 1, __ATOMIC_SEQ_CST);
@@ -322,8 +329,11 @@ int byp_epoll_wait(struct byp_epoll_head *h, int epfd, struct epoll_event *evs, 
         if (eng != NULL)
             eng->progress();
         rc = k + collect(ep, epfd, evs + k, max - k);
-        if (rc > 0 || byp_poll_now_ns() >= deadline)
+        int64_t t = byp_poll_now_ns();
+        if (rc > 0 || t >= deadline) {
+            byp_spin_learn(rc > 0 ? t - slept_from : INT64_MAX);
             goto out;
+        }
     }
 out:
     if (rc < 0 && err == 0)

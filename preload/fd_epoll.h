@@ -61,6 +61,18 @@ void byp_epoll_note_kernel(int fd);
 /* CLOCK_MONOTONIC in nanoseconds. */
 int64_t byp_poll_now_ns(void);
 
+/* This wait's spin budget in ns (INT64_MAX: spin until ready; 0: sleep at once), from
+ * BYPASS_SPIN_USEC and, with BYPASS_SPIN_ADAPTIVE, this thread's recent waits and the
+ * threads spinning now.  *slot tells byp_spin_done whether it took a spinner's place. */
+int64_t byp_spin_budget(int *slot);
+
+/* The spin of a wait is over (before it sleeps or returns): give back its place. */
+void byp_spin_done(int *slot);
+
+/* A wait that slept went on for @slept_ns after it fell asleep before its condition held
+ * (INT64_MAX for a wait that timed out asleep): adapts this thread's budget. */
+void byp_spin_learn(int64_t slept_ns);
+
 /* poll(2) bits from a readiness() value: POLLIN adds POLLRDNORM, POLLOUT adds POLLWRNORM,
  * as the kernel's socket poll reports them. */
 static inline uint32_t byp_poll_bits(uint32_t r)

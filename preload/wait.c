@@ -1,7 +1,10 @@
 /* Blocking the BYPASS_SPIN_USEC way: busy-poll the stack (and, every few rounds, the kernel
  * fds) until the condition holds; then sleep in poll(2) on the engine's wake eventfd and the
- * kernel fds, with the progress thread doing the stack's work and waking us. */
+ * kernel fds, with the progress thread doing the stack's work and waking us.
+ * With BYPASS_SPIN_ADAPTIVE (the default) each thread's spin adapts, as KVM's halt polling
+ * does: see byp_spin_budget() and byp_spin_learn(). */
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 
@@ -71,6 +74,82 @@ void byp_sigmask_leave(const sigset_t *mask, const sigset_t *old)
         pthread_sigmask(SIG_SETMASK, old, NULL);
 }
 
+/* ---- adaptive spinning ----
+ * A spin pays only when the wait ends while spinning and the spinner had a CPU to itself.
+ * Measured (bench/deploy, docs/architecture.md "Deployment performance"): memcached's main
+ * thread, which waits on the listening socket only, spun 100 us at every wake-up and took
+ * as much of the server's CPU as the worker doing the requests.  So:
+ * - each thread has its own budget, at most spin_usec: a wait that slept longer than
+ *   spin_usec halves it (down to 0, no spin); a wait that ended within spin_usec of going
+ *   to sleep (a longer spin would have caught it) doubles it (from SPIN_GROW_NS);
+ * - at most as many threads of a process spin at once as it has CPUs to run on (its
+ *   affinity mask): a further waiter sleeps at once, and whoever runs the stack wakes it. */
+#define SPIN_GROW_NS 10000      /* first budget after a zero one */
+#define SPIN_FLOOR_NS 2000      /* a budget below this is zero */
+
+static __thread int64_t spin_ns = -1;   /* this thread's budget; -1 before its first wait */
+/* Threads spinning now: of this process, and once the engine runs, of its whole family (a
+ * counter in the engine's shared memory): eight PostgreSQL backends on one CPU each spinning
+ * their budget took it from the one with work (pgbench -S at half the kernel's rate). */
+static int own_spinners;
+BYP_SHARED int *byp_spinners = &own_spinners;
+static __thread int *spin_ctr;          /* the counter this thread's spin was counted in */
+static int spin_cpus;                   /* the CPUs it may run on (0 before the first wait) */
+
+int64_t byp_spin_budget(int *slot)
+{
+    long usec = byp_cfg.spin_usec;
+    *slot = 0;
+    if (usec < 0)
+        return INT64_MAX;
+    if (usec == 0 || !byp_cfg.spin_adaptive)
+        return (int64_t)usec * 1000;
+    if (spin_ns < 0)
+        spin_ns = (int64_t)usec * 1000;
+    if (spin_ns == 0)
+        return 0;
+    int cpus = __atomic_load_n(&spin_cpus, __ATOMIC_RELAXED);
+    if (cpus == 0) {
+        cpu_set_t set;
+        cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+        if (cpus < 1)
+            cpus = 1;
+        __atomic_store_n(&spin_cpus, cpus, __ATOMIC_RELAXED);
+    }
+    int *ctr = __atomic_load_n(&byp_spinners, __ATOMIC_ACQUIRE);
+    if (__atomic_add_fetch(ctr, 1, __ATOMIC_ACQ_REL) > cpus) {
+        __atomic_sub_fetch(ctr, 1, __ATOMIC_RELEASE);
+        return 0;
+    }
+    spin_ctr = ctr;   /* the engine may start meanwhile and move byp_spinners */
+    *slot = 1;
+    return spin_ns;
+}
+
+void byp_spin_done(int *slot)
+{
+    if (*slot)
+        __atomic_sub_fetch(spin_ctr, 1, __ATOMIC_RELEASE);
+    *slot = 0;
+}
+
+void byp_spin_learn(int64_t slept_ns)
+{
+    long usec = byp_cfg.spin_usec;
+    if (usec <= 0 || !byp_cfg.spin_adaptive || spin_ns < 0)
+        return;
+    int64_t max = (int64_t)usec * 1000;
+    if (slept_ns > max) {
+        spin_ns /= 2;
+        if (spin_ns < SPIN_FLOOR_NS)
+            spin_ns = 0;
+    } else {
+        spin_ns = spin_ns == 0 ? SPIN_GROW_NS : spin_ns * 2;
+        if (spin_ns > max)
+            spin_ns = max;
+    }
+}
+
 static int kernel_ready(struct pollfd *pfds, nfds_t n)
 {
     if (n == 0)
@@ -86,8 +165,9 @@ int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfd
     const struct byp_engine *eng = byp_engine;
     int64_t start = byp_poll_now_ns();
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : start + (int64_t)timeout_ms * 1000000;
-    long spin = byp_cfg.spin_usec;
-    int64_t spin_end = spin < 0 ? INT64_MAX : start + spin * 1000;
+    int slot;
+    int64_t spin = byp_spin_budget(&slot);
+    int64_t spin_end = spin == INT64_MAX ? INT64_MAX : start + spin;
     if (spin_end > deadline)
         spin_end = deadline;
     unsigned seq = byp_sig_seq();
@@ -97,25 +177,33 @@ int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfd
             eng->progress();
         if (cond(arg)) {
             __atomic_add_fetch(&byp_spin_hits, 1, __ATOMIC_RELAXED);
+            byp_spin_done(&slot);
             return 1;
         }
         if (round % BYP_KERNEL_POLL_RATIO == 0 && kernel_ready(pfds, npfds)) {
             __atomic_add_fetch(&byp_spin_hits, 1, __ATOMIC_RELAXED);
+            byp_spin_done(&slot);
             return 2;
         }
         int sig = byp_sig_check(seq, 1);
-        if (sig < 0)
+        if (sig < 0) {
+            byp_spin_done(&slot);
             return sig;     /* a handler ran: the kernel would have woken us too */
+        }
         if (round % 4 != 0 && deadline != start)
             continue;   /* reading the clock costs as much as a quiet round */
         int64_t t = byp_poll_now_ns();
-        if (t >= deadline)
+        if (t >= deadline) {
+            byp_spin_done(&slot);
             return 0;
+        }
         if (t >= spin_end)
             break;
     }
+    byp_spin_done(&slot);
 
     __atomic_add_fetch(&byp_spin_misses, 1, __ATOMIC_RELAXED);
+    int64_t slept_from = byp_poll_now_ns();
     /* Sleep: wake fd first, then the caller's kernel fds. */
     struct pollfd local[16];
     nfds_t n = npfds + 1;
@@ -175,5 +263,9 @@ int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfd
     }
     if (set != local)
         free(set);
+    if (result == 1 || result == 2)
+        byp_spin_learn(byp_poll_now_ns() - slept_from);
+    else if (result == 0)
+        byp_spin_learn(INT64_MAX);
     return result;
 }

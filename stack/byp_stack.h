@@ -35,7 +35,9 @@ void byp_stack_unlock(void);
  * transmit kick, the one system call of the AF_XDP data path. */
 void byp_stack_unlock_noflush(void);
 
-/* Called (lock held) whenever a socket's readiness changed. */
+/* Called (lock held) whenever a socket's readiness changed: with the wake groups of the
+ * members that hold it (struct byp_refs' groups), or every group. */
+void byp_engine_event_groups(unsigned groups);
 void byp_engine_event(void);
 
 /* Run the stack once if nobody else is: rx burst, timers, neighbours.  Returns the number

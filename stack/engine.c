@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -37,11 +38,26 @@
 #include "stats.h"
 
 static pthread_mutex_t stack_mutex = PTHREAD_MUTEX_INITIALIZER;
-int byp_engine_sleepers;            /* threads of every member sleeping on wake_fd */
+/* Sleeping threads are woken by wake group (family.h): each group has a semaphore eventfd
+ * and an epoll set over it (plus the backend's receive fd while the stack has one member),
+ * created at start and inherited by every member.  A member's own group's pair also sits at
+ * the fd numbers wake_fd and sleep_fd (dup2 in a forked child), which its epoll sets and
+ * waits use.  A readiness change wakes the groups holding the socket, not every sleeper of
+ * the family: a forking server's sleepers used to wake for one another's packets. */
+static int group_sleepers[BYP_WAKE_GROUPS];   /* threads sleeping, per group */
+static int family_spinners;                  /* threads of every member spinning (wait.c) */
+static int group_wake_fd[BYP_WAKE_GROUPS];
+static int group_sleep_fd[BYP_WAKE_GROUPS];
+#define WAKE_TAG (-2)                /* the data of a group's eventfd in its epoll set */
+static unsigned wake_groups;        /* groups to wake at unlock (lock held) */
+/* 1 while one process uses the stack: its sleepers also wait for frames (and run the stack
+ * themselves when they come); once it forks, the progress thread takes the frames and wakes
+ * just the groups concerned. */
+static int sleepers_take_frames = 1;
 int byp_steering = 1;
 struct byp_nic *byp_engine_nic;
-static int wake_fd = -1;            /* eventfd the engine signals sleepers with */
-static int sleep_fd = -1;           /* epoll over wake_fd and the AF_XDP socket */
+static int wake_fd = -1;            /* this member's group's eventfd (a dup) */
+static int sleep_fd = -1;           /* this member's group's epoll set (a dup) */
 int byp_xsk_fd = -1;                /* the AF_XDP socket, for the progress thread to sleep on */
 static uint64_t events;             /* readiness changes, bumped under the lock */
 static uint64_t events_woken;       /* value of @events at the last wake-up */
@@ -137,27 +153,41 @@ int byp_stack_trylock(void)
  * decided to nap, so no change slips between the two. */
 static void unlock(int kick)
 {
-    int n = __atomic_load_n(&byp_engine_sleepers, __ATOMIC_SEQ_CST);
-    int wake = events != events_woken && n > 0;
+    unsigned groups = events != events_woken ? wake_groups : 0;
     events_woken = events;
+    wake_groups = 0;
+    int n[BYP_WAKE_GROUPS];
+    for (unsigned m = groups; m != 0; m &= m - 1) {
+        unsigned g = (unsigned)__builtin_ctz(m);
+        n[g] = __atomic_load_n(&group_sleepers[g], __ATOMIC_SEQ_CST);
+        if (n[g] <= 0)
+            groups &= ~(1u << g);
+    }
     if (kick && !__atomic_load_n(&byp_progress_stale, __ATOMIC_RELAXED))
         __atomic_store_n(&byp_progress_stale, 1, __ATOMIC_RELAXED);
     kick = kick && __atomic_load_n(&byp_progress_napping, __ATOMIC_RELAXED) &&
            __atomic_exchange_n(&byp_progress_napping, 0, __ATOMIC_ACQ_REL);
     pthread_mutex_unlock(&stack_mutex);
     byp_sig_release();
-    if (wake || kick) {
+    if (groups != 0 || kick) {
         int saved = errno;
-        /* A semaphore eventfd shared by every member: one count per sleeper, each takes
-         * one (wake_drain), so a sleeper in another process is never robbed of its wake-up. */
-        uint64_t one = (uint64_t)n;
-        if (wake)
-            (void)!BYP_REAL(write)(wake_fd, &one, sizeof one);
-        one = 1;
+        /* A semaphore eventfd per group: one count per sleeper of the group, each takes one
+         * (wake_drain), so a sleeper in another process is never robbed of its wake-up. */
+        for (unsigned m = groups; m != 0; m &= m - 1) {
+            unsigned g = (unsigned)__builtin_ctz(m);
+            uint64_t cnt = (uint64_t)n[g];
+            (void)!BYP_REAL(write)(group_wake_fd[g], &cnt, sizeof cnt);
+        }
+        uint64_t one = 1;
         if (kick)
             (void)!BYP_REAL(write)(byp_progress_kick_fd, &one, sizeof one);
         errno = saved;
     }
+}
+
+int byp_frame_sleepers(void)
+{
+    return sleepers_take_frames ? __atomic_load_n(&group_sleepers[0], __ATOMIC_RELAXED) : 0;
 }
 
 void byp_stack_unlock(void)
@@ -177,29 +207,39 @@ void byp_stack_unlock_nokick(void)
     unlock(0);
 }
 
+void byp_engine_event_groups(unsigned groups)
+{
+    wake_groups |= groups;
+    __atomic_add_fetch(&events, 1, __ATOMIC_RELEASE);
+}
+
 void byp_engine_event(void)
 {
-    __atomic_add_fetch(&events, 1, __ATOMIC_RELEASE);
+    byp_engine_event_groups((1u << BYP_WAKE_GROUPS) - 1);
 }
 
 static uint32_t last_timer_ms, last_owner_check_ms;
 int byp_progress_kick_fd = -1;
 int byp_progress_napping, byp_progress_stale;
 
-int byp_engine_poll(int from_app)
+/* One round of the stack; @wait_lock: take the lock even when another thread holds it. */
+static int engine_poll(int from_app, int wait_lock)
 {
     int64_t now = byp_now_ns();     /* one clock read per round: it is a good part of its cost */
     if (from_app)
         __atomic_store_n(&byp_last_app_poll_ns, now, __ATOMIC_RELAXED);
     if (__builtin_expect(__atomic_load_n(&byp_progress_pid, __ATOMIC_RELAXED) == 0, 0))
         byp_progress_start();
-    if (byp_stack_trylock() != 0)
+    if (wait_lock)
+        byp_stack_lock_raw();
+    else if (byp_stack_trylock() != 0)
         return 0;   /* another thread is running the stack right now */
     uint32_t t = (uint32_t)(now / 1000000);   /* sys_now's time line (CLOCK_MONOTONIC ms) */
     int tick = t != last_timer_ms;
     if (tick)   /* the progress thread may have slept through many of lwIP's ticks */
         byp_tcp_ticks_sync(now / 1000000);
     int n = byp_netif_rx();
+    byp_udp_kpath_poll(now);
     if (tick) {
         last_timer_ms = t;
         sys_check_timeouts();
@@ -225,12 +265,45 @@ int byp_engine_poll(int from_app)
     return n;
 }
 
+int byp_engine_poll(int from_app)
+{
+    return engine_poll(from_app, 0);
+}
+
+/* A sleeper woke on sleep_fd.  Frames in the AF_XDP ring keep it readable (level-
+ * triggered), so a sleeper that only tried the lock, found it taken and slept again woke
+ * again at once: memcached's main thread made 200k epoll_wait+read calls a second while its
+ * worker ran the stack (docs/architecture.md, "Deployment performance").  Whoever wakes for
+ * frames runs the stack until the ring is empty, waiting for the lock if need be.  (Edge-
+ * triggered instead stalled memcached -t 1 at 2k requests/s: lost wake-ups, likely a
+ * sleeper taking the eventfd count meant for the thread whose socket became ready, which
+ * frames no longer made up for.) */
 static void wake_drain(void)
 {
-    uint64_t v;
-    int saved = errno;
-    (void)!BYP_REAL(read)(wake_fd, &v, sizeof v);
+    struct epoll_event ev[2];
+    int saved = errno, frames = 0;
+    int n = BYP_REAL(epoll_wait)(sleep_fd, ev, 2, 0);
+    for (int i = 0; i < n; i++) {
+        if (ev[i].data.fd == WAKE_TAG) {
+            uint64_t v;
+            (void)!BYP_REAL(read)(wake_fd, &v, sizeof v);
+        } else {
+            frames = 1;
+        }
+    }
+    if (frames) {
+        /* Until the ring is empty (one round takes one burst); a thread that keeps finding
+         * frames hands the rest to a sleeper rather than never going back to its caller. */
+        int i = 0;
+        while (engine_poll(1, 1) > 0 && ++i < 16)
+            ;
+        if (i == 16) {
+            uint64_t one = 1;
+            (void)!BYP_REAL(write)(wake_fd, &one, sizeof one);
+        }
+    }
     errno = saved;
+    byp_udp_kpath_wake();   /* the wake-up may be a kernel UDP socket's */
 }
 
 static int engine_progress(void)
@@ -344,6 +417,61 @@ static int find_rx_fd(int domain)
     return found;
 }
 
+/* The wake groups' eventfds and epoll sets; this process (member 0) takes group 0.
+ * 0 or -errno. */
+static int wake_groups_open(void)
+{
+    for (int g = 0; g < BYP_WAKE_GROUPS; g++) {
+        group_wake_fd[g] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
+        group_sleep_fd[g] = BYP_REAL(epoll_create1)(EPOLL_CLOEXEC);
+        if (group_wake_fd[g] < 0 || group_sleep_fd[g] < 0)
+            return -errno;
+        /* The eventfd is known by a tag, not its number: a child's dup has another. */
+        struct epoll_event ev = {.events = EPOLLIN, .data.fd = WAKE_TAG};
+        if (BYP_REAL(epoll_ctl)(group_sleep_fd[g], EPOLL_CTL_ADD, group_wake_fd[g], &ev) != 0)
+            return -errno;
+        if (byp_xsk_fd >= 0) {
+            ev.data.fd = byp_xsk_fd;
+            if (BYP_REAL(epoll_ctl)(group_sleep_fd[g], EPOLL_CTL_ADD, byp_xsk_fd, &ev) != 0)
+                return -errno;
+        }
+        /* The kernel UDP sockets' set (udp_kpath.c), taken like the frames. */
+        ev.data.fd = byp_udp_kpath_fd();
+        if (ev.data.fd >= 0)
+            BYP_REAL(epoll_ctl)(group_sleep_fd[g], EPOLL_CTL_ADD, ev.data.fd, &ev);
+    }
+    wake_fd = BYP_REAL(fcntl)(group_wake_fd[0], F_DUPFD_CLOEXEC, 0);
+    sleep_fd = BYP_REAL(fcntl)(group_sleep_fd[0], F_DUPFD_CLOEXEC, 0);
+    return wake_fd < 0 || sleep_fd < 0 ? -errno : 0;
+}
+
+void byp_wake_groups_fork(void)
+{
+    if (!sleepers_take_frames || byp_xsk_fd < 0)
+        return;
+    /* The first fork: sleepers stop waiting for frames (each would wake for every
+     * member's packets); the progress thread takes them.  The epoll sets are shared by
+     * every member, so once is enough. */
+    for (int g = 0; g < BYP_WAKE_GROUPS; g++) {
+        BYP_REAL(epoll_ctl)(group_sleep_fd[g], EPOLL_CTL_DEL, byp_xsk_fd, NULL);
+        if (byp_udp_kpath_fd() >= 0)
+            BYP_REAL(epoll_ctl)(group_sleep_fd[g], EPOLL_CTL_DEL, byp_udp_kpath_fd(), NULL);
+    }
+    sleepers_take_frames = 0;
+    uint64_t one = 1;
+    (void)!BYP_REAL(write)(byp_progress_kick_fd, &one, sizeof one);
+}
+
+void byp_wake_groups_join(int slot)
+{
+    unsigned g = byp_wake_group(slot);
+    if (sleep_fd >= 0 && group_sleep_fd[g] >= 0) {
+        BYP_REAL(dup3)(group_wake_fd[g], wake_fd, O_CLOEXEC);
+        BYP_REAL(dup3)(group_sleep_fd[g], sleep_fd, O_CLOEXEC);
+    }
+    byp_sleepers = &group_sleepers[g];
+}
+
 /* The stack's address on a dedicated interface: "a.b.c.d/len" from the `ip` key. */
 static int parse_ip(const char *text, in_addr_t *addr, unsigned *prefix)
 {
@@ -377,7 +505,8 @@ static int engine_start(void)
     pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
     pthread_mutex_init(&stack_mutex, &ma);
     pthread_mutexattr_destroy(&ma);
-    byp_sleepers = &byp_engine_sleepers;
+    byp_sleepers = &group_sleepers[0];
+    byp_spinners = &family_spinners;
     byp_progress_pid = -1;         /* started below, once the stack is up */
     int rc = byp_shm_setup((size_t)byp_cfg.shm_mb << 20);   /* BYPASS_SHM_MB */
     if (rc < 0) {
@@ -457,9 +586,8 @@ static int engine_start(void)
         if (rte_eth_dev_get_mtu(byp_engine_nic->port_id, &mtu) == 0 && mtu >= 576)
             kif.mtu = mtu;
     }
-    wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
     byp_progress_kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (wake_fd < 0 || byp_progress_kick_fd < 0) {
+    if (byp_progress_kick_fd < 0) {
         rc = -errno;
         byp_nic_close(byp_engine_nic);
         return rc;
@@ -467,20 +595,17 @@ static int engine_start(void)
     clock_setup();
     byp_xsk_fd = find_rx_fd(byp_cfg.backend == BYP_BACKEND_AF_XDP ? AF_XDP :
                         byp_cfg.backend == BYP_BACKEND_AF_PACKET ? AF_PACKET : 0);
-    sleep_fd = BYP_REAL(epoll_create1)(EPOLL_CLOEXEC);
-    if (sleep_fd < 0) {
-        rc = -errno;
-        byp_err("cannot create the engine's epoll set: %s", strerror(-rc));
+    rc = byp_udp_kpath_start();
+    if (rc < 0)
+        byp_warn("udp: no kernel-path set (%s): receives look at kernel sockets each time",
+                 strerror(-rc));
+    rc = wake_groups_open();
+    if (rc < 0) {
+        byp_err("cannot create the engine's wake-up fds: %s", strerror(-rc));
         byp_nic_close(byp_engine_nic);
         return rc;
     }
-    struct epoll_event ev = {.events = EPOLLIN, .data.fd = wake_fd};
-    BYP_REAL(epoll_ctl)(sleep_fd, EPOLL_CTL_ADD, wake_fd, &ev);
-    if (byp_xsk_fd >= 0) {
-        ev.data.fd = byp_xsk_fd;
-        BYP_REAL(epoll_ctl)(sleep_fd, EPOLL_CTL_ADD, byp_xsk_fd, &ev);
-    }
-    byp_info("byp_engine_sleepers wait on %s", byp_xsk_fd >= 0 ? "the backend's receive fd" : "a timer");
+    byp_info("sleepers wait on %s", byp_xsk_fd >= 0 ? "the backend's receive fd" : "a timer");
 
     byp_stack_lock();
     lwip_init();

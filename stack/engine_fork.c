@@ -117,6 +117,7 @@ void byp_engine_fork_prepare(void)
     if (slot >= 0) {
         byp_tcp_fork_refs(slot);
         byp_udp_fork_refs(slot);
+        byp_wake_groups_fork();
     }
     byp_stack_unlock_noflush();
     byp_local->forking = slot;
@@ -135,6 +136,7 @@ int byp_engine_fork_child(void)
         return -ENOTSUP;
     }
     byp_family_claim(slot);
+    byp_wake_groups_join(slot);
     return 0;
 }
 

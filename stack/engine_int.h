@@ -11,8 +11,14 @@ struct byp_nic;
 
 /* The accelerated NIC (NULL before start and after the last member left). */
 extern struct byp_nic *byp_engine_nic;
-/* Threads of every member sleeping on the engine's wake fd. */
-extern int byp_engine_sleepers;
+/* Application threads sleeping on the frames (the backend's receive fd sits in their wake
+ * set while the stack has one member): they run the stack when frames come.  0 once the
+ * family has forked: the progress thread takes the frames then. */
+int byp_frame_sleepers(void);
+/* Wake groups (engine.c): before the first fork, sleepers stop waiting for frames (lock
+ * held); in a forked child, its group's wake fds take the numbers of the process's own. */
+void byp_wake_groups_fork(void);
+void byp_wake_groups_join(int slot);
 /* The backend's receive fd (AF_XDP or AF_PACKET socket, tap device), -1 when none. */
 extern int byp_xsk_fd;
 /* When an application thread last ran the stack (byp_now_ns). */

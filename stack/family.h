@@ -24,9 +24,18 @@
 /* Members at once (a forking server's workers, a fork-per-connection server's backends). */
 #define BYP_FAMILY_MAX 256
 
-/* References to a socket object, per member. */
+/* Members are woken in groups (slot modulo BYP_WAKE_GROUPS): a readiness change wakes the
+ * sleepers of the groups that hold the socket, not every sleeper of the family. */
+#define BYP_WAKE_GROUPS 16
+static inline unsigned byp_wake_group(int slot)
+{
+    return slot < 0 ? 0 : (unsigned)slot % BYP_WAKE_GROUPS;
+}
+
+/* References to a socket object, per member, and the wake groups of the members holding it. */
 struct byp_refs {
     uint32_t total;
+    uint16_t groups;            /* bit g: some member of wake group g holds a reference */
     uint16_t per[BYP_FAMILY_MAX];
 };
 
@@ -86,6 +95,17 @@ static inline void byp_refs_get_for(struct byp_refs *r, int slot)
         return;   /* a process that left the family (exiting) takes nothing */
     r->total++;
     r->per[slot]++;
+    r->groups |= (uint16_t)(1u << byp_wake_group(slot));
+}
+
+/* Member @slot holds no reference any more: its group's bit stays only for another member. */
+static inline void byp_refs_regroup(struct byp_refs *r, int slot)
+{
+    unsigned g = byp_wake_group(slot);
+    for (int s = (int)g; s < BYP_FAMILY_MAX; s += BYP_WAKE_GROUPS)
+        if (r->per[s] > 0)
+            return;
+    r->groups &= (uint16_t)~(1u << g);
 }
 
 static inline void byp_refs_get(struct byp_refs *r)
@@ -100,6 +120,8 @@ static inline uint32_t byp_refs_put(struct byp_refs *r)
     if (s >= 0 && r->per[s] > 0) {
         r->per[s]--;
         r->total--;
+        if (r->per[s] == 0)
+            byp_refs_regroup(r, s);
     }
     return r->total;
 }
@@ -115,6 +137,7 @@ static inline uint32_t byp_refs_drop(struct byp_refs *r, int slot)
 {
     r->total -= r->per[slot];
     r->per[slot] = 0;
+    byp_refs_regroup(r, slot);
     return r->total;
 }
 

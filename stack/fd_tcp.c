@@ -278,7 +278,10 @@ static ssize_t send_core(int fd, const struct iovec *iov, int iovcnt, int flags)
     byp_stats_sock_tx(ts, done);
     if (ts->pcb != NULL) {
         tcp_output(ts->pcb);
-        ts->sndbuf = tcp_sndbuf(ts->pcb);
+        /* A short write leaves the socket unwritable until acknowledgements make room (the
+         * kernel's SOCK_NOSPACE): the change to writable is then an edge that an
+         * edge-triggered waiter (nginx) sees, even when the queue, not the bytes, was full. */
+        ts->sndbuf = done < total ? 0 : tcp_sndbuf(ts->pcb);
     }
     byp_stack_unlock_noflush();
     return (ssize_t)done;

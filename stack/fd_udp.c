@@ -109,9 +109,22 @@ static ssize_t deliver(const struct usock *us, const struct udgram *d, struct ms
     return (flags & MSG_TRUNC) ? (ssize_t)len : (ssize_t)off;
 }
 
-static ssize_t kernel_try(int fd, struct msghdr *m, int flags)
+/* A receive from the kernel socket (the second path), without waiting.  Its mark is
+ * cleared first and set again while something may be left, so that a datagram arriving
+ * meanwhile is never missed (its edge marks it again). */
+static ssize_t kernel_try(int fd, struct usock *us, struct msghdr *m, int flags)
 {
-    return BYP_REAL(recvmsg)(fd, m, flags | MSG_DONTWAIT);
+    __atomic_store_n(&us->kready, 0, __ATOMIC_SEQ_CST);
+    ssize_t r = BYP_REAL(recvmsg)(fd, m, flags | MSG_DONTWAIT);
+    if (r < 0 && errno == EAGAIN)
+        return r;
+    int saved = errno;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if ((r >= 0 && (flags & MSG_PEEK)) || (BYP_REAL(poll)(&p, 1, 0) > 0 && p.revents != 0))
+        __atomic_or_fetch(&us->kready, (p.revents & POLLERR) ? U_KIN | U_KERR : U_KIN,
+                          __ATOMIC_ACQ_REL);
+    errno = saved;
+    return r;
 }
 
 static ssize_t recv_core(int fd, struct msghdr *m, int flags)
@@ -124,10 +137,11 @@ static ssize_t recv_core(int fd, struct msghdr *m, int flags)
     for (;;) {
         if (us->qn == 0)
             byp_engine_poll(1);   /* an empty queue: run the stack once, as a wait would */
-        if (us->qn == 0 || ++us->kturn >= KERNEL_TURN) {
+        if ((__atomic_load_n(&us->kready, __ATOMIC_ACQUIRE) != 0 || !us->kwatched) &&
+            (us->qn == 0 || ++us->kturn >= KERNEL_TURN)) {
             us->kturn = 0;
             int saved = errno;
-            ssize_t r = kernel_try(fd, m, flags);
+            ssize_t r = kernel_try(fd, us, m, flags);
             if (r >= 0 || errno != EAGAIN)
                 return r;
             errno = saved;
@@ -159,13 +173,16 @@ static ssize_t recv_core(int fd, struct msghdr *m, int flags)
             timeout = (int)((deadline - now + 999999) / 1000000);
         }
         struct pollfd p = {.fd = fd, .events = POLLIN};
-        int r = byp_wait(byp_usock_readable, us, timeout, &p, 1);
+        /* The kernel socket is watched by the engine's kernel-path set (udp_kpath.c). */
+        int r = byp_wait(byp_usock_readable, us, timeout, &p, us->kwatched ? 0 : 1);
         if (r == 0)
             return byp_udp_fail(EAGAIN);
         if (r < 0)
             return byp_udp_fail(EINTR);
-        if (r == 2)
+        if (r == 2) {
             us->kturn = KERNEL_TURN;   /* the kernel path first */
+            __atomic_or_fetch(&us->kready, U_KIN, __ATOMIC_ACQ_REL);
+        }
     }
 }
 
@@ -483,6 +500,8 @@ static int fudp_getpeername(int fd, struct sockaddr *addr, socklen_t *len)
 
 static int fudp_getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 {
+    if (level == SOL_SOCKET && opt == SO_ERROR)   /* reading it clears the kernel's error */
+        __atomic_and_fetch(&US(fd)->kready, ~U_KERR, __ATOMIC_ACQ_REL);
     return BYP_REAL(getsockopt)(fd, level, opt, val, len);
 }
 
@@ -527,10 +546,13 @@ static int fudp_ioctl(int fd, unsigned long req, void *arg)
     return r;
 }
 
+/* Both paths: the stack's queue and the kernel socket's mark (udp_kpath.c).  Always
+ * writable: a send that finds no buffer says ENOBUFS, as the kernel's UDP does. */
 static uint32_t fudp_readiness(int fd)
 {
     struct usock *us = US(fd);
-    return (us->qn > 0 ? POLLIN : 0) | POLLOUT;
+    int k = __atomic_load_n(&us->kready, __ATOMIC_ACQUIRE);
+    return (us->qn > 0 || (k & U_KIN) ? POLLIN : 0) | ((k & U_KERR) ? POLLERR : 0) | POLLOUT;
 }
 
 static uint64_t fudp_event_gen(int fd)
@@ -538,10 +560,13 @@ static uint64_t fudp_event_gen(int fd)
     return US(fd)->gen;
 }
 
-/* The kernel socket is the second receive path: always watched beside the stack. */
+/* The kernel socket, the second receive path, is watched by the engine (udp_kpath.c) and
+ * counts in readiness(): in an epoll set it would report the fd a second time (EPOLLOUT,
+ * and EPOLLIN when both paths have datagrams) in one epoll_wait. */
 static int fudp_kernel_fd(int fd)
 {
-    return fd;
+    (void)fd;
+    return -1;
 }
 
 const byp_fd_ops_t byp_udp_ops = {

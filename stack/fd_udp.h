@@ -3,6 +3,7 @@
 #define BYP_FD_UDP_H
 
 #include <netinet/in.h>
+#include <stdint.h>
 
 /* Engine entry points (struct byp_engine; see preload/engine.h for the returns).
  * byp_udp_bind: kernel UDP socket @fd was just bound to @local (the kernel's answer, port
@@ -17,6 +18,17 @@ int byp_udp_join(int fd, in_addr_t group, in_addr_t source);
  * died gives back all of its references. */
 void byp_udp_fork_refs(int slot);
 void byp_udp_drop_member(int slot);
+
+/* The second receive path's readiness (udp_kpath.c).  byp_udp_kpath_start: create the
+ * family's kernel-path epoll set (0 or -errno); byp_udp_kpath_fd: that set, or -1: it is
+ * readable when a kernel socket got something, and is watched where the frames are.
+ * byp_udp_kpath_wake: a watcher woke (no lock needed): read the set at the next poll.
+ * byp_udp_kpath_poll: run by every poll of the stack (lock held): reads the set when due
+ * (a wake-up, or every few microseconds) and marks the sockets it names readable. */
+int byp_udp_kpath_start(void);
+int byp_udp_kpath_fd(void);
+void byp_udp_kpath_wake(void);
+void byp_udp_kpath_poll(int64_t now_ns);
 
 /* Socket options of the UDP kind (udp_opts.c). */
 int byp_udp_setsockopt(int fd, int level, int opt, const void *val, socklen_t len);

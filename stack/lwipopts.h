@@ -169,6 +169,8 @@
  * keeps delayed ACKs below a LAN's patience.  The poll loop only runs the timers when one
  * is due, so a finer tick costs little. */
 #define TCP_TMR_INTERVAL                10
+/* TIME_WAIT lasts 2 MSL: 60 s, as Linux's (lwIP's default MSL would make it 120 s). */
+#define TCP_MSL                         30000UL
 #define LWIP_TCP_TIMESTAMPS             0
 #define LWIP_EVENT_API                  0
 #define LWIP_CALLBACK_API               1

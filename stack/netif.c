@@ -450,9 +450,14 @@ static void deliver(struct pbuf *p)
         byp_netif.chksum_flags = saved_csum;
 }
 
+/* Free mbufs in the pool, read once per receive burst: rte_mempool_avail_count walks every
+ * lcore's cache (RTE_MAX_LCORE of them), about as long as a datagram's whole way through
+ * lwIP when it was read per queued datagram. */
+static unsigned pool_avail;
+
 int byp_netif_pool_low(void)
 {
-    return rte_mempool_avail_count(nic->pool) < nic->pool->size / 2;
+    return pool_avail < nic->pool->size / 2;
 }
 
 int byp_netif_rx(void)
@@ -466,7 +471,8 @@ int byp_netif_rx(void)
     byp_rx_realtime_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
     BYP_STATS_ADD(rx_pkts, n);
     /* Copy instead of holding mbufs when fewer than a quarter of the pool is free. */
-    int copy = rte_mempool_avail_count(nic->pool) < nic->pool->size / 4;
+    pool_avail = rte_mempool_avail_count(nic->pool);
+    int copy = pool_avail < nic->pool->size / 4;
     for (uint16_t i = 0; i < n; i++) {
         struct rte_mbuf *m = pkts[i];
         uint16_t len = rte_pktmbuf_data_len(m);

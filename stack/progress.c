@@ -14,6 +14,7 @@
 #include "byp.h"
 #include "byp_stack.h"
 #include "engine_int.h"
+#include "fd_udp.h"
 #include "family.h"
 #include "kstate.h"
 #include "stats.h"
@@ -108,7 +109,7 @@ static void *progress_main(void *arg)
                                ? REAP_INTERVAL_NS : REAP_ALONE_NS);
             byp_stack_unlock_nokick();
         }
-        int sleepers = __atomic_load_n(&byp_engine_sleepers, __ATOMIC_RELAXED) > 0;
+        int sleepers = byp_frame_sleepers() > 0;
         int64_t idle = now - __atomic_load_n(&byp_last_app_poll_ns, __ATOMIC_RELAXED);
         if (idle < APP_SPIN_WINDOW_NS) {
             /* An application thread spins on the stack: it receives and runs the timers. */
@@ -176,15 +177,23 @@ static void *progress_main(void *arg)
             wait = next_mirror - now;
         if (wait < 0)
             wait = 0;
-        struct pollfd p[3];
-        nfds_t np = 0;
+        struct pollfd p[4];
+        nfds_t np = 0, kp = 0;
         p[np++] = (struct pollfd){.fd = byp_progress_kick_fd, .events = POLLIN};
         if (kfd >= 0)
             p[np++] = (struct pollfd){.fd = kfd, .events = POLLIN};
         if (!sleepers && byp_xsk_fd >= 0)
             p[np++] = (struct pollfd){.fd = byp_xsk_fd, .events = POLLIN};
+        if (!sleepers && byp_udp_kpath_fd() >= 0) {   /* the kernel UDP sockets, like the frames */
+            kp = np;
+            p[np++] = (struct pollfd){.fd = byp_udp_kpath_fd(), .events = POLLIN};
+        }
         struct timespec ts = {.tv_sec = wait / 1000000000, .tv_nsec = wait % 1000000000};
         BYP_REAL(ppoll)(p, np, &ts, NULL);
+        if (kp > 0 && p[kp].revents != 0) {
+            byp_udp_kpath_wake();
+            timers_at = 0;   /* run the stack, which reads the set */
+        }
         mirror_ready = kfd >= 0 && p[1].revents != 0;
         if (p[0].revents & POLLIN) {
             /* Kicked (the kicker cleared byp_progress_napping): the stack changed, look
@@ -216,7 +225,13 @@ void byp_progress_start(void)
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    /* Created with every signal blocked, so that no program handler ever runs on it (a
+     * signal the program blocks would otherwise be delivered here). */
+    sigset_t all, old_mask;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old_mask);
     int rc = pthread_create(&th, &attr, progress_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
     pthread_attr_destroy(&attr);
     if (rc != 0) {
         byp_local->progress = 0;

@@ -60,6 +60,17 @@ static void zombie_err(void *arg, err_t err)
     ((struct zombie *)arg)->pcb = NULL;
 }
 
+int byp_tcp_tw_forget(struct tcp_pcb *pcb)
+{
+    if (pcb->callback_arg != NULL && pcb->errf != zombie_err)
+        return 0;   /* a program's socket still refers to it */
+    if (pcb->callback_arg != NULL)
+        zombie_err(pcb->callback_arg, ERR_ABRT);   /* byp_tcp_reap drops the zombie */
+    tcp_arg(pcb, NULL);
+    tcp_err(pcb, NULL);
+    return 1;
+}
+
 int byp_tcp_is_zombie(const struct tcp_pcb *pcb)
 {
     return pcb->errf == zombie_err;

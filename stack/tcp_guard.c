@@ -31,6 +31,7 @@
 #include "lwip/tcp.h"
 
 #include "byp_lwip_hooks.h"
+#include "fd_tcp.h"
 #include "log.h"
 
 /* Half-open connections kept at once (the kernel's tcp_max_syn_backlog is 128 to 4096). */
@@ -87,6 +88,9 @@ static struct evicted pending;
 static uint32_t pending_laddr;
 static uint8_t pending_pkt[1600];
 static uint16_t pending_len;
+/* pending_pkt holds a SYN that found a connection in TIME_WAIT (recycle_time_wait). */
+static int pending_syn;
+static uint64_t tw_recycled;
 static uint32_t forced_iss;
 static int forcing;
 /* The connection the last segment went to (byp_guard_after_input looks at it again). */
@@ -170,17 +174,11 @@ static void clamp_mss(struct tcp_hdr *hdr, u16_t optlen, u16_t opt1len)
     }
 }
 
-/* An ACK for a listener without a connection: when it completes a handshake whose
- * half-open connection was evicted, keep it and the record for byp_guard_after_input. */
-static int check_evicted(const struct tcp_hdr *hdr, const struct pbuf *p)
+/* Copies the packet tcp_input is handling into pending_pkt: p->payload is past the TCP
+ * header here; the IP header is at ip_current_header(), and the pbuf chain holds the rest.
+ * 1 when it fits. */
+static int keep_current(const struct tcp_hdr *hdr, const struct pbuf *p)
 {
-    uint32_t raddr = ip4_current_src_addr()->addr;
-    struct evicted *e = &evicted[slot_of(raddr, hdr->src, hdr->dest)];
-    if (!e->used || e->raddr != raddr || e->rport != hdr->src || e->lport != hdr->dest ||
-        hdr->ackno != e->iss + 1 || hdr->seqno != e->irs + 1)
-        return 0;
-    /* The whole IP packet: p->payload is past the TCP header here; the IP header is at
-     * ip_current_header(), and the pbuf chain holds the rest. */
     const struct ip_hdr *iph = ip4_current_header();
     uint16_t tot = lwip_ntohs(IPH_LEN(iph));
     if (tot > sizeof pending_pkt)
@@ -200,9 +198,40 @@ static int check_evicted(const struct tcp_hdr *hdr, const struct pbuf *p)
     if (data > p->tot_len || pbuf_copy_partial(p, pending_pkt + hl + thl, data, 0) != data)
         return 0;
     pending_len = tot;
+    return 1;
+}
+
+/* An ACK for a listener without a connection: when it completes a handshake whose
+ * half-open connection was evicted, keep it and the record for byp_guard_after_input. */
+static int check_evicted(const struct tcp_hdr *hdr, const struct pbuf *p)
+{
+    uint32_t raddr = ip4_current_src_addr()->addr;
+    struct evicted *e = &evicted[slot_of(raddr, hdr->src, hdr->dest)];
+    if (!e->used || e->raddr != raddr || e->rport != hdr->src || e->lport != hdr->dest ||
+        hdr->ackno != e->iss + 1 || hdr->seqno != e->irs + 1)
+        return 0;
+    if (!keep_current(hdr, p))
+        return 0;
     pending = *e;
     pending_laddr = ip4_current_dest_addr()->addr;
     e->used = 0;
+    return 1;
+}
+
+/* A new SYN for the four-tuple of a connection in TIME_WAIT, beyond its last sequence
+ * number: the peer (a kernel client that closed second keeps no TIME_WAIT of its own and
+ * reuses the port at once) opens a new connection.  As Linux does (RFC 6191 without
+ * timestamps), the old one makes way and the SYN goes to the listener, after this input;
+ * lwIP alone would answer with an old ACK for the 2 MSL of TIME_WAIT, and the client's
+ * connect would hang that long.  1 when the SYN is kept for byp_guard_after_input. */
+static int recycle_time_wait(struct tcp_pcb *pcb, const struct tcp_hdr *hdr, const struct pbuf *p)
+{
+    if (pending.used || pending_syn || !TCP_SEQ_GT(hdr->seqno, pcb->rcv_nxt) ||
+        !byp_tcp_tw_forget(pcb) || !keep_current(hdr, p))
+        return 0;
+    tcp_abort(pcb);   /* a TIME_WAIT PCB is freed without a reset */
+    pending_syn = 1;
+    tw_recycled++;
     return 1;
 }
 
@@ -245,6 +274,12 @@ void byp_guard_after_input(struct netif *ni)
         if (last_pcb->persist_backoff > 0 && last_pcb->unsent == NULL)
             last_pcb->persist_backoff = 0;
         last_pcb = NULL;
+    }
+    if (__builtin_expect(pending_syn, 0)) {
+        pending_syn = 0;
+        /* The checksum again: a veth frame may carry a partial one, trusted only there. */
+        tcp_csum(pending_pkt, (uint16_t)((pending_pkt[0] & 0x0f) * 4), pending_len);
+        inject(ni, pending_pkt, pending_len);
     }
     if (__builtin_expect(!pending.used, 1))
         return;
@@ -369,6 +404,11 @@ err_t byp_lwip_tcp_inpkt(struct tcp_pcb *pcb, struct tcp_hdr *hdr, u16_t optlen,
             return ERR_ABRT;   /* rebuilt after this segment (byp_guard_after_input) */
         return ERR_OK;
     }
+    if (pcb->state == TIME_WAIT) {
+        if ((flags & (TCP_SYN | TCP_ACK | TCP_RST)) == TCP_SYN && recycle_time_wait(pcb, hdr, p))
+            return ERR_ABRT;
+        return ERR_OK;
+    }
     /* Header fields are in host order here (tcp_input converted them). */
     if (pcb->state >= ESTABLISHED && pcb->state != TIME_WAIT && far_outside(hdr, pcb)) {
         /* Half the sequence space away: lwIP's trimming takes such a segment for one at
@@ -393,6 +433,11 @@ err_t byp_lwip_tcp_inpkt(struct tcp_pcb *pcb, struct tcp_hdr *hdr, u16_t optlen,
         return ERR_ABRT;
     }
     return ERR_OK;
+}
+
+uint64_t byp_guard_tw_recycled(void)
+{
+    return tw_recycled;
 }
 
 uint64_t byp_guard_syn_evictions(void)

@@ -26,7 +26,7 @@
 void byp_tsock_changed(struct tsock *ts)
 {
     ts->gen++;
-    byp_engine_event();
+    byp_engine_event_groups(ts->refs.groups);
 }
 
 struct tsock *byp_tsock_new(void)

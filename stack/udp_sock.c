@@ -27,12 +27,14 @@ uint64_t byp_udp_unwanted;
 void byp_usock_changed(struct usock *us)
 {
     us->gen++;
-    byp_engine_event();
+    byp_engine_event_groups(us->refs.groups);
 }
 
 int byp_usock_readable(void *arg)
 {
-    return __atomic_load_n(&((struct usock *)arg)->qn, __ATOMIC_ACQUIRE) > 0;
+    const struct usock *us = arg;
+    return __atomic_load_n(&us->qn, __ATOMIC_ACQUIRE) > 0 ||
+           __atomic_load_n(&us->kready, __ATOMIC_ACQUIRE) != 0;
 }
 
 void byp_usock_rcvbuf(struct usock *us, int fd)
@@ -293,6 +295,7 @@ static int adopt(int fd, const struct sockaddr_in *local, const struct sockaddr_
     install(fd, us);
     byp_stats_udp_open(us);
     byp_stack_unlock();
+    byp_udp_kpath_add(us, fd);
     byp_info("udp socket on port %u accelerated", ntohs(local->sin_port));
     return 0;
 }
@@ -387,6 +390,8 @@ void byp_udp_release(int fd)
     if (left == 0)
         usock_close(us);
     byp_stack_unlock();
+    if (left == 0)
+        byp_udp_kpath_del(us, fd);
     /* Out of this process's epoll sets once it holds no fd for it. */
     if (mine == 0)
         byp_epoll_forget(fd, us);

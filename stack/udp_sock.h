@@ -63,6 +63,9 @@ struct usock {
     uint32_t rcvbuf;
     uint32_t drops;             /* datagrams dropped for a full queue */
     unsigned kturn;             /* receives since the kernel path was last looked at */
+    int kready;                 /* U_KIN | U_KERR: the kernel socket may have something
+                                   (udp_kpath.c); atomic */
+    int kwatched;               /* its kernel socket is in the family's kernel-path set */
     /* multicast memberships */
     struct ugroup *groups;
     int ngroups, capgroups;
@@ -75,6 +78,12 @@ struct usock {
     uint64_t rx_pkts, rx_bytes, tx_pkts, tx_bytes;
     int stat_slot;              /* its slot in the stats' table, -1 if none */
     struct usock *next;         /* all accelerated UDP sockets of the stack */
+};
+
+/* usock.kready bits: the kernel socket may hold a datagram / has reported an error. */
+enum {
+    U_KIN = 1,
+    U_KERR = 2,
 };
 
 /* Bytes a queued datagram costs against SO_RCVBUF beyond its payload: about what the kernel
@@ -116,6 +125,12 @@ int byp_usock_leave(struct usock *us, in_addr_t group, in_addr_t source);
  * (IP_MULTICAST_LOOP). */
 void byp_usock_loop(const struct usock *from, in_addr_t group, in_port_t port,
                     const struct pbuf *p);
+
+/* The second path's readiness (udp_kpath.c; the engine's entry points are in fd_udp.h):
+ * watch / stop watching @us's kernel socket @fd in the family's kernel-path set (add marks
+ * it to be looked at once). */
+void byp_udp_kpath_add(struct usock *us, int fd);
+void byp_udp_kpath_del(struct usock *us, int fd);
 
 /* Take over the options the program set on kernel socket @fd before (udp_opts.c). */
 void byp_udp_opts_inherit(struct usock *us, int fd);

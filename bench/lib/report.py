@@ -11,6 +11,8 @@ Reads (each optional, a missing one means that benchmark did not run):
   passthrough.tsv    mode round kernel_ns preload_ns command
   floor.tsv          reflect_test.sh REFLECT_OUT lines: run p50 p99 p99.9 min command
   fork.tsv           bench/fork/run.sh lines: bench mode round value unit command
+  deploy.tsv         bench/deploy/run.sh lines, the same columns (modes kernel, bypass, latency)
+  idle.tsv           bench/idle/run.sh lines, the same columns
   udp.tsv            bench/udp/run.sh BENCH_OUT lines: bench mode round figures command
   sockperf-udp-MODE-rN.csv(.gz)  the same samples for sockperf UDP
   sockperf-MODE-rN.csv(.gz)  sockperf --full-log samples (half-RTT latency, usec)
@@ -152,6 +154,25 @@ if fk is not None:
             o["median"] = statistics.median(vals) if vals else o["runs"][0]["verdict"]
     B["fork"] = {"what": "forking servers, server preloaded with default settings, kernel clients",
                  "benches": out}
+
+# --- deployment (bench/deploy/run.sh, bench/idle/run.sh) -------------------------------
+DEPLOY_MODES = ("kernel", "bypass", "latency", "base")
+dp = (lines("deploy.tsv") or []) + (lines("idle.tsv") or [])
+if dp:
+    out = {}
+    for row in dp:
+        bench, mode, rnd, fig, unit, cmd = (row + [""] * 6)[:6]
+        v = num(fig)
+        b = out.setdefault(bench, {"unit": unit, "modes": {}})
+        b["modes"].setdefault(mode, {"runs": []})["runs"].append(
+            {"round": int(rnd), "command": cmd, "value": v, "verdict": "ok" if v is not None else fig})
+    for b in out.values():
+        for o in b["modes"].values():
+            vals = [r["value"] for r in o["runs"] if r["value"] is not None]
+            o["median"] = statistics.median(vals) if vals else o["runs"][0]["verdict"]
+    B["deploy"] = {"what": "server preloaded (bypass: default settings; latency: "
+                   "BYPASS_SPIN_USEC=-1), unmodified kernel clients; beside the kernel server",
+                   "benches": out}
 
 # --- passthrough ----------------------------------------------------------------------
 pt = lines("passthrough.tsv")
@@ -380,6 +401,35 @@ if "fork" in B:
         xv = b["modes"].get("bypass", {}).get("median")
         o.append(f"| {label.get(bench, bench)}, server preloaded (defaults) | {fmt(kv, 0)} | — | "
                  f"{fmt(xv, 0)} | {ratio(xv, kv)} |")
+if "deploy" in B:
+    label = {"redis-P1-SET": "redis-benchmark -c 50 -P1 SET (req/s)",
+             "redis-P1-GET": "redis-benchmark -c 50 -P1 GET (req/s)",
+             "redis-P16-SET": "redis-benchmark -c 50 -P16 SET (req/s)",
+             "redis-P16-GET": "redis-benchmark -c 50 -P16 GET (req/s)",
+             "memcached-t1": "memcached -t 1, memcaslap -T 2 -c 64 (TPS)",
+             "memcached-t4": "memcached -t 4, memcaslap -T 2 -c 64 (TPS)",
+             "nginx-small": "nginx 1 worker, small file, wrk -c 50 (req/s)",
+             "nginx-1m": "nginx 1 worker, 1 MB file, wrk -c 10 (req/s)",
+             "iperf3-rx": "iperf3 one stream, kernel client -> server (Gbit/s)",
+             "iperf3-tx": "iperf3 one stream, server -> kernel client, -R (Gbit/s)",
+             "idle": "idle redis-server, 10 connections (CPU ticks per run, lower is better)"}
+    order = list(label)
+    benches = B["deploy"]["benches"]
+    has_base = any("base" in b["modes"] for b in benches.values())
+    dep = ["", "Deployment (bench/deploy/run.sh, bench/idle/run.sh): the server preloaded, its "
+           "clients unmodified programs on the kernel's stack in the other namespace; bypass = "
+           "default settings, latency = BYPASS_SPIN_USEC=-1. The table above has both ends "
+           "under the library.", "",
+           "| server, kernel clients | kernel | bypass (defaults) | ratio | bypass (latency) | ratio |"
+           + (" base build (defaults) | ratio |" if has_base else ""),
+           "|---|---|---|---|---|---|" + ("---|---|" if has_base else "")]
+    for bench in sorted(benches, key=lambda b: order.index(b) if b in order else 99):
+        md = benches[bench]["modes"]
+        kv, xv, lv, bv = (md.get(m, {}).get("median") for m in DEPLOY_MODES)
+        nd = 2 if bench.startswith("iperf3") else 0
+        dep.append(f"| {label.get(bench, bench)} | {fmt(kv, nd)} | {fmt(xv, nd)} | {ratio(xv, kv)} | "
+                   f"{fmt(lv, nd)} | {ratio(lv, kv)} |" +
+                   (f" {fmt(bv, nd)} | {ratio(bv, kv)} |" if has_base else ""))
 if "passthrough" in B:
     d = B["passthrough"]["median"]
     if isinstance(d, dict):
@@ -397,6 +447,14 @@ if "udp" in B:
         xv = s.get("bypass", {}).get("median", {}).get(k)
         o.append(f"| sockperf UDP 64 B half-RTT {k} (us) | {fmt(kv)} | {fmt(bv)} | {fmt(xv)} | "
                  f"{ratio(xv, kv)} vs blocking, {ratio(xv, bv)} vs busy |")
+    for k in ("p50", "p99", "p99.9"):
+        rv = s.get("raw", {}).get("median", {}).get(k)
+        xv = s.get("bypass", {}).get("median", {}).get(k)
+        if rv is None:
+            continue
+        gap = f"bypass − floor {xv - rv:+.2f} us" if xv is not None else "—"
+        o.append(f"| UDP 64 B half-RTT {k}, raw-frame floor: af_xdp at both ends, no stack (us) "
+                 f"| — | — | {fmt(rv)} | {gap} |")
     for g, modes in sorted(u["rate"]["groups"].items(), key=lambda t: int(t[0])):
         kv = modes.get("kernel", {}).get("median")
         xv = modes.get("bypass", {}).get("median")
@@ -436,6 +494,8 @@ if "floor" in B:
                      f"{ratio(xv, fx.get(k))} |")
     else:
         o.append("| p50 | failed | failed | — | — | — |")
+if "deploy" in B:
+    o.extend(dep)
 o.append("")
 if notes:
     o.append("Failures:")

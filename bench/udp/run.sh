@@ -6,13 +6,17 @@
 #     kernel blocking   sockperf sr -i SIP / sockperf pp -i SIP -m 64
 #     kernel busy-poll  the same with a feed file, -F r --nonblocked (both ends spin)
 #     bypass            the blocking command, both ends under LD_PRELOAD=build/libbypass.so
+#     raw               the floor: no stack at either end, both on af_xdp (byp-reflect
+#                       turning frames around, byp-reflect --ping sending them), spinning
 #   receive rate: the highest rate of a ladder (64 B datagrams, 1 and 32 multicast groups,
-#     tests/integration/accel/udp_feed.c, kernel sender) at which the receiver (epoll over
-#     one socket per group, SO_RCVBUF 4 MB: BENCH_RCVBUF) loses nothing over SECONDS, kernel
-#     receiver against bypass
-#   multicast one-way latency: 32 groups at 10,000 datagrams/s for SECONDS; the sender's
-#     CLOCK_REALTIME in each datagram against the receiver's clock on receipt (same host):
-#     p50 / p99 / p99.9 (usec), kernel receiver against bypass
+#     tests/integration/accel/udp_feed.c's payload, sent as raw frames by byp-reflect --feed
+#     or by udp_feed's kernel socket in sendmmsg batches of BENCH_BATCH) at which the receiver (epoll over one socket per group, SO_RCVBUF 4 MB:
+#     BENCH_RCVBUF) loses nothing over SECONDS, kernel receiver against bypass.  A step the
+#     sender could not offer (its achieved rate below 97 % of the step) ends the ladder and
+#     is named in the output: the rate is then the sender's limit, not the receiver's.
+#   multicast one-way latency: 32 groups at 10,000 datagrams/s for SECONDS (one datagram
+#     per send); the sender's CLOCK_REALTIME in each datagram against the receiver's clock
+#     on receipt (same host): p50 / p99 / p99.9 (usec), kernel receiver against bypass
 #
 # Server pinned to CPU 0, client to CPU 1.  A bypass run whose traffic went through the
 # server namespace's kernel UDP (its counters moved) is reported "not-bypassed".
@@ -24,17 +28,25 @@
 # bypass feed receivers, default 100, the library's default: a receiver that spins forever
 # loses its CPU to other jobs for whole time slices, and the datagrams meanwhile overflow
 # the NIC ring; one that sleeps is woken at once), BENCH_LOG (BYPASS_LOG), BENCH_RATES (the
-# ladder, datagrams/s, default "25000 50000 100000 200000 400000"), BENCH_OUT=DIR (also
+# ladder, datagrams/s, default "50000 100000 200000 300000 400000 600000 800000 1000000
+# 1250000 1500000"), BENCH_BATCH (datagrams per sendmmsg of the ladder's sender, default
+# 32), BENCH_SENDER (raw, the default: the ladder's sender is `byp-reflect --feed`, raw
+# frames through AF_XDP in the client namespace; kernel: udp_feed's kernel socket with
+# sendmmsg batches), BENCH_UDP_PARTS (any of "sockperf rate latency", default all), BENCH_LIB (the
+# library, default build/libbypass.so), BENCH_RX_WRAP (a command prefix for the feed
+# receiver, e.g. "perf stat -e raw_syscalls:sys_enter -o FILE --"), BENCH_OUT=DIR (also
 # write DIR/udp.tsv: bench, mode, round, figures or verdict, the command; and the sockperf
 # --full-log samples DIR/sockperf-udp-MODE-rROUND.csv).  Needs root.  Not a test.
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
-LIB="$ROOT/build/libbypass.so"
+LIB="${BENCH_LIB:-$ROOT/build/libbypass.so}"
 SECS="${1:-10}"
 ROUNDS="${2:-3}"
-RATES="${BENCH_RATES:-25000 50000 100000 200000 400000}"
+RATES="${BENCH_RATES:-50000 100000 200000 300000 400000 600000 800000 1000000 1250000 1500000}"
+PARTS_UDP="${BENCH_UDP_PARTS:-sockperf rate latency}"
+BATCH="${BENCH_BATCH:-32}"
 SNS="byps-budp-$$" CNS="bypc-budp-$$"
 SIF=bypv0 CIF=bypv1 SIP=10.77.249.1 CIP=10.77.249.2
 SPORT=11111 FPORT=7700 GBASE=239.9.3.1
@@ -154,14 +166,49 @@ sockperf_run() {
     END { if (p50 == "" || p99 == "" || p999 == "") print "failed"; else print p50, p99, p999 }'
 }
 
-# feed_run MODE GROUPS RATE SECONDS -> the receiver's JSON line | failed | not-bypassed
+# raw_run -> "p50 p99 p99.9" | failed | not-bypassed: the floor, no stack at either end:
+# byp-reflect turning frames around in the server namespace, byp-reflect --ping sending raw
+# frames in the client namespace, both on af_xdp, both spinning.
+raw_run() {
+  local log="$WORK/raw" reflect="$ROOT/build/nicbackend/byp-reflect"
+  [ -x "$reflect" ] || { echo failed; return; }
+  reset_xdp
+  local mac
+  mac=$(ip -n "$SNS" link show "$SIF" | awk '/link\/ether/ { print $2 }')
+  local srv=(ip netns exec "$SNS" taskset -c "$SRV_CPU" "$reflect" -i "$SIF" -p "$SPORT" -t $((SECS + 60)))
+  "${srv[@]}" >"$log.srv" 2>&1 &
+  local spid=$! i
+  PIDS+=("$spid")
+  for i in $(seq 100); do grep -q '^ready' "$log.srv" && break; sleep 0.1; done
+  local s0
+  s0=$(udp_dgrams "$SNS")
+  local n=$((SECS * 20000))
+  local cli=(ip netns exec "$CNS" taskset -c "$CLI_CPU" "$reflect" -i "$CIF" -p "$SPORT" --ping "$SIP"
+             --peer-mac "$mac" -n "$n" -w 1000)
+  echo "server: ${srv[*]} | client: ${cli[*]}" >"$WORK/last_cmd"
+  timeout -k 5 $((SECS + 60)) "${cli[@]}" >"$log.cli" 2>&1
+  local rc=$? v
+  v=$(verdict "$s0")
+  stop_pid "$spid"
+  if [ "$rc" -ne 0 ]; then
+    echo "bench/udp: raw ping-pong exited $rc" >&2
+    tail -3 "$log.cli" "$log.srv" >&2
+    echo failed; return
+  fi
+  [ "$v" = ok ] || { echo "$v"; return; }
+  awk '/^half-RTT us:/ { print $4, $6, $8; f = 1 } END { if (!f) print "failed" }' "$log.cli"
+}
+
+# feed_run MODE GROUPS RATE SECONDS BATCH -> the receiver's JSON line, with the rate the
+# sender achieved ("offered") | failed | not-bypassed
 feed_run() {
-  local mode="$1" ng="$2" rate="$3" secs="$4" log="$WORK/feed-$1-$2-$3" conf=-
+  local mode="$1" ng="$2" rate="$3" secs="$4" batch="$5" log="$WORK/feed-$1-$2-$3" conf=-
   local count=$((rate * secs))
   reset_xdp
   [ "$mode" = bypass ] && conf="$WORK/srv.conf"
   SPIN="${BENCH_FEED_SPIN_USEC:-100}" ns_cmd "$SNS" "$conf" "$SRV_CPU"
-  local rx=("${NSCMD[@]}" "$FEED" recv "$GBASE" "$ng" "$FPORT" "$count" "$RCVBUF" 0 "$SIP")
+  # BENCH_RX_WRAP: a command the receiver runs under (say "perf stat -e ... -o FILE --").
+  local rx=("${NSCMD[@]}" ${BENCH_RX_WRAP:-} "$FEED" recv "$GBASE" "$ng" "$FPORT" "$count" "$RCVBUF" 0 "$SIP")
   "${rx[@]}" >"$log.rx" 2>&1 &
   local rpid=$! i
   PIDS+=("$rpid")
@@ -169,15 +216,22 @@ feed_run() {
   local s0
   s0=$(udp_dgrams "$SNS")
   ns_cmd "$CNS" - "$CLI_CPU"
-  echo "receiver: ${rx[*]} | sender: ${NSCMD[*]} $FEED send $GBASE $ng $FPORT $count $rate $CIP" >"$WORK/last_cmd"
-  timeout -k 5 $((secs * 4 + 60)) "${NSCMD[@]}" "$FEED" send "$GBASE" "$ng" "$FPORT" "$count" \
-    "$rate" "$CIP" >"$log.tx" 2>&1
+  local tx=("${NSCMD[@]}" "$FEED" send "$GBASE" "$ng" "$FPORT" "$count" "$rate" "$CIP" "$batch")
+  # The ladder's sender (BENCH_SENDER=raw, the default): the same feed as raw frames
+  # through AF_XDP, no kernel socket; it offers more than the kernel's sendmmsg here.
+  [ "${BENCH_SENDER:-raw}" = raw ] && [ "$batch" -gt 1 ] &&
+    tx=("${NSCMD[@]}" "$ROOT/build/nicbackend/byp-reflect" -i "$CIF" -p "$FPORT" --feed "$GBASE"
+        -g "$ng" -n "$count" -r "$rate")
+  echo "receiver: ${rx[*]} | sender: ${tx[*]}" >"$WORK/last_cmd"
+  timeout -k 5 $((secs * 4 + 60)) "${tx[@]}" >"$log.tx" 2>&1
   for i in $(seq $((secs * 10 + 200))); do kill -0 "$rpid" 2>/dev/null || break; sleep 0.1; done
   local v=ok
   [ "$mode" = bypass ] && v=$(verdict "$s0")
   stop_pid "$rpid"
   [ "$v" = ok ] || { echo "$v"; return; }
-  grep '^{' "$log.rx" | tail -1 | grep . || echo failed
+  local offered
+  offered=$(sed -n 's/^sent [0-9]* in [0-9.]* s (\([0-9]*\)\/s.*/\1/p' "$log.tx")
+  grep '^{' "$log.rx" | tail -1 | sed "s/}\$/, \"offered\": ${offered:-0}}/" | grep . || echo failed
 }
 
 jget() { sed -n "s/.*\"$1\": \(-\{0,1\}[0-9]*\).*/\1/p"; }
@@ -191,21 +245,30 @@ record() { # BENCH MODE FIGURES: with the command of the last run (the runs are 
 echo "bench/udp: $ROUNDS rounds of ${SECS}s; server cpu $SRV_CPU, client cpu $CLI_CPU" >&2
 for r in $(seq "$ROUNDS"); do
   ROUND=$r
-  for mode in kernel busy bypass; do
+  for mode in kernel busy bypass raw; do
+    [[ " $PARTS_UDP " == *" sockperf "* ]] || break
     echo "bench/udp: round $r sockperf udp $mode" >&2
-    res=$(sockperf_run "$mode")
+    if [ "$mode" = raw ]; then res=$(raw_run); else res=$(sockperf_run "$mode"); fi
     echo "$res" >>"$WORK/sp-$mode"
     record sockperf-udp "$mode" "$res"
   done
   for ng in 1 32; do
+    [[ " $PARTS_UDP " == *" rate "* ]] || break
     for mode in kernel bypass; do
       best=0
       for rate in $RATES; do
         echo "bench/udp: round $r rate $ng groups $mode $rate/s" >&2
-        res=$(feed_run "$mode" "$ng" "$rate" "$SECS")
+        res=$(feed_run "$mode" "$ng" "$rate" "$SECS" "$BATCH")
         lost=$(echo "$res" | jget lost)
         recvd=$(echo "$res" | jget received)
+        offered=$(echo "$res" | jget offered)
         echo "bench/udp:   $res" >&2
+        # A rate the sender could not offer (within 3 %) is no verdict on the receiver.
+        if [ -n "$offered" ] && [ "$offered" -lt $((rate * 97 / 100)) ]; then
+          echo "bench/udp:   the sender reached only $offered/s: the ladder stops here" >&2
+          echo "$rate" >>"$WORK/senderlimit-$ng-$mode"
+          break
+        fi
         [ -n "$lost" ] && [ "$lost" = 0 ] && [ "$recvd" = $((rate * SECS)) ] || break
         best=$rate
       done
@@ -214,8 +277,9 @@ for r in $(seq "$ROUNDS"); do
     done
   done
   for mode in kernel bypass; do
+    [[ " $PARTS_UDP " == *" latency "* ]] || break
     echo "bench/udp: round $r multicast latency $mode" >&2
-    res=$(feed_run "$mode" 32 10000 "$SECS")
+    res=$(feed_run "$mode" 32 10000 "$SECS" 1)
     fig=$(echo "$res" | awk '/^\{/ { for (i = 1; i <= NF; i++) v[$i] = $(i + 1) }
       END { gsub(/[,}]/, "", v["\"lat_p50_ns\":"]); gsub(/[,}]/, "", v["\"lat_p99_ns\":"]);
             gsub(/[,}]/, "", v["\"lat_p999_ns\":"]); gsub(/[,}]/, "", v["\"lost\":"])
@@ -241,17 +305,20 @@ median() { # FILE COLUMN
 
 echo
 echo "sockperf UDP ping-pong, 64 B, half-RTT usec, median of $ROUNDS runs of ${SECS}s"
-printf '%-7s %16s %17s %10s\n' metric "kernel blocking" "kernel busy-poll" bypass
+printf '%-7s %16s %17s %10s %16s\n' metric "kernel blocking" "kernel busy-poll" bypass "raw af_xdp floor"
 for c in "1 p50" "2 p99" "3 p99.9"; do
   set -- $c
-  printf '%-7s %16s %17s %10s\n' "$2" "$(median "$WORK/sp-kernel" "$1")" \
-    "$(median "$WORK/sp-busy" "$1")" "$(median "$WORK/sp-bypass" "$1")"
+  printf '%-7s %16s %17s %10s %16s\n' "$2" "$(median "$WORK/sp-kernel" "$1")" \
+    "$(median "$WORK/sp-busy" "$1")" "$(median "$WORK/sp-bypass" "$1")" "$(median "$WORK/sp-raw" "$1")"
 done
 echo
 echo "highest receive rate without loss over ${SECS}s (64 B datagrams/s; ladder: $RATES)"
 printf '%-9s %12s %12s\n' groups kernel bypass
 for ng in 1 32; do
   printf '%-9s %12s %12s\n' "$ng" "$(median "$WORK/rate-$ng-kernel" 1)" "$(median "$WORK/rate-$ng-bypass" 1)"
+done
+for f in "$WORK"/senderlimit-*; do
+  [ -f "$f" ] && echo "(sender-limited ladders, groups-mode: ${f##*/senderlimit-} at $(tr '\n' ' ' <"$f"))"
 done
 echo
 echo "multicast one-way latency, 32 groups at 10,000/s, usec (median of $ROUNDS runs)"

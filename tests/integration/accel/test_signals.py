@@ -92,3 +92,40 @@ def test_handler_calling_library_while_spinning(netpair, cprog):
         out[mode] = res
     assert out["kernel"] == "result op=storm rc=1 errno=0 handled=many sent=all", out
     assert out["spin-forever"] == out["kernel"] and out["default"] == out["kernel"], out
+
+
+BLOCKED_CHILD = r"""
+import os, signal, socket, sys, time
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("0.0.0.0", int(sys.argv[1]))); ls.listen(8)    # starts the stack when accelerated
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+pid = os.fork()
+if pid == 0:
+    os._exit(7)
+time.sleep(0.5)                  # the signal is pending meanwhile: for this thread only
+info = signal.sigtimedwait({signal.SIGCHLD}, 5)
+os.waitpid(pid, 0)
+for t in os.listdir("/proc/self/task"):
+    st = dict(l.split(":\t", 1) for l in open("/proc/self/task/%s/status" % t).read().splitlines() if ":\t" in l)
+    print("thread", t, st["Name"], st["SigBlk"], file=sys.stderr)
+print("threads", len(os.listdir("/proc/self/task")), "sigchld", "caught" if info else "lost",
+      flush=True)
+"""
+
+
+def test_blocked_signal_stays_for_the_program(netpair):
+    """A signal the program blocks (to take it with sigwait or sigsuspend, as nginx's master
+    does with SIGCHLD) must stay pending for it: the library's threads (DPDK's, the progress
+    thread) never take it.  Side by side with the kernel."""
+    pair = netpair(accel=("server",))
+    conf = write_conf(pair.dir / "sigchld.conf", "bypv0", [("tcp", PORT)])
+    results = {}
+    for mode, c in (("kernel", None), ("accelerated", conf)):
+        cp = pair.run("server", [PYTHON, "-c", BLOCKED_CHILD, PORT], conf=c, timeout=60)
+        assert cp.returncode == 0, cp.stderr
+        results[mode] = cp.stdout.split()
+    assert results["kernel"][-1] == "caught", results
+    # Under the library the process has threads of its own (else the case proves nothing).
+    assert int(results["accelerated"][1]) > 1, results
+    assert results["accelerated"][-1] == "caught", (
+        "SIGCHLD, blocked by the program, was taken by one of the library's threads: %s" % results)

@@ -1,10 +1,11 @@
 /* A market-data feed, both ends (issue 9, test 3 and the multicast bench).
  *
- *   udp_feed send GROUP_BASE NGROUPS PORT COUNT RATE IFADDR
+ *   udp_feed send GROUP_BASE NGROUPS PORT COUNT RATE IFADDR [BATCH]
  *       publishes COUNT datagrams round-robin over NGROUPS groups (GROUP_BASE, +1, ...) on
  *       PORT at RATE datagrams/s (0: as fast as it can), through the interface of IFADDR;
- *       each carries (group index, sequence in its group, CLOCK_REALTIME at send).  Then,
- *       after a pause, one end marker per group.
+ *       each carries (group index, sequence in its group, CLOCK_REALTIME at send).  BATCH
+ *       (default 1, at most 64) datagrams go in one sendmmsg.  Then, after a pause, one end
+ *       marker per group.  Prints the rate it achieved.
  *   udp_feed recv GROUP_BASE NGROUPS PORT COUNT RCVBUF SLOW_US IFADDR [et] [hold]
  *       one socket per group (bound to the group and port, SO_RXQ_OVFL on, SO_RCVBUF if
  *       nonzero), one epoll set over them and a pipe holding one byte (a kernel fd, reported
@@ -29,6 +30,7 @@
 
 #define MAXG 256
 #define END_SEQ UINT64_MAX
+#define MAXBATCH 64
 
 struct msg {
     uint32_t group;
@@ -50,7 +52,8 @@ static int cmp64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static int do_send(in_addr_t base, int ng, int port, long count, long rate, const char *ifaddr)
+static int do_send(in_addr_t base, int ng, int port, long count, long rate, const char *ifaddr,
+                   int batch)
 {
     int s = socket(AF_INET, SOCK_DGRAM, 0);
     struct in_addr ifa;
@@ -65,10 +68,18 @@ static int do_send(in_addr_t base, int ng, int port, long count, long rate, cons
     for (int g = 0; g < ng; g++)
         to[g] = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(port),
                                      .sin_addr.s_addr = htonl(ntohl(base) + g)};
+    if (batch < 1)
+        batch = 1;
+    if (batch > MAXBATCH)
+        batch = MAXBATCH;
+    struct msg m[MAXBATCH];
+    struct iovec iov[MAXBATCH];
+    struct mmsghdr mm[MAXBATCH];
     uint64_t seq[MAXG] = {0};
     int64_t start = now_ns(CLOCK_MONOTONIC);
-    for (long i = 0; i < count; i++) {
-        if (rate > 0 && (i & 15) == 0) {
+    long stalls = 0;
+    for (long i = 0; i < count;) {
+        if (rate > 0 && (i & 15) < batch) {
             /* Paced by sleeping, not spinning: the receiver needs the other CPU. */
             int64_t ahead = start + (int64_t)((double)i * 1e9 / rate) - now_ns(CLOCK_MONOTONIC);
             if (ahead > 50000) {
@@ -76,23 +87,42 @@ static int do_send(in_addr_t base, int ng, int port, long count, long rate, cons
                 nanosleep(&ts, NULL);
             }
         }
-        int g = (int)(i % ng);
-        struct msg m = {.group = (uint32_t)g, .seq = seq[g]++, .sent_ns = now_ns(CLOCK_REALTIME)};
-        while (sendto(s, &m, sizeof m, 0, (struct sockaddr *)&to[g], sizeof to[g]) < 0) {
+        /* A batch of up to @batch datagrams in one sendmmsg (1: plain sendto). */
+        int n = count - i < batch ? (int)(count - i) : batch;
+        int64_t t = now_ns(CLOCK_REALTIME);
+        for (int k = 0; k < n; k++) {
+            int g = (int)((i + k) % ng);
+            m[k] = (struct msg){.group = (uint32_t)g, .seq = seq[g]++, .sent_ns = t};
+            iov[k] = (struct iovec){&m[k], sizeof m[k]};
+            mm[k] = (struct mmsghdr){.msg_hdr = {.msg_name = &to[g], .msg_namelen = sizeof to[g],
+                                                 .msg_iov = &iov[k], .msg_iovlen = 1}};
+        }
+        int done = 0;
+        while (done < n) {
+            int r = n == 1 ? (int)(sendto(s, &m[0], sizeof m[0], 0, (struct sockaddr *)&to[m[0].group],
+                                          sizeof to[0]) < 0 ? -1 : 1)
+                           : sendmmsg(s, mm + done, (unsigned)(n - done), 0);
+            if (r > 0) {
+                done += r;
+                continue;
+            }
             if (errno != ENOBUFS && errno != EAGAIN) {
-                perror("sendto");
+                perror("sendmmsg");
                 return 1;
             }
+            stalls++;
             usleep(50);
         }
+        i += n;
     }
+    double secs = (now_ns(CLOCK_MONOTONIC) - start) / 1e9;
     usleep(500000);
     for (int rep = 0; rep < 3; rep++)
         for (int g = 0; g < ng; g++) {
-            struct msg m = {.group = (uint32_t)g, .seq = END_SEQ};
-            sendto(s, &m, sizeof m, 0, (struct sockaddr *)&to[g], sizeof to[g]);
+            struct msg e = {.group = (uint32_t)g, .seq = END_SEQ};
+            sendto(s, &e, sizeof e, 0, (struct sockaddr *)&to[g], sizeof to[g]);
         }
-    printf("sent %ld in %.3f s\n", count, (now_ns(CLOCK_MONOTONIC) - start) / 1e9);
+    printf("sent %ld in %.3f s (%.0f/s, %ld stalls)\n", count, secs, count / secs, stalls);
     return 0;
 }
 
@@ -218,7 +248,8 @@ int main(int argc, char **argv)
     if (argc >= 8 && strcmp(argv[1], "send") == 0) {
         struct in_addr b;
         inet_pton(AF_INET, argv[2], &b);
-        return do_send(b.s_addr, atoi(argv[3]), atoi(argv[4]), atol(argv[5]), atol(argv[6]), argv[7]);
+        return do_send(b.s_addr, atoi(argv[3]), atoi(argv[4]), atol(argv[5]), atol(argv[6]), argv[7],
+                       argc > 8 ? atoi(argv[8]) : 1);
     }
     if (argc >= 9 && strcmp(argv[1], "recv") == 0) {
         struct in_addr b;
@@ -227,7 +258,7 @@ int main(int argc, char **argv)
                        atoi(argv[7]), argv[8], argc > 9 && strcmp(argv[9], "et") == 0,
                        strcmp(argv[argc - 1], "hold") == 0);
     }
-    fprintf(stderr, "usage: udp_feed send BASE NGROUPS PORT COUNT RATE IFADDR\n"
+    fprintf(stderr, "usage: udp_feed send BASE NGROUPS PORT COUNT RATE IFADDR [BATCH]\n"
                     "       udp_feed recv BASE NGROUPS PORT COUNT RCVBUF SLOW_US IFADDR [et] [hold]\n");
     return 2;
 }
