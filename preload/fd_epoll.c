@@ -616,6 +616,9 @@ int byp_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
         ep_mutex_lock(&ep->lock);
         rc = ctl_locked(ep, epfd, op, fd, fops, ev);
         ep_mutex_unlock(&ep->lock);
+        if (rc == 0 && op == EPOLL_CTL_ADD && (ev->events & EPOLLEXCLUSIVE) &&
+            fops->epoll_exclusive != NULL)
+            fops->epoll_exclusive(fd);
         struct stat st;
         if (rc == -ENOENT && op != EPOLL_CTL_ADD && fstat(fd, &st) == 0 &&
             byp_epoll_adopt_in(epfd, fd, fops, (unsigned long)st.st_ino)) {

@@ -47,6 +47,9 @@ typedef struct byp_fd_ops {
     /* A kernel fd that must be watched beside the stack (an accelerated listener's own
      * kernel socket, which accepts connections arriving another way), or -1. */
     int (*kernel_fd)(int fd);
+    /* Added to an epoll set with EPOLLEXCLUSIVE: a change wakes one waiting process, not
+     * all of them (optional). */
+    void (*epoll_exclusive)(int fd);
 } byp_fd_ops_t;
 
 typedef struct byp_fd {

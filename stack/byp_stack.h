@@ -38,6 +38,8 @@ void byp_stack_unlock_noflush(void);
 /* Called (lock held) whenever a socket's readiness changed: with the wake groups of the
  * members that hold it (struct byp_refs' groups), or every group. */
 void byp_engine_event_groups(unsigned groups);
+/* ... that one group among @groups with sleepers is to be woken for (EPOLLEXCLUSIVE). */
+void byp_engine_event_one(unsigned groups);
 void byp_engine_event(void);
 
 /* Run the stack once if nobody else is: rx burst, timers, neighbours.  Returns the number

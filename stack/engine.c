@@ -50,6 +50,8 @@ static int group_wake_fd[BYP_WAKE_GROUPS];
 static int group_sleep_fd[BYP_WAKE_GROUPS];
 #define WAKE_TAG (-2)                /* the data of a group's eventfd in its epoll set */
 static unsigned wake_groups;        /* groups to wake at unlock (lock held) */
+static unsigned wake_one_of;        /* ... and one of these (EPOLLEXCLUSIVE listeners) */
+static unsigned wake_one_next;      /* where the search for that one starts (round robin) */
 /* 1 while one process uses the stack: its sleepers also wait for frames (and run the stack
  * themselves when they come); once it forks, the progress thread takes the frames and wakes
  * just the groups concerned. */
@@ -154,14 +156,30 @@ int byp_stack_trylock(void)
 static void unlock(int kick)
 {
     unsigned groups = events != events_woken ? wake_groups : 0;
+    unsigned one_of = events != events_woken ? wake_one_of : 0;
     events_woken = events;
-    wake_groups = 0;
+    wake_groups = wake_one_of = 0;
     int n[BYP_WAKE_GROUPS];
     for (unsigned m = groups; m != 0; m &= m - 1) {
         unsigned g = (unsigned)__builtin_ctz(m);
         n[g] = __atomic_load_n(&group_sleepers[g], __ATOMIC_SEQ_CST);
         if (n[g] <= 0)
             groups &= ~(1u << g);
+    }
+    if (one_of != 0 && (one_of & groups) == 0) {
+        /* An EPOLLEXCLUSIVE listener: the first group holding it that has sleepers, from
+         * where the last search stopped; none sleeping, whoever runs next sees it. */
+        for (unsigned k = 0; k < BYP_WAKE_GROUPS; k++) {
+            unsigned g = (wake_one_next + k) % BYP_WAKE_GROUPS;
+            if (!(one_of & (1u << g)))
+                continue;
+            n[g] = __atomic_load_n(&group_sleepers[g], __ATOMIC_SEQ_CST);
+            if (n[g] > 0) {
+                groups |= 1u << g;
+                wake_one_next = g + 1;
+                break;
+            }
+        }
     }
     if (kick && !__atomic_load_n(&byp_progress_stale, __ATOMIC_RELAXED))
         __atomic_store_n(&byp_progress_stale, 1, __ATOMIC_RELAXED);
@@ -210,6 +228,12 @@ void byp_stack_unlock_nokick(void)
 void byp_engine_event_groups(unsigned groups)
 {
     wake_groups |= groups;
+    __atomic_add_fetch(&events, 1, __ATOMIC_RELEASE);
+}
+
+void byp_engine_event_one(unsigned groups)
+{
+    wake_one_of |= groups;
     __atomic_add_fetch(&events, 1, __ATOMIC_RELEASE);
 }
 
@@ -280,6 +304,7 @@ int byp_engine_poll(int from_app)
  * frames no longer made up for.) */
 static void wake_drain(void)
 {
+    byp_udp_kpath_wake();   /* the wake-up may be a kernel UDP socket's: look at once */
     struct epoll_event ev[2];
     int saved = errno, frames = 0;
     int n = BYP_REAL(epoll_wait)(sleep_fd, ev, 2, 0);
@@ -303,7 +328,6 @@ static void wake_drain(void)
         }
     }
     errno = saved;
-    byp_udp_kpath_wake();   /* the wake-up may be a kernel UDP socket's */
 }
 
 static int engine_progress(void)

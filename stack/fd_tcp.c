@@ -554,6 +554,11 @@ static uint64_t ftcp_event_gen(int fd)
     return TS(fd)->gen;
 }
 
+static void ftcp_epoll_exclusive(int fd)
+{
+    __atomic_store_n(&TS(fd)->exclusive, 1, __ATOMIC_RELAXED);
+}
+
 static int ftcp_kernel_fd(int fd)
 {
     return TS(fd)->state == T_LISTEN ? fd : -1;
@@ -592,5 +597,6 @@ const byp_fd_ops_t byp_tcp_ops = {
     .readiness = ftcp_readiness,
     .event_gen = ftcp_event_gen,
     .kernel_fd = ftcp_kernel_fd,
+    .epoll_exclusive = ftcp_epoll_exclusive,
 };
 

@@ -26,7 +26,10 @@
 void byp_tsock_changed(struct tsock *ts)
 {
     ts->gen++;
-    byp_engine_event_groups(ts->refs.groups);
+    if (ts->exclusive && ts->state == T_LISTEN)
+        byp_engine_event_one(ts->refs.groups);   /* EPOLLEXCLUSIVE: one waiter */
+    else
+        byp_engine_event_groups(ts->refs.groups);
 }
 
 struct tsock *byp_tsock_new(void)

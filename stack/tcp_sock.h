@@ -21,6 +21,7 @@ struct tsock {
     struct byp_refs refs;       /* fds referring to it, per process of the family */
     struct tsock *all_prev, *all_next;  /* every socket an fd refers to (tcp_sock.c) */
     int nonblock;               /* the program's O_NONBLOCK */
+    int exclusive;              /* a listener some epoll set holds with EPOLLEXCLUSIVE */
     int err;                    /* error for the next call (positive errno), reported once */
     int so_error;               /* for SO_ERROR */
     int rx_fin, shut_rd, shut_wr;

@@ -56,6 +56,13 @@ const ip4_addr_t *byp_lwip_gw(struct netif *netif, const ip4_addr_t *dest)
     return dest;
 }
 
+/* tcp_close.c's side of tcp_guard.c's TIME_WAIT recycling: the harness's connections in
+ * TIME_WAIT belong to lwIP alone once their socket let go (no argument left). */
+int byp_tcp_tw_forget(struct tcp_pcb *pcb)
+{
+    return pcb->callback_arg == NULL;
+}
+
 static err_t linkoutput(struct netif *n, struct pbuf *p)
 {
     (void)n;
