@@ -148,10 +148,11 @@ int byp_stack_trylock(void)
     return rc;
 }
 
-/* Release the lock; @kick: wake the progress thread if it sleeps past lwIP's next tick
- * (byp_progress_napping): whoever held the lock may have given lwIP something to time (a
- * send to retransmit, a delayed ACK, a close).  Checked under the lock, which the progress
- * thread held when it decided to nap, so no change slips between the two. */
+/* Release the lock; @kick: whoever held the lock may have given lwIP something to time (a
+ * send to retransmit, a delayed ACK, a close): mark the progress thread's plan stale, and
+ * wake it if it sleeps past lwIP's next tick with nobody else on the frames
+ * (byp_progress_napping).  Checked under the lock, which the progress thread held when it
+ * decided to nap, so no change slips between the two. */
 static void unlock(int kick)
 {
     unsigned groups = events != events_woken ? wake_groups : 0;
@@ -180,6 +181,8 @@ static void unlock(int kick)
             }
         }
     }
+    if (kick && !__atomic_load_n(&byp_progress_stale, __ATOMIC_RELAXED))
+        __atomic_store_n(&byp_progress_stale, 1, __ATOMIC_RELAXED);
     kick = kick && __atomic_load_n(&byp_progress_napping, __ATOMIC_RELAXED) &&
            __atomic_exchange_n(&byp_progress_napping, 0, __ATOMIC_ACQ_REL);
     pthread_mutex_unlock(&stack_mutex);
@@ -241,7 +244,7 @@ void byp_engine_event(void)
 
 static uint32_t last_timer_ms, last_owner_check_ms;
 int byp_progress_kick_fd = -1;
-int byp_progress_napping;
+int byp_progress_napping, byp_progress_stale;
 
 /* One round of the stack; @wait_lock: take the lock even when another thread holds it. */
 static int engine_poll(int from_app, int wait_lock)

@@ -23,11 +23,15 @@ void byp_wake_groups_join(int slot);
 extern int byp_xsk_fd;
 /* When an application thread last ran the stack (byp_now_ns). */
 extern int64_t byp_last_app_poll_ns;
-/* The progress thread sleeps past lwIP's next tick (nothing to time), set under the lock;
- * whoever next releases the lock clears it and writes byp_progress_kick_fd (an eventfd the
- * progress thread polls) so that it looks again. */
+/* The progress thread sleeps past lwIP's next tick (nothing to time) and no application
+ * thread sleeps on the frames, set under the lock; whoever next releases the lock clears
+ * it and writes byp_progress_kick_fd (an eventfd the progress thread polls) so that it
+ * looks again. */
 extern int byp_progress_napping;
 extern int byp_progress_kick_fd;
+/* Some thread gave lwIP something since the progress thread last looked at its timers
+ * (set on every kicking unlock, napping or not; cleared by the progress thread). */
+extern int byp_progress_stale;
 /* The process running the family's progress thread; 0: none (the next user starts one). */
 extern pid_t byp_progress_pid;
 /* The process whose progress thread reads the kernel mirror (0: no mirror). */

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "lwip/opt.h"
+#include "lwip/timeouts.h"
 
 #include "byp.h"
 #include "byp_stack.h"
@@ -120,7 +121,8 @@ static void *progress_main(void *arg)
             continue;
         }
         /* Woken early with a sleeper still on the frames and nothing changed: sleep on. */
-        if (!sleepers || timers_at == 0 || now >= timers_at) {
+        if (!sleepers || timers_at == 0 || now >= timers_at ||
+            __atomic_load_n(&byp_progress_stale, __ATOMIC_RELAXED)) {
             if (!working)
                 progress_priority(working = 1);
             /* An application thread sleeping on the engine's wake fd (which holds the
@@ -131,12 +133,27 @@ static void *progress_main(void *arg)
                     ;
             timers_at = now + interval_ns;   /* the lock is busy: someone runs the stack */
             if (byp_stack_trylock() == 0) {
-                int64_t cap = byp_xsk_fd >= 0 || sleepers ? IDLE_CAP_NS : interval_ns;
                 now = byp_now_ns();
-                int64_t wait = (int64_t)byp_timers_wait_ms(now / 1000000, (uint32_t)(cap / 1000000)) *
-                               1000000;
+                int64_t wait;
+                if (byp_xsk_fd >= 0) {
+                    wait = (int64_t)byp_timers_wait_ms(now / 1000000, IDLE_CAP_NS / 1000000) * 1000000;
+                } else {
+                    /* No receive fd (memif, pci): frames are seen only by polling, every
+                     * interval; while a thread sleeps (on a timer), until lwIP's next
+                     * timer, at most SLEEPER_CAP_NS: as before this work. */
+                    int64_t lwip = (int64_t)sys_timeouts_sleeptime() * 1000000;
+                    wait = !sleepers ? interval_ns : lwip > SLEEPER_CAP_NS ? SLEEPER_CAP_NS : lwip;
+                    if (wait < interval_ns)
+                        wait = interval_ns;
+                }
                 timers_at = now + wait;
-                __atomic_store_n(&byp_progress_napping, wait > 2 * LWIP_TICK_NS, __ATOMIC_RELEASE);
+                /* With a sleeper on the frames, no kicks: they would cost a system call on
+                 * the data path (a request answered after the reply's ACK left the
+                 * connection quiet); the sleeps are short then, and a stale plan is seen
+                 * at the next wake-up. */
+                __atomic_store_n(&byp_progress_stale, 0, __ATOMIC_RELAXED);
+                __atomic_store_n(&byp_progress_napping, wait > 2 * LWIP_TICK_NS && !sleepers,
+                                 __ATOMIC_RELEASE);
                 byp_stack_unlock_nokick();
             }
         }
