@@ -7,11 +7,15 @@
  * active (connected) one, both set up by real handshakes, then everything is aborted
  * so the next input starts alike.
  *
+ * A UDP socket bound to port 5000 (it echoes) and a multicast member (239.1.2.3, port
+ * 5001, joined through lwIP's IGMP as udp_sock.c joins) stay open throughout.
+ *
  * Input: frames, each [len hi][len lo][mode][frame bytes].  mode bit 0: aim the TCP segment
  * at the accepted connection, bit 1: at the active one (ports and addresses set, the
  * sequence and acknowledgement numbers taken as offsets from the connection's rcv_nxt and
  * lastack, so the fuzzer reaches in-window paths); bit 2: fix the IP and TCP/UDP
- * checksums; bit 3: run lwIP's TCP timers after the frame.
+ * checksums; bit 3: run lwIP's TCP timers after the frame; bit 4: aim the frame at the UDP
+ * socket as a datagram, bit 5 with it: at the multicast member (group address and MAC).
  *
  * Built by CMake with -DBYPASS_FUZZ=ON (clang, -fsanitize=fuzzer,address,undefined):
  *   build/tests/fuzz/fuzz_rx -max_total_time=60 tests/fuzz/corpus_rx
@@ -21,11 +25,13 @@
 #include <string.h>
 
 #include "lwip/etharp.h"
+#include "lwip/igmp.h"
 #include "lwip/init.h"
 #include "lwip/ip4_frag.h"
 #include "lwip/netif.h"
 #include "lwip/priv/tcp_priv.h"
 #include "lwip/tcp.h"
+#include "lwip/udp.h"
 #include "netif/ethernet.h"
 
 #include "byp_lwip_hooks.h"
@@ -81,7 +87,7 @@ static err_t nif_init(struct netif *n)
     n->mtu = 1500;
     n->hwaddr_len = 6;
     memcpy(n->hwaddr, our_mac, 6);
-    n->flags = NETIF_FLAG_BROADCAST | NETIF_FLAG_ETHARP | NETIF_FLAG_ETHERNET;
+    n->flags = NETIF_FLAG_BROADCAST | NETIF_FLAG_ETHARP | NETIF_FLAG_ETHERNET | NETIF_FLAG_IGMP;
     return ERR_OK;
 }
 
@@ -97,6 +103,27 @@ static err_t echo_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err
     tcp_recved(pcb, p->tot_len);
     pbuf_free(p);
     return ERR_OK;
+}
+
+static ip4_addr_t group;
+
+/* The UDP socket echoes each datagram back to its sender; the member keeps nothing. */
+static void udp_echo(void *arg, struct udp_pcb *pcb, struct pbuf *p, const ip_addr_t *addr,
+                     u16_t port)
+{
+    (void)arg;
+    udp_sendto(pcb, p, addr, port);
+    pbuf_free(p);
+}
+
+static void udp_sink(void *arg, struct udp_pcb *pcb, struct pbuf *p, const ip_addr_t *addr,
+                     u16_t port)
+{
+    (void)arg;
+    (void)pcb;
+    (void)addr;
+    (void)port;
+    pbuf_free(p);
 }
 
 static err_t on_accept(void *arg, struct tcp_pcb *pcb, err_t err)
@@ -235,6 +262,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     tcp_bind(l, IP_ANY_TYPE, 80);
     l = tcp_listen(l);
     tcp_accept(l, on_accept);
+    struct udp_pcb *u = udp_new();
+    udp_bind(u, IP_ANY_TYPE, 5000);
+    udp_recv(u, udp_echo, NULL);
+    struct udp_pcb *m = udp_new();
+    IP4_ADDR(&group, 239, 1, 2, 3);
+    udp_bind(m, IP_ANY_TYPE, 5001);
+    udp_recv(m, udp_sink, NULL);
+    igmp_joingroup_netif(&nif, &group);
     return 0;
 }
 
@@ -288,6 +323,28 @@ static void aim(uint8_t *f, size_t len, const struct tcp_pcb *pcb)
     put32(t + 8, get32(t + 8) + pcb->lastack);
 }
 
+/* Aims a frame at the UDP socket (@mcast: at the multicast member) as a datagram. */
+static void aim_udp(uint8_t *f, size_t len, int mcast)
+{
+    if (len < 14 + 20 + 8 || f[12] != 0x08 || f[13] != 0)
+        return;
+    uint8_t *ip = f + 14;
+    size_t hl = (size_t)(ip[0] & 15) * 4;
+    if (hl < 20 || 14 + hl + 8 > len)
+        return;
+    ip[9] = 17;
+    memcpy(ip + 12, &peer_ip.addr, 4);
+    memcpy(ip + 16, mcast ? &group.addr : &our_ip.addr, 4);
+    if (mcast) {
+        const uint8_t mac[6] = {0x01, 0x00, 0x5e, 0x01, 0x02, 0x03};
+        memcpy(f, mac, 6);
+    }
+    uint8_t *u = ip + hl;
+    uint16_t dport = mcast ? 5001 : 5000;
+    u[2] = (uint8_t)(dport >> 8);
+    u[3] = (uint8_t)dport;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     connections_up();
@@ -304,7 +361,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size -= len;
         if (len < 14)
             continue;
-        if (mode & 1)
+        if (mode & 16)
+            aim_udp(f, len, mode & 32);
+        else if (mode & 1)
             aim(f, len, acc);
         else if (mode & 2)
             aim(f, len, act);
