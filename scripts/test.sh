@@ -51,7 +51,7 @@ else
 fi
 
 echo "test: pytest tests/integration"
-/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+/usr/bin/python3 -m pytest -q -p no:cacheprovider --durations=15 tests/integration
 pytest_rc=$?
 
 if [ "$setup_rc" -ne 0 ] || [ "$ctest_rc" -ne 0 ] || [ "$fuzz_rc" -ne 0 ] || [ "$pytest_rc" -ne 0 ]; then
