@@ -195,12 +195,17 @@ int byp_eal_start(int nb_extra, char *const *extra, int force_no_huge, unsigned 
     argv[argc] = NULL;
 
     /* The EAL's threads (interrupts, telemetry) inherit this thread's signal mask: with
-     * every signal blocked they never run the program's handlers.  Otherwise a signal the
+     * the standard signals blocked they never run the program's handlers.  Otherwise a signal the
      * program blocks outside sigsuspend() (nginx's master and its SIGCHLD) was delivered
      * to one of them: the handler ran there, and sigsuspend() in the main thread waited
      * for ever. */
     sigset_t all, old_mask;
     sigfillset(&all);
+    /* Except the real-time signals: DPDK's own drivers take one (net_tap's receive trigger)
+     * and its interrupt thread must stay able to receive it, or it interrupts the program's
+     * calls instead (redis-cli's connect failed with "poll(2): Interrupted system call"). */
+    for (int s = SIGRTMIN; s <= SIGRTMAX; s++)
+        sigdelset(&all, s);
     pthread_sigmask(SIG_SETMASK, &all, &old_mask);
     t0 = now_ms();
     ret = rte_eal_init(argc, argv);

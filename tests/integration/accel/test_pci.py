@@ -56,7 +56,7 @@ def redis_both_accelerated(h, srv_conf, cli_conf, what):
     script = "".join("SET k%d v%d\nGET k%d\n" % (i, i, i) for i in range(200))
     cp = h.run("client", ["redis-cli", "-h", h.srv_ip, "-p", PORT], conf=cli_conf,
                input=script, timeout=60, check=True)
-    assert cp.stdout.split() == sum((["OK", "v%d" % i] for i in range(200)), [])
+    assert cp.stdout.split() == sum((["OK", "v%d" % i] for i in range(200)), []), cp.stderr[-3000:]
     cp = h.run("client", ["redis-benchmark", "-h", h.srv_ip, "-p", PORT, "-n", "20000",
                           "-c", "10", "-t", "set,get", "-q"], conf=cli_conf, timeout=120,
                check=True)
