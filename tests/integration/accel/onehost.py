@@ -8,6 +8,7 @@ Reuses the veth harness (conftest.NetPair: spawn, run, snmp, cleanup by pid), wi
 
 import itertools
 import os
+import re
 import subprocess
 import time
 
@@ -103,3 +104,18 @@ def onehost(accel_env, tmp_path, request):
 def run_cmd(argv, timeout=30):
     return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           timeout=timeout)
+
+
+def sockperf_pingpong(h, cli_conf, port, udp=False):
+    """sockperf ping-pong from the client side, busy-polling, 64 B for 3 s: at least 1,000
+    messages came back.  Returns (messages, the summary's latency in usec or None)."""
+    argv = ["sockperf", "pp"] + ([] if udp else ["--tcp"]) + ["-i", h.srv_ip, "-p", port,
+                                                             "-m", "64", "-t", "3"]
+    cp = h.run("client", argv, conf=cli_conf, env={"BYPASS_SPIN_USEC": "-1"}, timeout=90,
+               check=True)
+    out = cp.stdout + cp.stderr
+    m = re.search(r"ReceivedMessages=(\d+)", out)
+    assert m and int(m.group(1)) > 1000, out
+    lat = re.search(r"Summary: Latency is ([0-9.]+) usec", out)
+    return int(m.group(1)), (float(lat.group(1)) if lat else None), out
+
