@@ -139,6 +139,15 @@ static int af_xdp_devargs(const struct byp_nic_conf *conf, char *buf, size_t len
     return 0;
 }
 
+/* The own AF_XDP socket (xsk.c) in place of the PMD. */
+static int af_xdp_open(struct byp_nic *nic, const struct byp_nic_conf *conf)
+{
+    const char *prog = conf->xdp_prog ? conf->xdp_prog : byp_steer_prog_path();
+    if (prog == NULL)
+        return -ENOENT;
+    return byp_xsk_open(nic, conf, prog);
+}
+
 static int af_xdp_start(struct byp_nic *nic, const struct byp_nic_conf *conf)
 {
     (void)conf;
@@ -151,7 +160,21 @@ static void af_xdp_stop(struct byp_nic *nic)
     byp_steer_close();
 }
 
+/* The default: our own AF_XDP socket, with a deep fill ring (xsk.c). */
 const struct byp_nic_ops byp_nic_af_xdp_ops = {
+    .name = "af_xdp",
+    .devargs = af_xdp_devargs,
+    .start = af_xdp_start,
+    .stop = af_xdp_stop,
+    .steers = 1,
+    .open = af_xdp_open,
+    .close = byp_xsk_close,
+    .stats = byp_xsk_stats,
+    .reserved_mbufs = byp_xsk_fill_depth,
+};
+
+/* DPDK's net_af_xdp PMD (BYPASS_AF_XDP_PMD=1): 2,048 receive buffers at most. */
+const struct byp_nic_ops byp_nic_af_xdp_pmd_ops = {
     .name = "af_xdp",
     .devargs = af_xdp_devargs,
     .start = af_xdp_start,

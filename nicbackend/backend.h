@@ -80,6 +80,17 @@ struct byp_nic_ops {
     int (*link_state)(struct byp_nic *nic);
     /* Optional fast path; NULL: byp_nic_ethdev_burst. */
     const struct byp_nic_burst_ops *burst;
+    /* Optional: open the device without a DPDK ethdev port (af_xdp's own AF_XDP socket,
+     * xsk.c), in place of the device probe and the queue setup, once nic->pool exists; it
+     * sets nic->burst and nic->priv.  0 or -errno (logged). */
+    int (*open)(struct byp_nic *nic, const struct byp_nic_conf *conf);
+    /* With open: undo it (the pool is freed afterwards). */
+    void (*close)(struct byp_nic *nic);
+    /* With open: the device's counters, as rte_eth_stats_get fills them.  0 or -errno. */
+    int (*stats)(struct byp_nic *nic, struct rte_eth_stats *st);
+    /* With open: mbufs the backend keeps for itself (its fill ring); the pool is made
+     * that much larger. */
+    unsigned (*reserved_mbufs)(void);
 };
 
 struct byp_nic;
@@ -106,6 +117,7 @@ struct byp_nic {
 };
 
 extern const struct byp_nic_ops byp_nic_af_xdp_ops;
+extern const struct byp_nic_ops byp_nic_af_xdp_pmd_ops;
 extern const struct byp_nic_ops byp_nic_af_packet_ops;
 extern const struct byp_nic_ops byp_nic_tap_ops;
 extern const struct byp_nic_ops byp_nic_memif_ops;
@@ -130,6 +142,18 @@ const struct byp_nic_ops *byp_nic_find_backend(const char *name);
 /* EAL flags the pci backend needs for @conf (pci.c): BYP_EAL_PCI for a PCI address,
  * BYP_EAL_SHARE_MEM for a vhost-user device (net_vhost, net_virtio_user). */
 unsigned byp_nic_pci_eal_flags(const struct byp_nic_conf *conf);
+
+/* The device's counters (rte_eth_stats_get, or the backend's own).  0 or -errno. */
+int byp_nic_stats(struct byp_nic *nic, struct rte_eth_stats *st);
+
+/* ---- the af_xdp backend's own AF_XDP socket (xsk.c) ---- */
+
+/* Open it on nic->ifname queue 0 with the steering program @prog; see byp_nic_ops.open. */
+int byp_xsk_open(struct byp_nic *nic, const struct byp_nic_conf *conf, const char *prog);
+void byp_xsk_close(struct byp_nic *nic);
+int byp_xsk_stats(struct byp_nic *nic, struct rte_eth_stats *st);
+/* Buffers its fill ring holds (BYPASS_XSK_FILL, a power of two; default 16384). */
+unsigned byp_xsk_fill_depth(void);
 
 /* Run the backend's periodic work (ops->tick), if any.  Stack lock held. */
 void byp_nic_tick(struct byp_nic *nic);

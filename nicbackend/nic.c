@@ -37,8 +37,11 @@ const struct byp_nic_burst_ops byp_nic_ethdev_burst = {
 
 const struct byp_nic_ops *byp_nic_find_backend(const char *name)
 {
-    if (!name || strcmp(name, "af_xdp") == 0)
-        return &byp_nic_af_xdp_ops;
+    if (!name || strcmp(name, "af_xdp") == 0) {
+        const char *pmd = getenv("BYPASS_AF_XDP_PMD");
+        return pmd != NULL && strcmp(pmd, "1") == 0 ? &byp_nic_af_xdp_pmd_ops
+                                                   : &byp_nic_af_xdp_ops;
+    }
     if (strcmp(name, "af_packet") == 0)
         return &byp_nic_af_packet_ops;
     if (strcmp(name, "tap") == 0)
@@ -126,6 +129,11 @@ static void remove_vdev(const char *name)
 /* Undo a (partial) open: the ethdev close is what detaches af_xdp's XDP program. */
 static void teardown(struct byp_nic *nic, int port_valid, int started)
 {
+    if (nic->ops->open != NULL) {
+        if (port_valid)
+            nic->ops->close(nic);
+        port_valid = started = 0;
+    }
     if (started)
         rte_eth_dev_stop(nic->port_id);
     if (port_valid) {
@@ -185,6 +193,8 @@ int byp_nic_open(const struct byp_nic_conf *conf, struct byp_nic **out)
              (int)(comma ? (size_t)(comma - devargs) : strlen(devargs)), devargs);
 
     nb_mbufs = conf->nb_mbufs ? conf->nb_mbufs : DEFAULT_MBUFS;
+    if (ops->reserved_mbufs != NULL)
+        nb_mbufs += ops->reserved_mbufs();
     snprintf(poolname, sizeof(poolname), "byp_pool_%s", ifname);
     nic->pool = rte_pktmbuf_pool_create(poolname, nb_mbufs, POOL_CACHE, BYP_MBUF_PRIV_SIZE,
                                         RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
@@ -196,6 +206,15 @@ int byp_nic_open(const struct byp_nic_conf *conf, struct byp_nic **out)
         return ret ? ret : -ENOMEM;
     }
 
+    if (ops->open != NULL) {
+        nic->port_id = RTE_MAX_ETHPORTS;    /* no ethdev port */
+        ret = ops->open(nic, conf);
+        if (ret < 0) {
+            teardown(nic, 0, 0);
+            return ret;
+        }
+        goto started;
+    }
     ret = rte_dev_probe(devargs);
     if (ret < 0) {
         byp_err("nic %s: cannot create device \"%s\": %s", ifname, devargs,
@@ -214,6 +233,7 @@ int byp_nic_open(const struct byp_nic_conf *conf, struct byp_nic **out)
         teardown(nic, 1, 0);
         return dpdk_err(ret);
     }
+started:
     if (ops->start) {
         ret = ops->start(nic, conf);
         if (ret < 0) {
@@ -224,6 +244,13 @@ int byp_nic_open(const struct byp_nic_conf *conf, struct byp_nic **out)
     nic_open_count++;
     *out = nic;
     return 0;
+}
+
+int byp_nic_stats(struct byp_nic *nic, struct rte_eth_stats *st)
+{
+    if (nic->ops->stats != NULL)
+        return nic->ops->stats(nic, st);
+    return rte_eth_stats_get(nic->port_id, st);
 }
 
 void byp_nic_close(struct byp_nic *nic)

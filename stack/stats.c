@@ -338,7 +338,7 @@ int byp_stats_tick(void)
         st->pool_in_use = nic->pool->size > avail ? nic->pool->size - avail : 0;
     }
     struct rte_eth_stats es;
-    if (nic != NULL && rte_eth_stats_get(nic->port_id, &es) == 0) {
+    if (nic != NULL && byp_nic_stats(nic, &es) == 0) {
         st->eth_ipackets = es.ipackets;
         st->eth_opackets = es.opackets;
         st->eth_ibytes = es.ibytes;
