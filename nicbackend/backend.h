@@ -110,6 +110,8 @@ struct byp_nic {
     uint16_t port_id;
     uint16_t queue_id;
     struct rte_mempool *pool;
+    unsigned pool_free_max;     /* mbufs the pool can have free: its size less what the
+                                 * backend keeps (ops->reserved_mbufs) */
     unsigned ifindex;           /* kernel interface index, 0 if none */
     char ifname[IF_NAMESIZE];
     char devname[64];           /* ethdev name, for rte_dev_remove */

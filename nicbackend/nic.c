@@ -193,6 +193,7 @@ int byp_nic_open(const struct byp_nic_conf *conf, struct byp_nic **out)
              (int)(comma ? (size_t)(comma - devargs) : strlen(devargs)), devargs);
 
     nb_mbufs = conf->nb_mbufs ? conf->nb_mbufs : DEFAULT_MBUFS;
+    nic->pool_free_max = nb_mbufs;
     if (ops->reserved_mbufs != NULL)
         nb_mbufs += ops->reserved_mbufs();
     snprintf(poolname, sizeof(poolname), "byp_pool_%s", ifname);

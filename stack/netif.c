@@ -450,14 +450,17 @@ static void deliver(struct pbuf *p)
         byp_netif.chksum_flags = saved_csum;
 }
 
-/* Free mbufs in the pool, read once per receive burst: rte_mempool_avail_count walks every
- * lcore's cache (RTE_MAX_LCORE of them), about as long as a datagram's whole way through
- * lwIP when it was read per queued datagram. */
+/* Free mbufs in the pool, read once per receive burst.  rte_mempool_avail_count walks
+ * every lcore's cache (RTE_MAX_LCORE of them), as long as a datagram's way through lwIP;
+ * the pool's ring count alone is one read, and the stack's threads are not EAL lcores (no
+ * cache), so it misses at most the EAL thread's cache: nothing against these thresholds.
+ * They are fractions of what the pool can have free (a backend keeps some: af_xdp's fill
+ * ring). */
 static unsigned pool_avail;
 
 int byp_netif_pool_low(void)
 {
-    return pool_avail < nic->pool->size / 2;
+    return pool_avail < nic->pool_free_max / 2;
 }
 
 int byp_netif_rx(void)
@@ -471,8 +474,8 @@ int byp_netif_rx(void)
     byp_rx_realtime_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
     BYP_STATS_ADD(rx_pkts, n);
     /* Copy instead of holding mbufs when fewer than a quarter of the pool is free. */
-    pool_avail = rte_mempool_avail_count(nic->pool);
-    int copy = pool_avail < nic->pool->size / 4;
+    pool_avail = rte_mempool_ops_get_count(nic->pool);
+    int copy = pool_avail < nic->pool_free_max / 4;
     for (uint16_t i = 0; i < n; i++) {
         struct rte_mbuf *m = pkts[i];
         uint16_t len = rte_pktmbuf_data_len(m);
