@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include <rte_mbuf.h>
+#include <rte_ring.h>
 
 #include "lwip/etharp.h"
 #include "lwip/pbuf.h"
@@ -458,6 +459,15 @@ static void deliver(struct pbuf *p)
  * ring). */
 static unsigned pool_avail;
 
+static unsigned pool_free_count(struct rte_mempool *mp)
+{
+    static int ring = -1;   /* the pool's handler is a ring (DPDK's default, ring_mp_mc) */
+    if (__builtin_expect(ring < 0, 0))
+        ring = strncmp(rte_mempool_get_ops(mp->ops_index)->name, "ring_", 5) == 0;
+    return ring ? rte_ring_count((const struct rte_ring *)mp->pool_data)
+                : rte_mempool_avail_count(mp);
+}
+
 int byp_netif_pool_low(void)
 {
     return pool_avail < nic->pool_free_max / 2;
@@ -474,7 +484,7 @@ int byp_netif_rx(void)
     byp_rx_realtime_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
     BYP_STATS_ADD(rx_pkts, n);
     /* Copy instead of holding mbufs when fewer than a quarter of the pool is free. */
-    pool_avail = rte_mempool_ops_get_count(nic->pool);
+    pool_avail = pool_free_count(nic->pool);
     int copy = pool_avail < nic->pool_free_max / 4;
     for (uint16_t i = 0; i < n; i++) {
         struct rte_mbuf *m = pkts[i];
