@@ -173,7 +173,8 @@ const struct byp_nic_ops byp_nic_af_xdp_ops = {
     .reserved_mbufs = byp_xsk_fill_depth,
 };
 
-/* DPDK's net_af_xdp PMD (BYPASS_AF_XDP_PMD=1): 2,048 receive buffers at most. */
+/* DPDK's net_af_xdp PMD (config rx_ring = 0; struct byp_nic_conf.af_xdp_pmd): 2,048
+ * receive buffers at most. */
 const struct byp_nic_ops byp_nic_af_xdp_pmd_ops = {
     .name = "af_xdp",
     .devargs = af_xdp_devargs,

@@ -36,6 +36,9 @@ struct byp_nic_conf {
     int nb_eal_args;            /* extra EAL arguments (config dpdk_args), appended */
     char *const *eal_args;
     int force_no_huge;          /* 1: use --no-huge even when hugepages are free */
+    /* af_xdp (xsk.c) */
+    int af_xdp_pmd;             /* 1: DPDK's net_af_xdp PMD instead of our own socket */
+    unsigned rx_ring;           /* our socket's fill and rx rings; 0: 16384 */
     /* memif (memif.c) */
     const char *memif_socket;   /* control socket path; NULL: /run/memif.sock */
     int memif_client;           /* 0: server (creates the socket), 1: client */
@@ -90,7 +93,7 @@ struct byp_nic_ops {
     int (*stats)(struct byp_nic *nic, struct rte_eth_stats *st);
     /* With open: mbufs the backend keeps for itself (its fill ring); the pool is made
      * that much larger. */
-    unsigned (*reserved_mbufs)(void);
+    unsigned (*reserved_mbufs)(const struct byp_nic_conf *conf);
 };
 
 struct byp_nic;
@@ -154,8 +157,9 @@ int byp_nic_stats(struct byp_nic *nic, struct rte_eth_stats *st);
 int byp_xsk_open(struct byp_nic *nic, const struct byp_nic_conf *conf, const char *prog);
 void byp_xsk_close(struct byp_nic *nic);
 int byp_xsk_stats(struct byp_nic *nic, struct rte_eth_stats *st);
-/* Buffers its fill ring holds (BYPASS_XSK_FILL, a power of two; default 16384). */
-unsigned byp_xsk_fill_depth(void);
+/* Buffers its fill ring holds for @conf: rx_ring rounded up to a power of two within
+ * 512..65536; 16384 for 0. */
+unsigned byp_xsk_fill_depth(const struct byp_nic_conf *conf);
 
 /* Run the backend's periodic work (ops->tick), if any.  Stack lock held. */
 void byp_nic_tick(struct byp_nic *nic);

@@ -37,11 +37,8 @@ const struct byp_nic_burst_ops byp_nic_ethdev_burst = {
 
 const struct byp_nic_ops *byp_nic_find_backend(const char *name)
 {
-    if (!name || strcmp(name, "af_xdp") == 0) {
-        const char *pmd = getenv("BYPASS_AF_XDP_PMD");
-        return pmd != NULL && strcmp(pmd, "1") == 0 ? &byp_nic_af_xdp_pmd_ops
-                                                   : &byp_nic_af_xdp_ops;
-    }
+    if (!name || strcmp(name, "af_xdp") == 0)
+        return &byp_nic_af_xdp_ops;
     if (strcmp(name, "af_packet") == 0)
         return &byp_nic_af_packet_ops;
     if (strcmp(name, "tap") == 0)
@@ -159,6 +156,8 @@ int byp_nic_open(const struct byp_nic_conf *conf, struct byp_nic **out)
     if (!conf)
         return -EINVAL;
     ops = byp_nic_find_backend(conf->backend);
+    if (ops == &byp_nic_af_xdp_ops && conf->af_xdp_pmd)
+        ops = &byp_nic_af_xdp_pmd_ops;
     if (!ops) {
         byp_err("nic: backend \"%s\" is not available (accepted: af_xdp, af_packet, tap, "
                 "memif, pci)", conf->backend);
@@ -195,7 +194,7 @@ int byp_nic_open(const struct byp_nic_conf *conf, struct byp_nic **out)
     nb_mbufs = conf->nb_mbufs ? conf->nb_mbufs : DEFAULT_MBUFS;
     nic->pool_free_max = nb_mbufs;
     if (ops->reserved_mbufs != NULL)
-        nb_mbufs += ops->reserved_mbufs();
+        nb_mbufs += ops->reserved_mbufs(conf);
     snprintf(poolname, sizeof(poolname), "byp_pool_%s", ifname);
     nic->pool = rte_pktmbuf_pool_create(poolname, nb_mbufs, POOL_CACHE, BYP_MBUF_PRIV_SIZE,
                                         RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());

@@ -6,8 +6,8 @@
  * keeps 2,048 buffers in it whatever nb_rx_desc says, so a receiver that is off the CPU
  * for longer than 2,048 frames take to arrive loses frames at the ring (20 ms at 100,000
  * datagrams/s), where the kernel's socket buffers hold thousands per socket.  Here the
- * fill ring and the rx ring hold BYP_XSK_FILL buffers (16,384 by default:
- * BYPASS_XSK_FILL), taken from the pool, which nic.c grows by as many.
+ * fill ring and the rx ring hold the config's rx_ring buffers (16,384 by default), taken
+ * from the pool, which nic.c grows by as many.
  *
  * Packet memory: the whole mbuf pool is the umem (one virtually contiguous chunk, as the
  * PMD also requires), in unaligned-chunk mode: a fill address is the pool object of an
@@ -65,14 +65,10 @@ struct xsk_state {
     uint64_t ipackets, ibytes, opackets, obytes, oerrors;
 };
 
-unsigned byp_xsk_fill_depth(void)
+unsigned byp_xsk_fill_depth(const struct byp_nic_conf *conf)
 {
-    const char *e = getenv("BYPASS_XSK_FILL");
-    long v = e != NULL ? strtol(e, NULL, 0) : 0;
-    if (v < 512 || v > 65536)
-        return 16384;
-    unsigned p = 512;   /* the kernel wants powers of two */
-    while (p < (unsigned long)v)
+    unsigned v = conf->rx_ring != 0 ? conf->rx_ring : 16384, p = 512;
+    while (p < v && p < 65536)
         p <<= 1;
     return p;
 }
@@ -301,7 +297,7 @@ int byp_xsk_open(struct byp_nic *nic, const struct byp_nic_conf *conf, const cha
         return -ENOMEM;
     nic->priv = s;
     s->fd = -1;
-    s->fill = byp_xsk_fill_depth();
+    s->fill = byp_xsk_fill_depth(conf);
     s->hdr = mp->header_size;
 
     struct rte_mempool_memhdr *mh = STAILQ_FIRST(&mp->mem_list);

@@ -596,6 +596,8 @@ static int engine_start(void)
         .nb_rxd = 4096,
         .nb_txd = 4096,
         .nb_mbufs = 32768,
+        .af_xdp_pmd = byp_cfg.rx_ring == 0,
+        .rx_ring = (unsigned)byp_cfg.rx_ring,
         .memif_socket = byp_cfg.memif_socket,
         .memif_client = byp_cfg.memif_role == BYP_ROLE_CLIENT,
         .memif_id = (unsigned)byp_cfg.memif_id,

@@ -7,7 +7,8 @@
  * --ping: raw frames at both ends, no stack and no kernel socket anywhere.
  *
  *   byp-reflect -i IFACE -p PORT [-t SECONDS] [--no-huge] [--fix-csum] [--prog FILE]
- *               [--eal ARG]... [-v]
+ *               [--pmd] [--eal ARG]... [-v]
+ *       --pmd: DPDK's af_xdp PMD instead of the library's own AF_XDP socket (xsk.c)
  *   byp-reflect -i IFACE -p PORT --ping IP --peer-mac MAC [-n COUNT] [-s SIZE] [-w WARMUP]
  *       the client: UDP frames of SIZE payload bytes (default 64) from port PORT + 1 to
  *       IP:PORT, one at a time, each waited for by spinning on the ring; prints
@@ -366,7 +367,7 @@ static int feed(struct byp_nic *nic, const struct byp_kif *kif, const char *base
 static void usage(void)
 {
     fprintf(stderr, "usage: byp-reflect -i IFACE -p PORT [-t SECONDS] [--no-huge] "
-                    "[--fix-csum] [--prog FILE] [--eal ARG]... [-v]\n"
+                    "[--fix-csum] [--prog FILE] [--pmd] [--eal ARG]... [-v]\n"
                     "       byp-reflect -i IFACE -p PORT --ping IP --peer-mac MAC [-n COUNT] "
                     "[-s SIZE] [-w WARMUP] [--no-huge] [--eal ARG]...\n"
                     "       byp-reflect -i IFACE -p PORT --feed GROUP -g NGROUPS -n COUNT "
@@ -380,6 +381,7 @@ int main(int argc, char **argv)
         { "port", required_argument, NULL, 'p' },
         { "time", required_argument, NULL, 't' },
         { "no-huge", no_argument, NULL, 'H' },
+        { "pmd", no_argument, NULL, 'X' },
         { "fix-csum", no_argument, NULL, 'C' },
         { "prog", required_argument, NULL, 'P' },
         { "verbose", no_argument, NULL, 'v' },
@@ -412,6 +414,7 @@ int main(int argc, char **argv)
         case 'p': port = atoi(optarg); break;
         case 't': seconds = atof(optarg); break;
         case 'H': conf.force_no_huge = 1; break;
+        case 'X': conf.af_xdp_pmd = 1; break;
         case 'C': fix_csum = 1; break;
         case 'P': conf.xdp_prog = optarg; break;
         case 'v': byp_log_level = BYP_LOG_INFO; break;
