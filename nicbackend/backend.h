@@ -103,6 +103,9 @@ struct byp_nic;
 struct byp_nic_burst_ops {
     uint16_t (*rx_burst)(struct byp_nic *nic, struct rte_mbuf **pkts, uint16_t n);
     uint16_t (*tx_burst)(struct byp_nic *nic, struct rte_mbuf **pkts, uint16_t n);
+    /* Optional: whether rx_burst has work (1) or not (0), read without the stack lock
+     * and without a system call: a hint, the ring may fill at any time.  NULL: unknown. */
+    int (*rx_pending)(const struct byp_nic *nic);
 };
 
 /* An open NIC: one ethdev port, queue 0 for rx and tx, one mbuf pool.  Read-only for

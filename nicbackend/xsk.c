@@ -221,9 +221,19 @@ static uint16_t xsk_tx(struct byp_nic *nic, struct rte_mbuf **pkts, uint16_t n)
     return n;
 }
 
+/* Frames in the rx ring (or buffers to put back in the fill ring), read without the
+ * stack lock: two loads of the ring's indices, no system call. */
+static int xsk_rx_pending(const struct byp_nic *nic)
+{
+    const struct xsk_state *s = nic->priv;
+    return s->fill_short != 0 || __atomic_load_n(s->rx.producer, __ATOMIC_ACQUIRE) !=
+                                     __atomic_load_n(s->rx.consumer, __ATOMIC_RELAXED);
+}
+
 const struct byp_nic_burst_ops byp_xsk_burst = {
     .rx_burst = xsk_rx,
     .tx_burst = xsk_tx,
+    .rx_pending = xsk_rx_pending,
 };
 
 /* Load the steering program, attach it to the interface and return its xsks_map fd. */
@@ -381,11 +391,3 @@ int byp_xsk_stats(struct byp_nic *nic, struct rte_eth_stats *st)
     return 0;
 }
 
-/* Frames waiting in the rx ring, read without the stack lock (a hint: the producer index
- * may move at any time). */
-int byp_xsk_rx_pending(const struct byp_nic *nic)
-{
-    const struct xsk_state *s = nic->priv;
-    return __atomic_load_n(s->rx.producer, __ATOMIC_ACQUIRE) !=
-           __atomic_load_n(s->rx.consumer, __ATOMIC_RELAXED);
-}

@@ -71,6 +71,9 @@ int byp_netif_rx(void);
 int byp_netif_pool_low(void);
 /* Send what is queued (lock held). */
 void byp_netif_flush(void);
+/* Nothing to receive and nothing queued to send, as far as a look without the stack lock
+ * can tell (the backend's rx_pending); 0 when the backend cannot tell. */
+int byp_netif_quiet(void);
 /* Resolve neighbours lwIP asked for through the kernel's table (lock held). */
 void byp_neigh_poll(void);
 /* Nonzero while a neighbour lookup is pending. */

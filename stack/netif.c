@@ -223,6 +223,13 @@ static int is_igmp(const struct pbuf *p)
            f[SIZEOF_ETH_HDR + 9] == 2 /* IPPROTO_IGMP */;
 }
 
+int byp_netif_quiet(void)
+{
+    const struct byp_nic *n = nic;
+    return n != NULL && n->burst->rx_pending != NULL &&
+           __atomic_load_n(&txn, __ATOMIC_RELAXED) == 0 && !n->burst->rx_pending(n);
+}
+
 void byp_netif_flush(void)
 {
     unsigned off = 0;
