@@ -448,6 +448,13 @@ if "udp" in B:
         o.append(f"| sockperf UDP 64 B half-RTT {k} (us) | {fmt(kv)} | {fmt(bv)} | {fmt(xv)} | "
                  f"{ratio(xv, kv)} vs blocking, {ratio(xv, bv)} vs busy |")
     for k in ("p50", "p99", "p99.9"):
+        pv = s.get("bypass-pmd", {}).get("median", {}).get(k)
+        if pv is not None:
+            o.append(f"| sockperf UDP 64 B half-RTT {k} (us), bypass on DPDK's af_xdp PMD (rx_ring = 0) "
+                     f"| {fmt(s.get('kernel', {}).get('median', {}).get(k))} | "
+                     f"{fmt(s.get('busy', {}).get('median', {}).get(k))} | {fmt(pv)} | "
+                     f"{ratio(s.get('bypass', {}).get('median', {}).get(k), pv)} own socket vs PMD |")
+    for k in ("p50", "p99", "p99.9"):
         rv = s.get("raw", {}).get("median", {}).get(k)
         xv = s.get("bypass", {}).get("median", {}).get(k)
         if rv is None:
@@ -460,6 +467,10 @@ if "udp" in B:
         xv = modes.get("bypass", {}).get("median")
         o.append(f"| UDP receive rate without loss, {g} group(s) (datagrams/s) | {fmt(kv, 0)} | — | "
                  f"{fmt(xv, 0)} | {ratio(xv, kv)} |")
+        pv = modes.get("bypass-pmd", {}).get("median")
+        if "bypass-pmd" in modes:
+            o.append(f"| UDP receive rate without loss, {g} group(s), on DPDK's af_xdp PMD "
+                     f"(rx_ring = 0: 2,048 buffers) | {fmt(kv, 0)} | — | {fmt(pv, 0)} | {ratio(pv, kv)} |")
     s = u["mc_latency"]["modes"]
     for k in ("p50", "p99", "p99.9"):
         kv = s.get("kernel", {}).get("median", {}).get(k)

@@ -6,6 +6,8 @@
 #     kernel blocking   sockperf sr -i SIP / sockperf pp -i SIP -m 64
 #     kernel busy-poll  the same with a feed file, -F r --nonblocked (both ends spin)
 #     bypass            the blocking command, both ends under LD_PRELOAD=build/libbypass.so
+#     bypass-pmd        the same on DPDK's af_xdp PMD (BYPASS_RX_RING=0) instead of the
+#                       library's own AF_XDP socket: its 2,048-buffer ring, its rx burst
 #     raw               the floor: no stack at either end, both on af_xdp (byp-reflect
 #                       turning frames around, byp-reflect --ping sending them), spinning
 #   receive rate: the highest rate of a ladder (64 B datagrams, 1 and 32 multicast groups,
@@ -14,6 +16,7 @@
 #     BENCH_RCVBUF) loses nothing over SECONDS, kernel receiver against bypass.  A step the
 #     sender could not offer (its achieved rate below 97 % of the step) ends the ladder and
 #     is named in the output: the rate is then the sender's limit, not the receiver's.
+#     Receivers: kernel, bypass, bypass-pmd (BENCH_UDP_RATE_MODES).
 #   multicast one-way latency: 32 groups at 10,000 datagrams/s for SECONDS (one datagram
 #     per send); the sender's CLOCK_REALTIME in each datagram against the receiver's clock
 #     on receipt (same host): p50 / p99 / p99.9 (usec), kernel receiver against bypass
@@ -32,7 +35,8 @@
 # 1250000 1500000"), BENCH_BATCH (datagrams per sendmmsg of the ladder's sender, default
 # 32), BENCH_SENDER (raw, the default: the ladder's sender is `byp-reflect --feed`, raw
 # frames through AF_XDP in the client namespace; kernel: udp_feed's kernel socket with
-# sendmmsg batches), BENCH_UDP_PARTS (any of "sockperf rate latency", default all), BENCH_LIB (the
+# sendmmsg batches), BENCH_UDP_PARTS (any of "sockperf rate latency", default all),
+# BENCH_UDP_RATE_MODES (the ladder's receivers, default "kernel bypass bypass-pmd"), BENCH_LIB (the
 # library, default build/libbypass.so), BENCH_RX_WRAP (a command prefix for the feed
 # receiver, e.g. "perf stat -e raw_syscalls:sys_enter -o FILE --"), BENCH_OUT=DIR (also
 # write DIR/udp.tsv: bench, mode, round, figures or verdict, the command; and the sockperf
@@ -46,6 +50,7 @@ SECS="${1:-10}"
 ROUNDS="${2:-3}"
 RATES="${BENCH_RATES:-50000 100000 200000 300000 400000 600000 800000 1000000 1250000 1500000}"
 PARTS_UDP="${BENCH_UDP_PARTS:-sockperf rate latency}"
+RATE_MODES="${BENCH_UDP_RATE_MODES:-kernel bypass bypass-pmd}"
 BATCH="${BENCH_BATCH:-32}"
 SNS="byps-budp-$$" CNS="bypc-budp-$$"
 SIF=bypv0 CIF=bypv1 SIP=10.77.249.1 CIP=10.77.249.2
@@ -85,13 +90,15 @@ write_conf "$WORK/srv.conf" "$SIF"
 write_conf "$WORK/cli.conf" "$CIF"
 echo "U:$SIP:$SPORT" >"$WORK/feed"
 
-# ns_cmd NS CONF|- CPU -> NSCMD (preloaded when CONF is a file, BYPASS_SPIN_USEC=$SPIN)
-SPIN=-1
+# ns_cmd NS CONF|- CPU -> NSCMD (preloaded when CONF is a file, BYPASS_SPIN_USEC=$SPIN,
+# BYPASS_RX_RING=$RXRING when set)
+SPIN=-1 RXRING=
 ns_cmd() {
   local ns="$1" conf="$2" cpu="$3"
   NSCMD=(ip netns exec "$ns" env -u LD_PRELOAD)
   if [ "$conf" != - ]; then
     NSCMD+=("LD_PRELOAD=$LIB" "BYPASS_CONFIG=$conf" "BYPASS_SPIN_USEC=$SPIN")
+    [ -n "$RXRING" ] && NSCMD+=("BYPASS_RX_RING=$RXRING")
     [ -n "${BENCH_LOG:-}" ] && NSCMD+=("BYPASS_LOG=$BENCH_LOG")
   fi
   NSCMD+=(taskset -c "$cpu")
@@ -132,9 +139,11 @@ sockperf_run() {
   local mode="$1" log="$WORK/sockperf-$1" sconf=- cconf=- flog=()
   local args=(-i "$SIP" -p "$SPORT")
   reset_xdp
+  RXRING=
   case "$mode" in
     busy) args=(-f "$WORK/feed" -F r --nonblocked) ;;
     bypass) sconf="$WORK/srv.conf" cconf="$WORK/cli.conf" ;;
+    bypass-pmd) sconf="$WORK/srv.conf" cconf="$WORK/cli.conf" RXRING=0 ;;
   esac
   SPIN="${BENCH_SPIN_USEC:--1}"
   ns_cmd "$SNS" "$sconf" "$SRV_CPU"
@@ -151,7 +160,7 @@ sockperf_run() {
   timeout -k 5 $((SECS + 40)) "${NSCMD[@]}" sockperf pp "${args[@]}" -m 64 -t "$SECS" \
     "${flog[@]}" >"$log.cli" 2>&1
   local rc=$? v=ok
-  [ "$mode" = bypass ] && v=$(verdict "$s0")
+  [ "$sconf" != - ] && v=$(verdict "$s0")
   stop_pid "$spid"
   if [ "$rc" -ne 0 ]; then
     echo "bench/udp: sockperf $mode exited $rc" >&2
@@ -205,7 +214,9 @@ feed_run() {
   local mode="$1" ng="$2" rate="$3" secs="$4" batch="$5" log="$WORK/feed-$1-$2-$3" conf=-
   local count=$((rate * secs))
   reset_xdp
+  RXRING=
   [ "$mode" = bypass ] && conf="$WORK/srv.conf"
+  [ "$mode" = bypass-pmd ] && conf="$WORK/srv.conf" RXRING=0
   SPIN="${BENCH_FEED_SPIN_USEC:-100}" ns_cmd "$SNS" "$conf" "$SRV_CPU"
   # BENCH_RX_WRAP: a command the receiver runs under (say "perf stat -e ... -o FILE --").
   local rx=("${NSCMD[@]}" ${BENCH_RX_WRAP:-} "$FEED" recv "$GBASE" "$ng" "$FPORT" "$count" "$RCVBUF" 0 "$SIP")
@@ -226,7 +237,7 @@ feed_run() {
   timeout -k 5 $((secs * 4 + 60)) "${tx[@]}" >"$log.tx" 2>&1
   for i in $(seq $((secs * 10 + 200))); do kill -0 "$rpid" 2>/dev/null || break; sleep 0.1; done
   local v=ok
-  [ "$mode" = bypass ] && v=$(verdict "$s0")
+  [ "$conf" != - ] && v=$(verdict "$s0")
   stop_pid "$rpid"
   [ "$v" = ok ] || { echo "$v"; return; }
   local offered
@@ -245,7 +256,7 @@ record() { # BENCH MODE FIGURES: with the command of the last run (the runs are 
 echo "bench/udp: $ROUNDS rounds of ${SECS}s; server cpu $SRV_CPU, client cpu $CLI_CPU" >&2
 for r in $(seq "$ROUNDS"); do
   ROUND=$r
-  for mode in kernel busy bypass raw; do
+  for mode in kernel busy bypass bypass-pmd raw; do
     [[ " $PARTS_UDP " == *" sockperf "* ]] || break
     echo "bench/udp: round $r sockperf udp $mode" >&2
     if [ "$mode" = raw ]; then res=$(raw_run); else res=$(sockperf_run "$mode"); fi
@@ -254,7 +265,7 @@ for r in $(seq "$ROUNDS"); do
   done
   for ng in 1 32; do
     [[ " $PARTS_UDP " == *" rate "* ]] || break
-    for mode in kernel bypass; do
+    for mode in $RATE_MODES; do
       best=0
       for rate in $RATES; do
         echo "bench/udp: round $r rate $ng groups $mode $rate/s" >&2
@@ -305,17 +316,20 @@ median() { # FILE COLUMN
 
 echo
 echo "sockperf UDP ping-pong, 64 B, half-RTT usec, median of $ROUNDS runs of ${SECS}s"
-printf '%-7s %16s %17s %10s %16s\n' metric "kernel blocking" "kernel busy-poll" bypass "raw af_xdp floor"
+printf '%-7s %16s %17s %10s %11s %16s\n' metric "kernel blocking" "kernel busy-poll" bypass \
+  bypass-pmd "raw af_xdp floor"
 for c in "1 p50" "2 p99" "3 p99.9"; do
   set -- $c
-  printf '%-7s %16s %17s %10s %16s\n' "$2" "$(median "$WORK/sp-kernel" "$1")" \
-    "$(median "$WORK/sp-busy" "$1")" "$(median "$WORK/sp-bypass" "$1")" "$(median "$WORK/sp-raw" "$1")"
+  printf '%-7s %16s %17s %10s %11s %16s\n' "$2" "$(median "$WORK/sp-kernel" "$1")" \
+    "$(median "$WORK/sp-busy" "$1")" "$(median "$WORK/sp-bypass" "$1")" \
+    "$(median "$WORK/sp-bypass-pmd" "$1")" "$(median "$WORK/sp-raw" "$1")"
 done
 echo
 echo "highest receive rate without loss over ${SECS}s (64 B datagrams/s; ladder: $RATES)"
-printf '%-9s %12s %12s\n' groups kernel bypass
+printf '%-9s %12s %12s %12s\n' groups kernel bypass bypass-pmd
 for ng in 1 32; do
-  printf '%-9s %12s %12s\n' "$ng" "$(median "$WORK/rate-$ng-kernel" 1)" "$(median "$WORK/rate-$ng-bypass" 1)"
+  printf '%-9s %12s %12s %12s\n' "$ng" "$(median "$WORK/rate-$ng-kernel" 1)" \
+    "$(median "$WORK/rate-$ng-bypass" 1)" "$(median "$WORK/rate-$ng-bypass-pmd" 1)"
 done
 for f in "$WORK"/senderlimit-*; do
   [ -f "$f" ] && echo "(sender-limited ladders, groups-mode: ${f##*/senderlimit-} at $(tr '\n' ' ' <"$f"))"
