@@ -70,5 +70,6 @@ void byp_engine_fork_prepare(void);
 int byp_engine_fork_child(void);
 void byp_engine_fork_failed(void);
 void byp_engine_exec_prepare(void);
+void byp_engine_spawn_prepare(const int *extra, int nextra);
 
 #endif
