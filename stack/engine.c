@@ -212,6 +212,14 @@ int byp_frame_sleepers(void)
     return __atomic_load_n(&group_sleepers[0], __ATOMIC_RELAXED);
 }
 
+int byp_engine_sleeping(void)
+{
+    int n = 0;
+    for (int g = 0; g < BYP_WAKE_GROUPS; g++)
+        n += __atomic_load_n(&group_sleepers[g], __ATOMIC_RELAXED);
+    return n;
+}
+
 void byp_stack_unlock(void)
 {
     byp_netif_flush();
