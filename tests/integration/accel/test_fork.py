@@ -355,16 +355,19 @@ def test_socat_fork_exec(netpair):
     assert_bypassed(before, net.tcp_segs("server"), 100 * 700, "socat fork + exec")
 
 
-def test_exec_hands_connection_to_kernel(netpair):
-    """exec: an inetd-style server puts the accelerated connection on stdin/stdout and
-    execs cat; the connection is handed over to the kernel (TCP_REPAIR) with what was
-    already received, and 1 MB echoes intact; the listener stays accelerated."""
+@pytest.mark.parametrize("mode", ["fork", "spawn"])
+def test_exec_hands_connection_to_kernel(netpair, mode):
+    """exec: an inetd-style server reads the first 1,000 bytes of each connection, then puts
+    it on the stdin and stdout of `cat`: forked and exec'd (the exec crosses the library),
+    or posix_spawn'ed with dup2 file actions (the spawned program never runs the library).
+    Each connection is handed over to the kernel (TCP_REPAIR) with what was already
+    received, and 1 MB each echoes intact; the listener stays accelerated."""
     net = netpair()
     port = 7004
-    n = 24
+    n = 24 if mode == "fork" else 12
     conf = write_conf(net.dir / "bypass.conf", SRV_IF, [("tcp", port)], extra='log = "info";\n')
-    srv = net.spawn("server", [PYTHON, str(HERE / "exec_server.py"), str(port), "1000", "cat"],
-                    name="inetd", conf=conf)
+    srv = net.spawn("server", [PYTHON, str(HERE / "exec_server.py"), mode, str(port), "1000",
+                               "cat"], name="inetd-" + mode, conf=conf)
     srv.wait_ready()
     run_echo_clients(net, port, n, 1 << 20, 4)
     handed = srv.err().count("handed over to the kernel")
