@@ -390,7 +390,7 @@ UNIT_TEST(unknown_top_level_key)
     CHECK_STR_HAS(err, "/test.conf:2: unknown key \"spin_us\"");
     CHECK_STR_HAS(err, "did you mean \"spin_usec\"?");
     CHECK_STR_HAS(err, "known keys: interface, backend, ip, gateway, memif_socket, memif_role, "
-                       "memif_id, pci, dpdk_port, xdp_prog, spin_usec, spin_adaptive, progress_usec, shm_mb, log, "
+                       "memif_id, pci, dpdk_port, xdp_prog, rx_ring, spin_usec, spin_adaptive, progress_usec, shm_mb, log, "
                        "dpdk_args, rules");
 
     /* Environment-only options are not file keys. */
@@ -581,7 +581,7 @@ UNIT_TEST(env_unknown_variable)
                       "BYPASS_SPIN_USEC?; known: BYPASS_CONFIG, BYPASS_INTERFACE, "
                       "BYPASS_BACKEND, BYPASS_IP, BYPASS_GATEWAY, BYPASS_MEMIF_SOCKET, "
                       "BYPASS_MEMIF_ROLE, BYPASS_MEMIF_ID, BYPASS_PCI, BYPASS_DPDK_PORT, "
-                      "BYPASS_XDP_PROG, BYPASS_SPIN_USEC, BYPASS_SPIN_ADAPTIVE, BYPASS_PROGRESS_USEC, BYPASS_SHM_MB, BYPASS_LOG, "
+                      "BYPASS_XDP_PROG, BYPASS_RX_RING, BYPASS_SPIN_USEC, BYPASS_SPIN_ADAPTIVE, BYPASS_PROGRESS_USEC, BYPASS_SHM_MB, BYPASS_LOG, "
                       "BYPASS_DISABLE, BYPASS_STRICT");
     err = bad_env("BYPASS_TURBO", "1");
     CHECK_STR_HAS(err, "unknown environment variable BYPASS_TURBO (a typo?); known: ");
