@@ -20,6 +20,8 @@
  * themselves are shared mappings of the socket).  Every burst runs under the stack lock. */
 #include <errno.h>
 #include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -30,6 +32,7 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <xdp/libxdp.h>
 #include <xdp/xsk.h>
 
 #include <rte_malloc.h>
@@ -236,6 +239,22 @@ const struct byp_nic_burst_ops byp_xsk_burst = {
     .rx_pending = xsk_rx_pending,
 };
 
+/* libxdp prints to stderr by default: route it to our log, as af_xdp.c does libbpf's. */
+static int libxdp_print(enum libxdp_print_level level, const char *fmt, va_list ap)
+{
+    int lvl = level == LIBXDP_WARN ? BYP_LOG_WARN :
+              level == LIBXDP_INFO ? BYP_LOG_INFO : BYP_LOG_DEBUG;
+    char msg[512];
+    if (lvl > byp_log_level)
+        return 0;
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n > 0 && msg[n - 1] == '\n')
+        msg[--n] = '\0';
+    byp_log(lvl, "libxdp: %s", msg);
+    return 0;
+}
+
 /* Load the steering program, attach it to the interface and return its xsks_map fd. */
 static int load_prog(struct byp_nic *nic, struct xsk_state *s, const char *path)
 {
@@ -302,6 +321,7 @@ int byp_xsk_open(struct byp_nic *nic, const struct byp_nic_conf *conf, const cha
         byp_err("af_xdp: the mbuf pool is in %u pieces; the umem needs one", mp->nb_mem_chunks);
         return -ENOMEM;
     }
+    libxdp_set_print(libxdp_print);
     struct xsk_state *s = rte_zmalloc("byp_xsk", sizeof *s, RTE_CACHE_LINE_SIZE);
     if (s == NULL)
         return -ENOMEM;
