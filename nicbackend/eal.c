@@ -35,8 +35,9 @@
 #include "backend.h"
 #include "log.h"
 
-/* Below this much free hugepage memory, run on ordinary pages (--no-huge). */
-#define HUGE_MIN_MB 128
+/* Below this much free hugepage memory, run on ordinary pages (--no-huge).  The engine's
+ * pool is about 120 MB (32,768 mbufs + af_xdp's 16,384-buffer fill ring, 2.4 KB each). */
+#define HUGE_MIN_MB 256
 /* Memory given to the EAL with --no-huge (-m, in MB). */
 #define NO_HUGE_MB 256
 #define MAX_ARGS 64
