@@ -38,6 +38,7 @@
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
+#include <rte_prefetch.h>
 
 #include "backend.h"
 #include "log.h"
@@ -121,6 +122,16 @@ static uint16_t xsk_rx(struct byp_nic *nic, struct rte_mbuf **pkts, uint16_t n)
     }
     uint64_t bytes = 0;
     uint16_t room = (uint16_t)(sizeof(struct rte_mbuf) + rte_pktmbuf_priv_size(nic->pool) + s->hdr);
+    /* The mbufs and their frames are cold here (the kernel wrote the frame on another
+     * CPU; the mbuf was set up when it went into the fill ring): ask for all of them first,
+     * so that the misses overlap each other and the refill below. */
+    for (uint32_t i = 0; i < got; i++) {
+        uint64_t a = xsk_ring_cons__rx_desc(&s->rx, idx + i)->addr;
+        struct rte_mbuf *m = addr_mbuf(s, a);
+        rte_prefetch0(m);
+        rte_prefetch0(RTE_PTR_ADD(m, RTE_CACHE_LINE_SIZE * 2));   /* the private area */
+        rte_prefetch0(s->base + xsk_umem__add_offset_to_addr(a));
+    }
     for (uint32_t i = 0; i < got; i++) {
         const struct xdp_desc *d = xsk_ring_cons__rx_desc(&s->rx, idx + i);
         struct rte_mbuf *m = addr_mbuf(s, d->addr);
