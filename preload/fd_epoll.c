@@ -110,6 +110,8 @@ static void member_remove(struct byp_epoll *ep, int epfd, int i, int closing)
     struct member *m = &ep->m[i];
     if (m->kfd >= 0 && !(closing && m->kfd == m->fd))
         BYP_REAL(epoll_ctl)(epfd, EPOLL_CTL_DEL, m->kfd, NULL);
+    if (m->kfd >= 0)
+        ep->nkfd--;
     ep->m[i] = ep->m[ep->n - 1];
     ep->n--;
     __atomic_store_n(&ep->head.nmembers, ep->n, __ATOMIC_RELEASE);
@@ -130,6 +132,8 @@ int byp_epoll_member_append(struct byp_epoll *ep, const struct member *m)
         ep->cap = cap;
     }
     ep->m[ep->n++] = *m;
+    if (m->kfd >= 0)
+        ep->nkfd++;
     __atomic_store_n(&ep->head.nmembers, ep->n, __ATOMIC_RELEASE);
     __atomic_add_fetch(&total_members, 1, __ATOMIC_RELAXED);
     return 0;
@@ -212,6 +216,43 @@ static int kernel_take(struct byp_epoll *ep, int epfd, struct epoll_event *evs, 
     return filter_wake(ep, evs, k);
 }
 
+/* A listener's own kernel socket sits in the kernel set under the member's data: with
+ * connections waiting on both paths (the stack's queue and the kernel's), one wait would
+ * list the fd twice, which the kernel never does.  Fold each such pair of the @total
+ * results into the first of them.  The new count. */
+static int fold_twins(struct byp_epoll *ep, struct epoll_event *evs, int total)
+{
+    if (total < 2 || __atomic_load_n(&ep->nkfd, __ATOMIC_RELAXED) == 0)
+        return total;
+    int folded = 0;
+    ep_mutex_lock(&ep->lock);
+    for (int m = 0; m < ep->n; m++) {
+        if (ep->m[m].kfd < 0)
+            continue;
+        uint64_t d = ep->m[m].data.u64;
+        int first = -1;
+        for (int i = 0; i < total; i++) {
+            if (evs[i].events == 0 || evs[i].data.u64 != d)
+                continue;
+            if (first < 0) {
+                first = i;
+                continue;
+            }
+            evs[first].events |= evs[i].events;
+            evs[i].events = 0;   /* no result has none: marks it folded */
+            folded++;
+        }
+    }
+    ep_mutex_unlock(&ep->lock);
+    if (folded == 0)
+        return total;
+    int j = 0;
+    for (int i = 0; i < total; i++)
+        if (evs[i].events != 0)
+            evs[j++] = evs[i];
+    return j;
+}
+
 /* Both sides once, without waiting: the side that fills the result first alternates, so
  * that a busy side cannot starve the other when @max is small.  @with_kernel: include the
  * kernel set this time.  Count or -1 with errno. */
@@ -233,7 +274,7 @@ static int gather(struct byp_epoll *ep, int epfd, struct epoll_event *evs, int m
         if (k < 0)
             return n > 0 ? n : -1;
     }
-    return n + k;
+    return k > 0 && n > 0 ? fold_twins(ep, evs, n + k) : n + k;
 }
 
 int byp_epoll_wait(struct byp_epoll_head *h, int epfd, struct epoll_event *evs, int max,
@@ -311,7 +352,7 @@ int byp_epoll_wait(struct byp_epoll_head *h, int epfd, struct epoll_event *evs, 
             __atomic_sub_fetch(byp_sleepers, 1, __ATOMIC_SEQ_CST);
             int k = kernel_take(ep, epfd, evs + rc, max - rc);
             if (k > 0)
-                rc += k;
+                rc = fold_twins(ep, evs, rc + k);
             goto out;
         }
         int64_t left = deadline - byp_poll_now_ns();
@@ -329,6 +370,8 @@ int byp_epoll_wait(struct byp_epoll_head *h, int epfd, struct epoll_event *evs, 
         if (eng != NULL)
             eng->progress();
         rc = k + collect(ep, epfd, evs + k, max - k);
+        if (k > 0 && rc > k)
+            rc = fold_twins(ep, evs, rc);
         int64_t t = byp_poll_now_ns();
         if (rc > 0 || t >= deadline) {
             byp_spin_learn(rc > 0 ? t - slept_from : INT64_MAX);
@@ -379,6 +422,7 @@ static void ep_release(int fd)
     ep_mutex_lock(&ep->lock);
     __atomic_sub_fetch(&total_members, ep->n, __ATOMIC_RELAXED);
     ep->n = 0;
+    ep->nkfd = 0;
     __atomic_store_n(&ep->head.nmembers, 0, __ATOMIC_RELEASE);
     ep->wake_fd = -1;
     ep_mutex_unlock(&ep->lock);

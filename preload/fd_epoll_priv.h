@@ -62,6 +62,7 @@ struct byp_epoll {
     int wake_fd;                /* the wake fd registered in the kernel set, or -1 */
     struct member *m;
     int n, cap;
+    int nkfd;                   /* members with a kernel fd in the kernel set (listeners) */
     unsigned cursor;            /* where the next scan starts: round robin over members */
     unsigned turn;              /* alternates which side fills the result first */
     unsigned calls;             /* epoll_wait calls, for the kernel-set poll ratio */
