@@ -18,6 +18,7 @@
 #include "family.h"
 #include "kstate.h"
 #include "stats.h"
+#include "wake.h"
 
 /* An application thread that ran the stack this recently is taken to be spinning on it. */
 #define APP_SPIN_WINDOW_NS 20000
