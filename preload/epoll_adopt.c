@@ -96,6 +96,8 @@ int byp_epoll_adopt_in(int epfd, int fd, const byp_fd_ops_t *ops, unsigned long 
         };
         if (byp_epoll_wake_add(ep, epfd) == 0)
             done = byp_epoll_member_append(ep, &m) == 0;
+        if (done && kfd < 0)
+            byp_epoll_frames_add(ep, epfd);
         target = ep->target;
     }
     ep_mutex_unlock(&ep->lock);

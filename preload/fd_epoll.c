@@ -116,14 +116,27 @@ int byp_epoll_wake_add(struct byp_epoll *ep, int epfd)
             }
         }
     }
+    errno = saved;
+    return 0;
+}
+
+/* The set takes frames from its first member that is no listener: a set of listeners only
+ * (memcached's main thread) would take frames meant for the workers' sets and wait for the
+ * stack lock they hold; while no set with connections sleeps, the progress thread takes
+ * them and wakes the listener's set.  The set lock held. */
+void byp_epoll_frames_add(struct byp_epoll *ep, int epfd)
+{
+    const struct byp_engine *eng = byp_engine;
+    if (eng == NULL || ep->frames_fd >= 0)
+        return;
+    int saved = errno;
     int ffd = __atomic_load_n(eng->frames_fd, __ATOMIC_ACQUIRE);
-    if (ep->frames_fd < 0 && ffd >= 0) {
+    if (ffd >= 0) {
         struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u64 = FRAMES_DATA};
         if (BYP_REAL(epoll_ctl)(epfd, EPOLL_CTL_ADD, ffd, &ev) == 0)
             ep->frames_fd = ffd;
     }
     errno = saved;
-    return 0;
 }
 
 /* Drop the set's wake target (the set lock held). */
@@ -669,6 +682,8 @@ static int ctl_locked(struct byp_epoll *ep, int epfd, int op, int fd, const byp_
         };
         if (rc == 0)
             rc = byp_epoll_member_append(ep, &m);
+        if (rc == 0 && kfd < 0)
+            byp_epoll_frames_add(ep, epfd);
         if (rc < 0) {
             if (kfd >= 0)
                 BYP_REAL(epoll_ctl)(epfd, EPOLL_CTL_DEL, kfd, NULL);

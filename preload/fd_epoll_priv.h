@@ -82,6 +82,8 @@ struct byp_epoll {
 int byp_epoll_set_attach(int epfd, struct byp_epoll **out);
 /* Register the engine's wake fd in the kernel set (first accelerated member).  0 or -errno. */
 int byp_epoll_wake_add(struct byp_epoll *ep, int epfd);
+/* The set takes frames (its first member that is no listener).  Set lock held. */
+void byp_epoll_frames_add(struct byp_epoll *ep, int epfd);
 /* Tell the engine that accelerated @fd went into (@on) or out of the set of target @t (the
  * set's target when the member was added or removed; -1: none).  Set lock not held. */
 void byp_epoll_watch(int fd, int t, int on);
