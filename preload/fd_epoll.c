@@ -29,12 +29,6 @@
 #include "fd_epoll_priv.h"
 
 
-/* The data values of the wake fds in kernel sets: the addresses of these bytes. */
-static const char wake_tag, target_tag, frames_tag;
-#define WAKE_DATA ((uint64_t)(uintptr_t)&wake_tag)
-#define TARGET_DATA ((uint64_t)(uintptr_t)&target_tag)
-#define FRAMES_DATA ((uint64_t)(uintptr_t)&frames_tag)
-
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct byp_epoll *all_sets;
 /* Accelerated members over all sets: byp_epoll_forget has nothing to do while zero. */
@@ -87,104 +81,6 @@ int byp_epoll_member_find(const struct byp_epoll *ep, int fd, const void *obj)
     return -1;
 }
 
-/* Register the engine's wake fds in the kernel set if they are not there.  0 or -errno
- * (only the group's is required: without a target or the frames the set still wakes). */
-int byp_epoll_wake_add(struct byp_epoll *ep, int epfd)
-{
-    const struct byp_engine *eng = __atomic_load_n(&byp_engine, __ATOMIC_ACQUIRE);
-    if (eng == NULL || eng->wake_fd < 0)
-        return 0;
-    if (ep->wake_fd < 0) {
-        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = WAKE_DATA};
-        if (BYP_REAL(epoll_ctl)(epfd, EPOLL_CTL_ADD, eng->wake_fd, &ev) != 0 && errno != EEXIST)
-            return -errno;
-        ep->wake_fd = eng->wake_fd;
-    }
-    int saved = errno;
-    if (ep->target < 0 && !ep->nested) {
-        int t = eng->target_open();
-        if (t >= 0) {
-            struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TARGET_DATA};
-            int efd = eng->target_fd(t);
-            if (BYP_REAL(epoll_ctl)(epfd, EPOLL_CTL_ADD, efd, &ev) == 0) {
-                ep->target = t;
-                ep->target_efd = efd;
-                ep->target_pid = getpid();
-                __atomic_store_n(&ep->target_sleepers, eng->target_sleepers(t), __ATOMIC_RELEASE);
-            } else {
-                eng->target_close(t);
-            }
-        }
-    }
-    errno = saved;
-    return 0;
-}
-
-/* The set takes frames from its first member that is no listener: a set of listeners only
- * (memcached's main thread) would take frames meant for the workers' sets and wait for the
- * stack lock they hold; while no set with connections sleeps, the progress thread takes
- * them and wakes the listener's set.  The set lock held. */
-void byp_epoll_frames_add(struct byp_epoll *ep, int epfd)
-{
-    const struct byp_engine *eng = byp_engine;
-    if (eng == NULL || ep->frames_fd >= 0)
-        return;
-    int saved = errno;
-    int ffd = __atomic_load_n(eng->frames_fd, __ATOMIC_ACQUIRE);
-    if (ffd >= 0) {
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u64 = FRAMES_DATA};
-        if (BYP_REAL(epoll_ctl)(epfd, EPOLL_CTL_ADD, ffd, &ev) == 0)
-            ep->frames_fd = ffd;
-    }
-    errno = saved;
-}
-
-/* Drop the set's wake target (the set lock held). */
-static void target_drop(struct byp_epoll *ep, int epfd)
-{
-    if (ep->target < 0)
-        return;
-    __atomic_store_n(&ep->target_sleepers, NULL, __ATOMIC_RELEASE);
-    if (ep->target_pid == getpid()) {   /* a child's copy of its parent's set leaves it */
-        if (epfd >= 0)
-            BYP_REAL(epoll_ctl)(epfd, EPOLL_CTL_DEL, ep->target_efd, NULL);
-        const struct byp_engine *eng = byp_engine;
-        if (eng != NULL)
-            eng->target_close(ep->target);
-    }
-    ep->target = -1;
-    ep->target_efd = -1;
-}
-
-/* Drop the receive fd from the kernel set (the set lock held). */
-static void frames_drop(struct byp_epoll *ep, int epfd)
-{
-    if (ep->frames_fd < 0)
-        return;
-    if (epfd >= 0)
-        BYP_REAL(epoll_ctl)(epfd, EPOLL_CTL_DEL, ep->frames_fd, NULL);
-    ep->frames_fd = -1;
-}
-
-/* Take the wake fds out of the kernel set once no accelerated member is left, so that the
- * set goes back to plain libc calls. */
-static void wake_del(struct byp_epoll *ep, int epfd)
-{
-    if (ep->n > 0 || ep->wake_fd < 0)
-        return;
-    BYP_REAL(epoll_ctl)(epfd, EPOLL_CTL_DEL, ep->wake_fd, NULL);
-    ep->wake_fd = -1;
-    target_drop(ep, epfd);
-    frames_drop(ep, epfd);
-}
-
-void byp_epoll_watch(int fd, int t, int on)
-{
-    const struct byp_engine *eng = byp_engine;
-    if (t >= 0 && eng != NULL)
-        eng->watch(fd, t, on);
-}
-
 /* Remove member @i (its kernel registration too, unless the kernel drops that itself
  * because @closing is its own fd).  Under the set's lock. */
 static void member_remove(struct byp_epoll *ep, int epfd, int i, int closing)
@@ -196,7 +92,7 @@ static void member_remove(struct byp_epoll *ep, int epfd, int i, int closing)
     ep->n--;
     __atomic_store_n(&ep->head.nmembers, ep->n, __ATOMIC_RELEASE);
     __atomic_sub_fetch(&total_members, 1, __ATOMIC_RELAXED);
-    wake_del(ep, epfd);
+    byp_epoll_wake_del(ep, epfd);
 }
 
 /* Append a member.  0 or -ENOMEM.  Under the set's lock. */
@@ -266,37 +162,6 @@ static int collect(struct byp_epoll *ep, int epfd, struct epoll_event *out, int 
     return got;
 }
 
-/* Drop the wake fds' entries from @k kernel results, returning what is left: a group's or
- * a target's count is taken (one per sleeper woken); frames are run only by a thread that
- * was asleep (@slept: a spinning one runs the stack anyway). */
-static int filter_wake(struct byp_epoll *ep, struct epoll_event *evs, int k, int slept)
-{
-    int j = 0;
-    for (int i = 0; i < k; i++) {
-        const struct byp_engine *eng = byp_engine;
-        if (evs[i].data.u64 == WAKE_DATA) {
-            if (eng != NULL)
-                eng->wake_drain();
-            continue;
-        }
-        if (evs[i].data.u64 == TARGET_DATA) {
-            uint64_t v;
-            int saved = errno;
-            if (ep->target_efd >= 0)
-                (void)!BYP_REAL(read)(ep->target_efd, &v, sizeof v);
-            errno = saved;
-            continue;
-        }
-        if (evs[i].data.u64 == FRAMES_DATA) {
-            if (slept && eng != NULL)
-                eng->frames_drain();
-            continue;
-        }
-        evs[j++] = evs[i];
-    }
-    return j;
-}
-
 /* The kernel side, without waiting.  Count, or -1 with errno. */
 static int kernel_take(struct byp_epoll *ep, int epfd, struct epoll_event *evs, int max)
 {
@@ -305,7 +170,7 @@ static int kernel_take(struct byp_epoll *ep, int epfd, struct epoll_event *evs, 
     int k = BYP_REAL(epoll_wait)(epfd, evs, max, 0);
     if (k <= 0)
         return k;
-    return filter_wake(ep, evs, k, 0);
+    return byp_epoll_filter_wake(ep, evs, k, 0);
 }
 
 /* Both sides once, without waiting: the side that fills the result first alternates, so
@@ -404,7 +269,7 @@ int byp_epoll_wait(struct byp_epoll_head *h, int epfd, struct epoll_event *evs, 
         if (ep->frames_fd >= 0 && eng != NULL && __atomic_load_n(eng->frames_fd, __ATOMIC_ACQUIRE) < 0) {
             /* The family forked: the progress thread takes the frames now. */
             ep_mutex_lock(&ep->lock);
-            frames_drop(ep, epfd);
+            byp_epoll_frames_drop(ep, epfd);
             ep_mutex_unlock(&ep->lock);
         }
         /* Counted where the engine looks: the set's target, else the group's plain
@@ -440,7 +305,7 @@ int byp_epoll_wait(struct byp_epoll_head *h, int epfd, struct epoll_event *evs, 
             rc = -1;
             goto out;
         }
-        k = filter_wake(ep, evs, k, 1);
+        k = byp_epoll_filter_wake(ep, evs, k, 1);
         if (eng != NULL)
             eng->progress();
         rc = k + collect(ep, epfd, evs + k, max - k);
@@ -496,7 +361,7 @@ static void ep_release(int fd)
     ep->n = 0;
     __atomic_store_n(&ep->head.nmembers, 0, __ATOMIC_RELEASE);
     ep->wake_fd = -1;
-    target_drop(ep, -1);   /* the kernel set goes with the fd */
+    byp_epoll_target_drop(ep, -1);   /* the kernel set goes with the fd */
     ep->frames_fd = -1;
     ep_mutex_unlock(&ep->lock);
     ep->live = 0;
@@ -687,7 +552,7 @@ static int ctl_locked(struct byp_epoll *ep, int epfd, int op, int fd, const byp_
         if (rc < 0) {
             if (kfd >= 0)
                 BYP_REAL(epoll_ctl)(epfd, EPOLL_CTL_DEL, kfd, NULL);
-            wake_del(ep, epfd);
+            byp_epoll_wake_del(ep, epfd);
         }
         return rc;
     }
@@ -741,7 +606,7 @@ int byp_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
             struct byp_epoll *inner = byp_fdtab[fd].obj;
             ep_mutex_lock(&inner->lock);
             inner->nested = 1;
-            target_drop(inner, inner->epfd);
+            byp_epoll_target_drop(inner, inner->epfd);
             ep_mutex_unlock(&inner->lock);
         }
         ep_mutex_lock(&ep->lock);

@@ -82,6 +82,15 @@ struct byp_epoll {
 int byp_epoll_set_attach(int epfd, struct byp_epoll **out);
 /* Register the engine's wake fd in the kernel set (first accelerated member).  0 or -errno. */
 int byp_epoll_wake_add(struct byp_epoll *ep, int epfd);
+/* epoll_wake.c.  Under the set's lock: drop the set's target / the receive fd from its
+ * kernel set @epfd (-1: the kernel set is gone); all of the wake fds once the set has no
+ * accelerated member left. */
+void byp_epoll_target_drop(struct byp_epoll *ep, int epfd);
+void byp_epoll_frames_drop(struct byp_epoll *ep, int epfd);
+void byp_epoll_wake_del(struct byp_epoll *ep, int epfd);
+/* Drop the wake fds' entries from @k kernel results (taking their counts; running the
+ * frames when @slept), returning how many are left. */
+int byp_epoll_filter_wake(struct byp_epoll *ep, struct epoll_event *evs, int k, int slept);
 /* The set takes frames (its first member that is no listener).  Set lock held. */
 void byp_epoll_frames_add(struct byp_epoll *ep, int epfd);
 /* Tell the engine that accelerated @fd went into (@on) or out of the set of target @t (the
