@@ -538,6 +538,7 @@ static struct byp_engine engine = {
     .fork_child = byp_engine_fork_child,
     .fork_failed = byp_engine_fork_failed,
     .exec_prepare = byp_engine_exec_prepare,
+    .spawn_prepare = byp_engine_spawn_prepare,
     .udp_bind = byp_udp_bind,
     .udp_connect = byp_udp_connect,
     .udp_join = byp_udp_join,

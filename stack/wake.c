@@ -197,6 +197,14 @@ int byp_frame_sleepers(void)
     return __atomic_load_n(&frame_sleepers, __ATOMIC_RELAXED);
 }
 
+int byp_engine_sleeping(void)
+{
+    int n = 0;
+    for (int g = 0; g < BYP_WAKE_GROUPS; g++)
+        n += __atomic_load_n(&group_sleepers[g], __ATOMIC_RELAXED);
+    return n;
+}
+
 /* ---- what sleepers call (struct byp_engine) ---- */
 
 int byp_wake_sleep_fd(void)
