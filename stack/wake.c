@@ -258,8 +258,10 @@ int byp_wake_target_open(void)
     int t = -ENOSPC;
     for (int i = 0; i < BYP_WAKE_TARGETS; i++)
         if (targets[i].owner == 0) {
-            targets[i] = (struct target){.owner = byp_local->pid, .efd = efd,
-                                         .group = my_group(), .gen = targets[i].gen};
+            /* The count of sleepers is kept across close and reuse: a thread still asleep
+             * on a closed target takes itself off the count when it wakes. */
+            targets[i] = (struct target){.owner = byp_local->pid, .efd = efd, .group = my_group(),
+                                         .gen = targets[i].gen, .sleepers = targets[i].sleepers};
             t = i;
             break;
         }
@@ -281,7 +283,6 @@ void byp_wake_target_close(int t)
     if (targets[t].owner == byp_local->pid) {
         efd = targets[t].efd;
         targets[t].owner = 0;
-        targets[t].sleepers = 0;
         targets[t].gen++;
     }
     byp_stack_unlock_nokick();
