@@ -569,6 +569,26 @@ int byp_epoll_set_attach(int epfd, struct byp_epoll **out)
 }
 
 
+/* A member added or re-armed while threads sleep on the set, and ready already: wake them,
+ * as the kernel's epoll_ctl does (they would otherwise see it only when their sleep slice
+ * ends, up to WAIT_SLICE_MS later).  Sleepers counted on the set's target only; the set
+ * lock held. */
+static void wake_for_ready_member(struct byp_epoll *ep, int fd, uint32_t events)
+{
+    int *tsl = __atomic_load_n(&ep->target_sleepers, __ATOMIC_ACQUIRE);
+    if (tsl == NULL || ep->target_efd < 0)
+        return;
+    int n = __atomic_load_n(tsl, __ATOMIC_ACQUIRE);
+    const byp_fd_ops_t *ops = byp_fd_ops(fd);
+    if (n <= 0 || ops == NULL || ops->readiness == NULL ||
+        !(byp_poll_bits(ops->readiness(fd)) & events & EV_REPORTABLE))
+        return;
+    uint64_t v = (uint64_t)n;
+    int saved = errno;
+    (void)!BYP_REAL(write)(ep->target_efd, &v, sizeof v);
+    errno = saved;
+}
+
 /* ADD, MOD or DEL of accelerated @fd (ops @fops) in @ep.  0 or -errno. */
 static int ctl_locked(struct byp_epoll *ep, int epfd, int op, int fd, const byp_fd_ops_t *fops,
                       struct epoll_event *ev)
@@ -657,6 +677,8 @@ int byp_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
         int t_before = ep->target;
         rc = ctl_locked(ep, epfd, op, fd, fops, ev);
         int t_after = ep->target;
+        if (rc == 0 && op != EPOLL_CTL_DEL)
+            wake_for_ready_member(ep, fd, ev->events);
         ep_mutex_unlock(&ep->lock);
         if (rc == 0 && op == EPOLL_CTL_ADD)
             byp_epoll_watch(fd, t_after, 1);
