@@ -68,7 +68,7 @@ void byp_fd_set_kernel(int fd, int kind)
     FD_RECEIVED(e);
     if (kind != BYP_FD_UNKNOWN && (unsigned int)fd >= __atomic_load_n(&byp_fdtab_hwm, __ATOMIC_RELAXED))
         raise_hwm((unsigned int)fd + 1);
-    e->obj = NULL;
+    __atomic_store_n(&e->obj, NULL, __ATOMIC_RELAXED);
     e->kind = (uint8_t)kind;
     __atomic_store_n(&e->ops, NULL, __ATOMIC_RELEASE);
 }
@@ -100,11 +100,21 @@ void byp_fd_copy(int oldfd, int newfd)
     FD_RECEIVED(n);
     if ((unsigned int)newfd >= __atomic_load_n(&byp_fdtab_hwm, __ATOMIC_RELAXED))
         raise_hwm((unsigned int)newfd + 1);
-    if (o->ops != NULL && o->ops->ref != NULL)
-        o->ops->ref(o->obj);
-    n->obj = o->obj;
-    n->kind = o->kind;
-    __atomic_store_n(&n->ops, o->ops, __ATOMIC_RELEASE);
+    const byp_fd_ops_t *ops = __atomic_load_n(&o->ops, __ATOMIC_ACQUIRE);
+    void *obj = __atomic_load_n(&o->obj, __ATOMIC_RELAXED);
+    uint8_t kind = o->kind;
+    if (ops != NULL && ops->ref != NULL) {
+        /* The object is looked up again, and pinned, by the kind under its own lock: another
+         * thread may be closing @oldfd right now. */
+        obj = ops->ref(oldfd);
+        if (obj == NULL) {
+            ops = NULL;
+            kind = BYP_FD_KERNEL;
+        }
+    }
+    __atomic_store_n(&n->obj, obj, __ATOMIC_RELAXED);
+    n->kind = kind;
+    __atomic_store_n(&n->ops, ops, __ATOMIC_RELEASE);
 }
 
 int byp_fd_kind_for_socket(int domain, int type)

@@ -35,8 +35,10 @@ typedef struct byp_fd_ops {
     /* The fd stops referring to its object (close, dup2 onto it, close_range): protocol
      * close when it was the last reference.  The caller then closes the kernel fd. */
     void (*release)(int fd);
-    /* A new fd refers to the object too (dup, dup2, F_DUPFD). */
-    void (*ref)(void *obj);
+    /* A new fd refers to the object @fd refers to (dup, dup2, F_DUPFD): take a reference and
+     * return the object, or NULL when @fd no longer refers to one (another thread closed
+     * it meanwhile; the new fd is then a plain kernel fd). */
+    void *(*ref)(int fd);
     int (*fcntl)(int fd, int cmd, void *arg);
     int (*ioctl)(int fd, unsigned long req, void *arg);
     /* Readiness as poll(2) bits (POLLIN, POLLOUT, POLLRDHUP, POLLHUP, POLLERR). */

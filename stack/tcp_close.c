@@ -104,8 +104,24 @@ static void linger(struct tsock *ts)
     byp_tsock_wait(drained_or_gone, ts, ts->linger_s * 1000, NULL, 0);
 }
 
+/* The kernel socket a closing connection keeps, duplicated, as its port reservation until
+ * lwIP is done with it (lock held): a dup of this process's @fd, or the one taken when the
+ * last fd went while calls still ran (byp_tcp_release).  -1 when none; *@pid: its process. */
+static int reserve_dup(struct tsock *ts, int fd, pid_t *pid)
+{
+    *pid = getpid();
+    if (fd >= 0)
+        return BYP_REAL(fcntl)(fd, F_DUPFD_CLOEXEC, 0);
+    if (!ts->has_held)
+        return -1;
+    ts->has_held = 0;
+    *pid = ts->held_pid;
+    return ts->held_fd;
+}
+
 /* The last reference of the family is gone: the protocol close (lock held).  @fd is this
- * process's fd for it, or -1 when it closes on behalf of a member that left. */
+ * process's fd for it, or -1 when it closes on behalf of a member that left or of the last
+ * call running on it (the fd was closed before the call returned). */
 static void tsock_close(struct tsock *ts, int fd)
 {
     byp_tsock_unlink(ts);
@@ -161,10 +177,8 @@ static void tsock_close(struct tsock *ts, int fd)
                 z->reserve_fd = -1;
                 if (ts->has_flow) {
                     ts->has_flow = 0;   /* the zombie holds it now */
-                    if (ts->reserves_port && fd >= 0) {
-                        z->reserve_fd = BYP_REAL(fcntl)(fd, F_DUPFD_CLOEXEC, 0);
-                        z->reserve_pid = getpid();
-                    }
+                    if (ts->reserves_port)
+                        z->reserve_fd = reserve_dup(ts, fd, &z->reserve_pid);
                     z->next = zombies;
                     zombies = z;
                 } else {
@@ -175,18 +189,47 @@ static void tsock_close(struct tsock *ts, int fd)
     } else if (!listener) {
         byp_tsock_put_flow(ts);   /* lwIP already let go of the connection */
     }
+    if (ts->has_held && ts->held_pid == getpid())
+        BYP_REAL(close)(ts->held_fd);   /* not needed: the port goes with the connection */
+    ts->has_held = 0;
     byp_stats_sock_close(ts);
     byp_tsock_rx_drop(ts);
 }
 
+/* The accelerated TCP socket @fd refers to, read under the lock (NULL: none). */
+static struct tsock *fd_sock(int fd)
+{
+    byp_fd_t *e = byp_fd_get(fd);
+    if (e == NULL || __atomic_load_n(&e->ops, __ATOMIC_ACQUIRE) != &byp_tcp_ops)
+        return NULL;
+    return __atomic_load_n(&e->obj, __ATOMIC_RELAXED);
+}
+
 void byp_tcp_release(int fd)
 {
-    struct tsock *ts = TS(fd);
     byp_stack_lock();
+    struct tsock *ts = fd_sock(fd);
+    if (ts == NULL) {
+        byp_stack_unlock();   /* another thread's close of the same fd got here first */
+        return;
+    }
+    /* The fd stops referring to the socket under the lock, so that a call entering after
+     * this sees it closed (EBADF) rather than a socket about to be freed. */
+    byp_fd_t *e = byp_fd_get(fd);
+    __atomic_store_n(&e->ops, NULL, __ATOMIC_RELEASE);
+    __atomic_store_n(&e->obj, NULL, __ATOMIC_RELAXED);
     uint32_t left = byp_refs_put(&ts->refs);
     uint32_t mine = byp_refs_mine(&ts->refs);
-    if (left == 0)
+    if (left == 0) {
         tsock_close(ts, fd);
+    } else if (byp_refs_fds(&ts->refs) == 0 && ts->reserves_port && ts->has_flow &&
+               !ts->has_held) {
+        /* Only calls keep it now: the kernel socket goes with this close, so keep its port
+         * for the close that the last of them will do. */
+        ts->held_fd = BYP_REAL(fcntl)(fd, F_DUPFD_CLOEXEC, 0);
+        ts->held_pid = getpid();
+        ts->has_held = ts->held_fd >= 0;
+    }
     byp_stack_unlock();
     /* Out of this process's epoll sets once it holds no fd for it, as the kernel does for
      * the last close of a file. */
@@ -196,11 +239,53 @@ void byp_tcp_release(int fd)
         byp_shm_free(ts);
 }
 
-void byp_tcp_ref(void *obj)
+void *byp_tcp_ref(int fd)
 {
     byp_stack_lock();
-    byp_refs_get(&((struct tsock *)obj)->refs);
+    struct tsock *ts = fd_sock(fd);
+    if (ts != NULL)
+        byp_refs_get(&ts->refs);
     byp_stack_unlock();
+    return ts;
+}
+
+struct tsock *byp_tsock_enter(int fd)
+{
+    byp_stack_lock();
+    struct tsock *ts = fd_sock(fd);
+    if (ts == NULL) {
+        byp_stack_unlock();
+        errno = EBADF;
+        return NULL;
+    }
+    byp_refs_call_get(&ts->refs);
+    return ts;
+}
+
+void byp_tsock_exit(struct tsock *ts)
+{
+    int saved = errno;
+    uint32_t left = byp_refs_call_put(&ts->refs);
+    if (left == 0)
+        tsock_close(ts, -1);   /* closed by another thread while this call ran */
+    byp_stack_unlock();
+    if (left == 0)
+        byp_shm_free(ts);
+    errno = saved;
+}
+
+struct tsock *byp_tsock_pin(int fd)
+{
+    struct tsock *ts = byp_tsock_enter(fd);
+    if (ts != NULL)
+        byp_stack_unlock();
+    return ts;
+}
+
+void byp_tsock_unpin(struct tsock *ts)
+{
+    byp_stack_lock();
+    byp_tsock_exit(ts);
 }
 
 /* ---- the family: fork, exec, members that left ---- */
@@ -247,7 +332,7 @@ void byp_tcp_drop_member(int slot)
 {
     for (struct tsock *ts = all_socks, *next; ts != NULL; ts = next) {
         next = ts->all_next;
-        if (ts->refs.per[slot] > 0 && byp_refs_drop(&ts->refs, slot) == 0) {
+        if (byp_refs_held(&ts->refs, slot) && byp_refs_drop(&ts->refs, slot) == 0) {
             tsock_close(ts, -1);
             byp_shm_free(ts);
         }

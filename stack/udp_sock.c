@@ -227,7 +227,9 @@ int byp_usock_leave(struct usock *us, in_addr_t group, in_addr_t source)
 static void install(int fd, struct usock *us)
 {
     byp_fd_t *e = byp_fd_get(fd);
-    e->obj = us;
+    if (e == NULL)
+        return;   /* not reached: adopt() checked the fd */
+    __atomic_store_n(&e->obj, us, __ATOMIC_RELAXED);
     e->kind = BYP_FD_UDP;
     __atomic_store_n(&e->ops, &byp_udp_ops, __ATOMIC_RELEASE);
 }
@@ -322,6 +324,15 @@ int byp_udp_connect(int fd, const struct sockaddr_in *remote)
     return adopt(fd, &local, remote);
 }
 
+/* The accelerated UDP socket @fd refers to, read under the lock (NULL: none). */
+static struct usock *fd_sock(int fd)
+{
+    byp_fd_t *e = byp_fd_get(fd);
+    if (e == NULL || __atomic_load_n(&e->ops, __ATOMIC_ACQUIRE) != &byp_udp_ops)
+        return NULL;
+    return __atomic_load_n(&e->obj, __ATOMIC_RELAXED);
+}
+
 int byp_udp_join(int fd, in_addr_t group, in_addr_t source)
 {
     struct sockaddr_in local;
@@ -330,9 +341,9 @@ int byp_udp_join(int fd, in_addr_t group, in_addr_t source)
     int rc = byp_fd_ops(fd) == &byp_udp_ops ? 0 : adopt(fd, &local, NULL);
     if (rc != 0)
         return rc;
-    struct usock *us = US(fd);
     byp_stack_lock();
-    rc = byp_usock_join(us, group, source);
+    struct usock *us = fd_sock(fd);
+    rc = us != NULL ? byp_usock_join(us, group, source) : -EBADF;
     byp_stack_unlock();
     if (rc < 0)
         byp_warn("cannot steer group %s port %u to the stack: %s; it arrives through the kernel",
@@ -341,13 +352,6 @@ int byp_udp_join(int fd, in_addr_t group, in_addr_t source)
 }
 
 /* ---- close ---- */
-
-void byp_udp_ref(void *obj)
-{
-    byp_stack_lock();
-    byp_refs_get(&((struct usock *)obj)->refs);
-    byp_stack_unlock();
-}
 
 /* The last reference of the family is gone: leave the groups, stop steering, drop the queue,
  * free (lock held). */
@@ -383,20 +387,80 @@ static void usock_free(struct usock *us)
 
 void byp_udp_release(int fd)
 {
-    struct usock *us = US(fd);
     byp_stack_lock();
+    struct usock *us = fd_sock(fd);
+    if (us == NULL) {
+        byp_stack_unlock();   /* another thread's close of the same fd got here first */
+        return;
+    }
+    /* The fd stops referring to the socket under the lock: a call entering after this sees
+     * it closed (EBADF), not a socket about to be freed. */
+    byp_fd_t *e = byp_fd_get(fd);
+    __atomic_store_n(&e->ops, NULL, __ATOMIC_RELEASE);
+    __atomic_store_n(&e->obj, NULL, __ATOMIC_RELAXED);
     uint32_t left = byp_refs_put(&us->refs);
     uint32_t mine = byp_refs_mine(&us->refs);
+    /* The kernel socket goes with the family's last fd (calls may still run on the stack's
+     * side): out of the kernel-path set while the number is still this socket's. */
+    if (byp_refs_fds(&us->refs) == 0)
+        byp_udp_kpath_del(us, fd);
     if (left == 0)
         usock_close(us);
     byp_stack_unlock();
-    if (left == 0)
-        byp_udp_kpath_del(us, fd);
     /* Out of this process's epoll sets once it holds no fd for it. */
     if (mine == 0)
         byp_epoll_forget(fd, us);
     if (left == 0)
         usock_free(us);
+}
+
+void *byp_udp_ref(int fd)
+{
+    byp_stack_lock();
+    struct usock *us = fd_sock(fd);
+    if (us != NULL)
+        byp_refs_get(&us->refs);
+    byp_stack_unlock();
+    return us;
+}
+
+struct usock *byp_usock_enter(int fd)
+{
+    byp_stack_lock();
+    struct usock *us = fd_sock(fd);
+    if (us == NULL) {
+        byp_stack_unlock();
+        errno = EBADF;
+        return NULL;
+    }
+    byp_refs_call_get(&us->refs);
+    return us;
+}
+
+void byp_usock_exit(struct usock *us)
+{
+    int saved = errno;
+    uint32_t left = byp_refs_call_put(&us->refs);
+    if (left == 0)
+        usock_close(us);   /* closed by another thread while this call ran */
+    byp_stack_unlock();
+    if (left == 0)
+        usock_free(us);
+    errno = saved;
+}
+
+struct usock *byp_usock_pin(int fd)
+{
+    struct usock *us = byp_usock_enter(fd);
+    if (us != NULL)
+        byp_stack_unlock();
+    return us;
+}
+
+void byp_usock_unpin(struct usock *us)
+{
+    byp_stack_lock();
+    byp_usock_exit(us);
 }
 
 void byp_udp_fork_refs(int slot)
@@ -411,7 +475,7 @@ void byp_udp_drop_member(int slot)
 {
     for (struct usock *us = byp_usocks, *next; us != NULL; us = next) {
         next = us->next;
-        if (us->refs.per[slot] > 0 && byp_refs_drop(&us->refs, slot) == 0) {
+        if (byp_refs_held(&us->refs, slot) && byp_refs_drop(&us->refs, slot) == 0) {
             usock_close(us);
             usock_free(us);
         }

@@ -91,7 +91,9 @@ enum {
  * datagrams on both. */
 #define U_CHARGE_OVERHEAD 768
 
-#define US(fd) ((struct usock *)byp_fdtab[(fd)].obj)
+/* The object an fd refers to, read without the lock: only for hints (readiness), which
+ * must cope with NULL (the fd is being closed).  Calls pin their object instead. */
+#define US(fd) ((struct usock *)__atomic_load_n(&byp_fdtab[(fd)].obj, __ATOMIC_RELAXED))
 
 /* The accelerated UDP ops table (fd_udp.c). */
 extern const byp_fd_ops_t byp_udp_ops;
@@ -137,6 +139,22 @@ void byp_udp_opts_inherit(struct usock *us, int fd);
 
 /* The ops implemented in udp_sock.c. */
 void byp_udp_release(int fd);
-void byp_udp_ref(void *obj);
+void *byp_udp_ref(int fd);
+
+/* A call on @fd begins: the stack lock and a reference for the call on the socket @fd refers
+ * to (see byp_tsock_enter).  The socket with the lock held, or NULL with errno EBADF. */
+struct usock *byp_usock_enter(int fd);
+/* The call returns: drop its reference (closing and freeing the socket when it was the
+ * last) and the lock.  errno is kept. */
+void byp_usock_exit(struct usock *us);
+/* The same for a call that mostly runs without the lock: pinned, lock not held. */
+struct usock *byp_usock_pin(int fd);
+void byp_usock_unpin(struct usock *us);
+/* Whether the fds of the family closed while calls still run on @us (lock held): its kernel
+ * socket is gone then, and its fd number may be someone else's. */
+static inline int byp_usock_orphan(const struct usock *us)
+{
+    return byp_refs_fds(&us->refs) == 0;
+}
 
 #endif
