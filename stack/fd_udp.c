@@ -168,6 +168,8 @@ static ssize_t recv_core(int fd, struct usock *us, struct msghdr *m, int flags)
         byp_stack_lock();
         if (us->qn > 0)
             return take(us, m, flags);
+        if (us->shut_rd)
+            return 0;   /* shut down for receiving, nothing queued: as the kernel's */
         if (nb)
             return byp_udp_fail(EAGAIN);
         int timeout = -1;
@@ -390,7 +392,7 @@ static int send_batch(int fd, struct mmsghdr *vec, unsigned n, int flags)
         int d = dest_of(us, m, &to);
         int mcast_away = us->mcast_kernel && (ntohl(to.sin_addr.s_addr) >> 28) == 14;
         if (d == 1 && !mcast_away && via_stack(to.sin_addr.s_addr)) {
-            r = stack_send(us, m, &to);
+            r = us->shut_wr ? -EPIPE : stack_send(us, m, &to);
         } else if (byp_usock_orphan(us)) {
             r = -EBADF;   /* its kernel socket was closed under this call */
         } else {
@@ -512,9 +514,24 @@ static int fudp_connect(int fd, const struct sockaddr *addr, socklen_t len)
     return 0;
 }
 
+/* The kernel socket's, then the stack side's: the kernel marks the socket shut down even
+ * when it answers ENOTCONN (not connected), and wakes its receivers. */
 static int fudp_shutdown(int fd, int how)
 {
-    return BYP_REAL(shutdown)(fd, how);
+    struct usock *us = byp_usock_pin(fd);
+    if (us == NULL)
+        return -1;
+    int r = BYP_REAL(shutdown)(fd, how);
+    byp_stack_lock();
+    if ((r == 0 || errno == ENOTCONN) && (how == SHUT_RD || how == SHUT_WR || how == SHUT_RDWR)) {
+        if (how != SHUT_WR)
+            __atomic_store_n(&us->shut_rd, 1, __ATOMIC_RELAXED);
+        if (how != SHUT_RD)
+            us->shut_wr = 1;
+        byp_usock_changed(us);
+    }
+    byp_usock_exit(us);
+    return r;
 }
 
 static int fudp_getsockname(int fd, struct sockaddr *addr, socklen_t *len)
@@ -598,7 +615,12 @@ static uint32_t fudp_readiness(int fd)
     if (us == NULL)
         return 0;   /* being closed */
     int k = __atomic_load_n(&us->kready, __ATOMIC_ACQUIRE);
-    return (us->qn > 0 || (k & U_KIN) ? POLLIN : 0) | ((k & U_KERR) ? POLLERR : 0) | POLLOUT;
+    uint32_t ev = (us->qn > 0 || (k & U_KIN) ? POLLIN : 0) | ((k & U_KERR) ? POLLERR : 0) | POLLOUT;
+    if (us->shut_rd)
+        ev |= POLLIN | POLLRDHUP;
+    if (us->shut_rd && us->shut_wr)
+        ev |= POLLHUP;
+    return ev;
 }
 
 static uint64_t fudp_event_gen(int fd)

@@ -215,9 +215,7 @@ void byp_tcp_release(int fd)
     }
     /* The fd stops referring to the socket under the lock, so that a call entering after
      * this sees it closed (EBADF) rather than a socket about to be freed. */
-    byp_fd_t *e = byp_fd_get(fd);
-    __atomic_store_n(&e->ops, NULL, __ATOMIC_RELEASE);
-    __atomic_store_n(&e->obj, NULL, __ATOMIC_RELAXED);
+    __atomic_store_n(&byp_fd_get(fd)->obj, NULL, __ATOMIC_RELAXED);
     uint32_t left = byp_refs_put(&ts->refs);
     uint32_t mine = byp_refs_mine(&ts->refs);
     if (left == 0) {

@@ -109,7 +109,7 @@ static int accept_core(int fd, struct tsock *l, struct sockaddr *addr, socklen_t
             byp_fd_t *e = byp_fd_get(nfd);
             if (e != NULL) {
                 __atomic_store_n(&e->obj, c, __ATOMIC_RELAXED);
-                e->kind = BYP_FD_TCP;
+                __atomic_store_n(&e->kind, (uint8_t)BYP_FD_TCP, __ATOMIC_RELAXED);
                 __atomic_store_n(&e->ops, &byp_tcp_ops, __ATOMIC_RELEASE);
                 if ((unsigned)nfd >= byp_fdtab_hwm)
                     byp_fdtab_hwm = (unsigned)nfd + 1;
@@ -180,7 +180,7 @@ static void install(int fd, struct tsock *ts)
     if (e == NULL)
         return;   /* not reached: the callers checked the fd */
     __atomic_store_n(&e->obj, ts, __ATOMIC_RELAXED);
-    e->kind = BYP_FD_TCP;
+    __atomic_store_n(&e->kind, (uint8_t)BYP_FD_TCP, __ATOMIC_RELAXED);
     __atomic_store_n(&e->ops, &byp_tcp_ops, __ATOMIC_RELEASE);
 }
 

@@ -34,7 +34,8 @@ int byp_usock_readable(void *arg)
 {
     const struct usock *us = arg;
     return __atomic_load_n(&us->qn, __ATOMIC_ACQUIRE) > 0 ||
-           __atomic_load_n(&us->kready, __ATOMIC_ACQUIRE) != 0;
+           __atomic_load_n(&us->kready, __ATOMIC_ACQUIRE) != 0 ||
+           __atomic_load_n(&us->shut_rd, __ATOMIC_RELAXED);
 }
 
 void byp_usock_rcvbuf(struct usock *us, int fd)
@@ -230,7 +231,7 @@ static void install(int fd, struct usock *us)
     if (e == NULL)
         return;   /* not reached: adopt() checked the fd */
     __atomic_store_n(&e->obj, us, __ATOMIC_RELAXED);
-    e->kind = BYP_FD_UDP;
+    __atomic_store_n(&e->kind, (uint8_t)BYP_FD_UDP, __ATOMIC_RELAXED);
     __atomic_store_n(&e->ops, &byp_udp_ops, __ATOMIC_RELEASE);
 }
 
@@ -395,9 +396,7 @@ void byp_udp_release(int fd)
     }
     /* The fd stops referring to the socket under the lock: a call entering after this sees
      * it closed (EBADF), not a socket about to be freed. */
-    byp_fd_t *e = byp_fd_get(fd);
-    __atomic_store_n(&e->ops, NULL, __ATOMIC_RELEASE);
-    __atomic_store_n(&e->obj, NULL, __ATOMIC_RELAXED);
+    __atomic_store_n(&byp_fd_get(fd)->obj, NULL, __ATOMIC_RELAXED);
     uint32_t left = byp_refs_put(&us->refs);
     uint32_t mine = byp_refs_mine(&us->refs);
     /* The kernel socket goes with the family's last fd (calls may still run on the stack's

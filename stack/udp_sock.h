@@ -54,6 +54,7 @@ struct usock {
     int mcast_kernel;           /* IP_MULTICAST_IF names another interface: multicast sends
                                    go out through the kernel socket */
     int connected;
+    int shut_rd, shut_wr;       /* shutdown(): receives end (0), sends fail (EPIPE) */
     struct sockaddr_in local, remote;
     /* receive queue: a ring of datagrams, bounded in bytes by the kernel socket's SO_RCVBUF */
     struct udgram *q;
