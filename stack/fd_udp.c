@@ -148,15 +148,18 @@ static ssize_t recv_core(int fd, struct usock *us, struct msghdr *m, int flags)
     int64_t deadline = 0;
     for (;;) {
         int orphan = byp_usock_orphan(us);
-        int kpath = !orphan && (__atomic_load_n(&us->kready, __ATOMIC_ACQUIRE) != 0 || !us->kwatched);
+        int kwatched = us->kwatched;
+        int kpath = !orphan && (__atomic_load_n(&us->kready, __ATOMIC_ACQUIRE) != 0 || !kwatched);
         if (us->qn > 0 && !(kpath && ++us->kturn >= KERNEL_TURN))
             return take(us, m, flags);
-        byp_stack_unlock();
-        if (us->qn == 0)
-            byp_engine_poll(1);   /* an empty queue: run the stack once, as a wait would */
-        if (!orphan && (__atomic_load_n(&us->kready, __ATOMIC_ACQUIRE) != 0 || !us->kwatched) &&
-            (us->qn == 0 || us->kturn >= KERNEL_TURN)) {
+        int turn = us->qn > 0;   /* the kernel path's turn, with datagrams queued */
+        if (turn)
             us->kturn = 0;
+        byp_stack_unlock();
+        if (!turn)
+            byp_engine_poll(1);   /* an empty queue: run the stack once, as a wait would */
+        if (!orphan && (__atomic_load_n(&us->kready, __ATOMIC_ACQUIRE) != 0 || !kwatched) &&
+            (turn || __atomic_load_n(&us->qn, __ATOMIC_ACQUIRE) == 0)) {
             int saved = errno;
             ssize_t r = kernel_try(fd, us, m, flags);
             if (r >= 0 || errno != EAGAIN) {
