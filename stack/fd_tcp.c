@@ -49,19 +49,23 @@ static size_t rx_copy(struct tsock *ts, const struct iovec *iov, int iovcnt, siz
         if (off == p->len) {
             struct pbuf *next = p->next;
             if (!peek) {
-                p->next = NULL;
-                pbuf_free(p);
+                /* Out of the queue, counted, then freed: a process killed in between
+                 * leaves a queue a repair can trust (repair.h). */
                 ts->rx_head = next;
                 if (next == NULL)
                     ts->rx_tail = NULL;
+                ts->rx_bytes -= p->len - ts->rx_off;
+                ts->rx_off = 0;
+                p->next = NULL;
+                pbuf_free(p);
             }
             p = next;
             off = 0;
         }
     }
     if (!peek) {
+        ts->rx_bytes -= off - ts->rx_off;
         ts->rx_off = off;
-        ts->rx_bytes -= done;
         size_t left = done;
         while (ts->pcb != NULL && left > 0) {
             u16_t chunk = left > 0xffff ? 0xffff : (u16_t)left;

@@ -15,6 +15,7 @@
 #include "shm.h"
 #include "tcp_sock.h"
 #include "fd_epoll.h"
+#include "repair.h"
 
 /* A connection the program closed that lwIP still finishes (FIN handshake). */
 struct zombie {
@@ -257,6 +258,7 @@ struct tsock *byp_tsock_enter(int fd)
         return NULL;
     }
     byp_refs_call_get(&ts->refs);
+    byp_holder.tsock = ts;
     return ts;
 }
 
@@ -335,6 +337,90 @@ void byp_tcp_drop_member(int slot)
             byp_shm_free(ts);
         }
     }
+}
+
+/* ---- after a lock holder died (repair.h) ---- */
+
+/* Whether the receive queue is whole: pbufs still held, within bounds; the tail and the
+ * count are recomputed from the chain when they lag it (the holder died between linking
+ * a pbuf and updating them).  0 broken, 1 whole, 2 fixed. */
+static int rxq_check(struct tsock *ts)
+{
+    size_t sum = 0;
+    unsigned n = 0;
+    struct pbuf *last = NULL;
+    for (struct pbuf *p = ts->rx_head; p != NULL; p = p->next) {
+        if (n++ >= (1u << 20) || p->ref == 0 || p->len == 0)
+            return 0;
+        sum += p->len;
+        last = p;
+    }
+    if (ts->rx_head != NULL && ts->rx_off >= ts->rx_head->len)
+        return 0;
+    size_t bytes = ts->rx_head != NULL ? sum - ts->rx_off : 0;
+    if (last == ts->rx_tail && bytes == ts->rx_bytes)
+        return 1;
+    ts->rx_tail = last;
+    ts->rx_bytes = bytes;
+    if (ts->rx_head == NULL)
+        ts->rx_off = 0;
+    return 2;
+}
+
+/* Reset @ts: its connection gets an RST, the program ECONNRESET; a queue that failed the
+ * check is let go of, not freed. */
+static void untrust(struct tsock *ts, int queue_ok)
+{
+    if (!queue_ok) {
+        ts->rx_head = ts->rx_tail = NULL;
+        ts->rx_bytes = 0;
+        ts->rx_off = 0;
+    }
+    if (ts->pcb != NULL && ts->state != T_LISTEN && byp_repair_pcb_active(ts->pcb)) {
+        byp_repair_reset_pcb(ts->pcb);   /* on_err: closed, ECONNRESET */
+    } else if (ts->state != T_LISTEN) {
+        ts->pcb = NULL;
+        ts->state = T_CLOSED;
+        ts->err = ts->so_error = ECONNRESET;
+        ts->sndbuf = 0;
+    }
+    byp_tsock_rx_drop(ts);
+    byp_tsock_changed(ts);
+}
+
+static int repair_one(struct tsock *ts, int suspect)
+{
+    int q = rxq_check(ts);
+    if (q == 2)
+        byp_info("repair: a socket's receive queue tail and count recomputed");
+    if (q != 0 && !suspect)
+        return 0;
+    untrust(ts, q != 0);
+    return 1;
+}
+
+int byp_tcp_repair_socks(void *suspect)
+{
+    int reset = 0;
+    unsigned n = 0;
+    for (struct tsock **link = &all_socks; *link != NULL;) {
+        struct tsock *ts = *link;
+        if (n++ >= MEMP_NUM_TCP_PCB + MEMP_NUM_TCP_PCB_LISTEN) {
+            *link = NULL;   /* a cycle: the rest is leaked */
+            break;
+        }
+        reset += repair_one(ts, ts == suspect);
+        if (ts->state == T_LISTEN && ts->aq != NULL) {
+            if (ts->aq_cap == 0 || ts->aq_head >= ts->aq_cap || ts->aq_n > ts->aq_cap) {
+                ts->aq_n = 0;   /* connections waiting in it are leaked */
+                ts->aq_head = 0;
+            }
+            for (unsigned i = 0; i < ts->aq_n; i++)
+                reset += repair_one(ts->aq[(ts->aq_head + i) % ts->aq_cap], 0);
+        }
+        link = &ts->all_next;
+    }
+    return reset;
 }
 
 /* ---- connections lwIP finishes alone ---- */

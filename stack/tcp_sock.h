@@ -99,6 +99,10 @@ int byp_tsock_wait_restarting(byp_wait_cond_t cond, struct tsock *ts, int timeou
 int byp_tsock_wait(byp_wait_cond_t cond, struct tsock *ts, int timeout_ms, struct pollfd *pfd,
                    nfds_t n);
 
+/* Abort @pcb with ECONNRESET for its socket (an RST to the peer): the repair after a dead
+ * lock holder (repair.c). */
+void byp_tcp_abort_untrusted(struct tcp_pcb *pcb);
+
 /* Socket options (tcp_opts.c). */
 int byp_tcp_setsockopt(int fd, int level, int opt, const void *val, socklen_t len);
 int byp_tcp_getsockopt(int fd, int level, int opt, void *val, socklen_t *len);

@@ -20,6 +20,7 @@
 #include "stats.h"
 #include "fd_epoll.h"
 #include "udp_sock.h"
+#include "repair.h"
 
 struct usock *byp_usocks;
 uint64_t byp_udp_unwanted;
@@ -433,6 +434,7 @@ struct usock *byp_usock_enter(int fd)
         return NULL;
     }
     byp_refs_call_get(&us->refs);
+    byp_holder.usock = us;
     return us;
 }
 
@@ -460,6 +462,38 @@ void byp_usock_unpin(struct usock *us)
 {
     byp_stack_lock();
     byp_usock_exit(us);
+}
+
+/* After a lock holder died (repair.h): each queue's indices in range, its counted slots
+ * holding a datagram (a pop cut short leaves its slot empty at the head: skipped).  The
+ * dead call's own socket keeps its queue: a datagram lost or seen twice is UDP's lot. */
+int byp_udp_repair_socks(void *suspect)
+{
+    (void)suspect;
+    unsigned n = 0;
+    for (struct usock **link = &byp_usocks; *link != NULL; link = &(*link)->next) {
+        struct usock *us = *link;
+        if (n++ >= MEMP_NUM_UDP_PCB) {
+            *link = NULL;
+            break;
+        }
+        if (us->qcap == 0 || us->qhead >= us->qcap || us->qn > us->qcap) {
+            us->qn = 0;   /* what it held is leaked */
+            us->qhead = 0;
+            us->qcharge = us->qpayload = 0;
+            continue;
+        }
+        while (us->qn > 0 && us->q[us->qhead].p == NULL) {
+            us->qhead = (us->qhead + 1) % us->qcap;
+            us->qn--;
+        }
+        for (unsigned i = 0; i < us->qn; i++)
+            if (us->q[(us->qhead + i) % us->qcap].p == NULL) {
+                us->qn = i;   /* the rest is leaked */
+                break;
+            }
+    }
+    return 0;
 }
 
 void byp_udp_fork_refs(int slot)

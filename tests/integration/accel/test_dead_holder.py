@@ -69,7 +69,7 @@ def test_kill_lock_holders_under_load(netpair, cprog):
     conf = write_conf(net.dir / "dh.conf", "bypv0", [("tcp", PORT)])
     go = net.dir / "go"
     srv = net.spawn("server", [cprog("deadholder"), PORT, 2, KILLS, str(go)],
-                    name="deadholder", conf=conf)
+                    name="deadholder", conf=conf, env={"BYPASS_LOG": "warn"})
     srv.wait_ready("ready", timeout=30)
     net.wait_port(PORT, srv)
     pool0 = pool_in_use(srv.pid)
