@@ -61,6 +61,10 @@ struct byp_engine {
      * FD_CLOEXEC) and that no other process holds over to the kernel (TCP_REPAIR), then
      * leave the stack's family.  The caller then treats every fd as the kernel's. */
     void (*exec_prepare)(void);
+    /* Before posix_spawn: the connections the spawned program inherits (no FD_CLOEXEC, or
+     * among @extra, the file actions' dup2 sources) that no other process holds go to the
+     * kernel, and their fds become kernel fds here too. */
+    void (*spawn_prepare)(const int *extra, int nextra);
     /* UDP (stack/fd_udp.h).  The kernel socket has already done the call (its answer is the
      * program's); these make it accelerated.  0 (the fd has the accelerated UDP ops),
      * BYP_ENGINE_DECLINE (it stays the kernel's), or -errno.

@@ -4,8 +4,15 @@
  * kernel (TCP_REPAIR: the kernel socket under the fd becomes the same connection), this
  * process leaves the stack's family (its other fds close with the exec), and every fd
  * becomes the kernel's.  glibc's execl/execv/execvp... reach execve through an internal
- * alias, so each is interposed.  posix_spawn is not: its child never runs our code. */
+ * alias, so each is interposed.
+ *
+ * posix_spawn's child never runs our code (glibc execs from a vfork-like clone) but takes
+ * the fds without FD_CLOEXEC and those its file actions dup2: the connections among them go
+ * to the kernel before the spawn, and this process keeps them as kernel sockets, sharing
+ * them with the child as it would without the library.  The dup2 sources are remembered
+ * per file-actions object as the program adds them. */
 #include <alloca.h>
+#include <pthread.h>
 #include <stdarg.h>
 
 #include "byp.h"
@@ -105,4 +112,71 @@ BYP_EXPORT int execle(const char *path, const char *arg, ...)
     COLLECT_ARGS(arg, argv, (void *)&envp);
     byp_before_exec();
     return BYP_REAL(execve)(path, argv, envp);
+}
+
+/* ---- posix_spawn ---- */
+
+#define DUP2_MAX 64
+static pthread_mutex_t dup2_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    const posix_spawn_file_actions_t *fa;
+    int fd;
+} dup2_src[DUP2_MAX];
+
+BYP_EXPORT int posix_spawn_file_actions_adddup2(posix_spawn_file_actions_t *fa, int fd, int newfd)
+{
+    int rc = BYP_REAL(posix_spawn_file_actions_adddup2)(fa, fd, newfd);
+    if (rc == 0 && byp_fd_ops(fd) != NULL) {
+        pthread_mutex_lock(&dup2_lock);
+        for (int i = 0; i < DUP2_MAX; i++)
+            if (dup2_src[i].fa == NULL) {
+                dup2_src[i].fa = fa;
+                dup2_src[i].fd = fd;
+                break;
+            }
+        pthread_mutex_unlock(&dup2_lock);
+    }
+    return rc;
+}
+
+BYP_EXPORT int posix_spawn_file_actions_destroy(posix_spawn_file_actions_t *fa)
+{
+    pthread_mutex_lock(&dup2_lock);
+    for (int i = 0; i < DUP2_MAX; i++)
+        if (dup2_src[i].fa == fa)
+            dup2_src[i].fa = NULL;
+    pthread_mutex_unlock(&dup2_lock);
+    return BYP_REAL(posix_spawn_file_actions_destroy)(fa);
+}
+
+static void before_spawn(const posix_spawn_file_actions_t *fa)
+{
+    const struct byp_engine *e = byp_engine;
+    if (e == NULL || e->spawn_prepare == NULL)
+        return;
+    int saved = errno;
+    int extra[DUP2_MAX], n = 0;
+    if (fa != NULL) {
+        pthread_mutex_lock(&dup2_lock);
+        for (int i = 0; i < DUP2_MAX; i++)
+            if (dup2_src[i].fa == fa)
+                extra[n++] = dup2_src[i].fd;
+        pthread_mutex_unlock(&dup2_lock);
+    }
+    e->spawn_prepare(extra, n);
+    errno = saved;
+}
+
+BYP_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+                           const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+    before_spawn(fa);
+    return BYP_REAL(posix_spawn)(pid, path, fa, attr, argv, envp);
+}
+
+BYP_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa,
+                            const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+    before_spawn(fa);
+    return BYP_REAL(posix_spawnp)(pid, file, fa, attr, argv, envp);
 }

@@ -218,6 +218,14 @@ int byp_frame_sleepers(void)
     return __atomic_load_n(&group_sleepers[0], __ATOMIC_RELAXED);
 }
 
+int byp_engine_sleeping(void)
+{
+    int n = 0;
+    for (int g = 0; g < BYP_WAKE_GROUPS; g++)
+        n += __atomic_load_n(&group_sleepers[g], __ATOMIC_RELAXED);
+    return n;
+}
+
 void byp_stack_unlock(void)
 {
     byp_netif_flush();
@@ -694,6 +702,7 @@ static struct byp_engine engine = {
     .fork_child = byp_engine_fork_child,
     .fork_failed = byp_engine_fork_failed,
     .exec_prepare = byp_engine_exec_prepare,
+    .spawn_prepare = byp_engine_spawn_prepare,
     .udp_bind = byp_udp_bind,
     .udp_connect = byp_udp_connect,
     .udp_join = byp_udp_join,

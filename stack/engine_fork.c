@@ -2,6 +2,7 @@
  * (connections go to the kernel), exit (the last member delivers what is queued and closes
  * the port), and members that died without leaving. */
 #include <errno.h>
+#include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -149,6 +150,26 @@ void byp_engine_exec_prepare(void)
     byp_tcp_exec_handover();
     byp_stack_unlock();
     byp_engine_leave();
+}
+
+/* Before posix_spawn: connections the spawned program inherits go to the kernel, for this
+ * process too (its child never runs the library: the fd is a kernel socket there). */
+void byp_engine_spawn_prepare(const int *extra, int nextra)
+{
+    if (byp_engine_nic == NULL || byp_local->slot < 0)
+        return;
+    unsigned end = __atomic_load_n(&byp_fdtab_hwm, __ATOMIC_RELAXED);
+    int *fds = malloc((end + 1) * sizeof *fds);
+    if (fds == NULL)
+        return;
+    byp_stack_lock();
+    int n = byp_tcp_spawn_handover(extra, nextra, fds, (int)end);
+    byp_stack_unlock();
+    for (int i = 0; i < n; i++) {
+        byp_fd_clear(fds[i]);   /* drops the object: lwIP has let go already */
+        byp_fd_set_kernel(fds[i], BYP_FD_KERNEL);
+    }
+    free(fds);
 }
 
 /* fork() failed: give the reservation back. */

@@ -70,5 +70,8 @@ void byp_engine_fork_prepare(void);
 int byp_engine_fork_child(void);
 void byp_engine_fork_failed(void);
 void byp_engine_exec_prepare(void);
+/* Threads of the family sleeping on the stack, over every wake group. */
+int byp_engine_sleeping(void);
+void byp_engine_spawn_prepare(const int *extra, int nextra);
 
 #endif

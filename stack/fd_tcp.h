@@ -35,4 +35,9 @@ void byp_tcp_drop_member(int slot);
  * fd survives the exec and that no other process holds (tcp_sock.c, tcp_handover.c). */
 void byp_tcp_exec_handover(void);
 
+/* Before posix_spawn (lock held, tcp_handover.c): the same for the connections the spawned
+ * program inherits (no FD_CLOEXEC, or in @extra: the file actions' dup2 sources); this
+ * process goes on with them on the kernel.  Writes the fds to turn into kernel fds to @out. */
+int byp_tcp_spawn_handover(const int *extra, int nextra, int *out, int max);
+
 #endif

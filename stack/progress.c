@@ -40,6 +40,9 @@
 #define SLEEPER_CAP_NS (50LL * 1000000)
 
 /* lwIP's TCP timer period (TCP_TMR_INTERVAL), in ns. */
+/* Without a receive fd (memif, pci), the progress thread's poll period for sleeping
+ * threads right after frames came; it doubles with every empty poll up to progress_usec. */
+#define POLL_FAST_NS (10LL * 1000)
 #define LWIP_TICK_NS (TCP_TMR_INTERVAL * 1000000LL)
 
 pid_t byp_kmirror_pid;
@@ -80,6 +83,8 @@ static void *progress_main(void *arg)
     /* When lwIP's timers next have work (0: look again), as found under the lock with
      * byp_progress_napping set: until a kick says the stack changed, it stands. */
     int64_t timers_at = 0;
+    int polling_for_sleepers = 0;
+    int64_t poll_ns = interval_ns;
     int mirror_ready = 1;
     int64_t next_mirror = 0;
     for (;;) {
@@ -128,9 +133,17 @@ static void *progress_main(void *arg)
             /* An application thread sleeping on the engine's wake fd (which holds the
              * AF_XDP socket) is woken by frames and runs the stack itself; one that ran
              * it within the last interval ran the timers too. */
+            int frames = 0;
             if (!sleepers || idle >= interval_ns)
-                for (int i = 0; i < 16 && byp_engine_poll(0) > 0; i++)
-                    ;
+                for (int i = 0, got; i < 16 && (got = byp_engine_poll(0)) > 0; i++)
+                    frames += got;
+            /* No receive fd: while threads sleep, this thread is their receive path.  Poll
+             * every POLL_FAST_NS after frames came, backing off to the interval. */
+            polling_for_sleepers = byp_xsk_fd < 0 && byp_engine_sleeping() > 0;
+            if (frames > 0)
+                poll_ns = POLL_FAST_NS;
+            else if (poll_ns < interval_ns)
+                poll_ns *= 2;
             timers_at = now + interval_ns;   /* the lock is busy: someone runs the stack */
             if (byp_stack_trylock() == 0) {
                 now = byp_now_ns();
@@ -145,6 +158,8 @@ static void *progress_main(void *arg)
                     wait = !sleepers ? interval_ns : lwip > SLEEPER_CAP_NS ? SLEEPER_CAP_NS : lwip;
                     if (wait < interval_ns)
                         wait = interval_ns;
+                    if (polling_for_sleepers && poll_ns < wait)
+                        wait = poll_ns;
                 }
                 timers_at = now + wait;
                 /* With a sleeper on the frames, no kicks: they would cost a system call on
@@ -157,8 +172,11 @@ static void *progress_main(void *arg)
                 byp_stack_unlock_nokick();
             }
         }
-        if (working)
+        /* A sleeper's receive path must not wait behind other programs' time slices. */
+        if (working && !polling_for_sleepers)
             progress_priority(0);
+        else if (!working && polling_for_sleepers)
+            progress_priority(working = 1);
         /* Sleep until something needs this thread: frames (unless a sleeper takes them), a
          * kick from a thread that gave lwIP something to time, the kernel mirror, lwIP's
          * next timer that has work (never the ticks of idle connections), the stats, the

@@ -1,6 +1,7 @@
 /* Live statistics: publishes the engine's counters in /dev/shm/bypass.<pid> (layout and
  * concurrency rules in stats.h) for bypass-stat.  Never harms the host: any failure is one
  * warning and the engine runs on without stats. */
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -114,10 +115,50 @@ void byp_stats_end(void)
     path[0] = '\0';
 }
 
+/* Remove the stats files of this user's processes that died without removing theirs
+ * (killed by a signal whose default action ends them: SIGKILL, an unhandled SIGTERM), as
+ * bypass-stat does when it meets one.  A file is stale when neither the process its name
+ * gives nor the one its header names still runs with the header's start time (a file being
+ * handed to another member of a forked family names both). */
+static void sweep_stale(void)
+{
+    DIR *d = opendir("/dev/shm");
+    if (d == NULL)
+        return;
+    unsigned removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, BYP_STATS_PREFIX, strlen(BYP_STATS_PREFIX)) != 0)
+            continue;
+        char *end;
+        long pid = strtol(e->d_name + strlen(BYP_STATS_PREFIX), &end, 10);
+        if (*end != '\0' || pid <= 0 || pid == (long)getpid())
+            continue;
+        int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        if (fd < 0)
+            continue;
+        struct stat sb;
+        struct byp_stats_hdr h;
+        int ours = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_uid == geteuid() &&
+                   pread(fd, &h, sizeof h, 0) == (ssize_t)sizeof h &&
+                   h.magic == BYP_STATS_MAGIC;
+        close(fd);
+        if (ours && !byp_proc_running((pid_t)pid, h.start_ticks) &&
+            !byp_proc_running((pid_t)h.pid, h.start_ticks) &&
+            unlinkat(dirfd(d), e->d_name, 0) == 0)
+            removed++;
+    }
+    closedir(d);
+    if (removed > 0)
+        byp_info("removed %u stale stats file%s of exited processes from /dev/shm", removed,
+                 removed == 1 ? "" : "s");
+}
+
 void byp_stats_start(struct byp_nic *n, const char *backend, const char *ifname, uint32_t addr,
                      unsigned prefixlen)
 {
     owner = getpid();
+    sweep_stale();
     snprintf(path, sizeof path, BYP_STATS_PATH_FMT, (int)owner);
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0 && errno == EEXIST) {

@@ -379,6 +379,30 @@ def test_exec_hands_connection_to_kernel(netpair):
     assert net.tcp_segs("server") - before < 60  # the SYN and prefix went to the stack
 
 
+def test_posix_spawn_hands_connections_over(netpair):
+    """posix_spawn: the server reads the first 1,000 bytes of each connection, then spawns
+    `cat` with the connection dup2'ed onto its stdin and stdout (the spawned program never
+    runs the library); 12 clients' 1 MB each comes back intact through cat, each
+    connection was handed over to the kernel, and the listener stays accelerated."""
+    net = netpair()
+    port = 7006
+    n = 12
+    conf = write_conf(net.dir / "bypass.conf", SRV_IF, [("tcp", port)], extra='log = "info";\n')
+    srv = net.spawn("server", [PYTHON, str(HERE / "spawn_server.py"), str(port), "1000", "cat"],
+                    name="spawner", conf=conf)
+    srv.wait_ready()
+    run_echo_clients(net, port, n, 1 << 20, 4)
+    handed = srv.err().count("handed over to the kernel")
+    assert handed == n, srv.err()[-3000:]
+    before = net.tcp_segs("server")
+    code = ("import socket\ns=socket.create_connection((%r,%d))\ns.sendall(b'y'*1000)\n"
+            "got=b''\nwhile len(got)<1000: got+=s.recv(1000)\nprint(got==b'y'*1000)\n"
+            % (net.srv_ip, port))
+    cp = net.run("client", [PYTHON, "-c", code], timeout=30)
+    assert cp.stdout.strip() == "True", cp.stderr
+    assert net.tcp_segs("server") - before < 60  # the SYN and prefix went to the stack
+
+
 def test_parent_killed_workers_carry_on(netpair, request):
     """kill -9 of the parent that started the stack (and ran its progress thread): the
     workers carry on, accelerated, and the last of them to exit still removes the XDP

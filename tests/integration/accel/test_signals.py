@@ -18,8 +18,10 @@ MODES = [("kernel", None), ("spin-forever", "-1"), ("default", None)]
 
 def run_case(pair, prog, conf, op, restart, mode, spin, idx):
     go = pair.dir / ("go-%d" % idx)
-    if go.exists():
-        go.unlink()
+    done = pair.dir / ("go-%d.done" % idx)
+    for f in (go, done):
+        if f.exists():
+            f.unlink()
     env = {"BYPASS_SPIN_USEC": spin} if spin is not None else {}
     srv = pair.spawn("server", [prog, op, restart, 1, PORT, pair.cli_ip, PEER_PORT],
                      name="sigcall-%s-%s-%d" % (op, mode, idx),
@@ -32,6 +34,7 @@ def run_case(pair, prog, conf, op, restart, mode, spin, idx):
     srv.wait_ready("armed", timeout=30)
     go.write_text("go")
     assert srv.wait(timeout=60) == 0, srv.describe()
+    done.write_text("done")
     assert peer.wait(timeout=60) == 0, peer.describe()
     res = [l for l in srv.out().splitlines() if l.startswith("result")]
     assert len(res) == 1, srv.describe()

@@ -132,3 +132,31 @@ def test_stale_file_is_removed():
         assert other.exists()
     finally:
         other.unlink()
+
+
+def test_next_start_removes_a_killed_process_file(netpair):
+    """A process killed by SIGKILL cannot remove its stats file; the next accelerated start
+    of the same user removes it (and leaves a live process's file alone)."""
+    net = netpair()
+    first, _, _ = accel_redis(net)
+    dead_path = Path("/dev/shm/bypass.%d" % first.pid)
+    wait_for(dead_path.exists, str(dead_path))
+    first.popen.kill()
+    first.popen.wait(timeout=10)
+    assert dead_path.exists(), "SIGKILL cannot run the library's exit path"
+    # a live process's file: our own (pid, start time) stays listed
+    live = subprocess.Popen(["sleep", "60"])
+    live_path = Path("/dev/shm/bypass.%d" % live.pid)
+    ticks = int(Path("/proc/%d/stat" % live.pid).read_text().rsplit(")", 1)[1].split()[19])
+    hdr = struct.pack("<QIIIIIIiIQ", MAGIC, 1, 4096, 0, 0, 0, 0, live.pid, 0, ticks)
+    live_path.write_bytes(hdr + bytes(4096 - len(hdr)))
+    try:
+        second, _, _ = accel_redis(net)
+        wait_for(lambda: Path("/dev/shm/bypass.%d" % second.pid).exists(), "second's file")
+        assert not dead_path.exists(), "the killed process's stats file is still there"
+        assert live_path.exists(), "a live process's file was removed"
+    finally:
+        live.kill()
+        live.wait()
+        if live_path.exists():
+            live_path.unlink()
