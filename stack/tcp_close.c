@@ -294,8 +294,8 @@ void byp_tcp_fork_refs(int slot)
 {
     unsigned end = __atomic_load_n(&byp_fdtab_hwm, __ATOMIC_RELAXED);
     for (unsigned fd = 0; fd < end; fd++)
-        if (byp_fdtab[fd].ops == &byp_tcp_ops)
-            byp_refs_get_for(&((struct tsock *)byp_fdtab[fd].obj)->refs, slot);
+        if (byp_fdtab[fd].ops == &byp_tcp_ops && TS(fd) != NULL)   /* NULL: being closed */
+            byp_refs_get_for(&TS(fd)->refs, slot);
 }
 
 void byp_tcp_exec_handover(void)
@@ -304,7 +304,9 @@ void byp_tcp_exec_handover(void)
     for (unsigned fd = 0; fd < end; fd++) {
         if (byp_fdtab[fd].ops != &byp_tcp_ops)
             continue;
-        struct tsock *ts = byp_fdtab[fd].obj;
+        struct tsock *ts = TS(fd);
+        if (ts == NULL)
+            continue;   /* being closed */
         int fdfl = BYP_REAL(fcntl)((int)fd, F_GETFD);
         if (fdfl < 0 || (fdfl & FD_CLOEXEC) || ts->pcb == NULL || ts->state != T_CONNECTED)
             continue;

@@ -501,7 +501,8 @@ void byp_udp_fork_refs(int slot)
     unsigned end = __atomic_load_n(&byp_fdtab_hwm, __ATOMIC_RELAXED);
     for (unsigned fd = 0; fd < end; fd++)
         if (byp_fdtab[fd].ops == &byp_udp_ops)
-            byp_refs_get_for(&((struct usock *)byp_fdtab[fd].obj)->refs, slot);
+            if (US(fd) != NULL)   /* NULL: being closed */
+                byp_refs_get_for(&US(fd)->refs, slot);
 }
 
 void byp_udp_drop_member(int slot)
