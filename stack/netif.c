@@ -255,6 +255,7 @@ void byp_netif_repair(void)
     /* A burst cut short: how much of it the NIC took is unknown, so none of it is sent
      * again (an mbuf sent twice would be freed twice); what it had not taken is lost
      * (TCP sends it again) and leaked. */
+    unsigned dropped = flushing ? txn : 0, freed = 0;
     if (flushing)
         txn = 0;
     flushing = 0;
@@ -264,8 +265,11 @@ void byp_netif_repair(void)
      * given may be held by lwIP or freed: left alone. */
     if (rx_n > RX_BURST)
         rx_n = 0;
-    for (unsigned i = rx_cur + 1; i < rx_n; i++)
+    for (unsigned i = rx_cur + 1; i < rx_n; i++, freed++)
         rte_pktmbuf_free(rxq[i]);
+    if (dropped > 0 || rx_n > 0)
+        byp_warn("repair: %u frame(s) of a cut transmit burst let go of, %u received frame(s) "
+                 "lwIP never saw freed", dropped, freed);
     rx_n = rx_cur = 0;
     if (delivering) {
         ip_2_ip4(&byp_netif.ip_addr)->addr = deliver_ip;
