@@ -256,15 +256,50 @@ static int memif_link_state(struct byp_nic *nic)
     return mif.refused ? -ENOTCONN : 0;
 }
 
-/* The ethdev bursts, skipped while the port is stopped (ethdev would complain). */
+/* The ethdev bursts, skipped while the port is stopped (ethdev would complain) and while
+ * the link is down.  DPDK's memif tears a connection down in its interrupt thread: it marks
+ * the link down first, then talks to the peer, closes fds, and unmaps the shared regions; a
+ * burst after that computes its ring's address from the freed regions, and one preempted
+ * mid-copy while the teardown ran faults on the unmapped page.  So a burst counts itself in
+ * libbypass.so's byp_nic_bursting before it reads the link, and libbypass.so's munmap waits
+ * for the count to fall (preload/wrap_mem.c).  Weak: byp-memif-pingpong has no libbypass. */
+extern int byp_nic_bursting __attribute__((weak));
+
+static inline int burst_enter(struct byp_nic *nic)
+{
+    if (!mif.started)
+        return 0;
+    if (&byp_nic_bursting != NULL)
+        __atomic_add_fetch(&byp_nic_bursting, 1, __ATOMIC_SEQ_CST);
+    if (link_is_up(nic->port_id))
+        return 1;
+    if (&byp_nic_bursting != NULL)
+        __atomic_sub_fetch(&byp_nic_bursting, 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+static inline void burst_leave(void)
+{
+    if (&byp_nic_bursting != NULL)
+        __atomic_sub_fetch(&byp_nic_bursting, 1, __ATOMIC_RELEASE);
+}
+
 static uint16_t memif_rx(struct byp_nic *nic, struct rte_mbuf **pkts, uint16_t n)
 {
-    return mif.started ? rte_eth_rx_burst(nic->port_id, nic->queue_id, pkts, n) : 0;
+    if (!burst_enter(nic))
+        return 0;
+    uint16_t got = rte_eth_rx_burst(nic->port_id, nic->queue_id, pkts, n);
+    burst_leave();
+    return got;
 }
 
 static uint16_t memif_tx(struct byp_nic *nic, struct rte_mbuf **pkts, uint16_t n)
 {
-    return mif.started ? rte_eth_tx_burst(nic->port_id, nic->queue_id, pkts, n) : 0;
+    if (!burst_enter(nic))
+        return 0;
+    uint16_t sent = rte_eth_tx_burst(nic->port_id, nic->queue_id, pkts, n);
+    burst_leave();
+    return sent;
 }
 
 static const struct byp_nic_burst_ops memif_burst = {

@@ -110,7 +110,7 @@ start_server() {
   for i in $(seq 150); do
     kill -0 "$SERVER_PID" 2>/dev/null || return 1
     if [ "$conf" != - ]; then
-      grep -q "tcp listener on port $port accelerated" "$log" && return 0
+      grep -qs "tcp listener on port $port accelerated" "$log" && return 0
     else
       ip netns exec "$NS" ss -Hltn "sport = :$port" | grep -q . && return 0
     fi

@@ -355,45 +355,24 @@ def test_socat_fork_exec(netpair):
     assert_bypassed(before, net.tcp_segs("server"), 100 * 700, "socat fork + exec")
 
 
-def test_exec_hands_connection_to_kernel(netpair):
-    """exec: an inetd-style server puts the accelerated connection on stdin/stdout and
-    execs cat; the connection is handed over to the kernel (TCP_REPAIR) with what was
-    already received, and 1 MB echoes intact; the listener stays accelerated."""
+@pytest.mark.parametrize("mode", ["fork", "spawn"])
+def test_exec_hands_connection_to_kernel(netpair, mode):
+    """exec: an inetd-style server reads the first 1,000 bytes of each connection, then puts
+    it on the stdin and stdout of `cat`: forked and exec'd (the exec crosses the library),
+    or posix_spawn'ed with dup2 file actions (the spawned program never runs the library).
+    Each connection is handed over to the kernel (TCP_REPAIR) with what was already
+    received, and 1 MB each echoes intact; the listener stays accelerated."""
     net = netpair()
     port = 7004
-    n = 24
+    n = 24 if mode == "fork" else 12
     conf = write_conf(net.dir / "bypass.conf", SRV_IF, [("tcp", port)], extra='log = "info";\n')
-    srv = net.spawn("server", [PYTHON, str(HERE / "exec_server.py"), str(port), "1000", "cat"],
-                    name="inetd", conf=conf)
+    srv = net.spawn("server", [PYTHON, str(HERE / "exec_server.py"), mode, str(port), "1000",
+                               "cat"], name="inetd-" + mode, conf=conf)
     srv.wait_ready()
     run_echo_clients(net, port, n, 1 << 20, 4)
     handed = srv.err().count("handed over to the kernel")
     assert handed == n, srv.err()[-3000:]
     # The listener itself is still served by the stack: a connection that never execs.
-    before = net.tcp_segs("server")
-    code = ("import socket\ns=socket.create_connection((%r,%d))\ns.sendall(b'y'*1000)\n"
-            "got=b''\nwhile len(got)<1000: got+=s.recv(1000)\nprint(got==b'y'*1000)\n"
-            % (net.srv_ip, port))
-    cp = net.run("client", [PYTHON, "-c", code], timeout=30)
-    assert cp.stdout.strip() == "True", cp.stderr
-    assert net.tcp_segs("server") - before < 60  # the SYN and prefix went to the stack
-
-
-def test_posix_spawn_hands_connections_over(netpair):
-    """posix_spawn: the server reads the first 1,000 bytes of each connection, then spawns
-    `cat` with the connection dup2'ed onto its stdin and stdout (the spawned program never
-    runs the library); 12 clients' 1 MB each comes back intact through cat, each
-    connection was handed over to the kernel, and the listener stays accelerated."""
-    net = netpair()
-    port = 7006
-    n = 12
-    conf = write_conf(net.dir / "bypass.conf", SRV_IF, [("tcp", port)], extra='log = "info";\n')
-    srv = net.spawn("server", [PYTHON, str(HERE / "spawn_server.py"), str(port), "1000", "cat"],
-                    name="spawner", conf=conf)
-    srv.wait_ready()
-    run_echo_clients(net, port, n, 1 << 20, 4)
-    handed = srv.err().count("handed over to the kernel")
-    assert handed == n, srv.err()[-3000:]
     before = net.tcp_segs("server")
     code = ("import socket\ns=socket.create_connection((%r,%d))\ns.sendall(b'y'*1000)\n"
             "got=b''\nwhile len(got)<1000: got+=s.recv(1000)\nprint(got==b'y'*1000)\n"
