@@ -147,7 +147,7 @@ static ssize_t recv_core(int fd, struct usock *us, struct msghdr *m, int flags)
     int nb = us->nonblock || (flags & MSG_DONTWAIT);
     int64_t deadline = 0;
     for (;;) {
-        int orphan = byp_usock_orphan(us);
+        int orphan = byp_usock_orphan(us, fd);
         int kwatched = us->kwatched;
         int kpath = !orphan && (__atomic_load_n(&us->kready, __ATOMIC_ACQUIRE) != 0 || !kwatched);
         if (us->qn > 0 && !(kpath && ++us->kturn >= KERNEL_TURN))
@@ -186,7 +186,7 @@ static ssize_t recv_core(int fd, struct usock *us, struct msghdr *m, int flags)
         }
         struct pollfd p = {.fd = fd, .events = POLLIN};
         /* The kernel socket is watched by the engine's kernel-path set (udp_kpath.c). */
-        nfds_t np = us->kwatched || byp_usock_orphan(us) ? 0 : 1;
+        nfds_t np = us->kwatched || byp_usock_orphan(us, fd) ? 0 : 1;
         byp_stack_unlock();
         int r = byp_wait(byp_usock_readable, us, timeout, &p, np);
         byp_stack_lock();
@@ -396,7 +396,7 @@ static int send_batch(int fd, struct mmsghdr *vec, unsigned n, int flags)
         int mcast_away = us->mcast_kernel && (ntohl(to.sin_addr.s_addr) >> 28) == 14;
         if (d == 1 && !mcast_away && via_stack(to.sin_addr.s_addr)) {
             r = us->shut_wr ? -EPIPE : stack_send(us, m, &to);
-        } else if (byp_usock_orphan(us)) {
+        } else if (byp_usock_orphan(us, fd)) {
             r = -EBADF;   /* its kernel socket was closed under this call */
         } else {
             byp_stack_unlock();

@@ -334,9 +334,13 @@ void byp_tcp_drop_member(int slot)
 {
     for (struct tsock *ts = all_socks, *next; ts != NULL; ts = next) {
         next = ts->all_next;
+        int calls = ts->refs.calls_per[slot];
         if (byp_refs_held(&ts->refs, slot) && byp_refs_drop(&ts->refs, slot) == 0) {
             tsock_close(ts, -1);
-            byp_shm_free(ts);
+            /* This process leaving (exit) while its other threads are still inside calls on
+             * the socket: closed, but left to them rather than freed (a leak at exit). */
+            if (!(slot == byp_local->slot && calls > 0))
+                byp_shm_free(ts);
         }
     }
 }

@@ -509,9 +509,13 @@ void byp_udp_drop_member(int slot)
 {
     for (struct usock *us = byp_usocks, *next; us != NULL; us = next) {
         next = us->next;
+        int calls = us->refs.calls_per[slot];
         if (byp_refs_held(&us->refs, slot) && byp_refs_drop(&us->refs, slot) == 0) {
             usock_close(us);
-            usock_free(us);
+            /* This process leaving while its other threads are inside calls on it: closed,
+             * left to them rather than freed (a leak at exit). */
+            if (!(slot == byp_local->slot && calls > 0))
+                usock_free(us);
         }
     }
 }

@@ -151,11 +151,12 @@ void byp_usock_exit(struct usock *us);
 /* The same for a call that mostly runs without the lock: pinned, lock not held. */
 struct usock *byp_usock_pin(int fd);
 void byp_usock_unpin(struct usock *us);
-/* Whether the fds of the family closed while calls still run on @us (lock held): its kernel
- * socket is gone then, and its fd number may be someone else's. */
-static inline int byp_usock_orphan(const struct usock *us)
+/* Whether @fd, the number a call on @us came in by, was closed while the call ran (lock
+ * held): the number may be someone else's by now, so the call no longer touches the
+ * kernel socket through it. */
+static inline int byp_usock_orphan(const struct usock *us, int fd)
 {
-    return byp_refs_fds(&us->refs) == 0;
+    return __atomic_load_n(&byp_fdtab[fd].obj, __ATOMIC_RELAXED) != us;
 }
 
 #endif
