@@ -27,10 +27,8 @@
 void byp_tsock_changed(struct tsock *ts)
 {
     ts->gen++;
-    if (ts->exclusive && ts->state == T_LISTEN)
-        byp_engine_event_one(ts->refs.groups);   /* EPOLLEXCLUSIVE: one waiter */
-    else
-        byp_engine_event_groups(ts->refs.groups);
+    /* EPOLLEXCLUSIVE: one waiter */
+    byp_wake_socket(&ts->watch, ts->refs.groups, ts->exclusive && ts->state == T_LISTEN);
 }
 
 struct tsock *byp_tsock_new(void)

@@ -12,6 +12,7 @@
 #include "byp.h"
 #include "engine.h"
 #include "family.h"
+#include "wake.h"
 
 enum { T_LISTEN = 1, T_CONNECTING, T_CONNECTED, T_CLOSED };
 
@@ -19,6 +20,7 @@ struct tsock {
     struct tcp_pcb *pcb;        /* NULL once lwIP freed it */
     int state;
     struct byp_refs refs;       /* fds referring to it, per process of the family */
+    struct byp_watch watch;     /* the epoll sets it is in, to wake (wake.h) */
     struct tsock *all_prev, *all_next;  /* every socket an fd refers to (tcp_sock.c) */
     int nonblock;               /* the program's O_NONBLOCK */
     int exclusive;              /* a listener some epoll set holds with EPOLLEXCLUSIVE */

@@ -18,6 +18,7 @@
 #include "byp.h"
 #include "engine.h"
 #include "family.h"
+#include "wake.h"
 
 /* One queued datagram: the payload (a pbuf chain, often the NIC's own buffer) and what
  * recvmsg reports with it. */
@@ -46,6 +47,7 @@ enum {
 struct usock {
     struct udp_pcb *pcb;        /* NULL once closed */
     struct byp_refs refs;       /* fds referring to it, per process of the family */
+    struct byp_watch watch;     /* the epoll sets it is in, to wake (wake.h) */
     int nonblock;               /* the program's O_NONBLOCK */
     int rcvtimeo_ms, sndtimeo_ms;   /* -1: none */
     int cmsg;                   /* U_* */
