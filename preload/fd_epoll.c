@@ -373,9 +373,11 @@ static struct byp_epoll *set_of(int fd)
     return byp_fd_ops(fd) == &byp_epoll_ops ? byp_fdtab[fd].obj : NULL;
 }
 
-static void ep_ref(void *obj)
+static void *ep_ref(int fd)
 {
+    void *obj = byp_fdtab[fd].obj;
     __atomic_add_fetch(&((struct byp_epoll *)obj)->refs, 1, __ATOMIC_RELAXED);
+    return obj;
 }
 
 /* The last fd of a set closes: the kernel set goes with it, and the object is recycled. */

@@ -71,6 +71,10 @@ int byp_netif_rx(void);
 int byp_netif_pool_low(void);
 /* Send what is queued (lock held). */
 void byp_netif_flush(void);
+/* After a lock holder died (repair.c): a transmit burst it cut short is not sent again,
+ * the frames of its receive burst that lwIP never saw go back to the pool, the interface's
+ * address and checksum flags are restored. */
+void byp_netif_repair(void);
 /* Resolve neighbours lwIP asked for through the kernel's table (lock held). */
 void byp_neigh_poll(void);
 /* Nonzero while a neighbour lookup is pending. */

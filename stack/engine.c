@@ -33,6 +33,7 @@
 #include "family.h"
 #include "fd_udp.h"
 #include "kstate.h"
+#include "repair.h"
 #include "shm.h"
 #include "steer_ctl.h"
 #include "stats.h"
@@ -86,16 +87,20 @@ int64_t byp_now_ns(void)
 }
 
 /* The lock is robust: when a member died holding it (kill -9 inside the stack), the next
- * taker gets EOWNERDEAD, marks it consistent and reaps the dead member's references.  lwIP
- * may be left mid-update by such a death; what it held half-built is lost with it. */
+ * taker gets EOWNERDEAD, marks it consistent, repairs what the dead holder may have left
+ * half done (repair.c) and reaps the dead member's references.  Every take records its
+ * holder (byp_holder), for that repair. */
 static int lock_taken(int rc)
 {
     if (rc == EOWNERDEAD) {
         pthread_mutex_consistent(&stack_mutex);
         byp_warn("a process died while running the shared stack; carrying on without it");
+        byp_repair_dead_holder();
         byp_reap_members();
-        return 0;
+        rc = 0;
     }
+    if (rc == 0)
+        byp_holder = (struct byp_holder){.pid = byp_local != NULL ? byp_local->pid : 0};
     return rc;
 }
 
@@ -155,6 +160,7 @@ static void unlock(int kick)
         __atomic_store_n(&byp_progress_stale, 1, __ATOMIC_RELAXED);
     kick = kick && __atomic_load_n(&byp_progress_napping, __ATOMIC_RELAXED) &&
            __atomic_exchange_n(&byp_progress_napping, 0, __ATOMIC_ACQ_REL);
+    byp_holder = (struct byp_holder){0};
     pthread_mutex_unlock(&stack_mutex);
     byp_sig_release();
     if (wake || kick) {
@@ -209,7 +215,10 @@ int byp_engine_run(int from_app, int wait_lock)
     byp_udp_kpath_poll(now);
     if (tick) {
         last_timer_ms = t;
+        byp_holder.in_timers = 1;
         sys_check_timeouts();
+        byp_holder.in_timers = 0;
+        byp_repair_learn();
         byp_nic_tick(byp_engine_nic);
         if (byp_neigh_pending)
             byp_neigh_poll();
