@@ -221,6 +221,7 @@ int byp_nic_open(const struct byp_nic_conf *conf, struct byp_nic **out)
             return ret;
         }
     }
+    byp_eal_route_async_signals();
     nic_open_count++;
     *out = nic;
     return 0;
