@@ -21,7 +21,7 @@
 #                kernel's loopback (sockperf blocking / busy-poll, redis -P1/-P16) and the
 #                raw memif frame floor (byp-memif-pingpong); its tables land in memif.md
 #                and at the end of summary.md
-#   idle         bench/idle/run.sh: CPU ticks of an idle redis-server holding 10 connections
+#   idle         bench/idle/run.sh: CPU milliseconds (schedstat) of an idle redis-server holding 10 connections
 #                (idle.tsv; a row of the deploy table)
 #   deploy       bench/deploy/run.sh (issue 10), as users deploy: the server preloaded with
 #                the default settings and with the latency profile (BYPASS_SPIN_USEC=-1),

@@ -208,6 +208,10 @@ struct byp_eal_info {
  * Errors: -ENOMEM (memory), -EPERM (permission), -EINVAL (bad extra arguments), -EIO. */
 int byp_eal_start(int nb_extra, char *const *extra, int force_no_huge, unsigned flags);
 
+/* Route net_tap's receive signal (O_ASYNC on its tun fds) to DPDK's interrupt thread
+ * instead of the program's threads (eal.c); after the port started. */
+void byp_eal_route_async_signals(void);
+
 /* The state of the EAL; never NULL. */
 const struct byp_eal_info *byp_eal_info(void);
 

@@ -18,7 +18,9 @@
  * - rte_eal_init itself returns -1 with rte_errno on the errors we met (bad argument,
  *   no memory); it prints usage on stdout for a bad argument, so extra arguments from
  *   the config are the one way left to make it print there. */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -240,4 +242,57 @@ int byp_eal_start(int nb_extra, char *const *extra, int force_no_huge, unsigned 
 const struct byp_eal_info *byp_eal_info(void)
 {
     return &info;
+}
+
+/* net_tap asks for a real-time signal on its queues' fds (O_ASYNC, F_SETSIG), owned by the
+ * process: the kernel then gives it to the program's main thread, whose poll() or
+ * epoll_wait() ends with EINTR though the program installed no handler (redis-cli failed
+ * to connect over the pci backend with net_tap).  The signal only bumps the PMD's receive
+ * trigger; any thread may take it.  So each such fd is handed to DPDK's interrupt thread
+ * (F_SETOWN_EX, F_OWNER_TID), whose mask leaves the real-time signals open. */
+void byp_eal_route_async_signals(void)
+{
+    pid_t tid = 0;
+    DIR *d = opendir("/proc/self/task");
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    while (tid == 0 && (e = readdir(d)) != NULL) {
+        char path[64], comm[32] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%.20s/comm", e->d_name);
+        FILE *f = fopen(path, "re");
+        if (f == NULL)
+            continue;
+        if (fgets(comm, sizeof comm, f) != NULL && strncmp(comm, "eal-intr-thread", 15) == 0)
+            tid = (pid_t)atoi(e->d_name);
+        fclose(f);
+    }
+    closedir(d);
+    if (tid == 0)
+        return;
+    d = opendir("/proc/self/fd");
+    if (d == NULL)
+        return;
+    int moved = 0;
+    while ((e = readdir(d)) != NULL) {
+        int fd = atoi(e->d_name);
+        if (fd <= 2 || fd == dirfd(d))
+            continue;
+        int fl = fcntl(fd, F_GETFL);
+        struct f_owner_ex own;
+        if (fl < 0 || !(fl & O_ASYNC) || fcntl(fd, F_GETOWN_EX, &own) != 0 ||
+            own.type != F_OWNER_PID || own.pid != getpid())
+            continue;
+        char path[64], target[64];
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(path, target, sizeof target - 1);
+        if (n <= 0 || (target[n] = '\0', strcmp(target, "/dev/net/tun") != 0))
+            continue;
+        own = (struct f_owner_ex){.type = F_OWNER_TID, .pid = tid};
+        if (fcntl(fd, F_SETOWN_EX, &own) == 0)
+            moved++;
+    }
+    closedir(d);
+    if (moved > 0)
+        byp_dbg("net_tap's receive signal goes to DPDK's interrupt thread (%d fds)", moved);
 }

@@ -241,6 +241,7 @@ started:
             return ret;
         }
     }
+    byp_eal_route_async_signals();
     nic_open_count++;
     *out = nic;
     return 0;

@@ -13,7 +13,7 @@
 
 #include "sysheaders.h"
 
-#define BYP_ENGINE_ABI 2
+#define BYP_ENGINE_ABI 3
 /* Name of the engine library, looked up next to libbypass.so, then by the loader's path;
  * BYPASS_ENGINE overrides (a path). */
 #define BYP_ENGINE_SONAME "libbypass-engine.so"
@@ -38,14 +38,30 @@ struct byp_engine {
     int (*tcp_connect)(int fd, const struct sockaddr_in *remote);
     /* Run the stack once (rx burst, timers, tx); returns how many events it produced. */
     int (*progress)(void);
-    /* What a thread sleeping on the stack waits on (poll/epoll, POLLIN): an epoll fd that
-     * turns readable when frames arrive on the NIC (the AF_XDP socket) or when the engine
-     * signals a readiness change (an eventfd the progress thread writes while threads
-     * sleep).  A sleeper woken by it runs the stack itself: one wake-up per packet, not two.
-     * -1 before start. */
+    /* What every thread sleeping on the stack waits on (poll/epoll, POLLIN): an epoll fd
+     * over this process's wake group's eventfd, which the engine writes for a readiness
+     * change no wake target reaches (stack/wake.h).  -1 before start. */
     int wake_fd;
     /* Consume the engine's signal after waking on wake_fd (never blocks). */
     void (*wake_drain)(void);
+    /* The backend's receive fd while sleepers take the frames (the stack has one member),
+     * else -1 (the progress thread takes them): a sleeper waits on it too (an epoll set
+     * with EPOLLEXCLUSIVE, so that a frame wakes one set) and, woken by it, calls
+     * frames_drain, which runs the stack: one wake-up per packet, not two. */
+    const int *frames_fd;
+    void (*frames_drain)(void);
+    /* Wake targets: one per epoll set with accelerated members, so that a readiness change
+     * wakes the sets holding the socket, not every sleeper of the process.
+     * target_open: a target (index >= 0), or -errno (none free: the set is woken by its
+     * group); target_close: give it back; target_fd: its semaphore eventfd, which the set
+     * holds (take one count per wake-up: read 8 bytes); target_sleepers: the count of
+     * threads sleeping on the set, kept by the sleepers; watch: accelerated @fd went into
+     * (@on 1) or out of (0) the set of target @t.  Never with a set's lock held. */
+    int (*target_open)(void);
+    void (*target_close)(int t);
+    int (*target_fd)(int t);
+    int *(*target_sleepers)(int t);
+    void (*watch)(int fd, int t, int on);
     /* Bumped (release) on every readiness change of any accelerated socket: a reader that
      * saw no ready socket and finds the same value (acquire) has nothing new to look at. */
     const uint64_t *events;
@@ -79,6 +95,12 @@ struct byp_engine {
 /* Threads sleeping in byp_wait (wait.c); the engine writes wake_fd only when nonzero.  The
  * engine points it at its own counter, shared by the processes that share the stack. */
 extern BYP_SHARED int *byp_sleepers;
+/* ... of those, the ones no wake target reaches (byp_wait, epoll sets without a target):
+ * a readiness change wakes their group. */
+extern BYP_SHARED int *byp_plain_sleepers;
+/* Threads sleeping with the engine's frames_fd in their wait (the progress thread sleeps
+ * on the frames itself while none does). */
+extern BYP_SHARED int *byp_frame_waiters;
 /* Threads spinning in byp_wait and epoll_wait (wait.c): the engine points it at a counter
  * its whole family shares, so that no more threads spin at once than there are CPUs. */
 extern BYP_SHARED int *byp_spinners;

@@ -75,7 +75,7 @@ int byp_epoll_adopt_in(int epfd, int fd, const byp_fd_ops_t *ops, unsigned long 
     struct byp_epoll *ep;
     if (byp_epoll_set_attach(epfd, &ep) < 0)
         return 0;
-    int done = 0;
+    int done = 0, target = -1;
     void *obj = byp_fdtab[fd].obj;
     ep_mutex_lock(&ep->lock);
     if (byp_epoll_member_find(ep, fd, obj) < 0) {
@@ -96,8 +96,13 @@ int byp_epoll_adopt_in(int epfd, int fd, const byp_fd_ops_t *ops, unsigned long 
         };
         if (byp_epoll_wake_add(ep, epfd) == 0)
             done = byp_epoll_member_append(ep, &m) == 0;
+        if (done && kfd < 0)
+            byp_epoll_frames_add(ep, epfd);
+        target = ep->target;
     }
     ep_mutex_unlock(&ep->lock);
+    if (done)
+        byp_epoll_watch(fd, target, 1);
     return done;
 }
 

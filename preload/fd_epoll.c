@@ -5,8 +5,13 @@
  * with their own level/edge/one-shot state; a member whose kind names a kernel fd to watch
  * beside the stack (an accelerated listener's own listening socket) is also registered in the
  * kernel set with the same events and data.  The first accelerated member adds the engine's
- * wake eventfd to the kernel set under a private data value, so that a thread sleeping in the
- * real epoll_wait wakes for either side; it is filtered out of every result.
+ * wake fds to the kernel set under private data values, so that a thread sleeping in the
+ * real epoll_wait wakes for either side; they are filtered out of every result:
+ *  - the wake group's fd (every sleeper of the process has it);
+ *  - the set's own wake target (an eventfd the engine writes when a member's readiness
+ *    changes: threads of one process sleeping on different sets do not wake one another);
+ *  - while sleepers take the frames, the backend's receive fd, with EPOLLEXCLUSIVE: a frame
+ *    wakes one sleeping set, which runs the stack (stack/wake.h).
  *
  * Set objects are never freed, only recycled, so that a thread still inside epoll_wait when
  * another closes the epoll fd cannot touch freed memory. */
@@ -23,10 +28,6 @@
 
 #include "fd_epoll_priv.h"
 
-
-/* The data value of the wake fd in kernel sets: the address of this byte. */
-static const char wake_tag;
-#define WAKE_DATA ((uint64_t)(uintptr_t)&wake_tag)
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct byp_epoll *all_sets;
@@ -80,29 +81,6 @@ int byp_epoll_member_find(const struct byp_epoll *ep, int fd, const void *obj)
     return -1;
 }
 
-/* Register the engine's wake fd in the kernel set if it is not there.  0 or -errno. */
-int byp_epoll_wake_add(struct byp_epoll *ep, int epfd)
-{
-    const struct byp_engine *eng = __atomic_load_n(&byp_engine, __ATOMIC_ACQUIRE);
-    if (ep->wake_fd >= 0 || eng == NULL || eng->wake_fd < 0)
-        return 0;
-    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = WAKE_DATA};
-    if (BYP_REAL(epoll_ctl)(epfd, EPOLL_CTL_ADD, eng->wake_fd, &ev) != 0 && errno != EEXIST)
-        return -errno;
-    ep->wake_fd = eng->wake_fd;
-    return 0;
-}
-
-/* Take the wake fd out of the kernel set once no accelerated member is left, so that the
- * set goes back to plain libc calls. */
-static void wake_del(struct byp_epoll *ep, int epfd)
-{
-    if (ep->n > 0 || ep->wake_fd < 0)
-        return;
-    BYP_REAL(epoll_ctl)(epfd, EPOLL_CTL_DEL, ep->wake_fd, NULL);
-    ep->wake_fd = -1;
-}
-
 /* Remove member @i (its kernel registration too, unless the kernel drops that itself
  * because @closing is its own fd).  Under the set's lock. */
 static void member_remove(struct byp_epoll *ep, int epfd, int i, int closing)
@@ -110,11 +88,13 @@ static void member_remove(struct byp_epoll *ep, int epfd, int i, int closing)
     struct member *m = &ep->m[i];
     if (m->kfd >= 0 && !(closing && m->kfd == m->fd))
         BYP_REAL(epoll_ctl)(epfd, EPOLL_CTL_DEL, m->kfd, NULL);
+    if (m->kfd >= 0)
+        ep->nkfd--;
     ep->m[i] = ep->m[ep->n - 1];
     ep->n--;
     __atomic_store_n(&ep->head.nmembers, ep->n, __ATOMIC_RELEASE);
     __atomic_sub_fetch(&total_members, 1, __ATOMIC_RELAXED);
-    wake_del(ep, epfd);
+    byp_epoll_wake_del(ep, epfd);
 }
 
 /* Append a member.  0 or -ENOMEM.  Under the set's lock. */
@@ -130,6 +110,8 @@ int byp_epoll_member_append(struct byp_epoll *ep, const struct member *m)
         ep->cap = cap;
     }
     ep->m[ep->n++] = *m;
+    if (m->kfd >= 0)
+        ep->nkfd++;
     __atomic_store_n(&ep->head.nmembers, ep->n, __ATOMIC_RELEASE);
     __atomic_add_fetch(&total_members, 1, __ATOMIC_RELAXED);
     return 0;
@@ -184,23 +166,6 @@ static int collect(struct byp_epoll *ep, int epfd, struct epoll_event *out, int 
     return got;
 }
 
-/* Drop the wake fd's entries from @k kernel results (draining it), returning what is left. */
-static int filter_wake(struct byp_epoll *ep, struct epoll_event *evs, int k)
-{
-    (void)ep;
-    int j = 0;
-    for (int i = 0; i < k; i++) {
-        if (evs[i].data.u64 == WAKE_DATA) {
-            const struct byp_engine *eng = byp_engine;
-            if (eng != NULL)
-                eng->wake_drain();
-            continue;
-        }
-        evs[j++] = evs[i];
-    }
-    return j;
-}
-
 /* The kernel side, without waiting.  Count, or -1 with errno. */
 static int kernel_take(struct byp_epoll *ep, int epfd, struct epoll_event *evs, int max)
 {
@@ -209,7 +174,44 @@ static int kernel_take(struct byp_epoll *ep, int epfd, struct epoll_event *evs, 
     int k = BYP_REAL(epoll_wait)(epfd, evs, max, 0);
     if (k <= 0)
         return k;
-    return filter_wake(ep, evs, k);
+    return byp_epoll_filter_wake(ep, evs, k, 0);
+}
+
+/* A listener's own kernel socket sits in the kernel set under the member's data: with
+ * connections waiting on both paths (the stack's queue and the kernel's), one wait would
+ * list the fd twice, which the kernel never does.  Fold each such pair of the @total
+ * results into the first of them.  The new count. */
+static int fold_twins(struct byp_epoll *ep, struct epoll_event *evs, int total)
+{
+    if (total < 2 || __atomic_load_n(&ep->nkfd, __ATOMIC_RELAXED) == 0)
+        return total;
+    int folded = 0;
+    ep_mutex_lock(&ep->lock);
+    for (int m = 0; m < ep->n; m++) {
+        if (ep->m[m].kfd < 0)
+            continue;
+        uint64_t d = ep->m[m].data.u64;
+        int first = -1;
+        for (int i = 0; i < total; i++) {
+            if (evs[i].events == 0 || evs[i].data.u64 != d)
+                continue;
+            if (first < 0) {
+                first = i;
+                continue;
+            }
+            evs[first].events |= evs[i].events;
+            evs[i].events = 0;   /* no result has none: marks it folded */
+            folded++;
+        }
+    }
+    ep_mutex_unlock(&ep->lock);
+    if (folded == 0)
+        return total;
+    int j = 0;
+    for (int i = 0; i < total; i++)
+        if (evs[i].events != 0)
+            evs[j++] = evs[i];
+    return j;
 }
 
 /* Both sides once, without waiting: the side that fills the result first alternates, so
@@ -233,7 +235,7 @@ static int gather(struct byp_epoll *ep, int epfd, struct epoll_event *evs, int m
         if (k < 0)
             return n > 0 ? n : -1;
     }
-    return n + k;
+    return k > 0 && n > 0 ? fold_twins(ep, evs, n + k) : n + k;
 }
 
 int byp_epoll_wait(struct byp_epoll_head *h, int epfd, struct epoll_event *evs, int max,
@@ -303,32 +305,53 @@ int byp_epoll_wait(struct byp_epoll_head *h, int epfd, struct epoll_event *evs, 
 
     __atomic_add_fetch(&byp_spin_misses, 1, __ATOMIC_RELAXED);
     int64_t slept_from = byp_poll_now_ns();
-    /* Sleep in the real epoll_wait: the wake fd in the kernel set stands for the stack. */
+    /* Sleep in the real epoll_wait: the wake fds in the kernel set stand for the stack. */
     for (;;) {
+        if (ep->frames_fd >= 0 && eng != NULL && __atomic_load_n(eng->frames_fd, __ATOMIC_ACQUIRE) < 0) {
+            /* The family forked: the progress thread takes the frames now. */
+            ep_mutex_lock(&ep->lock);
+            byp_epoll_frames_drop(ep, epfd);
+            ep_mutex_unlock(&ep->lock);
+        }
+        /* Counted where the engine looks: the set's target, else the group's plain
+         * sleepers (woken by every change of the group's sockets). */
+        int *tsl = __atomic_load_n(&ep->target_sleepers, __ATOMIC_ACQUIRE);
+        int *cnt = tsl != NULL ? tsl : __atomic_load_n(&byp_plain_sleepers, __ATOMIC_ACQUIRE);
+        int *frames = ep->frames_fd >= 0 ? __atomic_load_n(&byp_frame_waiters, __ATOMIC_ACQUIRE) : NULL;
+        __atomic_add_fetch(cnt, 1, __ATOMIC_SEQ_CST);
         __atomic_add_fetch(byp_sleepers, 1, __ATOMIC_SEQ_CST);
+        if (frames != NULL)
+            __atomic_add_fetch(frames, 1, __ATOMIC_SEQ_CST);
         rc = collect(ep, epfd, evs, max);
+        int k = 0;
+        if (rc == 0) {
+            int64_t left = deadline - byp_poll_now_ns();
+            int ms = left <= 0                            ? 0
+                     : left / 1000000 >= WAIT_SLICE_MS ? WAIT_SLICE_MS
+                                                       : (int)((left + 999999) / 1000000);
+            k = BYP_REAL(epoll_wait)(epfd, evs, max, ms);
+            err = errno;
+        }
+        if (frames != NULL)
+            __atomic_sub_fetch(frames, 1, __ATOMIC_SEQ_CST);
+        __atomic_sub_fetch(byp_sleepers, 1, __ATOMIC_SEQ_CST);
+        __atomic_sub_fetch(cnt, 1, __ATOMIC_SEQ_CST);
         if (rc > 0) {
-            __atomic_sub_fetch(byp_sleepers, 1, __ATOMIC_SEQ_CST);
-            int k = kernel_take(ep, epfd, evs + rc, max - rc);
+            k = kernel_take(ep, epfd, evs + rc, max - rc);
             if (k > 0)
-                rc += k;
+                rc = fold_twins(ep, evs, rc + k);
             goto out;
         }
-        int64_t left = deadline - byp_poll_now_ns();
-        int ms = left <= 0                            ? 0
-                 : left / 1000000 >= WAIT_SLICE_MS ? WAIT_SLICE_MS
-                                                   : (int)((left + 999999) / 1000000);
-        int k = BYP_REAL(epoll_wait)(epfd, evs, max, ms);
-        err = errno;
-        __atomic_sub_fetch(byp_sleepers, 1, __ATOMIC_SEQ_CST);
         if (k < 0) {
             rc = -1;
             goto out;
         }
-        k = filter_wake(ep, evs, k);
+        k = byp_epoll_filter_wake(ep, evs, k, 1);
         if (eng != NULL)
             eng->progress();
         rc = k + collect(ep, epfd, evs + k, max - k);
+        if (k > 0 && rc > k)
+            rc = fold_twins(ep, evs, rc);
         int64_t t = byp_poll_now_ns();
         if (rc > 0 || t >= deadline) {
             byp_spin_learn(rc > 0 ? t - slept_from : INT64_MAX);
@@ -350,9 +373,11 @@ static struct byp_epoll *set_of(int fd)
     return byp_fd_ops(fd) == &byp_epoll_ops ? byp_fdtab[fd].obj : NULL;
 }
 
-static void ep_ref(void *obj)
+static void *ep_ref(int fd)
 {
+    void *obj = byp_fdtab[fd].obj;
     __atomic_add_fetch(&((struct byp_epoll *)obj)->refs, 1, __ATOMIC_RELAXED);
+    return obj;
 }
 
 /* The last fd of a set closes: the kernel set goes with it, and the object is recycled. */
@@ -379,8 +404,11 @@ static void ep_release(int fd)
     ep_mutex_lock(&ep->lock);
     __atomic_sub_fetch(&total_members, ep->n, __ATOMIC_RELAXED);
     ep->n = 0;
+    ep->nkfd = 0;
     __atomic_store_n(&ep->head.nmembers, 0, __ATOMIC_RELEASE);
     ep->wake_fd = -1;
+    byp_epoll_target_drop(ep, -1);   /* the kernel set goes with the fd */
+    ep->frames_fd = -1;
     ep_mutex_unlock(&ep->lock);
     ep->live = 0;
     ep_mutex_unlock(&reg_lock);
@@ -493,6 +521,9 @@ static struct byp_epoll *set_alloc(int epfd)
     ep->refs = 1;
     ep->epfd = epfd;
     ep->wake_fd = -1;
+    ep->target = ep->target_efd = ep->frames_fd = -1;
+    ep->target_sleepers = NULL;
+    ep->nested = 0;
     ep->n = 0;
     ep->cursor = 0;
     __atomic_store_n(&ep->head.nmembers, 0, __ATOMIC_RELEASE);
@@ -540,6 +571,26 @@ int byp_epoll_set_attach(int epfd, struct byp_epoll **out)
 }
 
 
+/* A member added or re-armed while threads sleep on the set, and ready already: wake them,
+ * as the kernel's epoll_ctl does (they would otherwise see it only when their sleep slice
+ * ends, up to WAIT_SLICE_MS later).  Sleepers counted on the set's target only; the set
+ * lock held. */
+static void wake_for_ready_member(struct byp_epoll *ep, int fd, uint32_t events)
+{
+    int *tsl = __atomic_load_n(&ep->target_sleepers, __ATOMIC_ACQUIRE);
+    if (tsl == NULL || ep->target_efd < 0)
+        return;
+    int n = __atomic_load_n(tsl, __ATOMIC_ACQUIRE);
+    const byp_fd_ops_t *ops = byp_fd_ops(fd);
+    if (n <= 0 || ops == NULL || ops->readiness == NULL ||
+        !(byp_poll_bits(ops->readiness(fd)) & events & EV_REPORTABLE))
+        return;
+    uint64_t v = (uint64_t)n;
+    int saved = errno;
+    (void)!BYP_REAL(write)(ep->target_efd, &v, sizeof v);
+    errno = saved;
+}
+
 /* ADD, MOD or DEL of accelerated @fd (ops @fops) in @ep.  0 or -errno. */
 static int ctl_locked(struct byp_epoll *ep, int epfd, int op, int fd, const byp_fd_ops_t *fops,
                       struct epoll_event *ev)
@@ -562,10 +613,12 @@ static int ctl_locked(struct byp_epoll *ep, int epfd, int op, int fd, const byp_
         };
         if (rc == 0)
             rc = byp_epoll_member_append(ep, &m);
+        if (rc == 0 && kfd < 0)
+            byp_epoll_frames_add(ep, epfd);
         if (rc < 0) {
             if (kfd >= 0)
                 BYP_REAL(epoll_ctl)(epfd, EPOLL_CTL_DEL, kfd, NULL);
-            wake_del(ep, epfd);
+            byp_epoll_wake_del(ep, epfd);
         }
         return rc;
     }
@@ -613,9 +666,26 @@ int byp_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
                                                                 fops == &byp_epoll_ops)))) {
         rc = -EINVAL;
     } else {
+        if (fops == &byp_epoll_ops && op == EPOLL_CTL_ADD) {
+            /* A set inside another: its own target's count has no sleepers to go by (they
+             * sleep on the outer set): it is woken by its group from now on. */
+            struct byp_epoll *inner = byp_fdtab[fd].obj;
+            ep_mutex_lock(&inner->lock);
+            inner->nested = 1;
+            byp_epoll_target_drop(inner, inner->epfd);
+            ep_mutex_unlock(&inner->lock);
+        }
         ep_mutex_lock(&ep->lock);
+        int t_before = ep->target;
         rc = ctl_locked(ep, epfd, op, fd, fops, ev);
+        int t_after = ep->target;
+        if (rc == 0 && op != EPOLL_CTL_DEL)
+            wake_for_ready_member(ep, fd, ev->events);
         ep_mutex_unlock(&ep->lock);
+        if (rc == 0 && op == EPOLL_CTL_ADD)
+            byp_epoll_watch(fd, t_after, 1);
+        else if (rc == 0 && op == EPOLL_CTL_DEL && t_before == t_after)
+            byp_epoll_watch(fd, t_before, 0);
         if (rc == 0 && op == EPOLL_CTL_ADD && (ev->events & EPOLLEXCLUSIVE) &&
             fops->epoll_exclusive != NULL)
             fops->epoll_exclusive(fd);
@@ -625,7 +695,10 @@ int byp_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
             /* It was added while a kernel socket and nobody moved it over: now it is. */
             ep_mutex_lock(&ep->lock);
             rc = ctl_locked(ep, epfd, op, fd, fops, ev);
+            int t = ep->target;
             ep_mutex_unlock(&ep->lock);
+            if (rc == 0 && op == EPOLL_CTL_DEL)
+                byp_epoll_watch(fd, t, 0);
         }
     }
     if (rc < 0) {

@@ -60,8 +60,15 @@ struct byp_epoll {
     int live;                   /* 0: recyclable (under reg_lock) */
     int epfd;                   /* an fd number of the set, for clean-ups without one */
     int wake_fd;                /* the wake fd registered in the kernel set, or -1 */
+    int target;                 /* its wake target (engine), or -1: woken by its group */
+    int target_efd;             /* that target's eventfd, registered in the kernel set */
+    int *target_sleepers;       /* that target's count of sleepers, or NULL */
+    pid_t target_pid;           /* the process that opened the target */
+    int frames_fd;              /* the engine's receive fd registered in the kernel set, or -1 */
+    uint8_t nested;             /* inside another set: woken by its group, never a target */
     struct member *m;
     int n, cap;
+    int nkfd;                   /* members with a kernel fd in the kernel set (listeners) */
     unsigned cursor;            /* where the next scan starts: round robin over members */
     unsigned turn;              /* alternates which side fills the result first */
     unsigned calls;             /* epoll_wait calls, for the kernel-set poll ratio */
@@ -76,6 +83,20 @@ struct byp_epoll {
 int byp_epoll_set_attach(int epfd, struct byp_epoll **out);
 /* Register the engine's wake fd in the kernel set (first accelerated member).  0 or -errno. */
 int byp_epoll_wake_add(struct byp_epoll *ep, int epfd);
+/* epoll_wake.c.  Under the set's lock: drop the set's target / the receive fd from its
+ * kernel set @epfd (-1: the kernel set is gone); all of the wake fds once the set has no
+ * accelerated member left. */
+void byp_epoll_target_drop(struct byp_epoll *ep, int epfd);
+void byp_epoll_frames_drop(struct byp_epoll *ep, int epfd);
+void byp_epoll_wake_del(struct byp_epoll *ep, int epfd);
+/* Drop the wake fds' entries from @k kernel results (taking their counts; running the
+ * frames when @slept), returning how many are left. */
+int byp_epoll_filter_wake(struct byp_epoll *ep, struct epoll_event *evs, int k, int slept);
+/* The set takes frames (its first member that is no listener).  Set lock held. */
+void byp_epoll_frames_add(struct byp_epoll *ep, int epfd);
+/* Tell the engine that accelerated @fd went into (@on) or out of the set of target @t (the
+ * set's target when the member was added or removed; -1: none).  Set lock not held. */
+void byp_epoll_watch(int fd, int t, int on);
 /* Index of the member for @fd / @obj, or -1.  Set lock held. */
 int byp_epoll_member_find(const struct byp_epoll *ep, int fd, const void *obj);
 /* Append a member.  0 or -ENOMEM.  Set lock held. */

@@ -68,9 +68,118 @@ void byp_fd_set_kernel(int fd, int kind)
     FD_RECEIVED(e);
     if (kind != BYP_FD_UNKNOWN && (unsigned int)fd >= __atomic_load_n(&byp_fdtab_hwm, __ATOMIC_RELAXED))
         raise_hwm((unsigned int)fd + 1);
-    e->obj = NULL;
-    e->kind = (uint8_t)kind;
+    __atomic_store_n(&e->obj, NULL, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->kind, (uint8_t)kind, __ATOMIC_RELAXED);
     __atomic_store_n(&e->ops, NULL, __ATOMIC_RELEASE);
+}
+
+/* ---- an fd being closed ---- */
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#define BYP_FDCALL(ret, name, params, args)                                                 \
+    static ret closed_##name params                                                         \
+    {                                                                                       \
+        errno = EBADF;                                                                      \
+        return -1;                                                                          \
+    }
+#include "libc_syms.def"
+
+static int closed_accept(int fd, struct sockaddr *addr, socklen_t *len)
+{
+    errno = EBADF;
+    return -1;
+}
+
+static int closed_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+    errno = EBADF;
+    return -1;
+}
+
+static int closed_fcntl(int fd, int cmd, void *arg)
+{
+    errno = EBADF;
+    return -1;
+}
+
+static int closed_ioctl(int fd, unsigned long req, void *arg)
+{
+    errno = EBADF;
+    return -1;
+}
+
+static void *closed_ref(int fd)
+{
+    return NULL;   /* a dup made before the kernel closed it is a plain kernel fd */
+}
+
+static uint32_t closed_readiness(int fd)
+{
+    return 0;
+}
+
+static uint64_t closed_event_gen(int fd)
+{
+    return 0;
+}
+
+static int closed_kernel_fd(int fd)
+{
+    return -1;
+}
+#pragma GCC diagnostic pop
+
+static const byp_fd_ops_t closed_ops = {
+#define BYP_FDCALL(ret, name, params, args) .name = closed_##name,
+#include "libc_syms.def"
+    .accept = closed_accept,
+    .accept4 = closed_accept4,
+    .ref = closed_ref,
+    .fcntl = closed_fcntl,
+    .ioctl = closed_ioctl,
+    .readiness = closed_readiness,
+    .event_gen = closed_event_gen,
+    .kernel_fd = closed_kernel_fd,
+};
+
+void byp_fd_close_begin(int fd)
+{
+    byp_fd_t *e = byp_fd_get(fd);
+    if (e == NULL)
+        return;
+    const byp_fd_ops_t *ops = __atomic_load_n(&e->ops, __ATOMIC_ACQUIRE);
+    if (ops == NULL) {
+        byp_fd_set_kernel(fd, BYP_FD_UNKNOWN);
+        FD_GIVEN_BACK(e);
+        return;
+    }
+    if (ops->release != NULL) {
+        int saved = errno;
+        ops->release(fd);
+        errno = saved;
+    }
+    FD_RECEIVED(e);
+    __atomic_store_n(&e->obj, NULL, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->kind, (uint8_t)BYP_FD_CLOSING, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->ops, &closed_ops, __ATOMIC_RELEASE);
+    FD_GIVEN_BACK(e);
+}
+
+void byp_fd_close_end(int fd)
+{
+    byp_fd_t *e = byp_fd_get(fd);
+    if (e == NULL)
+        return;
+    /* A socket() in another thread may have got the number and recorded it already (its
+     * kind first, then its ops): leave its entry alone. */
+    uint8_t closing = BYP_FD_CLOSING;
+    if (__atomic_compare_exchange_n(&e->kind, &closing, (uint8_t)BYP_FD_UNKNOWN, false,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+        const byp_fd_ops_t *c = &closed_ops;
+        __atomic_compare_exchange_n(&e->ops, &c, NULL, false, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_RELAXED);
+    }
 }
 
 void byp_fd_clear(int fd)
@@ -100,11 +209,21 @@ void byp_fd_copy(int oldfd, int newfd)
     FD_RECEIVED(n);
     if ((unsigned int)newfd >= __atomic_load_n(&byp_fdtab_hwm, __ATOMIC_RELAXED))
         raise_hwm((unsigned int)newfd + 1);
-    if (o->ops != NULL && o->ops->ref != NULL)
-        o->ops->ref(o->obj);
-    n->obj = o->obj;
-    n->kind = o->kind;
-    __atomic_store_n(&n->ops, o->ops, __ATOMIC_RELEASE);
+    const byp_fd_ops_t *ops = __atomic_load_n(&o->ops, __ATOMIC_ACQUIRE);
+    void *obj = __atomic_load_n(&o->obj, __ATOMIC_RELAXED);
+    uint8_t kind = o->kind;
+    if (ops != NULL && ops->ref != NULL) {
+        /* The object is looked up again, and pinned, by the kind under its own lock: another
+         * thread may be closing @oldfd right now. */
+        obj = ops->ref(oldfd);
+        if (obj == NULL) {
+            ops = NULL;
+            kind = BYP_FD_KERNEL;   /* the kernel socket underneath, closed or closing */
+        }
+    }
+    __atomic_store_n(&n->obj, obj, __ATOMIC_RELAXED);
+    __atomic_store_n(&n->kind, kind, __ATOMIC_RELAXED);
+    __atomic_store_n(&n->ops, ops, __ATOMIC_RELEASE);
 }
 
 int byp_fd_kind_for_socket(int domain, int type)

@@ -21,6 +21,7 @@ enum byp_fd_kind {
     BYP_FD_EPOLL,           /* kernel epoll instance */
     BYP_FD_TCP,             /* accelerated TCP socket (the engine's) */
     BYP_FD_UDP,             /* accelerated UDP socket (the engine's) */
+    BYP_FD_CLOSING,         /* being closed: every call answers EBADF (byp_fd_close_begin) */
     BYP_FD_KIND_MAX
 };
 
@@ -35,8 +36,10 @@ typedef struct byp_fd_ops {
     /* The fd stops referring to its object (close, dup2 onto it, close_range): protocol
      * close when it was the last reference.  The caller then closes the kernel fd. */
     void (*release)(int fd);
-    /* A new fd refers to the object too (dup, dup2, F_DUPFD). */
-    void (*ref)(void *obj);
+    /* A new fd refers to the object @fd refers to (dup, dup2, F_DUPFD): take a reference and
+     * return the object, or NULL when @fd no longer refers to one (another thread closed
+     * it meanwhile; the new fd is then a plain kernel fd). */
+    void *(*ref)(int fd);
     int (*fcntl)(int fd, int cmd, void *arg);
     int (*ioctl)(int fd, unsigned long req, void *arg);
     /* Readiness as poll(2) bits (POLLIN, POLLOUT, POLLRDHUP, POLLHUP, POLLERR). */
@@ -90,6 +93,14 @@ BYP_SHARED void byp_fd_detach_all(void);
 
 /* Forget @fd, releasing its object if it has one (before it is closed, so its number cannot be reused under us). */
 BYP_SHARED void byp_fd_clear(int fd);
+
+/* close(@fd) in two halves around the kernel's close.  Begin: the object is released and
+ * until the kernel has closed the number every call on it answers EBADF, as a closed fd
+ * does (not the kernel socket underneath, which for an accelerated connection is an
+ * unconnected socket).  End: the entry becomes a plain unknown fd, unless the number was
+ * already given to a new socket by another thread.  errno is kept. */
+BYP_SHARED void byp_fd_close_begin(int fd);
+BYP_SHARED void byp_fd_close_end(int fd);
 
 /* Forget every fd in [@first, @last] (close_range, closefrom); only the part of the table
  * ever written is walked. */

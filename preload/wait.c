@@ -1,6 +1,6 @@
 /* Blocking the BYPASS_SPIN_USEC way: busy-poll the stack (and, every few rounds, the kernel
- * fds) until the condition holds; then sleep in poll(2) on the engine's wake eventfd and the
- * kernel fds, with the progress thread doing the stack's work and waking us.
+ * fds) until the condition holds; then sleep in poll(2) on the engine's wake fd (the wake
+ * group's), its receive fd while sleepers take the frames, and the kernel fds.
  * With BYPASS_SPIN_ADAPTIVE (the default) each thread's spin adapts, as KVM's halt polling
  * does: see byp_spin_budget() and byp_spin_learn(). */
 #include <pthread.h>
@@ -13,8 +13,10 @@
 #include "fd_epoll.h"
 
 /* Threads sleeping in byp_wait: the progress thread writes the wake fd only when nonzero. */
-static int own_sleepers;
+static int own_sleepers, own_plain, own_frames;
 BYP_SHARED int *byp_sleepers = &own_sleepers;
+BYP_SHARED int *byp_plain_sleepers = &own_plain;
+BYP_SHARED int *byp_frame_waiters = &own_frames;
 /* Waits that ended while spinning / that went to sleep (published by the stats). */
 BYP_SHARED uint64_t byp_spin_hits, byp_spin_misses;
 
@@ -204,31 +206,44 @@ int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfd
 
     __atomic_add_fetch(&byp_spin_misses, 1, __ATOMIC_RELAXED);
     int64_t slept_from = byp_poll_now_ns();
-    /* Sleep: wake fd first, then the caller's kernel fds. */
+    /* Sleep: the wake fd and the frames first, then the caller's kernel fds. */
     struct pollfd local[16];
-    nfds_t n = npfds + 1;
+    nfds_t n = npfds + 2;
     struct pollfd *set = n <= 16 ? local : malloc(n * sizeof *set);
     if (set == NULL)
         return -ENOMEM;
     int result = 0;
     for (;;) {
+        int ffd = eng != NULL ? __atomic_load_n(eng->frames_fd, __ATOMIC_ACQUIRE) : -1;
         set[0] = (struct pollfd){.fd = eng ? eng->wake_fd : -1, .events = POLLIN};
+        set[1] = (struct pollfd){.fd = ffd, .events = POLLIN};
         for (nfds_t i = 0; i < npfds; i++) {
-            set[i + 1] = pfds[i];
-            set[i + 1].revents = 0;
+            set[i + 2] = pfds[i];
+            set[i + 2].revents = 0;
         }
+        /* No wake target reaches this thread: a readiness change wakes its group. */
+        int *plain = __atomic_load_n(&byp_plain_sleepers, __ATOMIC_ACQUIRE);
+        int *frames = __atomic_load_n(&byp_frame_waiters, __ATOMIC_ACQUIRE);
+        __atomic_add_fetch(plain, 1, __ATOMIC_SEQ_CST);
         __atomic_add_fetch(byp_sleepers, 1, __ATOMIC_SEQ_CST);
-        if (cond(arg)) {
-            __atomic_sub_fetch(byp_sleepers, 1, __ATOMIC_SEQ_CST);
+        if (ffd >= 0)
+            __atomic_add_fetch(frames, 1, __ATOMIC_SEQ_CST);
+        int ready = cond(arg), rc = 0, perr = 0;
+        if (!ready) {
+            int64_t left = deadline - byp_poll_now_ns();
+            int ms = left <= 0 ? 0 : left / 1000000 > BYP_WAIT_SLICE_MS ? BYP_WAIT_SLICE_MS
+                                                                         : (int)((left + 999999) / 1000000);
+            rc = BYP_REAL(poll)(set, n, ms);
+            perr = errno;
+        }
+        if (ffd >= 0)
+            __atomic_sub_fetch(frames, 1, __ATOMIC_SEQ_CST);
+        __atomic_sub_fetch(byp_sleepers, 1, __ATOMIC_SEQ_CST);
+        __atomic_sub_fetch(plain, 1, __ATOMIC_SEQ_CST);
+        if (ready) {
             result = 1;
             break;
         }
-        int64_t left = deadline - byp_poll_now_ns();
-        int ms = left <= 0 ? 0 : left / 1000000 > BYP_WAIT_SLICE_MS ? BYP_WAIT_SLICE_MS
-                                                                     : (int)((left + 999999) / 1000000);
-        int rc = BYP_REAL(poll)(set, n, ms);
-        int perr = errno;
-        __atomic_sub_fetch(byp_sleepers, 1, __ATOMIC_SEQ_CST);
         if (rc < 0 && perr == EINTR) {
             /* A handler the trampoline did not see (installed without libc) counts as
              * one without SA_RESTART. */
@@ -239,10 +254,12 @@ int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfd
         }
         if (rc > 0 && (set[0].revents & POLLIN) && eng != NULL)
             eng->wake_drain();
+        if (rc > 0 && (set[1].revents & POLLIN) && eng != NULL)
+            eng->frames_drain();
         if (rc > 0 && npfds > 0) {
             int any = 0;
             for (nfds_t i = 0; i < npfds; i++) {
-                pfds[i].revents = set[i + 1].revents;
+                pfds[i].revents = set[i + 2].revents;
                 any |= pfds[i].revents != 0;
             }
             if (any) {

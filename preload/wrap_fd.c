@@ -57,9 +57,14 @@ BYP_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 
 BYP_EXPORT int close(int fd)
 {
-    /* Forget first: once the kernel closes the number, another thread may get it back. */
-    byp_fd_clear(fd);
-    return BYP_REAL(close)(fd);
+    /* Forget first: once the kernel closes the number, another thread may get it back.
+     * Until then, calls on it from other threads answer EBADF. */
+    byp_fd_close_begin(fd);
+    int rc = BYP_REAL(close)(fd);
+    int saved = errno;
+    byp_fd_close_end(fd);
+    errno = saved;
+    return rc;
 }
 
 BYP_EXPORT int close_range(unsigned int first, unsigned int last, int flags)

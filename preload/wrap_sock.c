@@ -15,7 +15,8 @@
 static int candidate(int fd, int kind)
 {
     byp_fd_t *e = byp_fd_get(fd);
-    return e != NULL && e->kind == kind && byp_cfg.n_rules > 0 && !byp_engine_forked;
+    return e != NULL && __atomic_load_n(&e->kind, __ATOMIC_RELAXED) == kind &&
+           byp_cfg.n_rules > 0 && !byp_engine_forked;
 }
 
 /* 127.0.0.0/8 always goes through the kernel. */

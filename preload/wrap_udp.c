@@ -15,7 +15,8 @@
 static int candidate(int fd)
 {
     byp_fd_t *e = byp_fd_get(fd);
-    return e != NULL && e->kind == BYP_FD_KUDP && byp_cfg.n_rules > 0 && !byp_engine_forked;
+    return e != NULL && __atomic_load_n(&e->kind, __ATOMIC_RELAXED) == BYP_FD_KUDP &&
+           byp_cfg.n_rules > 0 && !byp_engine_forked;
 }
 
 static int accelerates(in_addr_t addr, in_port_t port)

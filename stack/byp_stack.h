@@ -74,6 +74,10 @@ void byp_netif_flush(void);
 /* Nothing to receive and nothing queued to send, as far as a look without the stack lock
  * can tell (the backend's rx_pending); 0 when the backend cannot tell. */
 int byp_netif_quiet(void);
+/* After a lock holder died (repair.c): a transmit burst it cut short is not sent again,
+ * the frames of its receive burst that lwIP never saw go back to the pool, the interface's
+ * address and checksum flags are restored. */
+void byp_netif_repair(void);
 /* Resolve neighbours lwIP asked for through the kernel's table (lock held). */
 void byp_neigh_poll(void);
 /* Nonzero while a neighbour lookup is pending. */

@@ -1,7 +1,7 @@
 /* The engine: brings up DPDK, the NIC and lwIP on the first accelerated socket, runs the
  * stack under one lock, drives it from the application threads that wait on it and, when
- * none does, from a background progress thread (progress.c); wakes sleeping threads.
- * Fork, exec and exit are engine_fork.c's. */
+ * none does, from a background progress thread (progress.c).  Waking sleeping threads is
+ * wake.c's; fork, exec and exit are engine_fork.c's. */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -33,36 +33,16 @@
 #include "family.h"
 #include "fd_udp.h"
 #include "kstate.h"
+#include "repair.h"
 #include "shm.h"
 #include "steer_ctl.h"
 #include "stats.h"
+#include "wake.h"
 
 static pthread_mutex_t stack_mutex = PTHREAD_MUTEX_INITIALIZER;
-/* Sleeping threads are woken by wake group (family.h): each group has a semaphore eventfd
- * and an epoll set over it (plus the backend's receive fd while the stack has one member),
- * created at start and inherited by every member.  A member's own group's pair also sits at
- * the fd numbers wake_fd and sleep_fd (dup2 in a forked child), which its epoll sets and
- * waits use.  A readiness change wakes the groups holding the socket, not every sleeper of
- * the family: a forking server's sleepers used to wake for one another's packets. */
-static int group_sleepers[BYP_WAKE_GROUPS];   /* threads sleeping, per group */
-static int family_spinners;                  /* threads of every member spinning (wait.c) */
-static int group_wake_fd[BYP_WAKE_GROUPS];
-static int group_sleep_fd[BYP_WAKE_GROUPS];
-#define WAKE_TAG (-2)                /* the data of a group's eventfd in its epoll set */
-static unsigned wake_groups;        /* groups to wake at unlock (lock held) */
-static unsigned wake_one_of;        /* ... and one of these (EPOLLEXCLUSIVE listeners) */
-static unsigned wake_one_next;      /* where the search for that one starts (round robin) */
-/* 1 while one process uses the stack: its sleepers also wait for frames (and run the stack
- * themselves when they come); once it forks, the progress thread takes the frames and wakes
- * just the groups concerned. */
-static int sleepers_take_frames = 1;
 int byp_steering = 1;
 struct byp_nic *byp_engine_nic;
-static int wake_fd = -1;            /* this member's group's eventfd (a dup) */
-static int sleep_fd = -1;           /* this member's group's epoll set (a dup) */
 int byp_xsk_fd = -1;                /* the AF_XDP socket, for the progress thread to sleep on */
-static uint64_t events;             /* readiness changes, bumped under the lock */
-static uint64_t events_woken;       /* value of @events at the last wake-up */
 int64_t byp_last_app_poll_ns;       /* when an application thread last ran the stack */
 
 static int64_t mono_ns(void)
@@ -107,16 +87,20 @@ int64_t byp_now_ns(void)
 }
 
 /* The lock is robust: when a member died holding it (kill -9 inside the stack), the next
- * taker gets EOWNERDEAD, marks it consistent and reaps the dead member's references.  lwIP
- * may be left mid-update by such a death; what it held half-built is lost with it. */
+ * taker gets EOWNERDEAD, marks it consistent, repairs what the dead holder may have left
+ * half done (repair.c) and reaps the dead member's references.  Every take records its
+ * holder (byp_holder), for that repair. */
 static int lock_taken(int rc)
 {
     if (rc == EOWNERDEAD) {
         pthread_mutex_consistent(&stack_mutex);
         byp_warn("a process died while running the shared stack; carrying on without it");
+        byp_repair_dead_holder();
         byp_reap_members();
-        return 0;
+        rc = 0;
     }
+    if (rc == 0)
+        byp_holder = (struct byp_holder){.pid = byp_local != NULL ? byp_local->pid : 0};
     return rc;
 }
 
@@ -126,9 +110,24 @@ pid_t byp_progress_pid;
 
 /* Every take of the lock defers the thread's signal handlers until it is released
  * (byp_sig_hold, wrap_signal.c): a handler that calls into the library cannot deadlock. */
+/* A taker that finds the lock held yields the CPU a few times before sleeping on it: on a
+ * busy CPU the holder is most often a thread of ours preempted with it (by a sleeper that
+ * frames or a wake-up woke), and a futex sleep costs the holder a futex wake at release
+ * and both two context switches: memcached -t 4's workers handed the lock to one another
+ * that way 800 times a second each (docs/architecture.md, "Deployment performance"). */
+#define LOCK_YIELDS 4
+
 void byp_stack_lock_raw(void)
 {
     byp_sig_hold();   /* before: a handler between the take and the hold would deadlock */
+    for (int i = 0; i < LOCK_YIELDS; i++) {
+        int rc = pthread_mutex_trylock(&stack_mutex);
+        if (rc != EBUSY) {
+            lock_taken(rc);
+            return;
+        }
+        sched_yield();
+    }
     lock_taken(pthread_mutex_lock(&stack_mutex));
 }
 
@@ -155,69 +154,24 @@ int byp_stack_trylock(void)
  * decided to nap, so no change slips between the two. */
 static void unlock(int kick)
 {
-    unsigned groups = events != events_woken ? wake_groups : 0;
-    unsigned one_of = events != events_woken ? wake_one_of : 0;
-    events_woken = events;
-    wake_groups = wake_one_of = 0;
-    int n[BYP_WAKE_GROUPS];
-    for (unsigned m = groups; m != 0; m &= m - 1) {
-        unsigned g = (unsigned)__builtin_ctz(m);
-        n[g] = __atomic_load_n(&group_sleepers[g], __ATOMIC_SEQ_CST);
-        if (n[g] <= 0)
-            groups &= ~(1u << g);
-    }
-    if (one_of != 0 && (one_of & groups) == 0) {
-        /* An EPOLLEXCLUSIVE listener: the first group holding it that has sleepers, from
-         * where the last search stopped; none sleeping, whoever runs next sees it. */
-        for (unsigned k = 0; k < BYP_WAKE_GROUPS; k++) {
-            unsigned g = (wake_one_next + k) % BYP_WAKE_GROUPS;
-            if (!(one_of & (1u << g)))
-                continue;
-            n[g] = __atomic_load_n(&group_sleepers[g], __ATOMIC_SEQ_CST);
-            if (n[g] > 0) {
-                groups |= 1u << g;
-                wake_one_next = g + 1;
-                break;
-            }
-        }
-    }
+    struct byp_wake_plan plan;
+    int wake = byp_wake_plan(&plan);
     if (kick && !__atomic_load_n(&byp_progress_stale, __ATOMIC_RELAXED))
         __atomic_store_n(&byp_progress_stale, 1, __ATOMIC_RELAXED);
     kick = kick && __atomic_load_n(&byp_progress_napping, __ATOMIC_RELAXED) &&
            __atomic_exchange_n(&byp_progress_napping, 0, __ATOMIC_ACQ_REL);
+    byp_holder = (struct byp_holder){0};
     pthread_mutex_unlock(&stack_mutex);
     byp_sig_release();
-    if (groups != 0 || kick) {
+    if (wake || kick) {
         int saved = errno;
-        /* A semaphore eventfd per group: one count per sleeper of the group, each takes one
-         * (wake_drain), so a sleeper in another process is never robbed of its wake-up. */
-        for (unsigned m = groups; m != 0; m &= m - 1) {
-            unsigned g = (unsigned)__builtin_ctz(m);
-            uint64_t cnt = (uint64_t)n[g];
-            (void)!BYP_REAL(write)(group_wake_fd[g], &cnt, sizeof cnt);
-        }
+        if (wake)
+            byp_wake_send(&plan);
         uint64_t one = 1;
         if (kick)
             (void)!BYP_REAL(write)(byp_progress_kick_fd, &one, sizeof one);
         errno = saved;
     }
-}
-
-int byp_frame_sleepers(void)
-{
-    /* Without a receive fd (memif, pci) no sleeper sees frames come: the progress thread
-     * polls for them (test_memif_redis took 47 s once waits stopped spinning). */
-    if (byp_xsk_fd < 0 || !sleepers_take_frames)
-        return 0;
-    return __atomic_load_n(&group_sleepers[0], __ATOMIC_RELAXED);
-}
-
-int byp_engine_sleeping(void)
-{
-    int n = 0;
-    for (int g = 0; g < BYP_WAKE_GROUPS; g++)
-        n += __atomic_load_n(&group_sleepers[g], __ATOMIC_RELAXED);
-    return n;
 }
 
 void byp_stack_unlock(void)
@@ -237,29 +191,12 @@ void byp_stack_unlock_nokick(void)
     unlock(0);
 }
 
-void byp_engine_event_groups(unsigned groups)
-{
-    wake_groups |= groups;
-    __atomic_add_fetch(&events, 1, __ATOMIC_RELEASE);
-}
-
-void byp_engine_event_one(unsigned groups)
-{
-    wake_one_of |= groups;
-    __atomic_add_fetch(&events, 1, __ATOMIC_RELEASE);
-}
-
-void byp_engine_event(void)
-{
-    byp_engine_event_groups((1u << BYP_WAKE_GROUPS) - 1);
-}
-
 static uint32_t last_timer_ms, last_owner_check_ms;
 int byp_progress_kick_fd = -1;
 int byp_progress_napping, byp_progress_stale;
 
 /* One round of the stack; @wait_lock: take the lock even when another thread holds it. */
-static int engine_poll(int from_app, int wait_lock)
+int byp_engine_run(int from_app, int wait_lock)
 {
     /* An application thread's round on a quiet NIC (rx ring empty, nothing to send): 7 in
      * 8 end here, without the clock, the lock or the second path's look; the 8th does all
@@ -285,7 +222,10 @@ static int engine_poll(int from_app, int wait_lock)
     byp_udp_kpath_poll(now);
     if (tick) {
         last_timer_ms = t;
+        byp_holder.in_timers = 1;
         sys_check_timeouts();
+        byp_holder.in_timers = 0;
+        byp_repair_learn();
         byp_nic_tick(byp_engine_nic);
         if (byp_neigh_pending)
             byp_neigh_poll();
@@ -310,43 +250,7 @@ static int engine_poll(int from_app, int wait_lock)
 
 int byp_engine_poll(int from_app)
 {
-    return engine_poll(from_app, 0);
-}
-
-/* A sleeper woke on sleep_fd.  Frames in the AF_XDP ring keep it readable (level-
- * triggered), so a sleeper that only tried the lock, found it taken and slept again woke
- * again at once: memcached's main thread made 200k epoll_wait+read calls a second while its
- * worker ran the stack (docs/architecture.md, "Deployment performance").  Whoever wakes for
- * frames runs the stack until the ring is empty, waiting for the lock if need be.  (Edge-
- * triggered instead stalled memcached -t 1 at 2k requests/s: lost wake-ups, likely a
- * sleeper taking the eventfd count meant for the thread whose socket became ready, which
- * frames no longer made up for.) */
-static void wake_drain(void)
-{
-    byp_udp_kpath_wake();   /* the wake-up may be a kernel UDP socket's: look at once */
-    struct epoll_event ev[2];
-    int saved = errno, frames = 0;
-    int n = BYP_REAL(epoll_wait)(sleep_fd, ev, 2, 0);
-    for (int i = 0; i < n; i++) {
-        if (ev[i].data.fd == WAKE_TAG) {
-            uint64_t v;
-            (void)!BYP_REAL(read)(wake_fd, &v, sizeof v);
-        } else {
-            frames = 1;
-        }
-    }
-    if (frames) {
-        /* Until the ring is empty (one round takes one burst); a thread that keeps finding
-         * frames hands the rest to a sleeper rather than never going back to its caller. */
-        int i = 0;
-        while (engine_poll(1, 1) > 0 && ++i < 16)
-            ;
-        if (i == 16) {
-            uint64_t one = 1;
-            (void)!BYP_REAL(write)(wake_fd, &one, sizeof one);
-        }
-    }
-    errno = saved;
+    return byp_engine_run(from_app, 0);
 }
 
 static int engine_progress(void)
@@ -460,65 +364,6 @@ static int find_rx_fd(int domain)
     return found;
 }
 
-/* The wake groups' eventfds and epoll sets; this process (member 0) takes group 0.
- * 0 or -errno. */
-static int wake_groups_open(void)
-{
-    for (int g = 0; g < BYP_WAKE_GROUPS; g++) {
-        group_wake_fd[g] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
-        group_sleep_fd[g] = BYP_REAL(epoll_create1)(EPOLL_CLOEXEC);
-        if (group_wake_fd[g] < 0 || group_sleep_fd[g] < 0)
-            return -errno;
-        /* The eventfd is known by a tag, not its number: a child's dup has another. */
-        struct epoll_event ev = {.events = EPOLLIN, .data.fd = WAKE_TAG};
-        if (BYP_REAL(epoll_ctl)(group_sleep_fd[g], EPOLL_CTL_ADD, group_wake_fd[g], &ev) != 0)
-            return -errno;
-        /* The frames and the kernel UDP sockets' set (udp_kpath.c) only in group 0's set:
-         * until the first fork this process is the only member, and that fork takes them out
-         * of every set (byp_wake_groups_fork).  In all 16, every frame ran 16 epoll
-         * callbacks inside the sender's transmit system call (issue 9: 0.7-1.8 us of a UDP
-         * ping-pong's half round trip). */
-        if (g == 0 && byp_xsk_fd >= 0) {
-            ev.data.fd = byp_xsk_fd;
-            if (BYP_REAL(epoll_ctl)(group_sleep_fd[g], EPOLL_CTL_ADD, byp_xsk_fd, &ev) != 0)
-                return -errno;
-        }
-        ev.data.fd = byp_udp_kpath_fd();
-        if (g == 0 && ev.data.fd >= 0)
-            BYP_REAL(epoll_ctl)(group_sleep_fd[g], EPOLL_CTL_ADD, ev.data.fd, &ev);
-    }
-    wake_fd = BYP_REAL(fcntl)(group_wake_fd[0], F_DUPFD_CLOEXEC, 0);
-    sleep_fd = BYP_REAL(fcntl)(group_sleep_fd[0], F_DUPFD_CLOEXEC, 0);
-    return wake_fd < 0 || sleep_fd < 0 ? -errno : 0;
-}
-
-void byp_wake_groups_fork(void)
-{
-    if (!sleepers_take_frames || byp_xsk_fd < 0)
-        return;
-    /* The first fork: sleepers stop waiting for frames (each would wake for every
-     * member's packets); the progress thread takes them.  The epoll sets are shared by
-     * every member, so once is enough. */
-    for (int g = 0; g < BYP_WAKE_GROUPS; g++) {
-        BYP_REAL(epoll_ctl)(group_sleep_fd[g], EPOLL_CTL_DEL, byp_xsk_fd, NULL);
-        if (byp_udp_kpath_fd() >= 0)
-            BYP_REAL(epoll_ctl)(group_sleep_fd[g], EPOLL_CTL_DEL, byp_udp_kpath_fd(), NULL);
-    }
-    sleepers_take_frames = 0;
-    uint64_t one = 1;
-    (void)!BYP_REAL(write)(byp_progress_kick_fd, &one, sizeof one);
-}
-
-void byp_wake_groups_join(int slot)
-{
-    unsigned g = byp_wake_group(slot);
-    if (sleep_fd >= 0 && group_sleep_fd[g] >= 0) {
-        BYP_REAL(dup3)(group_wake_fd[g], wake_fd, O_CLOEXEC);
-        BYP_REAL(dup3)(group_sleep_fd[g], sleep_fd, O_CLOEXEC);
-    }
-    byp_sleepers = &group_sleepers[g];
-}
-
 /* The stack's address on a dedicated interface: "a.b.c.d/len" from the `ip` key. */
 static int parse_ip(const char *text, in_addr_t *addr, unsigned *prefix)
 {
@@ -552,8 +397,6 @@ static int engine_start(void)
     pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
     pthread_mutex_init(&stack_mutex, &ma);
     pthread_mutexattr_destroy(&ma);
-    byp_sleepers = &group_sleepers[0];
-    byp_spinners = &family_spinners;
     byp_progress_pid = -1;         /* started below, once the stack is up */
     int rc = byp_shm_setup((size_t)byp_cfg.shm_mb << 20);   /* BYPASS_SHM_MB */
     if (rc < 0) {
@@ -648,7 +491,7 @@ static int engine_start(void)
     if (rc < 0)
         byp_warn("udp: no kernel-path set (%s): receives look at kernel sockets each time",
                  strerror(-rc));
-    rc = wake_groups_open();
+    rc = byp_wake_open();
     if (rc < 0) {
         byp_err("cannot create the engine's wake-up fds: %s", strerror(-rc));
         byp_nic_close(byp_engine_nic);
@@ -700,8 +543,15 @@ static struct byp_engine engine = {
     .tcp_connect = byp_tcp_connect,
     .progress = engine_progress,
     .wake_fd = -1,
-    .wake_drain = wake_drain,
-    .events = &events,
+    .wake_drain = byp_wake_drain,
+    .events = &byp_wake_events,
+    .frames_fd = &byp_wake_frames_fd,
+    .frames_drain = byp_wake_frames_drain,
+    .target_open = byp_wake_target_open,
+    .target_close = byp_wake_target_close,
+    .target_fd = byp_wake_target_fd,
+    .target_sleepers = byp_wake_target_sleepers,
+    .watch = byp_wake_watch,
     .fork_prepare = byp_engine_fork_prepare,
     .fork_child = byp_engine_fork_child,
     .fork_failed = byp_engine_fork_failed,
@@ -720,7 +570,7 @@ static int start_and_publish(char *why, size_t whylen)
     byp_log_capture(NULL, 0);
     if (rc == 0)
         atexit(byp_engine_atexit);
-    engine.wake_fd = sleep_fd;
+    engine.wake_fd = byp_wake_sleep_fd();
     return rc;
 }
 

@@ -16,6 +16,7 @@
 #include "fd_udp.h"
 #include "steer_ctl.h"
 #include "stats.h"
+#include "wake.h"
 
 /* Drop what dead members held (lock held). */
 void byp_drop_member(int slot)

@@ -9,16 +9,13 @@
 
 struct byp_nic;
 
+/* Waking sleepers, wake groups and targets, frame sleepers: wake.h. */
+
 /* The accelerated NIC (NULL before start and after the last member left). */
 extern struct byp_nic *byp_engine_nic;
-/* Application threads sleeping on the frames (the backend's receive fd sits in their wake
- * set while the stack has one member): they run the stack when frames come.  0 once the
- * family has forked: the progress thread takes the frames then. */
-int byp_frame_sleepers(void);
-/* Wake groups (engine.c): before the first fork, sleepers stop waiting for frames (lock
- * held); in a forked child, its group's wake fds take the numbers of the process's own. */
-void byp_wake_groups_fork(void);
-void byp_wake_groups_join(int slot);
+/* One round of the stack (rx burst, timers, tx); @wait_lock: take the lock even when
+ * another thread holds it.  Returns the packets received. */
+int byp_engine_run(int from_app, int wait_lock);
 /* The backend's receive fd (AF_XDP or AF_PACKET socket, tap device), -1 when none. */
 extern int byp_xsk_fd;
 /* When an application thread last ran the stack (byp_now_ns). */

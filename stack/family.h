@@ -32,11 +32,19 @@ static inline unsigned byp_wake_group(int slot)
     return slot < 0 ? 0 : (unsigned)slot % BYP_WAKE_GROUPS;
 }
 
-/* References to a socket object, per member, and the wake groups of the members holding it. */
+/* References to a socket object, per member, and the wake groups of the members holding it.
+ * Two kinds: the fds referring to it (the kernel's file count) and the calls in progress on
+ * it (the kernel's fdget for the length of a call).  The object is closed and freed when
+ * both are gone: a close in one thread never frees the socket under a call another thread
+ * is running; the close takes effect when that call returns, as on Linux.  Both are kept
+ * per member so that the references of a member that died (kill -9 mid-call) can be
+ * dropped.  Lock held for all of it. */
 struct byp_refs {
-    uint32_t total;
+    uint32_t total;             /* fds and calls, every member */
+    uint32_t calls;             /* calls in progress, every member */
     uint16_t groups;            /* bit g: some member of wake group g holds a reference */
-    uint16_t per[BYP_FAMILY_MAX];
+    uint16_t per[BYP_FAMILY_MAX];       /* fds, per member */
+    uint16_t calls_per[BYP_FAMILY_MAX]; /* calls in progress, per member */
 };
 
 /* What is private to each process (same address in every member, private contents). */
@@ -103,7 +111,7 @@ static inline void byp_refs_regroup(struct byp_refs *r, int slot)
 {
     unsigned g = byp_wake_group(slot);
     for (int s = (int)g; s < BYP_FAMILY_MAX; s += BYP_WAKE_GROUPS)
-        if (r->per[s] > 0)
+        if (r->per[s] > 0 || r->calls_per[s] > 0)
             return;
     r->groups &= (uint16_t)~(1u << g);
 }
@@ -120,7 +128,7 @@ static inline uint32_t byp_refs_put(struct byp_refs *r)
     if (s >= 0 && r->per[s] > 0) {
         r->per[s]--;
         r->total--;
-        if (r->per[s] == 0)
+        if (r->per[s] == 0 && r->calls_per[s] == 0)
             byp_refs_regroup(r, s);
     }
     return r->total;
@@ -132,13 +140,54 @@ static inline uint32_t byp_refs_mine(const struct byp_refs *r)
     return byp_local->slot >= 0 ? r->per[byp_local->slot] : 0;
 }
 
-/* Forget every reference of member @slot; returns the references left. */
+/* The fds referring to the object in the whole family (0: only calls keep it). */
+static inline uint32_t byp_refs_fds(const struct byp_refs *r)
+{
+    return r->total - r->calls;
+}
+
+/* A call of this process on the object begins (the fd was checked to refer to it).  A
+ * process that left the family (exiting) counts nothing: its references went when it left. */
+static inline void byp_refs_call_get(struct byp_refs *r)
+{
+    int s = byp_local->slot;
+    if (s < 0)
+        return;
+    r->calls_per[s]++;   /* 65,535 threads of one process in calls on one socket: not here */
+    r->calls++;
+    r->total++;
+    r->groups |= (uint16_t)(1u << byp_wake_group(s));
+}
+
+/* That call returns; returns the references left in the family (0: close and free it). */
+static inline uint32_t byp_refs_call_put(struct byp_refs *r)
+{
+    int s = byp_local->slot;
+    if (s >= 0 && r->calls_per[s] > 0) {
+        r->calls_per[s]--;
+        r->calls--;
+        r->total--;
+        if (r->per[s] == 0 && r->calls_per[s] == 0)
+            byp_refs_regroup(r, s);
+    }
+    return r->total;
+}
+
+/* Forget every reference of member @slot, fds and calls; returns the references left. */
 static inline uint32_t byp_refs_drop(struct byp_refs *r, int slot)
 {
-    r->total -= r->per[slot];
+    r->total -= (uint32_t)r->per[slot] + r->calls_per[slot];
+    r->calls -= r->calls_per[slot];
     r->per[slot] = 0;
+    r->calls_per[slot] = 0;
     byp_refs_regroup(r, slot);
     return r->total;
+}
+
+/* Whether member @slot holds any reference (fd or call). */
+static inline int byp_refs_held(const struct byp_refs *r, int slot)
+{
+    return r->per[slot] > 0 || r->calls_per[slot] > 0;
 }
 
 #endif

@@ -1,6 +1,8 @@
 /* The accelerated TCP fd kind's POSIX calls: receive and send families, shutdown, names,
- * options, fcntl/ioctl and readiness, over the socket object of tcp_sock.c.  All calls take
- * the stack lock; blocking calls release it and wait in byp_wait. */
+ * options, fcntl/ioctl and readiness, over the socket object of tcp_sock.c.  Every call pins
+ * its socket for its length (byp_tsock_enter/leave: the stack lock and a reference, which a
+ * close in another thread does not take away); blocking calls release the lock, keep the
+ * reference and wait in byp_wait. */
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -47,19 +49,23 @@ static size_t rx_copy(struct tsock *ts, const struct iovec *iov, int iovcnt, siz
         if (off == p->len) {
             struct pbuf *next = p->next;
             if (!peek) {
-                p->next = NULL;
-                pbuf_free(p);
+                /* Out of the queue, counted, then freed: a process killed in between
+                 * leaves a queue a repair can trust (repair.h). */
                 ts->rx_head = next;
                 if (next == NULL)
                     ts->rx_tail = NULL;
+                ts->rx_bytes -= p->len - ts->rx_off;
+                ts->rx_off = 0;
+                p->next = NULL;
+                pbuf_free(p);
             }
             p = next;
             off = 0;
         }
     }
     if (!peek) {
+        ts->rx_bytes -= off - ts->rx_off;
         ts->rx_off = off;
-        ts->rx_bytes -= done;
         size_t left = done;
         while (ts->pcb != NULL && left > 0) {
             u16_t chunk = left > 0xffff ? 0xffff : (u16_t)left;
@@ -70,18 +76,15 @@ static size_t rx_copy(struct tsock *ts, const struct iovec *iov, int iovcnt, siz
     return done;
 }
 
-static ssize_t recv_core(int fd, const struct iovec *iov, int iovcnt, int flags)
+/* Lock held on entry and on return. */
+static ssize_t recv_core(struct tsock *ts, const struct iovec *iov, int iovcnt, int flags)
 {
-    struct tsock *ts = TS(fd);
     size_t total = 0;
     for (int i = 0; i < iovcnt; i++)
         total += iov[i].iov_len;
     size_t done = 0;
-    byp_stack_lock();
-    if (ts->state == T_LISTEN) {
-        byp_stack_unlock();
+    if (ts->state == T_LISTEN)
         return byp_tcp_fail(ENOTCONN);
-    }
     for (;;) {
         if (ts->rx_bytes > 0 && done < total) {
             done += rx_copy(ts, iov, iovcnt, done, flags & MSG_PEEK);
@@ -96,7 +99,6 @@ static ssize_t recv_core(int fd, const struct iovec *iov, int iovcnt, int flags)
                 break;
             int e = ts->err;
             ts->err = 0;
-            byp_stack_unlock();
             return byp_tcp_fail(e);
         }
         if (ts->rx_fin || ts->shut_rd || ts->state == T_CLOSED)
@@ -104,45 +106,52 @@ static ssize_t recv_core(int fd, const struct iovec *iov, int iovcnt, int flags)
         if (ts->nonblock || (flags & MSG_DONTWAIT)) {
             if (done > 0)
                 break;
-            byp_stack_unlock();
             return byp_tcp_fail(EAGAIN);
         }
         int r = byp_tsock_wait(byp_tsock_readable, ts, ts->rcvtimeo_ms, NULL, 0);
         if (r <= 0 && !byp_tsock_readable(ts)) {
             if (done > 0)
                 break;
-            byp_stack_unlock();
             return byp_tcp_fail(r == 0 ? EAGAIN : EINTR);
         }
     }
-    byp_stack_unlock();
     return (ssize_t)done;
+}
+
+static ssize_t recv_call(int fd, const struct iovec *iov, int iovcnt, int flags)
+{
+    struct tsock *ts = byp_tsock_enter(fd);
+    if (ts == NULL)
+        return -1;
+    ssize_t r = recv_core(ts, iov, iovcnt, flags);
+    byp_tsock_exit(ts);
+    return r;
 }
 
 static ssize_t ftcp_read(int fd, void *buf, size_t n)
 {
     struct iovec iov = {buf, n};
-    return recv_core(fd, &iov, 1, 0);
+    return recv_call(fd, &iov, 1, 0);
 }
 
 static ssize_t ftcp_readv(int fd, const struct iovec *iov, int iovcnt)
 {
     if (iovcnt < 0 || iovcnt > IOV_MAX)
         return byp_tcp_fail(EINVAL);
-    return recv_core(fd, iov, iovcnt, 0);
+    return recv_call(fd, iov, iovcnt, 0);
 }
 
 static ssize_t ftcp_recv(int fd, void *buf, size_t n, int flags)
 {
     struct iovec iov = {buf, n};
-    return recv_core(fd, &iov, 1, flags);
+    return recv_call(fd, &iov, 1, flags);
 }
 
 static ssize_t ftcp_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
                             socklen_t *len)
 {
     struct iovec iov = {buf, n};
-    ssize_t r = recv_core(fd, &iov, 1, flags);
+    ssize_t r = recv_call(fd, &iov, 1, flags);
     if (r >= 0 && addr != NULL && len != NULL)
         *len = 0;   /* TCP reports no source address, like the kernel */
     return r;
@@ -150,7 +159,7 @@ static ssize_t ftcp_recvfrom(int fd, void *buf, size_t n, int flags, struct sock
 
 static ssize_t ftcp_recvmsg(int fd, struct msghdr *msg, int flags)
 {
-    ssize_t r = recv_core(fd, msg->msg_iov, (int)msg->msg_iovlen, flags);
+    ssize_t r = recv_call(fd, msg->msg_iov, (int)msg->msg_iovlen, flags);
     if (r >= 0) {
         msg->msg_namelen = 0;
         msg->msg_controllen = 0;
@@ -178,45 +187,29 @@ static int ftcp_recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int fla
 
 /* ---- send ---- */
 
-static ssize_t send_error(int e, int flags)
+/* Lock held on entry and on return.  EPIPE: the caller raises SIGPIPE. */
+static ssize_t send_core(struct tsock *ts, const struct iovec *iov, int iovcnt, int flags)
 {
-    if (e == EPIPE && !(flags & MSG_NOSIGNAL))
-        pthread_kill(pthread_self(), SIGPIPE);
-    return byp_tcp_fail(e);
-}
-
-static ssize_t send_core(int fd, const struct iovec *iov, int iovcnt, int flags)
-{
-    struct tsock *ts = TS(fd);
     size_t total = 0;
     for (int i = 0; i < iovcnt; i++)
         total += iov[i].iov_len;
     size_t done = 0;
     int i = 0;
     size_t ioff = 0;
-    byp_stack_lock();
-    if (ts->state == T_LISTEN || (ts->state == T_CONNECTING && (ts->nonblock || (flags & MSG_DONTWAIT)))) {
-        int e = ts->state == T_LISTEN ? ENOTCONN : EAGAIN;
-        byp_stack_unlock();
-        return byp_tcp_fail(e);
-    }
+    if (ts->state == T_LISTEN || (ts->state == T_CONNECTING && (ts->nonblock || (flags & MSG_DONTWAIT))))
+        return byp_tcp_fail(ts->state == T_LISTEN ? ENOTCONN : EAGAIN);
     while (done < total || total == 0) {
         if (ts->err) {
             int e = ts->err;
             ts->err = 0;
-            byp_stack_unlock();
             return done > 0 ? (ssize_t)done : byp_tcp_fail(e);
         }
-        if (ts->shut_wr || ts->pcb == NULL) {
-            byp_stack_unlock();
-            return done > 0 ? (ssize_t)done : send_error(EPIPE, flags);
-        }
+        if (ts->shut_wr || ts->pcb == NULL)
+            return done > 0 ? (ssize_t)done : byp_tcp_fail(EPIPE);
         if (ts->state == T_CONNECTING) {
             int r = byp_tsock_wait(byp_tsock_connected, ts, ts->sndtimeo_ms, NULL, 0);
-            if (r <= 0 && ts->state == T_CONNECTING) {
-                byp_stack_unlock();
+            if (r <= 0 && ts->state == T_CONNECTING)
                 return byp_tcp_fail(r == 0 ? EAGAIN : EINTR);
-            }
             continue;
         }
         if (total == 0)
@@ -229,13 +222,10 @@ static ssize_t send_core(int fd, const struct iovec *iov, int iovcnt, int flags)
             ts->sndbuf = 0;
             if (done > 0 && (ts->nonblock || (flags & MSG_DONTWAIT)))
                 break;
-            if (ts->nonblock || (flags & MSG_DONTWAIT)) {
-                byp_stack_unlock();
+            if (ts->nonblock || (flags & MSG_DONTWAIT))
                 return byp_tcp_fail(EAGAIN);
-            }
             int r = byp_tsock_wait(byp_tsock_writable, ts, ts->sndtimeo_ms, NULL, 0);
             if (r <= 0 && !byp_tsock_writable(ts)) {
-                byp_stack_unlock();
                 return done > 0 ? (ssize_t)done : byp_tcp_fail(r == 0 ? EAGAIN : EINTR);
             }
             continue;
@@ -256,16 +246,13 @@ static ssize_t send_core(int fd, const struct iovec *iov, int iovcnt, int flags)
             if (ts->nonblock || (flags & MSG_DONTWAIT)) {
                 if (done > 0)
                     break;
-                byp_stack_unlock();
                 return byp_tcp_fail(EAGAIN);
             }
             byp_tsock_wait(byp_tsock_writable, ts, ts->sndtimeo_ms, NULL, 0);
             continue;
         }
-        if (e != ERR_OK) {
-            byp_stack_unlock();
-            return done > 0 ? (ssize_t)done : send_error(EPIPE, flags);
-        }
+        if (e != ERR_OK)
+            return done > 0 ? (ssize_t)done : byp_tcp_fail(EPIPE);
         done += n;
         ioff += n;
         if (ioff == iov[i].iov_len) {
@@ -283,27 +270,38 @@ static ssize_t send_core(int fd, const struct iovec *iov, int iovcnt, int flags)
          * edge-triggered waiter (nginx) sees, even when the queue, not the bytes, was full. */
         ts->sndbuf = done < total ? 0 : tcp_sndbuf(ts->pcb);
     }
-    byp_stack_unlock_noflush();
     return (ssize_t)done;
+}
+
+static ssize_t send_call(int fd, const struct iovec *iov, int iovcnt, int flags)
+{
+    struct tsock *ts = byp_tsock_enter(fd);
+    if (ts == NULL)
+        return -1;
+    ssize_t r = send_core(ts, iov, iovcnt, flags);
+    byp_tsock_exit(ts);
+    if (r < 0 && errno == EPIPE && !(flags & MSG_NOSIGNAL))
+        pthread_kill(pthread_self(), SIGPIPE);   /* errno stays EPIPE, as from the kernel */
+    return r;
 }
 
 static ssize_t ftcp_write_op(int fd, const void *buf, size_t n)
 {
     struct iovec iov = {(void *)buf, n};
-    return send_core(fd, &iov, 1, 0);
+    return send_call(fd, &iov, 1, 0);
 }
 
 static ssize_t ftcp_writev(int fd, const struct iovec *iov, int iovcnt)
 {
     if (iovcnt < 0 || iovcnt > IOV_MAX)
         return byp_tcp_fail(EINVAL);
-    return send_core(fd, iov, iovcnt, 0);
+    return send_call(fd, iov, iovcnt, 0);
 }
 
 static ssize_t ftcp_send(int fd, const void *buf, size_t n, int flags)
 {
     struct iovec iov = {(void *)buf, n};
-    return send_core(fd, &iov, 1, flags);
+    return send_call(fd, &iov, 1, flags);
 }
 
 static ssize_t ftcp_sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *a,
@@ -316,7 +314,7 @@ static ssize_t ftcp_sendto(int fd, const void *buf, size_t n, int flags, const s
 
 static ssize_t ftcp_sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-    return send_core(fd, msg->msg_iov, (int)msg->msg_iovlen, flags);
+    return send_call(fd, msg->msg_iov, (int)msg->msg_iovlen, flags);
 }
 
 static int ftcp_sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags)
@@ -383,45 +381,48 @@ static int ftcp_bind(int fd, const struct sockaddr *addr, socklen_t len)
 
 static int ftcp_listen_op(int fd, int backlog)
 {
-    struct tsock *ts = TS(fd);
-    if (ts->state != T_LISTEN)
+    struct tsock *ts = byp_tsock_enter(fd);
+    if (ts == NULL)
+        return -1;
+    int listening = ts->state == T_LISTEN;
+    byp_tsock_exit(ts);
+    if (!listening)
         return byp_tcp_fail(EINVAL);
     return BYP_REAL(listen)(fd, backlog);   /* updates the kernel side's backlog */
 }
 
 static int ftcp_connect_op(int fd, const struct sockaddr *addr, socklen_t len)
 {
-    struct tsock *ts = TS(fd);
     (void)addr;
     (void)len;
+    struct tsock *ts = byp_tsock_enter(fd);
+    if (ts == NULL)
+        return -1;
+    int e;
     switch (ts->state) {
     case T_CONNECTING:
-        return byp_tcp_fail(EALREADY);
+        e = EALREADY;
+        break;
     case T_CONNECTED:
-        return byp_tcp_fail(EISCONN);
     case T_LISTEN:
-        return byp_tcp_fail(EISCONN);
+        e = EISCONN;
+        break;
     default:
+        e = EISCONN;
         if (ts->so_error) {
-            int e = ts->so_error;
+            e = ts->so_error;
             ts->so_error = 0;
             ts->err = 0;
-            return byp_tcp_fail(e);
         }
-        return byp_tcp_fail(EISCONN);
     }
+    byp_tsock_exit(ts);
+    return byp_tcp_fail(e);
 }
 
-static int ftcp_shutdown(int fd, int how)
+static int shutdown_core(struct tsock *ts, int how)
 {
-    struct tsock *ts = TS(fd);
-    if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR)
-        return byp_tcp_fail(EINVAL);
-    byp_stack_lock();
-    if (ts->state != T_CONNECTED && !(ts->state == T_CLOSED && ts->rx_fin)) {
-        byp_stack_unlock();
+    if (ts->state != T_CONNECTED && !(ts->state == T_CLOSED && ts->rx_fin))
         return byp_tcp_fail(ENOTCONN);
-    }
     if (how != SHUT_WR) {
         ts->shut_rd = 1;
         size_t unread = ts->rx_bytes;
@@ -440,8 +441,19 @@ static int ftcp_shutdown(int fd, int how)
         }
     }
     byp_tsock_changed(ts);
-    byp_stack_unlock();
     return 0;
+}
+
+static int ftcp_shutdown(int fd, int how)
+{
+    if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR)
+        return byp_tcp_fail(EINVAL);
+    struct tsock *ts = byp_tsock_enter(fd);
+    if (ts == NULL)
+        return -1;
+    int r = shutdown_core(ts, how);
+    byp_tsock_exit(ts);
+    return r;
 }
 
 static int put_name(const struct sockaddr_in *sin, struct sockaddr *addr, socklen_t *len)
@@ -456,72 +468,96 @@ static int put_name(const struct sockaddr_in *sin, struct sockaddr *addr, sockle
 
 static int ftcp_getsockname(int fd, struct sockaddr *addr, socklen_t *len)
 {
-    struct tsock *ts = TS(fd);
-    if (ts->state == T_LISTEN || ts->reserves_port)
+    struct tsock *ts = byp_tsock_enter(fd);
+    if (ts == NULL)
+        return -1;
+    int kernel = ts->state == T_LISTEN || ts->reserves_port;
+    struct sockaddr_in local = ts->local;
+    byp_tsock_exit(ts);
+    if (kernel)
         return BYP_REAL(getsockname)(fd, addr, len);
-    return put_name(&ts->local, addr, len);
+    return put_name(&local, addr, len);
 }
 
 static int ftcp_getpeername(int fd, struct sockaddr *addr, socklen_t *len)
 {
-    struct tsock *ts = TS(fd);
-    if (ts->state != T_CONNECTED && !(ts->state == T_CLOSED && ts->rx_fin))
+    struct tsock *ts = byp_tsock_enter(fd);
+    if (ts == NULL)
+        return -1;
+    int connected = ts->state == T_CONNECTED || (ts->state == T_CLOSED && ts->rx_fin);
+    struct sockaddr_in remote = ts->remote;
+    byp_tsock_exit(ts);
+    if (!connected)
         return byp_tcp_fail(ENOTCONN);
-    return put_name(&ts->remote, addr, len);
+    return put_name(&remote, addr, len);
 }
 
+/* The kernel call runs with the socket pinned but the lock released (a lock command may
+ * block). */
 static int ftcp_fcntl(int fd, int cmd, void *arg)
 {
-    struct tsock *ts = TS(fd);
+    if (cmd != F_GETFL && cmd != F_SETFL)
+        return BYP_REAL(fcntl)(fd, cmd, arg);
+    struct tsock *ts = byp_tsock_enter(fd);
+    if (ts == NULL)
+        return -1;
+    int listener = ts->state == T_LISTEN;
+    byp_stack_unlock();
+    int r;
     if (cmd == F_GETFL) {
-        int r = BYP_REAL(fcntl)(fd, F_GETFL);
-        if (r < 0)
-            return r;
-        return (r & ~O_NONBLOCK) | (ts->nonblock ? O_NONBLOCK : 0);
-    }
-    if (cmd == F_SETFL) {
+        r = BYP_REAL(fcntl)(fd, F_GETFL);
+        byp_stack_lock();
+        if (r >= 0)
+            r = (r & ~O_NONBLOCK) | (ts->nonblock ? O_NONBLOCK : 0);
+    } else {
         int fl = (int)(intptr_t)arg;
-        int r = BYP_REAL(fcntl)(fd, F_SETFL, ts->state == T_LISTEN ? fl | O_NONBLOCK : fl);
+        r = BYP_REAL(fcntl)(fd, F_SETFL, listener ? fl | O_NONBLOCK : fl);
+        byp_stack_lock();
         if (r == 0) {
             ts->nonblock = (fl & O_NONBLOCK) != 0;
             byp_engine_event();
         }
-        return r;
     }
-    return BYP_REAL(fcntl)(fd, cmd, arg);
+    byp_tsock_exit(ts);
+    return r;
 }
 
 static int ftcp_ioctl(int fd, unsigned long req, void *arg)
 {
-    struct tsock *ts = TS(fd);
-    if (req == FIONREAD && ts->state != T_LISTEN) {
-        if (arg == NULL)
-            return byp_tcp_fail(EFAULT);
+    if (req != FIONREAD && req != SIOCOUTQ && req != FIONBIO)
+        return BYP_REAL(ioctl)(fd, req, arg);
+    if (arg == NULL)
+        return byp_tcp_fail(EFAULT);
+    struct tsock *ts = byp_tsock_enter(fd);
+    if (ts == NULL)
+        return -1;
+    int listener = ts->state == T_LISTEN;
+    if (req == FIONREAD && !listener) {
         *(int *)arg = ts->rx_bytes > 0x7fffffff ? 0x7fffffff : (int)ts->rx_bytes;
+        byp_tsock_exit(ts);
         return 0;
     }
     if (req == SIOCOUTQ) {
-        if (arg == NULL)
-            return byp_tcp_fail(EFAULT);
-        byp_stack_lock();
         *(int *)arg = ts->pcb != NULL ? (int)(TCP_SND_BUF - ts->pcb->snd_buf) : 0;   /* tcp_sndbuf() caps at 64 KiB */
-        byp_stack_unlock();
+        byp_tsock_exit(ts);
         return 0;
     }
-    if (req == FIONBIO) {
-        if (arg == NULL)
-            return byp_tcp_fail(EFAULT);
+    if (req == FIONBIO)
         ts->nonblock = *(int *)arg != 0;
-        if (ts->state == T_LISTEN)
-            return 0;
-    }
+    byp_tsock_exit(ts);
+    if (req == FIONBIO && listener)
+        return 0;
     return BYP_REAL(ioctl)(fd, req, arg);
 }
 
+/* Readiness, its counter and the listener's kernel fd are read without the lock (hints,
+ * looked at again under it by whoever acts): an fd being closed reads as nothing. */
 static uint32_t ftcp_readiness(int fd)
 {
     struct tsock *ts = TS(fd);
     uint32_t ev = 0;
+    if (ts == NULL)
+        return 0;
     switch (ts->state) {
     case T_LISTEN:
         return ts->aq_n > 0 ? POLLIN : 0;
@@ -551,17 +587,23 @@ static uint32_t ftcp_readiness(int fd)
 
 static uint64_t ftcp_event_gen(int fd)
 {
-    return TS(fd)->gen;
+    struct tsock *ts = TS(fd);
+    return ts != NULL ? ts->gen : 0;
 }
 
 static void ftcp_epoll_exclusive(int fd)
 {
-    __atomic_store_n(&TS(fd)->exclusive, 1, __ATOMIC_RELAXED);
+    struct tsock *ts = byp_tsock_enter(fd);
+    if (ts == NULL)
+        return;
+    ts->exclusive = 1;
+    byp_tsock_exit(ts);
 }
 
 static int ftcp_kernel_fd(int fd)
 {
-    return TS(fd)->state == T_LISTEN ? fd : -1;
+    struct tsock *ts = TS(fd);
+    return ts != NULL && ts->state == T_LISTEN ? fd : -1;
 }
 
 

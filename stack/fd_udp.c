@@ -127,40 +127,52 @@ static ssize_t kernel_try(int fd, struct usock *us, struct msghdr *m, int flags)
     return r;
 }
 
-static ssize_t recv_core(int fd, struct msghdr *m, int flags)
+/* Take the head datagram into @m (lock held). */
+static ssize_t take(struct usock *us, struct msghdr *m, int flags)
 {
-    struct usock *us = US(fd);
-    if (flags & MSG_ERRQUEUE)
-        return BYP_REAL(recvmsg)(fd, m, flags);   /* IP_RECVERR: the kernel socket's */
+    if (flags & MSG_PEEK)
+        return deliver(us, &us->q[us->qhead], m, flags);
+    struct udgram d;
+    byp_usock_pop(us, &d);
+    ssize_t r = deliver(us, &d, m, flags);
+    pbuf_free(d.p);
+    return r;
+}
+
+/* Lock held on entry and on return, @us pinned.  Once the family's fds for it are closed
+ * (by another thread while this call waits), the kernel socket and its fd number are no
+ * longer its own: only the stack's queue is looked at. */
+static ssize_t recv_core(int fd, struct usock *us, struct msghdr *m, int flags)
+{
     int nb = us->nonblock || (flags & MSG_DONTWAIT);
     int64_t deadline = 0;
     for (;;) {
-        if (us->qn == 0)
-            byp_engine_poll(1);   /* an empty queue: run the stack once, as a wait would */
-        if ((__atomic_load_n(&us->kready, __ATOMIC_ACQUIRE) != 0 || !us->kwatched) &&
-            (us->qn == 0 || ++us->kturn >= KERNEL_TURN)) {
+        int orphan = byp_usock_orphan(us, fd);
+        int kwatched = us->kwatched;
+        int kpath = !orphan && (__atomic_load_n(&us->kready, __ATOMIC_ACQUIRE) != 0 || !kwatched);
+        if (us->qn > 0 && !(kpath && ++us->kturn >= KERNEL_TURN))
+            return take(us, m, flags);
+        int turn = us->qn > 0;   /* the kernel path's turn, with datagrams queued */
+        if (turn)
             us->kturn = 0;
+        byp_stack_unlock();
+        if (!turn)
+            byp_engine_poll(1);   /* an empty queue: run the stack once, as a wait would */
+        if (!orphan && (__atomic_load_n(&us->kready, __ATOMIC_ACQUIRE) != 0 || !kwatched) &&
+            (turn || __atomic_load_n(&us->qn, __ATOMIC_ACQUIRE) == 0)) {
             int saved = errno;
             ssize_t r = kernel_try(fd, us, m, flags);
-            if (r >= 0 || errno != EAGAIN)
+            if (r >= 0 || errno != EAGAIN) {
+                byp_stack_lock();
                 return r;
+            }
             errno = saved;
         }
         byp_stack_lock();
-        if (us->qn > 0) {
-            struct udgram d;
-            ssize_t r;
-            if (flags & MSG_PEEK) {
-                r = deliver(us, &us->q[us->qhead], m, flags);
-            } else {
-                byp_usock_pop(us, &d);
-                r = deliver(us, &d, m, flags);
-                pbuf_free(d.p);
-            }
-            byp_stack_unlock();
-            return r;
-        }
-        byp_stack_unlock();
+        if (us->qn > 0)
+            return take(us, m, flags);
+        if (us->shut_rd)
+            return 0;   /* shut down for receiving, nothing queued: as the kernel's */
         if (nb)
             return byp_udp_fail(EAGAIN);
         int timeout = -1;
@@ -174,7 +186,10 @@ static ssize_t recv_core(int fd, struct msghdr *m, int flags)
         }
         struct pollfd p = {.fd = fd, .events = POLLIN};
         /* The kernel socket is watched by the engine's kernel-path set (udp_kpath.c). */
-        int r = byp_wait(byp_usock_readable, us, timeout, &p, us->kwatched ? 0 : 1);
+        nfds_t np = us->kwatched || byp_usock_orphan(us, fd) ? 0 : 1;
+        byp_stack_unlock();
+        int r = byp_wait(byp_usock_readable, us, timeout, &p, np);
+        byp_stack_lock();
         if (r == 0)
             return byp_udp_fail(EAGAIN);
         if (r < 0)
@@ -186,6 +201,18 @@ static ssize_t recv_core(int fd, struct msghdr *m, int flags)
     }
 }
 
+static ssize_t recv_call(int fd, struct msghdr *m, int flags)
+{
+    if (flags & MSG_ERRQUEUE)
+        return BYP_REAL(recvmsg)(fd, m, flags);   /* IP_RECVERR: the kernel socket's */
+    struct usock *us = byp_usock_enter(fd);
+    if (us == NULL)
+        return -1;
+    ssize_t r = recv_core(fd, us, m, flags);
+    byp_usock_exit(us);
+    return r;
+}
+
 static ssize_t recv_iov(int fd, const struct iovec *iov, int iovcnt, int flags,
                         struct sockaddr *addr, socklen_t *len)
 {
@@ -194,7 +221,7 @@ static ssize_t recv_iov(int fd, const struct iovec *iov, int iovcnt, int flags,
         m.msg_name = addr;
         m.msg_namelen = *len;
     }
-    ssize_t r = recv_core(fd, &m, flags);
+    ssize_t r = recv_call(fd, &m, flags);
     if (r >= 0 && addr != NULL && len != NULL)
         *len = m.msg_namelen;
     return r;
@@ -232,7 +259,7 @@ static ssize_t fudp_recvmsg(int fd, struct msghdr *msg, int flags)
         return byp_udp_fail(EFAULT);
     if (msg->msg_iovlen > IOV_MAX)
         return byp_udp_fail(EMSGSIZE);
-    return recv_core(fd, msg, flags);
+    return recv_call(fd, msg, flags);
 }
 
 /* A batch: the first datagram waits as recvmsg would (unless MSG_DONTWAIT), the others
@@ -348,8 +375,10 @@ static int dest_of(const struct usock *us, const struct msghdr *m, struct sockad
  * hold and one transmit kick; others through the kernel socket.  Count sent, or -1. */
 static int send_batch(int fd, struct mmsghdr *vec, unsigned n, int flags)
 {
-    struct usock *us = US(fd);
-    int locked = 0;
+    struct usock *us = byp_usock_enter(fd);
+    if (us == NULL)
+        return -1;
+    int locked = 1;
     unsigned i;
     ssize_t r = 0;
     for (i = 0; i < n; i++) {
@@ -359,19 +388,19 @@ static int send_batch(int fd, struct mmsghdr *vec, unsigned n, int flags)
             r = -EMSGSIZE;
             break;
         }
+        if (!locked) {
+            byp_stack_lock();
+            locked = 1;
+        }
         int d = dest_of(us, m, &to);
         int mcast_away = us->mcast_kernel && (ntohl(to.sin_addr.s_addr) >> 28) == 14;
         if (d == 1 && !mcast_away && via_stack(to.sin_addr.s_addr)) {
-            if (!locked) {
-                byp_stack_lock();
-                locked = 1;
-            }
-            r = stack_send(us, m, &to);
+            r = us->shut_wr ? -EPIPE : stack_send(us, m, &to);
+        } else if (byp_usock_orphan(us, fd)) {
+            r = -EBADF;   /* its kernel socket was closed under this call */
         } else {
-            if (locked) {
-                byp_stack_unlock();
-                locked = 0;
-            }
+            byp_stack_unlock();
+            locked = 0;
             r = BYP_REAL(sendmsg)(fd, m, flags);
             if (r < 0)
                 r = -errno;
@@ -380,8 +409,9 @@ static int send_batch(int fd, struct mmsghdr *vec, unsigned n, int flags)
             break;
         vec[i].msg_len = (unsigned)r;
     }
-    if (locked)
-        byp_stack_unlock();
+    if (!locked)
+        byp_stack_lock();
+    byp_usock_exit(us);
     if (i == 0 && r < 0)
         return byp_udp_fail((int)-r);
     return (int)i;
@@ -463,9 +493,13 @@ static int fudp_listen(int fd, int backlog)
 /* Connect (or with AF_UNSPEC disconnect) the kernel socket, then the stack's. */
 static int fudp_connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
-    struct usock *us = US(fd);
-    if (BYP_REAL(connect)(fd, addr, len) < 0)
+    struct usock *us = byp_usock_pin(fd);
+    if (us == NULL)
         return -1;
+    if (BYP_REAL(connect)(fd, addr, len) < 0) {
+        byp_usock_unpin(us);
+        return -1;
+    }
     byp_stack_lock();
     if (addr->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
         const struct sockaddr_in *sin = (const struct sockaddr_in *)addr;
@@ -479,13 +513,28 @@ static int fudp_connect(int fd, const struct sockaddr *addr, socklen_t len)
             udp_disconnect(us->pcb);
         us->connected = 0;
     }
-    byp_stack_unlock();
+    byp_usock_exit(us);
     return 0;
 }
 
+/* The kernel socket's, then the stack side's: the kernel marks the socket shut down even
+ * when it answers ENOTCONN (not connected), and wakes its receivers. */
 static int fudp_shutdown(int fd, int how)
 {
-    return BYP_REAL(shutdown)(fd, how);
+    struct usock *us = byp_usock_pin(fd);
+    if (us == NULL)
+        return -1;
+    int r = BYP_REAL(shutdown)(fd, how);
+    byp_stack_lock();
+    if ((r == 0 || errno == ENOTCONN) && (how == SHUT_RD || how == SHUT_WR || how == SHUT_RDWR)) {
+        if (how != SHUT_WR)
+            __atomic_store_n(&us->shut_rd, 1, __ATOMIC_RELAXED);
+        if (how != SHUT_RD)
+            us->shut_wr = 1;
+        byp_usock_changed(us);
+    }
+    byp_usock_exit(us);
+    return r;
 }
 
 static int fudp_getsockname(int fd, struct sockaddr *addr, socklen_t *len)
@@ -500,8 +549,13 @@ static int fudp_getpeername(int fd, struct sockaddr *addr, socklen_t *len)
 
 static int fudp_getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 {
-    if (level == SOL_SOCKET && opt == SO_ERROR)   /* reading it clears the kernel's error */
-        __atomic_and_fetch(&US(fd)->kready, ~U_KERR, __ATOMIC_ACQ_REL);
+    if (level == SOL_SOCKET && opt == SO_ERROR) {   /* reading it clears the kernel's error */
+        struct usock *us = byp_usock_enter(fd);
+        if (us == NULL)
+            return -1;
+        __atomic_and_fetch(&us->kready, ~U_KERR, __ATOMIC_ACQ_REL);
+        byp_usock_exit(us);
+    }
     return BYP_REAL(getsockopt)(fd, level, opt, val, len);
 }
 
@@ -517,32 +571,42 @@ static int fudp_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags
 
 static int fudp_fcntl(int fd, int cmd, void *arg)
 {
+    if (cmd != F_SETFL)
+        return BYP_REAL(fcntl)(fd, cmd, arg);
+    struct usock *us = byp_usock_pin(fd);
+    if (us == NULL)
+        return -1;
     int r = BYP_REAL(fcntl)(fd, cmd, arg);
-    if (r == 0 && cmd == F_SETFL) {
-        US(fd)->nonblock = ((int)(intptr_t)arg & O_NONBLOCK) != 0;
+    byp_stack_lock();
+    if (r == 0) {
+        us->nonblock = ((int)(intptr_t)arg & O_NONBLOCK) != 0;
         byp_engine_event();
     }
+    byp_usock_exit(us);
     return r;
 }
 
 static int fudp_ioctl(int fd, unsigned long req, void *arg)
 {
-    struct usock *us = US(fd);
-    if (req == FIONREAD) {
-        if (arg == NULL)
-            return byp_udp_fail(EFAULT);
-        byp_stack_lock();
-        if (us->qn > 0) {
-            *(int *)arg = us->q[us->qhead].p->tot_len;
-            byp_stack_unlock();
-            return 0;
-        }
-        byp_stack_unlock();
-        return BYP_REAL(ioctl)(fd, req, arg);   /* the kernel path's next datagram, or 0 */
+    if (req != FIONREAD && req != FIONBIO)
+        return BYP_REAL(ioctl)(fd, req, arg);
+    if (req == FIONREAD && arg == NULL)
+        return byp_udp_fail(EFAULT);
+    struct usock *us = byp_usock_enter(fd);
+    if (us == NULL)
+        return -1;
+    if (req == FIONREAD && us->qn > 0) {
+        *(int *)arg = us->q[us->qhead].p->tot_len;
+        byp_usock_exit(us);
+        return 0;
     }
+    byp_stack_unlock();
+    /* FIONREAD: the kernel path's next datagram, or 0. */
     int r = BYP_REAL(ioctl)(fd, req, arg);
+    byp_stack_lock();
     if (r == 0 && req == FIONBIO && arg != NULL)
         us->nonblock = *(int *)arg != 0;
+    byp_usock_exit(us);
     return r;
 }
 
@@ -551,13 +615,21 @@ static int fudp_ioctl(int fd, unsigned long req, void *arg)
 static uint32_t fudp_readiness(int fd)
 {
     struct usock *us = US(fd);
+    if (us == NULL)
+        return 0;   /* being closed */
     int k = __atomic_load_n(&us->kready, __ATOMIC_ACQUIRE);
-    return (us->qn > 0 || (k & U_KIN) ? POLLIN : 0) | ((k & U_KERR) ? POLLERR : 0) | POLLOUT;
+    uint32_t ev = (us->qn > 0 || (k & U_KIN) ? POLLIN : 0) | ((k & U_KERR) ? POLLERR : 0) | POLLOUT;
+    if (us->shut_rd)
+        ev |= POLLIN | POLLRDHUP;
+    if (us->shut_rd && us->shut_wr)
+        ev |= POLLHUP;
+    return ev;
 }
 
 static uint64_t fudp_event_gen(int fd)
 {
-    return US(fd)->gen;
+    struct usock *us = US(fd);
+    return us != NULL ? us->gen : 0;
 }
 
 /* The kernel socket, the second receive path, is watched by the engine (udp_kpath.c) and

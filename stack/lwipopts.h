@@ -15,6 +15,9 @@
 
 /* No OS layer: bypass serialises all stack calls under its own lock. */
 #define NO_SYS                          1
+/* Makes lwIP's timeout list and lwip_cyclic_timer visible (nothing else): the repair after
+ * a dead lock holder re-arms a cyclic timer the holder had taken off the list (repair.c). */
+#define LWIP_TESTMODE                   1
 /* Protection is our lock, not lwIP's sys_arch_protect. */
 #define SYS_LIGHTWEIGHT_PROT            0
 /* lwIP's own timeout list, driven by sys_check_timeouts() from the poll loop. */

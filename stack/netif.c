@@ -55,6 +55,16 @@ static uint8_t if_mac[6];
 #define TX_BATCH 64
 static struct rte_mbuf *txq[TX_BATCH];
 static unsigned txn;
+/* What the lock holder is in the middle of, for the repair after it dies holding the lock
+ * (repair.h; these are engine globals, shared by the family): a transmit burst; a receive
+ * burst (its frames, and the one being handed to lwIP: those after it are untouched); a
+ * frame shown to lwIP with another of the interface's addresses or checksum flags. */
+static int flushing;
+static struct rte_mbuf *rxq[RX_BURST];
+static unsigned rx_n, rx_cur;
+static int delivering;
+static in_addr_t deliver_ip;
+static u16_t deliver_csum;
 
 /* The custom pbuf of a received frame, in the mbuf's private area. */
 struct rx_pbuf {
@@ -234,6 +244,7 @@ void byp_netif_flush(void)
 {
     unsigned off = 0;
     int tries = 0;
+    flushing = 1;
     while (off < txn) {
         uint16_t n = byp_nic_tx_burst(nic, txq + off, (uint16_t)(txn - off));
         off += n;
@@ -244,6 +255,35 @@ void byp_netif_flush(void)
         }
     }
     txn = 0;
+    flushing = 0;
+}
+
+void byp_netif_repair(void)
+{
+    /* A burst cut short: how much of it the NIC took is unknown, so none of it is sent
+     * again (an mbuf sent twice would be freed twice); what it had not taken is lost
+     * (TCP sends it again) and leaked. */
+    unsigned dropped = flushing ? txn : 0, freed = 0;
+    if (flushing)
+        txn = 0;
+    flushing = 0;
+    if (txn > TX_BATCH)
+        txn = 0;
+    /* Frames of the receive burst lwIP never saw go back to the pool; the one it was
+     * given may be held by lwIP or freed: left alone. */
+    if (rx_n > RX_BURST)
+        rx_n = 0;
+    for (unsigned i = rx_cur + 1; i < rx_n; i++, freed++)
+        rte_pktmbuf_free(rxq[i]);
+    if (dropped > 0 || rx_n > 0)
+        byp_warn("repair: %u frame(s) of a cut transmit burst let go of, %u received frame(s) "
+                 "lwIP never saw freed", dropped, freed);
+    rx_n = rx_cur = 0;
+    if (delivering) {
+        ip_2_ip4(&byp_netif.ip_addr)->addr = deliver_ip;
+        byp_netif.chksum_flags = deliver_csum;
+        delivering = 0;
+    }
 }
 
 static err_t linkoutput(struct netif *ni, struct pbuf *p)
@@ -433,6 +473,9 @@ static void deliver(struct pbuf *p)
     in_addr_t saved_ip = own->addr;
     u16_t saved_csum = byp_netif.chksum_flags;
     int swapped = 0, relaxed = 0;
+    deliver_ip = saved_ip;
+    deliver_csum = saved_csum;
+    delivering = 1;
     if (p->len >= SIZEOF_ETH_HDR + 20 && f[12] == 0x08 && f[13] == 0x00) {
         const uint8_t *ip = f + SIZEOF_ETH_HDR;
         if ((ip[0] >> 4) == 4 && ip[9] == 6 && offroute_syn(f, p->len)) {
@@ -456,6 +499,7 @@ static void deliver(struct pbuf *p)
         own->addr = saved_ip;
     if (relaxed)
         byp_netif.chksum_flags = saved_csum;
+    delivering = 0;
 }
 
 /* Free mbufs in the pool, read once per receive burst.  rte_mempool_avail_count walks
@@ -482,10 +526,12 @@ int byp_netif_pool_low(void)
 
 int byp_netif_rx(void)
 {
-    struct rte_mbuf *pkts[RX_BURST];
+    struct rte_mbuf **pkts = rxq;
     uint16_t n = byp_nic_rx_burst(nic, pkts, RX_BURST);
     if (n == 0)
         return 0;
+    rx_cur = 0;
+    rx_n = n;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     byp_rx_realtime_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
@@ -494,6 +540,7 @@ int byp_netif_rx(void)
     pool_avail = pool_free_count(nic->pool);
     int copy = pool_avail < nic->pool_free_max / 4;
     for (uint16_t i = 0; i < n; i++) {
+        rx_cur = i;
         struct rte_mbuf *m = pkts[i];
         uint16_t len = rte_pktmbuf_data_len(m);
         BYP_STATS_ADD(rx_bytes, rte_pktmbuf_pkt_len(m));
@@ -523,5 +570,6 @@ int byp_netif_rx(void)
             deliver(p);
         byp_guard_after_input(&byp_netif);
     }
+    rx_n = 0;
     return n;
 }

@@ -18,6 +18,7 @@
 #include "family.h"
 #include "kstate.h"
 #include "stats.h"
+#include "wake.h"
 
 /* An application thread that ran the stack this recently is taken to be spinning on it. */
 #define APP_SPIN_WINDOW_NS 20000
@@ -38,6 +39,9 @@
 #define IDLE_CAP_NS (1000LL * 1000000)
 /* ... while an application thread sleeps on the frames instead of this one. */
 #define SLEEPER_CAP_NS (50LL * 1000000)
+
+/* How soon to look at the frames again after finding the lock busy. */
+#define BUSY_RETRY_NS (100LL * 1000)
 
 /* lwIP's TCP timer period (TCP_TMR_INTERVAL), in ns. */
 /* Without a receive fd (memif, pci), the progress thread's poll period for sleeping
@@ -125,6 +129,12 @@ static void *progress_main(void *arg)
             nanosleep(&ts, NULL);
             continue;
         }
+        /* The lock was busy at the last look: an application thread runs the stack and
+         * takes the frames itself; this thread waits out the interval without watching them
+         * (it woke at once for the frames still in the ring, found the lock busy again and
+         * switched its priority twice each time: 22 % of the server's CPU, most of it
+         * sched_setscheduler, while nginx sent 1 MB files). */
+        int lock_busy = 0;
         /* Woken early with a sleeper still on the frames and nothing changed: sleep on. */
         if (!sleepers || timers_at == 0 || now >= timers_at ||
             __atomic_load_n(&byp_progress_stale, __ATOMIC_RELAXED)) {
@@ -145,7 +155,9 @@ static void *progress_main(void *arg)
             else if (poll_ns < interval_ns)
                 poll_ns *= 2;
             timers_at = now + interval_ns;   /* the lock is busy: someone runs the stack */
+            lock_busy = 1;
             if (byp_stack_trylock() == 0) {
+                lock_busy = 0;
                 now = byp_now_ns();
                 int64_t wait;
                 if (byp_xsk_fd >= 0) {
@@ -187,6 +199,8 @@ static void *progress_main(void *arg)
         int64_t wait = timers_at - now;
         if (sleepers && wait > SLEEPER_CAP_NS)
             wait = SLEEPER_CAP_NS;
+        if (lock_busy && wait > BUSY_RETRY_NS)
+            wait = BUSY_RETRY_NS;   /* the holder may be a sender that leaves the frames */
         if (wait > next_stats - now)
             wait = next_stats - now;
         if (byp_family_shared && wait > next_reap - now)
@@ -200,9 +214,9 @@ static void *progress_main(void *arg)
         p[np++] = (struct pollfd){.fd = byp_progress_kick_fd, .events = POLLIN};
         if (kfd >= 0)
             p[np++] = (struct pollfd){.fd = kfd, .events = POLLIN};
-        if (!sleepers && byp_xsk_fd >= 0)
+        if (!sleepers && !lock_busy && byp_xsk_fd >= 0)
             p[np++] = (struct pollfd){.fd = byp_xsk_fd, .events = POLLIN};
-        if (!sleepers && byp_udp_kpath_fd() >= 0) {   /* the kernel UDP sockets, like the frames */
+        if (!sleepers && !lock_busy && byp_udp_kpath_fd() >= 0) {   /* the kernel UDP sockets, like the frames */
             kp = np;
             p[np++] = (struct pollfd){.fd = byp_udp_kpath_fd(), .events = POLLIN};
         }

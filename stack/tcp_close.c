@@ -15,6 +15,7 @@
 #include "shm.h"
 #include "tcp_sock.h"
 #include "fd_epoll.h"
+#include "repair.h"
 
 /* A connection the program closed that lwIP still finishes (FIN handshake). */
 struct zombie {
@@ -104,8 +105,24 @@ static void linger(struct tsock *ts)
     byp_tsock_wait(drained_or_gone, ts, ts->linger_s * 1000, NULL, 0);
 }
 
+/* The kernel socket a closing connection keeps, duplicated, as its port reservation until
+ * lwIP is done with it (lock held): a dup of this process's @fd, or the one taken when the
+ * last fd went while calls still ran (byp_tcp_release).  -1 when none; *@pid: its process. */
+static int reserve_dup(struct tsock *ts, int fd, pid_t *pid)
+{
+    *pid = getpid();
+    if (fd >= 0)
+        return BYP_REAL(fcntl)(fd, F_DUPFD_CLOEXEC, 0);
+    if (!ts->has_held)
+        return -1;
+    ts->has_held = 0;
+    *pid = ts->held_pid;
+    return ts->held_fd;
+}
+
 /* The last reference of the family is gone: the protocol close (lock held).  @fd is this
- * process's fd for it, or -1 when it closes on behalf of a member that left. */
+ * process's fd for it, or -1 when it closes on behalf of a member that left or of the last
+ * call running on it (the fd was closed before the call returned). */
 static void tsock_close(struct tsock *ts, int fd)
 {
     byp_tsock_unlink(ts);
@@ -161,10 +178,8 @@ static void tsock_close(struct tsock *ts, int fd)
                 z->reserve_fd = -1;
                 if (ts->has_flow) {
                     ts->has_flow = 0;   /* the zombie holds it now */
-                    if (ts->reserves_port && fd >= 0) {
-                        z->reserve_fd = BYP_REAL(fcntl)(fd, F_DUPFD_CLOEXEC, 0);
-                        z->reserve_pid = getpid();
-                    }
+                    if (ts->reserves_port)
+                        z->reserve_fd = reserve_dup(ts, fd, &z->reserve_pid);
                     z->next = zombies;
                     zombies = z;
                 } else {
@@ -175,18 +190,45 @@ static void tsock_close(struct tsock *ts, int fd)
     } else if (!listener) {
         byp_tsock_put_flow(ts);   /* lwIP already let go of the connection */
     }
+    if (ts->has_held && ts->held_pid == getpid())
+        BYP_REAL(close)(ts->held_fd);   /* not needed: the port goes with the connection */
+    ts->has_held = 0;
     byp_stats_sock_close(ts);
     byp_tsock_rx_drop(ts);
 }
 
+/* The accelerated TCP socket @fd refers to, read under the lock (NULL: none). */
+static struct tsock *fd_sock(int fd)
+{
+    byp_fd_t *e = byp_fd_get(fd);
+    if (e == NULL || __atomic_load_n(&e->ops, __ATOMIC_ACQUIRE) != &byp_tcp_ops)
+        return NULL;
+    return __atomic_load_n(&e->obj, __ATOMIC_RELAXED);
+}
+
 void byp_tcp_release(int fd)
 {
-    struct tsock *ts = TS(fd);
     byp_stack_lock();
+    struct tsock *ts = fd_sock(fd);
+    if (ts == NULL) {
+        byp_stack_unlock();   /* another thread's close of the same fd got here first */
+        return;
+    }
+    /* The fd stops referring to the socket under the lock, so that a call entering after
+     * this sees it closed (EBADF) rather than a socket about to be freed. */
+    __atomic_store_n(&byp_fd_get(fd)->obj, NULL, __ATOMIC_RELAXED);
     uint32_t left = byp_refs_put(&ts->refs);
     uint32_t mine = byp_refs_mine(&ts->refs);
-    if (left == 0)
+    if (left == 0) {
         tsock_close(ts, fd);
+    } else if (byp_refs_fds(&ts->refs) == 0 && ts->reserves_port && ts->has_flow &&
+               !ts->has_held) {
+        /* Only calls keep it now: the kernel socket goes with this close, so keep its port
+         * for the close that the last of them will do. */
+        ts->held_fd = BYP_REAL(fcntl)(fd, F_DUPFD_CLOEXEC, 0);
+        ts->held_pid = getpid();
+        ts->has_held = ts->held_fd >= 0;
+    }
     byp_stack_unlock();
     /* Out of this process's epoll sets once it holds no fd for it, as the kernel does for
      * the last close of a file. */
@@ -196,11 +238,54 @@ void byp_tcp_release(int fd)
         byp_shm_free(ts);
 }
 
-void byp_tcp_ref(void *obj)
+void *byp_tcp_ref(int fd)
 {
     byp_stack_lock();
-    byp_refs_get(&((struct tsock *)obj)->refs);
+    struct tsock *ts = fd_sock(fd);
+    if (ts != NULL)
+        byp_refs_get(&ts->refs);
     byp_stack_unlock();
+    return ts;
+}
+
+struct tsock *byp_tsock_enter(int fd)
+{
+    byp_stack_lock();
+    struct tsock *ts = fd_sock(fd);
+    if (ts == NULL) {
+        byp_stack_unlock();
+        errno = EBADF;
+        return NULL;
+    }
+    byp_refs_call_get(&ts->refs);
+    byp_holder.tsock = ts;
+    return ts;
+}
+
+void byp_tsock_exit(struct tsock *ts)
+{
+    int saved = errno;
+    uint32_t left = byp_refs_call_put(&ts->refs);
+    if (left == 0)
+        tsock_close(ts, -1);   /* closed by another thread while this call ran */
+    byp_stack_unlock();
+    if (left == 0)
+        byp_shm_free(ts);
+    errno = saved;
+}
+
+struct tsock *byp_tsock_pin(int fd)
+{
+    struct tsock *ts = byp_tsock_enter(fd);
+    if (ts != NULL)
+        byp_stack_unlock();
+    return ts;
+}
+
+void byp_tsock_unpin(struct tsock *ts)
+{
+    byp_stack_lock();
+    byp_tsock_exit(ts);
 }
 
 /* ---- the family: fork, exec, members that left ---- */
@@ -209,8 +294,8 @@ void byp_tcp_fork_refs(int slot)
 {
     unsigned end = __atomic_load_n(&byp_fdtab_hwm, __ATOMIC_RELAXED);
     for (unsigned fd = 0; fd < end; fd++)
-        if (byp_fdtab[fd].ops == &byp_tcp_ops)
-            byp_refs_get_for(&((struct tsock *)byp_fdtab[fd].obj)->refs, slot);
+        if (byp_fdtab[fd].ops == &byp_tcp_ops && TS(fd) != NULL)   /* NULL: being closed */
+            byp_refs_get_for(&TS(fd)->refs, slot);
 }
 
 void byp_tcp_exec_handover(void)
@@ -219,7 +304,9 @@ void byp_tcp_exec_handover(void)
     for (unsigned fd = 0; fd < end; fd++) {
         if (byp_fdtab[fd].ops != &byp_tcp_ops)
             continue;
-        struct tsock *ts = byp_fdtab[fd].obj;
+        struct tsock *ts = TS(fd);
+        if (ts == NULL)
+            continue;   /* being closed */
         int fdfl = BYP_REAL(fcntl)((int)fd, F_GETFD);
         if (fdfl < 0 || (fdfl & FD_CLOEXEC) || ts->pcb == NULL || ts->state != T_CONNECTED)
             continue;
@@ -247,11 +334,99 @@ void byp_tcp_drop_member(int slot)
 {
     for (struct tsock *ts = all_socks, *next; ts != NULL; ts = next) {
         next = ts->all_next;
-        if (ts->refs.per[slot] > 0 && byp_refs_drop(&ts->refs, slot) == 0) {
+        int calls = ts->refs.calls_per[slot];
+        if (byp_refs_held(&ts->refs, slot) && byp_refs_drop(&ts->refs, slot) == 0) {
             tsock_close(ts, -1);
-            byp_shm_free(ts);
+            /* This process leaving (exit) while its other threads are still inside calls on
+             * the socket: closed, but left to them rather than freed (a leak at exit). */
+            if (!(slot == byp_local->slot && calls > 0))
+                byp_shm_free(ts);
         }
     }
+}
+
+/* ---- after a lock holder died (repair.h) ---- */
+
+/* Whether the receive queue is whole: pbufs still held, within bounds; the tail and the
+ * count are recomputed from the chain when they lag it (the holder died between linking
+ * a pbuf and updating them).  0 broken, 1 whole, 2 fixed. */
+static int rxq_check(struct tsock *ts)
+{
+    size_t sum = 0;
+    unsigned n = 0;
+    struct pbuf *last = NULL;
+    for (struct pbuf *p = ts->rx_head; p != NULL; p = p->next) {
+        if (n++ >= (1u << 20) || p->ref == 0 || p->len == 0)
+            return 0;
+        sum += p->len;
+        last = p;
+    }
+    if (ts->rx_head != NULL && ts->rx_off >= ts->rx_head->len)
+        return 0;
+    size_t bytes = ts->rx_head != NULL ? sum - ts->rx_off : 0;
+    if (last == ts->rx_tail && bytes == ts->rx_bytes)
+        return 1;
+    ts->rx_tail = last;
+    ts->rx_bytes = bytes;
+    if (ts->rx_head == NULL)
+        ts->rx_off = 0;
+    return 2;
+}
+
+/* Reset @ts: its connection gets an RST, the program ECONNRESET; a queue that failed the
+ * check is let go of, not freed. */
+static void untrust(struct tsock *ts, int queue_ok)
+{
+    if (!queue_ok) {
+        ts->rx_head = ts->rx_tail = NULL;
+        ts->rx_bytes = 0;
+        ts->rx_off = 0;
+    }
+    if (ts->pcb != NULL && ts->state != T_LISTEN && byp_repair_pcb_active(ts->pcb)) {
+        byp_repair_reset_pcb(ts->pcb);   /* on_err: closed, ECONNRESET */
+    } else if (ts->state != T_LISTEN) {
+        ts->pcb = NULL;
+        ts->state = T_CLOSED;
+        ts->err = ts->so_error = ECONNRESET;
+        ts->sndbuf = 0;
+    }
+    byp_tsock_rx_drop(ts);
+    byp_tsock_changed(ts);
+}
+
+static int repair_one(struct tsock *ts, int suspect)
+{
+    int q = rxq_check(ts);
+    if (q == 2)
+        byp_info("repair: a socket's receive queue tail and count recomputed");
+    if (q != 0 && !suspect)
+        return 0;
+    untrust(ts, q != 0);
+    return 1;
+}
+
+int byp_tcp_repair_socks(void *suspect)
+{
+    int reset = 0;
+    unsigned n = 0;
+    for (struct tsock **link = &all_socks; *link != NULL;) {
+        struct tsock *ts = *link;
+        if (n++ >= MEMP_NUM_TCP_PCB + MEMP_NUM_TCP_PCB_LISTEN) {
+            *link = NULL;   /* a cycle: the rest is leaked */
+            break;
+        }
+        reset += repair_one(ts, ts == suspect);
+        if (ts->state == T_LISTEN && ts->aq != NULL) {
+            if (ts->aq_cap == 0 || ts->aq_head >= ts->aq_cap || ts->aq_n > ts->aq_cap) {
+                ts->aq_n = 0;   /* connections waiting in it are leaked */
+                ts->aq_head = 0;
+            }
+            for (unsigned i = 0; i < ts->aq_n; i++)
+                reset += repair_one(ts->aq[(ts->aq_head + i) % ts->aq_cap], 0);
+        }
+        link = &ts->all_next;
+    }
+    return reset;
 }
 
 /* ---- connections lwIP finishes alone ---- */

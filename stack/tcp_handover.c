@@ -245,7 +245,9 @@ int byp_tcp_spawn_handover(const int *extra, int nextra, int *out, int max)
     for (unsigned fd = 0; fd < end && nout < max; fd++) {
         if (byp_fdtab[fd].ops != &byp_tcp_ops)
             continue;
-        struct tsock *ts = byp_fdtab[fd].obj;
+        struct tsock *ts = TS(fd);
+        if (ts == NULL)
+            continue;   /* being closed */
         int inherited = 0;
         for (int i = 0; i < nextra && !inherited; i++)
             inherited = extra[i] == (int)fd;

@@ -82,16 +82,11 @@ static int cond_acceptable(void *arg)
     return ts->aq_n > 0 || ts->state != T_LISTEN;
 }
 
-int byp_tcp_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+/* Lock held on entry and on return; @l pinned by the caller. */
+static int accept_core(int fd, struct tsock *l, struct sockaddr *addr, socklen_t *len, int flags)
 {
-    struct tsock *l = TS(fd);
-    if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC))
+    if (l->state != T_LISTEN)
         return byp_tcp_fail(EINVAL);
-    byp_stack_lock();
-    if (l->state != T_LISTEN) {
-        byp_stack_unlock();
-        return byp_tcp_fail(EINVAL);
-    }
     for (;;) {
         if (l->aq_n > 0) {
             struct tsock *c = l->aq[l->aq_head];
@@ -108,14 +103,13 @@ int byp_tcp_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
                 l->aq_head = (l->aq_head + l->aq_cap - 1) % l->aq_cap;
                 l->aq[l->aq_head] = c;
                 l->aq_n++;
-                byp_stack_unlock();
                 return byp_tcp_fail(e);
             }
             c->nonblock = (flags & SOCK_NONBLOCK) != 0;
             byp_fd_t *e = byp_fd_get(nfd);
             if (e != NULL) {
-                e->obj = c;
-                e->kind = BYP_FD_TCP;
+                __atomic_store_n(&e->obj, c, __ATOMIC_RELAXED);
+                __atomic_store_n(&e->kind, (uint8_t)BYP_FD_TCP, __ATOMIC_RELAXED);
                 __atomic_store_n(&e->ops, &byp_tcp_ops, __ATOMIC_RELEASE);
                 if ((unsigned)nfd >= byp_fdtab_hwm)
                     byp_fdtab_hwm = (unsigned)nfd + 1;
@@ -125,31 +119,51 @@ int byp_tcp_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
                 memcpy(addr, &c->remote, n);
                 *len = sizeof c->remote;
             }
+            byp_stack_lock();
             return nfd;
         }
-        /* The kernel path: its listening socket is non-blocking under us. */
+        /* The kernel path: its listening socket is non-blocking under us.  Not once another
+         * thread closed @fd: the number may be someone else's by now. */
+        int ours = byp_fd_get(fd)->obj == l;
         byp_stack_unlock();
-        int kfd = BYP_REAL(accept4)(fd, addr, len, flags);
-        if (kfd >= 0) {
-            byp_fd_set_kernel(kfd, BYP_FD_KTCP);
-            return kfd;
+        if (ours) {
+            int kfd = BYP_REAL(accept4)(fd, addr, len, flags);
+            if (kfd >= 0) {
+                byp_fd_set_kernel(kfd, BYP_FD_KTCP);
+                byp_stack_lock();
+                return kfd;
+            }
+            if (errno != EAGAIN) {
+                byp_stack_lock();
+                return -1;
+            }
         }
-        if (errno != EAGAIN)
-            return -1;
+        byp_stack_lock();
         if (l->nonblock)
             return byp_tcp_fail(EAGAIN);
+        byp_stack_unlock();
         struct pollfd p = {.fd = fd, .events = POLLIN};
-        int r = byp_tsock_wait_restarting(cond_acceptable, l, l->rcvtimeo_ms, &p, 1);
+        int r = byp_tsock_wait_restarting(cond_acceptable, l, l->rcvtimeo_ms, &p, ours ? 1 : 0);
+        byp_stack_lock();
         if (r == 0)
             return byp_tcp_fail(EAGAIN);
         if (r < 0)
             return byp_tcp_fail(EINTR);
-        byp_stack_lock();
-        if (l->state != T_LISTEN) {
-            byp_stack_unlock();
+        if (l->state != T_LISTEN)
             return byp_tcp_fail(EINVAL);
-        }
     }
+}
+
+int byp_tcp_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+    if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC))
+        return byp_tcp_fail(EINVAL);
+    struct tsock *l = byp_tsock_enter(fd);
+    if (l == NULL)
+        return -1;
+    int r = accept_core(fd, l, addr, len, flags);
+    byp_tsock_exit(l);
+    return r;
 }
 
 int byp_tcp_accept(int fd, struct sockaddr *addr, socklen_t *len)
@@ -163,8 +177,10 @@ static void install(int fd, struct tsock *ts)
 {
     byp_tsock_link(ts);
     byp_fd_t *e = byp_fd_get(fd);
-    e->obj = ts;
-    e->kind = BYP_FD_TCP;
+    if (e == NULL)
+        return;   /* not reached: the callers checked the fd */
+    __atomic_store_n(&e->obj, ts, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->kind, (uint8_t)BYP_FD_TCP, __ATOMIC_RELAXED);
     __atomic_store_n(&e->ops, &byp_tcp_ops, __ATOMIC_RELEASE);
 }
 

@@ -33,9 +33,10 @@ static int timeo_ms(const void *val, socklen_t len, int *out)
     return 0;
 }
 
-int byp_tcp_setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
+/* The socket is pinned by the caller, the lock not held. */
+static int setsockopt_pinned(struct tsock *ts, int fd, int level, int opt, const void *val,
+                             socklen_t len)
 {
-    struct tsock *ts = TS(fd);
     int v = 0;
     if (level == IPPROTO_TCP) {
         switch (opt) {
@@ -171,9 +172,20 @@ static int tcp_info_get(struct tsock *ts, void *val, socklen_t *len)
     return 0;
 }
 
-int byp_tcp_getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
+int byp_tcp_setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
 {
-    struct tsock *ts = TS(fd);
+    struct tsock *ts = byp_tsock_pin(fd);
+    if (ts == NULL)
+        return -1;
+    int r = setsockopt_pinned(ts, fd, level, opt, val, len);
+    byp_tsock_unpin(ts);
+    return r;
+}
+
+/* The socket is pinned by the caller, the lock not held. */
+static int getsockopt_pinned(struct tsock *ts, int fd, int level, int opt, void *val,
+                             socklen_t *len)
+{
     int v;
     if (level == IPPROTO_TCP && opt == TCP_INFO)
         return tcp_info_get(ts, val, len);
@@ -215,3 +227,12 @@ int byp_tcp_getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
     return 0;
 }
 
+int byp_tcp_getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
+{
+    struct tsock *ts = byp_tsock_pin(fd);
+    if (ts == NULL)
+        return -1;
+    int r = getsockopt_pinned(ts, fd, level, opt, val, len);
+    byp_tsock_unpin(ts);
+    return r;
+}

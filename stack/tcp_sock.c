@@ -22,14 +22,13 @@
 #include "shm.h"
 #include "tcp_sock.h"
 #include "fd_epoll.h"
+#include "repair.h"
 
 void byp_tsock_changed(struct tsock *ts)
 {
     ts->gen++;
-    if (ts->exclusive && ts->state == T_LISTEN)
-        byp_engine_event_one(ts->refs.groups);   /* EPOLLEXCLUSIVE: one waiter */
-    else
-        byp_engine_event_groups(ts->refs.groups);
+    /* EPOLLEXCLUSIVE: one waiter */
+    byp_wake_socket(&ts->watch, ts->refs.groups, ts->exclusive && ts->state == T_LISTEN);
 }
 
 struct tsock *byp_tsock_new(void)
@@ -40,14 +39,19 @@ struct tsock *byp_tsock_new(void)
     return ts;
 }
 
+/* Each pbuf leaves the queue before it is freed, so that a process killed half-way leaves
+ * a queue whose every pbuf is still held (repair.h). */
 void byp_tsock_rx_drop(struct tsock *ts)
 {
-    struct pbuf *p = ts->rx_head;
-    while (p != NULL) {
-        struct pbuf *n = p->next;
+    struct pbuf *p;
+    while ((p = ts->rx_head) != NULL) {
+        ts->rx_head = p->next;
+        if (ts->rx_head == NULL)
+            ts->rx_tail = NULL;
+        ts->rx_bytes -= p->len - ts->rx_off;
+        ts->rx_off = 0;
         p->next = NULL;
         pbuf_free(p);
-        p = n;
     }
     ts->rx_head = ts->rx_tail = NULL;
     ts->rx_off = 0;
@@ -77,17 +81,18 @@ static err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
         pbuf_free(p);
         return ERR_OK;
     } else {
-        /* Queue pbuf by pbuf: each is freed on its own once read. */
-        ts->rx_bytes += p->tot_len;
-        byp_stats_sock_rx(ts, p->tot_len);
+        /* Queue pbuf by pbuf: each is freed on its own once read.  Linked first, then the
+         * tail and the count, which a repair can recompute from the chain (repair.h). */
+        struct pbuf *q = p;
+        while (q->next != NULL)
+            q = q->next;
         if (ts->rx_tail != NULL)
             ts->rx_tail->next = p;
         else
             ts->rx_head = p;
-        struct pbuf *q = p;
-        while (q->next != NULL)
-            q = q->next;
         ts->rx_tail = q;
+        ts->rx_bytes += p->tot_len;
+        byp_stats_sock_rx(ts, p->tot_len);
     }
     byp_tsock_changed(ts);
     return ERR_OK;
@@ -153,6 +158,13 @@ static void on_err(void *arg, err_t err)
     ts->err = ts->so_error = e;
     ts->sndbuf = 0;
     byp_tsock_changed(ts);
+}
+
+void byp_tcp_abort_untrusted(struct tcp_pcb *pcb)
+{
+    abort_errno = ECONNRESET;
+    tcp_abort(pcb);
+    abort_errno = 0;
 }
 
 void byp_tcp_unreachable(in_addr_t hop)
@@ -224,5 +236,6 @@ int byp_tsock_wait(byp_wait_cond_t cond, struct tsock *ts, int timeout_ms, struc
     byp_stack_unlock();
     int r = byp_tsock_wait_restarting(cond, ts, timeout_ms, pfd, n);
     byp_stack_lock();
+    byp_holder.tsock = ts;   /* the call works on it again (repair.h) */
     return r;
 }

@@ -12,6 +12,7 @@
 #include "byp.h"
 #include "engine.h"
 #include "family.h"
+#include "wake.h"
 
 enum { T_LISTEN = 1, T_CONNECTING, T_CONNECTED, T_CLOSED };
 
@@ -19,6 +20,7 @@ struct tsock {
     struct tcp_pcb *pcb;        /* NULL once lwIP freed it */
     int state;
     struct byp_refs refs;       /* fds referring to it, per process of the family */
+    struct byp_watch watch;     /* the epoll sets it is in, to wake (wake.h) */
     struct tsock *all_prev, *all_next;  /* every socket an fd refers to (tcp_sock.c) */
     int nonblock;               /* the program's O_NONBLOCK */
     int exclusive;              /* a listener some epoll set holds with EPOLLEXCLUSIVE */
@@ -41,11 +43,17 @@ struct tsock {
     in_port_t flow_port;
     int has_flow;
     int reserves_port;          /* active connect: the kernel socket holds the local port */
+    /* The last fd went while calls were still running on the socket: a dup of its kernel
+     * socket (in process held_pid) keeps the port reserved until the deferred close. */
+    int has_held, held_fd;
+    pid_t held_pid;
     struct sockaddr_in local, remote;
 };
 
 
-#define TS(fd) ((struct tsock *)byp_fdtab[(fd)].obj)
+/* The object an fd refers to, read without the lock: only for hints (readiness), which
+ * must cope with NULL (the fd is being closed).  Calls pin their object instead. */
+#define TS(fd) ((struct tsock *)__atomic_load_n(&byp_fdtab[(fd)].obj, __ATOMIC_RELAXED))
 #define WRITABLE_MIN 2048
 
 /* The accelerated TCP ops table (fd_tcp.c). */
@@ -93,6 +101,10 @@ int byp_tsock_wait_restarting(byp_wait_cond_t cond, struct tsock *ts, int timeou
 int byp_tsock_wait(byp_wait_cond_t cond, struct tsock *ts, int timeout_ms, struct pollfd *pfd,
                    nfds_t n);
 
+/* Abort @pcb with ECONNRESET for its socket (an RST to the peer): the repair after a dead
+ * lock holder (repair.c). */
+void byp_tcp_abort_untrusted(struct tcp_pcb *pcb);
+
 /* Socket options (tcp_opts.c). */
 int byp_tcp_setsockopt(int fd, int level, int opt, const void *val, socklen_t len);
 int byp_tcp_getsockopt(int fd, int level, int opt, void *val, socklen_t *len);
@@ -102,9 +114,22 @@ int byp_tcp_accept(int fd, struct sockaddr *addr, socklen_t *len);
 int byp_tcp_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
 void byp_tcp_release(int fd);
 
+/* A call on @fd begins: take the stack lock and a reference for the call on the socket @fd
+ * refers to, as the kernel's fdget does: a close of the fd in another thread meanwhile does
+ * not free it (the close completes when the last call returns).  The socket with the lock
+ * held, or NULL with errno EBADF when @fd no longer refers to an accelerated TCP socket
+ * (closed by another thread before the call got the lock); tcp_close.c. */
+struct tsock *byp_tsock_enter(int fd);
+/* The call returns: drop its reference (closing and freeing the socket when it was the last)
+ * and the lock.  errno is kept. */
+void byp_tsock_exit(struct tsock *ts);
+/* The same for a call that mostly runs without the lock: pinned, lock not held. */
+struct tsock *byp_tsock_pin(int fd);
+void byp_tsock_unpin(struct tsock *ts);
+
 /* Rebuild the kernel socket under @fd as the connection @ts (TCP_REPAIR) and let lwIP
  * forget it (lock held; tcp_handover.c).  0, or -errno with the connection left as it was. */
 int byp_tcp_handover(struct tsock *ts, int fd);
-void byp_tcp_ref(void *obj);
+void *byp_tcp_ref(int fd);
 
 #endif

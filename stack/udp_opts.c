@@ -71,9 +71,10 @@ static int membership(int level, int opt, const void *val, socklen_t len, in_add
     return 0;
 }
 
-int byp_udp_setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
+/* @us pinned by the caller, the lock not held. */
+static int setsockopt_pinned(struct usock *us, int fd, int level, int opt, const void *val,
+                             socklen_t len)
 {
-    struct usock *us = US(fd);
     if (BYP_REAL(setsockopt)(fd, level, opt, val, len) < 0)
         return -1;
     int v = int_of(val, len);
@@ -159,6 +160,16 @@ int byp_udp_setsockopt(int fd, int level, int opt, const void *val, socklen_t le
     }
     byp_stack_unlock();
     return 0;
+}
+
+int byp_udp_setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
+{
+    struct usock *us = byp_usock_pin(fd);
+    if (us == NULL)
+        return -1;
+    int r = setsockopt_pinned(us, fd, level, opt, val, len);
+    byp_usock_unpin(us);
+    return r;
 }
 
 /* Options the program set on the kernel socket before it was accelerated. */

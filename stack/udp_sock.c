@@ -20,6 +20,7 @@
 #include "stats.h"
 #include "fd_epoll.h"
 #include "udp_sock.h"
+#include "repair.h"
 
 struct usock *byp_usocks;
 uint64_t byp_udp_unwanted;
@@ -27,14 +28,15 @@ uint64_t byp_udp_unwanted;
 void byp_usock_changed(struct usock *us)
 {
     us->gen++;
-    byp_engine_event_groups(us->refs.groups);
+    byp_wake_socket(&us->watch, us->refs.groups, 0);
 }
 
 int byp_usock_readable(void *arg)
 {
     const struct usock *us = arg;
     return __atomic_load_n(&us->qn, __ATOMIC_ACQUIRE) > 0 ||
-           __atomic_load_n(&us->kready, __ATOMIC_ACQUIRE) != 0;
+           __atomic_load_n(&us->kready, __ATOMIC_ACQUIRE) != 0 ||
+           __atomic_load_n(&us->shut_rd, __ATOMIC_RELAXED);
 }
 
 void byp_usock_rcvbuf(struct usock *us, int fd)
@@ -227,8 +229,10 @@ int byp_usock_leave(struct usock *us, in_addr_t group, in_addr_t source)
 static void install(int fd, struct usock *us)
 {
     byp_fd_t *e = byp_fd_get(fd);
-    e->obj = us;
-    e->kind = BYP_FD_UDP;
+    if (e == NULL)
+        return;   /* not reached: adopt() checked the fd */
+    __atomic_store_n(&e->obj, us, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->kind, (uint8_t)BYP_FD_UDP, __ATOMIC_RELAXED);
     __atomic_store_n(&e->ops, &byp_udp_ops, __ATOMIC_RELEASE);
 }
 
@@ -322,6 +326,15 @@ int byp_udp_connect(int fd, const struct sockaddr_in *remote)
     return adopt(fd, &local, remote);
 }
 
+/* The accelerated UDP socket @fd refers to, read under the lock (NULL: none). */
+static struct usock *fd_sock(int fd)
+{
+    byp_fd_t *e = byp_fd_get(fd);
+    if (e == NULL || __atomic_load_n(&e->ops, __ATOMIC_ACQUIRE) != &byp_udp_ops)
+        return NULL;
+    return __atomic_load_n(&e->obj, __ATOMIC_RELAXED);
+}
+
 int byp_udp_join(int fd, in_addr_t group, in_addr_t source)
 {
     struct sockaddr_in local;
@@ -330,9 +343,9 @@ int byp_udp_join(int fd, in_addr_t group, in_addr_t source)
     int rc = byp_fd_ops(fd) == &byp_udp_ops ? 0 : adopt(fd, &local, NULL);
     if (rc != 0)
         return rc;
-    struct usock *us = US(fd);
     byp_stack_lock();
-    rc = byp_usock_join(us, group, source);
+    struct usock *us = fd_sock(fd);
+    rc = us != NULL ? byp_usock_join(us, group, source) : -EBADF;
     byp_stack_unlock();
     if (rc < 0)
         byp_warn("cannot steer group %s port %u to the stack: %s; it arrives through the kernel",
@@ -341,13 +354,6 @@ int byp_udp_join(int fd, in_addr_t group, in_addr_t source)
 }
 
 /* ---- close ---- */
-
-void byp_udp_ref(void *obj)
-{
-    byp_stack_lock();
-    byp_refs_get(&((struct usock *)obj)->refs);
-    byp_stack_unlock();
-}
 
 /* The last reference of the family is gone: leave the groups, stop steering, drop the queue,
  * free (lock held). */
@@ -383,15 +389,24 @@ static void usock_free(struct usock *us)
 
 void byp_udp_release(int fd)
 {
-    struct usock *us = US(fd);
     byp_stack_lock();
+    struct usock *us = fd_sock(fd);
+    if (us == NULL) {
+        byp_stack_unlock();   /* another thread's close of the same fd got here first */
+        return;
+    }
+    /* The fd stops referring to the socket under the lock: a call entering after this sees
+     * it closed (EBADF), not a socket about to be freed. */
+    __atomic_store_n(&byp_fd_get(fd)->obj, NULL, __ATOMIC_RELAXED);
     uint32_t left = byp_refs_put(&us->refs);
     uint32_t mine = byp_refs_mine(&us->refs);
+    /* The kernel socket goes with the family's last fd (calls may still run on the stack's
+     * side): out of the kernel-path set while the number is still this socket's. */
+    if (byp_refs_fds(&us->refs) == 0)
+        byp_udp_kpath_del(us, fd);
     if (left == 0)
         usock_close(us);
     byp_stack_unlock();
-    if (left == 0)
-        byp_udp_kpath_del(us, fd);
     /* Out of this process's epoll sets once it holds no fd for it. */
     if (mine == 0)
         byp_epoll_forget(fd, us);
@@ -399,21 +414,108 @@ void byp_udp_release(int fd)
         usock_free(us);
 }
 
+void *byp_udp_ref(int fd)
+{
+    byp_stack_lock();
+    struct usock *us = fd_sock(fd);
+    if (us != NULL)
+        byp_refs_get(&us->refs);
+    byp_stack_unlock();
+    return us;
+}
+
+struct usock *byp_usock_enter(int fd)
+{
+    byp_stack_lock();
+    struct usock *us = fd_sock(fd);
+    if (us == NULL) {
+        byp_stack_unlock();
+        errno = EBADF;
+        return NULL;
+    }
+    byp_refs_call_get(&us->refs);
+    byp_holder.usock = us;
+    return us;
+}
+
+void byp_usock_exit(struct usock *us)
+{
+    int saved = errno;
+    uint32_t left = byp_refs_call_put(&us->refs);
+    if (left == 0)
+        usock_close(us);   /* closed by another thread while this call ran */
+    byp_stack_unlock();
+    if (left == 0)
+        usock_free(us);
+    errno = saved;
+}
+
+struct usock *byp_usock_pin(int fd)
+{
+    struct usock *us = byp_usock_enter(fd);
+    if (us != NULL)
+        byp_stack_unlock();
+    return us;
+}
+
+void byp_usock_unpin(struct usock *us)
+{
+    byp_stack_lock();
+    byp_usock_exit(us);
+}
+
+/* After a lock holder died (repair.h): each queue's indices in range, its counted slots
+ * holding a datagram (a pop cut short leaves its slot empty at the head: skipped).  The
+ * dead call's own socket keeps its queue: a datagram lost or seen twice is UDP's lot. */
+int byp_udp_repair_socks(void *suspect)
+{
+    (void)suspect;
+    unsigned n = 0;
+    for (struct usock **link = &byp_usocks; *link != NULL; link = &(*link)->next) {
+        struct usock *us = *link;
+        if (n++ >= MEMP_NUM_UDP_PCB) {
+            *link = NULL;
+            break;
+        }
+        if (us->qcap == 0 || us->qhead >= us->qcap || us->qn > us->qcap) {
+            us->qn = 0;   /* what it held is leaked */
+            us->qhead = 0;
+            us->qcharge = us->qpayload = 0;
+            continue;
+        }
+        while (us->qn > 0 && us->q[us->qhead].p == NULL) {
+            us->qhead = (us->qhead + 1) % us->qcap;
+            us->qn--;
+        }
+        for (unsigned i = 0; i < us->qn; i++)
+            if (us->q[(us->qhead + i) % us->qcap].p == NULL) {
+                us->qn = i;   /* the rest is leaked */
+                break;
+            }
+    }
+    return 0;
+}
+
 void byp_udp_fork_refs(int slot)
 {
     unsigned end = __atomic_load_n(&byp_fdtab_hwm, __ATOMIC_RELAXED);
     for (unsigned fd = 0; fd < end; fd++)
         if (byp_fdtab[fd].ops == &byp_udp_ops)
-            byp_refs_get_for(&((struct usock *)byp_fdtab[fd].obj)->refs, slot);
+            if (US(fd) != NULL)   /* NULL: being closed */
+                byp_refs_get_for(&US(fd)->refs, slot);
 }
 
 void byp_udp_drop_member(int slot)
 {
     for (struct usock *us = byp_usocks, *next; us != NULL; us = next) {
         next = us->next;
-        if (us->refs.per[slot] > 0 && byp_refs_drop(&us->refs, slot) == 0) {
+        int calls = us->refs.calls_per[slot];
+        if (byp_refs_held(&us->refs, slot) && byp_refs_drop(&us->refs, slot) == 0) {
             usock_close(us);
-            usock_free(us);
+            /* This process leaving while its other threads are inside calls on it: closed,
+             * left to them rather than freed (a leak at exit). */
+            if (!(slot == byp_local->slot && calls > 0))
+                usock_free(us);
         }
     }
 }

@@ -18,6 +18,7 @@
 #include "byp.h"
 #include "engine.h"
 #include "family.h"
+#include "wake.h"
 
 /* One queued datagram: the payload (a pbuf chain, often the NIC's own buffer) and what
  * recvmsg reports with it. */
@@ -46,6 +47,7 @@ enum {
 struct usock {
     struct udp_pcb *pcb;        /* NULL once closed */
     struct byp_refs refs;       /* fds referring to it, per process of the family */
+    struct byp_watch watch;     /* the epoll sets it is in, to wake (wake.h) */
     int nonblock;               /* the program's O_NONBLOCK */
     int rcvtimeo_ms, sndtimeo_ms;   /* -1: none */
     int cmsg;                   /* U_* */
@@ -54,6 +56,7 @@ struct usock {
     int mcast_kernel;           /* IP_MULTICAST_IF names another interface: multicast sends
                                    go out through the kernel socket */
     int connected;
+    int shut_rd, shut_wr;       /* shutdown(): receives end (0), sends fail (EPIPE) */
     struct sockaddr_in local, remote;
     /* receive queue: a ring of datagrams, bounded in bytes by the kernel socket's SO_RCVBUF */
     struct udgram *q;
@@ -91,7 +94,9 @@ enum {
  * datagrams on both. */
 #define U_CHARGE_OVERHEAD 768
 
-#define US(fd) ((struct usock *)byp_fdtab[(fd)].obj)
+/* The object an fd refers to, read without the lock: only for hints (readiness), which
+ * must cope with NULL (the fd is being closed).  Calls pin their object instead. */
+#define US(fd) ((struct usock *)__atomic_load_n(&byp_fdtab[(fd)].obj, __ATOMIC_RELAXED))
 
 /* The accelerated UDP ops table (fd_udp.c). */
 extern const byp_fd_ops_t byp_udp_ops;
@@ -137,6 +142,23 @@ void byp_udp_opts_inherit(struct usock *us, int fd);
 
 /* The ops implemented in udp_sock.c. */
 void byp_udp_release(int fd);
-void byp_udp_ref(void *obj);
+void *byp_udp_ref(int fd);
+
+/* A call on @fd begins: the stack lock and a reference for the call on the socket @fd refers
+ * to (see byp_tsock_enter).  The socket with the lock held, or NULL with errno EBADF. */
+struct usock *byp_usock_enter(int fd);
+/* The call returns: drop its reference (closing and freeing the socket when it was the
+ * last) and the lock.  errno is kept. */
+void byp_usock_exit(struct usock *us);
+/* The same for a call that mostly runs without the lock: pinned, lock not held. */
+struct usock *byp_usock_pin(int fd);
+void byp_usock_unpin(struct usock *us);
+/* Whether @fd, the number a call on @us came in by, was closed while the call ran (lock
+ * held): the number may be someone else's by now, so the call no longer touches the
+ * kernel socket through it. */
+static inline int byp_usock_orphan(const struct usock *us, int fd)
+{
+    return __atomic_load_n(&byp_fdtab[fd].obj, __ATOMIC_RELAXED) != us;
+}
 
 #endif

@@ -26,7 +26,10 @@
 # Environment: DEPLOY_MODES (default "kernel bypass latency"); DEPLOY_PERF=DIR records the
 # server CPU (every task on it, softirqs included) during each bypass run with
 # `perf record -g -C 0` into DIR/<bench>-<mode>-<round>.data; with DEPLOY_PERF_STAT=EVENTS,
-# `perf stat --per-thread -e EVENTS` of the server into DIR/<bench>-<mode>-<round>.stat.
+# `perf stat --per-thread -e EVENTS` of the server into DIR/<bench>-<mode>-<round>.stat,
+# or with DEPLOY_STRACE=1 a `strace -c -f` of the server (system calls of all its threads,
+# counts and errors) into DIR/<bench>-<mode>-<round>.strace; DEPLOY_PERF_KERNEL=1 records
+# the kernel server's runs too.
 # Writes one line per run to OUT_TSV: bench, mode, round, value or verdict, unit, command.
 # Needs root.
 set -uo pipefail
@@ -108,9 +111,11 @@ start() {
   PIDS+=("$SPID")
   wait_port "$port" "$SPID" || { echo "bench/deploy: $name ($mode) did not listen" >&2; tail -n 5 "$WORK/$name-$mode.log" >&2; return 1; }
   [ "$mode" != kernel ] && sleep 0.5
-  if [ -n "${DEPLOY_PERF:-}" ] && [ "$mode" != kernel ]; then
+  if [ -n "${DEPLOY_PERF:-}" ] && { [ "$mode" != kernel ] || [ -n "${DEPLOY_PERF_KERNEL:-}" ]; }; then
     mkdir -p "$DEPLOY_PERF"
-    if [ -n "${DEPLOY_PERF_STAT:-}" ]; then   # per-thread counts of the server instead
+    if [ -n "${DEPLOY_STRACE:-}" ]; then   # system call counts of the server instead
+      strace -c -f -q -p "$SPID" -o "$DEPLOY_PERF/$name-$mode-$ROUND.strace" >/dev/null 2>&1 &
+    elif [ -n "${DEPLOY_PERF_STAT:-}" ]; then   # per-thread counts of the server instead
       perf stat --per-thread -p "$SPID" -e "$DEPLOY_PERF_STAT" -o "$DEPLOY_PERF/$name-$mode-$ROUND.stat" \
         >/dev/null 2>&1 &
     else

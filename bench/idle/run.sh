@@ -3,12 +3,13 @@
 # settings, as users deploy it), side by side.  redis-server in namespace byps-idle-PID
 # (bypi0 10.77.249.1), ten idle clients holding connections from bypc-idle-PID (bypi1
 # 10.77.249.2); both namespaces are deleted on exit, also on failure or interrupt.
-# CPU = utime + stime of the server process (all its threads, the progress thread
-# included) over SECONDS, in clock ticks (USER_HZ, 100 per second here).
+# CPU = the time the server process's threads (the progress thread included) ran over
+# SECONDS, in milliseconds, from /proc/PID/task/*/schedstat (nanoseconds: clock ticks,
+# 10 ms each, are too coarse for the few milliseconds an idle server uses).
 #
 #   bench/idle/run.sh OUT_TSV [SECONDS [ROUNDS]]      defaults: 10 3
 #
-# Writes one line per run to OUT_TSV: bench, mode (kernel|bypass), round, ticks, unit,
+# Writes one line per run to OUT_TSV: bench, mode (kernel|bypass), round, CPU milliseconds, unit,
 # command; prints a summary.  Needs root.
 set -uo pipefail
 
@@ -37,7 +38,7 @@ ip -n "$CNS" link set dev "$CIF" xdpdrv obj "$ROOT/build/nicbackend/xdp_pass.bpf
 printf 'interface = "%s";\nrules = ( { action = "accelerate"; proto = "tcp"; port = %d; } );\n' \
   "$SIF" "$PORT" > "$WORK/idle.conf"
 
-ticks() { awk '{ sub(/.*\) /, ""); split($0, f, " "); print f[12] + f[13] }' "/proc/$1/stat"; }
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%d\n", s }'; }
 
 # Ten connections held open, idle, from the client namespace.
 HOLD='import socket,sys,time
@@ -63,14 +64,16 @@ one() {   # mode round
   for i in $(seq 100); do grep -q held "$WORK/hold.out" && break; sleep 0.1; done
   sleep 2
   local t0 t1
-  t0=$(ticks "$srv")
+  t0=$(cpu_ns "$srv")
   sleep "$SECS"
-  t1=$(ticks "$srv")
+  t1=$(cpu_ns "$srv")
   kill "$hold" "$srv" 2>/dev/null
   wait "$hold" "$srv" 2>/dev/null
-  printf 'idle\t%s\t%d\t%d\tticks/%ss\tredis-server, 10 idle connections\n' \
-    "$mode" "$round" $((t1 - t0)) "$SECS" >> "$OUT"
-  echo "idle $mode round $round: $((t1 - t0)) ticks in ${SECS}s"
+  local ms
+  ms=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", (b - a) / 1e6 }')
+  printf 'idle\t%s\t%d\t%s\tcpu-ms/%ss\tredis-server, 10 idle connections\n' \
+    "$mode" "$round" "$ms" "$SECS" >> "$OUT"
+  echo "idle $mode round $round: $ms ms of CPU in ${SECS}s"
 }
 
 for r in $(seq "$ROUNDS"); do

@@ -412,7 +412,7 @@ if "deploy" in B:
              "nginx-1m": "nginx 1 worker, 1 MB file, wrk -c 10 (req/s)",
              "iperf3-rx": "iperf3 one stream, kernel client -> server (Gbit/s)",
              "iperf3-tx": "iperf3 one stream, server -> kernel client, -R (Gbit/s)",
-             "idle": "idle redis-server, 10 connections (CPU ticks per run, lower is better)"}
+             "idle": "idle redis-server, 10 connections (CPU milliseconds per run, lower is better)"}
     order = list(label)
     benches = B["deploy"]["benches"]
     has_base = any("base" in b["modes"] for b in benches.values())

@@ -4,7 +4,7 @@
 
 Opens connection B (SENDS=1) and A to sigcall's listener, or for OP=connect listens on
 PEER_PORT with a full accept queue (SYNs dropped until it accepts); waits for GO_FILE,
-then 1.5 s, then acts: connects (accept), sends one byte (recv, epoll, poll, select,
+then 0.9 s, then acts: connects (accept), sends one byte (recv, epoll, poll, select,
 storm), reads (send), or accepts (connect; until GO_FILE.done appears).  Prints "peer b=N" with the bytes that came
 on B (what sigcall's handler sent).
 """
@@ -44,7 +44,7 @@ while not os.path.exists(go):
     if time.monotonic() > deadline:
         sys.exit("no go")
     time.sleep(0.02)
-time.sleep(2.0 if op == "storm" else 1.5)
+time.sleep(2.0 if op == "storm" else 0.9)
 
 extra = []
 if op == "accept":

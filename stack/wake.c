@@ -1,0 +1,404 @@
+/* Waking the threads that sleep on the stack: wake targets (one per epoll set), wake groups
+ * (one per group of forked members) and the frames (wake.h).  The state lives in the
+ * engine's shared data, so every member of the family sees the same counts; the eventfd
+ * numbers of a target are its owner's only. */
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "byp.h"
+#include "byp_stack.h"
+#include "engine.h"
+#include "engine_int.h"
+#include "fd_udp.h"
+#include "tcp_sock.h"
+#include "udp_sock.h"
+#include "wake.h"
+
+/* ---- wake groups ----
+ * Each group has a semaphore eventfd and an epoll set over it (plus the kernel UDP
+ * sockets' set while the stack has one member), created at start and inherited by every
+ * member.  A member's own group's pair also sits at the fd numbers wake_fd and sleep_fd
+ * (dup3 in a forked child), which its epoll sets and waits use. */
+static int group_sleepers[BYP_WAKE_GROUPS];   /* threads sleeping, per group */
+static int group_plain[BYP_WAKE_GROUPS];      /* ... of which no target reaches (byp_wait) */
+static int family_spinners;                  /* threads of every member spinning (wait.c) */
+static int frame_sleepers;                   /* threads sleeping on the frames */
+static int group_wake_fd[BYP_WAKE_GROUPS];
+static int group_sleep_fd[BYP_WAKE_GROUPS];
+#define WAKE_TAG (-2)                /* the data of a group's eventfd in its epoll set */
+static unsigned wake_groups;        /* groups to wake at unlock (lock held) */
+static unsigned plain_groups;       /* ... if they have sleepers no target reaches */
+static unsigned wake_one_of;        /* ... and one of these (EPOLLEXCLUSIVE listeners) */
+static unsigned wake_one_next;      /* where the search for that one starts (round robin) */
+static int wake_fd = -1;            /* this member's group's eventfd (a dup) */
+static int sleep_fd = -1;           /* this member's group's epoll set (a dup) */
+/* The backend's receive fd while sleepers take the frames (one member), else -1. */
+int byp_wake_frames_fd = -1;
+uint64_t byp_wake_events;           /* readiness changes, bumped under the lock */
+static uint64_t events_woken;       /* value of byp_wake_events at the last plan */
+
+/* ---- wake targets ---- */
+struct target {
+    pid_t owner;                    /* 0: free */
+    int efd;                        /* a semaphore eventfd, in the owner's fd numbers */
+    int sleepers;                   /* threads sleeping on it */
+    unsigned group;                 /* the owner's wake group */
+    uint8_t gen;                    /* bumped at every close: stale watches see it */
+};
+static struct target targets[BYP_WAKE_TARGETS];
+static uint64_t wake_targets;       /* targets to wake at unlock (lock held) */
+static uint64_t wake_one_targets;   /* ... one of these (EPOLLEXCLUSIVE listeners) */
+static unsigned wake_one_tnext;
+
+static unsigned my_group(void)
+{
+    return byp_wake_group(byp_local->slot);
+}
+
+void byp_wake_socket(const struct byp_watch *w, unsigned groups, int exclusive)
+{
+    __atomic_add_fetch(&byp_wake_events, 1, __ATOMIC_RELEASE);
+    if (w == NULL || w->n == 0 || w->all) {
+        if (exclusive)
+            wake_one_of |= groups;
+        else
+            wake_groups |= groups;
+        return;
+    }
+    pid_t me = byp_local->pid;
+    for (unsigned i = 0; i < w->n; i++) {
+        const struct target *t = &targets[w->t[i]];
+        if (t->owner == 0 || t->gen != w->gen[i]) {
+            /* The set closed its target (no members left, or it went inside another set
+             * or a poll): whoever sleeps on it now sleeps on its group. */
+            if (exclusive)
+                wake_one_of |= groups;
+            else
+                wake_groups |= groups;
+        } else if (t->owner == me) {
+            if (exclusive)
+                wake_one_targets |= 1ull << w->t[i];
+            else
+                wake_targets |= 1ull << w->t[i];
+        } else if (exclusive) {
+            wake_one_of |= 1u << t->group;   /* another process's set: its group */
+        } else {
+            wake_groups |= 1u << t->group;
+        }
+    }
+    plain_groups |= groups;   /* a thread blocked in recv or poll on it sleeps on its group */
+}
+
+void byp_engine_event_groups(unsigned groups)
+{
+    byp_wake_socket(NULL, groups, 0);
+}
+
+void byp_engine_event_one(unsigned groups)
+{
+    byp_wake_socket(NULL, groups, 1);
+}
+
+void byp_engine_event(void)
+{
+    byp_wake_socket(NULL, (1u << BYP_WAKE_GROUPS) - 1, 0);
+}
+
+int byp_wake_plan(struct byp_wake_plan *p)
+{
+    int changed = byp_wake_events != events_woken;
+    events_woken = byp_wake_events;
+    unsigned groups = changed ? wake_groups : 0;
+    unsigned plain = changed ? plain_groups : 0;
+    unsigned one_of = changed ? wake_one_of : 0;
+    uint64_t tg = changed ? wake_targets : 0;
+    uint64_t one_t = changed ? wake_one_targets : 0;
+    wake_groups = plain_groups = wake_one_of = 0;
+    wake_targets = wake_one_targets = 0;
+    p->groups = 0;
+    p->targets = 0;
+    if (!changed)
+        return 0;
+    for (unsigned m = plain & ~groups; m != 0; m &= m - 1) {
+        unsigned g = (unsigned)__builtin_ctz(m);
+        if (__atomic_load_n(&group_plain[g], __ATOMIC_SEQ_CST) > 0)
+            groups |= 1u << g;
+    }
+    for (unsigned m = groups; m != 0; m &= m - 1) {
+        unsigned g = (unsigned)__builtin_ctz(m);
+        p->n[g] = __atomic_load_n(&group_sleepers[g], __ATOMIC_SEQ_CST);
+        if (p->n[g] > 0)
+            p->groups |= 1u << g;
+    }
+    for (uint64_t m = tg; m != 0; m &= m - 1) {
+        unsigned t = (unsigned)__builtin_ctzll(m);
+        p->tn[t] = __atomic_load_n(&targets[t].sleepers, __ATOMIC_SEQ_CST);
+        if (p->tn[t] > 0)
+            p->targets |= 1ull << t;
+    }
+    if (one_t != 0 && (one_t & p->targets) == 0) {
+        /* An EPOLLEXCLUSIVE listener in sets of this process: one set with sleepers. */
+        for (unsigned k = 0; k < BYP_WAKE_TARGETS; k++) {
+            unsigned t = (wake_one_tnext + k) % BYP_WAKE_TARGETS;
+            if (!(one_t & (1ull << t)))
+                continue;
+            p->tn[t] = __atomic_load_n(&targets[t].sleepers, __ATOMIC_SEQ_CST);
+            if (p->tn[t] > 0) {
+                p->targets |= 1ull << t;
+                wake_one_tnext = t + 1;
+                one_of = 0;   /* woken here: no other process's group too */
+                break;
+            }
+        }
+    }
+    if (one_of != 0 && (one_of & p->groups) == 0) {
+        /* An EPOLLEXCLUSIVE listener: the first group holding it that has sleepers, from
+         * where the last search stopped; none sleeping, whoever runs next sees it. */
+        for (unsigned k = 0; k < BYP_WAKE_GROUPS; k++) {
+            unsigned g = (wake_one_next + k) % BYP_WAKE_GROUPS;
+            if (!(one_of & (1u << g)))
+                continue;
+            p->n[g] = __atomic_load_n(&group_sleepers[g], __ATOMIC_SEQ_CST);
+            if (p->n[g] > 0) {
+                p->groups |= 1u << g;
+                wake_one_next = g + 1;
+                break;
+            }
+        }
+    }
+    return p->groups != 0 || p->targets != 0;
+}
+
+void byp_wake_send(const struct byp_wake_plan *p)
+{
+    /* Semaphore eventfds: one count per sleeper, each takes one (byp_wake_drain,
+     * byp_wake_target_drain), so no sleeper is robbed of its wake-up by another. */
+    for (unsigned m = p->groups; m != 0; m &= m - 1) {
+        unsigned g = (unsigned)__builtin_ctz(m);
+        uint64_t cnt = (uint64_t)p->n[g];
+        (void)!BYP_REAL(write)(group_wake_fd[g], &cnt, sizeof cnt);
+    }
+    for (uint64_t m = p->targets; m != 0; m &= m - 1) {
+        unsigned t = (unsigned)__builtin_ctzll(m);
+        uint64_t cnt = (uint64_t)p->tn[t];
+        (void)!BYP_REAL(write)(targets[t].efd, &cnt, sizeof cnt);
+    }
+}
+
+int byp_frame_sleepers(void)
+{
+    /* Without a receive fd (memif, pci) no sleeper sees frames come: the progress thread
+     * polls for them (test_memif_redis took 47 s once waits stopped spinning). */
+    if (byp_wake_frames_fd < 0)
+        return 0;
+    return __atomic_load_n(&frame_sleepers, __ATOMIC_RELAXED);
+}
+
+int byp_engine_sleeping(void)
+{
+    int n = 0;
+    for (int g = 0; g < BYP_WAKE_GROUPS; g++)
+        n += __atomic_load_n(&group_sleepers[g], __ATOMIC_RELAXED);
+    return n;
+}
+
+/* ---- what sleepers call (struct byp_engine) ---- */
+
+int byp_wake_sleep_fd(void)
+{
+    return sleep_fd;
+}
+
+/* Frames woke a sleeper.  Frames in the ring keep the receive fd readable (level-
+ * triggered), so a sleeper that only tried the lock, found it taken and slept again woke
+ * again at once: memcached's main thread made 200k epoll_wait+read calls a second while its
+ * worker ran the stack (docs/architecture.md, "Deployment performance").  Whoever wakes for
+ * frames runs the stack until the ring is empty, waiting for the lock if need be; a thread
+ * that keeps finding frames stops after 16 rounds and goes back to its caller (it runs the
+ * stack again on its next wait). */
+void byp_wake_frames_drain(void)
+{
+    int saved = errno;
+    for (int i = 0; i < 16 && byp_engine_run(1, 1) > 0; i++)
+        ;
+    errno = saved;
+}
+
+/* A sleeper woke on its group's set: take one count, and run the stack if the kernel UDP
+ * sockets' set is what woke it. */
+void byp_wake_drain(void)
+{
+    byp_udp_kpath_wake();   /* the wake-up may be a kernel UDP socket's: look at once */
+    struct epoll_event ev[2];
+    int saved = errno, other = 0;
+    int n = BYP_REAL(epoll_wait)(sleep_fd, ev, 2, 0);
+    for (int i = 0; i < n; i++) {
+        if (ev[i].data.fd == WAKE_TAG) {
+            uint64_t v;
+            (void)!BYP_REAL(read)(wake_fd, &v, sizeof v);
+        } else {
+            other = 1;
+        }
+    }
+    errno = saved;
+    if (other)
+        byp_wake_frames_drain();
+}
+
+/* A target for an epoll set of this process: its index, or -ENOSPC / -errno. */
+int byp_wake_target_open(void)
+{
+    int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
+    if (efd < 0)
+        return -errno;
+    byp_stack_lock_raw();
+    int t = -ENOSPC;
+    for (int i = 0; i < BYP_WAKE_TARGETS; i++)
+        if (targets[i].owner == 0) {
+            /* The count of sleepers is kept across close and reuse: a thread still asleep
+             * on a closed target takes itself off the count when it wakes. */
+            targets[i] = (struct target){.owner = byp_local->pid, .efd = efd, .group = my_group(),
+                                         .gen = targets[i].gen, .sleepers = targets[i].sleepers};
+            t = i;
+            break;
+        }
+    byp_stack_unlock_nokick();
+    if (t < 0)
+        BYP_REAL(close)(efd);
+    return t;
+}
+
+/* The set no longer needs its target: free it if this process owns it (a forked child
+ * holding its parent's set leaves it to the parent).  Sockets still listing it cost a
+ * spurious wake-up of whichever set takes it next, never a lost one. */
+void byp_wake_target_close(int t)
+{
+    if (t < 0 || t >= BYP_WAKE_TARGETS)
+        return;
+    byp_stack_lock_raw();
+    int efd = -1;
+    if (targets[t].owner == byp_local->pid) {
+        efd = targets[t].efd;
+        targets[t].owner = 0;
+        targets[t].gen++;
+    }
+    byp_stack_unlock_nokick();
+    if (efd >= 0)
+        BYP_REAL(close)(efd);
+}
+
+int byp_wake_target_fd(int t)
+{
+    return t >= 0 && t < BYP_WAKE_TARGETS ? targets[t].efd : -1;
+}
+
+int *byp_wake_target_sleepers(int t)
+{
+    return &targets[t].sleepers;
+}
+
+/* The watch list of accelerated @fd's socket, or NULL (another kind). */
+static struct byp_watch *watch_of(int fd)
+{
+    const byp_fd_ops_t *ops = byp_fd_ops(fd);
+    if (ops == &byp_tcp_ops)
+        return &TS(fd)->watch;
+    if (ops == &byp_udp_ops)
+        return &US(fd)->watch;
+    return NULL;
+}
+
+/* @fd went into (@on) or out of the set of target @t. */
+void byp_wake_watch(int fd, int t, int on)
+{
+    if (t < 0 || t >= BYP_WAKE_TARGETS)
+        return;
+    byp_stack_lock_raw();
+    struct byp_watch *w = watch_of(fd);
+    if (w != NULL) {
+        /* Stale entries (targets closed since) go first: they only cost group wake-ups. */
+        for (unsigned k = w->n; k-- > 0;)
+            if (targets[w->t[k]].owner == 0 || targets[w->t[k]].gen != w->gen[k]) {
+                w->n--;
+                w->t[k] = w->t[w->n];
+                w->gen[k] = w->gen[w->n];
+            }
+        unsigned i;
+        for (i = 0; i < w->n && w->t[i] != t; i++)
+            ;
+        if (!on && i < w->n) {
+            w->n--;
+            w->t[i] = w->t[w->n];
+            w->gen[i] = w->gen[w->n];
+        } else if (on && i == w->n) {
+            if (w->n < sizeof w->t) {
+                w->t[w->n] = (uint8_t)t;
+                w->gen[w->n] = targets[t].gen;
+                w->n++;
+            } else {
+                w->all = 1;   /* in more sets than it can list: by group from now on */
+            }
+        }
+    }
+    byp_stack_unlock_nokick();
+}
+
+/* ---- open, fork ---- */
+
+int byp_wake_open(void)
+{
+    byp_sleepers = &group_sleepers[0];
+    byp_plain_sleepers = &group_plain[0];
+    byp_frame_waiters = &frame_sleepers;
+    byp_spinners = &family_spinners;
+    for (int g = 0; g < BYP_WAKE_GROUPS; g++) {
+        group_wake_fd[g] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
+        group_sleep_fd[g] = BYP_REAL(epoll_create1)(EPOLL_CLOEXEC);
+        if (group_wake_fd[g] < 0 || group_sleep_fd[g] < 0)
+            return -errno;
+        /* The eventfd is known by a tag, not its number: a child's dup has another. */
+        struct epoll_event ev = {.events = EPOLLIN, .data.fd = WAKE_TAG};
+        if (BYP_REAL(epoll_ctl)(group_sleep_fd[g], EPOLL_CTL_ADD, group_wake_fd[g], &ev) != 0)
+            return -errno;
+        /* The kernel UDP sockets' set (udp_kpath.c), taken like the frames. */
+        ev.data.fd = byp_udp_kpath_fd();
+        if (ev.data.fd >= 0)
+            BYP_REAL(epoll_ctl)(group_sleep_fd[g], EPOLL_CTL_ADD, ev.data.fd, &ev);
+    }
+    wake_fd = BYP_REAL(fcntl)(group_wake_fd[0], F_DUPFD_CLOEXEC, 0);
+    sleep_fd = BYP_REAL(fcntl)(group_sleep_fd[0], F_DUPFD_CLOEXEC, 0);
+    if (wake_fd < 0 || sleep_fd < 0)
+        return -errno;
+    byp_wake_frames_fd = byp_xsk_fd;
+    return 0;
+}
+
+void byp_wake_groups_fork(void)
+{
+    if (byp_wake_frames_fd < 0)
+        return;
+    /* The first fork: sleepers stop waiting for frames (each would wake for every
+     * member's packets); the progress thread takes them.  The groups' epoll sets are
+     * shared by every member, so once is enough; the program's epoll sets drop the
+     * receive fd before they next sleep (fd_epoll.c). */
+    if (byp_udp_kpath_fd() >= 0)
+        for (int g = 0; g < BYP_WAKE_GROUPS; g++)
+            BYP_REAL(epoll_ctl)(group_sleep_fd[g], EPOLL_CTL_DEL, byp_udp_kpath_fd(), NULL);
+    __atomic_store_n(&byp_wake_frames_fd, -1, __ATOMIC_RELEASE);
+    uint64_t one = 1;
+    (void)!BYP_REAL(write)(byp_progress_kick_fd, &one, sizeof one);
+}
+
+void byp_wake_groups_join(int slot)
+{
+    unsigned g = byp_wake_group(slot);
+    if (sleep_fd >= 0 && group_sleep_fd[g] >= 0) {
+        BYP_REAL(dup3)(group_wake_fd[g], wake_fd, O_CLOEXEC);
+        BYP_REAL(dup3)(group_sleep_fd[g], sleep_fd, O_CLOEXEC);
+    }
+    byp_sleepers = &group_sleepers[g];
+    byp_plain_sleepers = &group_plain[g];
+}

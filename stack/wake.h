@@ -1,0 +1,72 @@
+/* Waking the threads that sleep on the stack (wake.c).
+ *
+ * Two kinds of wake-up, both decided under the stack lock and sent after it is released:
+ *  - *wake targets*: one per epoll set of a process (a semaphore eventfd the set's kernel
+ *    side holds).  A socket lists the targets of the sets it is in (struct byp_watch); a
+ *    readiness change wakes just those sets' sleepers.  The threads of one process each
+ *    sleeping on their own set (memcached's workers) no longer wake one another.
+ *  - *wake groups* (family.h): a semaphore eventfd per group of forked members, in every
+ *    sleeper's wait.  For what a target cannot reach: a target of another process (its
+ *    eventfd number means nothing here), a socket in no set or in more sets than a watch
+ *    holds, threads sleeping in byp_wait (recv, accept, poll, select), sets without a target.
+ * Frames: while the stack has one member, sleepers also wait on the backend's receive fd —
+ * an epoll set holds it with EPOLLEXCLUSIVE, so a frame wakes one sleeping set, not all —
+ * and run the stack themselves when frames come. */
+#ifndef BYP_WAKE_H
+#define BYP_WAKE_H
+
+#include <stdint.h>
+
+#include "family.h"
+
+/* Wake targets in the family at once (epoll sets with accelerated members); a set that
+ * finds none free is woken by its group. */
+#define BYP_WAKE_TARGETS 64
+
+/* The sets (their targets) a socket is in.  Lock held to read or change. */
+struct byp_watch {
+    uint8_t n;                  /* targets in t[] */
+    uint8_t all;                /* in more sets than t[] holds: wake by group */
+    uint8_t t[6];               /* target indexes ... */
+    uint8_t gen[6];             /* ... and their generations: a target closed since is stale */
+};
+
+/* A socket's readiness changed (lock held): wake the sets in @w, and the sleepers of
+ * @groups (the wake groups of the members holding it) that the targets do not reach.
+ * @exclusive: a listener held with EPOLLEXCLUSIVE: one sleeping set or group only. */
+void byp_wake_socket(const struct byp_watch *w, unsigned groups, int exclusive);
+
+/* Open the wake groups (engine start, this process is member 0).  0 or -errno. */
+int byp_wake_open(void);
+/* Before the first fork (lock held): sleepers stop taking frames; the progress thread does. */
+void byp_wake_groups_fork(void);
+/* In a forked child: its group's fds take the numbers of the process's own. */
+void byp_wake_groups_join(int slot);
+/* Application threads sleeping on the frames now (0 once the family forked). */
+int byp_frame_sleepers(void);
+
+/* The wake-ups decided under the lock, to send once it is released. */
+struct byp_wake_plan {
+    unsigned groups;
+    uint64_t targets;
+    int n[BYP_WAKE_GROUPS];     /* per group: counts to write */
+    int tn[BYP_WAKE_TARGETS];   /* per target: counts to write */
+};
+/* Lock held: take what the changes since the last plan ask for; 1 when anything. */
+int byp_wake_plan(struct byp_wake_plan *p);
+/* Lock released: write the counts. */
+void byp_wake_send(const struct byp_wake_plan *p);
+
+/* struct byp_engine's entries (preload/engine.h). */
+extern uint64_t byp_wake_events;
+extern int byp_wake_frames_fd;
+int byp_wake_sleep_fd(void);
+void byp_wake_drain(void);
+void byp_wake_frames_drain(void);
+int byp_wake_target_open(void);
+void byp_wake_target_close(int t);
+int byp_wake_target_fd(int t);
+int *byp_wake_target_sleepers(int t);
+void byp_wake_watch(int fd, int t, int on);
+
+#endif

@@ -1,0 +1,312 @@
+/* close() of an fd racing calls on the same fd in other threads (issue 12), run once on
+ * the kernel and once under the library; the test compares the two.
+ *
+ *   closerace serve PORT                       the peer: TCP and UDP echo on PORT (kernel)
+ *   closerace race tcp|udp HOST PORT ROUNDS    the race
+ *   closerace blocked tcp|udp HOST PORT        recv blocked while another thread closes
+ *
+ * race: each round opens a socket connected to the peer (TCP, or UDP with connect) and
+ * releases five threads on it at once: one closes it after a random few microseconds, the
+ * others shutdown, send then recv (the echo), getsockopt, and recv with a 2 ms
+ * SO_RCVTIMEO.  Prints one line per operation, "op=NAME CLASS=COUNT ..." (CLASS: ok, eof
+ * for a recv that returned 0, or the errno's name), then "done ROUNDS".
+ *
+ * blocked: sends "D" (the peer answers "hello" 1 s later), a thread blocks in recv, the
+ * main thread closes the fd 200 ms later and looks 300 ms after that whether the recv is
+ * still blocked.  On Linux the call keeps its socket (fdget): it stays blocked and gets
+ * "hello".  Prints "result close=R blocked=B recv=N data=D errno=E".
+ *
+ * serve: echoes; a connection (or datagram) starting with "D" is answered "hello" after
+ * 1 s instead, and for TCP the peer then prints "tcp eof" when the other side's close
+ * arrives. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+static struct sockaddr_in peer;
+static int udp;
+
+static int64_t now_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+/* ---- the peer ---- */
+
+static void *tcp_conn(void *arg)
+{
+    int c = (int)(intptr_t)arg;
+    char buf[4096];
+    ssize_t n = recv(c, buf, sizeof buf, 0);
+    if (n > 0 && buf[0] == 'D') {
+        sleep(1);
+        send(c, "hello", 5, MSG_NOSIGNAL);
+        while ((n = recv(c, buf, sizeof buf, 0)) > 0)
+            ;
+        if (n == 0)
+            printf("tcp eof\n");
+        close(c);
+        return NULL;
+    }
+    while (n > 0) {
+        if (send(c, buf, (size_t)n, MSG_NOSIGNAL) < 0)
+            break;
+        n = recv(c, buf, sizeof buf, 0);
+    }
+    close(c);
+    return NULL;
+}
+
+static void *tcp_serve(void *arg)
+{
+    int l = (int)(intptr_t)arg;
+    for (;;) {
+        int c = accept(l, NULL, NULL);
+        if (c < 0)
+            continue;
+        pthread_t t;
+        pthread_attr_t a;
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&a, 64 << 10);
+        if (pthread_create(&t, &a, tcp_conn, (void *)(intptr_t)c) != 0)
+            close(c);
+        pthread_attr_destroy(&a);
+    }
+    return NULL;
+}
+
+static int serve(int port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    int l = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    int u = socket(AF_INET, SOCK_DGRAM, 0);
+    if (bind(l, (struct sockaddr *)&a, sizeof a) < 0 || listen(l, 512) < 0 ||
+        bind(u, (struct sockaddr *)&a, sizeof a) < 0) {
+        perror("serve");
+        return 2;
+    }
+    pthread_t t;
+    pthread_create(&t, NULL, tcp_serve, (void *)(intptr_t)l);
+    printf("ready\n");
+    for (;;) {
+        char buf[2048];
+        struct sockaddr_in from;
+        socklen_t fl = sizeof from;
+        ssize_t n = recvfrom(u, buf, sizeof buf, 0, (struct sockaddr *)&from, &fl);
+        if (n <= 0)
+            continue;
+        if (n == 1 && buf[0] == 'D') {
+            sleep(1);
+            sendto(u, "hello", 5, 0, (struct sockaddr *)&from, fl);
+        } else {
+            sendto(u, buf, (size_t)n, 0, (struct sockaddr *)&from, fl);
+        }
+    }
+}
+
+/* ---- the program under test ---- */
+
+static int open_one(void)
+{
+    for (int tries = 0; tries < 100; tries++) {
+        int fd = socket(AF_INET, udp ? SOCK_DGRAM : SOCK_STREAM, 0);
+        if (fd < 0) {
+            perror("socket");
+            exit(2);
+        }
+        if (connect(fd, (struct sockaddr *)&peer, sizeof peer) == 0)
+            return fd;
+        close(fd);
+        usleep(10000);
+    }
+    perror("connect");
+    exit(2);
+}
+
+enum { W_CLOSE, W_SHUTDOWN, W_SENDRECV, W_GETSOCKOPT, W_RECV, NW };
+static const char *const opname[NW] = {"close", "shutdown", "sendrecv", "getsockopt", "recv"};
+#define NCLASS 160              /* 0 ok, 1 eof, 2 + errno */
+static long counts[NW][NCLASS];
+static pthread_barrier_t start, finish;
+static int rounds;
+static volatile int cur_fd;
+
+static void count(int w, long rc)
+{
+    int c = rc > 0 || (rc == 0 && w != W_RECV && w != W_SENDRECV) ? 0 : rc == 0 ? 1 : 2 + errno;
+    if (c >= NCLASS)
+        c = NCLASS - 1;
+    counts[w][c]++;
+}
+
+/* A few microseconds, different each round, so that the close lands anywhere in the
+ * others' calls: before them, inside them, while they wait, after them. */
+static void jitter(unsigned *seed)
+{
+    int r = rand_r(seed) % 8;
+    if (r == 0)
+        return;
+    if (r == 1) {
+        sched_yield();
+        return;
+    }
+    int64_t until = now_us() + rand_r(seed) % 150;
+    while (now_us() < until)
+        ;
+}
+
+static void *worker(void *arg)
+{
+    int w = (int)(intptr_t)arg;
+    unsigned seed = (unsigned)w * 7919u + (unsigned)getpid();
+    char buf[256];
+    for (int r = 0; r < rounds; r++) {
+        pthread_barrier_wait(&start);
+        int fd = cur_fd;
+        jitter(&seed);
+        long rc;
+        switch (w) {
+        case W_CLOSE:
+            rc = close(fd);
+            break;
+        case W_SHUTDOWN:
+            rc = shutdown(fd, SHUT_RDWR);
+            break;
+        case W_SENDRECV:
+            rc = send(fd, "0123456789abcdef", 16, MSG_NOSIGNAL);
+            if (rc > 0)
+                rc = recv(fd, buf, sizeof buf, 0);
+            break;
+        case W_GETSOCKOPT: {
+            int v;
+            socklen_t l = sizeof v;
+            rc = getsockopt(fd, SOL_SOCKET, SO_ERROR, &v, &l);
+            if (rc == 0)
+                rc = getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, &l);
+            break;
+        }
+        default:
+            rc = recv(fd, buf, sizeof buf, 0);
+        }
+        count(w, rc);
+        pthread_barrier_wait(&finish);
+    }
+    return NULL;
+}
+
+static const char *cname(int c)
+{
+    static char b[32];
+    if (c == 0)
+        return "ok";
+    if (c == 1)
+        return "eof";
+    const char *n = strerrorname_np(c - 2);
+    if (n == NULL) {
+        snprintf(b, sizeof b, "E%d", c - 2);
+        return b;
+    }
+    return n;
+}
+
+static int race(void)
+{
+    pthread_t t[NW];
+    pthread_barrier_init(&start, NULL, NW + 1);
+    pthread_barrier_init(&finish, NULL, NW + 1);
+    for (int w = 0; w < NW; w++)
+        pthread_create(&t[w], NULL, worker, (void *)(intptr_t)w);
+    struct timeval tv = {0, 2000};
+    for (int r = 0; r < rounds; r++) {
+        int fd = open_one();
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        cur_fd = fd;
+        pthread_barrier_wait(&start);
+        pthread_barrier_wait(&finish);
+    }
+    for (int w = 0; w < NW; w++)
+        pthread_join(t[w], NULL);
+    for (int w = 0; w < NW; w++) {
+        printf("op=%s", opname[w]);
+        for (int c = 0; c < NCLASS; c++)
+            if (counts[w][c] > 0)
+                printf(" %s=%ld", cname(c), counts[w][c]);
+        printf("\n");
+    }
+    printf("done %d\n", rounds);
+    return counts[W_CLOSE][0] == rounds ? 0 : 1;
+}
+
+static volatile int recv_done;
+static long recv_rc;
+static int recv_errno;
+static char recv_buf[64];
+
+static void *blocked_recv(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    recv_rc = recv(fd, recv_buf, sizeof recv_buf - 1, 0);
+    recv_errno = recv_rc < 0 ? errno : 0;
+    __atomic_store_n(&recv_done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static int blocked(void)
+{
+    int fd = open_one();
+    if (send(fd, "D", 1, 0) != 1) {
+        perror("send");
+        return 2;
+    }
+    pthread_t t;
+    pthread_create(&t, NULL, blocked_recv, (void *)(intptr_t)fd);
+    usleep(200000);
+    int rc = close(fd);
+    usleep(300000);
+    int still = !__atomic_load_n(&recv_done, __ATOMIC_ACQUIRE);
+    pthread_join(t, NULL);
+    const char *e = recv_errno ? strerrorname_np(recv_errno) : "0";
+    printf("result close=%d blocked=%d recv=%ld data=%s errno=%s\n", rc, still, recv_rc,
+           recv_rc > 0 ? recv_buf : "-", e);
+    /* The deferred close: the peer sees it once the call returned (TCP). */
+    usleep(300000);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc == 3 && strcmp(argv[1], "serve") == 0)
+        return serve(atoi(argv[2]));
+    if (argc < 5) {
+        fprintf(stderr, "usage: closerace serve PORT | race tcp|udp HOST PORT ROUNDS | "
+                        "blocked tcp|udp HOST PORT\n");
+        return 2;
+    }
+    udp = strcmp(argv[2], "udp") == 0;
+    peer.sin_family = AF_INET;
+    peer.sin_port = htons(atoi(argv[4]));
+    inet_pton(AF_INET, argv[3], &peer.sin_addr);
+    if (strcmp(argv[1], "race") == 0 && argc == 6) {
+        rounds = atoi(argv[5]);
+        return race();
+    }
+    if (strcmp(argv[1], "blocked") == 0)
+        return blocked();
+    return 2;
+}
