@@ -257,14 +257,14 @@ int byp_tcp_spawn_handover(const int *extra, int nextra, int *out, int max)
         if (!inherited)
             continue;
         if (ts->state == T_LISTEN) {
-            byp_warn("fd %u: a listener passed to a spawned program is the kernel's there; "
+            byp_info("fd %u: a listener passed to a spawned program is the kernel's there; "
                      "its connections keep coming to this process", fd);
             continue;
         }
         if (ts->pcb == NULL || ts->state != T_CONNECTED)
             continue;
         if (byp_refs_mine(&ts->refs) != ts->refs.total) {
-            byp_warn("fd %u: a connection other processes share cannot go to a spawned program",
+            byp_info("fd %u: a connection other processes share cannot go to a spawned program",
                      fd);
             continue;
         }
