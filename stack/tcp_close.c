@@ -183,6 +183,8 @@ static void tsock_close(struct tsock *ts, int fd)
                     z->next = zombies;
                     zombies = z;
                 } else {
+                    tcp_arg(pcb, NULL);   /* no flow to hold: lwIP finishes it alone */
+                    tcp_err(pcb, NULL);
                     byp_shm_free(z);
                 }
             }
@@ -443,9 +445,9 @@ int byp_tcp_flushing(void)
      * completes its close without telling us (this runs once, at exit: the walk is fine). */
     for (struct tcp_pcb *p = tcp_active_pcbs; p != NULL; p = p->next)
         for (struct zombie *z = zombies; z != NULL; z = z->next)
-            if (z->pcb == p && (p->unsent != NULL || p->unacked != NULL ||
-                                p->state == FIN_WAIT_1 || p->state == CLOSING ||
-                                p->state == LAST_ACK))
+            if (z->pcb == p && p->callback_arg == z &&
+                (p->unsent != NULL || p->unacked != NULL || p->state == FIN_WAIT_1 ||
+                 p->state == CLOSING || p->state == LAST_ACK))
                 return 1;
     return 0;
 }
@@ -473,6 +475,13 @@ void byp_tcp_reap(void)
     qsort(act, n, sizeof *act, cmp_ptr);
     for (struct zombie **zp = &zombies; *zp != NULL;) {
         struct zombie *z = *zp;
+        /* lwIP frees a connection whose close completes (the last ACK in LAST_ACK) without
+         * a word, and the next SYN may take the same memory before this runs: a pcb that
+         * no longer names this zombie is another connection's (tcp_alloc zeroes it), and
+         * the zombie's own is gone.  (Mistaken for it, the zombie stayed as long as the
+         * newcomer lived, and the timers' plan woke every 50 ms for it.) */
+        if (z->pcb != NULL && (z->pcb->callback_arg != z || z->pcb->errf != zombie_err))
+            z->pcb = NULL;
         uintptr_t key = (uintptr_t)z->pcb;
         if (z->pcb != NULL && bsearch(&key, act, n, sizeof *act, cmp_ptr) != NULL) {
             zp = &z->next;
