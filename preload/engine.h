@@ -101,6 +101,12 @@ extern BYP_SHARED int *byp_plain_sleepers;
 /* Threads sleeping with the engine's frames_fd in their wait (the progress thread sleeps
  * on the frames itself while none does). */
 extern BYP_SHARED int *byp_frame_waiters;
+/* ... of those, the ones in byp_wait: their poll(2) on frames_fd wakes them and the progress
+ * thread alike, which therefore stops watching the frames while any sleeps. */
+extern BYP_SHARED int *byp_frame_pollers;
+/* Bumped after every epoll set that adds frames_fd: the progress thread then adds its own
+ * watch again, behind the sets', so that a frame wakes it only when no set sleeps. */
+extern BYP_SHARED unsigned *byp_frames_adds;
 /* Threads spinning in byp_wait and epoll_wait (wait.c): the engine points it at a counter
  * its whole family shares, so that no more threads spin at once than there are CPUs. */
 extern BYP_SHARED int *byp_spinners;

@@ -63,8 +63,11 @@ void byp_epoll_frames_add(struct byp_epoll *ep, int epfd)
     int ffd = __atomic_load_n(eng->frames_fd, __ATOMIC_ACQUIRE);
     if (ffd >= 0) {
         struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u64 = FRAMES_DATA};
-        if (BYP_REAL(epoll_ctl)(epfd, EPOLL_CTL_ADD, ffd, &ev) == 0)
+        if (BYP_REAL(epoll_ctl)(epfd, EPOLL_CTL_ADD, ffd, &ev) == 0) {
             ep->frames_fd = ffd;
+            __atomic_add_fetch(__atomic_load_n(&byp_frames_adds, __ATOMIC_ACQUIRE), 1,
+                               __ATOMIC_RELEASE);
+        }
     }
     errno = saved;
 }

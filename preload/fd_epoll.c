@@ -266,6 +266,10 @@ int byp_epoll_wait(struct byp_epoll_head *h, int epfd, struct epoll_event *evs, 
         spin_end = deadline;
     int rc, err = 0;
     unsigned seq = byp_sig_seq();
+    /* No spin before the sleep: the sleep's own epoll_wait reports the kernel set, so a
+     * look at it first would be a second system call per wait (an idle redis-server's
+     * every timer tick). */
+    int straight_to_sleep = spin_end <= start && deadline != start;
 
     /* Spin: the stack and the accelerated members every round, the kernel set every
      * KERNEL_POLL_RATIO rounds. */
@@ -273,10 +277,12 @@ int byp_epoll_wait(struct byp_epoll_head *h, int epfd, struct epoll_event *evs, 
         if (eng != NULL)
             eng->progress();
         /* The kernel set costs a system call: look at it every KERNEL_POLL_RATIO calls
-         * (and rounds) while the stack has events, and always before going to sleep. */
+         * (and rounds) while the stack has events, and before going to sleep unless the
+         * sleep follows at once. */
         unsigned call = __atomic_fetch_add(&ep->calls, 1, __ATOMIC_RELAXED);
-        rc = gather(ep, epfd, evs, max, call % KERNEL_POLL_RATIO == 0);
-        if (rc == 0 && call % KERNEL_POLL_RATIO != 0 && round % KERNEL_POLL_RATIO == 0)
+        rc = gather(ep, epfd, evs, max, call % KERNEL_POLL_RATIO == 0 && !straight_to_sleep);
+        if (rc == 0 && call % KERNEL_POLL_RATIO != 0 && round % KERNEL_POLL_RATIO == 0 &&
+            !straight_to_sleep)
             rc = gather(ep, epfd, evs, max, 1);
         if (rc != 0) {
             if (rc > 0 && timeout_ns != 0)

@@ -13,10 +13,13 @@
 #include "fd_epoll.h"
 
 /* Threads sleeping in byp_wait: the progress thread writes the wake fd only when nonzero. */
-static int own_sleepers, own_plain, own_frames;
+static int own_sleepers, own_plain, own_frames, own_pollers;
+static unsigned own_adds;
 BYP_SHARED int *byp_sleepers = &own_sleepers;
 BYP_SHARED int *byp_plain_sleepers = &own_plain;
 BYP_SHARED int *byp_frame_waiters = &own_frames;
+BYP_SHARED int *byp_frame_pollers = &own_pollers;
+BYP_SHARED unsigned *byp_frames_adds = &own_adds;
 /* Waits that ended while spinning / that went to sleep (published by the stats). */
 BYP_SHARED uint64_t byp_spin_hits, byp_spin_misses;
 
@@ -224,10 +227,13 @@ int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfd
         /* No wake target reaches this thread: a readiness change wakes its group. */
         int *plain = __atomic_load_n(&byp_plain_sleepers, __ATOMIC_ACQUIRE);
         int *frames = __atomic_load_n(&byp_frame_waiters, __ATOMIC_ACQUIRE);
+        int *pollers = __atomic_load_n(&byp_frame_pollers, __ATOMIC_ACQUIRE);
         __atomic_add_fetch(plain, 1, __ATOMIC_SEQ_CST);
         __atomic_add_fetch(byp_sleepers, 1, __ATOMIC_SEQ_CST);
-        if (ffd >= 0)
+        if (ffd >= 0) {
+            __atomic_add_fetch(pollers, 1, __ATOMIC_SEQ_CST);
             __atomic_add_fetch(frames, 1, __ATOMIC_SEQ_CST);
+        }
         int ready = cond(arg), rc = 0, perr = 0;
         if (!ready) {
             int64_t left = deadline - byp_poll_now_ns();
@@ -236,8 +242,10 @@ int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfd
             rc = BYP_REAL(poll)(set, n, ms);
             perr = errno;
         }
-        if (ffd >= 0)
+        if (ffd >= 0) {
             __atomic_sub_fetch(frames, 1, __ATOMIC_SEQ_CST);
+            __atomic_sub_fetch(pollers, 1, __ATOMIC_SEQ_CST);
+        }
         __atomic_sub_fetch(byp_sleepers, 1, __ATOMIC_SEQ_CST);
         __atomic_sub_fetch(plain, 1, __ATOMIC_SEQ_CST);
         if (ready) {

@@ -34,6 +34,12 @@ void byp_stack_unlock(void);
  * waits (a server answering every ready client, then calling epoll_wait) thus cost one
  * transmit kick, the one system call of the AF_XDP data path. */
 void byp_stack_unlock_noflush(void);
+/* Release after a UDP call: datagrams give lwIP nothing to time, so a napping progress
+ * thread is woken only while a neighbour is being resolved (engine_int.h). */
+void byp_stack_unlock_udp(void);
+/* Set when a receive round passed a TCP segment to lwIP (tcp_guard.c): its unlock then
+ * tells the progress thread that lwIP may have something new to time. */
+extern int byp_rx_timed;
 
 /* Called (lock held) whenever a socket's readiness changed: with the wake groups of the
  * members that hold it (struct byp_refs' groups), or every group. */

@@ -191,6 +191,15 @@ void byp_stack_unlock_nokick(void)
     unlock(0);
 }
 
+void byp_stack_unlock_udp(void)
+{
+    byp_netif_flush();
+    unlock(__atomic_load_n(&byp_neigh_pending, __ATOMIC_RELAXED) != 0);
+}
+
+int byp_rx_timed;
+uint64_t byp_rx_rounds;
+
 static uint32_t last_timer_ms, last_owner_check_ms;
 int byp_progress_kick_fd = -1;
 int byp_progress_napping, byp_progress_stale;
@@ -218,7 +227,10 @@ int byp_engine_run(int from_app, int wait_lock)
     int tick = t != last_timer_ms;
     if (tick)   /* the progress thread may have slept through many of lwIP's ticks */
         byp_tcp_ticks_sync(now / 1000000);
+    byp_rx_timed = 0;
     int n = byp_netif_rx();
+    if (n > 0)
+        byp_rx_rounds++;
     byp_udp_kpath_poll(now);
     if (tick) {
         last_timer_ms = t;
@@ -241,10 +253,13 @@ int byp_engine_run(int from_app, int wait_lock)
             errno = saved;
         }
     }
-    if (n > 0)
+    /* Only TCP input gives lwIP something to time (a delayed ACK, a handshake, a close):
+     * datagrams do not, and a feed of them must not kick a napping progress thread per
+     * datagram. */
+    if (byp_rx_timed || byp_neigh_pending)
         byp_stack_unlock();
     else
-        byp_stack_unlock_nokick();   /* no input: lwIP has nothing new to time */
+        byp_stack_unlock_nokick();
     return n;
 }
 

@@ -29,6 +29,9 @@ extern int byp_progress_kick_fd;
 /* Some thread gave lwIP something since the progress thread last looked at its timers
  * (set on every kicking unlock, napping or not; cleared by the progress thread). */
 extern int byp_progress_stale;
+/* Receive rounds that found frames (lock held to change): the progress thread naps beside
+ * sleeping threads only after a sleep in which none came. */
+extern uint64_t byp_rx_rounds;
 /* The process running the family's progress thread; 0: none (the next user starts one). */
 extern pid_t byp_progress_pid;
 /* The process whose progress thread reads the kernel mirror (0: no mirror). */

@@ -155,7 +155,7 @@ static ssize_t recv_core(int fd, struct usock *us, struct msghdr *m, int flags)
         int turn = us->qn > 0;   /* the kernel path's turn, with datagrams queued */
         if (turn)
             us->kturn = 0;
-        byp_stack_unlock();
+        byp_stack_unlock_udp();
         if (!turn)
             byp_engine_poll(1);   /* an empty queue: run the stack once, as a wait would */
         if (!orphan && (__atomic_load_n(&us->kready, __ATOMIC_ACQUIRE) != 0 || !kwatched) &&
@@ -187,7 +187,7 @@ static ssize_t recv_core(int fd, struct usock *us, struct msghdr *m, int flags)
         struct pollfd p = {.fd = fd, .events = POLLIN};
         /* The kernel socket is watched by the engine's kernel-path set (udp_kpath.c). */
         nfds_t np = us->kwatched || byp_usock_orphan(us, fd) ? 0 : 1;
-        byp_stack_unlock();
+        byp_stack_unlock_udp();
         int r = byp_wait(byp_usock_readable, us, timeout, &p, np);
         byp_stack_lock();
         if (r == 0)
@@ -399,7 +399,7 @@ static int send_batch(int fd, struct mmsghdr *vec, unsigned n, int flags)
         } else if (byp_usock_orphan(us, fd)) {
             r = -EBADF;   /* its kernel socket was closed under this call */
         } else {
-            byp_stack_unlock();
+            byp_stack_unlock_udp();
             locked = 0;
             r = BYP_REAL(sendmsg)(fd, m, flags);
             if (r < 0)

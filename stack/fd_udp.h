@@ -27,6 +27,8 @@ void byp_udp_drop_member(int slot);
  * (a wake-up, or every few microseconds) and marks the sockets it names readable. */
 int byp_udp_kpath_start(void);
 int byp_udp_kpath_fd(void);
+/* Kernel sockets in that set now (the progress thread cannot watch it beside sleepers). */
+int byp_udp_kpath_members(void);
 void byp_udp_kpath_wake(void);
 void byp_udp_kpath_poll(int64_t now_ns);
 

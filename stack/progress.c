@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <time.h>
 
 #include "lwip/opt.h"
@@ -28,17 +29,21 @@
 #define REAP_INTERVAL_NS (200LL * 1000000)
 #define REAP_ALONE_NS (2000LL * 1000000)
 
-/* The kernel mirror is read when its socket turns readable, and at least this often. */
-#define MIRROR_RETRY_NS (1000LL * 1000000)
-
 /* The stats sample's period while packets move, and while none does. */
 #define STATS_BUSY_NS (100LL * 1000000)
 #define STATS_IDLE_NS (1000LL * 1000000)
 
 /* The longest sleep with nothing to do: lwIP's ARP and reassembly timers run every second. */
 #define IDLE_CAP_NS (1000LL * 1000000)
-/* ... while an application thread sleeps on the frames instead of this one. */
+/* ... while an application thread sleeps on the frames instead of this one and the stack
+ * changed since the last look (no kicks then: see progress_main), or while this thread
+ * cannot watch the frames beside it (frames_watch). */
 #define SLEEPER_CAP_NS (50LL * 1000000)
+
+/* Chores of an idle process (the stats sample, the mirror's retry, the reaping, lwIP's
+ * next timer after a nap) due this soon run at the wake-up at hand: they then keep one
+ * rhythm, and an idle process wakes about once a second instead of once per chore. */
+#define COALESCE_NS (100LL * 1000000)
 
 /* How soon to look at the frames again after finding the lock busy. */
 #define BUSY_RETRY_NS (100LL * 1000)
@@ -63,6 +68,45 @@ static void progress_priority(int working)
     pthread_setschedparam(pthread_self(), working ? SCHED_OTHER : SCHED_IDLE, &sp);
 }
 
+/* What this thread polls for frames.  While application threads sleep on them in epoll
+ * sets (the stack has one member), a set of its own holding the receive fd with
+ * EPOLLEXCLUSIVE, added after every application set's: a frame wakes the first set in the
+ * fd's wait queue that has a thread in epoll_wait (an exclusive entry whose set has none
+ * passes the wake-up on, fs/eventpoll.c), so this thread wakes for frames only when no
+ * application set sleeps on them — when the sleeper left the library — and need not wake
+ * every SLEEPER_CAP_NS to look (an idle redis-server: 20 wake-ups a second, half its CPU).
+ * Used by the process that started the engine only, before any fork (after which sleepers
+ * take no frames and this thread polls the receive fd itself); -1 without a receive fd. */
+static int frames_set = -1;
+static unsigned frames_set_adds;
+
+static int frames_watch(void)
+{
+    if (byp_xsk_fd < 0)
+        return -1;
+    if (__atomic_load_n(&byp_wake_frames_fd, __ATOMIC_ACQUIRE) < 0)
+        return byp_xsk_fd;
+    unsigned adds = byp_frames_adds_n();
+    if (frames_set >= 0 && adds == frames_set_adds)
+        return frames_set;
+    if (frames_set < 0) {
+        frames_set = BYP_REAL(epoll_create1)(EPOLL_CLOEXEC);
+        if (frames_set < 0)
+            return byp_xsk_fd;
+    } else {
+        /* An application set added the fd since: go behind it again. */
+        BYP_REAL(epoll_ctl)(frames_set, EPOLL_CTL_DEL, byp_xsk_fd, NULL);
+    }
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE};
+    if (BYP_REAL(epoll_ctl)(frames_set, EPOLL_CTL_ADD, byp_xsk_fd, &ev) != 0) {
+        BYP_REAL(close)(frames_set);
+        frames_set = -1;
+        return byp_xsk_fd;
+    }
+    frames_set_adds = adds;
+    return frames_set;
+}
+
 static void *progress_main(void *arg)
 {
     (void)arg;
@@ -78,6 +122,7 @@ static void *progress_main(void *arg)
         byp_info("progress thread: SCHED_IDLE refused; it runs at normal priority");
     const int64_t interval_ns = byp_cfg.progress_usec * 1000;
     int64_t next_reap = 0, next_stats = 0;
+    int stats_idle = 0;   /* next_stats is a second away: nothing moved at the last sample */
     if (byp_kmirror_pid != 0 && byp_kmirror_pid != getpid()) {
         /* Taking over from another member: the mirror's caches here are as old as the fork
          * (its messages since went to the process that read them). */
@@ -88,27 +133,31 @@ static void *progress_main(void *arg)
      * byp_progress_napping set: until a kick says the stack changed, it stands. */
     int64_t timers_at = 0;
     int polling_for_sleepers = 0;
+    int napped = 0;        /* the last plan sleeps past lwIP's next tick (kicks wake it) */
+    uint64_t rx_seen = 0;  /* byp_rx_rounds at the last plan */
+    int frames_woke = 0;   /* the last sleep ended for frames */
     int64_t poll_ns = interval_ns;
     int mirror_ready = 1;
-    int64_t next_mirror = 0;
     for (;;) {
         int64_t now = byp_now_ns();
+        /* The stats sample, and the chores that go with it. */
+        int chores = now + (stats_idle ? COALESCE_NS : 0) >= next_stats;
         int kfd = byp_kmirror_fd();   /* the kernel mirror's netlink socket, once started */
-        if (kfd >= 0 && (mirror_ready || now >= next_mirror)) {
-            /* When its socket is readable, and once a second for what it retries (a
-             * snapshot that found no memory). */
+        if (kfd >= 0 && (mirror_ready || chores)) {
+            /* When its socket is readable, and with every sample (at least once a second)
+             * for what it retries (a snapshot that found no memory). */
             byp_kmirror_poll();   /* never blocks; applies changes under the stack lock */
-            next_mirror = now + MIRROR_RETRY_NS;
         }
         if (__atomic_load_n(&byp_local->progress, __ATOMIC_ACQUIRE) != 1)
             break;   /* this process leaves the stack */
         int working = 0;
-        if (now >= next_stats) {
+        if (chores) {
             progress_priority(working = 1);
             /* Every 100 ms while packets move, every second while none does. */
-            next_stats = now + (byp_stats_tick() ? STATS_BUSY_NS : STATS_IDLE_NS);
+            stats_idle = !byp_stats_tick();
+            next_stats = now + (stats_idle ? STATS_IDLE_NS : STATS_BUSY_NS);
         }
-        if (byp_family_shared && now >= next_reap) {
+        if (byp_family_shared && now + COALESCE_NS >= next_reap) {
             if (!working)
                 progress_priority(working = 1);
             byp_stack_lock();
@@ -119,6 +168,13 @@ static void *progress_main(void *arg)
             byp_stack_unlock_nokick();
         }
         int sleepers = byp_frame_sleepers() > 0;
+        int wfd = frames_watch();
+        /* Frames watched beside the sleepers, without waking with them: only epoll sets
+         * sleep on the frames (byp_wait's poll(2) is not exclusive) and no kernel UDP
+         * socket needs watching (the sleepers' sets hold that set too). */
+        int beside = wfd >= 0 && wfd != byp_xsk_fd && byp_frame_pollers_n() == 0 &&
+                     byp_udp_kpath_members() == 0;
+        int was_stale = __atomic_load_n(&byp_progress_stale, __ATOMIC_RELAXED);
         int64_t idle = now - __atomic_load_n(&byp_last_app_poll_ns, __ATOMIC_RELAXED);
         if (idle < APP_SPIN_WINDOW_NS) {
             /* An application thread spins on the stack: it receives and runs the timers. */
@@ -135,16 +191,19 @@ static void *progress_main(void *arg)
          * switched its priority twice each time: 22 % of the server's CPU, most of it
          * sched_setscheduler, while nginx sent 1 MB files). */
         int lock_busy = 0;
-        /* Woken early with a sleeper still on the frames and nothing changed: sleep on. */
-        if (!sleepers || timers_at == 0 || now >= timers_at ||
-            __atomic_load_n(&byp_progress_stale, __ATOMIC_RELAXED)) {
+        /* Woken early with a sleeper still on the frames and nothing changed: sleep on
+         * (unless a quiet interval lets this thread nap beside the sleeper). */
+        if (!sleepers || timers_at == 0 || now + (napped ? COALESCE_NS : 0) >= timers_at ||
+            was_stale || frames_woke ||
+            (beside && !napped)) {
             if (!working)
                 progress_priority(working = 1);
             /* An application thread sleeping on the engine's wake fd (which holds the
              * AF_XDP socket) is woken by frames and runs the stack itself; one that ran
              * it within the last interval ran the timers too. */
             int frames = 0;
-            if (!sleepers || idle >= interval_ns)
+            napped = 0;
+            if (!sleepers || idle >= interval_ns || frames_woke)
                 for (int i = 0, got; i < 16 && (got = byp_engine_poll(0)) > 0; i++)
                     frames += got;
             /* No receive fd: while threads sleep, this thread is their receive path.  Poll
@@ -174,13 +233,20 @@ static void *progress_main(void *arg)
                         wait = poll_ns;
                 }
                 timers_at = now + wait;
-                /* With a sleeper on the frames, no kicks: they would cost a system call on
-                 * the data path (a request answered after the reply's ACK left the
-                 * connection quiet); the sleeps are short then, and a stale plan is seen
-                 * at the next wake-up. */
+                /* A long sleep ends with the next sample's: one wake-up for both. */
+                if (wait > 2 * LWIP_TICK_NS && timers_at > next_stats)
+                    timers_at = next_stats;
+                /* With a sleeper on the frames, no kicks while the stack keeps changing:
+                 * they would cost a system call on the data path (a request answered after
+                 * the reply's ACK left the connection quiet); the sleeps are short then,
+                 * and a stale plan is seen at the next wake-up.  After a whole short sleep
+                 * with no change, this thread naps until lwIP's next timer beside the
+                 * sleeper (the first change kicks it), when it watches the frames too. */
+                int quiet = !was_stale && byp_rx_rounds == rx_seen;
+                rx_seen = byp_rx_rounds;
+                napped = wait > 2 * LWIP_TICK_NS && (!sleepers || (beside && quiet));
                 __atomic_store_n(&byp_progress_stale, 0, __ATOMIC_RELAXED);
-                __atomic_store_n(&byp_progress_napping, wait > 2 * LWIP_TICK_NS && !sleepers,
-                                 __ATOMIC_RELEASE);
+                __atomic_store_n(&byp_progress_napping, napped, __ATOMIC_RELEASE);
                 byp_stack_unlock_nokick();
             }
         }
@@ -192,12 +258,13 @@ static void *progress_main(void *arg)
         /* Sleep until something needs this thread: frames (unless a sleeper takes them), a
          * kick from a thread that gave lwIP something to time, the kernel mirror, lwIP's
          * next timer that has work (never the ticks of idle connections), the stats, the
-         * reaping.  While a sleeper takes the frames, at most SLEEPER_CAP_NS: the sleeper
-         * may leave the library meanwhile, and nobody would watch the frames (nothing
-         * tells this thread). */
+         * reaping.  While a sleeper takes the frames and the stack is busy, at most
+         * SLEEPER_CAP_NS: the sleeper may leave the library meanwhile, and nobody would
+         * watch the frames or time what changed (no kicks then).  Napping beside it, this
+         * thread watches the frames behind the sleepers' sets and is kicked. */
         now = byp_now_ns();
         int64_t wait = timers_at - now;
-        if (sleepers && wait > SLEEPER_CAP_NS)
+        if (sleepers && !napped && wait > SLEEPER_CAP_NS)
             wait = SLEEPER_CAP_NS;
         if (lock_busy && wait > BUSY_RETRY_NS)
             wait = BUSY_RETRY_NS;   /* the holder may be a sender that leaves the frames */
@@ -205,23 +272,24 @@ static void *progress_main(void *arg)
             wait = next_stats - now;
         if (byp_family_shared && wait > next_reap - now)
             wait = next_reap - now;
-        if (kfd >= 0 && wait > next_mirror - now)
-            wait = next_mirror - now;
         if (wait < 0)
             wait = 0;
         struct pollfd p[4];
-        nfds_t np = 0, kp = 0;
+        nfds_t np = 0, kp = 0, fp = 0;
         p[np++] = (struct pollfd){.fd = byp_progress_kick_fd, .events = POLLIN};
         if (kfd >= 0)
             p[np++] = (struct pollfd){.fd = kfd, .events = POLLIN};
-        if (!sleepers && !lock_busy && byp_xsk_fd >= 0)
-            p[np++] = (struct pollfd){.fd = byp_xsk_fd, .events = POLLIN};
+        if ((!sleepers || (beside && napped)) && !lock_busy && wfd >= 0) {
+            fp = np;
+            p[np++] = (struct pollfd){.fd = wfd, .events = POLLIN};
+        }
         if (!sleepers && !lock_busy && byp_udp_kpath_fd() >= 0) {   /* the kernel UDP sockets, like the frames */
             kp = np;
             p[np++] = (struct pollfd){.fd = byp_udp_kpath_fd(), .events = POLLIN};
         }
         struct timespec ts = {.tv_sec = wait / 1000000000, .tv_nsec = wait % 1000000000};
         BYP_REAL(ppoll)(p, np, &ts, NULL);
+        frames_woke = fp > 0 && p[fp].revents != 0;
         if (kp > 0 && p[kp].revents != 0) {
             byp_udp_kpath_wake();
             timers_at = 0;   /* run the stack, which reads the set */
@@ -233,8 +301,10 @@ static void *progress_main(void *arg)
             uint64_t v;
             (void)!BYP_REAL(read)(byp_progress_kick_fd, &v, sizeof v);
             timers_at = 0;
-            if (next_stats > now + STATS_BUSY_NS)
+            if (next_stats > now + STATS_BUSY_NS) {
                 next_stats = now + STATS_BUSY_NS;
+                stats_idle = 0;
+            }
         }
     }
     __atomic_store_n(&byp_local->progress, 3, __ATOMIC_RELEASE);   /* stopped */

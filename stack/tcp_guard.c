@@ -31,6 +31,7 @@
 #include "lwip/tcp.h"
 
 #include "byp_lwip_hooks.h"
+#include "byp_stack.h"
 #include "fd_tcp.h"
 #include "log.h"
 
@@ -393,6 +394,7 @@ err_t byp_lwip_tcp_inpkt(struct tcp_pcb *pcb, struct tcp_hdr *hdr, u16_t optlen,
 {
     (void)opt2;
     (void)p;
+    byp_rx_timed = 1;   /* a segment for a connection or listener: lwIP may time it */
     u8_t flags = TCPH_FLAGS(hdr);
     if (flags & TCP_SYN)
         clamp_mss(hdr, optlen, opt1len);

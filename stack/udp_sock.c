@@ -444,7 +444,7 @@ void byp_usock_exit(struct usock *us)
     uint32_t left = byp_refs_call_put(&us->refs);
     if (left == 0)
         usock_close(us);   /* closed by another thread while this call ran */
-    byp_stack_unlock();
+    byp_stack_unlock_udp();
     if (left == 0)
         usock_free(us);
     errno = saved;
@@ -454,7 +454,7 @@ struct usock *byp_usock_pin(int fd)
 {
     struct usock *us = byp_usock_enter(fd);
     if (us != NULL)
-        byp_stack_unlock();
+        byp_stack_unlock_udp();
     return us;
 }
 

@@ -26,6 +26,8 @@ static int group_sleepers[BYP_WAKE_GROUPS];   /* threads sleeping, per group */
 static int group_plain[BYP_WAKE_GROUPS];      /* ... of which no target reaches (byp_wait) */
 static int family_spinners;                  /* threads of every member spinning (wait.c) */
 static int frame_sleepers;                   /* threads sleeping on the frames */
+static int frame_pollers;                    /* ... of which in byp_wait's poll(2) */
+static unsigned frames_adds;                 /* epoll sets that added the receive fd */
 static int group_wake_fd[BYP_WAKE_GROUPS];
 static int group_sleep_fd[BYP_WAKE_GROUPS];
 #define WAKE_TAG (-2)                /* the data of a group's eventfd in its epoll set */
@@ -197,6 +199,18 @@ int byp_frame_sleepers(void)
     return __atomic_load_n(&frame_sleepers, __ATOMIC_RELAXED);
 }
 
+int byp_frame_pollers_n(void)
+{
+    if (byp_wake_frames_fd < 0)
+        return 0;
+    return __atomic_load_n(&frame_pollers, __ATOMIC_RELAXED);
+}
+
+unsigned byp_frames_adds_n(void)
+{
+    return __atomic_load_n(&frames_adds, __ATOMIC_ACQUIRE);
+}
+
 int byp_engine_sleeping(void)
 {
     int n = 0;
@@ -353,6 +367,8 @@ int byp_wake_open(void)
     byp_sleepers = &group_sleepers[0];
     byp_plain_sleepers = &group_plain[0];
     byp_frame_waiters = &frame_sleepers;
+    byp_frame_pollers = &frame_pollers;
+    byp_frames_adds = &frames_adds;
     byp_spinners = &family_spinners;
     for (int g = 0; g < BYP_WAKE_GROUPS; g++) {
         group_wake_fd[g] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);

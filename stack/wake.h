@@ -44,6 +44,10 @@ void byp_wake_groups_fork(void);
 void byp_wake_groups_join(int slot);
 /* Application threads sleeping on the frames now (0 once the family forked). */
 int byp_frame_sleepers(void);
+/* ... of which in byp_wait (a poll(2) on the receive fd: not exclusive). */
+int byp_frame_pollers_n(void);
+/* How many times an epoll set added the receive fd (with EPOLLEXCLUSIVE). */
+unsigned byp_frames_adds_n(void);
 
 /* The wake-ups decided under the lock, to send once it is released. */
 struct byp_wake_plan {

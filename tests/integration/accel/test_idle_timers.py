@@ -12,7 +12,8 @@ from .conftest import PYTHON, assert_bypassed, write_conf
 PORT = 7600
 
 # Two connections; nobody reads the first.  The server waits outside the library
-# (time.sleep) or inside it (a blocking recv on the second connection).
+# (time.sleep) or inside it: a blocking recv on the second connection, or epoll on it (a
+# set that sleeps on the frames, beside which the progress thread naps).
 SERVER_ACK = r"""
 import socket, sys, time
 ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -22,6 +23,10 @@ a, _ = ls.accept()
 b, _ = ls.accept()
 if sys.argv[2] == "outside":
     time.sleep(60)
+elif sys.argv[2] == "epoll":
+    import select
+    e = select.epoll(); e.register(b.fileno(), select.EPOLLIN)
+    e.poll()
 else:
     b.recv(1)
 """
@@ -63,7 +68,7 @@ def test_delayed_ack_after_idle(netpair):
     tick, not at the progress thread's next wake-up (a second later when it ignored it)."""
     net = netpair(accel=("server",))
     conf = write_conf(net.dir / "srv.conf", "bypv0", [("tcp", PORT)])
-    for where in ("outside", "inside"):
+    for where in ("outside", "inside", "epoll"):
         before = net.tcp_segs("server")
         worst = ack_delay(net, conf, where)
         assert_bypassed(before, net.tcp_segs("server"), 10, "delayed ACK (%s)" % where)
