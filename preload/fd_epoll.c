@@ -1,4 +1,5 @@
-/* The epoll kind: epoll sets over any mix of kernel and accelerated fds.
+/* The epoll kind: epoll sets over any mix of kernel and accelerated fds (their members,
+ * waits and changes; the epoll fd's own kind and the set objects are in epoll_set.c).
  *
  * Kernel members stay in the kernel's epoll set.  Accelerated members (whose kernel socket is
  * an unconnected placeholder and must never be watched) live in a user-space list per set,
@@ -11,10 +12,7 @@
  *  - the set's own wake target (an eventfd the engine writes when a member's readiness
  *    changes: threads of one process sleeping on different sets do not wake one another);
  *  - while sleepers take the frames, the backend's receive fd, with EPOLLEXCLUSIVE: a frame
- *    wakes one sleeping set, which runs the stack (stack/wake.h).
- *
- * Set objects are never freed, only recycled, so that a thread still inside epoll_wait when
- * another closes the epoll fd cannot touch freed memory. */
+ *    wakes one sleeping set, which runs the stack (stack/wake.h). */
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -29,17 +27,16 @@
 #include "fd_epoll_priv.h"
 
 
-static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct byp_epoll *all_sets;
-/* Accelerated members over all sets: byp_epoll_forget has nothing to do while zero. */
-static int total_members;
+pthread_mutex_t byp_epoll_reg_lock = PTHREAD_MUTEX_INITIALIZER;
+struct byp_epoll *byp_epoll_all_sets;
+int byp_epoll_total_members;
 
 /* ---- members ---- */
 
 /* What @m has to report now: the events, 0 for nothing, -1 when its fd no longer refers to
  * the object it was added with (closed; the release path normally removes it first).
  * @take: this is a report (edge and one-shot bookkeeping).  Under the set's lock. */
-static int64_t member_check(struct member *m, int take)
+int64_t byp_epoll_member_check(struct member *m, int take)
 {
     const byp_fd_ops_t *ops = byp_fd_ops(m->fd);
     if (ops != m->ops || byp_fdtab[m->fd].obj != m->obj)
@@ -93,7 +90,7 @@ static void member_remove(struct byp_epoll *ep, int epfd, int i, int closing)
     ep->m[i] = ep->m[ep->n - 1];
     ep->n--;
     __atomic_store_n(&ep->head.nmembers, ep->n, __ATOMIC_RELEASE);
-    __atomic_sub_fetch(&total_members, 1, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(&byp_epoll_total_members, 1, __ATOMIC_RELAXED);
     byp_epoll_wake_del(ep, epfd);
 }
 
@@ -113,7 +110,7 @@ int byp_epoll_member_append(struct byp_epoll *ep, const struct member *m)
     if (m->kfd >= 0)
         ep->nkfd++;
     __atomic_store_n(&ep->head.nmembers, ep->n, __ATOMIC_RELEASE);
-    __atomic_add_fetch(&total_members, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&byp_epoll_total_members, 1, __ATOMIC_RELAXED);
     return 0;
 }
 
@@ -141,7 +138,7 @@ static int collect(struct byp_epoll *ep, int epfd, struct epoll_event *out, int 
         unsigned start = ep->cursor % (unsigned)n, next = start;
         for (int k = 0; k < n && got < max; k++) {
             int i = (int)((start + (unsigned)k) % (unsigned)n);
-            int64_t rev = member_check(&ep->m[i], 1);
+            int64_t rev = byp_epoll_member_check(&ep->m[i], 1);
             if (rev < 0) {
                 ep->m[i].ops = NULL;    /* marks it for removal below */
                 stale++;
@@ -372,211 +369,6 @@ out:
     return rc;
 }
 
-/* ---- the epoll fd's own kind ---- */
-
-static struct byp_epoll *set_of(int fd)
-{
-    return byp_fd_ops(fd) == &byp_epoll_ops ? byp_fdtab[fd].obj : NULL;
-}
-
-static void *ep_ref(int fd)
-{
-    void *obj = byp_fdtab[fd].obj;
-    __atomic_add_fetch(&((struct byp_epoll *)obj)->refs, 1, __ATOMIC_RELAXED);
-    return obj;
-}
-
-/* The last fd of a set closes: the kernel set goes with it, and the object is recycled. */
-static void ep_release(int fd)
-{
-    struct byp_epoll *ep = byp_fdtab[fd].obj;
-    if (ep == NULL)
-        return;
-    byp_epoll_forget(fd, ep);   /* the set may itself sit in another set */
-    if (__atomic_sub_fetch(&ep->refs, 1, __ATOMIC_ACQ_REL) > 0) {
-        if (ep->epfd == fd) {
-            /* Another number of the set stays open: clean-ups use that one. */
-            ep_mutex_lock(&reg_lock);
-            for (unsigned int i = 0; i < __atomic_load_n(&byp_fdtab_hwm, __ATOMIC_RELAXED); i++)
-                if ((int)i != fd && byp_fdtab[i].obj == ep && byp_fd_ops((int)i) == &byp_epoll_ops) {
-                    ep->epfd = (int)i;
-                    break;
-                }
-            ep_mutex_unlock(&reg_lock);
-        }
-        return;
-    }
-    ep_mutex_lock(&reg_lock);
-    ep_mutex_lock(&ep->lock);
-    __atomic_sub_fetch(&total_members, ep->n, __ATOMIC_RELAXED);
-    ep->n = 0;
-    ep->nkfd = 0;
-    __atomic_store_n(&ep->head.nmembers, 0, __ATOMIC_RELEASE);
-    ep->wake_fd = -1;
-    byp_epoll_target_drop(ep, -1);   /* the kernel set goes with the fd */
-    ep->frames_fd = -1;
-    ep_mutex_unlock(&ep->lock);
-    ep->live = 0;
-    ep_mutex_unlock(&reg_lock);
-}
-
-/* An epoll fd in poll(), select() or another epoll: readable when an accelerated member has
- * something to report (the kernel members through kernel_fd, the set's own fd). */
-static uint32_t ep_readiness(int fd)
-{
-    struct byp_epoll *ep = set_of(fd);
-    if (ep == NULL)
-        return 0;
-    uint32_t r = 0;
-    ep_mutex_lock(&ep->lock);
-    for (int i = 0; i < ep->n && r == 0; i++)
-        if (member_check(&ep->m[i], 0) > 0)
-            r = POLLIN;
-    ep_mutex_unlock(&ep->lock);
-    return r;
-}
-
-static uint64_t ep_event_gen(int fd)
-{
-    struct byp_epoll *ep = set_of(fd);
-    if (ep == NULL)
-        return 0;
-    uint64_t g = 0;
-    ep_mutex_lock(&ep->lock);
-    for (int i = 0; i < ep->n; i++) {
-        const struct member *m = &ep->m[i];
-        if (byp_fd_ops(m->fd) == m->ops && m->ops->event_gen != NULL)
-            g += m->ops->event_gen(m->fd);
-    }
-    ep_mutex_unlock(&ep->lock);
-    return g;
-}
-
-static int ep_kernel_fd(int fd)
-{
-    return fd;
-}
-
-/* Every other call on an epoll fd is the kernel's. */
-#define BYP_FDCALL(ret, name, params, args)                                                 \
-    static ret ep_##name params                                                             \
-    {                                                                                       \
-        return BYP_REAL(name) args;                                                         \
-    }
-#include "libc_syms.def"
-
-static int ep_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
-{
-    return BYP_REAL(accept4)(fd, addr, len, flags);
-}
-
-static int ep_fcntl(int fd, int cmd, void *arg)
-{
-    return BYP_REAL(fcntl)(fd, cmd, arg);
-}
-
-static int ep_ioctl(int fd, unsigned long req, void *arg)
-{
-    return BYP_REAL(ioctl)(fd, req, arg);
-}
-
-const byp_fd_ops_t byp_epoll_ops = {
-#define BYP_FDCALL(ret, name, params, args) .name = ep_##name,
-#include "libc_syms.def"
-    .accept4 = ep_accept4,
-    .release = ep_release,
-    .ref = ep_ref,
-    .fcntl = ep_fcntl,
-    .ioctl = ep_ioctl,
-    .readiness = ep_readiness,
-    .event_gen = ep_event_gen,
-    .kernel_fd = ep_kernel_fd,
-};
-
-/* Whether @epfd is an epoll fd the library did not see created (inherited, or made before
- * the library was ready).  0, -EBADF or -EINVAL, as epoll_ctl would fail. */
-static int check_epoll_fd(int epfd)
-{
-    if (BYP_REAL(fcntl)(epfd, F_GETFD) < 0)
-        return -EBADF;
-    char path[64], link[64];
-    snprintf(path, sizeof path, "/proc/self/fd/%d", epfd);
-    ssize_t n = readlink(path, link, sizeof link - 1);
-    if (n < 0)
-        return 0;   /* no /proc: let the kernel set decide later */
-    link[n] = '\0';
-    return strcmp(link, "anon_inode:[eventpoll]") == 0 ? 0 : -EINVAL;
-}
-
-static struct byp_epoll *set_alloc(int epfd)
-{
-    struct byp_epoll *ep;
-    for (ep = all_sets; ep != NULL; ep = ep->next)
-        if (!ep->live)
-            break;
-    if (ep == NULL) {
-        ep = calloc(1, sizeof *ep);
-        if (ep == NULL)
-            return NULL;
-        pthread_mutex_init(&ep->lock, NULL);
-        ep->next = all_sets;
-        all_sets = ep;
-    }
-    ep_mutex_lock(&ep->lock);
-    ep->live = 1;
-    ep->refs = 1;
-    ep->epfd = epfd;
-    ep->wake_fd = -1;
-    ep->target = ep->target_efd = ep->frames_fd = -1;
-    ep->target_sleepers = NULL;
-    ep->nested = 0;
-    ep->n = 0;
-    ep->cursor = 0;
-    __atomic_store_n(&ep->head.nmembers, 0, __ATOMIC_RELEASE);
-    ep_mutex_unlock(&ep->lock);
-    return ep;
-}
-
-/* The set object of the epoll fd @epfd, attaching one (and the epoll ops) on first use.
- * 0 or -errno as epoll_ctl would fail (EBADF, EINVAL, ENOMEM). */
-int byp_epoll_set_attach(int epfd, struct byp_epoll **out)
-{
-    const byp_fd_ops_t *ops = byp_fd_ops(epfd);
-    if (ops == &byp_epoll_ops) {
-        *out = byp_fdtab[epfd].obj;
-        return 0;
-    }
-    if (ops != NULL)
-        return -EINVAL;     /* an accelerated socket is no epoll */
-    byp_fd_t *e = byp_fd_get(epfd);
-    if (e == NULL)
-        return epfd < 0 ? -EBADF : -EINVAL;
-    if (e->kind != BYP_FD_EPOLL) {
-        int rc = check_epoll_fd(epfd);
-        if (rc < 0)
-            return rc;
-    }
-    int rc = 0;
-    ep_mutex_lock(&reg_lock);
-    if (byp_fd_ops(epfd) == &byp_epoll_ops) {
-        *out = e->obj;
-    } else {
-        struct byp_epoll *ep = set_alloc(epfd);
-        if (ep == NULL) {
-            rc = -ENOMEM;
-        } else {
-            if (e->kind != BYP_FD_EPOLL)
-                byp_fd_set_kernel(epfd, BYP_FD_EPOLL);
-            e->obj = ep;
-            __atomic_store_n(&e->ops, &byp_epoll_ops, __ATOMIC_RELEASE);
-            *out = ep;
-        }
-    }
-    ep_mutex_unlock(&reg_lock);
-    return rc;
-}
-
-
 /* A member added or re-armed while threads sleep on the set, and ready already: wake them,
  * as the kernel's epoll_ctl does (they would otherwise see it only when their sleep slice
  * ends, up to WAIT_SLICE_MS later).  Sleepers counted on the set's target only; the set
@@ -717,11 +509,11 @@ int byp_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 
 void byp_epoll_forget(int fd, void *obj)
 {
-    if (__atomic_load_n(&total_members, __ATOMIC_RELAXED) == 0)
+    if (__atomic_load_n(&byp_epoll_total_members, __ATOMIC_RELAXED) == 0)
         return;
     int saved = errno;
-    ep_mutex_lock(&reg_lock);
-    for (struct byp_epoll *ep = all_sets; ep != NULL; ep = ep->next) {
+    ep_mutex_lock(&byp_epoll_reg_lock);
+    for (struct byp_epoll *ep = byp_epoll_all_sets; ep != NULL; ep = ep->next) {
         if (!ep->live || __atomic_load_n(&ep->head.nmembers, __ATOMIC_RELAXED) == 0)
             continue;
         ep_mutex_lock(&ep->lock);
@@ -730,6 +522,6 @@ void byp_epoll_forget(int fd, void *obj)
             member_remove(ep, ep->epfd, i, 1);
         ep_mutex_unlock(&ep->lock);
     }
-    ep_mutex_unlock(&reg_lock);
+    ep_mutex_unlock(&byp_epoll_reg_lock);
     errno = saved;
 }

@@ -1,5 +1,6 @@
-/* The inside of the epoll kind, shared by fd_epoll.c (sets, members, waits) and
- * epoll_adopt.c (kernel sockets that become accelerated while in a set). */
+/* The inside of the epoll kind, shared by fd_epoll.c (members, waits, changes),
+ * epoll_set.c (the epoll fd's own kind, the set objects), epoll_wake.c (the engine's wake
+ * fds in a set) and epoll_adopt.c (kernel sockets that become accelerated while in a set). */
 #ifndef BYP_FD_EPOLL_PRIV_H
 #define BYP_FD_EPOLL_PRIV_H
 
@@ -22,6 +23,13 @@ static inline void ep_mutex_unlock(pthread_mutex_t *m)
     pthread_mutex_unlock(m);
     byp_sig_release();
 }
+
+/* Every set object (recycled, never freed) and the lock over that list and over attaching
+ * sets to fds (epoll_set.c). */
+extern pthread_mutex_t byp_epoll_reg_lock;
+extern struct byp_epoll *byp_epoll_all_sets;
+/* Accelerated members over all sets: byp_epoll_forget has nothing to do while zero. */
+extern int byp_epoll_total_members;
 
 /* Spin rounds between two checks of the kernel set (an epoll_wait system call each). */
 #define KERNEL_POLL_RATIO 16
@@ -97,6 +105,9 @@ void byp_epoll_frames_add(struct byp_epoll *ep, int epfd);
 /* Tell the engine that accelerated @fd went into (@on) or out of the set of target @t (the
  * set's target when the member was added or removed; -1: none).  Set lock not held. */
 void byp_epoll_watch(int fd, int t, int on);
+/* What member @m has to report now: its events, 0, or -1 when its fd no longer refers to
+ * the object it was added with.  @take: a report (edge, one-shot).  Set lock held. */
+int64_t byp_epoll_member_check(struct member *m, int take);
 /* Index of the member for @fd / @obj, or -1.  Set lock held. */
 int byp_epoll_member_find(const struct byp_epoll *ep, int fd, const void *obj);
 /* Append a member.  0 or -ENOMEM.  Set lock held. */

@@ -542,8 +542,8 @@ static int engine_start(void)
         /* The interface stays the kernel's: follow its routes, addresses, link and
          * neighbours live. */
         rc = byp_mirror_start(kif.ifindex);
-        if (rc == 0)
-            byp_kmirror_pid = getpid();
+        if (rc == 0)   /* read by a progress thread that may run already */
+            __atomic_store_n(&byp_kmirror_pid, getpid(), __ATOMIC_RELEASE);
         if (rc < 0)
             byp_warn("cannot mirror the kernel's routes and neighbours (%s): only peers on "
                      "%s's subnet are served", strerror(-rc), byp_cfg.interface);

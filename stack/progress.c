@@ -123,11 +123,12 @@ static void *progress_main(void *arg)
     const int64_t interval_ns = byp_cfg.progress_usec * 1000;
     int64_t next_reap = 0, next_stats = 0;
     int stats_idle = 0;   /* next_stats is a second away: nothing moved at the last sample */
-    if (byp_kmirror_pid != 0 && byp_kmirror_pid != getpid()) {
+    pid_t mirror_pid = __atomic_load_n(&byp_kmirror_pid, __ATOMIC_ACQUIRE);
+    if (mirror_pid != 0 && mirror_pid != getpid()) {
         /* Taking over from another member: the mirror's caches here are as old as the fork
          * (its messages since went to the process that read them). */
         byp_kmirror_resync();
-        byp_kmirror_pid = getpid();
+        __atomic_store_n(&byp_kmirror_pid, getpid(), __ATOMIC_RELEASE);
     }
     /* When lwIP's timers next have work (0: look again), as found under the lock with
      * byp_progress_napping set: until a kick says the stack changed, it stands. */
