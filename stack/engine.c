@@ -197,7 +197,6 @@ void byp_stack_unlock_udp(void)
     unlock(__atomic_load_n(&byp_neigh_pending, __ATOMIC_RELAXED) != 0);
 }
 
-int byp_rx_timed;
 uint64_t byp_rx_rounds;
 
 static uint32_t last_timer_ms, last_owner_check_ms;

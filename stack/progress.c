@@ -70,41 +70,36 @@ static void progress_priority(int working)
 
 /* What this thread polls for frames.  While application threads sleep on them in epoll
  * sets (the stack has one member), a set of its own holding the receive fd with
- * EPOLLEXCLUSIVE, added after every application set's: a frame wakes the first set in the
+ * EPOLLEXCLUSIVE (byp_wake_frames_set, made at start), added again after every application
+ * set's: a frame wakes the first set in the
  * fd's wait queue that has a thread in epoll_wait (an exclusive entry whose set has none
  * passes the wake-up on, fs/eventpoll.c), so this thread wakes for frames only when no
  * application set sleeps on them — when the sleeper left the library — and need not wake
  * every SLEEPER_CAP_NS to look (an idle redis-server: 20 wake-ups a second, half its CPU).
  * Used by the process that started the engine only, before any fork (after which sleepers
  * take no frames and this thread polls the receive fd itself); -1 without a receive fd. */
-static int frames_set = -1;
 static unsigned frames_set_adds;
+static int frames_set_lost;   /* re-adding failed: poll the receive fd itself */
 
 static int frames_watch(void)
 {
     if (byp_xsk_fd < 0)
         return -1;
-    if (__atomic_load_n(&byp_wake_frames_fd, __ATOMIC_ACQUIRE) < 0)
+    int set = byp_wake_frames_set;
+    if (set < 0 || frames_set_lost || __atomic_load_n(&byp_wake_frames_fd, __ATOMIC_ACQUIRE) < 0)
         return byp_xsk_fd;
     unsigned adds = byp_frames_adds_n();
-    if (frames_set >= 0 && adds == frames_set_adds)
-        return frames_set;
-    if (frames_set < 0) {
-        frames_set = BYP_REAL(epoll_create1)(EPOLL_CLOEXEC);
-        if (frames_set < 0)
-            return byp_xsk_fd;
-    } else {
-        /* An application set added the fd since: go behind it again. */
-        BYP_REAL(epoll_ctl)(frames_set, EPOLL_CTL_DEL, byp_xsk_fd, NULL);
-    }
+    if (adds == frames_set_adds)
+        return set;
+    /* An application set added the fd since: go behind it again. */
+    BYP_REAL(epoll_ctl)(set, EPOLL_CTL_DEL, byp_xsk_fd, NULL);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE};
-    if (BYP_REAL(epoll_ctl)(frames_set, EPOLL_CTL_ADD, byp_xsk_fd, &ev) != 0) {
-        BYP_REAL(close)(frames_set);
-        frames_set = -1;
+    if (BYP_REAL(epoll_ctl)(set, EPOLL_CTL_ADD, byp_xsk_fd, &ev) != 0) {
+        frames_set_lost = 1;
         return byp_xsk_fd;
     }
     frames_set_adds = adds;
-    return frames_set;
+    return set;
 }
 
 static void *progress_main(void *arg)

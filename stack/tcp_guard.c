@@ -35,6 +35,8 @@
 #include "fd_tcp.h"
 #include "log.h"
 
+int byp_rx_timed;
+
 /* Half-open connections kept at once (the kernel's tcp_max_syn_backlog is 128 to 4096). */
 #define SYN_BACKLOG 1024
 /* Smallest peer MSS accepted (the kernel's net.ipv4.tcp_min_snd_mss default). */

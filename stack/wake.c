@@ -39,6 +39,11 @@ static int wake_fd = -1;            /* this member's group's eventfd (a dup) */
 static int sleep_fd = -1;           /* this member's group's epoll set (a dup) */
 /* The backend's receive fd while sleepers take the frames (one member), else -1. */
 int byp_wake_frames_fd = -1;
+/* The progress thread's own epoll set over the receive fd (progress.c), or -1.  Made here,
+ * at start, with the engine's other fds: made later by the progress thread, it could take
+ * an fd number the program had just closed, and a call the program made on that number by
+ * mistake would fail ENOTSOCK instead of EBADF (test_close_race.py saw it). */
+int byp_wake_frames_set = -1;
 uint64_t byp_wake_events;           /* readiness changes, bumped under the lock */
 static uint64_t events_woken;       /* value of byp_wake_events at the last plan */
 
@@ -389,6 +394,15 @@ int byp_wake_open(void)
     if (wake_fd < 0 || sleep_fd < 0)
         return -errno;
     byp_wake_frames_fd = byp_xsk_fd;
+    if (byp_xsk_fd >= 0) {
+        byp_wake_frames_set = BYP_REAL(epoll_create1)(EPOLL_CLOEXEC);
+        struct epoll_event fev = {.events = EPOLLIN | EPOLLEXCLUSIVE};
+        if (byp_wake_frames_set >= 0 &&
+            BYP_REAL(epoll_ctl)(byp_wake_frames_set, EPOLL_CTL_ADD, byp_xsk_fd, &fev) != 0) {
+            BYP_REAL(close)(byp_wake_frames_set);
+            byp_wake_frames_set = -1;   /* the progress thread polls the fd itself */
+        }
+    }
     return 0;
 }
 

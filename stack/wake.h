@@ -64,6 +64,7 @@ void byp_wake_send(const struct byp_wake_plan *p);
 /* struct byp_engine's entries (preload/engine.h). */
 extern uint64_t byp_wake_events;
 extern int byp_wake_frames_fd;
+extern int byp_wake_frames_set;
 int byp_wake_sleep_fd(void);
 void byp_wake_drain(void);
 void byp_wake_frames_drain(void);
