@@ -106,6 +106,11 @@ struct byp_nic_burst_ops {
     /* Optional: whether rx_burst has work (1) or not (0), read without the stack lock
      * and without a system call: a hint, the ring may fill at any time.  NULL: unknown. */
     int (*rx_pending)(const struct byp_nic *nic);
+    /* Optional: make the device send what tx_burst left in its ring, called without the
+     * stack lock once it is released (a system call as long as the device's transmit: on
+     * veth in copy mode, the peer's receive too, which other threads and processes of the
+     * family would otherwise wait out for the lock).  NULL: tx_burst sends. */
+    void (*tx_kick)(struct byp_nic *nic);
 };
 
 /* An open NIC: one ethdev port, queue 0 for rx and tx, one mbuf pool.  Read-only for
@@ -179,6 +184,13 @@ static inline uint16_t byp_nic_rx_burst(struct byp_nic *nic, struct rte_mbuf **p
 static inline uint16_t byp_nic_tx_burst(struct byp_nic *nic, struct rte_mbuf **pkts, uint16_t n)
 {
     return nic->burst->tx_burst(nic, pkts, n);
+}
+
+/* After the stack lock is released: what tx_burst left to send (burst->tx_kick). */
+static inline void byp_nic_tx_kick(struct byp_nic *nic)
+{
+    if (nic->burst->tx_kick != NULL)
+        nic->burst->tx_kick(nic);
 }
 
 /* ---- EAL (eal.c) ---- */

@@ -19,6 +19,7 @@
  * as the pool is, so that any member of the family can run the rings (the rings
  * themselves are shared mappings of the socket).  Every burst runs under the stack lock. */
 #include <errno.h>
+#include <time.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -162,8 +163,13 @@ static void pull_completions(struct xsk_state *s)
     s->tx_out -= k;
 }
 
+/* Frames in the tx ring wait for xsk_tx_kick; threads in it, and the port closing: the
+ * closer waits for the kickers, which run without the stack lock (engine data: shared by
+ * the family, as the socket is). */
+static int kick_due, kickers, closing;
+
 /* Make the kernel send what the tx ring holds (copy mode sends 32 frames a call and says
- * EAGAIN while more are left). */
+ * EAGAIN while more are left).  Stack lock held. */
 static void kick(struct xsk_state *s)
 {
     if (!xsk_ring_prod__needs_wakeup(&s->tx))
@@ -231,8 +237,35 @@ static uint16_t xsk_tx(struct byp_nic *nic, struct rte_mbuf **pkts, uint16_t n)
         s->opackets += sent;
         s->obytes += bytes;
     }
-    kick(s);
+    /* The send itself waits until the lock is released (xsk_tx_kick), unless the ring
+     * fills: completions come only after the kernel sent. */
+    if (s->tx_out > COMP_RING / 2)
+        kick(s);
+    else if (sent != 0)
+        __atomic_store_n(&kick_due, 1, __ATOMIC_RELEASE);
     return n;
+}
+
+/* What xsk_tx left in the ring, sent after the stack lock was released: on veth the
+ * sendto runs the peer's receive path too (tens of microseconds that the family's other
+ * threads and processes waited out for the lock).  Completions are taken by the next
+ * xsk_tx, under the lock. */
+static void xsk_tx_kick(struct byp_nic *nic)
+{
+    if (!__atomic_load_n(&kick_due, __ATOMIC_ACQUIRE))
+        return;   /* the usual case: one load */
+    __atomic_add_fetch(&kickers, 1, __ATOMIC_SEQ_CST);
+    struct xsk_state *s = __atomic_load_n(&closing, __ATOMIC_SEQ_CST) ? NULL : nic->priv;
+    if (s != NULL && __atomic_exchange_n(&kick_due, 0, __ATOMIC_ACQ_REL) &&
+        xsk_ring_prod__needs_wakeup(&s->tx)) {
+        int saved = errno;
+        for (int i = 0; i < 64; i++)
+            if (sendto(s->fd, NULL, 0, MSG_DONTWAIT, NULL, 0) >= 0 ||
+                (errno != EAGAIN && errno != EBUSY && errno != EINTR))
+                break;
+        errno = saved;
+    }
+    __atomic_sub_fetch(&kickers, 1, __ATOMIC_RELEASE);
 }
 
 /* Frames in the rx ring (or buffers to put back in the fill ring), read without the
@@ -248,6 +281,7 @@ const struct byp_nic_burst_ops byp_xsk_burst = {
     .rx_burst = xsk_rx,
     .tx_burst = xsk_tx,
     .rx_pending = xsk_rx_pending,
+    .tx_kick = xsk_tx_kick,
 };
 
 /* libxdp prints to stderr by default: route it to our log, as af_xdp.c does libbpf's. */
@@ -314,6 +348,11 @@ void byp_xsk_close(struct byp_nic *nic)
     struct xsk_state *s = nic->priv;
     if (s == NULL)
         return;
+    __atomic_store_n(&closing, 1, __ATOMIC_SEQ_CST);
+    for (int i = 0; i < 2000 && __atomic_load_n(&kickers, __ATOMIC_SEQ_CST) != 0; i++) {
+        struct timespec us = {0, 50000};
+        nanosleep(&us, NULL);
+    }
     detach_prog(nic, s);
     if (s->xsk != NULL)
         xsk_socket__delete(s->xsk);

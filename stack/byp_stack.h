@@ -77,6 +77,9 @@ int byp_netif_rx(void);
 int byp_netif_pool_low(void);
 /* Send what is queued (lock held). */
 void byp_netif_flush(void);
+/* After the lock is released: make the NIC send what the last flush left in its ring
+ * (the AF_XDP kick, a system call, then holds nobody up). */
+void byp_netif_kick(void);
 /* Nothing to receive and nothing queued to send, as far as a look without the stack lock
  * can tell (the backend's rx_pending); 0 when the backend cannot tell. */
 int byp_netif_quiet(void);

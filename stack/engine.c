@@ -162,6 +162,7 @@ static void unlock(int kick)
            __atomic_exchange_n(&byp_progress_napping, 0, __ATOMIC_ACQ_REL);
     byp_holder = (struct byp_holder){0};
     pthread_mutex_unlock(&stack_mutex);
+    byp_netif_kick();   /* what the flush left to send, without holding the others up */
     byp_sig_release();
     if (wake || kick) {
         int saved = errno;

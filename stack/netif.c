@@ -240,6 +240,13 @@ int byp_netif_quiet(void)
            __atomic_load_n(&txn, __ATOMIC_RELAXED) == 0 && !n->burst->rx_pending(n);
 }
 
+void byp_netif_kick(void)
+{
+    struct byp_nic *n = __atomic_load_n(&nic, __ATOMIC_ACQUIRE);
+    if (n != NULL)
+        byp_nic_tx_kick(n);
+}
+
 void byp_netif_flush(void)
 {
     unsigned off = 0;
