@@ -238,6 +238,22 @@ int byp_tcp_listen(int fd, const struct sockaddr_in *local, int backlog)
     return 0;
 }
 
+/* The stack's TIME_WAIT for the four-tuple @local - @remote, if any, is let go (lock held).
+ * A connection the program closed first keeps its port reservation only until lwIP is done
+ * with the close (tcp_close.c); its TIME_WAIT then stays in lwIP alone, and the kernel may
+ * hand the port out again.  The kernel would not, as its own TIME_WAIT keeps the port: a
+ * new connection on the same four-tuple takes the TIME_WAIT's place, as tcp_tw_reuse does. */
+static void time_wait_reuse(const struct sockaddr_in *local, const struct sockaddr_in *remote)
+{
+    for (struct tcp_pcb *p = tcp_tw_pcbs; p != NULL; p = p->next)
+        if (p->local_port == ntohs(local->sin_port) && p->remote_port == ntohs(remote->sin_port) &&
+            ip_2_ip4(&p->local_ip)->addr == local->sin_addr.s_addr &&
+            ip_2_ip4(&p->remote_ip)->addr == remote->sin_addr.s_addr) {
+            tcp_abort(p);   /* a TIME_WAIT pcb is freed, with no reset */
+            return;
+        }
+}
+
 int byp_tcp_connect(int fd, const struct sockaddr_in *remote)
 {
     int routed = byp_mirror_route_ok(remote->sin_addr.s_addr);   /* <0: not mirrored */
@@ -299,6 +315,7 @@ int byp_tcp_connect(int fd, const struct sockaddr_in *remote)
     }
     ts->has_flow = 1;
     byp_tsock_attach(ts, pcb);
+    time_wait_reuse(&local, remote);
     err = tcp_connect(pcb, &rip, ntohs(remote->sin_port), on_connected);
     if (err != ERR_OK) {
         tcp_arg(pcb, NULL);
@@ -307,7 +324,8 @@ int byp_tcp_connect(int fd, const struct sockaddr_in *remote)
         byp_tsock_put_flow(ts);
         byp_stack_unlock();
         byp_shm_free(ts);
-        return err == ERR_RTE ? -ENETUNREACH : -ENOBUFS;
+        /* ERR_USE: a connection the stack still finishes holds the four-tuple. */
+        return err == ERR_RTE ? -ENETUNREACH : err == ERR_USE ? -EADDRNOTAVAIL : -ENOBUFS;
     }
     install(fd, ts);
     byp_stats_sock_open(ts);

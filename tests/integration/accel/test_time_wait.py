@@ -1,16 +1,21 @@
-"""A kernel client that reuses its port at once after the server closed first.
+"""Ports reused while a TIME_WAIT holds the four-tuple, on either side.
 
-The server closes first, so the connection's TIME_WAIT is the server's; the client, which
+When the server closes first, so the connection's TIME_WAIT is the server's; the client, which
 closed second, keeps nothing and may reuse the same source port for the next connection at
 once (wrk and other load generators do, once the server ends keep-alive connections).  The
 kernel's server takes such a SYN, beyond the old connection's sequence numbers, as a new
 connection (RFC 6191); so must the stack, whose TIME_WAIT would otherwise answer it with an
 old ACK for a minute.  Compared side by side: the same client against a kernel server and
-against an accelerated one."""
+against an accelerated one.
+
+When an accelerated client closes first, the TIME_WAIT is the stack's and the kernel, whose
+socket is gone, may hand the same port out again: connect() must succeed as the kernel's
+does (the stack's TIME_WAIT gives way, as tcp_tw_reuse lets the kernel's)."""
 
 import json
+import subprocess
 
-from .conftest import PYTHON, SRV_IF, assert_bypassed, write_conf
+from .conftest import CLI_IF, PYTHON, SRV_IF, assert_bypassed, write_conf
 
 PORT = 7600
 ROUNDS = 20
@@ -81,3 +86,83 @@ def test_port_reused_after_server_close(netpair):
     assert max(accel) < 0.9, ("a connection on a port whose last connection the stack holds "
                               "in TIME_WAIT waited for SYN retransmissions: %s" % accel)
     assert_bypassed(before, after, ROUNDS * 6, "the reused-port connections")
+
+
+# --- the client closes first: its TIME_WAIT is the stack's -----------------------------------
+
+CPORT = 7601
+CONNS = 8
+
+ECHO_ONCE = r"""
+import socket, sys
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("0.0.0.0", int(sys.argv[1]))); ls.listen(16)
+print("ready", flush=True)
+for i in range(int(sys.argv[2])):
+    c, peer = ls.accept()
+    while True:
+        d = c.recv(65536)
+        if not d:
+            break
+        c.sendall(d)
+    c.close()                          # the client closed first: the server keeps nothing
+print("served", flush=True)
+"""
+
+CLOSES_FIRST = r"""
+import json, socket, sys, time
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+ports = []
+for i in range(n):
+    s = socket.socket()
+    s.settimeout(5)
+    try:
+        s.connect((host, port))        # the kernel picks the source port
+    except OSError as e:
+        print(json.dumps({"error": "connect %d: %s" % (i, e), "ports": ports}))
+        sys.exit(0)
+    ports.append(s.getsockname()[1])
+    s.sendall(b"ping %d" % i)
+    assert s.recv(100) == b"ping %d" % i
+    s.close()                          # closes first: TIME_WAIT is this side's
+    time.sleep(0.3)                    # the server's FIN arrives; the close is complete
+print(json.dumps({"error": None, "ports": ports}))
+"""
+
+
+def closes_first(net, conf):
+    srv = net.spawn("server", [PYTHON, "-c", ECHO_ONCE, CPORT, CONNS], name="echo")
+    srv.wait_ready()
+    cp = net.run("client", [PYTHON, "-c", CLOSES_FIRST, net.srv_ip, CPORT, CONNS], conf=conf,
+                 timeout=60)
+    assert cp.returncode == 0, cp.stderr
+    res = json.loads(cp.stdout)
+    if res["error"] is None:
+        srv.wait(10)
+    else:
+        srv.stop()
+    return res
+
+
+def test_client_time_wait_port_handed_out_again(netpair):
+    """An accelerated client that closes first leaves its TIME_WAIT in the stack, while its
+    kernel socket, and so the port, is gone.  With a narrow ephemeral range the kernel hands
+    the same port out again at once for the same server: connect() must succeed, as it does
+    for a kernel client whose TIME_WAIT the kernel holds.  (It failed with ENOBUFS: lwIP
+    refused the four-tuple its TIME_WAIT still held.)"""
+    net = netpair(accel=("client",))
+    # 2 × CONNS ports: the kernel's bind() takes the odd ones, CONNS / 2 of them ... a reuse
+    # within CONNS connections is certain; connect() alone would still find a free one.
+    subprocess.run(["ip", "netns", "exec", net.cli_ns, "sysctl", "-q", "-w",
+                    "net.ipv4.ip_local_port_range=41000 %d" % (41000 + 2 * CONNS - 1)],
+                   check=True, timeout=10)
+    kernel = closes_first(net, None)
+    assert kernel["error"] is None, kernel
+    conf = write_conf(net.dir / "cli.conf", CLI_IF, [("tcp", CPORT)])
+    before = net.tcp_segs("client")
+    accel = closes_first(net, conf)
+    after = net.tcp_segs("client")
+    assert accel["error"] is None, accel
+    assert len(set(accel["ports"])) < CONNS, ("no port came back: the case was not tested",
+                                              accel)
+    assert_bypassed(before, after, CONNS * 6, "the client's connections")
