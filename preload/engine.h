@@ -13,7 +13,7 @@
 
 #include "sysheaders.h"
 
-#define BYP_ENGINE_ABI 3
+#define BYP_ENGINE_ABI 4
 /* Name of the engine library, looked up next to libbypass.so, then by the loader's path;
  * BYPASS_ENGINE overrides (a path). */
 #define BYP_ENGINE_SONAME "libbypass-engine.so"
@@ -77,6 +77,11 @@ struct byp_engine {
      * FD_CLOEXEC) and that no other process holds over to the kernel (TCP_REPAIR), then
      * leave the stack's family.  The caller then treats every fd as the kernel's. */
     void (*exec_prepare)(void);
+    /* At exit: this process leaves the stack's family (its references go; the last member
+     * delivers what closed connections still queue, then closes the port and keeps the
+     * stack's lock for good).  The caller then treats every fd as the kernel's, for the
+     * program's exit handlers that run after this one. */
+    void (*leave)(void);
     /* Before posix_spawn: the connections the spawned program inherits (no FD_CLOEXEC, or
      * among @extra, the file actions' dup2 sources) that no other process holds go to the
      * kernel, and their fds become kernel fds here too. */

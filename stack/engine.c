@@ -571,6 +571,7 @@ static struct byp_engine engine = {
     .fork_child = byp_engine_fork_child,
     .fork_failed = byp_engine_fork_failed,
     .exec_prepare = byp_engine_exec_prepare,
+    .leave = byp_engine_atexit,
     .spawn_prepare = byp_engine_spawn_prepare,
     .udp_bind = byp_udp_bind,
     .udp_connect = byp_udp_connect,
@@ -583,8 +584,6 @@ static int start_and_publish(char *why, size_t whylen)
     byp_log_capture(why, whylen);
     int rc = engine_start();
     byp_log_capture(NULL, 0);
-    if (rc == 0)
-        atexit(byp_engine_atexit);
     engine.wake_fd = byp_wake_sleep_fd();
     return rc;
 }

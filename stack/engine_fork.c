@@ -100,7 +100,7 @@ int byp_engine_leave(void)
     return 0;
 }
 
-/* At exit of any member (the handler is inherited across fork). */
+/* At exit of any member: libbypass.so's exit handler (engine.h, leave). */
 void byp_engine_atexit(void)
 {
     byp_engine_leave();

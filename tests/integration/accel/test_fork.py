@@ -353,6 +353,15 @@ def test_socat_fork_exec(netpair):
     before = net.tcp_segs("server")
     run_echo_clients(net, port, 100, 1 << 20, 4)
     assert_bypassed(before, net.tcp_segs("server"), 100 * 700, "socat fork + exec")
+    # SIGTERM: socat exits with 143 from its exit handlers, which shut its sockets down
+    # (registered before the engine started, they run after the library's).  They hung on
+    # the stack's lock, which the library's exit keeps, until the SIGKILL.
+    ksrv = net.spawn("server", ["socat", "TCP-LISTEN:%d,fork,reuseaddr" % (port + 10),
+                                "EXEC:cat"], name="socat-kernel")
+    net.wait_port(port + 10, ksrv)
+    t = time.monotonic()
+    assert srv.stop(timeout=8) == ksrv.stop(timeout=8) == 143, (srv.describe(), ksrv.describe())
+    assert time.monotonic() - t < 8
 
 
 @pytest.mark.parametrize("mode", ["fork", "spawn"])
