@@ -22,6 +22,7 @@ enum byp_fd_kind {
     BYP_FD_TCP,             /* accelerated TCP socket (the engine's) */
     BYP_FD_UDP,             /* accelerated UDP socket (the engine's) */
     BYP_FD_CLOSING,         /* being closed: every call answers EBADF (byp_fd_close_begin) */
+    BYP_FD_REPLACING,       /* a dup2 onto it is under way: calls wait (byp_fd_replace_begin) */
     BYP_FD_KIND_MAX
 };
 
@@ -59,6 +60,7 @@ typedef struct byp_fd {
     const byp_fd_ops_t *ops;    /* NULL: plain kernel fd, wrappers call libc directly */
     void *obj;                  /* the kind's object (an accelerated socket, ...) */
     uint8_t kind;               /* enum byp_fd_kind */
+    uint32_t replaces;          /* +1 as a dup2/dup3 onto the fd begins, +1 as it ends */
 } byp_fd_t;
 
 extern BYP_SHARED byp_fd_t *byp_fdtab;
@@ -84,6 +86,44 @@ static inline const byp_fd_ops_t *byp_fd_ops(int fd)
     return NULL;
 }
 
+/* @ops->@name @args, for an fd whose ops table the wrapper found.  A call that a dup2 onto
+ * the fd overtook (the object released after the wrapper read the ops: EBADF) runs again
+ * through @name's wrapper, on the new file, as the kernel's dup2 swaps files in one step
+ * (fd_retire.c).  A close still answers EBADF: only a replacement counts. */
+#define BYP_OPS_CALL(fd, ops, name, args)                                                   \
+    __extension__({                                                                         \
+        uint32_t replaces_ = byp_fd_replaces(fd);                                           \
+        __typeof__((ops)->name args) r_ = (ops)->name args;                                 \
+        if (__builtin_expect(r_ < 0, 0) && byp_fd_overtaken(fd, replaces_))            \
+            r_ = name args;                                                                 \
+        r_;                                                                                 \
+    })
+
+/* For BYP_OPS_CALL: the fd's count of replacement steps, odd while a dup2 onto it is under
+ * way (its ops were found: it is in the table); and whether a call that failed was
+ * overtaken by one: one ended since @before, or one is under way (waited for: the new
+ * file is then at the number). */
+static inline uint32_t byp_fd_replaces(int fd)
+{
+    return __atomic_load_n(&byp_fdtab[fd].replaces, __ATOMIC_ACQUIRE);
+}
+
+BYP_SHARED void byp_fd_replace_wait(int fd);
+
+static inline int byp_fd_overtaken(int fd, uint32_t before)
+{
+    if (errno != EBADF)
+        return 0;
+    uint32_t now = byp_fd_replaces(fd);
+    if (now & 1) {
+        int saved = errno;
+        byp_fd_replace_wait(fd);
+        errno = saved;
+        return 1;
+    }
+    return now != before;
+}
+
 /* Record a freshly created kernel fd of @kind (no ops). */
 BYP_SHARED void byp_fd_set_kernel(int fd, int kind);
 
@@ -94,7 +134,7 @@ BYP_SHARED void byp_fd_detach_all(void);
 /* Forget @fd, releasing its object if it has one (before it is closed, so its number cannot be reused under us). */
 BYP_SHARED void byp_fd_clear(int fd);
 
-/* close(@fd) in two halves around the kernel's close.  Begin: the object is released and
+/* close(@fd) in two halves around the kernel's close (fd_retire.c).  Begin: the object is released and
  * until the kernel has closed the number every call on it answers EBADF, as a closed fd
  * does (not the kernel socket underneath, which for an accelerated connection is an
  * unconnected socket).  End: the entry becomes a plain unknown fd, unless the number was
@@ -102,14 +142,38 @@ BYP_SHARED void byp_fd_clear(int fd);
 BYP_SHARED void byp_fd_close_begin(int fd);
 BYP_SHARED void byp_fd_close_end(int fd);
 
-/* Forget every fd in [@first, @last] (close_range, closefrom); only the part of the table
- * ever written is walked. */
-BYP_SHARED void byp_fd_clear_range(unsigned int first, unsigned int last);
+/* close_range/closefrom in two halves: byp_fd_close_begin and byp_fd_close_end for every
+ * fd in [@first, @last]; only the part of the table ever written is walked. */
+BYP_SHARED void byp_fd_close_range_begin(unsigned int first, unsigned int last);
+BYP_SHARED void byp_fd_close_range_end(unsigned int first, unsigned int last);
+
+/* dup2/dup3 onto @fd2, which refers to an object, in two halves around the kernel's call
+ * (fd_retire.c).  Begin: the object is released, and until the kernel has put the new file
+ * at the number, calls on it wait, then run on whatever the number is then: the kernel
+ * replaces the file in one step, so no call ever sees the kernel socket underneath (for
+ * an accelerated connection, an unconnected socket).  End: @fd2 describes what @fd does
+ * (@ok), or is a plain unknown fd.  errno is kept. */
+BYP_SHARED void byp_fd_replace_begin(int fd2);
+BYP_SHARED void byp_fd_replace_end(int fd, int fd2, int ok);
 
 /* Make @newfd describe the same thing as @oldfd (dup, dup2, dup3, F_DUPFD). */
 BYP_SHARED void byp_fd_copy(int oldfd, int newfd);
 
 /* The kind for a socket(@domain, @type) just created. */
 BYP_SHARED int byp_fd_kind_for_socket(int domain, int type);
+
+/* An fd number passes from the thread that closed it to the one the kernel gives it to
+ * next: the entry is cleared before close(2), byp_fd_set_kernel runs after the call that
+ * returned the number, and the kernel's own file table orders the two.  ThreadSanitizer
+ * cannot see that order (it found the entry's writes "racing" across such a reuse): tell it. */
+#if defined(__SANITIZE_THREAD__)
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+#define FD_RECEIVED(e) __tsan_acquire(e)
+#define FD_GIVEN_BACK(e) __tsan_release(e)
+#else
+#define FD_RECEIVED(e) ((void)(e))
+#define FD_GIVEN_BACK(e) ((void)(e))
+#endif
 
 #endif

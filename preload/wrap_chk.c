@@ -13,7 +13,7 @@ BYP_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
         return BYP_REAL(__read_chk)(fd, buf, n, buflen);
     if (n > buflen)
         __chk_fail();
-    return ops->read(fd, buf, n);
+    return BYP_OPS_CALL(fd, ops, read, (fd, buf, n));
 }
 
 BYP_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
@@ -23,7 +23,7 @@ BYP_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int fl
         return BYP_REAL(__recv_chk)(fd, buf, n, buflen, flags);
     if (n > buflen)
         __chk_fail();
-    return ops->recv(fd, buf, n, flags);
+    return BYP_OPS_CALL(fd, ops, recv, (fd, buf, n, flags));
 }
 
 BYP_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
@@ -34,7 +34,7 @@ BYP_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, in
         return BYP_REAL(__recvfrom_chk)(fd, buf, n, buflen, flags, addr, len);
     if (n > buflen)
         __chk_fail();
-    return ops->recvfrom(fd, buf, n, flags, addr, len);
+    return BYP_OPS_CALL(fd, ops, recvfrom, (fd, buf, n, flags, addr, len));
 }
 
 BYP_EXPORT int __poll_chk(struct pollfd *fds, nfds_t nfds, int timeout, size_t fdslen)

@@ -34,7 +34,7 @@ BYP_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len)
 {
     const byp_fd_ops_t *ops = byp_fd_ops(fd);
     if (byp_unlikely(ops != NULL))
-        return ops->accept(fd, addr, len);
+        return BYP_OPS_CALL(fd, ops, accept, (fd, addr, len));
     int nfd = BYP_REAL(accept)(fd, addr, len);
     if (nfd >= 0) {
         int saved = errno;
@@ -48,7 +48,7 @@ BYP_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
     const byp_fd_ops_t *ops = byp_fd_ops(fd);
     if (byp_unlikely(ops != NULL))
-        return ops->accept4(fd, addr, len, flags);
+        return BYP_OPS_CALL(fd, ops, accept4, (fd, addr, len, flags));
     int nfd = BYP_REAL(accept4)(fd, addr, len, flags);
     if (nfd >= 0)
         note_accepted(fd, nfd);
@@ -69,23 +69,32 @@ BYP_EXPORT int close(int fd)
 
 BYP_EXPORT int close_range(unsigned int first, unsigned int last, int flags)
 {
-    /* Release accelerated objects while their fd numbers still hold their kernel sockets
-     * (a closing connection keeps its port reservation by duplicating it), as close()
-     * does; only for a call the kernel will accept. */
+    /* As close() does for each accelerated fd, only for a call the kernel will accept:
+     * objects released while their numbers still hold their kernel sockets (a closing
+     * connection keeps its port reservation by duplicating it), calls on them EBADF. */
     int known = CLOSE_RANGE_CLOEXEC | CLOSE_RANGE_UNSHARE;
-    if (first <= last && !(flags & ~known) && !(flags & CLOSE_RANGE_CLOEXEC)) {
+    int ours = first <= last && !(flags & ~known) && !(flags & CLOSE_RANGE_CLOEXEC);
+    if (ours) {
         int saved = errno;
-        byp_fd_clear_range(first, last);
+        byp_fd_close_range_begin(first, last);
         errno = saved;
     }
-    return BYP_REAL(close_range)(first, last, flags);
+    int rc = BYP_REAL(close_range)(first, last, flags);
+    if (ours) {
+        int saved = errno;
+        byp_fd_close_range_end(first, last);
+        errno = saved;
+    }
+    return rc;
 }
 
 BYP_EXPORT void closefrom(int lowfd)
 {
     if (lowfd >= 0)
-        byp_fd_clear_range((unsigned int)lowfd, ~0u);
+        byp_fd_close_range_begin((unsigned int)lowfd, ~0u);
     BYP_REAL(closefrom)(lowfd);
+    if (lowfd >= 0)
+        byp_fd_close_range_end((unsigned int)lowfd, ~0u);
 }
 
 BYP_EXPORT int dup(int fd)
@@ -96,29 +105,36 @@ BYP_EXPORT int dup(int fd)
     return nfd;
 }
 
-/* dup2/dup3 onto an accelerated fd closes it: release its object first, while the fd
- * number still holds its kernel socket. */
-static void release_target(int fd, int fd2)
+/* dup2/dup3 onto an accelerated fd closes it: its object is released first, while the fd
+ * number still holds its kernel socket, and calls on it wait for the new file meanwhile.
+ * Only when @fd is valid: dup2 fails without touching @fd2 otherwise.  Returns whether
+ * byp_fd_replace_end must follow. */
+static int replace_begin(int fd, int fd2)
 {
-    /* Only when @fd is valid: dup2 fails without touching @fd2 otherwise. */
-    if (fd != fd2 && byp_fd_ops(fd2) != NULL && BYP_REAL(fcntl)(fd, F_GETFD) >= 0)
-        byp_fd_clear(fd2);
+    if (fd == fd2 || byp_fd_ops(fd2) == NULL || BYP_REAL(fcntl)(fd, F_GETFD) < 0)
+        return 0;
+    byp_fd_replace_begin(fd2);
+    return 1;
 }
 
 BYP_EXPORT int dup2(int fd, int fd2)
 {
-    release_target(fd, fd2);
+    int replacing = replace_begin(fd, fd2);
     int rc = BYP_REAL(dup2)(fd, fd2);
-    if (rc >= 0 && fd != fd2)
+    if (replacing)
+        byp_fd_replace_end(fd, fd2, rc >= 0);
+    else if (rc >= 0 && fd != fd2)
         byp_fd_copy(fd, rc);
     return rc;
 }
 
 BYP_EXPORT int dup3(int fd, int fd2, int flags)
 {
-    release_target(fd, fd2);
+    int replacing = replace_begin(fd, fd2);
     int rc = BYP_REAL(dup3)(fd, fd2, flags);
-    if (rc >= 0)
+    if (replacing)
+        byp_fd_replace_end(fd, fd2, rc >= 0);
+    else if (rc >= 0)
         byp_fd_copy(fd, rc);
     return rc;
 }
@@ -128,7 +144,15 @@ BYP_EXPORT int dup3(int fd, int fd2, int flags)
 static int fcntl_common(int (*real)(int, int, ...), int fd, int cmd, void *arg)
 {
     const byp_fd_ops_t *ops = byp_fd_ops(fd);
-    int rc = byp_unlikely(ops != NULL) ? ops->fcntl(fd, cmd, arg) : real(fd, cmd, arg);
+    int rc;
+    if (byp_unlikely(ops != NULL)) {
+        uint32_t replaces = byp_fd_replaces(fd);
+        rc = ops->fcntl(fd, cmd, arg);
+        if (rc < 0 && byp_fd_overtaken(fd, replaces))
+            return fcntl(fd, cmd, arg);   /* see BYP_OPS_CALL; it records a dup itself */
+    } else {
+        rc = real(fd, cmd, arg);
+    }
     if (rc >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC))
         byp_fd_copy(fd, rc);
     return rc;
@@ -160,6 +184,6 @@ BYP_EXPORT int ioctl(int fd, unsigned long req, ...)
     va_end(ap);
     const byp_fd_ops_t *ops = byp_fd_ops(fd);
     if (byp_unlikely(ops != NULL))
-        return ops->ioctl(fd, req, arg);
+        return BYP_OPS_CALL(fd, ops, ioctl, (fd, req, arg));
     return BYP_REAL(ioctl)(fd, req, arg);
 }

@@ -9,7 +9,7 @@
         const byp_fd_ops_t *ops = byp_fd_ops(fd);                                           \
         if (byp_likely(ops == NULL))                                                        \
             return BYP_REAL(name) args;                                                     \
-        return ops->name args;                                                              \
+        return BYP_OPS_CALL(fd, ops, name, args);                                           \
     }
 #define BYP_FDHOOK(ret, name, params, args)
 #include "libc_syms.def"

@@ -56,7 +56,7 @@ BYP_EXPORT int bind(int fd, const struct sockaddr *addr, socklen_t len)
 {
     const byp_fd_ops_t *ops = byp_fd_ops(fd);
     if (byp_unlikely(ops != NULL))
-        return ops->bind(fd, addr, len);
+        return BYP_OPS_CALL(fd, ops, bind, (fd, addr, len));
     int caller_errno = errno;
     int rc = BYP_REAL(bind)(fd, addr, len);
     struct sockaddr_in sin;
@@ -100,7 +100,7 @@ BYP_EXPORT int listen(int fd, int backlog)
 {
     const byp_fd_ops_t *ops = byp_fd_ops(fd);
     if (byp_unlikely(ops != NULL))
-        return ops->listen(fd, backlog);
+        return BYP_OPS_CALL(fd, ops, listen, (fd, backlog));
     if (candidate(fd, BYP_FD_KTCP)) {
         int rc = accel_listen(fd, backlog);
         if (rc == 0) {
@@ -131,7 +131,7 @@ BYP_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     const byp_fd_ops_t *ops = byp_fd_ops(fd);
     if (byp_unlikely(ops != NULL))
-        return ops->connect(fd, addr, len);
+        return BYP_OPS_CALL(fd, ops, connect, (fd, addr, len));
     if (candidate(fd, BYP_FD_KUDP)) {
         int rc = BYP_REAL(connect)(fd, addr, len);
         if (rc == 0)

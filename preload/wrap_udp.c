@@ -181,7 +181,7 @@ BYP_EXPORT int setsockopt(int fd, int level, int opt, const void *val, socklen_t
 {
     const byp_fd_ops_t *ops = byp_fd_ops(fd);
     if (byp_unlikely(ops != NULL))
-        return ops->setsockopt(fd, level, opt, val, len);
+        return BYP_OPS_CALL(fd, ops, setsockopt, (fd, level, opt, val, len));
     int rc = BYP_REAL(setsockopt)(fd, level, opt, val, len);
     in_addr_t group, source;
     if (rc == 0 && candidate(fd) && join_of(level, opt, val, len, &group, &source)) {
@@ -224,7 +224,7 @@ BYP_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, const st
     if (byp_unlikely(ops == NULL && candidate(fd)))
         ops = decide_send(fd, addr, len);
     if (byp_unlikely(ops != NULL))
-        return ops->sendto(fd, buf, n, flags, addr, len);
+        return BYP_OPS_CALL(fd, ops, sendto, (fd, buf, n, flags, addr, len));
     return BYP_REAL(sendto)(fd, buf, n, flags, addr, len);
 }
 
@@ -234,7 +234,7 @@ BYP_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
     if (byp_unlikely(ops == NULL && candidate(fd) && msg != NULL))
         ops = decide_send(fd, msg->msg_name, msg->msg_namelen);
     if (byp_unlikely(ops != NULL))
-        return ops->sendmsg(fd, msg, flags);
+        return BYP_OPS_CALL(fd, ops, sendmsg, (fd, msg, flags));
     return BYP_REAL(sendmsg)(fd, msg, flags);
 }
 
@@ -244,6 +244,6 @@ BYP_EXPORT int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flag
     if (byp_unlikely(ops == NULL && candidate(fd) && vec != NULL && vlen > 0))
         ops = decide_send(fd, vec[0].msg_hdr.msg_name, vec[0].msg_hdr.msg_namelen);
     if (byp_unlikely(ops != NULL))
-        return ops->sendmmsg(fd, vec, vlen, flags);
+        return BYP_OPS_CALL(fd, ops, sendmmsg, (fd, vec, vlen, flags));
     return BYP_REAL(sendmmsg)(fd, vec, vlen, flags);
 }

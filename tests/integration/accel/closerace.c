@@ -2,7 +2,11 @@
  * the kernel and once under the library; the test compares the two.
  *
  *   closerace serve PORT                       the peer: TCP and UDP echo on PORT (kernel)
- *   closerace race tcp|udp HOST PORT ROUNDS    the race
+ *   closerace race tcp|udp HOST PORT ROUNDS [close|dup2|close_range]
+ *                                              the race; the fd goes by close() (default),
+ *                                              by dup2() of another socket onto it (a
+ *                                              socketpair end whose peer is closed: EOF,
+ *                                              EPIPE) or by close_range()
  *   closerace blocked tcp|udp HOST PORT        recv blocked while another thread closes
  *
  * race: each round opens a socket connected to the peer (TCP, or UDP with connect) and
@@ -144,6 +148,8 @@ static long counts[NW][NCLASS];
 static pthread_barrier_t start, finish;
 static int rounds;
 static volatile int cur_fd;
+static enum { BY_CLOSE, BY_DUP2, BY_CLOSE_RANGE } closer;
+static int spare = -1;   /* BY_DUP2: what replaces the fd */
 
 static void count(int w, long rc)
 {
@@ -181,7 +187,12 @@ static void *worker(void *arg)
         long rc;
         switch (w) {
         case W_CLOSE:
-            rc = close(fd);
+            if (closer == BY_DUP2)
+                rc = dup2(spare, fd) == fd ? 0 : -1;
+            else if (closer == BY_CLOSE_RANGE)
+                rc = close_range((unsigned)fd, (unsigned)fd, 0);
+            else
+                rc = close(fd);
             break;
         case W_SHUTDOWN:
             rc = shutdown(fd, SHUT_RDWR);
@@ -231,6 +242,15 @@ static int race(void)
     for (int w = 0; w < NW; w++)
         pthread_create(&t[w], NULL, worker, (void *)(intptr_t)w);
     struct timeval tv = {0, 2000};
+    if (closer == BY_DUP2) {
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0) {
+            perror("socketpair");
+            return 2;
+        }
+        close(sv[1]);
+        spare = sv[0];
+    }
     for (int r = 0; r < rounds; r++) {
         int fd = open_one();
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -238,6 +258,8 @@ static int race(void)
         cur_fd = fd;
         pthread_barrier_wait(&start);
         pthread_barrier_wait(&finish);
+        if (closer == BY_DUP2)
+            close(fd);   /* the socketpair end's copy */
     }
     for (int w = 0; w < NW; w++)
         pthread_join(t[w], NULL);
@@ -294,7 +316,8 @@ int main(int argc, char **argv)
     if (argc == 3 && strcmp(argv[1], "serve") == 0)
         return serve(atoi(argv[2]));
     if (argc < 5) {
-        fprintf(stderr, "usage: closerace serve PORT | race tcp|udp HOST PORT ROUNDS | "
+        fprintf(stderr, "usage: closerace serve PORT | race tcp|udp HOST PORT ROUNDS "
+                        "[close|dup2|close_range] | "
                         "blocked tcp|udp HOST PORT\n");
         return 2;
     }
@@ -302,8 +325,12 @@ int main(int argc, char **argv)
     peer.sin_family = AF_INET;
     peer.sin_port = htons(atoi(argv[4]));
     inet_pton(AF_INET, argv[3], &peer.sin_addr);
-    if (strcmp(argv[1], "race") == 0 && argc == 6) {
+    if (strcmp(argv[1], "race") == 0 && (argc == 6 || argc == 7)) {
         rounds = atoi(argv[5]);
+        if (argc == 7)
+            closer = strcmp(argv[6], "dup2") == 0          ? BY_DUP2
+                     : strcmp(argv[6], "close_range") == 0 ? BY_CLOSE_RANGE
+                                                           : BY_CLOSE;
         return race();
     }
     if (strcmp(argv[1], "blocked") == 0)

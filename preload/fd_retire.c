@@ -1,0 +1,247 @@
+/* An fd on its way out of an object: closed (close, close_range, closefrom) or replaced by
+ * another file (dup2, dup3 onto it).  Between the release of the object and the kernel's
+ * own call the number still holds the kernel socket underneath, which for an accelerated
+ * connection is an unconnected socket: a call from another thread must not reach it.  A
+ * closing fd answers EBADF, as once closed; a replaced one waits for the new file, as the
+ * kernel swaps the file in one step. */
+#include <sched.h>
+#include <time.h>
+
+#include "byp.h"
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+
+/* ---- closing: every call answers EBADF ---- */
+
+#define BYP_FDCALL(ret, name, params, args)                                                 \
+    static ret closed_##name params                                                         \
+    {                                                                                       \
+        errno = EBADF;                                                                      \
+        return -1;                                                                          \
+    }
+#include "libc_syms.def"
+
+static int closed_accept(int fd, struct sockaddr *addr, socklen_t *len)
+{
+    errno = EBADF;
+    return -1;
+}
+
+static int closed_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+    errno = EBADF;
+    return -1;
+}
+
+static int closed_fcntl(int fd, int cmd, void *arg)
+{
+    errno = EBADF;
+    return -1;
+}
+
+static int closed_ioctl(int fd, unsigned long req, void *arg)
+{
+    errno = EBADF;
+    return -1;
+}
+
+/* Shared by both states: nothing to dup, poll or watch while the number changes hands. */
+static void *gone_ref(int fd)
+{
+    return NULL;   /* a dup made before the kernel closed it is a plain kernel fd */
+}
+
+static uint32_t gone_readiness(int fd)
+{
+    return 0;
+}
+
+static uint64_t gone_event_gen(int fd)
+{
+    return 0;
+}
+
+static int gone_kernel_fd(int fd)
+{
+    return -1;
+}
+
+static const byp_fd_ops_t closed_ops = {
+#define BYP_FDCALL(ret, name, params, args) .name = closed_##name,
+#include "libc_syms.def"
+    .accept = closed_accept,
+    .accept4 = closed_accept4,
+    .ref = gone_ref,
+    .fcntl = closed_fcntl,
+    .ioctl = closed_ioctl,
+    .readiness = gone_readiness,
+    .event_gen = gone_event_gen,
+    .kernel_fd = gone_kernel_fd,
+};
+
+/* ---- replacing: calls wait for the new file, then run on it ---- */
+
+static const byp_fd_ops_t replacing_ops;
+
+/* Until the dup2 in another thread has put the new file at @fd (microseconds).  0, or -1
+ * after a second (a signal handler of the thread inside dup2 calling on the same fd): the
+ * call then goes to the kernel as it is. */
+static int replaced_wait(int fd)
+{
+    byp_fd_t *e = byp_fd_get(fd);
+    for (unsigned int i = 0; __atomic_load_n(&e->replaces, __ATOMIC_ACQUIRE) & 1; i++) {
+        if (i < 64) {
+            sched_yield();
+        } else if (i < 64 + 20000) {
+            struct timespec ts = {0, 50000};
+            nanosleep(&ts, NULL);
+        } else {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void byp_fd_replace_wait(int fd)
+{
+    replaced_wait(fd);
+}
+
+/* Each call runs again through its wrapper once the number holds the new file. */
+#define BYP_FDCALL(ret, name, params, args)                                                 \
+    static ret replacing_##name params                                                      \
+    {                                                                                       \
+        if (replaced_wait(fd) < 0)                                                          \
+            return BYP_REAL(name) args;                                                     \
+        return name args;                                                                   \
+    }
+#include "libc_syms.def"
+
+static int replacing_accept(int fd, struct sockaddr *addr, socklen_t *len)
+{
+    if (replaced_wait(fd) < 0)
+        return BYP_REAL(accept)(fd, addr, len);
+    return accept(fd, addr, len);
+}
+
+static int replacing_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+    if (replaced_wait(fd) < 0)
+        return BYP_REAL(accept4)(fd, addr, len, flags);
+    return accept4(fd, addr, len, flags);
+}
+
+static int replacing_fcntl(int fd, int cmd, void *arg)
+{
+    if (replaced_wait(fd) < 0)
+        return BYP_REAL(fcntl)(fd, cmd, arg);
+    return fcntl(fd, cmd, arg);
+}
+
+static int replacing_ioctl(int fd, unsigned long req, void *arg)
+{
+    if (replaced_wait(fd) < 0)
+        return BYP_REAL(ioctl)(fd, req, arg);
+    return ioctl(fd, req, arg);
+}
+#pragma GCC diagnostic pop
+
+static const byp_fd_ops_t replacing_ops = {
+#define BYP_FDCALL(ret, name, params, args) .name = replacing_##name,
+#include "libc_syms.def"
+    .accept = replacing_accept,
+    .accept4 = replacing_accept4,
+    .ref = gone_ref,
+    .fcntl = replacing_fcntl,
+    .ioctl = replacing_ioctl,
+    .readiness = gone_readiness,
+    .event_gen = gone_event_gen,
+    .kernel_fd = gone_kernel_fd,
+};
+
+/* The object of @fd is released and its entry takes @ops (kind @kind). */
+static void retire(int fd, const byp_fd_ops_t *ops, uint8_t kind)
+{
+    byp_fd_t *e = byp_fd_get(fd);
+    if (e == NULL)
+        return;
+    const byp_fd_ops_t *cur = __atomic_load_n(&e->ops, __ATOMIC_ACQUIRE);
+    if (cur == NULL) {
+        byp_fd_set_kernel(fd, BYP_FD_UNKNOWN);
+        FD_GIVEN_BACK(e);
+        return;
+    }
+    if (cur->release != NULL) {
+        int saved = errno;
+        cur->release(fd);
+        errno = saved;
+    }
+    FD_RECEIVED(e);
+    __atomic_store_n(&e->obj, NULL, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->kind, kind, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->ops, ops, __ATOMIC_RELEASE);
+    FD_GIVEN_BACK(e);
+}
+
+void byp_fd_close_begin(int fd)
+{
+    retire(fd, &closed_ops, BYP_FD_CLOSING);
+}
+
+void byp_fd_close_end(int fd)
+{
+    byp_fd_t *e = byp_fd_get(fd);
+    if (e == NULL)
+        return;
+    /* A socket() in another thread may have got the number and recorded it already (its
+     * kind first, then its ops): leave its entry alone. */
+    uint8_t closing = BYP_FD_CLOSING;
+    if (__atomic_compare_exchange_n(&e->kind, &closing, (uint8_t)BYP_FD_UNKNOWN, false,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+        const byp_fd_ops_t *c = &closed_ops;
+        __atomic_compare_exchange_n(&e->ops, &c, NULL, false, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_RELAXED);
+    }
+}
+
+static unsigned int range_end(unsigned int last)
+{
+    unsigned int end = __atomic_load_n(&byp_fdtab_hwm, __ATOMIC_RELAXED);
+    return last < end ? last + 1 : end;
+}
+
+void byp_fd_close_range_begin(unsigned int first, unsigned int last)
+{
+    for (unsigned int fd = first, end = range_end(last); fd < end; fd++)
+        if (__atomic_load_n(&byp_fdtab[fd].kind, __ATOMIC_RELAXED) != BYP_FD_UNKNOWN)
+            byp_fd_close_begin((int)fd);
+}
+
+void byp_fd_close_range_end(unsigned int first, unsigned int last)
+{
+    for (unsigned int fd = first, end = range_end(last); fd < end; fd++)
+        if (__atomic_load_n(&byp_fdtab[fd].kind, __ATOMIC_RELAXED) == BYP_FD_CLOSING)
+            byp_fd_close_end((int)fd);
+}
+
+void byp_fd_replace_begin(int fd2)
+{
+    byp_fd_t *e = byp_fd_get(fd2);
+    if (e != NULL)   /* odd, before the release: a call that then finds no object sees it */
+        __atomic_add_fetch(&e->replaces, 1, __ATOMIC_RELEASE);
+    retire(fd2, &replacing_ops, BYP_FD_REPLACING);
+}
+
+void byp_fd_replace_end(int fd, int fd2, int ok)
+{
+    int saved = errno;
+    if (ok)
+        byp_fd_copy(fd, fd2);   /* the waiting calls go on with what it is now */
+    else
+        byp_fd_set_kernel(fd2, BYP_FD_UNKNOWN);
+    byp_fd_t *e = byp_fd_get(fd2);
+    if (e != NULL)
+        __atomic_add_fetch(&e->replaces, 1, __ATOMIC_RELEASE);   /* even: done */
+    errno = saved;
+}
