@@ -3,8 +3,8 @@
 # libbypass-engine.so (lwIP included) built with -fsanitize=thread in build-tsan/, then
 # tests/integration/accel/threads_stress.c (8 threads, 64 accelerated connections, closed
 # and reopened and shut down under blocked threads) against a kernel echo server in a
-# namespace pair, as test_capacity.py's thread test does; then closerace.c (close racing
-# shutdown, send, recv and getsockopt on the same fd, TCP and UDP), as test_close_race.py.  DPDK is not instrumented: races
+# namespace pair, as test_capacity.py's thread test does; then closerace.c (close, dup2 and
+# close_range racing shutdown, send, recv and getsockopt on the same fd, TCP and UDP), as test_close_race.py.  DPDK is not instrumented: races
 # inside it are not seen, races between our code and it are seen from our side only.
 #
 #   bash scripts/tsan.sh [SECONDS]          default 60; needs root
@@ -70,12 +70,15 @@ ip netns exec "$CNS" env LD_PRELOAD="$TSAN_RT:$B/libbypass.so" BYPASS_CONFIG="$W
   "$WORK/threads_stress" "$SIP" "$PORT" "$SECS" > "$WORK/stress.out" 2> "$WORK/stress.err"
 rc=$?
 for proto in tcp udp; do
-  echo "tsan: closerace $proto, 500 rounds"
-  ip netns exec "$CNS" env LD_PRELOAD="$TSAN_RT:$B/libbypass.so" BYPASS_CONFIG="$WORK/tsan.conf" \
-    "$WORK/closerace" race $proto "$SIP" $((PORT + 1)) 500 > "$WORK/race-$proto.out" 2>> "$WORK/stress.err"
-  r=$?
-  echo "tsan: closerace $proto exit $r: $(grep -c '^op=' "$WORK/race-$proto.out") operations reported"
-  [ "$r" -eq 0 ] || rc=$r
+  for closer in close dup2 close_range; do
+    echo "tsan: closerace $proto by $closer, 500 rounds"
+    ip netns exec "$CNS" env LD_PRELOAD="$TSAN_RT:$B/libbypass.so" BYPASS_CONFIG="$WORK/tsan.conf" \
+      "$WORK/closerace" race $proto "$SIP" $((PORT + 1)) 500 $closer > "$WORK/race-$proto.out" \
+      2>> "$WORK/stress.err"
+    r=$?
+    echo "tsan: closerace $proto by $closer exit $r: $(grep -c '^op=' "$WORK/race-$proto.out") operations reported"
+    [ "$r" -eq 0 ] || rc=$r
+  done
 done
 unset TSAN_OPTIONS
 cp "$WORK/stress.out" "$WORK/stress.err" "$REP/"
