@@ -10,7 +10,8 @@
  * the fds without FD_CLOEXEC and those its file actions dup2: the connections among them go
  * to the kernel before the spawn, and this process keeps them as kernel sockets, sharing
  * them with the child as it would without the library.  The dup2 sources are remembered
- * per file-actions object as the program adds them. */
+ * per file-actions object as the program adds them.  system() and popen() spawn the shell
+ * the same way inside glibc (not through the posix_spawn symbol): the same for them. */
 #include <alloca.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -155,7 +156,7 @@ static void before_spawn(const posix_spawn_file_actions_t *fa)
     if (e == NULL || e->spawn_prepare == NULL)
         return;
     int saved = errno;
-    int extra[DUP2_MAX], n = 0;
+    int extra[DUP2_MAX] = {0}, n = 0;
     if (fa != NULL) {
         pthread_mutex_lock(&dup2_lock);
         for (int i = 0; i < DUP2_MAX; i++)
@@ -179,4 +180,17 @@ BYP_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file
 {
     before_spawn(fa);
     return BYP_REAL(posix_spawnp)(pid, file, fa, attr, argv, envp);
+}
+
+BYP_EXPORT int system(const char *cmd)
+{
+    if (cmd != NULL)   /* NULL only asks whether there is a shell */
+        before_spawn(NULL);
+    return BYP_REAL(system)(cmd);
+}
+
+BYP_EXPORT FILE *popen(const char *cmd, const char *type)
+{
+    before_spawn(NULL);
+    return BYP_REAL(popen)(cmd, type);
 }

@@ -364,16 +364,17 @@ def test_socat_fork_exec(netpair):
     assert time.monotonic() - t < 8
 
 
-@pytest.mark.parametrize("mode", ["fork", "spawn"])
+@pytest.mark.parametrize("mode", ["fork", "spawn", "system", "popen"])
 def test_exec_hands_connection_to_kernel(netpair, mode):
     """exec: an inetd-style server reads the first 1,000 bytes of each connection, then puts
     it on the stdin and stdout of `cat`: forked and exec'd (the exec crosses the library),
-    or posix_spawn'ed with dup2 file actions (the spawned program never runs the library).
+    posix_spawn'ed with dup2 file actions, or run by system() or popen() (the spawned
+    program never runs the library).
     Each connection is handed over to the kernel (TCP_REPAIR) with what was already
     received, and 1 MB each echoes intact; the listener stays accelerated."""
     net = netpair()
     port = 7004
-    n = 24 if mode == "fork" else 12
+    n = {"fork": 24, "spawn": 12}.get(mode, 8)
     conf = write_conf(net.dir / "bypass.conf", SRV_IF, [("tcp", port)], extra='log = "info";\n')
     srv = net.spawn("server", [PYTHON, str(HERE / "exec_server.py"), mode, str(port), "1000",
                                "cat"], name="inetd-" + mode, conf=conf)

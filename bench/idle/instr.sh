@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Idle cost (issue 12): the CPU an idle server uses, on the kernel and accelerated (default
+# settings, as users deploy it), side by side.  redis-server in namespace byps-idle-PID
+# (bypi0 10.77.249.1), ten idle clients holding connections from bypc-idle-PID (bypi1
+# 10.77.249.2); both namespaces are deleted on exit, also on failure or interrupt.
+# CPU = the time the server process's threads (the progress thread included) ran over
+# SECONDS, in milliseconds, from /proc/PID/task/*/schedstat (nanoseconds: clock ticks,
+# 10 ms each, are too coarse for the few milliseconds an idle server uses).
+#
+#   bench/idle/run.sh OUT_TSV [SECONDS [ROUNDS]]      defaults: 10 3
+#
+# Writes one line per run to OUT_TSV: bench, mode (kernel|bypass), round, CPU milliseconds, unit,
+# command; prints a summary.  Needs root.
+set -uo pipefail
+
+HERE=/work/main/bench/idle
+ROOT="$(cd "$HERE/../.." && pwd)"
+LIB="$ROOT/build/libbypass.so"
+OUT="${1:?usage: run.sh OUT_TSV [SECONDS [ROUNDS]]}"
+SECS="${2:-10}"
+ROUNDS="${3:-3}"
+SNS="byps-idle-$$" CNS="bypc-idle-$$" SIF=bypi0 CIF=bypi1 SIP=10.77.249.1 CIP=10.77.249.2
+PORT=6379
+
+die() { echo "bench/idle: $*" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || die "needs root"
+command -v redis-server >/dev/null || die "redis-server not found (bash scripts/setup.sh)"
+[ -f "$LIB" ] || die "$LIB missing: run scripts/setup.sh"
+
+WORK="$(mktemp -d /tmp/bypass-bench-idle.XXXXXX)"
+PIDS=()
+. "$ROOT/bench/lib/netpair.sh"
+netpair_up
+# The client side's veth end needs an XDP program to receive what the server's AF_XDP
+# socket sends (as in the test harness).
+ip -n "$CNS" link set dev "$CIF" xdpdrv obj "$ROOT/build/nicbackend/xdp_pass.bpf.o" sec xdp ||
+  die "cannot attach xdp_pass to $CIF"
+printf 'interface = "%s";\nrules = ( { action = "accelerate"; proto = "tcp"; port = %d; } );\n' \
+  "$SIF" "$PORT" > "$WORK/idle.conf"
+
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%d\n", s }'; }
+
+# Ten connections held open, idle, from the client namespace.
+HOLD='import socket,sys,time
+s=[socket.create_connection((sys.argv[1],int(sys.argv[2]))) for _ in range(10)]
+for c in s: c.sendall(b"PING\r\n"); c.recv(64)
+print("held",flush=True); time.sleep(3600)'
+
+one() {   # mode round
+  local mode="$1" round="$2" pre=()
+  [ "$mode" = kernel ] && [ -n "${KENV:-}" ] && pre=(env $KENV)
+  [ "$mode" = bypass ] && pre=(env ${XENV:-BYP_DBGP=1} LD_PRELOAD="$LIB" BYPASS_CONFIG="$WORK/idle.conf")
+  if [ -n "${MPROBE:-}" ] && [ "$mode" = bypass ]; then perf record --call-graph dwarf,16384 -e 'probe_libjemalloc:*' -a -o /tmp/idle/mprobe.data -- sleep 6 >/dev/null 2>&1 & fi
+  ip netns exec "$SNS" "${pre[@]}" redis-server --port "$PORT" --save '' --appendonly no \
+    --bind "$SIP" --protected-mode no > "$WORK/redis-$mode.log" 2>&1 &
+  local srv=$!
+  PIDS+=("$srv")
+  local i
+  for i in $(seq 100); do
+    ip netns exec "$CNS" redis-cli -h "$SIP" -p "$PORT" ping 2>/dev/null | grep -q PONG && break
+    sleep 0.1
+  done
+  ip netns exec "$CNS" /usr/bin/python3 -c "$HOLD" "$SIP" "$PORT" > "$WORK/hold.out" 2>&1 &
+  local hold=$!
+  PIDS+=("$hold")
+  for i in $(seq 100); do grep -q held "$WORK/hold.out" && break; sleep 0.1; done
+  sleep 2
+  if [ -n "${PERF_PROG:-}" ] && [ "$mode" = bypass ]; then PERF_TID=$(grep -l bypass-progress /proc/$srv/task/*/comm | head -1 | cut -d/ -f5); fi
+  if [ -n "${PERF:-}" ] && [ "$mode" = "${PERF}" ]; then perf record -F 20000 -g -o /tmp/idle/perf.$mode.data -t ${PERF_TID:-$srv} -- sleep 8 >/dev/null 2>&1; fi
+  if [ -n "${STRACE:-}" ]; then for t in /proc/$srv/task/*; do c=$(cat $t/comm); case $c in redis-server|bypass-progress) timeout -s INT 3 strace ${STRACE_ARGS:--c} -p ${t##*/} -o $WORK/st.$c.$mode & ;; esac; done; wait_st=1; sleep 6; for f in $WORK/st.*.$mode; do echo "== $f"; head -${STRACE_HEAD:-20} $f; done; fi
+  ip netns exec "$CNS" redis-cli -h "$SIP" -p "$PORT" memory malloc-stats 2>/dev/null | grep -E "^arenas\[|assigned threads" | head -40 | sed "s/^/$mode: /"
+  local t0 t1
+  for t in /proc/$srv/task/*; do echo "$(cat $t/comm) $(cat $t/schedstat)"; done > $WORK/t0.$mode; t0=$(cpu_ns "$srv")
+  sleep "$SECS"
+  for t in /proc/$srv/task/*; do echo "$(cat $t/comm) $(cat $t/schedstat)"; done > $WORK/t1.$mode; paste $WORK/t0.$mode $WORK/t1.$mode | awk "{printf \"%-18s %8.2f ms %6d runs\\n\", \$1, (\$6-\$2)/1e6, \$8-\$4}"; t1=$(cpu_ns "$srv")
+  cp $WORK/redis-$mode.log /tmp/idle/redis-$mode.$round.log; kill "$hold" "$srv" 2>/dev/null
+  wait "$hold" "$srv" 2>/dev/null
+  local ms
+  ms=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", (b - a) / 1e6 }')
+  printf 'idle\t%s\t%d\t%s\tcpu-ms/%ss\tredis-server, 10 idle connections\n' \
+    "$mode" "$round" "$ms" "$SECS" >> "$OUT"
+  echo "idle $mode round $round: $ms ms of CPU in ${SECS}s"
+}
+
+for r in $(seq "$ROUNDS"); do
+  one kernel "$r"
+  one bypass "$r"
+done
