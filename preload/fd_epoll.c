@@ -448,6 +448,14 @@ static int ctl_locked(struct byp_epoll *ep, int epfd, int op, int fd, const byp_
 int byp_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 {
     const byp_fd_ops_t *fops = byp_fd_ops(fd);
+    if (byp_unlikely(fops != NULL && (byp_fd_replaces(fd) & 1))) {
+        byp_fd_replace_wait(fd);   /* a dup2 onto @fd: the new file, once there */
+        fops = byp_fd_ops(fd);
+    }
+    if (byp_unlikely(fops != NULL && byp_fdtab[fd].kind == BYP_FD_CLOSING)) {
+        errno = EBADF;             /* closed by another thread meanwhile */
+        return -1;
+    }
     if (fops == NULL)
         return BYP_REAL(epoll_ctl)(epfd, op, fd, ev);
     int saved = errno;

@@ -125,6 +125,10 @@ static int poll_accel(struct pollfd *fds, nfds_t nfds, int64_t timeout_ns, const
         if (fd < 0)
             continue;
         const byp_fd_ops_t *ops = byp_fd_ops(fd);
+        if (byp_unlikely(ops != NULL && (byp_fd_replaces(fd) & 1))) {
+            byp_fd_replace_wait(fd);   /* a dup2 onto @fd: poll the new file */
+            ops = byp_fd_ops(fd);
+        }
         int kfd = fd;
         if (ops != NULL) {
             s.acc[s.nacc] = (struct acc_ent){.fd = fd, .events = fds[i].events};
