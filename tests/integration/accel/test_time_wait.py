@@ -91,7 +91,8 @@ def test_port_reused_after_server_close(netpair):
 # --- the client closes first: its TIME_WAIT is the stack's -----------------------------------
 
 CPORT = 7601
-CONNS = 8
+CONNS = 12
+PORTS = 16
 
 ECHO_ONCE = r"""
 import socket, sys
@@ -151,10 +152,11 @@ def test_client_time_wait_port_handed_out_again(netpair):
     for a kernel client whose TIME_WAIT the kernel holds.  (It failed with ENOBUFS: lwIP
     refused the four-tuple its TIME_WAIT still held.)"""
     net = netpair(accel=("client",))
-    # 2 × CONNS ports: the kernel's bind() takes the odd ones, CONNS / 2 of them ... a reuse
-    # within CONNS connections is certain; connect() alone would still find a free one.
+    # PORTS ports for CONNS connections: the kernel run leaves a TIME_WAIT on CONNS of them
+    # (connect() takes the even ones first, then the odd), which bind() then avoids; the
+    # accelerated run binds (port 0) among the PORTS - CONNS left, so ports come back.
     subprocess.run(["ip", "netns", "exec", net.cli_ns, "sysctl", "-q", "-w",
-                    "net.ipv4.ip_local_port_range=41000 %d" % (41000 + 2 * CONNS - 1)],
+                    "net.ipv4.ip_local_port_range=41000 %d" % (41000 + PORTS - 1)],
                    check=True, timeout=10)
     kernel = closes_first(net, None)
     assert kernel["error"] is None, kernel
