@@ -41,4 +41,45 @@ static inline int load_text(byp_config_t *cfg, const char *text, char *err)
     return load(cfg, "prog", envp, err);
 }
 
+/* Load @text through BYPASS_CONFIG and expect failure with -EINVAL; returns the message. */
+static inline const char *bad_file(const char *text)
+{
+    static char err[BYP_CONFIG_ERR_MAX];
+    byp_config_t cfg;
+    int rc = load_text(&cfg, text, err);
+    CHECK_INT(rc, ==, -EINVAL);
+    CHECK(err[0] != '\0');
+    CHECK(strchr(err, '\n') == NULL);
+    /* The message names the file. */
+    CHECK_STR_HAS(err, "/test.conf:");
+    /* On error nothing is accelerated. */
+    CHECK_INT(cfg.n_rules, ==, 0);
+    byp_config_free(&cfg);
+    return err;
+}
+
+/* Load with the single variable NAME=value (no file) and expect -EINVAL; returns the message. */
+static inline const char *bad_env(const char *name, const char *value)
+{
+    static char err[BYP_CONFIG_ERR_MAX];
+    byp_config_t cfg;
+    char *envp[] = { env_kv(name, value), NULL };
+    int rc = load(&cfg, "prog", envp, err);
+    CHECK_INT(rc, ==, -EINVAL);
+    CHECK(strchr(err, '\n') == NULL);
+    CHECK_STR_HAS(err, name);
+    byp_config_free(&cfg);
+    return err;
+}
+
+/* Load with the single variable NAME=value (no file), expect success; @cfg stays loaded. */
+static inline void good_env(byp_config_t *cfg, const char *name, const char *value)
+{
+    char err[BYP_CONFIG_ERR_MAX];
+    char *envp[] = { env_kv(name, value), NULL };
+    int rc = load(cfg, "prog", envp, err);
+    CHECK_STR_EQ(err, "");
+    CHECK_INT(rc, ==, 0);
+}
+
 #endif
