@@ -2,8 +2,8 @@
  * another file (dup2, dup3 onto it).  Between the release of the object and the kernel's
  * own call the number still holds the kernel socket underneath, which for an accelerated
  * connection is an unconnected socket: a call from another thread must not reach it.  A
- * closing fd answers EBADF, as once closed; a replaced one waits for the new file, as the
- * kernel swaps the file in one step. */
+ * closing fd answers EBADF, as once closed; a call on a replaced one waits for the new file
+ * and is made again on it (BYP_OPS_CALL), as the kernel swaps the file in one step. */
 #include <sched.h>
 #include <time.h>
 
@@ -46,7 +46,7 @@ static int closed_ioctl(int fd, unsigned long req, void *arg)
     return -1;
 }
 
-/* Shared by both states: nothing to dup, poll or watch while the number changes hands. */
+/* Nothing to dup, poll or watch while the number changes hands. */
 static void *gone_ref(int fd)
 {
     return NULL;   /* a dup made before the kernel closed it is a plain kernel fd */
@@ -79,15 +79,12 @@ static const byp_fd_ops_t closed_ops = {
     .event_gen = gone_event_gen,
     .kernel_fd = gone_kernel_fd,
 };
+#pragma GCC diagnostic pop
 
-/* ---- replacing: calls wait for the new file, then run on it ---- */
+/* ---- replacing: the closed answers, which BYP_OPS_CALL (fdtab.h) takes for a call the
+ * replacement overtook: it waits for the new file and makes the call again ---- */
 
-static const byp_fd_ops_t replacing_ops;
-
-/* Until the dup2 in another thread has put the new file at @fd (microseconds).  0, or -1
- * after a second (a signal handler of the thread inside dup2 calling on the same fd): the
- * call then goes to the kernel as it is. */
-static int replaced_wait(int fd)
+int byp_fd_replace_wait(int fd)
 {
     byp_fd_t *e = byp_fd_get(fd);
     for (unsigned int i = 0; __atomic_load_n(&e->replaces, __ATOMIC_ACQUIRE) & 1; i++) {
@@ -102,63 +99,6 @@ static int replaced_wait(int fd)
     }
     return 0;
 }
-
-void byp_fd_replace_wait(int fd)
-{
-    replaced_wait(fd);
-}
-
-/* Each call runs again through its wrapper once the number holds the new file. */
-#define BYP_FDCALL(ret, name, params, args)                                                 \
-    static ret replacing_##name params                                                      \
-    {                                                                                       \
-        if (replaced_wait(fd) < 0)                                                          \
-            return BYP_REAL(name) args;                                                     \
-        return name args;                                                                   \
-    }
-#include "libc_syms.def"
-
-static int replacing_accept(int fd, struct sockaddr *addr, socklen_t *len)
-{
-    if (replaced_wait(fd) < 0)
-        return BYP_REAL(accept)(fd, addr, len);
-    return accept(fd, addr, len);
-}
-
-static int replacing_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
-{
-    if (replaced_wait(fd) < 0)
-        return BYP_REAL(accept4)(fd, addr, len, flags);
-    return accept4(fd, addr, len, flags);
-}
-
-static int replacing_fcntl(int fd, int cmd, void *arg)
-{
-    if (replaced_wait(fd) < 0)
-        return BYP_REAL(fcntl)(fd, cmd, arg);
-    return fcntl(fd, cmd, arg);
-}
-
-static int replacing_ioctl(int fd, unsigned long req, void *arg)
-{
-    if (replaced_wait(fd) < 0)
-        return BYP_REAL(ioctl)(fd, req, arg);
-    return ioctl(fd, req, arg);
-}
-#pragma GCC diagnostic pop
-
-static const byp_fd_ops_t replacing_ops = {
-#define BYP_FDCALL(ret, name, params, args) .name = replacing_##name,
-#include "libc_syms.def"
-    .accept = replacing_accept,
-    .accept4 = replacing_accept4,
-    .ref = gone_ref,
-    .fcntl = replacing_fcntl,
-    .ioctl = replacing_ioctl,
-    .readiness = gone_readiness,
-    .event_gen = gone_event_gen,
-    .kernel_fd = gone_kernel_fd,
-};
 
 /* The object of @fd is released and its entry takes @ops (kind @kind). */
 static void retire(int fd, const byp_fd_ops_t *ops, uint8_t kind)
@@ -230,7 +170,7 @@ void byp_fd_replace_begin(int fd2)
     byp_fd_t *e = byp_fd_get(fd2);
     if (e != NULL)   /* odd, before the release: a call that then finds no object sees it */
         __atomic_add_fetch(&e->replaces, 1, __ATOMIC_RELEASE);
-    retire(fd2, &replacing_ops, BYP_FD_REPLACING);
+    retire(fd2, &closed_ops, BYP_FD_REPLACING);
 }
 
 void byp_fd_replace_end(int fd, int fd2, int ok)

@@ -22,7 +22,8 @@ enum byp_fd_kind {
     BYP_FD_TCP,             /* accelerated TCP socket (the engine's) */
     BYP_FD_UDP,             /* accelerated UDP socket (the engine's) */
     BYP_FD_CLOSING,         /* being closed: every call answers EBADF (byp_fd_close_begin) */
-    BYP_FD_REPLACING,       /* a dup2 onto it is under way: calls wait (byp_fd_replace_begin) */
+    BYP_FD_REPLACING,       /* a dup2 onto it is under way: calls wait for the new file
+                             * (byp_fd_replace_begin, BYP_OPS_CALL) */
     BYP_FD_KIND_MAX
 };
 
@@ -108,7 +109,9 @@ static inline uint32_t byp_fd_replaces(int fd)
     return __atomic_load_n(&byp_fdtab[fd].replaces, __ATOMIC_ACQUIRE);
 }
 
-BYP_SHARED void byp_fd_replace_wait(int fd);
+/* Until the replacement under way at @fd is done: 0, or -1 after a second (a signal
+ * handler of the thread inside dup2 calling on the same fd: the call keeps its EBADF). */
+BYP_SHARED int byp_fd_replace_wait(int fd);
 
 static inline int byp_fd_overtaken(int fd, uint32_t before)
 {
@@ -117,9 +120,9 @@ static inline int byp_fd_overtaken(int fd, uint32_t before)
     uint32_t now = byp_fd_replaces(fd);
     if (now & 1) {
         int saved = errno;
-        byp_fd_replace_wait(fd);
+        int done = byp_fd_replace_wait(fd) == 0;
         errno = saved;
-        return 1;
+        return done;
     }
     return now != before;
 }
