@@ -42,7 +42,7 @@ struct byp_flow_val {
  * rest of its port to the stack (a listener's): looked up only for flows flagged
  * BYP_FLOW_F_PASS.  Addresses and ports of the packet, network byte order. */
 #define BYP_KPASS_MAP_NAME "byp_kpass"
-#define BYP_STEER_MAX_KPASS 4096
+#define BYP_STEER_MAX_KPASS 32768
 struct byp_conn_key {
     __u32 saddr, daddr;
     __u16 sport, dport;

@@ -100,9 +100,16 @@ int byp_engine_leave(void)
     return 0;
 }
 
-/* At exit of any member: libbypass.so's exit handler (engine.h, leave). */
+/* At exit of any member: libbypass.so's exit handler (engine.h, leave).  It runs before
+ * the exit handlers the program registered before the engine started and before libc
+ * flushes stdio: its connections go to the kernel first, so what those write still leaves. */
 void byp_engine_atexit(void)
 {
+    if (byp_engine_nic != NULL && byp_local != NULL && byp_local->slot >= 0) {
+        byp_stack_lock_raw();
+        byp_tcp_handover_fds(1);
+        byp_stack_unlock();
+    }
     byp_engine_leave();
 }
 
@@ -148,7 +155,7 @@ void byp_engine_exec_prepare(void)
     if (byp_engine_nic == NULL || byp_local->slot < 0)
         return;
     byp_stack_lock_raw();
-    byp_tcp_exec_handover();
+    byp_tcp_handover_fds(0);
     byp_stack_unlock();
     byp_engine_leave();
 }

@@ -31,9 +31,12 @@ void byp_tcp_unreachable(in_addr_t hop);
 void byp_tcp_fork_refs(int slot);
 void byp_tcp_drop_member(int slot);
 
-/* Before exec (lock held): hand over to the kernel every connection of this process whose
- * fd survives the exec and that no other process holds (tcp_sock.c, tcp_handover.c). */
-void byp_tcp_exec_handover(void);
+/* Before exec or at exit (lock held, tcp_close.c): hand over to the kernel (tcp_handover.c)
+ * every connection of this process that no other process holds and whose fd survives the
+ * exec, or, at exit, that no other thread of this process is inside a call on: what the
+ * program writes later (its remaining exit handlers, libc's flush of stdio streams) goes
+ * out through the kernel, which also closes it when the process ends. */
+void byp_tcp_handover_fds(int at_exit);
 
 /* Before posix_spawn (lock held, tcp_handover.c): the same for the connections the spawned
  * program inherits (no FD_CLOEXEC, or in @extra: the file actions' dup2 sources); this

@@ -10,6 +10,7 @@
 #include "lwip/sys.h"
 
 #include "byp_stack.h"
+#include "engine_int.h"
 #include "fd_tcp.h"
 #include "stats.h"
 #include "shm.h"
@@ -300,36 +301,44 @@ void byp_tcp_fork_refs(int slot)
             byp_refs_get_for(&TS(fd)->refs, slot);
 }
 
-void byp_tcp_exec_handover(void)
+void byp_tcp_handover_fds(int at_exit)
 {
+    int failed = 0, first_err = 0;
+    /* A fork-per-connection server's parent closes its copy right after fork, and may not
+     * have yet when the child execs or exits: the connections get 200 ms, all together. */
+    int64_t until = byp_now_ns() + 200 * 1000000LL;
     unsigned end = __atomic_load_n(&byp_fdtab_hwm, __ATOMIC_RELAXED);
     for (unsigned fd = 0; fd < end; fd++) {
         if (byp_fdtab[fd].ops != &byp_tcp_ops)
             continue;
         struct tsock *ts = TS(fd);
-        if (ts == NULL)
-            continue;   /* being closed */
-        int fdfl = BYP_REAL(fcntl)((int)fd, F_GETFD);
-        if (fdfl < 0 || (fdfl & FD_CLOEXEC) || ts->pcb == NULL || ts->state != T_CONNECTED)
-            continue;
-        /* A fork-then-exec server's parent closes its copy right after fork, and may not
-         * have yet: give it a moment. */
-        for (int i = 0; i < 200 && byp_refs_mine(&ts->refs) != ts->refs.total; i++) {
+        if (ts == NULL || ts->pcb == NULL || ts->state != T_CONNECTED)
+            continue;   /* NULL: being closed */
+        if (!at_exit) {
+            int fdfl = BYP_REAL(fcntl)((int)fd, F_GETFD);
+            if (fdfl < 0 || (fdfl & FD_CLOEXEC))
+                continue;
+        } else if (ts->refs.calls_per[byp_local->slot] > 0) {
+            continue;   /* a thread of ours is inside a call on it: left as it is */
+        }
+        while (byp_refs_mine(&ts->refs) != ts->refs.total && byp_now_ns() < until) {
             byp_stack_unlock();
             struct timespec ms = {0, 1000000};
             nanosleep(&ms, NULL);
             byp_stack_lock();
         }
         if (byp_refs_mine(&ts->refs) != ts->refs.total) {
-            byp_info("fd %u: a connection other processes share stays with them across exec",
-                     fd);
+            byp_info("fd %u: a connection other processes share stays with them across %s",
+                     fd, at_exit ? "exit" : "exec");
             continue;
         }
         int rc = byp_tcp_handover(ts, (int)fd);
-        if (rc < 0)
-            byp_warn("fd %u: cannot hand the connection over to the kernel before exec: %s",
-                     fd, strerror(-rc));
+        if (rc < 0 && failed++ == 0)
+            first_err = -rc;
     }
+    if (failed > 0)
+        byp_warn("%d connection(s) could not be handed over to the kernel before %s (%s): "
+                 "they close now", failed, at_exit ? "exit" : "exec", strerror(first_err));
 }
 
 void byp_tcp_drop_member(int slot)
@@ -442,13 +451,13 @@ static int cmp_ptr(const void *a, const void *b)
 int byp_tcp_flushing(void)
 {
     /* Only pcbs still on lwIP's active list may be looked at: lwIP frees a connection that
-     * completes its close without telling us (this runs once, at exit: the walk is fine). */
+     * completes its close without telling us.  A zombie's pcb is known by its error
+     * callback (one walk: thousands of connections closed at exit took 2 ms a round). */
     for (struct tcp_pcb *p = tcp_active_pcbs; p != NULL; p = p->next)
-        for (struct zombie *z = zombies; z != NULL; z = z->next)
-            if (z->pcb == p && p->callback_arg == z &&
-                (p->unsent != NULL || p->unacked != NULL || p->state == FIN_WAIT_1 ||
-                 p->state == CLOSING || p->state == LAST_ACK))
-                return 1;
+        if (p->errf == zombie_err &&
+            (p->unsent != NULL || p->unacked != NULL || p->state == FIN_WAIT_1 ||
+             p->state == CLOSING || p->state == LAST_ACK))
+            return 1;
     return 0;
 }
 

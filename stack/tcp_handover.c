@@ -142,8 +142,12 @@ static size_t segs_len(const struct tcp_seg *seg)
 int byp_tcp_handover(struct tsock *ts, int fd)
 {
     struct tcp_pcb *pcb = ts->pcb;
-    if (pcb == NULL || pcb->state != ESTABLISHED || ts->rx_fin || ts->shut_wr ||
-        ts->state != T_CONNECTED)
+    /* Established, or the peer has finished (CLOSE_WAIT): the kernel's socket is rebuilt
+     * established with the FIN counted in its receive sequence, and shut for reading below,
+     * so it acknowledges what lwIP did and reads end of file once the data is read. */
+    int fin = pcb != NULL && pcb->state == CLOSE_WAIT && ts->rx_fin;
+    if (pcb == NULL || (pcb->state != ESTABLISHED && !fin) || (ts->rx_fin && !fin) ||
+        ts->shut_wr || ts->state != T_CONNECTED)
         return -ENOTCONN;
     size_t rxn = ts->rx_bytes, txn = segs_len(pcb->unacked) + segs_len(pcb->unsent);
     uint8_t *buf = malloc(rxn + txn + 1);
@@ -166,6 +170,14 @@ int byp_tcp_handover(struct tsock *ts, int fd)
     int on = 1, off = 0, rc;
     struct sockaddr_in local = ts->local, remote = ts->remote, cur;
     socklen_t len = sizeof cur;
+    /* Repair mode ends with SO_REUSEADDR cleared: the kernel socket gets back its own, or,
+     * accepted, its listener's, else a restarted server could not bind the port while the
+     * kernel finishes the connection (FIN_WAIT, TIME_WAIT). */
+    int reuse = 0;
+    socklen_t rl = sizeof reuse;
+    if (BYP_REAL(getsockopt)(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, &rl) != 0)
+        reuse = 0;
+    reuse = reuse || ts->reuseaddr;
     rc = sopt(fd, TCP_REPAIR, &on, sizeof on);
     if (rc == 0)
         rc = set_queue(fd, TCP_SEND_QUEUE, pcb->lastack, 1);
@@ -225,6 +237,10 @@ int byp_tcp_handover(struct tsock *ts, int fd)
     ts->state = T_CLOSED;
     byp_tsock_rx_drop(ts);
     sopt(fd, TCP_REPAIR, &off, sizeof off);
+    if (reuse)
+        BYP_REAL(setsockopt)(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    if (fin)
+        BYP_REAL(shutdown)(fd, SHUT_RD);
     if (fl >= 0)
         BYP_REAL(fcntl)(fd, F_SETFL, fl);
     byp_info("tcp connection %s:%u handed over to the kernel", inet_ntoa(remote.sin_addr),

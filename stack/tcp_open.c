@@ -49,6 +49,7 @@ static err_t on_accept(void *arg, struct tcp_pcb *pcb, err_t err)
     c->state = T_CONNECTED;
     c->nodelay = l->nodelay;       /* options are inherited from the listener */
     c->keepalive = l->keepalive;
+    c->reuseaddr = l->reuseaddr;
     byp_tsock_attach(c, pcb);
     c->sndbuf = tcp_sndbuf(pcb);
     c->flow_addr = l->flow_addr;
@@ -200,6 +201,9 @@ int byp_tcp_listen(int fd, const struct sockaddr_in *local, int backlog)
         return BYP_ENGINE_DECLINE;
     ts->state = T_LISTEN;
     ts->nonblock = fl >= 0 && (fl & O_NONBLOCK);
+    socklen_t rl = sizeof ts->reuseaddr;
+    if (BYP_REAL(getsockopt)(fd, SOL_SOCKET, SO_REUSEADDR, &ts->reuseaddr, &rl) != 0)
+        ts->reuseaddr = 0;
     ts->flow_addr = a;
     ts->flow_port = local->sin_port;
     ts->local = *local;

@@ -42,6 +42,8 @@ struct tsock {
     in_addr_t flow_addr;
     in_port_t flow_port;
     int has_flow;
+    int reuseaddr;              /* a listener's kernel socket has SO_REUSEADDR, and so an
+                                 * accepted connection (its handover keeps it) */
     int reserves_port;          /* active connect: the kernel socket holds the local port */
     /* The last fd went while calls were still running on the socket: a dup of its kernel
      * socket (in process held_pid) keeps the port reserved until the deferred close. */

@@ -1,0 +1,90 @@
+/* A server whose last words leave at exit: it registers an exit handler before it opens any
+ * socket (so before the library's engine starts), accepts connections and, for each, reads
+ * one line (and, for a line that starts with "eof", waits for the client's end of file),
+ * answers through stdio (fdopen, a 64 KB buffer never flushed by hand) and calls
+ * exit(0).  What reaches the client is written by the exit handler (send) and by libc's
+ * flush of the stdio buffer, which runs after every exit handler.
+ *
+ *     exit_writer PORT single    one connection, then exit
+ *     exit_writer PORT fork N    N connections, each in a forked child; the parent closes
+ *                                its copy at once (fork-per-connection) and exits after N
+ *
+ * Prints "ready" once listening. */
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define BODY 60000
+
+static int conn = -1;
+
+static void bye(void)
+{
+    static const char msg[] = "bye from the exit handler\n";
+    if (conn >= 0 && send(conn, msg, sizeof msg - 1, 0) != (ssize_t)(sizeof msg - 1))
+        perror("exit handler send");
+}
+
+static void serve(int c)
+{
+    char line[256];
+    size_t n = 0;
+    while (n < sizeof line - 1) {
+        ssize_t r = recv(c, line + n, 1, 0);
+        if (r <= 0 || line[n++] == '\n')
+            break;
+    }
+    if (strncmp(line, "eof", 3) == 0)   /* the client has shut its side: wait for its FIN */
+        while (recv(c, line + n, 1, 0) > 0)
+            ;
+    conn = c;
+    FILE *f = fdopen(c, "w");
+    static char buf[1 << 16];
+    setvbuf(f, buf, _IOFBF, sizeof buf);
+    fprintf(f, "stdio answer to %.*s", (int)n, line);
+    for (int i = 0; i < BODY; i++)
+        fputc('a' + i % 26, f);
+    fputc('\n', f);
+    exit(0);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3)
+        return 2;
+    atexit(bye);
+    int port = atoi(argv[1]);
+    int forking = strcmp(argv[2], "fork") == 0;
+    int count = forking && argc > 3 ? atoi(argv[3]) : 1;
+    int l = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    if (bind(l, (struct sockaddr *)&a, sizeof a) < 0 || listen(l, 64) < 0) {
+        perror("listen");
+        return 1;
+    }
+    printf("ready\n");
+    fflush(stdout);
+    for (int i = 0; i < count; i++) {
+        int c = accept(l, NULL, NULL);
+        if (c < 0) {
+            perror("accept");
+            return 1;
+        }
+        if (!forking)
+            serve(c);
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(l);
+            serve(c);
+        }
+        close(c);
+    }
+    while (wait(NULL) > 0)
+        ;
+    return 0;
+}

@@ -1,0 +1,72 @@
+"""What a program writes on its way out reaches the peer, as on the kernel: an exit handler
+registered before the first socket (so it runs after the library's own) sends on a live
+accelerated connection, and libc's flush of a stdio stream over the connection, which runs
+after every exit handler, delivers its buffer.  The accelerated server, single-process and
+fork-per-connection, gives the client the same bytes as the same server on the kernel, and
+the server can start again on its port at once."""
+
+import hashlib
+
+import pytest
+
+from .conftest import PYTHON, SRV_IF, write_conf
+
+PORT = 7600
+BODY = 60000
+
+CLIENT = r"""
+import hashlib, socket, sys
+host, port, n, word = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4].encode()
+for i in range(n):
+    s = socket.create_connection((host, port), timeout=20)
+    s.sendall(b"%s %d\n" % (word, i))
+    if word == b"eof":
+        s.shutdown(socket.SHUT_WR)   # the server answers from CLOSE_WAIT
+    got = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        got += d
+    s.close()
+    print(i, len(got), hashlib.sha256(got).hexdigest(), flush=True)
+"""
+
+
+def expected(word, i):
+    body = bytes((ord("a") + k % 26) for k in range(BODY))
+    data = (b"bye from the exit handler\n" + b"stdio answer to %s %d\n" % (word.encode(), i)
+            + body + b"\n")
+    return "%d %d %s" % (i, len(data), hashlib.sha256(data).hexdigest())
+
+
+def serve(net, prog, mode, word, n, conf):
+    argv = [prog, str(PORT), mode] + ([str(n)] if mode == "fork" else [])
+    srv = net.spawn("server", argv, name="exit-writer-" + mode + ("-accel" if conf else ""),
+                    conf=conf)
+    srv.wait_ready()
+    cp = net.run("client", [PYTHON, "-c", CLIENT, net.srv_ip, str(PORT), str(n), word],
+                 timeout=60)
+    code = srv.wait(20)
+    return cp.stdout.splitlines(), code, srv
+
+
+@pytest.mark.parametrize("mode,word", [("single", "hello"), ("single", "eof"), ("fork", "hello"),
+                                       ("fork", "eof")])
+def test_last_words_at_exit_reach_the_peer(netpair, cprog, mode, word):
+    """@word "eof": the client shuts its side after the request, so the server's connection
+    is in CLOSE_WAIT when it exits."""
+    net = netpair()
+    prog = cprog("exit_writer")
+    n = 1 if mode == "single" else 8
+    conf = write_conf(net.dir / "bypass.conf", SRV_IF, [("tcp", PORT)])
+    want = [expected(word, i) for i in range(n)]
+    kernel, kcode, ksrv = serve(net, prog, mode, word, n, None)
+    assert (kernel, kcode) == (want, 0), ksrv.describe()
+    accel, acode, asrv = serve(net, prog, mode, word, n, conf)
+    assert (accel, acode) == (want, 0), asrv.describe()
+    assert "exit handler send" not in asrv.err(), asrv.describe()
+    # The connections the kernel took over keep the port reusable (SO_REUSEADDR), as the
+    # kernel's own would: the server starts again at once while they end in TIME_WAIT.
+    again, code, srv = serve(net, prog, mode, word, n, None)
+    assert (again, code) == (want, 0), srv.describe()
