@@ -34,6 +34,10 @@ void byp_before_fork(void);
 /* Before exec (wrap_exec.c): accelerated connections that survive it go to the kernel. */
 void byp_before_exec(void);
 
+/* At exit (registered by engine_load.c once the engine started) and _exit (wrap_proc.c):
+ * this process's connections go to the kernel and it leaves the stack. */
+void byp_leave_at_exit(void);
+
 /* Child side of fork (also of fork() calls inside libc, e.g. daemon()): the child must not
  * touch the parent's accelerated state. */
 void byp_after_fork_child(void);

@@ -158,4 +158,8 @@ BYP_SHARED int byp_sig_check(unsigned since, int restartable);
 BYP_SHARED void byp_sig_hold(void);
 BYP_SHARED void byp_sig_release(void);
 
+/* Whether this thread runs a signal handler the signal interrupted it for: whatever it
+ * interrupted (malloc) may hold locks, so only async-signal-safe work is done. */
+BYP_SHARED int byp_sig_in_handler(void);
+
 #endif

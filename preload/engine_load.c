@@ -49,22 +49,6 @@ static int fail(int err, const char *what, const char *detail)
     return err;
 }
 
-/* At exit, after the exit handlers the program registered since the engine started and
- * before those it registered earlier (socat's shuts its sockets down): those find every fd
- * the kernel's, not a stack whose lock the leave keeps (they hung there for good). */
-static void leave_at_exit(void)
-{
-    const struct byp_engine *e = __atomic_load_n(&byp_engine, __ATOMIC_ACQUIRE);
-    if (e == NULL)
-        return;   /* a child that could not share the stack, or after exec_prepare */
-    int saved = errno;
-    e->leave();
-    byp_fd_detach_all();
-    __atomic_store_n(&byp_engine, NULL, __ATOMIC_RELEASE);
-    byp_engine_forked = 1;   /* no engine again in this process */
-    errno = saved;
-}
-
 static void load(void)
 {
     char why[512] = "";
@@ -87,7 +71,7 @@ static void load(void)
         return;
     }
     __atomic_store_n(&byp_engine, e, __ATOMIC_RELEASE);
-    atexit(leave_at_exit);   /* inherited across fork, as the engine is */
+    atexit(byp_leave_at_exit);   /* inherited across fork, as the engine is */
     load_result = 0;
 }
 

@@ -39,6 +39,8 @@ static struct user_sig table[_NSIG];
  * without SA_RESTART ran, the depth of stack-lock holds, and deferred signals. */
 static TLS unsigned sig_seq, sig_intr_seq;
 static TLS int hold_depth;
+static TLS int handler_depth;                   /* handlers running on this thread's signal
+                                                 * frames (not the deferred ones) */
 static TLS uint64_t deferred;                   /* bit s-1 for signal s (1..64) */
 static TLS siginfo_t deferred_info[64];
 
@@ -77,7 +79,14 @@ static void trampoline(int sig, siginfo_t *info, void *uc)
         deferred |= 1ull << (sig - 1);
         return;
     }
+    handler_depth++;
     call_user(sig, &u, info, uc);
+    handler_depth--;   /* not reached when the handler jumps out: treated as still inside */
+}
+
+int byp_sig_in_handler(void)
+{
+    return __atomic_load_n(&handler_depth, __ATOMIC_RELAXED) > 0;
 }
 
 unsigned byp_sig_seq(void)

@@ -43,6 +43,7 @@ struct byp_refs {
     uint32_t total;             /* fds and calls, every member */
     uint32_t calls;             /* calls in progress, every member */
     uint16_t groups;            /* bit g: some member of wake group g holds a reference */
+    uint16_t last_caller;       /* 1 + the member slot whose call came last (0: none yet) */
     uint16_t per[BYP_FAMILY_MAX];       /* fds, per member */
     uint16_t calls_per[BYP_FAMILY_MAX]; /* calls in progress, per member */
 };
@@ -154,6 +155,7 @@ static inline void byp_refs_call_get(struct byp_refs *r)
     if (s < 0)
         return;
     r->calls_per[s]++;   /* 65,535 threads of one process in calls on one socket: not here */
+    r->last_caller = (uint16_t)(s + 1);
     r->calls++;
     r->total++;
     r->groups |= (uint16_t)(1u << byp_wake_group(s));

@@ -321,7 +321,10 @@ void byp_tcp_handover_fds(int at_exit)
         } else if (ts->refs.calls_per[byp_local->slot] > 0) {
             continue;   /* a thread of ours is inside a call on it: left as it is */
         }
-        while (byp_refs_mine(&ts->refs) != ts->refs.total && byp_now_ns() < until) {
+        /* At exit, only for a connection this process used last: a child that never
+         * touched what it inherited (redis' BGSAVE) does not wait for its parent. */
+        int wait = !at_exit || ts->refs.last_caller == byp_local->slot + 1;
+        while (wait && byp_refs_mine(&ts->refs) != ts->refs.total && byp_now_ns() < until) {
             byp_stack_unlock();
             struct timespec ms = {0, 1000000};
             nanosleep(&ms, NULL);

@@ -3,11 +3,14 @@
  * one line (and, for a line that starts with "eof", waits for the client's end of file),
  * answers through stdio (fdopen, a 64 KB buffer never flushed by hand) and calls
  * exit(0).  What reaches the client is written by the exit handler (send) and by libc's
- * flush of the stdio buffer, which runs after every exit handler.
+ * flush of the stdio buffer, which runs after every exit handler.  With "_exit", the same
+ * bytes are sent by hand (the handler's line, then the buffer with send()) and the server
+ * ends with _exit(0): no exit handler runs, what send() accepted must still arrive.
  *
- *     exit_writer PORT single    one connection, then exit
- *     exit_writer PORT fork N    N connections, each in a forked child; the parent closes
- *                                its copy at once (fork-per-connection) and exits after N
+ *     exit_writer PORT single 1 exit|_exit   one connection, then exit
+ *     exit_writer PORT fork N exit|_exit     N connections, each in a forked child; the
+ *                                            parent closes its copy at once
+ *                                            (fork-per-connection) and exits after N
  *
  * Prints "ready" once listening. */
 #include <netinet/in.h>
@@ -21,6 +24,7 @@
 #define BODY 60000
 
 static int conn = -1;
+static int raw_exit;   /* "_exit" */
 
 static void bye(void)
 {
@@ -45,21 +49,39 @@ static void serve(int c)
     FILE *f = fdopen(c, "w");
     static char buf[1 << 16];
     setvbuf(f, buf, _IOFBF, sizeof buf);
+    if (raw_exit) {
+        bye();
+        f = fmemopen(buf, sizeof buf, "w");   /* the same bytes, sent by hand below */
+        setvbuf(f, NULL, _IONBF, 0);
+    }
     fprintf(f, "stdio answer to %.*s", (int)n, line);
     for (int i = 0; i < BODY; i++)
         fputc('a' + i % 26, f);
     fputc('\n', f);
+    if (raw_exit) {
+        long len = ftell(f);
+        for (long off = 0; off < len;) {
+            ssize_t w = send(c, buf + off, (size_t)(len - off), 0);
+            if (w <= 0) {
+                perror("send");
+                _exit(1);
+            }
+            off += w;
+        }
+        _exit(0);
+    }
     exit(0);
 }
 
 int main(int argc, char **argv)
 {
-    if (argc < 3)
+    if (argc < 5)
         return 2;
     atexit(bye);
     int port = atoi(argv[1]);
     int forking = strcmp(argv[2], "fork") == 0;
-    int count = forking && argc > 3 ? atoi(argv[3]) : 1;
+    int count = atoi(argv[3]);
+    raw_exit = strcmp(argv[4], "_exit") == 0;
     int l = socket(AF_INET, SOCK_STREAM, 0), one = 1;
     setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};

@@ -40,8 +40,8 @@ def expected(word, i):
     return "%d %d %s" % (i, len(data), hashlib.sha256(data).hexdigest())
 
 
-def serve(net, prog, mode, word, n, conf):
-    argv = [prog, str(PORT), mode] + ([str(n)] if mode == "fork" else [])
+def serve(net, prog, mode, word, n, how, conf):
+    argv = [prog, str(PORT), mode, str(n), how]
     srv = net.spawn("server", argv, name="exit-writer-" + mode + ("-accel" if conf else ""),
                     conf=conf)
     srv.wait_ready()
@@ -51,22 +51,24 @@ def serve(net, prog, mode, word, n, conf):
     return cp.stdout.splitlines(), code, srv
 
 
+@pytest.mark.parametrize("how", ["exit", "_exit"])
 @pytest.mark.parametrize("mode,word", [("single", "hello"), ("single", "eof"), ("fork", "hello"),
                                        ("fork", "eof")])
-def test_last_words_at_exit_reach_the_peer(netpair, cprog, mode, word):
+def test_last_words_at_exit_reach_the_peer(netpair, cprog, mode, word, how):
     """@word "eof": the client shuts its side after the request, so the server's connection
-    is in CLOSE_WAIT when it exits."""
+    is in CLOSE_WAIT when it exits.  @how "_exit": no exit handler runs, the answer was sent
+    by hand just before: what send() took must arrive, and the client must see the end."""
     net = netpair()
     prog = cprog("exit_writer")
     n = 1 if mode == "single" else 8
     conf = write_conf(net.dir / "bypass.conf", SRV_IF, [("tcp", PORT)])
     want = [expected(word, i) for i in range(n)]
-    kernel, kcode, ksrv = serve(net, prog, mode, word, n, None)
+    kernel, kcode, ksrv = serve(net, prog, mode, word, n, how, None)
     assert (kernel, kcode) == (want, 0), ksrv.describe()
-    accel, acode, asrv = serve(net, prog, mode, word, n, conf)
+    accel, acode, asrv = serve(net, prog, mode, word, n, how, conf)
     assert (accel, acode) == (want, 0), asrv.describe()
     assert "exit handler send" not in asrv.err(), asrv.describe()
     # The connections the kernel took over keep the port reusable (SO_REUSEADDR), as the
     # kernel's own would: the server starts again at once while they end in TIME_WAIT.
-    again, code, srv = serve(net, prog, mode, word, n, None)
+    again, code, srv = serve(net, prog, mode, word, n, how, None)
     assert (again, code) == (want, 0), srv.describe()
