@@ -25,16 +25,33 @@ static int is_loopback(in_addr_t a)
     return (ntohl(a) >> 24) == 127;
 }
 
-/* The IPv4 address in @sa (plain, or v4-mapped in an AF_INET6 address); 0 if none. */
+/* The IPv4 address in @sa (AF_INET); 0 if none. */
 static int ipv4_of(const struct sockaddr *sa, socklen_t len, struct sockaddr_in *out)
 {
-    if (sa == NULL)
+    if (sa == NULL || sa->sa_family != AF_INET || len < sizeof(struct sockaddr_in))
         return 0;
-    if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
-        *out = *(const struct sockaddr_in *)sa;
-        return 1;
-    }
-    return 0;
+    *out = *(const struct sockaddr_in *)sa;
+    return 1;
+}
+
+/* The IPv4 part of a dual-stack AF_INET6 socket @fd bound to @sa: "::" (INADDR_ANY) or
+ * ::ffff:a.b.c.d, with IPV6_V6ONLY off (node, Go and Java servers listen so by default);
+ * 0 if it has none. */
+static int ipv4_part(int fd, const struct sockaddr *sa, socklen_t len, struct sockaddr_in *out)
+{
+    if (sa == NULL || sa->sa_family != AF_INET6 || len < sizeof(struct sockaddr_in6))
+        return 0;
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+    int only = 1;
+    socklen_t olen = sizeof only;
+    if (BYP_REAL(getsockopt)(fd, IPPROTO_IPV6, IPV6_V6ONLY, &only, &olen) != 0 || only)
+        return 0;
+    *out = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = s6->sin6_port};
+    if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
+        memcpy(&out->sin_addr, &s6->sin6_addr.s6_addr[12], 4);
+    else if (!IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr))
+        return 0;
+    return 1;
 }
 
 /* Whether @a is the stack's own address on a backend without a kernel interface address
@@ -86,7 +103,8 @@ static int accel_listen(int fd, int backlog)
     struct sockaddr_in sin;
     int saved = errno;
     int ok = BYP_REAL(getsockname)(fd, (struct sockaddr *)&ss, &len) == 0 &&
-             ipv4_of((struct sockaddr *)&ss, len, &sin) && sin.sin_port != 0 &&
+             (ipv4_of((struct sockaddr *)&ss, len, &sin) ||
+              ipv4_part(fd, (struct sockaddr *)&ss, len, &sin)) && sin.sin_port != 0 &&
              !is_loopback(sin.sin_addr.s_addr) &&
              byp_rule_match(&byp_cfg, BYP_PROTO_TCP, (struct sockaddr *)&sin, sizeof sin) ==
                  BYP_ACT_ACCELERATE;

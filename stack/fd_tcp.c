@@ -456,13 +456,12 @@ static int ftcp_shutdown(int fd, int how)
     return r;
 }
 
-static int put_name(const struct sockaddr_in *sin, struct sockaddr *addr, socklen_t *len)
+static int put_name(const struct sockaddr_in *sin, int v6, struct sockaddr *addr,
+                    socklen_t *len)
 {
     if (addr == NULL || len == NULL)
         return byp_tcp_fail(EFAULT);
-    socklen_t n = *len < sizeof *sin ? *len : sizeof *sin;
-    memcpy(addr, sin, n);
-    *len = sizeof *sin;
+    byp_tcp_put_addr(sin, v6, addr, len);
     return 0;
 }
 
@@ -473,10 +472,11 @@ static int ftcp_getsockname(int fd, struct sockaddr *addr, socklen_t *len)
         return -1;
     int kernel = ts->state == T_LISTEN || ts->reserves_port;
     struct sockaddr_in local = ts->local;
+    int v6 = ts->v6;
     byp_tsock_exit(ts);
     if (kernel)
         return BYP_REAL(getsockname)(fd, addr, len);
-    return put_name(&local, addr, len);
+    return put_name(&local, v6, addr, len);
 }
 
 static int ftcp_getpeername(int fd, struct sockaddr *addr, socklen_t *len)
@@ -486,10 +486,11 @@ static int ftcp_getpeername(int fd, struct sockaddr *addr, socklen_t *len)
         return -1;
     int connected = ts->state == T_CONNECTED || (ts->state == T_CLOSED && ts->rx_fin);
     struct sockaddr_in remote = ts->remote;
+    int v6 = ts->v6;
     byp_tsock_exit(ts);
     if (!connected)
         return byp_tcp_fail(ENOTCONN);
-    return put_name(&remote, addr, len);
+    return put_name(&remote, v6, addr, len);
 }
 
 /* The kernel call runs with the socket pinned but the lock released (a lock command may

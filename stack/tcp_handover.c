@@ -168,8 +168,13 @@ int byp_tcp_handover(struct tsock *ts, int fd)
     if (fl >= 0 && (fl & O_NONBLOCK))
         BYP_REAL(fcntl)(fd, F_SETFL, fl & ~O_NONBLOCK);
     int on = 1, off = 0, rc;
-    struct sockaddr_in local = ts->local, remote = ts->remote, cur;
-    socklen_t len = sizeof cur;
+    struct sockaddr_in local = ts->local, remote = ts->remote;
+    /* The kernel socket's own family: a dual-stack listener's connections are AF_INET6. */
+    struct sockaddr_storage klocal, kremote, cur;
+    socklen_t klen = sizeof klocal, len = sizeof cur;
+    byp_tcp_put_addr(&local, ts->v6, (struct sockaddr *)&klocal, &klen);
+    klen = sizeof kremote;
+    byp_tcp_put_addr(&remote, ts->v6, (struct sockaddr *)&kremote, &klen);
     /* Repair mode ends with SO_REUSEADDR cleared: the kernel socket gets back its own, or,
      * accepted, its listener's, else a restarted server could not bind the port while the
      * kernel finishes the connection (FIN_WAIT, TIME_WAIT). */
@@ -184,10 +189,10 @@ int byp_tcp_handover(struct tsock *ts, int fd)
     if (rc == 0)
         rc = set_queue(fd, TCP_RECV_QUEUE, pcb->rcv_nxt - (uint32_t)rxn, 1);
     if (rc == 0 && (BYP_REAL(getsockname)(fd, (struct sockaddr *)&cur, &len) != 0 ||
-                    cur.sin_port == 0) &&
-        BYP_REAL(bind)(fd, (struct sockaddr *)&local, sizeof local) != 0)
+                    ((struct sockaddr_in *)&cur)->sin_port == 0) &&   /* sin6_port alike */
+        BYP_REAL(bind)(fd, (struct sockaddr *)&klocal, klen) != 0)
         rc = -errno;
-    if (rc == 0 && BYP_REAL(connect)(fd, (struct sockaddr *)&remote, sizeof remote) != 0)
+    if (rc == 0 && BYP_REAL(connect)(fd, (struct sockaddr *)&kremote, klen) != 0)
         rc = -errno;
     if (rc == 0) {
         struct tcp_repair_opt opts[3];

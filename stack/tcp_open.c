@@ -50,6 +50,7 @@ static err_t on_accept(void *arg, struct tcp_pcb *pcb, err_t err)
     c->nodelay = l->nodelay;       /* options are inherited from the listener */
     c->keepalive = l->keepalive;
     c->reuseaddr = l->reuseaddr;
+    c->v6 = l->v6;
     byp_tsock_attach(c, pcb);
     c->sndbuf = tcp_sndbuf(pcb);
     c->flow_addr = l->flow_addr;
@@ -95,7 +96,7 @@ static int accept_core(int fd, struct tsock *l, struct sockaddr *addr, socklen_t
             l->aq_n--;
             byp_tsock_link(c);
             byp_stack_unlock();
-            int nfd = BYP_REAL(socket)(AF_INET, SOCK_STREAM | flags, 0);
+            int nfd = BYP_REAL(socket)(c->v6 ? AF_INET6 : AF_INET, SOCK_STREAM | flags, 0);
             if (nfd < 0) {
                 int e = errno;
                 byp_stack_lock();   /* put it back, at the head */
@@ -115,11 +116,8 @@ static int accept_core(int fd, struct tsock *l, struct sockaddr *addr, socklen_t
                 if ((unsigned)nfd >= byp_fdtab_hwm)
                     byp_fdtab_hwm = (unsigned)nfd + 1;
             }
-            if (addr != NULL && len != NULL) {
-                socklen_t n = *len < sizeof c->remote ? *len : sizeof c->remote;
-                memcpy(addr, &c->remote, n);
-                *len = sizeof c->remote;
-            }
+            if (addr != NULL && len != NULL)
+                byp_tcp_put_addr(&c->remote, c->v6, addr, len);
             byp_stack_lock();
             return nfd;
         }
@@ -204,6 +202,10 @@ int byp_tcp_listen(int fd, const struct sockaddr_in *local, int backlog)
     socklen_t rl = sizeof ts->reuseaddr;
     if (BYP_REAL(getsockopt)(fd, SOL_SOCKET, SO_REUSEADDR, &ts->reuseaddr, &rl) != 0)
         ts->reuseaddr = 0;
+    int domain = AF_INET;
+    rl = sizeof domain;
+    BYP_REAL(getsockopt)(fd, SOL_SOCKET, SO_DOMAIN, &domain, &rl);
+    ts->v6 = domain == AF_INET6;   /* dual stack: its IPv4 part is ours */
     ts->flow_addr = a;
     ts->flow_port = local->sin_port;
     ts->local = *local;

@@ -58,6 +58,25 @@ void byp_tsock_rx_drop(struct tsock *ts)
     ts->rx_bytes = 0;
 }
 
+void byp_tcp_put_addr(const struct sockaddr_in *sin, int v6, struct sockaddr *addr,
+                      socklen_t *len)
+{
+    struct sockaddr_in6 s6;
+    const void *src = sin;
+    socklen_t size = sizeof *sin;
+    if (v6) {
+        memset(&s6, 0, sizeof s6);
+        s6.sin6_family = AF_INET6;
+        s6.sin6_port = sin->sin_port;
+        s6.sin6_addr.s6_addr[10] = s6.sin6_addr.s6_addr[11] = 0xff;
+        memcpy(&s6.sin6_addr.s6_addr[12], &sin->sin_addr, 4);
+        src = &s6;
+        size = sizeof s6;
+    }
+    memcpy(addr, src, *len < size ? *len : size);
+    *len = size;
+}
+
 /* Release the steering entry and the port a socket holds. */
 void byp_tsock_put_flow(struct tsock *ts)
 {

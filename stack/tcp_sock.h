@@ -44,6 +44,8 @@ struct tsock {
     int has_flow;
     int reuseaddr;              /* a listener's kernel socket has SO_REUSEADDR, and so an
                                  * accepted connection (its handover keeps it) */
+    int v6;                     /* a dual-stack AF_INET6 listener and its connections: the
+                                 * program sees their IPv4 addresses v4-mapped */
     int reserves_port;          /* active connect: the kernel socket holds the local port */
     /* The last fd went while calls were still running on the socket: a dup of its kernel
      * socket (in process held_pid) keeps the port reserved until the deferred close. */
@@ -62,6 +64,11 @@ struct tsock {
 extern const byp_fd_ops_t byp_tcp_ops;
 
 /* Set errno, return -1: the libc convention of the ops. */
+/* Writes @sin to the program's @addr / @len as the socket's family gives it: plain, or
+ * for a dual-stack AF_INET6 socket (@v6) as ::ffff:a.b.c.d (tcp_sock.c). */
+void byp_tcp_put_addr(const struct sockaddr_in *sin, int v6, struct sockaddr *addr,
+                      socklen_t *len);
+
 static inline int byp_tcp_fail(int err)
 {
     errno = err;

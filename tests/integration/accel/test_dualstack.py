@@ -1,0 +1,119 @@
+"""Dual-stack listeners: an AF_INET6 socket on "::" with IPV6_V6ONLY off (node's, Go's and
+Java's default) takes IPv4 clients as ::ffff:a.b.c.d.  A rule on its port accelerates its
+IPv4 part: the program sees the same v4-mapped addresses and AF_INET6 sockets as on the
+kernel, the kernel carries none of the IPv4 traffic, IPv6 clients still reach it through
+the kernel socket underneath, and a connection handed to an exec'd program keeps working."""
+
+import hashlib
+import json
+
+from .conftest import HERE, PYTHON, SRV_IF, assert_bypassed, write_conf
+
+PORT = 7800
+N = 20
+V6_SRV, V6_CLI = "fd00:77::1", "fd00:77::2"
+
+CLIENT = r"""
+import hashlib, json, os, socket, sys
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for i in range(n):
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam)
+    s.settimeout(20)
+    s.connect((host, port))
+    data = os.urandom(100000)
+    s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+    got = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        got += d
+    print(json.dumps({"port": s.getsockname()[1], "ok": got == data}), flush=True)
+    s.close()
+"""
+
+
+def clients(net, host, n):
+    cp = net.run("client", [PYTHON, "-c", CLIENT, host, str(PORT), str(n)], timeout=120)
+    out = [json.loads(l) for l in cp.stdout.splitlines()]
+    assert len(out) == n and all(c["ok"] for c in out), cp.stderr
+    return out
+
+
+def play(net, conf, host, n=N):
+    """@n echo connections, measured (the server's kernel TCP segments they moved), then the
+    one the server execs cat on."""
+    srv = net.spawn("server", [PYTHON, str(HERE / "dualstack_server.py"), str(PORT), str(n)],
+                    name="dualstack" + ("-accel" if conf else ""), conf=conf)
+    srv.wait_ready()
+    before = net.tcp_segs("server")
+    client = clients(net, host, n)
+    moved = net.tcp_segs("server") - before
+    clients(net, host, 1)
+    srv.wait(20)
+    server = [json.loads(l) for l in srv.out().splitlines()[1:]]
+    assert len(server) == n, srv.describe()
+    return client, server, moved
+
+
+def expected(net, client, v4=True):
+    peer = ("::ffff:" + net.cli_ip) if v4 else V6_CLI
+    me = ("::ffff:" + net.srv_ip) if v4 else V6_SRV
+    return [{"accept": [peer, c["port"], 0, 0], "sockname": [me, PORT, 0, 0],
+             "peername": [peer, c["port"], 0, 0], "family": 10, "domain": 10, "v6only": 0}
+            for c in client]
+
+
+def test_dual_stack_listener(netpair):
+    net = netpair()
+    conf = write_conf(net.dir / "bypass.conf", SRV_IF, [("tcp", PORT)],
+                      extra='log = "info";\n')
+    client, server, _ = play(net, None, net.srv_ip)
+    assert server == expected(net, client)
+    client, server, moved = play(net, conf, net.srv_ip)
+    assert_bypassed(0, moved, N * 140, "dual-stack listener, IPv4")
+    assert server == expected(net, client)
+    assert "tcp listener on port %d accelerated" % PORT in net.procs[-1].err()
+    # The exec'd cat had the last connection handed over to the kernel (TCP_REPAIR, v4-mapped).
+    assert "handed over to the kernel" in net.procs[-1].err(), net.procs[-1].describe()
+    # IPv6 clients: the kernel socket under the accelerated listener takes them.
+    for ns, dev, ip in ((net.srv_ns, SRV_IF, V6_SRV), (net.cli_ns, "bypv1", V6_CLI)):
+        net._ip("-n", ns, "addr", "add", ip + "/64", "dev", dev, "nodad")
+    client, server, _ = play(net, conf, V6_SRV, n=3)
+    assert server == expected(net, client, v4=False)
+
+
+NODE = r"""
+const http = require('http');
+const big = Buffer.alloc(1 << 20, 'n');
+http.createServer((req, res) => {
+  if (req.url === '/big') { res.end(big); return; }
+  res.end('hello ' + req.socket.remoteAddress + '\n');
+}).listen(%d, () => console.log('ready'));
+"""
+
+
+def test_node_http_server(netpair):
+    """node's http server listens on "::": accelerated, wrk gets only 200s, the answer
+    names the client as node on the kernel does, a 1 MB body arrives intact."""
+    net = netpair()
+    conf = write_conf(net.dir / "bypass.conf", SRV_IF, [("tcp", PORT)])
+    answers = []
+    for c in (None, conf):
+        srv = net.spawn("server", ["node", "-e", NODE % PORT], name="node", conf=c)
+        srv.wait_ready()
+        url = "http://%s:%d/" % (net.srv_ip, PORT)
+        answers.append(net.run("client", ["curl", "-s", url], timeout=20).stdout)
+        before = net.tcp_segs("server")
+        cp = net.run("client", ["wrk", "-t", "1", "-c", "20", "-d", "3", url], timeout=30)
+        done = int(cp.stdout.split(" requests in ")[0].split()[-1])
+        assert "Non-2xx" not in cp.stdout and "Socket errors" not in cp.stdout, cp.stdout
+        if c is not None:
+            assert_bypassed(before, net.tcp_segs("server"), done, "node under wrk")
+        body = net.run("client", ["curl", "-s", url + "big"], timeout=20,
+                       check=True).stdout.encode()
+        assert hashlib.sha256(body).hexdigest() == hashlib.sha256(b"n" * (1 << 20)).hexdigest()
+        srv.stop()
+    assert answers[0] == answers[1] == "hello ::ffff:%s\n" % net.cli_ip, answers
