@@ -34,10 +34,11 @@ static int ipv4_of(const struct sockaddr *sa, socklen_t len, struct sockaddr_in 
     return 1;
 }
 
-/* The IPv4 part of a dual-stack AF_INET6 socket @fd bound to @sa: "::" (INADDR_ANY) or
- * ::ffff:a.b.c.d, with IPV6_V6ONLY off (node, Go and Java servers listen so by default);
- * 0 if it has none. */
-static int ipv4_part(int fd, const struct sockaddr *sa, socklen_t len, struct sockaddr_in *out)
+/* The IPv4 part of a dual-stack AF_INET6 socket @fd's address @sa: ::ffff:a.b.c.d, or
+ * "::" (INADDR_ANY) when @any_ok, with IPV6_V6ONLY off (node, Go and Java servers listen
+ * so by default, Java connects so); 0 if it has none. */
+static int ipv4_part(int fd, const struct sockaddr *sa, socklen_t len, struct sockaddr_in *out,
+                     int any_ok)
 {
     if (sa == NULL || sa->sa_family != AF_INET6 || len < sizeof(struct sockaddr_in6))
         return 0;
@@ -49,7 +50,7 @@ static int ipv4_part(int fd, const struct sockaddr *sa, socklen_t len, struct so
     *out = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = s6->sin6_port};
     if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
         memcpy(&out->sin_addr, &s6->sin6_addr.s6_addr[12], 4);
-    else if (!IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr))
+    else if (!any_ok || !IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr))
         return 0;
     return 1;
 }
@@ -104,7 +105,7 @@ static int accel_listen(int fd, int backlog)
     int saved = errno;
     int ok = BYP_REAL(getsockname)(fd, (struct sockaddr *)&ss, &len) == 0 &&
              (ipv4_of((struct sockaddr *)&ss, len, &sin) ||
-              ipv4_part(fd, (struct sockaddr *)&ss, len, &sin)) && sin.sin_port != 0 &&
+              ipv4_part(fd, (struct sockaddr *)&ss, len, &sin, 1)) && sin.sin_port != 0 &&
              !is_loopback(sin.sin_addr.s_addr) &&
              byp_rule_match(&byp_cfg, BYP_PROTO_TCP, (struct sockaddr *)&sin, sizeof sin) ==
                  BYP_ACT_ACCELERATE;
@@ -136,7 +137,8 @@ BYP_EXPORT int listen(int fd, int backlog)
 static int accel_connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     struct sockaddr_in sin;
-    if (!ipv4_of(addr, len, &sin) || is_loopback(sin.sin_addr.s_addr) ||
+    if (!(ipv4_of(addr, len, &sin) || ipv4_part(fd, addr, len, &sin, 0)) ||
+        is_loopback(sin.sin_addr.s_addr) ||
         byp_rule_match(&byp_cfg, BYP_PROTO_TCP, (const struct sockaddr *)&sin, sizeof sin) !=
             BYP_ACT_ACCELERATE)
         return BYP_ENGINE_DECLINE;

@@ -269,10 +269,15 @@ int byp_tcp_connect(int fd, const struct sockaddr_in *remote)
         return BYP_ENGINE_DECLINE;
     if (!byp_link_ready())
         return -ECONNREFUSED;   /* memif peer process absent: as a host without the port */
-    /* The local port: the kernel socket's, reserving it; bind it first if needed. */
+    /* The local port: the kernel socket's, reserving it; bind it first if needed.  A
+     * dual-stack AF_INET6 socket (@v6) names it v4-mapped. */
+    struct sockaddr_storage ss;
     struct sockaddr_in local;
-    socklen_t len = sizeof local;
-    if (BYP_REAL(getsockname)(fd, (struct sockaddr *)&local, &len) < 0 || local.sin_family != AF_INET)
+    socklen_t len = sizeof ss;
+    if (BYP_REAL(getsockname)(fd, (struct sockaddr *)&ss, &len) < 0)
+        return BYP_ENGINE_DECLINE;
+    int v6 = byp_tcp_get_addr((struct sockaddr *)&ss, len, &local);
+    if (v6 < 0)
         return BYP_ENGINE_DECLINE;
     /* The source address: the one the program bound, else the kernel's choice for the
      * route (its preferred source, else the address whose subnet holds the next hop). */
@@ -283,10 +288,13 @@ int byp_tcp_connect(int fd, const struct sockaddr_in *remote)
     if (local.sin_port == 0) {
         /* On a dedicated interface the kernel does not own the stack's address. */
         local.sin_addr.s_addr = byp_steering ? src : INADDR_ANY;
-        if (BYP_REAL(bind)(fd, (struct sockaddr *)&local, sizeof local) < 0)
+        len = sizeof ss;
+        byp_tcp_put_addr(&local, v6, (struct sockaddr *)&ss, &len);
+        if (BYP_REAL(bind)(fd, (struct sockaddr *)&ss, len) < 0)
             return -errno;
-        len = sizeof local;
-        BYP_REAL(getsockname)(fd, (struct sockaddr *)&local, &len);
+        len = sizeof ss;
+        BYP_REAL(getsockname)(fd, (struct sockaddr *)&ss, &len);
+        byp_tcp_get_addr((struct sockaddr *)&ss, len, &local);
     } else if (!bound_ours) {
         return BYP_ENGINE_DECLINE;
     }
@@ -297,6 +305,7 @@ int byp_tcp_connect(int fd, const struct sockaddr_in *remote)
     if (ts == NULL)
         return BYP_ENGINE_DECLINE;
     ts->nonblock = fl >= 0 && (fl & O_NONBLOCK);
+    ts->v6 = v6;
     ts->local = local;
     ts->remote = *remote;
     ts->flow_addr = local.sin_addr.s_addr;

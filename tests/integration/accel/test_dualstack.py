@@ -117,3 +117,51 @@ def test_node_http_server(netpair):
         assert hashlib.sha256(body).hexdigest() == hashlib.sha256(b"n" * (1 << 20)).hexdigest()
         srv.stop()
     assert answers[0] == answers[1] == "hello ::ffff:%s\n" % net.cli_ip, answers
+
+
+V6_CLIENT = r"""
+import json, os, socket, sys
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for i in range(n):
+    s = socket.socket(socket.AF_INET6)       # Java's way to an IPv4 server
+    s.settimeout(20)
+    s.connect(("::ffff:" + host, port))
+    me, peer = s.getsockname(), s.getpeername()
+    data = os.urandom(100000)
+    s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+    got = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        got += d
+    print(json.dumps({"ok": got == data, "me": [me[0], me[2], me[3]], "port": me[1] > 0,
+                      "peer": list(peer), "domain": s.getsockopt(socket.SOL_SOCKET,
+                                                                 socket.SO_DOMAIN)}))
+    s.close()
+"""
+
+
+def test_dual_stack_client(netpair):
+    """An AF_INET6 socket connecting to ::ffff:a.b.c.d (Java's default): accelerated, it
+    sees the same v4-mapped names as on the kernel, and its kernel carried nothing."""
+    net = netpair(accel=("client",))
+    srv = net.spawn("server", [PYTHON, str(HERE / "dualstack_server.py"), str(PORT), "40"],
+                    name="dualstack")
+    srv.wait_ready()
+    conf = write_conf(net.dir / "cli.conf", "bypv1", [("tcp", PORT)], extra='log = "info";\n')
+    seen = []
+    for c in (None, conf):
+        before = net.tcp_segs("client")
+        cp = net.run("client", [PYTHON, "-c", V6_CLIENT, net.srv_ip, str(PORT), str(N)],
+                     conf=c, timeout=120)
+        out = [json.loads(l) for l in cp.stdout.splitlines()]
+        assert len(out) == N and all(o["ok"] for o in out), cp.stderr
+        if c is not None:
+            assert_bypassed(before, net.tcp_segs("client"), N * 140, "dual-stack client")
+            assert "tcp connection" in cp.stderr or "accelerat" in cp.stderr, cp.stderr
+        seen.append(out)
+    assert seen[0] == seen[1]
+    assert seen[0][0] == {"ok": True, "me": ["::ffff:" + net.cli_ip, 0, 0], "port": True,
+                          "peer": ["::ffff:" + net.srv_ip, PORT, 0, 0], "domain": 10}
