@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "addr4.h"
 #include "byp.h"
 #include "engine.h"
 #include "fd_epoll.h"
@@ -34,25 +35,15 @@ static int ipv4_of(const struct sockaddr *sa, socklen_t len, struct sockaddr_in 
     return 1;
 }
 
-/* The IPv4 part of a dual-stack AF_INET6 socket @fd's address @sa: ::ffff:a.b.c.d, or
- * "::" (INADDR_ANY) when @any_ok, with IPV6_V6ONLY off (node, Go and Java servers listen
- * so by default, Java connects so); 0 if it has none. */
-static int ipv4_part(int fd, const struct sockaddr *sa, socklen_t len, struct sockaddr_in *out,
-                     int any_ok)
+int byp_ipv4_part(int fd, const struct sockaddr *sa, socklen_t len, struct sockaddr_in *out,
+                  int any_ok)
 {
-    if (sa == NULL || sa->sa_family != AF_INET6 || len < sizeof(struct sockaddr_in6))
+    if (sa == NULL || sa->sa_family != AF_INET6 || byp_addr4_get(sa, len, out) != 1 ||
+        (!any_ok && out->sin_addr.s_addr == INADDR_ANY))
         return 0;
-    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
     int only = 1;
     socklen_t olen = sizeof only;
-    if (BYP_REAL(getsockopt)(fd, IPPROTO_IPV6, IPV6_V6ONLY, &only, &olen) != 0 || only)
-        return 0;
-    *out = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = s6->sin6_port};
-    if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
-        memcpy(&out->sin_addr, &s6->sin6_addr.s6_addr[12], 4);
-    else if (!any_ok || !IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr))
-        return 0;
-    return 1;
+    return BYP_REAL(getsockopt)(fd, IPPROTO_IPV6, IPV6_V6ONLY, &only, &olen) == 0 && !only;
 }
 
 /* Whether @a is the stack's own address on a backend without a kernel interface address
@@ -105,7 +96,7 @@ static int accel_listen(int fd, int backlog)
     int saved = errno;
     int ok = BYP_REAL(getsockname)(fd, (struct sockaddr *)&ss, &len) == 0 &&
              (ipv4_of((struct sockaddr *)&ss, len, &sin) ||
-              ipv4_part(fd, (struct sockaddr *)&ss, len, &sin, 1)) && sin.sin_port != 0 &&
+              byp_ipv4_part(fd, (struct sockaddr *)&ss, len, &sin, 1)) && sin.sin_port != 0 &&
              !is_loopback(sin.sin_addr.s_addr) &&
              byp_rule_match(&byp_cfg, BYP_PROTO_TCP, (struct sockaddr *)&sin, sizeof sin) ==
                  BYP_ACT_ACCELERATE;
@@ -137,7 +128,7 @@ BYP_EXPORT int listen(int fd, int backlog)
 static int accel_connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     struct sockaddr_in sin;
-    if (!(ipv4_of(addr, len, &sin) || ipv4_part(fd, addr, len, &sin, 0)) ||
+    if (!(ipv4_of(addr, len, &sin) || byp_ipv4_part(fd, addr, len, &sin, 0)) ||
         is_loopback(sin.sin_addr.s_addr) ||
         byp_rule_match(&byp_cfg, BYP_PROTO_TCP, (const struct sockaddr *)&sin, sizeof sin) !=
             BYP_ACT_ACCELERATE)

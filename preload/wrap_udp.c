@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <sys/stat.h>
 
+#include "addr4.h"
 #include "byp.h"
 #include "engine.h"
 #include "fd_epoll.h"
@@ -42,10 +43,30 @@ static int accelerates_any(in_port_t port)
     return 0;
 }
 
-static int local_of(int fd, struct sockaddr_in *sin)
+/* The socket's local IPv4 address: plain, or the IPv4 part of a dual-stack AF_INET6
+ * socket's; @v6 (may be NULL) tells which.  0 if it has none. */
+static int local_of(int fd, struct sockaddr_in *sin, int *v6)
 {
-    socklen_t len = sizeof *sin;
-    return BYP_REAL(getsockname)(fd, (struct sockaddr *)sin, &len) == 0 && sin->sin_family == AF_INET;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (BYP_REAL(getsockname)(fd, (struct sockaddr *)&ss, &len) != 0)
+        return 0;
+    int mapped = ss.ss_family == AF_INET6;
+    if (v6 != NULL)
+        *v6 = mapped;
+    return mapped ? byp_ipv4_part(fd, (struct sockaddr *)&ss, len, sin, 1)
+                  : byp_addr4_get((struct sockaddr *)&ss, len, sin) == 0;
+}
+
+/* The remote IPv4 address @sa names for socket @fd: plain, or v4-mapped on a dual-stack
+ * socket.  0 if none. */
+static int remote_of(int fd, const struct sockaddr *sa, socklen_t len, struct sockaddr_in *sin)
+{
+    if (sa == NULL)
+        return 0;
+    if (sa->sa_family == AF_INET6)
+        return byp_ipv4_part(fd, sa, len, sin, 0);
+    return byp_addr4_get(sa, len, sin) == 0;
 }
 
 /* ---- joins made before bind ---- */
@@ -112,7 +133,7 @@ void byp_udp_decide_bind(int fd)
     struct sockaddr_in sin;
     struct pending joins[32];
     int nj = take_pending(fd, joins, 32);
-    if (local_of(fd, &sin) && sin.sin_port != 0) {
+    if (local_of(fd, &sin, NULL) && sin.sin_port != 0) {
         int want = sin.sin_addr.s_addr == INADDR_ANY ? accelerates_any(sin.sin_port)
                                                      : accelerates(sin.sin_addr.s_addr, sin.sin_port);
         for (int i = 0; i < nj && !want; i++)
@@ -130,11 +151,10 @@ void byp_udp_decide_bind(int fd)
 void byp_udp_decide_connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     int saved = errno;
-    if (addr != NULL && addr->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
-        const struct sockaddr_in *r = (const struct sockaddr_in *)addr;
-        if (accelerates(r->sin_addr.s_addr, r->sin_port) && byp_engine_get() == 0)
-            adopted(fd, byp_engine->udp_connect(fd, r));
-    }
+    struct sockaddr_in r;
+    if (remote_of(fd, addr, len, &r) && accelerates(r.sin_addr.s_addr, r.sin_port) &&
+        byp_engine_get() == 0)
+        adopted(fd, byp_engine->udp_connect(fd, &r));
     errno = saved;
 }
 
@@ -187,7 +207,9 @@ BYP_EXPORT int setsockopt(int fd, int level, int opt, const void *val, socklen_t
     if (rc == 0 && candidate(fd) && join_of(level, opt, val, len, &group, &source)) {
         int saved = errno;
         struct sockaddr_in sin;
-        if (local_of(fd, &sin) && sin.sin_port == 0)
+        if (!local_of(fd, &sin, NULL))
+            ;   /* IPv6 only: the kernel's */
+        else if (sin.sin_port == 0)
             remember(fd, group, source);
         else if (accelerates(group, sin.sin_port) && byp_engine_get() == 0)
             adopted(fd, byp_engine->udp_join(fd, group, source));
@@ -201,16 +223,20 @@ BYP_EXPORT int setsockopt(int fd, int level, int opt, const void *val, socklen_t
  * the fd's ops afterwards (NULL: it stays the kernel's). */
 static const byp_fd_ops_t *decide_send(int fd, const struct sockaddr *to, socklen_t tolen)
 {
-    if (to == NULL || to->sa_family != AF_INET || tolen < sizeof(struct sockaddr_in))
-        return NULL;
-    const struct sockaddr_in *r = (const struct sockaddr_in *)to;
-    if (!accelerates(r->sin_addr.s_addr, r->sin_port))
-        return NULL;
     int saved = errno;
+    struct sockaddr_in r;
+    if (!remote_of(fd, to, tolen, &r) || !accelerates(r.sin_addr.s_addr, r.sin_port)) {
+        errno = saved;
+        return NULL;
+    }
     struct sockaddr_in sin;
-    if (local_of(fd, &sin) && sin.sin_port == 0 && byp_engine_get() == 0) {
-        struct sockaddr_in any = {.sin_family = AF_INET};
-        if (BYP_REAL(bind)(fd, (struct sockaddr *)&any, sizeof any) == 0 && local_of(fd, &sin))
+    int v6 = 0;
+    if (local_of(fd, &sin, &v6) && sin.sin_port == 0 && byp_engine_get() == 0) {
+        struct sockaddr_in any4 = {.sin_family = AF_INET};
+        struct sockaddr_storage any;
+        socklen_t alen = sizeof any;
+        byp_addr4_put(&any4, v6, (struct sockaddr *)&any, &alen);   /* 0.0.0.0 or "::" */
+        if (BYP_REAL(bind)(fd, (struct sockaddr *)&any, alen) == 0 && local_of(fd, &sin, NULL))
             adopted(fd, byp_engine->udp_bind(fd, &sin));
     }
     errno = saved;

@@ -461,7 +461,7 @@ static int put_name(const struct sockaddr_in *sin, int v6, struct sockaddr *addr
 {
     if (addr == NULL || len == NULL)
         return byp_tcp_fail(EFAULT);
-    byp_tcp_put_addr(sin, v6, addr, len);
+    byp_addr4_put(sin, v6, addr, len);
     return 0;
 }
 

@@ -78,6 +78,12 @@ static void put_cmsgs(const struct usock *us, const struct udgram *d, struct msg
                                 .ipi_addr.s_addr = d->dst};
         put_cmsg(&cb, IPPROTO_IP, IP_PKTINFO, &pi, sizeof pi);
     }
+    if (us->cmsg & U_PKTINFO6) {
+        struct in6_pktinfo pi6 = {.ipi6_ifindex = byp_if_index};
+        pi6.ipi6_addr.s6_addr[10] = pi6.ipi6_addr.s6_addr[11] = 0xff;
+        memcpy(&pi6.ipi6_addr.s6_addr[12], &d->dst, 4);
+        put_cmsg(&cb, IPPROTO_IPV6, IPV6_PKTINFO, &pi6, sizeof pi6);
+    }
     m->msg_controllen = cb.used;
     if (cb.trunc)
         m->msg_flags |= MSG_CTRUNC;
@@ -98,9 +104,7 @@ static ssize_t deliver(const struct usock *us, const struct udgram *d, struct ms
     if (m->msg_name != NULL) {
         struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = d->sport,
                                   .sin_addr.s_addr = d->src};
-        socklen_t n = m->msg_namelen < sizeof sin ? m->msg_namelen : sizeof sin;
-        memcpy(m->msg_name, &sin, n);
-        m->msg_namelen = sizeof sin;
+        byp_addr4_put(&sin, us->v6, m->msg_name, &m->msg_namelen);
     }
     if (m->msg_control != NULL)
         put_cmsgs(us, d, m);
@@ -359,10 +363,10 @@ static ssize_t stack_send(struct usock *us, const struct msghdr *m, const struct
 static int dest_of(const struct usock *us, const struct msghdr *m, struct sockaddr_in *to)
 {
     if (m->msg_name != NULL && m->msg_namelen > 0) {
-        const struct sockaddr *sa = m->msg_name;
-        if (sa->sa_family != AF_INET || m->msg_namelen < sizeof *to)
+        /* IPv4, or v4-mapped on a dual-stack socket; "::" and IPv6: the kernel's */
+        if (byp_addr4_get(m->msg_name, m->msg_namelen, to) < 0 ||
+            to->sin_addr.s_addr == INADDR_ANY)
             return 0;
-        memcpy(to, sa, sizeof *to);
         return 1;
     }
     if (!us->connected)
@@ -501,12 +505,12 @@ static int fudp_connect(int fd, const struct sockaddr *addr, socklen_t len)
         return -1;
     }
     byp_stack_lock();
-    if (addr->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
-        const struct sockaddr_in *sin = (const struct sockaddr_in *)addr;
-        ip_addr_t rip = IPADDR4_INIT(sin->sin_addr.s_addr);
+    struct sockaddr_in sin;
+    if (addr->sa_family != AF_UNSPEC && byp_addr4_get(addr, len, &sin) >= 0) {
+        ip_addr_t rip = IPADDR4_INIT(sin.sin_addr.s_addr);
         if (us->pcb != NULL)
-            udp_connect(us->pcb, &rip, ntohs(sin->sin_port));
-        us->remote = *sin;
+            udp_connect(us->pcb, &rip, ntohs(sin.sin_port));
+        us->remote = sin;
         us->connected = 1;
     } else {
         if (us->pcb != NULL)

@@ -172,9 +172,9 @@ int byp_tcp_handover(struct tsock *ts, int fd)
     /* The kernel socket's own family: a dual-stack listener's connections are AF_INET6. */
     struct sockaddr_storage klocal, kremote, cur;
     socklen_t klen = sizeof klocal, len = sizeof cur;
-    byp_tcp_put_addr(&local, ts->v6, (struct sockaddr *)&klocal, &klen);
+    byp_addr4_put(&local, ts->v6, (struct sockaddr *)&klocal, &klen);
     klen = sizeof kremote;
-    byp_tcp_put_addr(&remote, ts->v6, (struct sockaddr *)&kremote, &klen);
+    byp_addr4_put(&remote, ts->v6, (struct sockaddr *)&kremote, &klen);
     /* Repair mode ends with SO_REUSEADDR cleared: the kernel socket gets back its own, or,
      * accepted, its listener's, else a restarted server could not bind the port while the
      * kernel finishes the connection (FIN_WAIT, TIME_WAIT). */

@@ -117,7 +117,7 @@ static int accept_core(int fd, struct tsock *l, struct sockaddr *addr, socklen_t
                     byp_fdtab_hwm = (unsigned)nfd + 1;
             }
             if (addr != NULL && len != NULL)
-                byp_tcp_put_addr(&c->remote, c->v6, addr, len);
+                byp_addr4_put(&c->remote, c->v6, addr, len);
             byp_stack_lock();
             return nfd;
         }
@@ -276,7 +276,7 @@ int byp_tcp_connect(int fd, const struct sockaddr_in *remote)
     socklen_t len = sizeof ss;
     if (BYP_REAL(getsockname)(fd, (struct sockaddr *)&ss, &len) < 0)
         return BYP_ENGINE_DECLINE;
-    int v6 = byp_tcp_get_addr((struct sockaddr *)&ss, len, &local);
+    int v6 = byp_addr4_get((struct sockaddr *)&ss, len, &local);
     if (v6 < 0)
         return BYP_ENGINE_DECLINE;
     /* The source address: the one the program bound, else the kernel's choice for the
@@ -289,12 +289,12 @@ int byp_tcp_connect(int fd, const struct sockaddr_in *remote)
         /* On a dedicated interface the kernel does not own the stack's address. */
         local.sin_addr.s_addr = byp_steering ? src : INADDR_ANY;
         len = sizeof ss;
-        byp_tcp_put_addr(&local, v6, (struct sockaddr *)&ss, &len);
+        byp_addr4_put(&local, v6, (struct sockaddr *)&ss, &len);
         if (BYP_REAL(bind)(fd, (struct sockaddr *)&ss, len) < 0)
             return -errno;
         len = sizeof ss;
         BYP_REAL(getsockname)(fd, (struct sockaddr *)&ss, &len);
-        byp_tcp_get_addr((struct sockaddr *)&ss, len, &local);
+        byp_addr4_get((struct sockaddr *)&ss, len, &local);
     } else if (!bound_ours) {
         return BYP_ENGINE_DECLINE;
     }

@@ -9,6 +9,7 @@
 
 #include "lwip/tcp.h"
 
+#include "addr4.h"
 #include "byp.h"
 #include "engine.h"
 #include "family.h"
@@ -64,13 +65,6 @@ struct tsock {
 extern const byp_fd_ops_t byp_tcp_ops;
 
 /* Set errno, return -1: the libc convention of the ops. */
-/* Writes @sin to the program's @addr / @len as the socket's family gives it: plain, or
- * for a dual-stack AF_INET6 socket (@v6) as ::ffff:a.b.c.d ("::" for INADDR_ANY), and
- * reads one back: 0 plain, 1 v4-mapped or "::", -1 an IPv6 address (tcp_sock.c). */
-void byp_tcp_put_addr(const struct sockaddr_in *sin, int v6, struct sockaddr *addr,
-                      socklen_t *len);
-int byp_tcp_get_addr(const struct sockaddr *sa, socklen_t len, struct sockaddr_in *out);
-
 static inline int byp_tcp_fail(int err)
 {
     errno = err;

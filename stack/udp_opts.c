@@ -119,6 +119,8 @@ static int setsockopt_pinned(struct usock *us, int fd, int level, int opt, const
         default:
             break;
         }
+    } else if (level == IPPROTO_IPV6 && opt == IPV6_RECVPKTINFO) {
+        us->cmsg = (us->cmsg & ~U_PKTINFO6) | (v ? U_PKTINFO6 : 0);
     } else if (level == IPPROTO_IP) {
         switch (opt) {
         case IP_PKTINFO:
@@ -198,6 +200,9 @@ void byp_udp_opts_inherit(struct usock *us, int fd)
     len = sizeof v;
     if (BYP_REAL(getsockopt)(fd, IPPROTO_IP, IP_PKTINFO, &v, &len) == 0 && v)
         us->cmsg |= U_PKTINFO;
+    len = sizeof v;
+    if (us->v6 && BYP_REAL(getsockopt)(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &v, &len) == 0 && v)
+        us->cmsg |= U_PKTINFO6;
     len = sizeof v;
     if (BYP_REAL(getsockopt)(fd, SOL_SOCKET, SO_RXQ_OVFL, &v, &len) == 0 && v)
         us->cmsg |= U_OVFL;

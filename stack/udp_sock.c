@@ -255,6 +255,10 @@ static int adopt(int fd, const struct sockaddr_in *local, const struct sockaddr_
     us->nonblock = fl >= 0 && (fl & O_NONBLOCK);
     us->rcvtimeo_ms = us->sndtimeo_ms = -1;
     us->mcast_all = us->mcast_loop = 1;
+    int domain = AF_INET;
+    socklen_t dl = sizeof domain;
+    BYP_REAL(getsockopt)(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dl);
+    us->v6 = domain == AF_INET6;   /* dual stack: its IPv4 part is ours */
     us->local = *local;
     us->rcvbuf = 212992;
     byp_usock_rcvbuf(us, fd);
@@ -304,13 +308,15 @@ static int adopt(int fd, const struct sockaddr_in *local, const struct sockaddr_
     return 0;
 }
 
-/* The kernel socket's local address, 0 or -errno. */
+/* The kernel socket's local address (IPv4, or v4-mapped on a dual-stack socket), 0 or
+ * -errno. */
 static int local_of(int fd, struct sockaddr_in *local)
 {
-    socklen_t len = sizeof *local;
-    if (BYP_REAL(getsockname)(fd, (struct sockaddr *)local, &len) < 0)
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (BYP_REAL(getsockname)(fd, (struct sockaddr *)&ss, &len) < 0)
         return -errno;
-    return local->sin_family == AF_INET ? 0 : -EAFNOSUPPORT;
+    return byp_addr4_get((struct sockaddr *)&ss, len, local) >= 0 ? 0 : -EAFNOSUPPORT;
 }
 
 int byp_udp_bind(int fd, const struct sockaddr_in *local)

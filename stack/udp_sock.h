@@ -15,6 +15,7 @@
 
 #include "lwip/udp.h"
 
+#include "addr4.h"
 #include "byp.h"
 #include "engine.h"
 #include "family.h"
@@ -42,6 +43,7 @@ enum {
     U_TSING = 4,                /* SO_TIMESTAMPING with software receive timestamps */
     U_PKTINFO = 8,              /* IP_PKTINFO */
     U_OVFL = 16,                /* SO_RXQ_OVFL */
+    U_PKTINFO6 = 32,            /* IPV6_RECVPKTINFO (a dual-stack socket) */
 };
 
 struct usock {
@@ -56,6 +58,7 @@ struct usock {
     int mcast_kernel;           /* IP_MULTICAST_IF names another interface: multicast sends
                                    go out through the kernel socket */
     int connected;
+    int v6;                     /* a dual-stack AF_INET6 socket: addresses are v4-mapped */
     int shut_rd, shut_wr;       /* shutdown(): receives end (0), sends fail (EPIPE) */
     struct sockaddr_in local, remote;
     /* receive queue: a ring of datagrams, bounded in bytes by the kernel socket's SO_RCVBUF */

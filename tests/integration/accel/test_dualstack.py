@@ -165,3 +165,45 @@ def test_dual_stack_client(netpair):
     assert seen[0] == seen[1]
     assert seen[0][0] == {"ok": True, "me": ["::ffff:" + net.cli_ip, 0, 0], "port": True,
                           "peer": ["::ffff:" + net.srv_ip, PORT, 0, 0], "domain": 10}
+
+
+UDP_N = 200
+
+
+def udp_round(net, srv_conf, cli_conf, side):
+    script = str(HERE / "udp_dualstack.py")
+    srv = net.spawn("server", [PYTHON, script, "server", str(PORT), str(UDP_N)],
+                    name="udp-dualstack", conf=srv_conf)
+    srv.wait_ready()
+    s0 = net.snmp(side)
+    cp = net.run("client", [PYTHON, script, "client", net.srv_ip, str(PORT), str(UDP_N)],
+                 conf=cli_conf, timeout=60)
+    s1 = net.snmp(side)
+    assert srv.wait(20) == 0, srv.describe()
+    client = json.loads(cp.stdout)
+    assert client == {"ok": UDP_N + 1, "me": ["::", True]}, (cp.stdout, cp.stderr)
+    lines = srv.out().splitlines()
+    moved = sum(s1["Udp." + k] - s0["Udp." + k] for k in ("InDatagrams", "OutDatagrams"))
+    peer, port = json.loads(lines[-1].split(" ", 1)[1])
+    return lines[0], [json.loads(l) for l in lines[1:-1]], [peer[0], peer[2:], port], moved
+
+
+def test_dual_stack_udp(netpair):
+    """UDP on "::" (iperf3 -s's way), both ends: the server's recvmsg sources, its IP_PKTINFO
+    and IPV6_PKTINFO control messages, its answers by sendto and after connect; the unbound
+    AF_INET6 client's first sendto to ::ffff:a.b.c.d.  The same as on the kernel, and the
+    accelerated side's kernel counted no UDP datagram."""
+    net = netpair(accel=("server", "client"))
+    srv_conf = write_conf(net.dir / "srv.conf", SRV_IF, [("udp", PORT)])
+    cli_conf = write_conf(net.dir / "cli.conf", "bypv1", [("udp", PORT)])
+    kernel = udp_round(net, None, None, "server")
+    accel_srv = udp_round(net, srv_conf, None, "server")
+    accel_cli = udp_round(net, None, cli_conf, "client")
+    assert accel_srv[:3] == kernel[:3] == accel_cli[:3]
+    assert kernel[1][0] == {"data": "datagram 0", "src": ["::ffff:" + net.cli_ip, 0, 0],
+                            "cmsgs": [["IPV6_PKTINFO", "::ffff:" + net.srv_ip, True],
+                                      ["IP_PKTINFO", net.srv_ip, net.srv_ip, True]],
+                            "flags": 0}, kernel[1][0]
+    assert kernel[2] == ["::ffff:" + net.cli_ip, [0, 0], PORT], kernel[2]
+    assert kernel[3] >= 2 * UDP_N
+    assert accel_srv[3] < 5 and accel_cli[3] < 5, (accel_srv[3], accel_cli[3])
