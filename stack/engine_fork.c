@@ -38,6 +38,7 @@ void byp_reap_members(void)
  * deliver what they had queued (the kernel would go on for minutes; an in-process stack
  * ends with its process). */
 #define EXIT_FLUSH_NS (5LL * 1000000000)
+#define EXIT_NEIGH_NS (1LL * 1000000000)
 
 /* This process stops using the stack (exit, exec): its references go (the sockets only it
  * held are closed, as the kernel closes a dying process's files) and it leaves the family.
@@ -72,11 +73,13 @@ int byp_engine_leave(void)
     }
     byp_stats_end();
     byp_stack_unlock();
-    int64_t end = byp_now_ns() + EXIT_FLUSH_NS;
+    int64_t end = byp_now_ns() + EXIT_FLUSH_NS, neigh_end = byp_now_ns() + EXIT_NEIGH_NS;
     for (;;) {
         int pending = 0;
         if (byp_stack_trylock() == 0) {
-            pending = byp_tcp_flushing();
+            /* Packets lwIP queued for a neighbour the kernel is resolving (a UDP sender's
+             * first datagrams) go too, as the kernel's queue would send them. */
+            pending = byp_tcp_flushing() || (byp_neigh_pending > 0 && byp_now_ns() < neigh_end);
             byp_stack_unlock();
         } else {
             pending = 1;   /* another thread runs the stack: let it */

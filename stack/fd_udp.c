@@ -375,6 +375,30 @@ static int dest_of(const struct usock *us, const struct msghdr *m, struct sockad
     return 1;
 }
 
+/* Whether the kernel socket must send @m (lock held): a datagram built over several calls
+ * (UDP_CORK, MSG_MORE: the kernel keeps the start, so the end goes there too), UDP_SEGMENT,
+ * or a control message other than an IP_PKTINFO that names this interface or its address
+ * (or nothing): a TTL, a TOS, a source elsewhere, a segment size. */
+static int kernel_send(struct usock *us, const struct msghdr *m, int flags)
+{
+    if (us->cork || us->gso || us->kpending || (flags & MSG_MORE))
+        return 1;
+    if (m->msg_control == NULL || m->msg_controllen == 0)
+        return 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR((struct msghdr *)m); c != NULL;
+         c = CMSG_NXTHDR((struct msghdr *)m, c)) {
+        if (c->cmsg_level != IPPROTO_IP || c->cmsg_type != IP_PKTINFO ||
+            c->cmsg_len < CMSG_LEN(sizeof(struct in_pktinfo)))
+            return 1;
+        struct in_pktinfo pi;
+        memcpy(&pi, CMSG_DATA(c), sizeof pi);
+        if ((pi.ipi_ifindex != 0 && (unsigned)pi.ipi_ifindex != byp_if_index) ||
+            (pi.ipi_spec_dst.s_addr != INADDR_ANY && pi.ipi_spec_dst.s_addr != byp_if_addr))
+            return 1;
+    }
+    return 0;
+}
+
 /* Send the @n messages of @vec (sendmsg is a batch of one): stack sends under one lock
  * hold and one transmit kick; others through the kernel socket.  Count sent, or -1. */
 static int send_batch(int fd, struct mmsghdr *vec, unsigned n, int flags)
@@ -382,7 +406,7 @@ static int send_batch(int fd, struct mmsghdr *vec, unsigned n, int flags)
     struct usock *us = byp_usock_enter(fd);
     if (us == NULL)
         return -1;
-    int locked = 1;
+    int locked = 1, kernel = 0, failed_kernel = 0;
     unsigned i;
     ssize_t r = 0;
     for (i = 0; i < n; i++) {
@@ -398,7 +422,10 @@ static int send_batch(int fd, struct mmsghdr *vec, unsigned n, int flags)
         }
         int d = dest_of(us, m, &to);
         int mcast_away = us->mcast_kernel && (ntohl(to.sin_addr.s_addr) >> 28) == 14;
-        if (d == 1 && !mcast_away && via_stack(to.sin_addr.s_addr)) {
+        kernel = kernel_send(us, m, flags);
+        if (kernel)
+            us->kpending = us->cork || (flags & MSG_MORE);   /* what the kernel will hold */
+        if (d == 1 && !mcast_away && !kernel && via_stack(to.sin_addr.s_addr)) {
             r = us->shut_wr ? -EPIPE : stack_send(us, m, &to);
         } else if (byp_usock_orphan(us, fd)) {
             r = -EBADF;   /* its kernel socket was closed under this call */
@@ -409,12 +436,17 @@ static int send_batch(int fd, struct mmsghdr *vec, unsigned n, int flags)
             if (r < 0)
                 r = -errno;
         }
-        if (r < 0)
+        if (r < 0) {
+            if (kernel)
+                failed_kernel = 1;   /* the kernel dropped what it held */
             break;
+        }
         vec[i].msg_len = (unsigned)r;
     }
     if (!locked)
         byp_stack_lock();
+    if (failed_kernel)
+        us->kpending = 0;
     byp_usock_exit(us);
     if (i == 0 && r < 0)
         return byp_udp_fail((int)-r);

@@ -116,7 +116,7 @@
 #define ARP_TABLE_SIZE                  128
 /* Keep packets for a neighbour being resolved rather than dropping them. */
 #define ARP_QUEUEING                    1
-#define ARP_QUEUE_LEN                   16
+#define ARP_QUEUE_LEN                   64
 #define ETHARP_TRUST_IP_MAC             0
 #define LWIP_ICMP                       1
 #define LWIP_RAW                        0

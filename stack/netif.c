@@ -95,28 +95,6 @@ static struct {
 } installed[ARP_TABLE_SIZE];
 static int ninstalled;
 
-static void neigh_want(in_addr_t addr)
-{
-    int free_slot = -1;
-    /* Our own addresses are the kernel's to answer for, never a neighbour to resolve (lwIP
-     * "requests" its own address to announce it on link up). */
-    if (byp_addr_is_local(addr))
-        return;
-    for (int i = 0; i < NEIGH_MAX; i++) {
-        if (pending[i].addr == addr)
-            return;
-        if (pending[i].addr == 0 && free_slot < 0)
-            free_slot = i;
-    }
-    if (free_slot < 0)
-        return;   /* lwIP retries its request; we will see it again */
-    pending[free_slot].addr = addr;
-    pending[free_slot].asked = 0;
-    pending[free_slot].since_ms = pending[free_slot].next_ms = sys_now();
-    pending[free_slot].step_ms = 1;
-    byp_neigh_pending++;
-}
-
 /* Put (or replace) @addr -> @mac in lwIP's table; lwIP sends what it queued for it. */
 static void install(in_addr_t addr, const uint8_t mac[6])
 {
@@ -134,6 +112,38 @@ static void install(in_addr_t addr, const uint8_t mac[6])
     installed[i].addr = addr;
     memcpy(installed[i].mac, mac, 6);
     etharp_add_static_entry(&ip, &ea);
+}
+
+static void neigh_want(in_addr_t addr)
+{
+    int free_slot = -1;
+    /* Our own addresses are the kernel's to answer for, never a neighbour to resolve (lwIP
+     * "requests" its own address to announce it on link up). */
+    if (byp_addr_is_local(addr))
+        return;
+    for (int i = 0; i < NEIGH_MAX; i++) {
+        if (pending[i].addr == addr)
+            return;
+        if (pending[i].addr == 0 && free_slot < 0)
+            free_slot = i;
+    }
+    if (free_slot < 0)
+        return;   /* lwIP retries its request; we will see it again */
+    /* The kernel knows it already, nearly always: installed now, from inside lwIP's
+     * request, lwIP sends the packet that asked at once.  Waiting for the next look
+     * (a poll round or the progress thread, later) left a UDP sender's burst to lwIP's
+     * queue of ARP_QUEUE_LEN, which keeps the newest and drops the rest. */
+    uint8_t mac[6];
+    int state = byp_kneigh_find(addr, mac);
+    if (state >= 0 && byp_kneigh_usable((unsigned)state)) {
+        install(addr, mac);
+        return;
+    }
+    pending[free_slot].addr = addr;
+    pending[free_slot].asked = 0;
+    pending[free_slot].since_ms = pending[free_slot].next_ms = sys_now();
+    pending[free_slot].step_ms = 1;
+    byp_neigh_pending++;
 }
 
 void byp_neigh_poll(void)

@@ -4,6 +4,7 @@
  * mirrored onto the socket object: timeouts, timestamps, IP_PKTINFO, SO_RXQ_OVFL, SO_RCVBUF,
  * multicast memberships (the kernel keeps IGMP), TTL, TOS, loop. */
 #include <linux/net_tstamp.h>
+#include <netinet/udp.h>
 #include <string.h>
 
 #include "lwip/ip.h"
@@ -119,6 +120,12 @@ static int setsockopt_pinned(struct usock *us, int fd, int level, int opt, const
         default:
             break;
         }
+    } else if (level == IPPROTO_UDP && opt == UDP_CORK) {
+        us->cork = v != 0;
+        if (!us->cork)
+            us->kpending = 0;   /* the kernel sent what it held */
+    } else if (level == IPPROTO_UDP && opt == UDP_SEGMENT) {
+        us->gso = v != 0;
     } else if (level == IPPROTO_IPV6 && opt == IPV6_RECVPKTINFO) {
         us->cmsg = (us->cmsg & ~U_PKTINFO6) | (v ? U_PKTINFO6 : 0);
     } else if (level == IPPROTO_IP) {
@@ -200,6 +207,12 @@ void byp_udp_opts_inherit(struct usock *us, int fd)
     len = sizeof v;
     if (BYP_REAL(getsockopt)(fd, IPPROTO_IP, IP_PKTINFO, &v, &len) == 0 && v)
         us->cmsg |= U_PKTINFO;
+    len = sizeof v;
+    if (BYP_REAL(getsockopt)(fd, IPPROTO_UDP, UDP_CORK, &v, &len) == 0 && v)
+        us->cork = 1;
+    len = sizeof v;
+    if (BYP_REAL(getsockopt)(fd, IPPROTO_UDP, UDP_SEGMENT, &v, &len) == 0 && v)
+        us->gso = 1;
     len = sizeof v;
     if (us->v6 && BYP_REAL(getsockopt)(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &v, &len) == 0 && v)
         us->cmsg |= U_PKTINFO6;

@@ -59,6 +59,11 @@ struct usock {
                                    go out through the kernel socket */
     int connected;
     int v6;                     /* a dual-stack AF_INET6 socket: addresses are v4-mapped */
+    /* Sends the stack cannot shape go through the kernel socket (fd_udp.c, kernel_send):
+     * a datagram built over several calls (UDP_CORK, MSG_MORE), segmentation (UDP_SEGMENT) */
+    int cork;                   /* UDP_CORK */
+    int gso;                    /* UDP_SEGMENT */
+    int kpending;               /* the kernel socket holds the start of a corked datagram */
     int shut_rd, shut_wr;       /* shutdown(): receives end (0), sends fail (EPIPE) */
     struct sockaddr_in local, remote;
     /* receive queue: a ring of datagrams, bounded in bytes by the kernel socket's SO_RCVBUF */

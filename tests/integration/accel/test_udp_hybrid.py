@@ -99,3 +99,51 @@ def test_hybrid_paths(netpair):
     srv.wait(30)
     assert "udp socket on port %d accelerated" % UPORT in srv.err(), srv.describe()
     assert last_json(srv) == [[50, True], [100, False], [9000, False]], srv.describe()
+
+
+def test_send_shapes_match_the_kernel(netpair):
+    """MSG_MORE and UDP_CORK (one datagram over several calls), UDP_SEGMENT (one call, many
+    datagrams), a TTL in a control message: the receiver gets the same datagrams from an
+    accelerated sender as from the kernel's (the stack hands those sends to the kernel
+    socket); an IP_PKTINFO naming the sender's own address and plain sends stay on the
+    stack (the sender's kernel counted at most the shaped ones)."""
+    net = netpair(accel=("client",))
+    conf = write_conf(net.dir / "cli.conf", "bypv1", [("udp", 7700)])
+    script = str(HERE / "udp_shapes.py")
+    got, moved = [], []
+    for c in (None, conf):
+        rx = net.spawn("server", [PYTHON, script, "recv", "7700"], name="shapes-rx")
+        rx.wait_ready()
+        s0 = net.snmp("client")
+        net.run("client", [PYTHON, script, "send", net.srv_ip, "7700", "300"], conf=c,
+                timeout=30, check=True)
+        assert rx.wait(10) == 0, rx.describe()
+        moved.append(net.snmp("client")["Udp.OutDatagrams"] - s0["Udp.OutDatagrams"])
+        got.append([json.loads(l) for l in rx.out().splitlines()[1:]])
+    assert got[0][:9] == [[11, "abcdef-more", [64]], [9, "ghij-cork", [64]],
+                          [1000, "s" * 12, [64]], [1000, "s" * 12, [64]],
+                          [1000, "s" * 12, [64]], [500, "s" * 12, [64]],
+                          [9, "ttl-seven", [7]], [7, "pktinfo", [64]], [5, "plain", [64]]]
+    assert got[1] == got[0]
+    assert moved[0] >= 300 and moved[1] <= 8, moved
+
+
+def test_first_burst_after_start_arrives_whole(netpair):
+    """An unbound socket's first sendto starts the stack and 1,000 datagrams follow at once,
+    then the sender exits: all arrive, in order, as from the kernel.  The stack's neighbour
+    table starts empty; lwIP queued 16 datagrams while it asked the kernel for the MAC and
+    dropped the rest (the receiver got the last 16)."""
+    net = netpair(accel=("client",))
+    conf = write_conf(net.dir / "cli.conf", "bypv1", [("udp", 7701)])
+    script = str(HERE / "udp_shapes.py")
+    for c in (None, conf):
+        rx = net.spawn("server", [PYTHON, script, "recv", "7701"], name="burst-rx")
+        rx.wait_ready()
+        s0 = net.snmp("client")
+        net.run("client", [PYTHON, script, "burst", net.srv_ip, "7701", "1000"], conf=c,
+                timeout=30, check=True)
+        assert rx.wait(10) == 0, rx.describe()
+        got = [json.loads(l)[1] for l in rx.out().splitlines()[1:]]
+        assert got == ["burst %d" % i for i in range(1000)] + ["end"], got[:3]
+        moved = net.snmp("client")["Udp.OutDatagrams"] - s0["Udp.OutDatagrams"]
+        assert (moved >= 1000) if c is None else (moved < 5), moved
