@@ -58,17 +58,21 @@ static void put_cmsgs(const struct usock *us, const struct udgram *d, struct msg
 {
     struct cbuf cb = {.m = m};
     struct timespec ts = {.tv_sec = d->ts_ns / 1000000000, .tv_nsec = d->ts_ns % 1000000000};
+    /* The _NEW types carry 64-bit fields: the same layout as the old ones on x86-64. */
+    _Static_assert(sizeof(struct timespec) == 16 && sizeof(struct timeval) == 16, "64-bit time");
+    int tsnew = (us->cmsg & U_TSNEW) != 0;
     if (us->cmsg & U_TSNS) {
-        put_cmsg(&cb, SOL_SOCKET, SO_TIMESTAMPNS, &ts, sizeof ts);
+        put_cmsg(&cb, SOL_SOCKET, tsnew ? SO_TIMESTAMPNS_NEW : SO_TIMESTAMPNS, &ts, sizeof ts);
     } else if (us->cmsg & U_TS) {
         struct timeval tv = {.tv_sec = ts.tv_sec, .tv_usec = ts.tv_nsec / 1000};
-        put_cmsg(&cb, SOL_SOCKET, SO_TIMESTAMP, &tv, sizeof tv);
+        put_cmsg(&cb, SOL_SOCKET, tsnew ? SO_TIMESTAMP_NEW : SO_TIMESTAMP, &tv, sizeof tv);
     }
     if (us->cmsg & U_TSING) {
         struct timespec three[3];
         memset(three, 0, sizeof three);
         three[0] = ts;
-        put_cmsg(&cb, SOL_SOCKET, SO_TIMESTAMPING, three, sizeof three);
+        put_cmsg(&cb, SOL_SOCKET, tsnew ? SO_TIMESTAMPING_NEW : SO_TIMESTAMPING, three,
+                 sizeof three);
     }
     if ((us->cmsg & U_OVFL) && d->drops != 0)
         put_cmsg(&cb, SOL_SOCKET, SO_RXQ_OVFL, &d->drops, sizeof d->drops);

@@ -103,15 +103,25 @@ static int setsockopt_pinned(struct usock *us, int fd, int level, int opt, const
         case SO_SNDTIMEO:
             us->sndtimeo_ms = timeo_ms(val);
             break;
+        /* The _NEW options (64-bit time on 32-bit programs) switch the control messages
+         * of all three to the _NEW types when they turn one on, the old ones back. */
         case SO_TIMESTAMP:
+        case SO_TIMESTAMP_NEW:
             us->cmsg = (us->cmsg & ~(U_TS | U_TSNS)) | (v ? U_TS : 0);
+            if (v)
+                us->cmsg = (us->cmsg & ~U_TSNEW) | (opt == SO_TIMESTAMP_NEW ? U_TSNEW : 0);
             break;
         case SO_TIMESTAMPNS:
+        case SO_TIMESTAMPNS_NEW:
             us->cmsg = (us->cmsg & ~(U_TS | U_TSNS)) | (v ? U_TSNS : 0);
+            if (v)
+                us->cmsg = (us->cmsg & ~U_TSNEW) | (opt == SO_TIMESTAMPNS_NEW ? U_TSNEW : 0);
             break;
-        case SO_TIMESTAMPING: {
+        case SO_TIMESTAMPING:
+        case SO_TIMESTAMPING_NEW: {
             int want = SOF_TIMESTAMPING_SOFTWARE | SOF_TIMESTAMPING_RX_SOFTWARE;
             us->cmsg = (us->cmsg & ~U_TSING) | ((v & want) == want ? U_TSING : 0);
+            us->cmsg = (us->cmsg & ~U_TSNEW) | (opt == SO_TIMESTAMPING_NEW ? U_TSNEW : 0);
             break;
         }
         case SO_RXQ_OVFL:
@@ -224,6 +234,9 @@ void byp_udp_opts_inherit(struct usock *us, int fd)
         us->cmsg |= U_TSNS;
     else if (len = sizeof v, BYP_REAL(getsockopt)(fd, SOL_SOCKET, SO_TIMESTAMP, &v, &len) == 0 && v)
         us->cmsg |= U_TS;
+    len = sizeof v;
+    if (BYP_REAL(getsockopt)(fd, SOL_SOCKET, SO_TIMESTAMPNS_NEW, &v, &len) == 0 && v)
+        us->cmsg |= U_TSNEW;   /* on when the flag is: any of the three */
     len = sizeof v;
     int want = SOF_TIMESTAMPING_SOFTWARE | SOF_TIMESTAMPING_RX_SOFTWARE;
     if (BYP_REAL(getsockopt)(fd, SOL_SOCKET, SO_TIMESTAMPING, &v, &len) == 0 && (v & want) == want)

@@ -44,6 +44,8 @@ enum {
     U_PKTINFO = 8,              /* IP_PKTINFO */
     U_OVFL = 16,                /* SO_RXQ_OVFL */
     U_PKTINFO6 = 32,            /* IPV6_RECVPKTINFO (a dual-stack socket) */
+    U_TSNEW = 64,               /* the timestamps were asked with SO_TIMESTAMP*_NEW: their
+                                   control messages have those types */
 };
 
 struct usock {

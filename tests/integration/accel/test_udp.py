@@ -39,7 +39,8 @@ def test_udp_scenario_matches_kernel(netpair):
     assert kernel["to_loopback"] == ["to-loopback", True], kernel
     assert kernel["recvmmsg"] == ["batch%d" % i for i in range(8)], kernel
     assert kernel["overflow"] == {"some_dropped": True, "some_queued": True, "exact": True}, kernel
-    assert kernel["timestamps"] == {k: [5, True, True] for k in ("ns", "us", "ing")}, kernel
+    assert kernel["timestamps"] == {k: [5, True, True] for k in ("ns", "us", "ing", "ns_new",
+                                                                 "us_new", "ing_new")}, kernel
     assert accel == kernel
     # Accelerated: the only kernel UDP traffic is on purpose: the two loopback datagrams (out
     # + in each) and the 9,000-byte echo (its fragments go to the kernel, which reassembles

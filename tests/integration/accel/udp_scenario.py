@@ -23,6 +23,7 @@ import time
 SRV, CLI, ECHO, BASE = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 PEER = (CLI, ECHO)
 SO_TIMESTAMP, SO_TIMESTAMPNS, SO_TIMESTAMPING = 29, 35, 37
+SO_TIMESTAMP_NEW, SO_TIMESTAMPNS_NEW, SO_TIMESTAMPING_NEW = 63, 64, 65   # 64-bit time
 SOF_RX_SOFTWARE, SOF_SOFTWARE = 1 << 3, 1 << 4
 SO_RXQ_OVFL = 40
 IP_PKTINFO = 8
@@ -170,7 +171,11 @@ ts_ok = {}
 for name, opt, val, typ in (("ns", SO_TIMESTAMPNS, 1, SO_TIMESTAMPNS),
                             ("us", SO_TIMESTAMP, 1, SO_TIMESTAMP),
                             ("ing", SO_TIMESTAMPING, SOF_RX_SOFTWARE | SOF_SOFTWARE,
-                             SO_TIMESTAMPING)):
+                             SO_TIMESTAMPING),
+                            ("ns_new", SO_TIMESTAMPNS_NEW, 1, SO_TIMESTAMPNS_NEW),
+                            ("us_new", SO_TIMESTAMP_NEW, 1, SO_TIMESTAMP_NEW),
+                            ("ing_new", SO_TIMESTAMPING_NEW, SOF_RX_SOFTWARE | SOF_SOFTWARE,
+                             SO_TIMESTAMPING_NEW)):
     g.setsockopt(socket.SOL_SOCKET, opt, val)
     cmd(g, "!sizes 20,20,20,20,20 %d" % (BASE + 5))
     stamps = []
@@ -178,7 +183,7 @@ for name, opt, val, typ in (("ns", SO_TIMESTAMPNS, 1, SO_TIMESTAMPNS),
         data, anc, flags, addr = g.recvmsg(100, 256)
         for lvl, t, d in anc:
             if lvl == socket.SOL_SOCKET and t == typ:
-                if name == "us":
+                if name.startswith("us"):
                     sec, usec = struct.unpack("qq", d[:16])
                     stamps.append(sec + usec / 1e6)
                 else:
