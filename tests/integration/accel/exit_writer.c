@@ -11,8 +11,11 @@
  *     exit_writer PORT fork N exit|_exit     N connections, each in a forked child; the
  *                                            parent closes its copy at once
  *                                            (fork-per-connection) and exits after N
+ *     exit_writer PORT client HOST exit|_exit  the other way round: connects to HOST:PORT,
+ *                                            reads the peer's line and answers the same way
  *
  * Prints "ready" once listening. */
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,6 +85,16 @@ int main(int argc, char **argv)
     int forking = strcmp(argv[2], "fork") == 0;
     int count = atoi(argv[3]);
     raw_exit = strcmp(argv[4], "_exit") == 0;
+    if (strcmp(argv[2], "client") == 0) {
+        int c = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(port)};
+        if (inet_pton(AF_INET, argv[3], &to.sin_addr) != 1 ||
+            connect(c, (struct sockaddr *)&to, sizeof to) < 0) {
+            perror("connect");
+            return 1;
+        }
+        serve(c);
+    }
     int l = socket(AF_INET, SOCK_STREAM, 0), one = 1;
     setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};

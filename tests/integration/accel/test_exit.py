@@ -72,3 +72,36 @@ def test_last_words_at_exit_reach_the_peer(netpair, cprog, mode, word, how):
     # kernel's own would: the server starts again at once while they end in TIME_WAIT.
     again, code, srv = serve(net, prog, mode, word, n, how, None)
     assert (again, code) == (want, 0), srv.describe()
+
+
+PEER = r"""
+import hashlib, socket, sys
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("0.0.0.0", int(sys.argv[1]))); ls.listen(1)
+print("ready", flush=True)
+c, _ = ls.accept()
+c.sendall(b"hello 0\n")
+got = b""
+while True:
+    d = c.recv(65536)
+    if not d:
+        break
+    got += d
+print(0, len(got), hashlib.sha256(got).hexdigest(), flush=True)
+"""
+
+
+@pytest.mark.parametrize("how", ["exit", "_exit"])
+def test_client_last_words_at_exit_reach_the_server(netpair, cprog, how):
+    """The same from an accelerated client (its kernel socket holds the port): the server
+    gets what the client's exit handler and stdio flush wrote, as from a kernel client."""
+    net = netpair(accel=("client",))
+    prog = cprog("exit_writer")
+    conf = write_conf(net.dir / "cli.conf", "bypv1", [("tcp", PORT)])
+    for c in (None, conf):
+        srv = net.spawn("server", [PYTHON, "-c", PEER, str(PORT)], name="exit-peer")
+        srv.wait_ready()
+        cp = net.run("client", [prog, str(PORT), "client", net.srv_ip, how], conf=c, timeout=30)
+        assert cp.returncode == 0, cp.stderr
+        assert srv.wait(20) == 0, srv.describe()
+        assert srv.out().splitlines()[1:] == [expected("hello", 0)], (c, srv.describe())
