@@ -103,12 +103,16 @@ int byp_engine_leave(void)
     return 0;
 }
 
-/* At exit of any member: libbypass.so's exit handler (engine.h, leave).  It runs before
- * the exit handlers the program registered before the engine started and before libc
- * flushes stdio: its connections go to the kernel first, so what those write still leaves. */
+/* At exit of any member: libbypass.so's exit handler (engine.h, leave), or _exit.  It runs
+ * before the exit handlers the program registered before the engine started and before
+ * libc flushes stdio: its connections go to the kernel first, so what those write still
+ * leaves. */
 void byp_engine_atexit(void)
 {
-    if (byp_engine_nic != NULL && byp_local != NULL && byp_local->slot >= 0) {
+    /* exit() from a signal handler: the handover allocates, and what the signal
+     * interrupted (malloc) may hold the allocator's lock; the connections close as before. */
+    if (byp_engine_nic != NULL && byp_local != NULL && byp_local->slot >= 0 &&
+        !byp_sig_in_handler()) {
         byp_stack_lock_raw();
         byp_tcp_handover_fds(1);
         byp_stack_unlock();
