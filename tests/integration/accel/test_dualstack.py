@@ -188,3 +188,47 @@ def test_dual_stack_udp(netpair):
     assert kernel[2] == ["::ffff:" + net.cli_ip, [0, 0], PORT], kernel[2]
     assert kernel[3] >= 2 * UDP_N
     assert accel_srv[3] < 5 and accel_cli[3] < 5, (accel_srv[3], accel_cli[3])
+
+
+MCAST_RX = r"""
+import json, socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind(("::", int(sys.argv[2])))
+s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+             socket.inet_aton(sys.argv[3]) + socket.inet_aton(sys.argv[1]))
+print("ready", flush=True)
+s.settimeout(3)
+out = []
+try:
+    while True:
+        d, a = s.recvfrom(100)
+        out.append([d.decode(), list(a)])
+except socket.timeout:
+    pass
+print(json.dumps(out), flush=True)
+"""
+
+
+def test_dual_stack_multicast_member(netpair):
+    """An IPv4 group joined (IP_ADD_MEMBERSHIP) on a dual-stack AF_INET6 socket bound to
+    "::": the 200 datagrams of a feed arrive in order with the v4-mapped source, as on the
+    kernel, and the kernel counted none of them."""
+    from .test_udp_mcast import PORT as MPORT, send
+    net = netpair()
+    conf = write_conf(net.dir / "srv.conf", SRV_IF, [("udp", MPORT)])
+    got, moved = [], []
+    for c in (None, conf):
+        rx = net.spawn("server", [PYTHON, "-c", MCAST_RX, net.srv_ip, str(MPORT), "239.9.1.1"],
+                       conf=c, name="mcast6")
+        rx.wait_ready()
+        s0 = net.snmp("server")
+        send(net, "239.9.1.1:200:x")
+        assert rx.wait(15) == 0, rx.describe()
+        moved.append(net.snmp("server")["Udp.InDatagrams"] - s0["Udp.InDatagrams"])
+        # the sender's port differs from run to run
+        got.append([[d, [a[0]] + a[2:]] for d, a in json.loads(rx.out().splitlines()[-1])])
+    src = ["::ffff:" + net.cli_ip, 0, 0]
+    assert got[0] == [["239.9.1.1 x %d" % k, src] for k in range(200)]
+    assert got[1] == got[0]
+    assert moved[0] >= 200 and moved[1] == 0, moved
