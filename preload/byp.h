@@ -34,11 +34,12 @@ void byp_before_fork(void);
 /* Before exec (wrap_exec.c): accelerated connections that survive it go to the kernel. */
 void byp_before_exec(void);
 
-/* The IPv4 part of a dual-stack AF_INET6 socket @fd's address @sa (wrap_sock.c):
- * ::ffff:a.b.c.d, or "::" (INADDR_ANY) when @any_ok, with IPV6_V6ONLY off (node, Go and
- * Java listen so by default, Java connects so); 0 if it has none. */
-int byp_ipv4_part(int fd, const struct sockaddr *sa, socklen_t len, struct sockaddr_in *out,
-                  int any_ok);
+/* The IPv4 address socket @fd's address @sa names (wrap_sock.c): a plain one, or the IPv4
+ * part of a dual-stack AF_INET6 socket's (IPV6_V6ONLY off: node, Go and Java listen so by
+ * default, Java connects so): ::ffff:a.b.c.d, or "::" (INADDR_ANY) when @any_ok.  0 if
+ * none. */
+int byp_ipv4_of(int fd, const struct sockaddr *sa, socklen_t len, struct sockaddr_in *out,
+                int any_ok);
 
 /* At exit (registered by engine_load.c once the engine started) and _exit (wrap_proc.c):
  * this process's connections go to the kernel and it leaves the stack. */

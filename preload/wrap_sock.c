@@ -26,20 +26,13 @@ static int is_loopback(in_addr_t a)
     return (ntohl(a) >> 24) == 127;
 }
 
-/* The IPv4 address in @sa (AF_INET); 0 if none. */
-static int ipv4_of(const struct sockaddr *sa, socklen_t len, struct sockaddr_in *out)
+int byp_ipv4_of(int fd, const struct sockaddr *sa, socklen_t len, struct sockaddr_in *out,
+                int any_ok)
 {
-    if (sa == NULL || sa->sa_family != AF_INET || len < sizeof(struct sockaddr_in))
-        return 0;
-    *out = *(const struct sockaddr_in *)sa;
-    return 1;
-}
-
-int byp_ipv4_part(int fd, const struct sockaddr *sa, socklen_t len, struct sockaddr_in *out,
-                  int any_ok)
-{
-    if (sa == NULL || sa->sa_family != AF_INET6 || byp_addr4_get(sa, len, out) != 1 ||
-        (!any_ok && out->sin_addr.s_addr == INADDR_ANY))
+    int mapped = byp_addr4_get(sa, len, out);
+    if (mapped <= 0)
+        return mapped == 0;   /* plain IPv4, or none */
+    if (!any_ok && out->sin_addr.s_addr == INADDR_ANY)
         return 0;
     int only = 1;
     socklen_t olen = sizeof only;
@@ -71,7 +64,7 @@ BYP_EXPORT int bind(int fd, const struct sockaddr *addr, socklen_t len)
     struct sockaddr_in sin;
     int kind = candidate(fd, BYP_FD_KTCP) ? BYP_FD_KTCP : candidate(fd, BYP_FD_KUDP) ? BYP_FD_KUDP : 0;
     if (rc < 0 && errno == EADDRNOTAVAIL && kind != 0 &&
-        ipv4_of(addr, len, &sin) && is_stack_only_addr(sin.sin_addr.s_addr) &&
+        byp_addr4_get(addr, len, &sin) == 0 && is_stack_only_addr(sin.sin_addr.s_addr) &&
         byp_rule_match(&byp_cfg, kind == BYP_FD_KTCP ? BYP_PROTO_TCP : BYP_PROTO_UDP,
                        (struct sockaddr *)&sin, sizeof sin) == BYP_ACT_ACCELERATE) {
         /* The stack's own address on a dedicated link: the kernel socket, which reserves
@@ -95,8 +88,7 @@ static int accel_listen(int fd, int backlog)
     struct sockaddr_in sin;
     int saved = errno;
     int ok = BYP_REAL(getsockname)(fd, (struct sockaddr *)&ss, &len) == 0 &&
-             (ipv4_of((struct sockaddr *)&ss, len, &sin) ||
-              byp_ipv4_part(fd, (struct sockaddr *)&ss, len, &sin, 1)) && sin.sin_port != 0 &&
+             byp_ipv4_of(fd, (struct sockaddr *)&ss, len, &sin, 1) && sin.sin_port != 0 &&
              !is_loopback(sin.sin_addr.s_addr) &&
              byp_rule_match(&byp_cfg, BYP_PROTO_TCP, (struct sockaddr *)&sin, sizeof sin) ==
                  BYP_ACT_ACCELERATE;
@@ -128,7 +120,7 @@ BYP_EXPORT int listen(int fd, int backlog)
 static int accel_connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     struct sockaddr_in sin;
-    if (!(ipv4_of(addr, len, &sin) || byp_ipv4_part(fd, addr, len, &sin, 0)) ||
+    if (!byp_ipv4_of(fd, addr, len, &sin, 0) ||
         is_loopback(sin.sin_addr.s_addr) ||
         byp_rule_match(&byp_cfg, BYP_PROTO_TCP, (const struct sockaddr *)&sin, sizeof sin) !=
             BYP_ACT_ACCELERATE)

@@ -51,22 +51,9 @@ static int local_of(int fd, struct sockaddr_in *sin, int *v6)
     socklen_t len = sizeof ss;
     if (BYP_REAL(getsockname)(fd, (struct sockaddr *)&ss, &len) != 0)
         return 0;
-    int mapped = ss.ss_family == AF_INET6;
     if (v6 != NULL)
-        *v6 = mapped;
-    return mapped ? byp_ipv4_part(fd, (struct sockaddr *)&ss, len, sin, 1)
-                  : byp_addr4_get((struct sockaddr *)&ss, len, sin) == 0;
-}
-
-/* The remote IPv4 address @sa names for socket @fd: plain, or v4-mapped on a dual-stack
- * socket.  0 if none. */
-static int remote_of(int fd, const struct sockaddr *sa, socklen_t len, struct sockaddr_in *sin)
-{
-    if (sa == NULL)
-        return 0;
-    if (sa->sa_family == AF_INET6)
-        return byp_ipv4_part(fd, sa, len, sin, 0);
-    return byp_addr4_get(sa, len, sin) == 0;
+        *v6 = ss.ss_family == AF_INET6;
+    return byp_ipv4_of(fd, (struct sockaddr *)&ss, len, sin, 1);
 }
 
 /* ---- joins made before bind ---- */
@@ -152,7 +139,7 @@ void byp_udp_decide_connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     int saved = errno;
     struct sockaddr_in r;
-    if (remote_of(fd, addr, len, &r) && accelerates(r.sin_addr.s_addr, r.sin_port) &&
+    if (byp_ipv4_of(fd, addr, len, &r, 0) && accelerates(r.sin_addr.s_addr, r.sin_port) &&
         byp_engine_get() == 0)
         adopted(fd, byp_engine->udp_connect(fd, &r));
     errno = saved;
@@ -225,7 +212,7 @@ static const byp_fd_ops_t *decide_send(int fd, const struct sockaddr *to, sockle
 {
     int saved = errno;
     struct sockaddr_in r;
-    if (!remote_of(fd, to, tolen, &r) || !accelerates(r.sin_addr.s_addr, r.sin_port)) {
+    if (!byp_ipv4_of(fd, to, tolen, &r, 0) || !accelerates(r.sin_addr.s_addr, r.sin_port)) {
         errno = saved;
         return NULL;
     }

@@ -3,6 +3,7 @@
 #define BYP_FD_UDP_H
 
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdint.h>
 
 /* Engine entry points (struct byp_engine; see preload/engine.h for the returns).
@@ -31,6 +32,9 @@ int byp_udp_kpath_fd(void);
 int byp_udp_kpath_members(void);
 void byp_udp_kpath_wake(void);
 void byp_udp_kpath_poll(int64_t now_ns);
+
+/* Send the @n messages of @vec (udp_send.c): count sent, or -1 and errno. */
+int byp_udp_send_batch(int fd, struct mmsghdr *vec, unsigned n, int flags);
 
 /* Socket options of the UDP kind (udp_opts.c). */
 int byp_udp_setsockopt(int fd, int level, int opt, const void *val, socklen_t len);

@@ -101,6 +101,25 @@ def test_hybrid_paths(netpair):
     assert last_json(srv) == [[50, True], [100, False], [9000, False]], srv.describe()
 
 
+def shaped_sends(net, mode, port, count):
+    """udp_shapes.py @mode from the client namespace to a kernel receiver on @port, first
+    from a kernel sender, then from an accelerated one: per sender, the datagrams the
+    receiver got ([length, head, TTL] each) and the sender's kernel UDP datagrams out."""
+    conf = write_conf(net.dir / ("cli-%d.conf" % port), "bypv1", [("udp", port)])
+    script = str(HERE / "udp_shapes.py")
+    runs = []
+    for c in (None, conf):
+        rx = net.spawn("server", [PYTHON, script, "recv", str(port)], name="shapes-rx")
+        rx.wait_ready()
+        s0 = net.snmp("client")
+        net.run("client", [PYTHON, script, mode, net.srv_ip, str(port), str(count)], conf=c,
+                timeout=30, check=True)
+        assert rx.wait(10) == 0, rx.describe()
+        moved = net.snmp("client")["Udp.OutDatagrams"] - s0["Udp.OutDatagrams"]
+        runs.append(([json.loads(l) for l in rx.out().splitlines()[1:]], moved))
+    return runs
+
+
 def test_send_shapes_match_the_kernel(netpair):
     """MSG_MORE and UDP_CORK (one datagram over several calls), UDP_SEGMENT (one call, many
     datagrams), a TTL in a control message: the receiver gets the same datagrams from an
@@ -108,24 +127,13 @@ def test_send_shapes_match_the_kernel(netpair):
     socket); an IP_PKTINFO naming the sender's own address and plain sends stay on the
     stack (the sender's kernel counted at most the shaped ones)."""
     net = netpair(accel=("client",))
-    conf = write_conf(net.dir / "cli.conf", "bypv1", [("udp", 7700)])
-    script = str(HERE / "udp_shapes.py")
-    got, moved = [], []
-    for c in (None, conf):
-        rx = net.spawn("server", [PYTHON, script, "recv", "7700"], name="shapes-rx")
-        rx.wait_ready()
-        s0 = net.snmp("client")
-        net.run("client", [PYTHON, script, "send", net.srv_ip, "7700", "300"], conf=c,
-                timeout=30, check=True)
-        assert rx.wait(10) == 0, rx.describe()
-        moved.append(net.snmp("client")["Udp.OutDatagrams"] - s0["Udp.OutDatagrams"])
-        got.append([json.loads(l) for l in rx.out().splitlines()[1:]])
-    assert got[0][:9] == [[11, "abcdef-more", [64]], [9, "ghij-cork", [64]],
-                          [1000, "s" * 12, [64]], [1000, "s" * 12, [64]],
-                          [1000, "s" * 12, [64]], [500, "s" * 12, [64]],
-                          [9, "ttl-seven", [7]], [7, "pktinfo", [64]], [5, "plain", [64]]]
-    assert got[1] == got[0]
-    assert moved[0] >= 300 and moved[1] <= 8, moved
+    (kgot, kmoved), (agot, amoved) = shaped_sends(net, "send", 7700, 300)
+    assert kgot[:9] == [[11, "abcdef-more", [64]], [9, "ghij-cork", [64]],
+                        [1000, "s" * 12, [64]], [1000, "s" * 12, [64]],
+                        [1000, "s" * 12, [64]], [500, "s" * 12, [64]],
+                        [9, "ttl-seven", [7]], [7, "pktinfo", [64]], [5, "plain", [64]]]
+    assert agot == kgot
+    assert kmoved >= 300 and amoved <= 8, (kmoved, amoved)
 
 
 def test_first_burst_after_start_arrives_whole(netpair):
@@ -134,16 +142,8 @@ def test_first_burst_after_start_arrives_whole(netpair):
     table starts empty; lwIP queued 16 datagrams while it asked the kernel for the MAC and
     dropped the rest (the receiver got the last 16)."""
     net = netpair(accel=("client",))
-    conf = write_conf(net.dir / "cli.conf", "bypv1", [("udp", 7701)])
-    script = str(HERE / "udp_shapes.py")
-    for c in (None, conf):
-        rx = net.spawn("server", [PYTHON, script, "recv", "7701"], name="burst-rx")
-        rx.wait_ready()
-        s0 = net.snmp("client")
-        net.run("client", [PYTHON, script, "burst", net.srv_ip, "7701", "1000"], conf=c,
-                timeout=30, check=True)
-        assert rx.wait(10) == 0, rx.describe()
-        got = [json.loads(l)[1] for l in rx.out().splitlines()[1:]]
-        assert got == ["burst %d" % i for i in range(1000)] + ["end"], got[:3]
-        moved = net.snmp("client")["Udp.OutDatagrams"] - s0["Udp.OutDatagrams"]
-        assert (moved >= 1000) if c is None else (moved < 5), moved
+    want = ["burst %d" % i for i in range(1000)] + ["end"]
+    (kgot, kmoved), (agot, amoved) = shaped_sends(net, "burst", 7701, 1000)
+    for got in (kgot, agot):
+        assert [g[1] for g in got] == want, got[:3]
+    assert kmoved >= 1000 and amoved < 5, (kmoved, amoved)
