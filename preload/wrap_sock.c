@@ -87,11 +87,20 @@ static int accel_listen(int fd, int backlog)
     socklen_t len = sizeof ss;
     struct sockaddr_in sin;
     int saved = errno;
-    int ok = BYP_REAL(getsockname)(fd, (struct sockaddr *)&ss, &len) == 0 &&
-             byp_ipv4_of(fd, (struct sockaddr *)&ss, len, &sin, 1) && sin.sin_port != 0 &&
-             !is_loopback(sin.sin_addr.s_addr) &&
+    int named = BYP_REAL(getsockname)(fd, (struct sockaddr *)&ss, &len) == 0;
+    int ok = named && byp_ipv4_of(fd, (struct sockaddr *)&ss, len, &sin, 1) &&
+             sin.sin_port != 0 && !is_loopback(sin.sin_addr.s_addr) &&
              byp_rule_match(&byp_cfg, BYP_PROTO_TCP, (struct sockaddr *)&sin, sizeof sin) ==
                  BYP_ACT_ACCELERATE;
+    if (!ok && named && ss.ss_family == AF_INET6) {
+        /* IPv6 only (IPV6_V6ONLY, or an IPv6 address) on a port a rule names: say why. */
+        struct sockaddr_in any = {.sin_family = AF_INET,
+                                  .sin_port = ((struct sockaddr_in6 *)&ss)->sin6_port};
+        if (byp_rule_match(&byp_cfg, BYP_PROTO_TCP, (struct sockaddr *)&any, sizeof any) ==
+            BYP_ACT_ACCELERATE)
+            byp_info("tcp listener on port %u is IPv6 only: it stays on the kernel",
+                     ntohs(any.sin_port));
+    }
     errno = saved;
     if (!ok || byp_engine_get() < 0)
         return BYP_ENGINE_DECLINE;

@@ -127,8 +127,15 @@ int byp_udp_send_batch(int fd, struct mmsghdr *vec, unsigned n, int flags)
         int d = dest_of(us, m, &to);
         int mcast_away = us->mcast_kernel && (ntohl(to.sin_addr.s_addr) >> 28) == 14;
         kernel = kernel_send(us, m, flags);
-        if (kernel)
+        if (kernel) {
             us->kpending = us->cork || (flags & MSG_MORE);   /* what the kernel will hold */
+            if (!us->kshaped_said) {
+                us->kshaped_said = 1;
+                byp_info("udp socket on port %u: sends the kernel shapes (UDP_CORK, MSG_MORE, "
+                         "UDP_SEGMENT, control messages) go through the kernel socket",
+                         ntohs(us->local.sin_port));
+            }
+        }
         if (d == 1 && !mcast_away && !kernel && via_stack(to.sin_addr.s_addr)) {
             r = us->shut_wr ? -EPIPE : stack_send(us, m, &to);
         } else if (byp_usock_orphan(us, fd)) {

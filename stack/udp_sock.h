@@ -66,6 +66,7 @@ struct usock {
     int cork;                   /* UDP_CORK */
     int gso;                    /* UDP_SEGMENT */
     int kpending;               /* the kernel socket holds the start of a corked datagram */
+    int kshaped_said;           /* the info line on such sends was written */
     int shut_rd, shut_wr;       /* shutdown(): receives end (0), sends fail (EPIPE) */
     struct sockaddr_in local, remote;
     /* receive queue: a ring of datagrams, bounded in bytes by the kernel socket's SO_RCVBUF */

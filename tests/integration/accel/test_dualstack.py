@@ -232,3 +232,46 @@ def test_dual_stack_multicast_member(netpair):
     assert got[0] == [["239.9.1.1 x %d" % k, src] for k in range(200)]
     assert got[1] == got[0]
     assert moved[0] >= 200 and moved[1] == 0, moved
+
+
+V6ONLY_SRV = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET6)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+s.bind(("::", int(sys.argv[1])))
+s.listen(8)
+print("ready", flush=True)
+s.settimeout(3)
+try:
+    s.accept()
+    print("accepted", flush=True)
+except socket.timeout:
+    print("none", flush=True)
+"""
+
+REFUSED = r"""
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2)
+    print("connected")
+except OSError as e:
+    print(type(e).__name__)
+"""
+
+
+def test_ipv6_only_listener_stays_on_kernel(netpair):
+    """An IPV6_V6ONLY listener on a port a rule names has no IPv4 part: it stays the
+    kernel's, with one line at info saying so, and an IPv4 client is refused as on the
+    kernel."""
+    net = netpair()
+    conf = write_conf(net.dir / "srv.conf", SRV_IF, [("tcp", PORT)], extra='log = "info";\n')
+    answers = []
+    for c in (None, conf):
+        srv = net.spawn("server", [PYTHON, "-c", V6ONLY_SRV, str(PORT)], name="v6only", conf=c)
+        srv.wait_ready()
+        cp = net.run("client", [PYTHON, "-c", REFUSED, net.srv_ip, str(PORT)], timeout=20)
+        srv.wait(10)
+        answers.append([cp.stdout.strip(), srv.out().splitlines()[-1]])
+        lines = [l for l in srv.err().splitlines() if "IPv6 only" in l]
+        assert len(lines) == (1 if c else 0), srv.describe()
+    assert answers[0] == answers[1] == ["ConnectionRefusedError", "none"], answers

@@ -104,19 +104,22 @@ def test_hybrid_paths(netpair):
 def shaped_sends(net, mode, port, count):
     """udp_shapes.py @mode from the client namespace to a kernel receiver on @port, first
     from a kernel sender, then from an accelerated one: per sender, the datagrams the
-    receiver got ([length, head, TTL] each) and the sender's kernel UDP datagrams out."""
-    conf = write_conf(net.dir / ("cli-%d.conf" % port), "bypv1", [("udp", port)])
+    receiver got ([length, head, TTL] each), the sender's kernel UDP datagrams out, and
+    its info lines saying shaped sends go through the kernel socket."""
+    conf = write_conf(net.dir / ("cli-%d.conf" % port), "bypv1", [("udp", port)],
+                      extra='log = "info";\n')
     script = str(HERE / "udp_shapes.py")
     runs = []
     for c in (None, conf):
         rx = net.spawn("server", [PYTHON, script, "recv", str(port)], name="shapes-rx")
         rx.wait_ready()
         s0 = net.snmp("client")
-        net.run("client", [PYTHON, script, mode, net.srv_ip, str(port), str(count)], conf=c,
-                timeout=30, check=True)
+        cp = net.run("client", [PYTHON, script, mode, net.srv_ip, str(port), str(count)],
+                     conf=c, timeout=30, check=True)
         assert rx.wait(10) == 0, rx.describe()
         moved = net.snmp("client")["Udp.OutDatagrams"] - s0["Udp.OutDatagrams"]
-        runs.append(([json.loads(l) for l in rx.out().splitlines()[1:]], moved))
+        said = sum("go through the kernel socket" in l for l in cp.stderr.splitlines())
+        runs.append(([json.loads(l) for l in rx.out().splitlines()[1:]], moved, said))
     return runs
 
 
@@ -127,13 +130,14 @@ def test_send_shapes_match_the_kernel(netpair):
     socket); an IP_PKTINFO naming the sender's own address and plain sends stay on the
     stack (the sender's kernel counted at most the shaped ones)."""
     net = netpair(accel=("client",))
-    (kgot, kmoved), (agot, amoved) = shaped_sends(net, "send", 7700, 300)
+    (kgot, kmoved, _), (agot, amoved, said) = shaped_sends(net, "send", 7700, 300)
     assert kgot[:9] == [[11, "abcdef-more", [64]], [9, "ghij-cork", [64]],
                         [1000, "s" * 12, [64]], [1000, "s" * 12, [64]],
                         [1000, "s" * 12, [64]], [500, "s" * 12, [64]],
                         [9, "ttl-seven", [7]], [7, "pktinfo", [64]], [5, "plain", [64]]]
     assert agot == kgot
     assert kmoved >= 300 and amoved <= 8, (kmoved, amoved)
+    assert said == 1   # one line, at the first shaped send
 
 
 def test_first_burst_after_start_arrives_whole(netpair):
@@ -143,7 +147,7 @@ def test_first_burst_after_start_arrives_whole(netpair):
     dropped the rest (the receiver got the last 16)."""
     net = netpair(accel=("client",))
     want = ["burst %d" % i for i in range(1000)] + ["end"]
-    (kgot, kmoved), (agot, amoved) = shaped_sends(net, "burst", 7701, 1000)
+    (kgot, kmoved, _), (agot, amoved, said) = shaped_sends(net, "burst", 7701, 1000)
     for got in (kgot, agot):
         assert [g[1] for g in got] == want, got[:3]
-    assert kmoved >= 1000 and amoved < 5, (kmoved, amoved)
+    assert kmoved >= 1000 and amoved < 5 and said == 0, (kmoved, amoved, said)
