@@ -111,6 +111,9 @@ struct byp_nic_burst_ops {
      * veth in copy mode, the peer's receive too, which other threads and processes of the
      * family would otherwise wait out for the lock).  NULL: tx_burst sends. */
     void (*tx_kick)(struct byp_nic *nic);
+    /* Optional: a member of the family died holding the stack lock, perhaps inside a
+     * burst: make the device's own state consistent again (stack lock held). */
+    void (*repair)(struct byp_nic *nic);
 };
 
 /* An open NIC: one ethdev port, queue 0 for rx and tx, one mbuf pool.  Read-only for
@@ -191,6 +194,12 @@ static inline void byp_nic_tx_kick(struct byp_nic *nic)
 {
     if (nic->burst->tx_kick != NULL)
         nic->burst->tx_kick(nic);
+}
+
+static inline void byp_nic_repair(struct byp_nic *nic)
+{
+    if (nic->burst->repair != NULL)
+        nic->burst->repair(nic);
 }
 
 /* ---- EAL (eal.c) ---- */

@@ -67,6 +67,10 @@ struct xsk_state {
     uint32_t fill;                  /* buffers the fill ring should hold */
     uint32_t fill_short;            /* buffers it lacks (the pool was empty) */
     uint32_t tx_out;                /* frames handed to the kernel, not yet completed */
+    /* Buffers a refill took from the pool and has not yet submitted to the fill ring: a
+     * member killed in between (holding the stack lock) leaves them here for the repair. */
+    struct rte_mbuf *refill_bufs[BATCH];
+    uint32_t refill_held;
     uint64_t ipackets, ibytes, opackets, obytes, oerrors;
 };
 
@@ -91,23 +95,32 @@ static inline struct rte_mbuf *addr_mbuf(const struct xsk_state *s, uint64_t add
 /* Put up to @want fresh buffers of the pool in the fill ring; returns how many. */
 static uint32_t refill(struct byp_nic *nic, struct xsk_state *s, uint32_t want)
 {
-    struct rte_mbuf *bufs[BATCH];
+    struct rte_mbuf **bufs = s->refill_bufs;
     uint32_t done = 0;
     while (done < want) {
         uint32_t k = want - done < BATCH ? want - done : BATCH, idx;
         if (rte_pktmbuf_alloc_bulk(nic->pool, bufs, k) != 0)
             break;      /* the frames the kernel then cannot place count as rx_dropped */
+        s->refill_held = k;
         if (xsk_ring_prod__reserve(&s->fq, k, &idx) != k) {
+            s->fq.cached_prod = *s->fq.producer;
+            s->refill_held = 0;
             rte_pktmbuf_free_bulk(bufs, k);
             break;
         }
         for (uint32_t i = 0; i < k; i++)
             *xsk_ring_prod__fill_addr(&s->fq, idx + i) = obj_addr(s, bufs[i]);
+        /* Not ours once submitted: a death between the two leaks them, never frees
+         * buffers the kernel may fill. */
+        __atomic_store_n(&s->refill_held, 0, __ATOMIC_RELAXED);
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
         xsk_ring_prod__submit(&s->fq, k);
         done += k;
     }
     return done;
 }
+
+static void pull_completions(struct xsk_state *s);
 
 static uint16_t xsk_rx(struct byp_nic *nic, struct rte_mbuf **pkts, uint16_t n)
 {
@@ -115,6 +128,10 @@ static uint16_t xsk_rx(struct byp_nic *nic, struct rte_mbuf **pkts, uint16_t n)
     uint32_t idx;
     uint32_t got = xsk_ring_cons__peek(&s->rx, n, &idx);
     if (got == 0) {
+        /* A quiet round also takes back what the last sends left in the completion ring:
+         * otherwise those buffers stay out of the pool until the next send. */
+        if (s->tx_out != 0)
+            pull_completions(s);
         if (s->fill_short != 0)
             s->fill_short -= refill(nic, s, s->fill_short);
         if (xsk_ring_prod__needs_wakeup(&s->fq))
@@ -143,11 +160,13 @@ static uint16_t xsk_rx(struct byp_nic *nic, struct rte_mbuf **pkts, uint16_t n)
         bytes += d->len;
         pkts[i] = m;
     }
-    xsk_ring_cons__release(&s->rx, got);
     s->ipackets += got;
     s->ibytes += bytes;
     uint32_t want = got + s->fill_short;
     s->fill_short = want - refill(nic, s, want);
+    /* Last: until this release the frames are still the ring's (a death before it has
+     * them read again, xsk_repair); after it they are the caller's burst. */
+    xsk_ring_cons__release(&s->rx, got);
     return (uint16_t)got;
 }
 
@@ -161,6 +180,24 @@ static void pull_completions(struct xsk_state *s)
     if (k != 0)
         xsk_ring_cons__release(&s->cq, k);
     s->tx_out -= k;
+}
+
+/* A member died holding the stack lock (kill -9), perhaps inside one of the above: put
+ * the rings' cached indices back where the shared ones say, so that what it reserved and
+ * never submitted is not submitted later with stale contents, and what it peeked and
+ * never released is read again (rx) or counted as taken (completions, which it may have
+ * freed: some of them are then leaked, none freed twice). */
+static void xsk_repair(struct byp_nic *nic)
+{
+    struct xsk_state *s = nic->priv;
+    s->rx.cached_cons = *s->rx.consumer;
+    s->fq.cached_prod = *s->fq.producer;
+    s->tx.cached_prod = *s->tx.producer;
+    *s->cq.consumer = s->cq.cached_cons;
+    s->tx_out = *s->tx.producer - *s->cq.consumer;
+    if (s->refill_held != 0 && s->refill_held <= BATCH)
+        rte_pktmbuf_free_bulk(s->refill_bufs, s->refill_held);
+    s->refill_held = 0;
 }
 
 /* Frames in the tx ring wait for xsk_tx_kick; threads in it, and the port closing: the
@@ -282,6 +319,7 @@ const struct byp_nic_burst_ops byp_xsk_burst = {
     .tx_burst = xsk_tx,
     .rx_pending = xsk_rx_pending,
     .tx_kick = xsk_tx_kick,
+    .repair = xsk_repair,
 };
 
 /* libxdp prints to stderr by default: route it to our log, as af_xdp.c does libbpf's. */

@@ -280,6 +280,8 @@ void byp_netif_repair(void)
     /* A burst cut short: how much of it the NIC took is unknown, so none of it is sent
      * again (an mbuf sent twice would be freed twice); what it had not taken is lost
      * (TCP sends it again) and leaked. */
+    if (nic != NULL)
+        byp_nic_repair(nic);
     unsigned dropped = flushing ? txn : 0, freed = 0;
     if (flushing)
         txn = 0;

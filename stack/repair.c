@@ -8,6 +8,7 @@
  * had pinned) or whose queues fail the check is reset: its peer gets an RST and the
  * program ECONNRESET, rather than a stream with a hole or a repeat in it. */
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "lwip/memp.h"
@@ -205,8 +206,13 @@ void byp_repair_dead_holder(void)
         p = next;
     }
     byp_holder = (struct byp_holder){0};
-    byp_warn("repaired the stack after process %d died holding its lock%s: %d connection(s) "
-             "reset, %d list(s) cut, %d timer(s) re-armed", (int)dead.pid,
+    /* No pid: it died between taking the lock and saying so, or between saying it was done
+     * and releasing it. */
+    char who[40] = "a process";
+    if (dead.pid != 0)
+        snprintf(who, sizeof who, "process %d", (int)dead.pid);
+    byp_warn("repaired the stack after %s died holding its lock%s: %d connection(s) "
+             "reset, %d list(s) cut, %d timer(s) re-armed", who,
              dead.in_timers ? " (in lwIP's timers)" : "", reset, cut, timers < 0 ? 0 : timers);
 }
 
