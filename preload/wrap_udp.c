@@ -120,7 +120,16 @@ void byp_udp_decide_bind(int fd)
     struct sockaddr_in sin;
     struct pending joins[32];
     int nj = take_pending(fd, joins, 32);
-    if (local_of(fd, &sin, NULL) && sin.sin_port != 0) {
+    int v6 = 0;
+    if (!local_of(fd, &sin, &v6)) {
+        struct sockaddr_in6 s6;
+        socklen_t len = sizeof s6;
+        /* IPv6 only (IPV6_V6ONLY, or an IPv6 address) on a port a rule names: say why. */
+        if (v6 && BYP_REAL(getsockname)(fd, (struct sockaddr *)&s6, &len) == 0 &&
+            s6.sin6_family == AF_INET6 && s6.sin6_port != 0 && accelerates_any(s6.sin6_port))
+            byp_info("udp socket on port %u is IPv6 only: it stays on the kernel",
+                     ntohs(s6.sin6_port));
+    } else if (sin.sin_port != 0) {
         int want = sin.sin_addr.s_addr == INADDR_ANY ? accelerates_any(sin.sin_port)
                                                      : accelerates(sin.sin_addr.s_addr, sin.sin_port);
         for (int i = 0; i < nj && !want; i++)

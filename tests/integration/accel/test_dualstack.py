@@ -275,3 +275,43 @@ def test_ipv6_only_listener_stays_on_kernel(netpair):
         lines = [l for l in srv.err().splitlines() if "IPv6 only" in l]
         assert len(lines) == (1 if c else 0), srv.describe()
     assert answers[0] == answers[1] == ["ConnectionRefusedError", "none"], answers
+
+
+V6ONLY_UDP = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+s.bind(("::", int(sys.argv[1])))
+print("ready", flush=True)
+s.settimeout(3)
+try:
+    print("got", s.recvfrom(100)[0].decode(), flush=True)
+except socket.timeout:
+    print("none", flush=True)
+"""
+
+UDP_SEND = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(5):
+    s.sendto(b"hello", (sys.argv[1], int(sys.argv[2])))
+    time.sleep(0.1)
+print("sent")
+"""
+
+
+def test_ipv6_only_udp_socket_stays_on_kernel(netpair):
+    """The same for UDP: an IPV6_V6ONLY socket on a port a rule names stays the kernel's,
+    with one line at info, and gets no IPv4 datagram, as on the kernel."""
+    net = netpair()
+    conf = write_conf(net.dir / "srv.conf", SRV_IF, [("udp", PORT)], extra='log = "info";\n')
+    answers = []
+    for c in (None, conf):
+        srv = net.spawn("server", [PYTHON, "-c", V6ONLY_UDP, str(PORT)], name="v6only-udp", conf=c)
+        srv.wait_ready()
+        cp = net.run("client", [PYTHON, "-c", UDP_SEND, net.srv_ip, str(PORT)], timeout=20)
+        srv.wait(10)
+        answers.append([cp.stdout.strip(), srv.out().splitlines()[-1]])
+        lines = [l for l in srv.err().splitlines() if "IPv6 only" in l]
+        assert len(lines) == (1 if c else 0), srv.describe()
+    assert answers[0] == answers[1] == ["sent", "none"], answers
