@@ -193,6 +193,12 @@
 #define CHECKSUM_CHECK_ICMP             1
 /* Sum the data while tcp_write copies it: one pass over the bytes instead of two. */
 #define LWIP_CHECKSUM_ON_COPY           1
+/* Our checksum loops (chksum.c), sixteen bytes at a time (lwIP's own sums two), and the
+ * copy's in the same pass as the copy. */
+#define LWIP_CHKSUM                     byp_chksum
+#define LWIP_CHKSUM_COPY(dst, src, len) byp_chksum_copy(dst, src, len)
+unsigned short byp_chksum(const void *dataptr, int len);
+unsigned short byp_chksum_copy(void *dst, const void *src, unsigned short len);
 
 /* ---------- statistics / debugging ---------- */
 

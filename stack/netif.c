@@ -37,6 +37,7 @@
 #include "backend.h"
 #include "byp_stack.h"
 #include "fd_tcp.h"
+#include "tcp_ack.h"
 #include "tcp_guard.h"
 #include "kstate.h"
 #include "log.h"
@@ -590,5 +591,6 @@ int byp_netif_rx(void)
         byp_guard_after_input(&byp_netif);
     }
     rx_n = 0;
+    byp_ack_flush();
     return n;
 }

@@ -34,6 +34,7 @@
 #include "byp_stack.h"
 #include "fd_tcp.h"
 #include "log.h"
+#include "tcp_ack.h"
 
 int byp_rx_timed;
 
@@ -446,6 +447,7 @@ err_t byp_lwip_tcp_inpkt(struct tcp_pcb *pcb, struct tcp_hdr *hdr, u16_t optlen,
         tcp_ack(pcb);   /* "send an ACK, drop the segment, and return" */
         return ERR_ABRT;
     }
+    byp_ack_defer(pcb, hdr, p);
     return ERR_OK;
 }
 

@@ -119,7 +119,7 @@ start() {
       perf stat --per-thread -p "$SPID" -e "$DEPLOY_PERF_STAT" -o "$DEPLOY_PERF/$name-$mode-$ROUND.stat" \
         >/dev/null 2>&1 &
     else
-      perf record -g -q -o "$DEPLOY_PERF/$name-$mode-$ROUND.data" -C "$SRV_CPU" >/dev/null 2>&1 &
+      perf record ${DEPLOY_PERF_ARGS:--g} -q -o "$DEPLOY_PERF/$name-$mode-$ROUND.data" -C "$SRV_CPU" >/dev/null 2>&1 &
     fi
     PERFPID=$!
   fi

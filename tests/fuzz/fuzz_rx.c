@@ -35,6 +35,7 @@
 #include "netif/ethernet.h"
 
 #include "byp_lwip_hooks.h"
+#include "tcp_ack.h"
 #include "shm.h"
 #include "tcp_guard.h"
 
@@ -370,9 +371,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (mode & 4)
             fix_csums(f, len);
         input(f, len);
+        if (mode & 64)
+            byp_ack_flush();   /* a receive burst ends here (netif.c) */
         if (mode & 8)
             tcp_tmr();
     }
+    byp_ack_flush();
     connections_down();
     return 0;
 }
