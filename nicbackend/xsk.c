@@ -170,30 +170,32 @@ static uint16_t xsk_rx(struct byp_nic *nic, struct rte_mbuf **pkts, uint16_t n)
     return (uint16_t)got;
 }
 
-/* Free the mbufs of completed transmissions. */
+/* Free the mbufs of completed transmissions.  Each entry is released before its mbuf is
+ * freed: a member killed in between (xsk_repair) leaks that one mbuf, never frees one
+ * twice, and the entries it had not reached are read again. */
 static void pull_completions(struct xsk_state *s)
 {
     uint32_t idx;
     uint32_t k = xsk_ring_cons__peek(&s->cq, COMP_RING, &idx);
-    for (uint32_t i = 0; i < k; i++)
-        rte_pktmbuf_free_seg(addr_mbuf(s, *xsk_ring_cons__comp_addr(&s->cq, idx + i)));
-    if (k != 0)
-        xsk_ring_cons__release(&s->cq, k);
-    s->tx_out -= k;
+    for (uint32_t i = 0; i < k; i++) {
+        struct rte_mbuf *m = addr_mbuf(s, *xsk_ring_cons__comp_addr(&s->cq, idx + i));
+        xsk_ring_cons__release(&s->cq, 1);
+        s->tx_out--;
+        rte_pktmbuf_free_seg(m);
+    }
 }
 
 /* A member died holding the stack lock (kill -9), perhaps inside one of the above: put
  * the rings' cached indices back where the shared ones say, so that what it reserved and
  * never submitted is not submitted later with stale contents, and what it peeked and
- * never released is read again (rx) or counted as taken (completions, which it may have
- * freed: some of them are then leaked, none freed twice). */
+ * never released is read again (received frames, completions). */
 static void xsk_repair(struct byp_nic *nic)
 {
     struct xsk_state *s = nic->priv;
     s->rx.cached_cons = *s->rx.consumer;
     s->fq.cached_prod = *s->fq.producer;
     s->tx.cached_prod = *s->tx.producer;
-    *s->cq.consumer = s->cq.cached_cons;
+    s->cq.cached_cons = *s->cq.consumer;
     s->tx_out = *s->tx.producer - *s->cq.consumer;
     if (s->refill_held != 0 && s->refill_held <= BATCH)
         rte_pktmbuf_free_bulk(s->refill_bufs, s->refill_held);

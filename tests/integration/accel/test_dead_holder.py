@@ -20,7 +20,7 @@ from .conftest import PYTHON, assert_bypassed, write_conf
 from .test_hostile import pool_in_use
 
 PORT = 7660
-KILLS = 80
+KILLS = 400
 
 # NCONN connections stream blocks of random sizes for SECS seconds; each block is checked
 # against what was sent.  A reset or an EOF counts and the connection is opened again.
