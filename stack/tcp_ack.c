@@ -53,7 +53,15 @@ void byp_ack_flush(void)
         struct tcp_pcb *pcb = owed[i];
         if (pcb->state != ESTABLISHED && pcb->state != CLOSE_WAIT)
             continue;
-        tcp_ack_now(pcb);
-        tcp_output(pcb);
+        if (pcb->flags & TF_ACK_DELAY) {
+            tcp_ack_now(pcb);
+            tcp_output(pcb);
+        } else {
+            /* No ACK owed by lwIP's count: either it sent one since (for a FIN, a window
+             * update, data), or it dropped the segment before counting it (its receiver
+             * full), which would lose the ACK the flag held.  The flag goes back: the
+             * delayed-ACK timer sends it (at worst a duplicate of one just sent). */
+            tcp_set_flags(pcb, TF_ACK_DELAY);
+        }
     }
 }
