@@ -259,21 +259,31 @@ except OSError as e:
 """
 
 
-def test_ipv6_only_listener_stays_on_kernel(netpair):
-    """An IPV6_V6ONLY listener on a port a rule names has no IPv4 part: it stays the
-    kernel's, with one line at info saying so, and an IPv4 client is refused as on the
-    kernel."""
+def ipv6_only_case(netpair, proto, srv_script, cli_script):
+    """Run @srv_script (an IPv6-only socket of @proto on PORT) on the kernel, then under a
+    rule naming PORT, each against @cli_script from the client; the line at info is written
+    once under the rule, never without.  Returns [client's answer, server's last line] of
+    each run."""
     net = netpair()
-    conf = write_conf(net.dir / "srv.conf", SRV_IF, [("tcp", PORT)], extra='log = "info";\n')
+    conf = write_conf(net.dir / "srv.conf", SRV_IF, [(proto, PORT)], extra='log = "info";\n')
     answers = []
     for c in (None, conf):
-        srv = net.spawn("server", [PYTHON, "-c", V6ONLY_SRV, str(PORT)], name="v6only", conf=c)
+        srv = net.spawn("server", [PYTHON, "-c", srv_script, str(PORT)],
+                        name="v6only-" + proto, conf=c)
         srv.wait_ready()
-        cp = net.run("client", [PYTHON, "-c", REFUSED, net.srv_ip, str(PORT)], timeout=20)
+        cp = net.run("client", [PYTHON, "-c", cli_script, net.srv_ip, str(PORT)], timeout=20)
         srv.wait(10)
         answers.append([cp.stdout.strip(), srv.out().splitlines()[-1]])
         lines = [l for l in srv.err().splitlines() if "IPv6 only" in l]
         assert len(lines) == (1 if c else 0), srv.describe()
+    return answers
+
+
+def test_ipv6_only_listener_stays_on_kernel(netpair):
+    """An IPV6_V6ONLY listener on a port a rule names has no IPv4 part: it stays the
+    kernel's, with one line at info saying so, and an IPv4 client is refused as on the
+    kernel."""
+    answers = ipv6_only_case(netpair, "tcp", V6ONLY_SRV, REFUSED)
     assert answers[0] == answers[1] == ["ConnectionRefusedError", "none"], answers
 
 
@@ -303,15 +313,5 @@ print("sent")
 def test_ipv6_only_udp_socket_stays_on_kernel(netpair):
     """The same for UDP: an IPV6_V6ONLY socket on a port a rule names stays the kernel's,
     with one line at info, and gets no IPv4 datagram, as on the kernel."""
-    net = netpair()
-    conf = write_conf(net.dir / "srv.conf", SRV_IF, [("udp", PORT)], extra='log = "info";\n')
-    answers = []
-    for c in (None, conf):
-        srv = net.spawn("server", [PYTHON, "-c", V6ONLY_UDP, str(PORT)], name="v6only-udp", conf=c)
-        srv.wait_ready()
-        cp = net.run("client", [PYTHON, "-c", UDP_SEND, net.srv_ip, str(PORT)], timeout=20)
-        srv.wait(10)
-        answers.append([cp.stdout.strip(), srv.out().splitlines()[-1]])
-        lines = [l for l in srv.err().splitlines() if "IPv6 only" in l]
-        assert len(lines) == (1 if c else 0), srv.describe()
+    answers = ipv6_only_case(netpair, "udp", V6ONLY_UDP, UDP_SEND)
     assert answers[0] == answers[1] == ["sent", "none"], answers
