@@ -216,6 +216,7 @@ static int ping(struct byp_nic *nic, const struct byp_kif *kif, const char *dst,
             lost++;
             continue;
         }
+        byp_nic_tx_kick(nic);   /* the af_xdp backend sends what its ring holds here */
         int done = 0;
         while (!done && !stop) {
             uint16_t n = byp_nic_rx_burst(nic, pkts, BURST);
@@ -334,6 +335,7 @@ static int feed(struct byp_nic *nic, const struct byp_kif *kif, const char *base
         int sent = 0;
         while (sent < k && !stop) {
             uint16_t r = byp_nic_tx_burst(nic, pkts + sent, (uint16_t)(k - sent));
+            byp_nic_tx_kick(nic);
             sent += r;
             if (sent < k) {
                 stalls++;
@@ -358,6 +360,7 @@ static int feed(struct byp_nic *nic, const struct byp_kif *kif, const char *base
                                             sport_be, dport_be, &msg);
             if (m != NULL && byp_nic_tx_burst(nic, &m, 1) != 1)
                 rte_pktmbuf_free(m);
+            byp_nic_tx_kick(nic);
         }
     printf("sent %ld in %.3f s (%.0f/s, %ld stalls)\n", count, secs, (double)count / secs, stalls);
     free(seq);
@@ -504,6 +507,7 @@ int main(int argc, char **argv)
             }
         }
         sent = byp_nic_tx_burst(nic, pkts, k);
+        byp_nic_tx_kick(nic);
         tx += sent;
         for (uint16_t i = sent; i < k; i++) {
             dropped++;

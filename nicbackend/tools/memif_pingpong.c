@@ -97,6 +97,7 @@ static int serve(struct byp_nic *nic, double seconds)
             eth->dst_addr = a;
         }
         uint16_t sent = byp_nic_tx_burst(nic, pkts, n);
+        byp_nic_tx_kick(nic);
         if (sent < n)
             rte_pktmbuf_free_bulk(pkts + sent, n - sent);
     }
@@ -133,6 +134,7 @@ static int ping(struct byp_nic *nic, long count, long warmup)
         uint64_t t0 = rte_rdtsc();
         while (byp_nic_tx_burst(nic, &m, 1) == 0 && !stop)
             ;
+        byp_nic_tx_kick(nic);
         int got = 0;
         while (!got && !stop) {
             uint16_t n = byp_nic_rx_burst(nic, pkts, BURST);
