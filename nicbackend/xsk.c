@@ -99,9 +99,13 @@ static uint32_t refill(struct byp_nic *nic, struct xsk_state *s, uint32_t want)
     uint32_t done = 0;
     while (done < want) {
         uint32_t k = want - done < BATCH ? want - done : BATCH, idx;
-        if (rte_pktmbuf_alloc_bulk(nic->pool, bufs, k) != 0)
+        /* The pool's own get, then the count, then the resets: a member killed during the
+         * resets (the long part) leaves the count for the repair. */
+        if (rte_mempool_get_bulk(nic->pool, (void **)bufs, k) != 0)
             break;      /* the frames the kernel then cannot place count as rx_dropped */
         s->refill_held = k;
+        for (uint32_t i = 0; i < k; i++)
+            rte_pktmbuf_reset(bufs[i]);
         if (xsk_ring_prod__reserve(&s->fq, k, &idx) != k) {
             s->fq.cached_prod = *s->fq.producer;
             s->refill_held = 0;
