@@ -90,13 +90,21 @@ static inline const byp_fd_ops_t *byp_fd_ops(int fd)
 /* @ops->@name @args, for an fd whose ops table the wrapper found.  A call that a dup2 onto
  * the fd overtook (the object released after the wrapper read the ops: EBADF) runs again
  * through @name's wrapper, on the new file, as the kernel's dup2 swaps files in one step
- * (fd_retire.c).  A close still answers EBADF: only a replacement counts. */
+ * (fd_retire.c).  A close still answers EBADF: only a replacement counts.  The count is read
+ * before the ops are looked at again: a whole replacement between the wrapper's look and
+ * the count would otherwise go unseen (the old ops then answered EBADF, 1 getsockopt in
+ * 600 rounds of closerace's dup2 case). */
 #define BYP_OPS_CALL(fd, ops, name, args)                                                   \
     __extension__({                                                                         \
         uint32_t replaces_ = byp_fd_replaces(fd);                                           \
-        __typeof__((ops)->name args) r_ = (ops)->name args;                                 \
-        if (__builtin_expect(r_ < 0, 0) && byp_fd_overtaken(fd, replaces_))            \
-            r_ = name args;                                                                 \
+        __typeof__((ops)->name args) r_;                                                    \
+        if (__builtin_expect(byp_fd_ops(fd) != (ops), 0))                                   \
+            r_ = name args;   /* a whole replacement came between: the new file's call */   \
+        else {                                                                              \
+            r_ = (ops)->name args;                                                          \
+            if (__builtin_expect(r_ < 0, 0) && byp_fd_overtaken(fd, replaces_))            \
+                r_ = name args;                                                             \
+        }                                                                                   \
         r_;                                                                                 \
     })
 
