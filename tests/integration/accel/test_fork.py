@@ -77,6 +77,7 @@ lock = threading.Lock()
 def one(i):
     data = os.urandom(size)
     s = socket.create_connection((host, port), timeout=30)
+    lport = s.getsockname()[1]
     got = bytearray()
     def rd():
         while len(got) < size:
@@ -89,7 +90,8 @@ def one(i):
     t.join()
     s.close()
     if hashlib.sha256(got).digest() != hashlib.sha256(data).digest():
-        raise RuntimeError("connection %%d: %%d of %%d bytes, or corrupted" %% (i, len(got), size))
+        raise RuntimeError("connection %%d (client port %%d): %%d of %%d bytes, or corrupted"
+                           %% (i, lport, len(got), size))
 def run(idx):
     for i in idx:
         try:
@@ -104,10 +106,13 @@ print("ok", done[0]); print("\n".join(errors[:5]), file=sys.stderr)
 """ % (host, port, n, size, concurrent)
 
 
-def run_echo_clients(net, port, n, size, concurrent, timeout=240):
+def run_echo_clients(net, port, n, size, concurrent, timeout=240, server=None):
+    """@server: the server's Proc, whose output (its tracebacks, the library's messages)
+    goes into the failure."""
     cp = net.run("client", [PYTHON, "-c", echo_client_code(net.srv_ip, port, n, size, concurrent)],
                  timeout=timeout)
-    assert cp.stdout.strip() == "ok %d" % n, (cp.stdout, cp.stderr)
+    assert cp.stdout.strip() == "ok %d" % n, (cp.stdout, cp.stderr,
+                                             server.describe() if server else "")
 
 
 # --- nginx -----------------------------------------------------------------------------
@@ -207,8 +212,8 @@ def test_forking_server(netpair):
                     name="forking", conf=conf)
     srv.wait_ready()
     before = net.tcp_segs("server")
-    run_echo_clients(net, port, 200, 4096, 1)
-    run_echo_clients(net, port, 50, 256 * 1024, 50)
+    run_echo_clients(net, port, 200, 4096, 1, server=srv)
+    run_echo_clients(net, port, 50, 256 * 1024, 50, server=srv)
     assert_bypassed(before, net.tcp_segs("server"), 250 * 4, "forking server")
     srv.stop()
     assert srv.poll() is not None
@@ -239,7 +244,7 @@ def test_parent_exits_workers_serve(netpair, request):
     start = time.monotonic()
     rounds = 0
     while time.monotonic() - start < life - 8:
-        run_echo_clients(net, port, 20, 16384, 4)
+        run_echo_clients(net, port, 20, 16384, 4, server=srv)
         rounds += 1
     assert xdp_attached(net), "the program went with the parent, not with the last worker"
     assert_bypassed(before, net.tcp_segs("server"), rounds * 20 * 4, "workers after the parent left")
@@ -278,7 +283,7 @@ def test_kill_busy_worker(netpair, request):
     rest = [w for w in workers if w != busy]
     assert wait_gone([busy], 10)
     before = net.tcp_segs("server")
-    run_echo_clients(net, port, 60, 65536, len(rest))
+    run_echo_clients(net, port, 60, 65536, len(rest), server=srv)
     assert_bypassed(before, net.tcp_segs("server"), 60 * 4, "after a worker was killed")
     assert all(running(w) for w in rest), "another worker died"
     assert srv.poll() is None, srv.describe()
@@ -351,7 +356,7 @@ def test_socat_fork_exec(netpair):
                     name="socat", conf=conf)
     net.wait_port(port, srv)
     before = net.tcp_segs("server")
-    run_echo_clients(net, port, 100, 1 << 20, 4)
+    run_echo_clients(net, port, 100, 1 << 20, 4, server=srv)
     assert_bypassed(before, net.tcp_segs("server"), 100 * 700, "socat fork + exec")
     # SIGTERM: socat exits with 143 from its exit handlers, which shut its sockets down
     # (registered before the engine started, they run after the library's).  They hung on
@@ -379,7 +384,7 @@ def test_exec_hands_connection_to_kernel(netpair, mode):
     srv = net.spawn("server", [PYTHON, str(HERE / "exec_server.py"), mode, str(port), "1000",
                                "cat"], name="inetd-" + mode, conf=conf)
     srv.wait_ready()
-    run_echo_clients(net, port, n, 1 << 20, 4)
+    run_echo_clients(net, port, n, 1 << 20, 4, server=srv)
     handed = srv.err().count("handed over to the kernel")
     assert handed == n, srv.err()[-3000:]
     # The listener itself is still served by the stack: a connection that never execs.
@@ -400,11 +405,11 @@ def test_parent_killed_workers_carry_on(netpair, request):
     port = 7005
     srv, workers = spawn_prefork(net, port, 2, "stay", 120)
     request.addfinalizer(lambda: kill_all(workers))
-    run_echo_clients(net, port, 10, 16384, 2)
+    run_echo_clients(net, port, 10, 16384, 2, server=srv)
     os.kill(srv.pid, signal.SIGKILL)
     srv.wait(10)
     before = net.tcp_segs("server")
-    run_echo_clients(net, port, 40, 65536, 2)
+    run_echo_clients(net, port, 40, 65536, 2, server=srv)
     assert_bypassed(before, net.tcp_segs("server"), 40 * 4, "workers after the parent was killed")
     for w in workers:
         os.kill(w, signal.SIGTERM)
