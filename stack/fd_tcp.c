@@ -421,7 +421,15 @@ static int ftcp_connect_op(int fd, const struct sockaddr *addr, socklen_t len)
 
 static int shutdown_core(struct tsock *ts, int how)
 {
-    if (ts->state != T_CONNECTED && !(ts->state == T_CLOSED && ts->rx_fin))
+    if (ts->state == T_CLOSED) {
+        /* The kernel's closed socket (reset, or closed in order: TIME_WAIT, the last ACK)
+         * takes the flags and says ENOTCONN. */
+        ts->shut_rd |= how != SHUT_WR;
+        ts->shut_wr |= how != SHUT_RD;
+        byp_tsock_changed(ts);
+        return byp_tcp_fail(ENOTCONN);
+    }
+    if (ts->state != T_CONNECTED)
         return byp_tcp_fail(ENOTCONN);
     if (how != SHUT_WR) {
         ts->shut_rd = 1;
@@ -484,7 +492,7 @@ static int ftcp_getpeername(int fd, struct sockaddr *addr, socklen_t *len)
     struct tsock *ts = byp_tsock_enter(fd);
     if (ts == NULL)
         return -1;
-    int connected = ts->state == T_CONNECTED || (ts->state == T_CLOSED && ts->rx_fin);
+    int connected = ts->state == T_CONNECTED;   /* closed in order too: ENOTCONN, as the kernel */
     struct sockaddr_in remote = ts->remote;
     int v6 = ts->v6;
     byp_tsock_exit(ts);

@@ -15,6 +15,10 @@ int byp_tcp_connect(int fd, const struct sockaddr_in *remote);
 struct tcp_pcb;
 int byp_tcp_tw_forget(struct tcp_pcb *pcb);
 
+/* After a segment's input: @pcb, if in TIME_WAIT now and a program's socket still holds it
+ * (it shut down writing first), is let go of by the socket (lock held, tcp_sock.c). */
+void byp_tcp_time_wait(struct tcp_pcb *pcb);
+
 /* Let go of closed connections whose last packets lwIP has finished with (lock held). */
 void byp_tcp_reap(void);
 

@@ -64,6 +64,12 @@ static void zombie_err(void *arg, err_t err)
 
 int byp_tcp_tw_forget(struct tcp_pcb *pcb)
 {
+    if (pcb->callback_arg != NULL && byp_tsock_tw_held(pcb)) {
+        /* An open socket's: the kernel's TIME_WAIT takes a new SYN whoever holds the socket
+         * (its socket is already closed). */
+        byp_tsock_tw_release(pcb->callback_arg);
+        return 1;
+    }
     if (pcb->callback_arg != NULL && pcb->errf != zombie_err)
         return 0;   /* a program's socket still refers to it */
     if (pcb->callback_arg != NULL)
@@ -196,6 +202,7 @@ static void tsock_close(struct tsock *ts, int fd)
     if (ts->has_held && ts->held_pid == getpid())
         BYP_REAL(close)(ts->held_fd);   /* not needed: the port goes with the connection */
     ts->has_held = 0;
+    byp_tsock_tw_release(ts);   /* lwIP finishes its TIME_WAIT alone */
     byp_stats_sock_close(ts);
     byp_tsock_rx_drop(ts);
 }

@@ -287,6 +287,8 @@ void byp_guard_after_input(struct netif *ni)
          * buffer").  A PCB freed meanwhile is pool memory that tcp_alloc clears. */
         if (last_pcb->persist_backoff > 0 && last_pcb->unsent == NULL)
             last_pcb->persist_backoff = 0;
+        if (last_pcb->state == TIME_WAIT)
+            byp_tcp_time_wait(last_pcb);
         last_pcb = NULL;
     }
     if (__builtin_expect(pending_syn, 0)) {

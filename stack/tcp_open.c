@@ -248,11 +248,14 @@ int byp_tcp_listen(int fd, const struct sockaddr_in *local, int backlog)
  * A connection the program closed first keeps its port reservation only until lwIP is done
  * with the close (tcp_close.c); its TIME_WAIT then stays in lwIP alone, and the kernel may
  * hand the port out again.  The kernel would not, as its own TIME_WAIT keeps the port: a
- * new connection on the same four-tuple takes the TIME_WAIT's place, as tcp_tw_reuse does. */
+ * new connection on the same four-tuple takes the TIME_WAIT's place, as tcp_tw_reuse does.
+ * Not one an open socket still holds (it shut down first and kept its port): lwIP then
+ * refuses the four-tuple, EADDRNOTAVAIL as from the kernel. */
 static void time_wait_reuse(const struct sockaddr_in *local, const struct sockaddr_in *remote)
 {
     for (struct tcp_pcb *p = tcp_tw_pcbs; p != NULL; p = p->next)
-        if (p->local_port == ntohs(local->sin_port) && p->remote_port == ntohs(remote->sin_port) &&
+        if (!byp_tsock_tw_held(p) && p->local_port == ntohs(local->sin_port) &&
+            p->remote_port == ntohs(remote->sin_port) &&
             ip_2_ip4(&p->local_ip)->addr == local->sin_addr.s_addr &&
             ip_2_ip4(&p->remote_ip)->addr == remote->sin_addr.s_addr) {
             tcp_abort(p);   /* a TIME_WAIT pcb is freed, with no reset */

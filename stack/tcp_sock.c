@@ -160,6 +160,53 @@ static void on_err(void *arg, err_t err)
     byp_tsock_changed(ts);
 }
 
+/* lwIP's error callback on a connection in TIME_WAIT that an open socket still holds: only
+ * a mark (byp_tsock_tw_held), as lwIP never calls it there. */
+static void tw_held_err(void *arg, err_t err)
+{
+    (void)arg;
+    (void)err;
+}
+
+/* The socket lets go of its connection as it enters TIME_WAIT: lwIP frees a TIME_WAIT
+ * without a word (its timer, or a new connection on the four-tuple), and the memory is the
+ * next connection's; a socket still pointing at it closed that connection when the program
+ * closed it.  The socket is at end of file, as the kernel's is (its socket is closed there
+ * and a TIME_WAIT bucket takes over). */
+void byp_tcp_time_wait(struct tcp_pcb *pcb)
+{
+    if (pcb->state != TIME_WAIT || pcb->errf != on_err || pcb->callback_arg == NULL)
+        return;
+    struct tsock *ts = pcb->callback_arg;
+    tcp_recv(pcb, NULL);
+    tcp_sent(pcb, NULL);
+    tcp_poll(pcb, NULL, 0);
+    tcp_err(pcb, tw_held_err);
+    ts->tw_pcb = pcb;
+    ts->pcb = NULL;
+    ts->state = T_CLOSED;
+    ts->rx_fin = 1;
+    ts->sndbuf = 0;
+    byp_tsock_changed(ts);
+}
+
+int byp_tsock_tw_held(const struct tcp_pcb *pcb)
+{
+    return pcb->errf == tw_held_err;
+}
+
+void byp_tsock_tw_release(struct tsock *ts)
+{
+    struct tcp_pcb *p = ts->tw_pcb;
+    ts->tw_pcb = NULL;
+    /* Freed by now, perhaps another connection's (tcp_alloc zeroes it): ours only while it
+     * still names this socket. */
+    if (p != NULL && p->callback_arg == ts && p->errf == tw_held_err) {
+        tcp_arg(p, NULL);
+        tcp_err(p, NULL);
+    }
+}
+
 void byp_tcp_abort_untrusted(struct tcp_pcb *pcb)
 {
     abort_errno = ECONNRESET;

@@ -18,7 +18,9 @@
 enum { T_LISTEN = 1, T_CONNECTING, T_CONNECTED, T_CLOSED };
 
 struct tsock {
-    struct tcp_pcb *pcb;        /* NULL once lwIP freed it */
+    struct tcp_pcb *pcb;        /* NULL once lwIP freed it, or once in TIME_WAIT */
+    struct tcp_pcb *tw_pcb;     /* its connection in TIME_WAIT, while this socket is open: a
+                                 * hint, for lwIP frees it silently (byp_tsock_time_wait) */
     int state;
     struct byp_refs refs;       /* fds referring to it, per process of the family */
     struct byp_watch watch;     /* the epoll sets it is in, to wake (wake.h) */
@@ -85,6 +87,11 @@ void byp_tsock_put_flow(struct tsock *ts);
 /* An fd of this process refers to @ts now / no longer does (tcp_close.c). */
 void byp_tsock_link(struct tsock *ts);
 void byp_tsock_unlink(struct tsock *ts);
+
+/* A socket's connection in TIME_WAIT (tsock.tw_pcb): whether @pcb is one, and the socket
+ * letting go of its own (it closes, or a new SYN takes the four-tuple); tcp_sock.c. */
+int byp_tsock_tw_held(const struct tcp_pcb *pcb);
+void byp_tsock_tw_release(struct tsock *ts);
 
 /* Whether lwIP's poll callback on @pcb has work (a send refused for want of memory left
  * the socket unwritable); timers.c. */

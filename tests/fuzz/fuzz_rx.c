@@ -70,6 +70,12 @@ int byp_tcp_tw_forget(struct tcp_pcb *pcb)
     return pcb->callback_arg == NULL;
 }
 
+/* tcp_sock.c's: the harness has no socket objects to let go of a connection in TIME_WAIT. */
+void byp_tcp_time_wait(struct tcp_pcb *pcb)
+{
+    (void)pcb;
+}
+
 static err_t linkoutput(struct netif *n, struct pbuf *p)
 {
     (void)n;

@@ -15,20 +15,50 @@ does (the stack's TIME_WAIT gives way, as tcp_tw_reuse lets the kernel's)."""
 import json
 import subprocess
 
+import pytest
+
 from .conftest import CLI_IF, PYTHON, SRV_IF, assert_bypassed, write_conf
 
 PORT = 7600
 ROUNDS = 20
 
 SERVER = r"""
-import socket, sys
+import select, socket, sys
 ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 ls.bind(("0.0.0.0", int(sys.argv[1]))); ls.listen(16)
+keep = sys.argv[3] == "keep"
 print("ready", flush=True)
+kept = []
 for i in range(int(sys.argv[2])):
     c, peer = ls.accept()
+    for k in kept:
+        k.close()                      # the last one, in TIME_WAIT, after its four-tuple's next
+    kept = []
     c.sendall(b"x" * 3000 + b"%d" % peer[1])
-    c.close()                          # the server closes first: TIME_WAIT is the server's
+    if keep:                           # FIN first, and the socket stays open in TIME_WAIT
+        c.shutdown(socket.SHUT_WR)
+        while c.recv(65536):
+            pass
+        kept.append(c)
+        if i == 0:                     # what a socket in TIME_WAIT answers
+            pl = select.poll(); pl.register(c, 0xffff)
+            ev = pl.poll(0)[0][1] & (select.POLLIN | select.POLLOUT | select.POLLHUP |
+                                     select.POLLRDHUP | select.POLLERR)
+            try:
+                c.send(b"x", socket.MSG_NOSIGNAL); sent = "sent"
+            except OSError as e:
+                sent = e.errno
+            try:
+                c.getpeername(); peer = "peer"
+            except OSError as e:
+                peer = e.errno
+            try:
+                c.shutdown(socket.SHUT_RDWR); shut = "shut"
+            except OSError as e:
+                shut = e.errno
+            print("time-wait", ev, sent, peer, shut, c.recv(10), flush=True)
+    else:
+        c.close()                      # the server closes first: TIME_WAIT is the server's
 print("served", flush=True)
 """
 
@@ -64,23 +94,31 @@ print(json.dumps(times))
 """
 
 
-def exchanges(net, conf):
-    srv = net.spawn("server", [PYTHON, "-c", SERVER, PORT, ROUNDS], name="closes-first", conf=conf)
+def exchanges(net, conf, mode="close"):
+    srv = net.spawn("server", [PYTHON, "-c", SERVER, PORT, ROUNDS, mode], name="closes-first",
+                    conf=conf)
     srv.wait_ready()
     cp = net.run("client", [PYTHON, "-c", CLIENT, net.srv_ip, PORT, ROUNDS, 40123], timeout=120)
     assert cp.returncode == 0, cp.stderr
     srv.wait(10)
     assert srv.out().split()[-1] == "served", srv.describe()
-    return json.loads(cp.stdout)
+    return json.loads(cp.stdout), [l for l in srv.out().splitlines() if l.startswith("time-wait")]
 
 
-def test_port_reused_after_server_close(netpair):
+@pytest.mark.parametrize("mode", ["close", "keep"])
+def test_port_reused_after_server_close(netpair, mode):
+    """close: the server closes each connection first.  keep: it shuts down writing first,
+    reads to the end and keeps the socket open, in TIME_WAIT, until the next connection on
+    the same four-tuple is accepted.  (lwIP frees a TIME_WAIT without a word: the socket kept
+    a pointer to it, and closing it closed whatever connection had the memory since; nor
+    could a SYN take the place of a TIME_WAIT an open socket held.)"""
     net = netpair()
-    kernel = exchanges(net, None)
+    kernel, kernel_tw = exchanges(net, None, mode)
     conf = write_conf(net.dir / "tw.conf", SRV_IF, [("tcp", PORT)])
     before = net.tcp_segs("server")
-    accel = exchanges(net, conf)
+    accel, accel_tw = exchanges(net, conf, mode)
     after = net.tcp_segs("server")
+    assert accel_tw == kernel_tw, "the socket in TIME_WAIT answers unlike the kernel's"
     # The kernel takes each new SYN at once: the scenario is sound if it does.
     assert max(kernel) < 0.9, "the kernel server did not take the reused port at once: %s" % kernel
     assert max(accel) < 0.9, ("a connection on a port whose last connection the stack holds "
