@@ -44,7 +44,7 @@ while not os.path.exists(go):
     if time.monotonic() > deadline:
         sys.exit("no go")
     time.sleep(0.02)
-time.sleep(2.0 if op == "storm" else 0.9)
+time.sleep(2.0 if op == "storm" else 0.5)
 
 extra = []
 if op == "accept":

@@ -7,7 +7,7 @@
  * (accept, and the peer's connections), or connects to PEER_IP:PEER_PORT (connect).
  * With SENDS=1 the peer first opens connection B, and the SIGALRM handler sends one byte
  * on B (a handler calling into the library).  RESTART=1 installs the handler with
- * SA_RESTART.  The alarm fires 300 ms after "armed"; the peer acts 0.9 s after it.
+ * SA_RESTART.  The alarm fires 150 ms after "armed"; the peer acts 0.5 s after it.
  * storm: a 1 ms interval timer (SA_RESTART) while recv spins for the peer's byte, the
  * handler sending on B every time: a handler run while the thread holds the stack lock.
  *
@@ -118,7 +118,7 @@ int main(int argc, char **argv)
         fcntl(afd, F_SETFL, fl);
     }
 
-    struct itimerval it = {.it_value = {0, 300000}};
+    struct itimerval it = {.it_value = {0, 150000}};
     if (storm)
         it = (struct itimerval){.it_value = {0, 1000}, .it_interval = {0, 1000}};
     printf("armed\n");

@@ -196,11 +196,12 @@ t.join()
 print("A ok" if bytes(got) == data else "A bad %d" % len(got), flush=True)
 """
 
-# B echoes 4 KB blocks for 25 s (started with A); prints "B rounds N bad M stalls S".
+# B echoes 4 KB blocks for 15 s (started with A, whose stall and catching up take about 8 s);
+# prints "B rounds N bad M stalls S".
 STEADY_B = r"""
 import socket, sys, time
 s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
-end = time.monotonic() + 25
+end = time.monotonic() + 15
 n = bad = stalls = 0
 while time.monotonic() < end:
     blk = bytes((n + i) % 256 for i in range(4096))

@@ -114,7 +114,7 @@ def test_routed_accelerated_client(routednet):
 TRANSFER_S = 60
 # The kernel's run is the reference for the same route changes (all within its first 12 s):
 # a shorter transfer keeps the suite's time down.
-KERNEL_TRANSFER_S = 20
+KERNEL_TRANSFER_S = 14
 
 
 def forwarded(net, side):

@@ -1,11 +1,13 @@
 /* A market-data feed, both ends (issue 9, test 3 and the multicast bench).
  *
- *   udp_feed send GROUP_BASE NGROUPS PORT COUNT RATE IFADDR [BATCH]
+ *   udp_feed send GROUP_BASE NGROUPS PORT COUNT RATE IFADDR [BATCH [gso]]
  *       publishes COUNT datagrams round-robin over NGROUPS groups (GROUP_BASE, +1, ...) on
  *       PORT at RATE datagrams/s (0: as fast as it can), through the interface of IFADDR;
  *       each carries (group index, sequence in its group, CLOCK_REALTIME at send).  BATCH
- *       (default 1, at most 64) datagrams go in one sendmmsg.  Then, after a pause, one end
- *       marker per group.  Prints the rate it achieved.
+ *       (default 1, at most 64) datagrams go in one sendmmsg.  With "gso", a batch is BATCH
+ *       datagrams of one group in one send (UDP_SEGMENT: the kernel cuts them apart, far
+ *       cheaper per datagram), the groups taking turns by batch.  Then, after a pause, one
+ *       end marker per group.  Prints the rate it achieved.
  *   udp_feed recv GROUP_BASE NGROUPS PORT COUNT RCVBUF SLOW_US IFADDR [et] [hold]
  *       one socket per group (bound to the group and port, SO_RXQ_OVFL on, SO_RCVBUF if
  *       nonzero), one epoll set over them and a pipe holding one byte (a kernel fd, reported
@@ -23,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/udp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -52,8 +55,28 @@ static int cmp64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+
+/* One send of @n datagrams @m to @to, cut apart by the kernel (UDP_SEGMENT). */
+static int send_gso(int s, const struct msg *m, int n, const struct sockaddr_in *to)
+{
+    char ctl[CMSG_SPACE(sizeof(uint16_t))] = {0};
+    struct iovec iov = {(void *)m, (size_t)n * sizeof *m};
+    struct msghdr h = {.msg_name = (void *)to, .msg_namelen = sizeof *to, .msg_iov = &iov,
+                       .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof ctl};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&h);
+    c->cmsg_level = SOL_UDP;
+    c->cmsg_type = UDP_SEGMENT;
+    c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+    uint16_t seg = sizeof *m;
+    memcpy(CMSG_DATA(c), &seg, sizeof seg);
+    return sendmsg(s, &h, 0) < 0 ? -1 : n;
+}
+
 static int do_send(in_addr_t base, int ng, int port, long count, long rate, const char *ifaddr,
-                   int batch)
+                   int batch, int gso)
 {
     int s = socket(AF_INET, SOCK_DGRAM, 0);
     struct in_addr ifa;
@@ -91,7 +114,7 @@ static int do_send(in_addr_t base, int ng, int port, long count, long rate, cons
         int n = count - i < batch ? (int)(count - i) : batch;
         int64_t t = now_ns(CLOCK_REALTIME);
         for (int k = 0; k < n; k++) {
-            int g = (int)((i + k) % ng);
+            int g = gso ? (int)((i / batch) % ng) : (int)((i + k) % ng);
             m[k] = (struct msg){.group = (uint32_t)g, .seq = seq[g]++, .sent_ns = t};
             iov[k] = (struct iovec){&m[k], sizeof m[k]};
             mm[k] = (struct mmsghdr){.msg_hdr = {.msg_name = &to[g], .msg_namelen = sizeof to[g],
@@ -99,9 +122,10 @@ static int do_send(in_addr_t base, int ng, int port, long count, long rate, cons
         }
         int done = 0;
         while (done < n) {
-            int r = n == 1 ? (int)(sendto(s, &m[0], sizeof m[0], 0, (struct sockaddr *)&to[m[0].group],
-                                          sizeof to[0]) < 0 ? -1 : 1)
-                           : sendmmsg(s, mm + done, (unsigned)(n - done), 0);
+            int r = gso && n > 1 ? send_gso(s, m, n, &to[m[0].group])
+                    : n == 1 ? (int)(sendto(s, &m[0], sizeof m[0], 0, (struct sockaddr *)&to[m[0].group],
+                                            sizeof to[0]) < 0 ? -1 : 1)
+                             : sendmmsg(s, mm + done, (unsigned)(n - done), 0);
             if (r > 0) {
                 done += r;
                 continue;
@@ -249,7 +273,7 @@ int main(int argc, char **argv)
         struct in_addr b;
         inet_pton(AF_INET, argv[2], &b);
         return do_send(b.s_addr, atoi(argv[3]), atoi(argv[4]), atol(argv[5]), atol(argv[6]), argv[7],
-                       argc > 8 ? atoi(argv[8]) : 1);
+                       argc > 8 ? atoi(argv[8]) : 1, argc > 9 && strcmp(argv[9], "gso") == 0);
     }
     if (argc >= 9 && strcmp(argv[1], "recv") == 0) {
         struct in_addr b;
@@ -258,7 +282,7 @@ int main(int argc, char **argv)
                        atoi(argv[7]), argv[8], argc > 9 && strcmp(argv[9], "et") == 0,
                        strcmp(argv[argc - 1], "hold") == 0);
     }
-    fprintf(stderr, "usage: udp_feed send BASE NGROUPS PORT COUNT RATE IFADDR [BATCH]\n"
+    fprintf(stderr, "usage: udp_feed send BASE NGROUPS PORT COUNT RATE IFADDR [BATCH [gso]]\n"
                     "       udp_feed recv BASE NGROUPS PORT COUNT RCVBUF SLOW_US IFADDR [et] [hold]\n");
     return 2;
 }
