@@ -177,7 +177,7 @@ def test_neighbour_mac_change_and_delete(netpair):
         time.sleep(4)
 
     before = net.tcp_segs("server")
-    s, c, srv = paced_run(net, 14, 1 << 20, "neigh", srv_conf=conf, during=during,
+    s, c, srv = paced_run(net, 12, 1 << 20, "neigh", srv_conf=conf, during=during,
                           srv_env={"BYPASS_LOG": "info"})
     assert neigh_mac(net, "server", net.cli_ip) == new_mac, \
         "the kernel's neighbour entry for the client was not resolved again"
@@ -285,7 +285,7 @@ def test_link_down_up_during_transfer(netpair, which):
         time.sleep(2)
         n._ip("-n", ns, "link", "set", "dev", dev, "up")
 
-    s, c, srv = paced_run(net, 10, 1 << 20, "link", srv_conf=conf, during=during,
+    s, c, srv = paced_run(net, 7, 1 << 20, "link", srv_conf=conf, during=during,
                           srv_env={"BYPASS_LOG": "info"})
     log = "\n".join(bypass_lines(srv.err()))
     assert "link down" in log and "link up" in log, srv.describe()
