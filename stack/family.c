@@ -215,13 +215,17 @@ void byp_family_reap(void (*drop)(int slot))
     for (int i = 0; i < BYP_FAMILY_MAX; i++) {
         if (members[i].pid == 0 || members[i].pid == getpid())
             continue;
+        /* Said at info: the sockets only that member held are closed here, which a
+         * program's peers see (a reset or an end of file). */
         if (members[i].pid == -1) {
             if (mono_ns() - members[i].reserved_ns < RESERVE_TIMEOUT_NS)
                 continue;
+            byp_info("a forked child did not take its place in the shared stack within 5 s: "
+                     "the references it would have inherited are dropped");
         } else if (member_alive(&members[i])) {
             continue;
         } else {
-            byp_log(BYP_LOG_DEBUG, "process %d left the shared stack without closing its sockets; its "
+            byp_info("process %d left the shared stack without closing its sockets; its "
                      "references are dropped", (int)members[i].pid);
         }
         drop(i);

@@ -222,7 +222,8 @@ def test_forking_server(netpair):
 # --- pre-forked workers whose parent exits -----------------------------------------------
 
 def spawn_prefork(net, port, n, mode, life):
-    conf = write_conf(net.dir / "bypass.conf", SRV_IF, [("tcp", port)])
+    # At info: a member taken for dead (its sockets closed) says so in a failure's output.
+    conf = write_conf(net.dir / "bypass.conf", SRV_IF, [("tcp", port)], extra='log = "info";\n')
     srv = net.spawn("server", [PYTHON, str(HERE / "prefork_server.py"), "0.0.0.0", str(port),
                                str(n), mode, str(life)], name="prefork", conf=conf)
     srv.wait_ready()
