@@ -10,8 +10,9 @@ int byp_tcp_listen(int fd, const struct sockaddr_in *local, int backlog);
 int byp_tcp_connect(int fd, const struct sockaddr_in *remote);
 
 /* A connection in TIME_WAIT is to make way for a new SYN on its four-tuple: detach it from
- * the closed socket that lwIP still finishes (a zombie), if any.  0 when a program's socket
- * still refers to it (it stays), 1 when it may be freed (lock held, tcp_close.c). */
+ * whatever still names it, the closed socket that lwIP finishes (a zombie) or the open socket
+ * that shut down first (byp_tcp_time_wait).  0 only for a connection a program's socket still
+ * runs (it stays), 1 when it may be freed (lock held, tcp_close.c). */
 struct tcp_pcb;
 int byp_tcp_tw_forget(struct tcp_pcb *pcb);
 

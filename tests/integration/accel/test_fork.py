@@ -106,13 +106,12 @@ print("ok", done[0]); print("\n".join(errors[:5]), file=sys.stderr)
 """ % (host, port, n, size, concurrent)
 
 
-def run_echo_clients(net, port, n, size, concurrent, timeout=240, server=None):
+def run_echo_clients(net, port, n, size, concurrent, server, timeout=240):
     """@server: the server's Proc, whose output (its tracebacks, the library's messages)
     goes into the failure."""
     cp = net.run("client", [PYTHON, "-c", echo_client_code(net.srv_ip, port, n, size, concurrent)],
                  timeout=timeout)
-    assert cp.stdout.strip() == "ok %d" % n, (cp.stdout, cp.stderr,
-                                             server.describe() if server else "")
+    assert cp.stdout.strip() == "ok %d" % n, (cp.stdout, cp.stderr, server.describe())
 
 
 # --- nginx -----------------------------------------------------------------------------
