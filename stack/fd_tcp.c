@@ -431,16 +431,10 @@ static int shutdown_core(struct tsock *ts, int how)
     }
     if (ts->state != T_CONNECTED)
         return byp_tcp_fail(ENOTCONN);
-    if (how != SHUT_WR) {
+    /* The kernel's SHUT_RD only marks the end: what is queued, and what still arrives,
+     * stays readable (recv gives it, then 0), and a close with it unread resets. */
+    if (how != SHUT_WR)
         ts->shut_rd = 1;
-        size_t unread = ts->rx_bytes;
-        byp_tsock_rx_drop(ts);
-        while (ts->pcb != NULL && unread > 0) {
-            u16_t c = unread > 0xffff ? 0xffff : (u16_t)unread;
-            tcp_recved(ts->pcb, c);
-            unread -= c;
-        }
-    }
     if (how != SHUT_RD && !ts->shut_wr) {
         ts->shut_wr = 1;
         if (ts->pcb != NULL) {
@@ -575,9 +569,9 @@ static uint32_t ftcp_readiness(int fd)
     case T_CONNECTED:
         if (ts->rx_bytes > 0 || ts->rx_fin || ts->shut_rd)
             ev |= POLLIN;
-        if (ts->rx_fin)
+        if (ts->rx_fin || ts->shut_rd)
             ev |= POLLRDHUP;
-        if (!ts->shut_wr && ts->sndbuf >= WRITABLE_MIN)
+        if (ts->shut_wr || ts->sndbuf >= WRITABLE_MIN)   /* after SHUT_WR a send fails at once */
             ev |= POLLOUT;
         if (ts->shut_wr && (ts->rx_fin || ts->shut_rd))
             ev |= POLLHUP;

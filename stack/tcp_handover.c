@@ -244,7 +244,7 @@ int byp_tcp_handover(struct tsock *ts, int fd)
     sopt(fd, TCP_REPAIR, &off, sizeof off);
     if (reuse)
         BYP_REAL(setsockopt)(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-    if (fin)
+    if (fin || ts->shut_rd)
         BYP_REAL(shutdown)(fd, SHUT_RD);
     if (fl >= 0)
         BYP_REAL(fcntl)(fd, F_SETFL, fl);

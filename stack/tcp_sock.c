@@ -76,10 +76,6 @@ static err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
     (void)err;
     if (p == NULL) {
         ts->rx_fin = 1;
-    } else if (ts->shut_rd) {
-        tcp_recved(pcb, p->tot_len);
-        pbuf_free(p);
-        return ERR_OK;
     } else {
         /* Queue pbuf by pbuf: each is freed on its own once read.  Linked first, then the
          * tail and the count, which a repair can recompute from the chain (repair.h). */
