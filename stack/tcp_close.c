@@ -135,9 +135,9 @@ static void tsock_close(struct tsock *ts, int fd)
     byp_tsock_unlink(ts);
     int listener = ts->state == T_LISTEN;
     if (listener) {
+        if (ts->pcb != NULL && !byp_reuseport_leave(ts))
+            tcp_close(ts->pcb);   /* not while other SO_REUSEPORT listeners share it */
         ts->state = T_CLOSED;
-        if (ts->pcb != NULL)
-            tcp_close(ts->pcb);
         ts->pcb = NULL;
         for (unsigned i = 0; i < ts->aq_n; i++) {
             struct tsock *c = ts->aq[(ts->aq_head + i) % ts->aq_cap];

@@ -31,6 +31,7 @@ static err_t on_accept(void *arg, struct tcp_pcb *pcb, err_t err)
     struct tsock *l = arg;
     if (err != ERR_OK || pcb == NULL || l->state != T_LISTEN)
         return ERR_VAL;
+    l = byp_reuseport_pick(l, pcb);
     if (l->aq_n == l->aq_cap) {
         unsigned cap = l->aq_cap ? l->aq_cap * 2 : 64;
         struct tsock **q = cap <= 65536 ? byp_shm_alloc(cap * sizeof *q) : NULL;
@@ -183,6 +184,23 @@ static void install(int fd, struct tsock *ts)
     __atomic_store_n(&e->ops, &byp_tcp_ops, __ATOMIC_RELEASE);
 }
 
+/* A new lwIP listener on @a:@port (host order), or NULL with @err set (lock held). */
+static struct tcp_pcb *new_listener(in_addr_t a, u16_t port, err_t *err)
+{
+    struct tcp_pcb *pcb = tcp_new_ip_type(IPADDR_TYPE_V4);
+    if (pcb == NULL)
+        return NULL;
+    ip_set_option(pcb, SOF_REUSEADDR);
+    ip_addr_t ip = IPADDR4_INIT(a);
+    *err = tcp_bind(pcb, &ip, port);
+    struct tcp_pcb *lpcb = NULL;
+    if (*err == ERR_OK)
+        lpcb = tcp_listen_with_backlog_and_err(pcb, 255, err);
+    if (lpcb == NULL)
+        tcp_abort(pcb);
+    return lpcb;
+}
+
 int byp_tcp_listen(int fd, const struct sockaddr_in *local, int backlog)
 {
     in_addr_t a = local->sin_addr.s_addr;
@@ -206,25 +224,25 @@ int byp_tcp_listen(int fd, const struct sockaddr_in *local, int backlog)
     rl = sizeof domain;
     BYP_REAL(getsockopt)(fd, SOL_SOCKET, SO_DOMAIN, &domain, &rl);
     ts->v6 = domain == AF_INET6;   /* dual stack: its IPv4 part is ours */
+    rl = sizeof ts->reuseport;
+    if (BYP_REAL(getsockopt)(fd, SOL_SOCKET, SO_REUSEPORT, &ts->reuseport, &rl) != 0)
+        ts->reuseport = 0;
     ts->flow_addr = a;
     ts->flow_port = local->sin_port;
     ts->local = *local;
     byp_stack_lock();
-    struct tcp_pcb *pcb = tcp_new_ip_type(IPADDR_TYPE_V4);
     err_t err = ERR_MEM;
-    if (pcb != NULL) {
-        ip_set_option(pcb, SOF_REUSEADDR);
-        ip_addr_t ip = IPADDR4_INIT(a);
-        err = tcp_bind(pcb, &ip, ntohs(local->sin_port));
-    }
     struct tcp_pcb *lpcb = NULL;
-    if (err == ERR_OK)
-        lpcb = tcp_listen_with_backlog_and_err(pcb, 255, &err);
-    if (lpcb == NULL || byp_flow_ref(IPPROTO_TCP, a, local->sin_port) < 0) {
-        if (lpcb != NULL)
-            tcp_close(lpcb);
-        else if (pcb != NULL)
-            tcp_abort(pcb);
+    int joined = 0;
+    if (byp_flow_ref(IPPROTO_TCP, a, local->sin_port) == 0) {
+        lpcb = byp_reuseport_join(ts, a, local->sin_port);
+        joined = lpcb != NULL;
+        if (!joined)
+            lpcb = new_listener(a, ntohs(local->sin_port), &err);
+        if (lpcb == NULL)
+            byp_flow_unref(IPPROTO_TCP, a, local->sin_port);
+    }
+    if (lpcb == NULL) {
         byp_stack_unlock();
         byp_shm_free(ts);
         byp_warn("cannot accelerate the listener on port %u (lwIP error %d); it stays on the kernel",
@@ -233,14 +251,17 @@ int byp_tcp_listen(int fd, const struct sockaddr_in *local, int backlog)
     }
     ts->has_flow = 1;
     ts->pcb = lpcb;
-    tcp_arg(lpcb, ts);
-    tcp_accept(lpcb, on_accept);
+    if (!joined) {
+        tcp_arg(lpcb, ts);
+        tcp_accept(lpcb, on_accept);
+    }
     install(fd, ts);
     byp_stats_sock_open(ts);
     byp_stack_unlock();
     /* The kernel path is polled beside the stack: never let it block us. */
     BYP_REAL(fcntl)(fd, F_SETFL, (fl < 0 ? 0 : fl) | O_NONBLOCK);
-    byp_info("tcp listener on port %u accelerated", ntohs(local->sin_port));
+    byp_info("tcp listener on port %u accelerated%s", ntohs(local->sin_port),
+             joined ? " (SO_REUSEPORT: it shares the port's connections with the others)" : "");
     return 0;
 }
 

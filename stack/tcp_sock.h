@@ -41,6 +41,9 @@ struct tsock {
     /* listener */
     struct tsock **aq;
     unsigned aq_head, aq_n, aq_cap;
+    int reuseport;              /* its kernel socket has SO_REUSEPORT */
+    struct tsock *rp_next;      /* the SO_REUSEPORT listeners sharing its lwIP listener, a
+                                 * ring; NULL alone (tcp_open.c) */
     /* steering entry held: (proto, addr, port) */
     in_addr_t flow_addr;
     in_port_t flow_port;
@@ -142,6 +145,14 @@ void byp_tsock_unpin(struct tsock *ts);
 /* Rebuild the kernel socket under @fd as the connection @ts (TCP_REPAIR) and let lwIP
  * forget it (lock held; tcp_handover.c).  0, or -errno with the connection left as it was. */
 int byp_tcp_handover(struct tsock *ts, int fd);
+
+/* SO_REUSEPORT listeners sharing one lwIP listener (tcp_reuseport.c; lock held).  join:
+ * the lwIP listener of the group @ts joins on @addr:@port, or NULL (none: it makes its own).
+ * pick: the member that gets the connection @pcb.  leave: 1 when @ts left a group whose
+ * listener stays with the others (not to be closed), 0 when it was alone. */
+struct tcp_pcb *byp_reuseport_join(struct tsock *ts, in_addr_t addr, in_port_t port);
+struct tsock *byp_reuseport_pick(struct tsock *owner, const struct tcp_pcb *pcb);
+int byp_reuseport_leave(struct tsock *ts);
 void *byp_tcp_ref(int fd);
 
 #endif
