@@ -453,6 +453,18 @@ static int ftcp_shutdown(int fd, int how)
     struct tsock *ts = byp_tsock_enter(fd);
     if (ts == NULL)
         return -1;
+    if (ts->state == T_LISTEN) {
+        /* The kernel's listener ignores SHUT_WR; a shutdown for reading stops it: waiting
+         * accepts fail (EINVAL), queued connections are reset, new ones refused. */
+        if (how != SHUT_WR) {
+            BYP_REAL(shutdown)(fd, how);
+            byp_tcp_unlisten(ts);
+            ts->unlistened = 1;
+            byp_tsock_changed(ts);
+        }
+        byp_tsock_exit(ts);
+        return 0;
+    }
     int r = shutdown_core(ts, how);
     byp_tsock_exit(ts);
     return r;
@@ -579,7 +591,7 @@ static uint32_t ftcp_readiness(int fd)
             ev |= POLLERR;
         return ev;
     default:
-        ev = POLLIN | POLLOUT | POLLHUP;
+        ev = (ts->unlistened ? 0 : POLLIN) | POLLOUT | POLLHUP;
         if (ts->rx_fin)
             ev |= POLLRDHUP;
         if (ts->so_error)

@@ -127,6 +127,30 @@ static int reserve_dup(struct tsock *ts, int fd, pid_t *pid)
     return ts->held_fd;
 }
 
+void byp_tcp_unlisten(struct tsock *ts)
+{
+    if (ts->pcb != NULL && !byp_reuseport_leave(ts))
+        tcp_close(ts->pcb);   /* not while other SO_REUSEPORT listeners share it */
+    ts->state = T_CLOSED;
+    ts->pcb = NULL;
+    for (unsigned i = 0; i < ts->aq_n; i++) {
+        struct tsock *c = ts->aq[(ts->aq_head + i) % ts->aq_cap];
+        if (c->pcb != NULL) {
+            tcp_arg(c->pcb, NULL);
+            tcp_err(c->pcb, NULL);
+            tcp_abort(c->pcb);
+        }
+        byp_tsock_rx_drop(c);
+        byp_tsock_put_flow(c);
+        byp_stats_sock_close(c);
+        byp_shm_free(c);
+    }
+    byp_shm_free(ts->aq);
+    ts->aq = NULL;
+    ts->aq_n = ts->aq_cap = ts->aq_head = 0;
+    byp_tsock_put_flow(ts);
+}
+
 /* The last reference of the family is gone: the protocol close (lock held).  @fd is this
  * process's fd for it, or -1 when it closes on behalf of a member that left or of the last
  * call running on it (the fd was closed before the call returned). */
@@ -135,24 +159,7 @@ static void tsock_close(struct tsock *ts, int fd)
     byp_tsock_unlink(ts);
     int listener = ts->state == T_LISTEN;
     if (listener) {
-        if (ts->pcb != NULL && !byp_reuseport_leave(ts))
-            tcp_close(ts->pcb);   /* not while other SO_REUSEPORT listeners share it */
-        ts->state = T_CLOSED;
-        ts->pcb = NULL;
-        for (unsigned i = 0; i < ts->aq_n; i++) {
-            struct tsock *c = ts->aq[(ts->aq_head + i) % ts->aq_cap];
-            if (c->pcb != NULL) {
-                tcp_arg(c->pcb, NULL);
-                tcp_err(c->pcb, NULL);
-                tcp_abort(c->pcb);
-            }
-            byp_tsock_rx_drop(c);
-            byp_tsock_put_flow(c);
-            byp_stats_sock_close(c);
-            byp_shm_free(c);
-        }
-        byp_shm_free(ts->aq);
-        byp_tsock_put_flow(ts);
+        byp_tcp_unlisten(ts);
     } else if (ts->pcb != NULL) {
         if (ts->linger_on && ts->linger_s > 0 && ts->rx_bytes == 0)
             linger(ts);

@@ -42,6 +42,8 @@ struct tsock {
     struct tsock **aq;
     unsigned aq_head, aq_n, aq_cap;
     int reuseport;              /* its kernel socket has SO_REUSEPORT */
+    int unlistened;             /* a listener shut for reading: closed, and its shutdown
+                                 * undone, as the kernel's tcp_disconnect leaves it */
     struct tsock *rp_next;      /* the SO_REUSEPORT listeners sharing its lwIP listener, a
                                  * ring; NULL alone (tcp_open.c) */
     /* steering entry held: (proto, addr, port) */
@@ -128,6 +130,10 @@ int byp_tcp_getsockopt(int fd, int level, int opt, void *val, socklen_t *len);
 int byp_tcp_accept(int fd, struct sockaddr *addr, socklen_t *len);
 int byp_tcp_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
 void byp_tcp_release(int fd);
+/* A listener stops (its close, or a shutdown for reading): it leaves lwIP's listener (or
+ * its SO_REUSEPORT group), the connections waiting in its queue are reset, its steering
+ * entry goes; closed (lock held). */
+void byp_tcp_unlisten(struct tsock *ts);
 
 /* A call on @fd begins: take the stack lock and a reference for the call on the socket @fd
  * refers to, as the kernel's fdget does: a close of the fd in another thread meanwhile does
