@@ -142,4 +142,17 @@ int byp_kneigh_find(in_addr_t addr, uint8_t mac[6]);
  * replaced, entries the kernel deleted or failed removed (lwIP resolves them again),
  * pending ones filled. */
 void byp_neigh_sync(void);
+
+/* Which SO_REUSEPORT member gets a flow: a hash of the peer's address and port and the
+ * local port (values as they come), spread over the 32 bits. */
+static inline uint32_t byp_flow_hash(uint32_t raddr, uint32_t rport, uint32_t lport)
+{
+    uint32_t h = raddr ^ (rport << 16 | (lport & 0xffff)) * 0x9e3779b1u;
+    h ^= h >> 16;
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    h ^= h >> 16;
+    return h;
+}
 #endif

@@ -44,16 +44,6 @@ struct tcp_pcb *byp_reuseport_join(struct tsock *ts, in_addr_t addr, in_port_t p
     return owner->pcb;
 }
 
-static uint32_t mix(uint32_t h)
-{
-    h ^= h >> 16;
-    h *= 0x85ebca6bu;
-    h ^= h >> 13;
-    h *= 0xc2b2ae35u;
-    h ^= h >> 16;
-    return h;
-}
-
 struct tsock *byp_reuseport_pick(struct tsock *owner, const struct tcp_pcb *pcb)
 {
     if (owner->rp_next == NULL)
@@ -61,8 +51,7 @@ struct tsock *byp_reuseport_pick(struct tsock *owner, const struct tcp_pcb *pcb)
     unsigned n = 1;
     for (struct tsock *m = owner->rp_next; m != owner && n < 4096; m = m->rp_next)
         n++;
-    uint32_t h = mix(ip_2_ip4(&pcb->remote_ip)->addr ^ mix(((uint32_t)pcb->remote_port << 16) |
-                                                           pcb->local_port));
+    uint32_t h = byp_flow_hash(ip_2_ip4(&pcb->remote_ip)->addr, pcb->remote_port, pcb->local_port);
     struct tsock *m = owner;
     for (unsigned k = h % n; k > 0; k--)
         m = m->rp_next;

@@ -130,6 +130,27 @@ static int mcast_wanted(const struct usock *us, in_addr_t group, in_addr_t src)
     return us->mcast_all;
 }
 
+/* The unbound-to-a-peer SO_REUSEPORT socket on @us's address and port that gets unicast
+ * from @src:@sport: the kernel's reuseport group hashes the flow over its members (lwIP
+ * would give every datagram to one of them).  Multicast goes to each socket, as there. */
+static struct usock *reuseport_pick(struct usock *us, in_addr_t src, u16_t sport)
+{
+    unsigned n = 0, k;
+#define RP_MEMBER(o) ((o)->pcb != NULL && (o)->reuseport && !(o)->connected && \
+                      (o)->v6 == us->v6 && (o)->local.sin_port == us->local.sin_port && \
+                      (o)->local.sin_addr.s_addr == us->local.sin_addr.s_addr)
+    for (struct usock *o = byp_usocks; o != NULL; o = o->next)
+        n += RP_MEMBER(o);
+    if (n < 2)
+        return us;
+    k = byp_flow_hash(src, sport, ntohs(us->local.sin_port)) % n;
+    for (struct usock *o = byp_usocks; o != NULL; o = o->next)
+        if (RP_MEMBER(o) && k-- == 0)
+            return o;
+#undef RP_MEMBER
+    return us;
+}
+
 static void on_recv(void *arg, struct udp_pcb *pcb, struct pbuf *p, const ip_addr_t *addr, u16_t port)
 {
     struct usock *us = arg;
@@ -141,6 +162,8 @@ static void on_recv(void *arg, struct udp_pcb *pcb, struct pbuf *p, const ip_add
         pbuf_free(p);
         return;
     }
+    if (us->reuseport && !us->connected && !is_multicast(dst))
+        us = reuseport_pick(us, src, port);
     enqueue(us, p, src, htons(port), dst);
 }
 
@@ -262,6 +285,9 @@ static int adopt(int fd, const struct sockaddr_in *local, const struct sockaddr_
     us->local = *local;
     us->rcvbuf = 212992;
     byp_usock_rcvbuf(us, fd);
+    socklen_t rl = sizeof us->reuseport;
+    if (BYP_REAL(getsockopt)(fd, SOL_SOCKET, SO_REUSEPORT, &us->reuseport, &rl) != 0)
+        us->reuseport = 0;
     byp_stack_lock();
     struct udp_pcb *pcb = udp_new_ip_type(IPADDR_TYPE_V4);
     err_t err = ERR_MEM;

@@ -60,6 +60,7 @@ struct usock {
     int mcast_kernel;           /* IP_MULTICAST_IF names another interface: multicast sends
                                    go out through the kernel socket */
     int connected;
+    int reuseport;              /* SO_REUSEPORT: unicast shared with the port's others */
     int v6;                     /* a dual-stack AF_INET6 socket: addresses are v4-mapped */
     /* Sends the stack cannot shape go through the kernel socket (fd_udp.c, kernel_send):
      * a datagram built over several calls (UDP_CORK, MSG_MORE), segmentation (UDP_SEGMENT) */
