@@ -32,12 +32,5 @@ netpair_up() {
     ip netns exec "$ns" ethtool -K "$dev" gro off tso off gso off tx off >/dev/null 2>&1 ||
       echo "bench: note: ethtool -K $dev failed (is ethtool installed?)" >&2
   done
-  # BENCH_RX_CPU=own: each side's kernel receive work on its own CPU (RPS: the server
-  # interface's on SRV_CPU, the client's on CLI_CPU), as two machines each receive on their
-  # own.  Without it veth runs a frame's receive on the CPU that sent it.
-  if [ "${BENCH_RX_CPU:-}" = own ]; then
-    printf '%x' $((1 << ${SRV_CPU:?})) | ip netns exec "$SNS" tee "/sys/class/net/$SIF/queues/rx-0/rps_cpus" >/dev/null
-    printf '%x' $((1 << ${CLI_CPU:?})) | ip netns exec "$CNS" tee "/sys/class/net/$CIF/queues/rx-0/rps_cpus" >/dev/null
-  fi
   ip netns exec "$CNS" ping -c 1 -W 2 "$SIP" >/dev/null || die "no ping between namespaces"
 }
