@@ -20,9 +20,11 @@
 
 /* ---- receive ---- */
 
-/* Copy up to the iovec's room out of the receive queue; consume unless @peek. */
-static size_t rx_copy(struct tsock *ts, const struct iovec *iov, int iovcnt, size_t skip, int peek)
+/* Copy up to the iovec's room out of the receive queue; consume unless MSG_PEEK; with
+ * MSG_TRUNC count without copying (the kernel's TCP discards then: the buffer may be NULL). */
+static size_t rx_copy(struct tsock *ts, const struct iovec *iov, int iovcnt, size_t skip, int flags)
 {
+    int peek = flags & MSG_PEEK;
     size_t done = 0;
     struct pbuf *p = ts->rx_head;
     u16_t off = ts->rx_off;
@@ -38,7 +40,8 @@ static size_t rx_copy(struct tsock *ts, const struct iovec *iov, int iovcnt, siz
         size_t room = iov[i].iov_len - ioff;
         if (n > room)
             n = room;
-        memcpy((char *)iov[i].iov_base + ioff, (char *)p->payload + off, n);
+        if (!(flags & MSG_TRUNC))
+            memcpy((char *)iov[i].iov_base + ioff, (char *)p->payload + off, n);
         done += n;
         off = (u16_t)(off + n);
         ioff += n;
@@ -85,9 +88,11 @@ static ssize_t recv_core(struct tsock *ts, const struct iovec *iov, int iovcnt, 
     size_t done = 0;
     if (ts->state == T_LISTEN)
         return byp_tcp_fail(ENOTCONN);
+    if (flags & MSG_OOB)
+        return byp_tcp_fail(EINVAL);   /* lwIP keeps no urgent byte: the kernel's answer then */
     for (;;) {
         if (ts->rx_bytes > 0 && done < total) {
-            done += rx_copy(ts, iov, iovcnt, done, flags & MSG_PEEK);
+            done += rx_copy(ts, iov, iovcnt, done, flags);
             if ((flags & MSG_PEEK) || !(flags & MSG_WAITALL) || done == total)
                 break;
             continue;
@@ -120,6 +125,11 @@ static ssize_t recv_core(struct tsock *ts, const struct iovec *iov, int iovcnt, 
 
 static ssize_t recv_call(int fd, const struct iovec *iov, int iovcnt, int flags)
 {
+    if (flags & MSG_ERRQUEUE) {
+        /* The error queue is the kernel socket's (empty: EAGAIN), never the stream. */
+        struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+        return BYP_REAL(recvmsg)(fd, &m, flags);
+    }
     struct tsock *ts = byp_tsock_enter(fd);
     if (ts == NULL)
         return -1;
@@ -159,6 +169,8 @@ static ssize_t ftcp_recvfrom(int fd, void *buf, size_t n, int flags, struct sock
 
 static ssize_t ftcp_recvmsg(int fd, struct msghdr *msg, int flags)
 {
+    if (flags & MSG_ERRQUEUE)
+        return BYP_REAL(recvmsg)(fd, msg, flags);
     ssize_t r = recv_call(fd, msg->msg_iov, (int)msg->msg_iovlen, flags);
     if (r >= 0) {
         msg->msg_namelen = 0;
