@@ -276,7 +276,11 @@ static ssize_t send_core(struct tsock *ts, const struct iovec *iov, int iovcnt, 
     }
     byp_stats_sock_tx(ts, done);
     if (ts->pcb != NULL) {
-        tcp_output(ts->pcb);
+        /* Corked (or MSG_MORE), what is queued leaves with lwIP's next output: an ACK,
+         * a timer, lwIP's poll of the connection (80 ms: the kernel's ceiling is 200 ms),
+         * the uncork.  The kernel would hold a partial segment through those too. */
+        if (!ts->cork && !(flags & MSG_MORE))
+            tcp_output(ts->pcb);
         /* A short write leaves the socket unwritable until acknowledgements make room (the
          * kernel's SOCK_NOSPACE): the change to writable is then an edge that an
          * edge-triggered waiter (nginx) sees, even when the queue, not the bytes, was full. */

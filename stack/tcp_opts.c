@@ -45,11 +45,35 @@ static int setsockopt_pinned(struct tsock *ts, int fd, int level, int opt, const
                 return -1;
             byp_stack_lock();
             ts->nodelay = v != 0;
-            if (ts->pcb != NULL) {
-                if (v)
+            if (ts->pcb != NULL && ts->state != T_LISTEN) {
+                if (v) {
                     tcp_nagle_disable(ts->pcb);
-                else
+                    tcp_output(ts->pcb);   /* the kernel pushes what is pending, corked too */
+                } else {
                     tcp_nagle_enable(ts->pcb);
+                }
+            }
+            byp_stack_unlock();
+            break;
+        case TCP_CORK:
+            /* A send leaves its partial segment queued (send_core); uncorking pushes it. */
+            if (get_int(val, len, &v) < 0)
+                return -1;
+            byp_stack_lock();
+            ts->cork = v != 0;
+            if (!v && ts->pcb != NULL && ts->state != T_LISTEN)
+                tcp_output(ts->pcb);
+            byp_stack_unlock();
+            break;
+        case TCP_QUICKACK:
+            /* lwIP acknowledges every second segment at once and the rest within its
+             * timer; what is owed now goes now. */
+            if (get_int(val, len, &v) < 0)
+                return -1;
+            byp_stack_lock();
+            if (v && ts->pcb != NULL && ts->state != T_LISTEN && (ts->pcb->flags & TF_ACK_DELAY)) {
+                tcp_ack_now(ts->pcb);
+                tcp_output(ts->pcb);
             }
             byp_stack_unlock();
             break;
@@ -61,7 +85,7 @@ static int setsockopt_pinned(struct tsock *ts, int fd, int level, int opt, const
             if (v < 1)
                 return byp_tcp_fail(EINVAL);
             byp_stack_lock();
-            if (ts->pcb != NULL) {
+            if (ts->pcb != NULL && ts->state != T_LISTEN) {   /* a listener's is not a tcp_pcb */
                 if (opt == TCP_KEEPIDLE)
                     ts->pcb->keep_idle = (u32_t)v * 1000;
                 else if (opt == TCP_KEEPINTVL)
@@ -212,6 +236,10 @@ static int getsockopt_pinned(struct tsock *ts, int fd, int level, int opt, void 
         v = ts->keepalive;
     } else if (level == IPPROTO_TCP && opt == TCP_NODELAY) {
         v = ts->nodelay;
+    } else if (level == IPPROTO_TCP && opt == TCP_CORK) {
+        v = ts->cork;
+    } else if (level == IPPROTO_TCP && opt == TCP_QUICKACK) {
+        v = 1;   /* lwIP never enters the kernel's delayed-ACK "pingpong" mode */
     } else if (level == IPPROTO_TCP && (opt == TCP_KEEPIDLE || opt == TCP_KEEPINTVL || opt == TCP_KEEPCNT || opt == TCP_MAXSEG)) {
         return BYP_REAL(getsockopt)(fd, level, opt, val, len);
     } else if (level == IPPROTO_TCP) {

@@ -31,6 +31,8 @@ struct tsock {
     int so_error;               /* for SO_ERROR */
     int rx_fin, shut_rd, shut_wr;
     int nodelay, keepalive, linger_on, linger_s;
+    int cork;                   /* TCP_CORK: a send leaves its partial segment queued
+                                 * (fd_tcp.c send_core) */
     int drained;                /* nothing unsent or unacknowledged (SO_LINGER waits on it) */
     int rcvtimeo_ms, sndtimeo_ms;   /* -1: none */
     struct pbuf *rx_head, *rx_tail;

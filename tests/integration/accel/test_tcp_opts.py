@@ -1,0 +1,142 @@
+"""TCP options an unmodified program sets on an accelerated connection, beside the kernel.
+
+TCP_CORK was refused (ENOPROTOOPT): nginx with Debian's default configuration (`sendfile
+on; tcp_nopush on;`) then failed every file it sent ("setsockopt(TCP_CORK) failed"), the
+client got an empty reply.  Now TCP_CORK is taken (and read back): a send on a corked
+connection leaves its partial segment queued for lwIP's next output (an ACK, a timer, its
+80 ms poll of the connection, the uncork), where the kernel holds it through those, for at
+most 200 ms.  TCP_QUICKACK sends an ACK that is owed at once."""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from .conftest import PYTHON, SRV_IF, assert_bypassed, write_conf
+from .test_reuseport import stop_nginx
+
+PORT = 7640
+
+SERVER = r"""
+import json, socket, sys, time
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("0.0.0.0", int(sys.argv[1]))); ls.listen(4)
+print("ready", flush=True)
+res = {}
+c, _ = ls.accept()
+c.recv(10)                                   # "go"
+c.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+res["cork_get"] = c.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK)
+c.sendall(b"a" * 100)
+time.sleep(0.05)
+c.sendall(b"b" * 100)
+c.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)   # both go together, now
+c.recv(10)                                   # "again"
+c.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+c.sendall(b"c" * 100)                        # stays corked: the ceiling releases it
+c.recv(10)                                   # "bye"
+c.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+res["quickack"] = "ok"
+c.close()
+print(json.dumps(res, sort_keys=True), flush=True)
+"""
+
+CLIENT = r"""
+import json, select, socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+s.sendall(b"go")
+first = s.recv(1000)                         # what the first segment held
+rest = first
+while len(rest) < 200:
+    rest += s.recv(1000)
+s.sendall(b"again")
+t = time.monotonic()
+third = s.recv(1000)
+held_ms = (time.monotonic() - t) * 1000
+s.sendall(b"bye")
+assert s.recv(10) == b""
+print(json.dumps({"first": len(first), "intact": rest == b"a" * 100 + b"b" * 100,
+                  "third": third == b"c" * 100, "held_ms": held_ms}))
+"""
+
+
+def scenario(net, conf):
+    srv = net.spawn("server", [PYTHON, "-c", SERVER, PORT], name="cork", conf=conf)
+    srv.wait_ready()
+    cp = net.run("client", [PYTHON, "-c", CLIENT, net.srv_ip, PORT], timeout=60)
+    assert cp.returncode == 0, cp.stderr + srv.describe()
+    srv.wait(20)
+    return json.loads(srv.out().splitlines()[-1]), json.loads(cp.stdout)
+
+
+def test_cork_matches_kernel(netpair):
+    net = netpair()
+    ksrv, kcli = scenario(net, None)
+    conf = write_conf(net.dir / "cork.conf", SRV_IF, [("tcp", PORT)])
+    before = net.tcp_segs("server")
+    asrv, acli = scenario(net, conf)
+    assert_bypassed(before, net.tcp_segs("server"), 10, "the cork scenario", bound=5)
+    assert ksrv == {"cork_get": 1, "quickack": "ok"}, ksrv
+    assert asrv == ksrv
+    # The kernel's two corked sends leave as one at the uncork, its third waits for the
+    # ceiling (200 ms).  The stack's leave with lwIP's next output (the delayed ACK of the
+    # client's message, a timer, the uncork): in order and intact, never stuck.
+    assert kcli["first"] == 200 and kcli["intact"] and kcli["third"], kcli
+    assert 150 <= kcli["held_ms"] < 1000, kcli
+    assert acli["intact"] and acli["third"], acli
+    assert acli["held_ms"] < 1000, acli
+
+
+NGINX_CONF = """
+daemon off;
+master_process on;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log info;
+events {{ worker_connections 1024; }}
+http {{
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_timeout 65;
+    access_log {d}/access.log;
+    server {{ listen 8083; root {d}/www; }}
+}}
+"""
+
+
+def test_nginx_debian_defaults(netpair, request):
+    """nginx with the settings of Debian's /etc/nginx/nginx.conf (sendfile, tcp_nopush,
+    tcp_nodelay): a 1 MB file and a small one, intact, accelerated, no error logged."""
+    net = netpair()
+    d = Path(tempfile.mkdtemp(prefix="bypass-nginx-opts-"))
+    request.addfinalizer(lambda: shutil.rmtree(d, ignore_errors=True))
+    d.chmod(0o755)
+    (d / "www").mkdir()
+    big = os.urandom(1 << 20)
+    (d / "www" / "big.bin").write_bytes(big)
+    (d / "www" / "small.txt").write_text("hello\n")
+    (d / "nginx.conf").write_text(NGINX_CONF.format(d=d))
+    conf = write_conf(d / "bypass.conf", SRV_IF, [("tcp", 8083)])
+    master = net.spawn("server", ["nginx", "-c", str(d / "nginx.conf"), "-e",
+                                  str(d / "error.log")], name="nginx", conf=conf)
+    request.addfinalizer(lambda: stop_nginx(d))
+    net.wait_port(8083, master)
+    before = net.tcp_segs("server")
+    url = "http://%s:8083" % net.srv_ip
+    cp = subprocess.run(net.argv("client", ["sh", "-c", "curl -sS -m 20 %s/big.bin %s/big.bin "
+                                            "| sha256sum; curl -sS -m 5 %s/small.txt"
+                                            % (url, url, url)]),
+                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
+    two = hashlib.sha256(big + big).hexdigest()
+    assert cp.stdout.split()[0] == two and cp.stdout.split()[2] == "hello", (
+        cp.stdout + (d / "error.log").read_text()[-2000:])
+    cp = net.run("client", ["wrk", "-t", "2", "-c", "20", "-d", "3", url + "/small.txt"],
+                 timeout=30)
+    assert cp.returncode == 0 and "Socket errors" not in cp.stdout, cp.stdout
+    assert_bypassed(before, net.tcp_segs("server"), 1000, "nginx with Debian's settings")
+    log = (d / "error.log").read_text()
+    assert "[alert]" not in log and "[crit]" not in log and "failed" not in log, log[-2000:]
