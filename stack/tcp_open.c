@@ -50,6 +50,13 @@ static err_t on_accept(void *arg, struct tcp_pcb *pcb, err_t err)
     c->state = T_CONNECTED;
     c->nodelay = l->nodelay;       /* options are inherited from the listener */
     c->keepalive = l->keepalive;
+    c->keep_idle_ms = l->keep_idle_ms;
+    c->keep_intvl_ms = l->keep_intvl_ms;
+    c->keep_cnt = l->keep_cnt;
+    c->linger_on = l->linger_on;
+    c->linger_s = l->linger_s;
+    c->rcvtimeo_ms = l->rcvtimeo_ms;
+    c->sndtimeo_ms = l->sndtimeo_ms;
     c->reuseaddr = l->reuseaddr;
     c->v6 = l->v6;
     byp_tsock_attach(c, pcb);
@@ -217,6 +224,7 @@ int byp_tcp_listen(int fd, const struct sockaddr_in *local, int backlog)
         return BYP_ENGINE_DECLINE;
     ts->state = T_LISTEN;
     ts->nonblock = fl >= 0 && (fl & O_NONBLOCK);
+    byp_tcp_opts_inherit(ts, fd);
     socklen_t rl = sizeof ts->reuseaddr;
     if (BYP_REAL(getsockopt)(fd, SOL_SOCKET, SO_REUSEADDR, &ts->reuseaddr, &rl) != 0)
         ts->reuseaddr = 0;
@@ -329,6 +337,7 @@ int byp_tcp_connect(int fd, const struct sockaddr_in *remote)
     if (ts == NULL)
         return BYP_ENGINE_DECLINE;
     ts->nonblock = fl >= 0 && (fl & O_NONBLOCK);
+    byp_tcp_opts_inherit(ts, fd);
     ts->v6 = v6;
     ts->local = local;
     ts->remote = *remote;

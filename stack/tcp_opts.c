@@ -20,6 +20,16 @@ static int get_int(const void *val, socklen_t len, int *out)
     return 0;
 }
 
+static int put_opt(void *val, socklen_t *len, const void *v, socklen_t size)
+{
+    if (val == NULL || len == NULL)
+        return byp_tcp_fail(EFAULT);
+    socklen_t n = *len < size ? *len : size;
+    memcpy(val, v, n);
+    *len = n;
+    return 0;
+}
+
 static int timeo_ms(const void *val, socklen_t len, int *out)
 {
     struct timeval tv;
@@ -31,6 +41,54 @@ static int timeo_ms(const void *val, socklen_t len, int *out)
     long long ms = (long long)tv.tv_sec * 1000 + (tv.tv_usec + 999) / 1000;
     *out = ms == 0 ? -1 : ms > 0x7fffffff ? 0x7fffffff : (int)ms;
     return 0;
+}
+
+void byp_tcp_keep_apply(struct tsock *ts)
+{
+    if (ts->pcb == NULL || ts->state == T_LISTEN)
+        return;   /* a listener's PCB is not a connection's: its own keeps no parameters */
+    if (ts->keep_idle_ms)
+        ts->pcb->keep_idle = ts->keep_idle_ms;
+    if (ts->keep_intvl_ms)
+        ts->pcb->keep_intvl = ts->keep_intvl_ms;
+    if (ts->keep_cnt)
+        ts->pcb->keep_cnt = ts->keep_cnt;
+}
+
+static int get_kernel_int(int fd, int level, int opt)
+{
+    int v = 0;
+    socklen_t len = sizeof v;
+    return BYP_REAL(getsockopt)(fd, level, opt, &v, &len) == 0 ? v : 0;
+}
+
+static int kernel_timeo(int fd, int opt)
+{
+    struct timeval tv;
+    socklen_t len = sizeof tv;
+    int ms = -1;
+    if (BYP_REAL(getsockopt)(fd, SOL_SOCKET, opt, &tv, &len) == 0)
+        timeo_ms(&tv, sizeof tv, &ms);
+    return ms;
+}
+
+void byp_tcp_opts_inherit(struct tsock *ts, int fd)
+{
+    ts->nodelay = get_kernel_int(fd, IPPROTO_TCP, TCP_NODELAY) != 0;
+    ts->cork = get_kernel_int(fd, IPPROTO_TCP, TCP_CORK) != 0;
+    ts->keepalive = get_kernel_int(fd, SOL_SOCKET, SO_KEEPALIVE) != 0;
+    /* The kernel's values, its defaults (net.ipv4.tcp_keepalive_*) when nobody set them. */
+    ts->keep_idle_ms = (u32_t)get_kernel_int(fd, IPPROTO_TCP, TCP_KEEPIDLE) * 1000;
+    ts->keep_intvl_ms = (u32_t)get_kernel_int(fd, IPPROTO_TCP, TCP_KEEPINTVL) * 1000;
+    ts->keep_cnt = (u32_t)get_kernel_int(fd, IPPROTO_TCP, TCP_KEEPCNT);
+    struct linger lg;
+    socklen_t len = sizeof lg;
+    if (BYP_REAL(getsockopt)(fd, SOL_SOCKET, SO_LINGER, &lg, &len) == 0) {
+        ts->linger_on = lg.l_onoff != 0;
+        ts->linger_s = lg.l_linger;
+    }
+    ts->rcvtimeo_ms = kernel_timeo(fd, SO_RCVTIMEO);
+    ts->sndtimeo_ms = kernel_timeo(fd, SO_SNDTIMEO);
 }
 
 /* The socket is pinned by the caller, the lock not held. */
@@ -85,14 +143,13 @@ static int setsockopt_pinned(struct tsock *ts, int fd, int level, int opt, const
             if (v < 1)
                 return byp_tcp_fail(EINVAL);
             byp_stack_lock();
-            if (ts->pcb != NULL && ts->state != T_LISTEN) {   /* a listener's is not a tcp_pcb */
-                if (opt == TCP_KEEPIDLE)
-                    ts->pcb->keep_idle = (u32_t)v * 1000;
-                else if (opt == TCP_KEEPINTVL)
-                    ts->pcb->keep_intvl = (u32_t)v * 1000;
-                else
-                    ts->pcb->keep_cnt = (u32_t)v;
-            }
+            if (opt == TCP_KEEPIDLE)
+                ts->keep_idle_ms = (u32_t)v * 1000;
+            else if (opt == TCP_KEEPINTVL)
+                ts->keep_intvl_ms = (u32_t)v * 1000;
+            else
+                ts->keep_cnt = (u32_t)v;
+            byp_tcp_keep_apply(ts);
             byp_stack_unlock();
             break;
         default:
@@ -188,12 +245,7 @@ static int tcp_info_get(struct tsock *ts, void *val, socklen_t *len)
         ti.tcpi_rcv_space = pcb->rcv_wnd;
     }
     byp_stack_unlock();
-    if (val == NULL || len == NULL)
-        return byp_tcp_fail(EFAULT);
-    socklen_t n = *len < (socklen_t)sizeof ti ? *len : (socklen_t)sizeof ti;
-    memcpy(val, &ti, n);
-    *len = n;
-    return 0;
+    return put_opt(val, len, &ti, sizeof ti);
 }
 
 int byp_tcp_setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
@@ -216,12 +268,7 @@ static int getsockopt_pinned(struct tsock *ts, int fd, int level, int opt, void 
     if (level == IPPROTO_TCP && opt == TCP_CONGESTION) {
         /* lwIP's congestion control is NewReno's (slow start, fast retransmit/recovery). */
         static const char name[] = "reno";
-        if (val == NULL || len == NULL)
-            return byp_tcp_fail(EFAULT);
-        socklen_t n = *len < (socklen_t)sizeof name ? *len : (socklen_t)sizeof name;
-        memcpy(val, name, n);
-        *len = n;
-        return 0;
+        return put_opt(val, len, name, sizeof name);
     }
     if (level == SOL_SOCKET && opt == SO_ERROR) {
         byp_stack_lock();
@@ -240,19 +287,30 @@ static int getsockopt_pinned(struct tsock *ts, int fd, int level, int opt, void 
         v = ts->cork;
     } else if (level == IPPROTO_TCP && opt == TCP_QUICKACK) {
         v = 1;   /* lwIP never enters the kernel's delayed-ACK "pingpong" mode */
+    } else if (level == IPPROTO_TCP && opt == TCP_KEEPIDLE && ts->keep_idle_ms) {
+        v = (int)(ts->keep_idle_ms / 1000);   /* an accepted socket's, from its listener */
+    } else if (level == IPPROTO_TCP && opt == TCP_KEEPINTVL && ts->keep_intvl_ms) {
+        v = (int)(ts->keep_intvl_ms / 1000);
+    } else if (level == IPPROTO_TCP && opt == TCP_KEEPCNT && ts->keep_cnt) {
+        v = (int)ts->keep_cnt;
     } else if (level == IPPROTO_TCP && (opt == TCP_KEEPIDLE || opt == TCP_KEEPINTVL || opt == TCP_KEEPCNT || opt == TCP_MAXSEG)) {
         return BYP_REAL(getsockopt)(fd, level, opt, val, len);
+    } else if (level == SOL_SOCKET && (opt == SO_RCVTIMEO || opt == SO_SNDTIMEO)) {
+        /* The stack's, which an accepted socket inherited (its kernel socket is new). */
+        int ms = opt == SO_RCVTIMEO ? ts->rcvtimeo_ms : ts->sndtimeo_ms;
+        struct timeval tv = {0, 0};
+        if (ms > 0)
+            tv = (struct timeval){ms / 1000, (ms % 1000) * 1000};
+        return put_opt(val, len, &tv, sizeof tv);
+    } else if (level == SOL_SOCKET && opt == SO_LINGER) {
+        struct linger lg = {ts->linger_on, ts->linger_s};
+        return put_opt(val, len, &lg, sizeof lg);
     } else if (level == IPPROTO_TCP) {
         return byp_tcp_fail(ENOPROTOOPT);
     } else {
         return BYP_REAL(getsockopt)(fd, level, opt, val, len);
     }
-    if (val == NULL || len == NULL)
-        return byp_tcp_fail(EFAULT);
-    socklen_t n = *len < (socklen_t)sizeof v ? *len : (socklen_t)sizeof v;
-    memcpy(val, &v, n);
-    *len = n;
-    return 0;
+    return put_opt(val, len, &v, sizeof v);
 }
 
 int byp_tcp_getsockopt(int fd, int level, int opt, void *val, socklen_t *len)

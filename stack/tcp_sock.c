@@ -239,6 +239,7 @@ void byp_tsock_attach(struct tsock *ts, struct tcp_pcb *pcb)
         tcp_nagle_disable(pcb);
     if (ts->keepalive)
         ip_set_option(pcb, SOF_KEEPALIVE);
+    byp_tcp_keep_apply(ts);
 }
 
 /* ---- waiting ---- */

@@ -31,6 +31,7 @@ struct tsock {
     int so_error;               /* for SO_ERROR */
     int rx_fin, shut_rd, shut_wr;
     int nodelay, keepalive, linger_on, linger_s;
+    u32_t keep_idle_ms, keep_intvl_ms, keep_cnt;    /* TCP_KEEP*: 0 for lwIP's default */
     int cork;                   /* TCP_CORK: a send leaves its partial segment queued
                                  * (fd_tcp.c send_core) */
     int drained;                /* nothing unsent or unacknowledged (SO_LINGER waits on it) */
@@ -132,6 +133,13 @@ int byp_tcp_getsockopt(int fd, int level, int opt, void *val, socklen_t *len);
 int byp_tcp_accept(int fd, struct sockaddr *addr, socklen_t *len);
 int byp_tcp_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
 void byp_tcp_release(int fd);
+/* What the program set on the kernel socket before the stack took it over (listen,
+ * connect): TCP_NODELAY, TCP_CORK, keepalive and its parameters, SO_LINGER, the timeouts
+ * (tcp_opts.c; lock not held).  A connection accepted from a listener inherits them, as
+ * the kernel's does (tcp_open.c). */
+void byp_tcp_opts_inherit(struct tsock *ts, int fd);
+/* Apply the keepalive parameters @ts holds to its connection (lock held). */
+void byp_tcp_keep_apply(struct tsock *ts);
 /* A listener stops (its close, or a shutdown for reading): it leaves lwIP's listener (or
  * its SO_REUSEPORT group), the connections waiting in its queue are reset, its steering
  * entry goes; closed (lock held). */

@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .conftest import PYTHON, SRV_IF, assert_bypassed, write_conf
+from .conftest import CLI_IF, PYTHON, SRV_IF, assert_bypassed, write_conf
 from .test_reuseport import stop_nginx
 
 PORT = 7640
@@ -140,3 +140,86 @@ def test_nginx_debian_defaults(netpair, request):
     assert_bypassed(before, net.tcp_segs("server"), 1000, "nginx with Debian's settings")
     log = (d / "error.log").read_text()
     assert "[alert]" not in log and "[crit]" not in log and "failed" not in log, log[-2000:]
+
+
+# --- options set before listen() or connect(), and what an accepted socket inherits ---------
+
+INHERIT_SERVER = r"""
+import errno, json, socket, struct, sys, time
+S, T = socket.SOL_SOCKET, socket.IPPROTO_TCP
+ls = socket.socket(); ls.setsockopt(S, socket.SO_REUSEADDR, 1)
+ls.setsockopt(T, socket.TCP_NODELAY, 1)
+ls.setsockopt(S, socket.SO_KEEPALIVE, 1)
+ls.setsockopt(T, socket.TCP_KEEPIDLE, 30)
+ls.setsockopt(T, socket.TCP_KEEPCNT, 4)
+ls.setsockopt(S, socket.SO_RCVTIMEO, struct.pack("ll", 0, 300000))
+ls.setsockopt(S, socket.SO_LINGER, struct.pack("ii", 1, 7))
+ls.bind(("0.0.0.0", int(sys.argv[1]))); ls.listen(4)
+res = {}
+t = time.monotonic()
+try:
+    ls.accept(); res["accept"] = "ok"
+except OSError as e:                          # SO_RCVTIMEO bounds accept too
+    res["accept"] = errno.errorcode[e.errno]
+res["accept_waited"] = 0.2 < time.monotonic() - t < 2
+print("ready", flush=True)
+c, _ = ls.accept()
+def opts(s):
+    return {"nodelay": s.getsockopt(T, socket.TCP_NODELAY),
+            "keepalive": s.getsockopt(S, socket.SO_KEEPALIVE),
+            "keepidle": s.getsockopt(T, socket.TCP_KEEPIDLE),
+            "keepcnt": s.getsockopt(T, socket.TCP_KEEPCNT),
+            "rcvtimeo": list(struct.unpack("ll", s.getsockopt(S, socket.SO_RCVTIMEO, 16))),
+            "linger": list(struct.unpack("ii", s.getsockopt(S, socket.SO_LINGER, 8)))}
+res["listener"] = opts(ls)
+res["accepted"] = opts(c)
+t = time.monotonic()
+try:
+    c.recv(10); res["recv"] = "data"
+except OSError as e:
+    res["recv"] = errno.errorcode[e.errno]
+res["recv_waited"] = 0.2 < time.monotonic() - t < 2
+c.sendall(b"go")
+res["client"] = c.recv(100).decode()
+c.close()
+print(json.dumps(res, sort_keys=True), flush=True)
+"""
+
+INHERIT_CLIENT = r"""
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)     # before connect, as curl does
+s.settimeout(10)
+s.connect((sys.argv[1], int(sys.argv[2])))
+assert s.recv(10) == b"go"
+s.sendall(b"nodelay=%d" % s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+s.recv(10)
+"""
+
+
+def inherit_scenario(net, conf, port, client_conf=None):
+    srv = net.spawn("server", [PYTHON, "-c", INHERIT_SERVER, port], name="inherit", conf=conf)
+    srv.wait_ready(timeout=10)
+    cp = net.run("client", [PYTHON, "-c", INHERIT_CLIENT, net.srv_ip, port], conf=client_conf,
+                 timeout=30)
+    assert cp.returncode == 0, cp.stderr + srv.describe()
+    srv.wait(10)
+    return json.loads(srv.out().splitlines()[-1])
+
+
+def test_options_set_before_listen_and_connect(netpair):
+    """Options the program set on the kernel socket before the stack took it over, and what
+    an accepted connection inherits from its listener (TCP_NODELAY, keepalive and its
+    parameters, SO_RCVTIMEO, SO_LINGER): read back and in effect, as on the kernel.  (The
+    stack started from its defaults: accept blocked on past SO_RCVTIMEO, and a client's
+    TCP_NODELAY set before connect read back 0.)"""
+    net = netpair(accel=("server", "client"))
+    kernel = inherit_scenario(net, None, PORT + 1)
+    assert kernel["accept"] == "EAGAIN" and kernel["recv"] == "EAGAIN", kernel
+    assert kernel["accepted"]["keepidle"] == 30 and kernel["client"] == "nodelay=1", kernel
+    sconf = write_conf(net.dir / "inherit.conf", SRV_IF, [("tcp", PORT + 1)])
+    cconf = write_conf(net.dir / "inherit-cli.conf", CLI_IF, [("tcp", PORT + 1)])
+    before = net.tcp_segs("server")
+    accel = inherit_scenario(net, sconf, PORT + 1, client_conf=cconf)
+    assert_bypassed(before, net.tcp_segs("server"), 8, "the inherited options", bound=5)
+    assert accel == kernel
