@@ -362,6 +362,11 @@ static ssize_t ftcp_sendfile(int fd, int in_fd, off_t *offset, size_t count)
             break;
         ssize_t w = ftcp_send(fd, buf, (size_t)r, 0);
         if (w < 0) {
+            if (!offset) {   /* what was read and not sent goes back to the file */
+                int e = errno;
+                lseek(in_fd, -r, SEEK_CUR);
+                errno = e;
+            }
             if (done > 0)
                 break;
             return -1;

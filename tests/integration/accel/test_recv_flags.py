@@ -1,10 +1,15 @@
-"""recv flags on an accelerated connection answer as the kernel's TCP, side by side:
+"""Data calls with flags and offsets on an accelerated connection, as the kernel's TCP.
+
+recv flags, side by side:
 MSG_TRUNC discards what it counts (the buffer may be NULL), with MSG_PEEK it only counts,
 MSG_OOB with no urgent data is EINVAL, MSG_ERRQUEUE reads the (empty) error queue and never
 the stream.  (The stack copied into the NULL buffer, read the stream for MSG_OOB and for
-MSG_ERRQUEUE.)"""
+MSG_ERRQUEUE.)  sendfile from the file's own position on a full non-blocking connection:
+the position moves by what was sent, nothing is lost."""
 
+import hashlib
 import json
+import os
 
 from .conftest import PYTHON, SRV_IF, assert_bypassed, write_conf
 
@@ -71,3 +76,68 @@ def test_recv_flags_match_kernel(netpair):
     accel = scenario(net, conf)
     assert_bypassed(before, net.tcp_segs("server"), 8, "the recv flags scenario", bound=5)
     assert accel == kernel, (accel, kernel)
+
+
+# --- sendfile from the file's own position on a non-blocking connection ---------------------
+
+SENDFILE_SERVER = r"""
+import hashlib, os, select, socket, sys
+path = sys.argv[2]
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("0.0.0.0", int(sys.argv[1]))); ls.listen(4)
+print("ready", flush=True)
+c, _ = ls.accept()
+c.setblocking(False)
+f = os.open(path, os.O_RDONLY)
+size = os.fstat(f).st_size
+sent, eagain = 0, 0
+p = select.poll(); p.register(c, select.POLLOUT)
+while sent < size:
+    try:
+        n = os.sendfile(c.fileno(), f, None, 1 << 20)   # from the file's position
+    except BlockingIOError:
+        eagain += 1
+        p.poll(5000)
+        continue
+    sent += n
+c.close()
+print("sent", sent, "eagain", eagain, "pos", os.lseek(f, 0, os.SEEK_CUR), flush=True)
+"""
+
+SENDFILE_CLIENT = r"""
+import hashlib, socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
+time.sleep(0.3)                              # the server meets a full send buffer
+h = hashlib.sha256()
+n = 0
+while True:
+    b = s.recv(1 << 16)
+    if not b:
+        break
+    h.update(b); n += len(b)
+print(n, h.hexdigest())
+"""
+
+
+def test_sendfile_nonblocking_keeps_file_position(netpair):
+    """sendfile(out, file, NULL, n) on a non-blocking connection that is full: the kernel
+    sends from the file's position and moves it by what it sent.  (The stack read the
+    file, met EAGAIN and returned it with the position moved past bytes never sent: the
+    stream lost them.)"""
+    net = netpair()
+    data = os.urandom(8 << 20)
+    path = net.dir / "payload.bin"
+    path.write_bytes(data)
+    want = "%d %s" % (len(data), hashlib.sha256(data).hexdigest())
+    conf = write_conf(net.dir / "sf.conf", SRV_IF, [("tcp", PORT + 1)])
+    for c in (None, conf):
+        srv = net.spawn("server", [PYTHON, "-c", SENDFILE_SERVER, PORT + 1, path], name="sf",
+                        conf=c)
+        srv.wait_ready()
+        before = net.tcp_segs("server")
+        cp = net.run("client", [PYTHON, "-c", SENDFILE_CLIENT, net.srv_ip, PORT + 1], timeout=60)
+        srv.wait(20)
+        assert cp.stdout.strip() == want, (c, cp.stdout, cp.stderr, srv.describe())
+        assert "eagain 0 " not in srv.out(), "the scenario never met a full buffer: " + srv.out()
+        if c is not None:
+            assert_bypassed(before, net.tcp_segs("server"), 5000, "the sendfile transfer")
