@@ -53,6 +53,7 @@ static err_t on_accept(void *arg, struct tcp_pcb *pcb, err_t err)
     c->keep_idle_ms = l->keep_idle_ms;
     c->keep_intvl_ms = l->keep_intvl_ms;
     c->keep_cnt = l->keep_cnt;
+    c->user_timeout_ms = l->user_timeout_ms;
     c->linger_on = l->linger_on;
     c->linger_s = l->linger_s;
     c->rcvtimeo_ms = l->rcvtimeo_ms;

@@ -87,6 +87,7 @@ void byp_tcp_opts_inherit(struct tsock *ts, int fd)
         ts->linger_on = lg.l_onoff != 0;
         ts->linger_s = lg.l_linger;
     }
+    ts->user_timeout_ms = (u32_t)get_kernel_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT);
     ts->rcvtimeo_ms = kernel_timeo(fd, SO_RCVTIMEO);
     ts->sndtimeo_ms = kernel_timeo(fd, SO_SNDTIMEO);
 }
@@ -123,6 +124,25 @@ static int setsockopt_pinned(struct tsock *ts, int fd, int level, int opt, const
                 tcp_output(ts->pcb);
             byp_stack_unlock();
             break;
+        case TCP_USER_TIMEOUT:
+            if (get_int(val, len, &v) < 0)
+                return -1;
+            if (v < 0)
+                return byp_tcp_fail(EINVAL);
+            byp_stack_lock();
+            ts->user_timeout_ms = (u32_t)v;
+            ts->ut_armed = 0;
+            byp_stack_unlock();
+            break;
+        case TCP_CONGESTION: {
+            /* lwIP's is NewReno's: "reno" is taken, any other is not available (ENOENT,
+             * the kernel's answer for an algorithm it does not have). */
+            char name[16] = "";
+            memcpy(name, val != NULL ? val : "", len < sizeof name - 1 ? len : sizeof name - 1);
+            if (strcmp(name, "reno") != 0)
+                return byp_tcp_fail(ENOENT);
+            break;
+        }
         case TCP_QUICKACK:
             /* lwIP acknowledges every second segment at once and the rest within its
              * timer; what is owed now goes now. */
@@ -285,6 +305,8 @@ static int getsockopt_pinned(struct tsock *ts, int fd, int level, int opt, void 
         v = ts->nodelay;
     } else if (level == IPPROTO_TCP && opt == TCP_CORK) {
         v = ts->cork;
+    } else if (level == IPPROTO_TCP && opt == TCP_USER_TIMEOUT) {
+        v = (int)ts->user_timeout_ms;
     } else if (level == IPPROTO_TCP && opt == TCP_QUICKACK) {
         v = 1;   /* lwIP never enters the kernel's delayed-ACK "pingpong" mode */
     } else if (level == IPPROTO_TCP && opt == TCP_KEEPIDLE && ts->keep_idle_ms) {

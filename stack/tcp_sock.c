@@ -99,6 +99,7 @@ static err_t on_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
     struct tsock *ts = arg;
     (void)len;
     u32_t before = ts->sndbuf;
+    ts->ut_armed = 0;   /* acknowledged: TCP_USER_TIMEOUT counts again from here */
     ts->sndbuf = tcp_sndbuf(pcb);
     ts->drained = pcb->unsent == NULL && pcb->unacked == NULL;
     if (before < WRITABLE_MIN && ts->sndbuf >= WRITABLE_MIN)
@@ -113,6 +114,27 @@ static int abort_errno;
  * ERR_MEM, nothing in flight so no ACK will come) marked it unwritable; once lwIP has room
  * again it is writable again, so a connection slowed by a memory shortage recovers when
  * the load falls. */
+/* TCP_USER_TIMEOUT: data (or a zero-window probe) unacknowledged for that long ends the
+ * connection with ETIMEDOUT and no reset, as the kernel's tcp_write_timeout does.  Checked
+ * at each poll (80 ms).  1 when @pcb was let go. */
+static int user_timeout(struct tsock *ts, struct tcp_pcb *pcb)
+{
+    if (ts->user_timeout_ms == 0 || (pcb->unacked == NULL && pcb->persist_backoff == 0)) {
+        ts->ut_armed = 0;
+        return 0;
+    }
+    u32_t now = sys_now();
+    if (!ts->ut_armed) {
+        ts->ut_armed = 1;
+        ts->ut_since_ms = now;
+        return 0;
+    }
+    if ((u32_t)(now - ts->ut_since_ms) < ts->user_timeout_ms)
+        return 0;
+    tcp_abandon(pcb, 0);   /* on_err: ERR_ABRT, ETIMEDOUT */
+    return 1;
+}
+
 static err_t on_poll(void *arg, struct tcp_pcb *pcb)
 {
     struct tsock *ts = arg;
@@ -120,6 +142,8 @@ static err_t on_poll(void *arg, struct tcp_pcb *pcb)
         ts->sndbuf = tcp_sndbuf(pcb);
         byp_tsock_changed(ts);
     }
+    if (ts != NULL && user_timeout(ts, pcb))
+        return ERR_ABRT;
     return ERR_OK;
 }
 

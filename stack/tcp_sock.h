@@ -32,6 +32,9 @@ struct tsock {
     int rx_fin, shut_rd, shut_wr;
     int nodelay, keepalive, linger_on, linger_s;
     u32_t keep_idle_ms, keep_intvl_ms, keep_cnt;    /* TCP_KEEP*: 0 for lwIP's default */
+    u32_t user_timeout_ms;      /* TCP_USER_TIMEOUT, 0 none (on_poll) */
+    int ut_armed;               /* data unacknowledged, and nothing acknowledged, since */
+    u32_t ut_since_ms;          /* this sys_now() */
     int cork;                   /* TCP_CORK: a send leaves its partial segment queued
                                  * (fd_tcp.c send_core) */
     int drained;                /* nothing unsent or unacknowledged (SO_LINGER waits on it) */
@@ -134,7 +137,8 @@ int byp_tcp_accept(int fd, struct sockaddr *addr, socklen_t *len);
 int byp_tcp_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
 void byp_tcp_release(int fd);
 /* What the program set on the kernel socket before the stack took it over (listen,
- * connect): TCP_NODELAY, TCP_CORK, keepalive and its parameters, SO_LINGER, the timeouts
+ * connect): TCP_NODELAY, TCP_CORK, keepalive and its parameters, TCP_USER_TIMEOUT,
+ * SO_LINGER, the timeouts
  * (tcp_opts.c; lock not held).  A connection accepted from a listener inherits them, as
  * the kernel's does (tcp_open.c). */
 void byp_tcp_opts_inherit(struct tsock *ts, int fd);

@@ -40,6 +40,8 @@ c.sendall(b"c" * 100)                        # stays corked: the ceiling release
 c.recv(10)                                   # "bye"
 c.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
 res["quickack"] = "ok"
+c.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"reno")
+res["cc"] = c.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).rstrip(b"\0").decode()
 c.close()
 print(json.dumps(res, sort_keys=True), flush=True)
 """
@@ -79,7 +81,7 @@ def test_cork_matches_kernel(netpair):
     before = net.tcp_segs("server")
     asrv, acli = scenario(net, conf)
     assert_bypassed(before, net.tcp_segs("server"), 10, "the cork scenario", bound=5)
-    assert ksrv == {"cork_get": 1, "quickack": "ok"}, ksrv
+    assert ksrv == {"cork_get": 1, "quickack": "ok", "cc": "reno"}, ksrv
     assert asrv == ksrv
     # The kernel's two corked sends leave as one at the uncork, its third waits for the
     # ceiling (200 ms).  The stack's leave with lwIP's next output (the delayed ACK of the
@@ -222,4 +224,75 @@ def test_options_set_before_listen_and_connect(netpair):
     before = net.tcp_segs("server")
     accel = inherit_scenario(net, sconf, PORT + 1, client_conf=cconf)
     assert_bypassed(before, net.tcp_segs("server"), 8, "the inherited options", bound=5)
+    assert accel == kernel
+
+
+# --- TCP_USER_TIMEOUT: a peer that stops acknowledging ------------------------------------
+
+UT_SERVER = r"""
+import errno, json, os, select, socket, sys, time
+port, flag = int(sys.argv[1]), sys.argv[2]
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("0.0.0.0", port)); ls.listen(4)
+print("ready", flush=True)
+c, _ = ls.accept()
+c.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 600)
+assert c.recv(10) == b"go"
+print("connected", flush=True)
+while not os.path.exists(flag):
+    time.sleep(0.02)
+c.sendall(b"x" * 1000)                       # never acknowledged: the client's ACKs vanish
+t = time.monotonic()
+p = select.poll(); p.register(c, select.POLLIN)
+res = {"user_timeout": c.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)}
+while time.monotonic() - t < 10:
+    p.poll(100)
+    try:
+        c.recv(10, socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        continue
+    except OSError as e:
+        res["err"] = errno.errorcode[e.errno]
+        break
+res["ended_in_time"] = 0.4 < time.monotonic() - t < 6
+print(json.dumps(res, sort_keys=True), flush=True)
+"""
+
+UT_CLIENT = r"""
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+s.sendall(b"go")
+time.sleep(12)
+"""
+
+
+def user_timeout_run(net, conf, tag):
+    flag = net.dir / ("ut-" + tag)
+    srv = net.spawn("server", [PYTHON, "-c", UT_SERVER, PORT + 2, flag], name="ut-" + tag,
+                    conf=conf)
+    srv.wait_ready()
+    cli = net.spawn("client", [PYTHON, "-c", UT_CLIENT, net.srv_ip, PORT + 2], name="ut-cli")
+    srv.wait_ready("connected", timeout=10)
+    hole = ["ip", "-n", net.cli_ns, "route", "add", "blackhole", net.srv_ip + "/32"]
+    subprocess.run(hole, check=True, timeout=10)   # the client's ACKs go nowhere
+    try:
+        flag.touch()
+        srv.wait(15)
+    finally:
+        subprocess.run(hole[:4] + ["del"] + hole[5:], timeout=10)
+        cli.stop()
+    line = srv.out().splitlines()[-1]
+    assert line.startswith("{"), srv.describe()
+    return json.loads(line)
+
+
+def test_user_timeout_matches_kernel(netpair):
+    """TCP_USER_TIMEOUT 600 ms, data sent to a peer whose acknowledgements vanish: the
+    connection ends with ETIMEDOUT within a few seconds, as on the kernel.  (lwIP went on
+    retransmitting for minutes: the option was refused.)"""
+    net = netpair()
+    kernel = user_timeout_run(net, None, "kernel")
+    assert kernel == {"user_timeout": 600, "err": "ETIMEDOUT", "ended_in_time": True}, kernel
+    conf = write_conf(net.dir / "ut.conf", SRV_IF, [("tcp", PORT + 2)])
+    accel = user_timeout_run(net, conf, "accel")
     assert accel == kernel
