@@ -1,7 +1,9 @@
 /* Socket options of the accelerated TCP kind: what lwIP honours is applied to the
- * connection (TCP_NODELAY, keepalive, timeouts, SO_LINGER) and mirrored onto the kernel
- * socket, which answers what the stack does not track; TCP_INFO and TCP_CONGESTION come
- * from lwIP's state; other IPPROTO_TCP options fail with ENOPROTOOPT, never a silent lie. */
+ * connection (TCP_NODELAY, TCP_CORK, keepalive, TCP_USER_TIMEOUT, TCP_QUICKACK, timeouts,
+ * SO_LINGER) and mirrored onto the kernel socket, which answers what the stack does not
+ * track; what was set before the stack took the socket over is read back from it
+ * (byp_tcp_opts_inherit); TCP_INFO and TCP_CONGESTION come from lwIP's state; other
+ * IPPROTO_TCP options fail with ENOPROTOOPT, never a silent lie. */
 #include <string.h>
 
 #include <netinet/tcp.h>
