@@ -86,6 +86,9 @@ static ssize_t recv_core(struct tsock *ts, const struct iovec *iov, int iovcnt, 
     for (int i = 0; i < iovcnt; i++)
         total += iov[i].iov_len;
     size_t done = 0;
+    /* A blocking call returns once it has this much (SO_RCVLOWAT, MSG_WAITALL), or at the
+     * end of the stream, an error, a signal or the timeout. */
+    size_t target = (flags & MSG_WAITALL) || total < (size_t)ts->rcvlowat ? total : (size_t)ts->rcvlowat;
     if (ts->state == T_LISTEN)
         return byp_tcp_fail(ENOTCONN);
     if (flags & MSG_OOB)
@@ -93,7 +96,7 @@ static ssize_t recv_core(struct tsock *ts, const struct iovec *iov, int iovcnt, 
     for (;;) {
         if (ts->rx_bytes > 0 && done < total) {
             done += rx_copy(ts, iov, iovcnt, done, flags);
-            if ((flags & MSG_PEEK) || !(flags & MSG_WAITALL) || done == total)
+            if ((flags & MSG_PEEK) || done >= target)
                 break;
             continue;
         }
@@ -600,7 +603,7 @@ static uint32_t ftcp_readiness(int fd)
     case T_CONNECTING:
         return 0;
     case T_CONNECTED:
-        if (ts->rx_bytes > 0 || ts->rx_fin || ts->shut_rd)
+        if (ts->rx_bytes >= (size_t)ts->rcvlowat || ts->rx_fin || ts->shut_rd)
             ev |= POLLIN;
         if (ts->rx_fin || ts->shut_rd)
             ev |= POLLRDHUP;

@@ -57,6 +57,7 @@ static err_t on_accept(void *arg, struct tcp_pcb *pcb, err_t err)
     c->linger_on = l->linger_on;
     c->linger_s = l->linger_s;
     c->rcvtimeo_ms = l->rcvtimeo_ms;
+    c->rcvlowat = l->rcvlowat;
     c->sndtimeo_ms = l->sndtimeo_ms;
     c->reuseaddr = l->reuseaddr;
     c->v6 = l->v6;

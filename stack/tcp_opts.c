@@ -90,6 +90,8 @@ void byp_tcp_opts_inherit(struct tsock *ts, int fd)
         ts->linger_s = lg.l_linger;
     }
     ts->user_timeout_ms = (u32_t)get_kernel_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT);
+    int lowat = get_kernel_int(fd, SOL_SOCKET, SO_RCVLOWAT);
+    ts->rcvlowat = lowat > 0 ? lowat : 1;
     ts->rcvtimeo_ms = kernel_timeo(fd, SO_RCVTIMEO);
     ts->sndtimeo_ms = kernel_timeo(fd, SO_SNDTIMEO);
 }
@@ -197,6 +199,14 @@ static int setsockopt_pinned(struct tsock *ts, int fd, int level, int opt, const
         case SO_RCVTIMEO:
             if (timeo_ms(val, len, &ts->rcvtimeo_ms) < 0)
                 return -1;
+            break;
+        case SO_RCVLOWAT:
+            if (get_int(val, len, &v) < 0)
+                return -1;
+            byp_stack_lock();
+            ts->rcvlowat = v < 0 ? 0x7fffffff : v == 0 ? 1 : v;   /* the kernel's reading */
+            byp_tsock_changed(ts);
+            byp_stack_unlock();
             break;
         case SO_SNDTIMEO:
             if (timeo_ms(val, len, &ts->sndtimeo_ms) < 0)

@@ -34,8 +34,10 @@ void byp_tsock_changed(struct tsock *ts)
 struct tsock *byp_tsock_new(void)
 {
     struct tsock *ts = byp_shm_calloc(1, sizeof *ts);
-    if (ts != NULL)
+    if (ts != NULL) {
         ts->rcvtimeo_ms = ts->sndtimeo_ms = -1;
+        ts->rcvlowat = 1;
+    }
     return ts;
 }
 

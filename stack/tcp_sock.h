@@ -39,6 +39,7 @@ struct tsock {
                                  * (fd_tcp.c send_core) */
     int drained;                /* nothing unsent or unacknowledged (SO_LINGER waits on it) */
     int rcvtimeo_ms, sndtimeo_ms;   /* -1: none */
+    int rcvlowat;               /* SO_RCVLOWAT, at least 1 */
     struct pbuf *rx_head, *rx_tail;
     u16_t rx_off;
     size_t rx_bytes;

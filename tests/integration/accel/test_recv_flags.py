@@ -141,3 +141,66 @@ def test_sendfile_nonblocking_keeps_file_position(netpair):
         assert "eagain 0 " not in srv.out(), "the scenario never met a full buffer: " + srv.out()
         if c is not None:
             assert_bypassed(before, net.tcp_segs("server"), 5000, "the sendfile transfer")
+
+
+# --- SO_RCVLOWAT --------------------------------------------------------------------------
+
+LOWAT_SERVER = r"""
+import json, select, socket, sys, time
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("0.0.0.0", int(sys.argv[1]))); ls.listen(4)
+print("ready", flush=True)
+c, _ = ls.accept()
+c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 100)
+c.sendall(b"go")
+time.sleep(0.2)                              # 50 bytes are in, under the mark
+p = select.poll(); p.register(c, select.POLLIN)
+res = {"poll_under": bool(p.poll(0)), "lowat": c.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT)}
+t = time.monotonic()
+res["poll_waits"] = bool(p.poll(3000))       # readable once 50 + 60 are in
+res["waited"] = time.monotonic() - t > 0.1
+res["recv"] = len(c.recv(1000))
+res["poll_after"] = bool(p.poll(0))
+c.setblocking(False)
+c.sendall(b"more")
+time.sleep(0.2)                              # 30 more: a non-blocking recv takes them
+res["nonblocking"] = len(c.recv(1000))
+c.close()
+print(json.dumps(res, sort_keys=True), flush=True)
+"""
+
+LOWAT_CLIENT = r"""
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+assert s.recv(10) == b"go"
+s.sendall(b"a" * 50)
+time.sleep(0.5)
+s.sendall(b"b" * 60)
+assert s.recv(10) == b"more"
+s.sendall(b"c" * 30)
+s.recv(10)
+"""
+
+
+def lowat_run(net, conf):
+    srv = net.spawn("server", [PYTHON, "-c", LOWAT_SERVER, PORT + 2], name="lowat", conf=conf)
+    srv.wait_ready()
+    cp = net.run("client", [PYTHON, "-c", LOWAT_CLIENT, net.srv_ip, PORT + 2], timeout=30)
+    srv.wait(10)
+    assert cp.returncode == 0, cp.stderr + srv.describe()
+    return json.loads(srv.out().splitlines()[-1])
+
+
+def test_rcvlowat_matches_kernel(netpair):
+    """SO_RCVLOWAT 100: under the mark poll says nothing, over it readable; a non-blocking
+    recv takes what there is.  (The stack took the option and ignored it.)  A blocking recv
+    that copied part of the mark waits on here for the rest; the kernel's waits until a
+    whole mark more is queued (its wake-up compares what is queued with the mark), which is
+    not compared."""
+    net = netpair()
+    kernel = lowat_run(net, None)
+    assert kernel == {"poll_under": False, "lowat": 100, "poll_waits": True, "recv": 110,
+                      "waited": True, "poll_after": False, "nonblocking": 30}, kernel
+    conf = write_conf(net.dir / "lowat.conf", SRV_IF, [("tcp", PORT + 2)])
+    accel = lowat_run(net, conf)
+    assert accel == kernel
