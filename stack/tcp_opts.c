@@ -327,6 +327,11 @@ static int getsockopt_pinned(struct tsock *ts, int fd, int level, int opt, void 
         v = (int)(ts->keep_intvl_ms / 1000);
     } else if (level == IPPROTO_TCP && opt == TCP_KEEPCNT && ts->keep_cnt) {
         v = (int)ts->keep_cnt;
+    } else if (level == IPPROTO_TCP && opt == TCP_MAXSEG && ts->state == T_CONNECTED &&
+               ts->pcb != NULL) {
+        byp_stack_lock();
+        v = ts->pcb != NULL ? ts->pcb->mss : 536;   /* what lwIP sends: no timestamps */
+        byp_stack_unlock();
     } else if (level == IPPROTO_TCP && (opt == TCP_KEEPIDLE || opt == TCP_KEEPINTVL || opt == TCP_KEEPCNT || opt == TCP_MAXSEG)) {
         return BYP_REAL(getsockopt)(fd, level, opt, val, len);
     } else if (level == SOL_SOCKET && (opt == SO_RCVTIMEO || opt == SO_SNDTIMEO)) {

@@ -47,6 +47,6 @@ def test_fd_operations_match_kernel(netpair):
     assert kernel == {"read_via_dup": "ping1", "dup2_write": True, "nonblock": True,
                       "eagain": True, "peek": "abcdef", "fionread": 6,
                       "after_peek": "abcdef", "tcpi_state_established": True,
-                      "tcpi_snd_mss_sane": True}, kernel
+                      "tcpi_snd_mss_sane": True, "maxseg_of_the_link": True}, kernel
     assert accel == kernel
     assert moved < 10, "the accelerated run went through the kernel (%d segments)" % moved
