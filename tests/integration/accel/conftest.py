@@ -17,6 +17,7 @@ gcc) FAIL the tests; the only skip is a kernel without AF_XDP sockets.
 
 import errno
 import itertools
+import json
 import os
 import re
 import shutil
@@ -412,6 +413,24 @@ def assert_bypassed(before, after, moved, what, bound=QUIET_SEGS):
         "%s: the accelerated side's kernel TCP counters moved by %d segments (bound %d) "
         "while ~%d went over the wire: the traffic went through the kernel, not the "
         "accelerated path" % (what, delta, bound, moved))
+
+
+def json_exchange(net, server, client, port, conf=None, name="server", args=(),
+                  client_conf=None, timeout=60):
+    """The side-by-side scenario of many tests: the Python @server (argv: @port, *@args),
+    preloaded with @conf (None: the kernel's), runs in the server namespace until it says
+    "ready"; then the Python @client (argv: the server's address, @port, *@args) runs to
+    completion from the client namespace.  Returns the server's last stdout line as JSON
+    and the client's stdout."""
+    srv = net.spawn("server", [PYTHON, "-c", server, port, *args], name=name, conf=conf)
+    srv.wait_ready()
+    cp = net.run("client", [PYTHON, "-c", client, net.srv_ip, port, *args], conf=client_conf,
+                 timeout=timeout)
+    assert cp.returncode == 0, cp.stderr + srv.describe()
+    srv.wait(20)
+    line = (srv.out().splitlines() or [""])[-1]
+    assert line.startswith("{"), srv.describe()
+    return json.loads(line), cp.stdout
 
 
 def bypass_lines(text):

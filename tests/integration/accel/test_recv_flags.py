@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 
-from .conftest import PYTHON, SRV_IF, assert_bypassed, write_conf
+from .conftest import PYTHON, SRV_IF, assert_bypassed, json_exchange, write_conf
 
 PORT = 7630
 
@@ -59,12 +59,9 @@ print("client ok")
 
 
 def scenario(net, conf):
-    srv = net.spawn("server", [PYTHON, "-c", SERVER, PORT], name="recvflags", conf=conf)
-    srv.wait_ready()
-    cp = net.run("client", [PYTHON, "-c", CLIENT, net.srv_ip, PORT], timeout=60)
-    assert cp.returncode == 0 and "client ok" in cp.stdout, cp.stderr + srv.describe()
-    srv.wait(20)
-    return json.loads(srv.out().splitlines()[-1])
+    res, out = json_exchange(net, SERVER, CLIENT, PORT, conf, "recvflags")
+    assert "client ok" in out
+    return res
 
 
 def test_recv_flags_match_kernel(netpair):
@@ -183,12 +180,7 @@ s.recv(10)
 
 
 def lowat_run(net, conf):
-    srv = net.spawn("server", [PYTHON, "-c", LOWAT_SERVER, PORT + 2], name="lowat", conf=conf)
-    srv.wait_ready()
-    cp = net.run("client", [PYTHON, "-c", LOWAT_CLIENT, net.srv_ip, PORT + 2], timeout=30)
-    srv.wait(10)
-    assert cp.returncode == 0, cp.stderr + srv.describe()
-    return json.loads(srv.out().splitlines()[-1])
+    return json_exchange(net, LOWAT_SERVER, LOWAT_CLIENT, PORT + 2, conf, "lowat")[0]
 
 
 def test_rcvlowat_matches_kernel(netpair):

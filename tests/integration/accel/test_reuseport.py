@@ -14,7 +14,7 @@ import signal
 import tempfile
 from pathlib import Path
 
-from .conftest import PYTHON, SRV_IF, assert_bypassed, write_conf
+from .conftest import SRV_IF, assert_bypassed, json_exchange, write_conf
 from .test_fork import kill_all, wait_gone
 
 PORT = 7620
@@ -108,14 +108,9 @@ print(json.dumps({"served": served, "reset": reset, "left": len(pending) - reset
 
 
 def scenario(net, conf, tag):
-    flag = str(net.dir / ("flag-" + tag))
-    srv = net.spawn("server", [PYTHON, "-c", SERVER, PORT, flag], name="reuseport-" + tag,
-                    conf=conf)
-    srv.wait_ready()
-    cp = net.run("client", [PYTHON, "-c", CLIENT, net.srv_ip, PORT, flag], timeout=60)
-    assert cp.returncode == 0, cp.stderr + srv.describe()
-    srv.wait(20)
-    return json.loads(cp.stdout), json.loads(srv.out().splitlines()[-1])
+    res, out = json_exchange(net, SERVER, CLIENT, PORT, conf, "reuseport-" + tag,
+                             args=(net.dir / ("flag-" + tag),))
+    return json.loads(out), res
 
 
 def test_reuseport_listeners_share_the_port(netpair):
@@ -252,11 +247,7 @@ for i in range(60):
 
 
 def udp_run(net, conf):
-    srv = net.spawn("server", [PYTHON, "-c", UDP_SERVER, PORT + 10], name="udp-rp", conf=conf)
-    srv.wait_ready()
-    net.run("client", [PYTHON, "-c", UDP_CLIENT, net.srv_ip, PORT + 10], check=True)
-    srv.wait(10)
-    return json.loads(srv.out().splitlines()[-1])
+    return json_exchange(net, UDP_SERVER, UDP_CLIENT, PORT + 10, conf, "udp-rp")[0]
 
 
 def test_udp_reuseport_spreads_flows(netpair):

@@ -5,18 +5,23 @@ server shut for writing first, through to its TIME_WAIT."""
 
 import json
 
-from .conftest import PYTHON, SRV_IF, assert_bypassed, write_conf
+from .conftest import SRV_IF, assert_bypassed, json_exchange, write_conf
 
 PORT = 7610
 
-SERVER = r"""
-import json, select, socket, sys, time
+# What poll says of a socket, by name: both servers print it.
+POLL_EVENTS = r"""
+import select
 MASK = (select.POLLIN | select.POLLOUT | select.POLLHUP | select.POLLRDHUP | select.POLLERR)
 def ev(s):
     p = select.poll(); p.register(s, MASK); r = p.poll(0)
     v = r[0][1] if r else 0
     return [n for n in ("POLLIN", "POLLOUT", "POLLHUP", "POLLRDHUP", "POLLERR")
             if v & getattr(select, n)]
+"""
+
+SERVER = POLL_EVENTS + r"""
+import json, select, socket, sys, time
 def wait_in(s):
     p = select.poll(); p.register(s, select.POLLIN); p.poll(5000)
 def recv_nb(s):
@@ -78,12 +83,9 @@ print("client ok")
 
 
 def scenario(net, conf):
-    srv = net.spawn("server", [PYTHON, "-c", SERVER, PORT], name="shutdown", conf=conf)
-    srv.wait_ready()
-    cp = net.run("client", [PYTHON, "-c", CLIENT, net.srv_ip, PORT], timeout=60)
-    assert cp.returncode == 0 and "client ok" in cp.stdout, cp.stderr + srv.describe()
-    srv.wait(20)
-    return json.loads(srv.out().splitlines()[-1])
+    res, out = json_exchange(net, SERVER, CLIENT, PORT, conf, "shutdown")
+    assert "client ok" in out
+    return res
 
 
 def test_shutdown_matches_kernel(netpair):
@@ -101,15 +103,9 @@ def test_shutdown_matches_kernel(netpair):
 
 # --- a listener shut down: the idiom that stops a threaded server's accept loop ------------
 
-LISTENER = r"""
+LISTENER = POLL_EVENTS + r"""
 import errno, json, os, select, socket, sys, threading, time
 port, flag = int(sys.argv[1]), sys.argv[2]
-MASK = (select.POLLIN | select.POLLOUT | select.POLLHUP | select.POLLRDHUP | select.POLLERR)
-def ev(s):
-    p = select.poll(); p.register(s, MASK); r = p.poll(0)
-    v = r[0][1] if r else 0
-    return [n for n in ("POLLIN", "POLLOUT", "POLLHUP", "POLLRDHUP", "POLLERR")
-            if v & getattr(select, n)]
 def call(f, *a):
     try:
         f(*a); return "ok"
@@ -166,14 +162,9 @@ print(json.dumps(res, sort_keys=True))
 
 
 def listener_scenario(net, conf, tag):
-    flag = str(net.dir / ("lflag-" + tag))
-    srv = net.spawn("server", [PYTHON, "-c", LISTENER, PORT + 2, flag], name="lshut-" + tag,
-                    conf=conf)
-    srv.wait_ready()
-    cp = net.run("client", [PYTHON, "-c", PROBE, net.srv_ip, PORT + 2, flag], timeout=60)
-    assert cp.returncode == 0, cp.stderr + srv.describe()
-    srv.wait(20)
-    return json.loads(srv.out().splitlines()[-1]), json.loads(cp.stdout)
+    res, out = json_exchange(net, LISTENER, PROBE, PORT + 2, conf, "lshut-" + tag,
+                             args=(net.dir / ("lflag-" + tag),))
+    return res, json.loads(out)
 
 
 def test_listener_shutdown_matches_kernel(netpair):

@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .conftest import CLI_IF, PYTHON, SRV_IF, assert_bypassed, write_conf
+from .conftest import CLI_IF, PYTHON, SRV_IF, assert_bypassed, json_exchange, write_conf
 from .test_reuseport import stop_nginx
 
 PORT = 7640
@@ -66,12 +66,8 @@ print(json.dumps({"first": len(first), "intact": rest == b"a" * 100 + b"b" * 100
 
 
 def scenario(net, conf):
-    srv = net.spawn("server", [PYTHON, "-c", SERVER, PORT], name="cork", conf=conf)
-    srv.wait_ready()
-    cp = net.run("client", [PYTHON, "-c", CLIENT, net.srv_ip, PORT], timeout=60)
-    assert cp.returncode == 0, cp.stderr + srv.describe()
-    srv.wait(20)
-    return json.loads(srv.out().splitlines()[-1]), json.loads(cp.stdout)
+    res, out = json_exchange(net, SERVER, CLIENT, PORT, conf, "cork")
+    return res, json.loads(out)
 
 
 def test_cork_matches_kernel(netpair):
@@ -200,13 +196,8 @@ s.recv(10)
 
 
 def inherit_scenario(net, conf, port, client_conf=None):
-    srv = net.spawn("server", [PYTHON, "-c", INHERIT_SERVER, port], name="inherit", conf=conf)
-    srv.wait_ready(timeout=10)
-    cp = net.run("client", [PYTHON, "-c", INHERIT_CLIENT, net.srv_ip, port], conf=client_conf,
-                 timeout=30)
-    assert cp.returncode == 0, cp.stderr + srv.describe()
-    srv.wait(10)
-    return json.loads(srv.out().splitlines()[-1])
+    return json_exchange(net, INHERIT_SERVER, INHERIT_CLIENT, port, conf, "inherit",
+                         client_conf=client_conf)[0]
 
 
 def test_options_set_before_listen_and_connect(netpair):
