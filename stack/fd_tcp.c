@@ -105,9 +105,7 @@ static ssize_t recv_core(struct tsock *ts, const struct iovec *iov, int iovcnt, 
         if (ts->err) {
             if (done > 0)
                 break;
-            int e = ts->err;
-            ts->err = 0;
-            return byp_tcp_fail(e);
+            return byp_tcp_fail(byp_tsock_take_err(ts));
         }
         if (ts->rx_fin || ts->shut_rd || ts->state == T_CLOSED)
             break;
@@ -215,8 +213,7 @@ static ssize_t send_core(struct tsock *ts, const struct iovec *iov, int iovcnt, 
         return byp_tcp_fail(ts->state == T_LISTEN ? ENOTCONN : EAGAIN);
     while (done < total || total == 0) {
         if (ts->err) {
-            int e = ts->err;
-            ts->err = 0;
+            int e = byp_tsock_take_err(ts);
             return done > 0 ? (ssize_t)done : byp_tcp_fail(e);
         }
         if (ts->shut_wr || ts->pcb == NULL)
@@ -615,9 +612,10 @@ static uint32_t ftcp_readiness(int fd)
             ev |= POLLERR;
         return ev;
     default:
-        ev = (ts->unlistened ? 0 : POLLIN) | POLLOUT | POLLHUP;
-        if (ts->rx_fin)
-            ev |= POLLRDHUP;
+        /* Closed: reset, refused, timed out, TIME_WAIT, or closed in order.  The kernel's
+         * tcp_done shuts both ways then (POLLIN, POLLRDHUP); a listener's shutdown leaves
+         * its socket closed with neither. */
+        ev = ts->unlistened ? POLLOUT | POLLHUP : POLLIN | POLLOUT | POLLHUP | POLLRDHUP;
         if (ts->so_error)
             ev |= POLLERR;
         return ev;

@@ -85,6 +85,17 @@ static inline int byp_tcp_fail(int err)
     return -1;
 }
 
+/* The pending error, reported once: taken by a call as by SO_ERROR (the kernel's sk_err is
+ * one field that either clears). */
+static inline int byp_tsock_take_err(struct tsock *ts)
+{
+    int e = ts->err;
+    ts->err = 0;
+    if (ts->so_error == e)
+        ts->so_error = 0;
+    return e;
+}
+
 /* The socket's readiness changed: bump its counter, tell the engine. */
 void byp_tsock_changed(struct tsock *ts);
 /* Free the receive queue. */

@@ -183,3 +183,45 @@ def test_listener_shutdown_matches_kernel(netpair):
     # possibly retried once.
     assert_bypassed(before, net.tcp_segs("server"), 4, "the listener shutdown", bound=12)
     assert accel == kernel
+
+
+# --- what poll says of a connection the peer reset ---------------------------------------
+
+RESET = POLL_EVENTS + r"""
+import errno, json, socket, sys, time
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("0.0.0.0", int(sys.argv[1]))); ls.listen(4)
+print("ready", flush=True)
+c, _ = ls.accept()
+c.sendall(b"go")
+p = select.poll(); p.register(c, select.POLLIN)
+p.poll(5000)
+time.sleep(0.1)
+res = {"after_reset": ev(c)}
+try:
+    c.recv(10); res["recv"] = "data"
+except OSError as e:
+    res["recv"] = errno.errorcode[e.errno]
+res["after_error_read"] = ev(c)
+print(json.dumps(res, sort_keys=True), flush=True)
+"""
+
+RESETTER = r"""
+import socket, struct, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+assert s.recv(10) == b"go"
+s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+s.close()                                    # a reset
+"""
+
+
+def test_poll_after_reset_matches_kernel(netpair):
+    """A connection the peer reset: POLLIN, POLLOUT, POLLHUP, POLLRDHUP and POLLERR, then
+    ECONNRESET, then the same without POLLERR, as the kernel's tcp_done leaves it shut both
+    ways.  (The stack gave no POLLRDHUP, which nginx and HAProxy watch for.)"""
+    net = netpair()
+    kernel = json_exchange(net, RESET, RESETTER, PORT + 4, None, "reset")[0]
+    assert kernel["recv"] == "ECONNRESET" and "POLLRDHUP" in kernel["after_reset"], kernel
+    conf = write_conf(net.dir / "reset.conf", SRV_IF, [("tcp", PORT + 4)])
+    accel = json_exchange(net, RESET, RESETTER, PORT + 4, conf, "reset")[0]
+    assert accel == kernel
