@@ -4,9 +4,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
-/* Field 22 of /proc/PID/stat, and the state (field 3) into @state when not NULL. */
+/* Field 22 of /proc/PID/stat, and the state (field 3) into @state when not NULL.
+ * Straight to the kernel: read and close are the library's wrappers, and the number open
+ * returns may be one another thread is closing this instant, whose table entry still says
+ * so (a read there answered EBADF, and a live process read as gone: its sockets were
+ * closed for it). */
 static uint64_t read_stat(pid_t pid, char *state)
 {
     char path[64], buf[1024];
@@ -14,8 +19,8 @@ static uint64_t read_stat(pid_t pid, char *state)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
+    ssize_t n = syscall(SYS_pread64, fd, buf, sizeof buf - 1, (off_t)0);
+    syscall(SYS_close, fd);
     if (n <= 0)
         return 0;
     buf[n] = '\0';

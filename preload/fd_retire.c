@@ -2,8 +2,10 @@
  * another file (dup2, dup3 onto it).  Between the release of the object and the kernel's
  * own call the number still holds the kernel socket underneath, which for an accelerated
  * connection is an unconnected socket: a call from another thread must not reach it.  A
- * closing fd answers EBADF, as once closed; a call on a replaced one waits for the new file
- * and is made again on it (BYP_OPS_CALL), as the kernel swaps the file in one step. */
+ * call on a closing fd waits for the close to be over and is made again (the kernel's
+ * EBADF, or a file that took the number since: closing_over); a call on a replaced one
+ * waits for the new file and is made again on it (BYP_OPS_CALL), as the kernel swaps the
+ * file in one step. */
 #include <sched.h>
 #include <time.h>
 
@@ -12,38 +14,76 @@
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-parameter"
 
-/* ---- closing: every call answers EBADF ---- */
+/* ---- closing: every call answers EBADF, or is made again once the close is over ---- */
+
+/* A call that finds @fd being closed.  Once the kernel has closed the number, another
+ * thread may get it back from a call the library does not see (open, pipe, eventfd, ...)
+ * and use it before the closing thread clears the entry: a read of a file just opened
+ * answered EBADF (the engine's own read of /proc took a live process for gone that way).
+ * So the call waits for the close to be over and is made again: on the new file, or the
+ * kernel's EBADF.  0 when @fd is not being closed (replaced: BYP_OPS_CALL waits for that),
+ * or after a second (a signal handler of the closing thread itself). */
+static const byp_fd_ops_t closed_ops;
+
+static int closing_over(int fd)
+{
+    byp_fd_t *e = byp_fd_get(fd);
+    for (unsigned int i = 0; e != NULL; i++) {
+        /* The close ends by clearing the kind, then the ops (byp_fd_close_end); a socket()
+         * that took the number sets its kind, then its ops: over once the ops moved on. */
+        uint8_t kind = __atomic_load_n(&e->kind, __ATOMIC_ACQUIRE);
+        if (kind == BYP_FD_REPLACING)
+            return 0;
+        if (kind != BYP_FD_CLOSING && __atomic_load_n(&e->ops, __ATOMIC_ACQUIRE) != &closed_ops)
+            return 1;
+        if (i < 64) {
+            sched_yield();
+        } else if (i < 64 + 20000) {
+            struct timespec ts = {0, 50000};
+            nanosleep(&ts, NULL);
+        } else {
+            return 0;
+        }
+    }
+    return 0;
+}
+
+#define CLOSED_CALL(name, args)                                                             \
+    do {                                                                                    \
+        int saved_ = errno;                                                                 \
+        if (closing_over(fd)) {                                                             \
+            errno = saved_;                                                                 \
+            return name args;                                                               \
+        }                                                                                   \
+        errno = EBADF;                                                                      \
+        return -1;                                                                          \
+    } while (0)
 
 #define BYP_FDCALL(ret, name, params, args)                                                 \
     static ret closed_##name params                                                         \
     {                                                                                       \
-        errno = EBADF;                                                                      \
-        return -1;                                                                          \
+        CLOSED_CALL(name, args);                                                            \
     }
 #include "libc_syms.def"
 
 static int closed_accept(int fd, struct sockaddr *addr, socklen_t *len)
 {
-    errno = EBADF;
-    return -1;
+    CLOSED_CALL(accept, (fd, addr, len));
 }
 
 static int closed_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
-    errno = EBADF;
-    return -1;
+    CLOSED_CALL(accept4, (fd, addr, len, flags));
 }
 
 static int closed_fcntl(int fd, int cmd, void *arg)
 {
-    errno = EBADF;
-    return -1;
+    CLOSED_CALL(fcntl, (fd, cmd, arg));
 }
 
 static int closed_ioctl(int fd, unsigned long req, void *arg)
 {
-    errno = EBADF;
-    return -1;
+    CLOSED_CALL(ioctl, (fd, req, arg));
 }
 
 /* Nothing to dup, poll or watch while the number changes hands. */

@@ -8,6 +8,9 @@
  *                                              socketpair end whose peer is closed: EOF,
  *                                              EPIPE) or by close_range()
  *   closerace blocked tcp|udp HOST PORT        recv blocked while another thread closes
+ *   closerace reuse udp HOST PORT SECONDS      sockets closed while another thread opens,
+ *                                              reads and closes a file: "rounds=R reads=N
+ *                                              ebadf=E" (E: reads of that file that failed)
  *
  * race: each round opens a socket connected to the peer (TCP, or UDP with connect) and
  * releases five threads on it at once: one closes it after a random few microseconds, the
@@ -26,6 +29,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -274,6 +278,48 @@ static int race(void)
     return counts[W_CLOSE][0] == rounds ? 0 : 1;
 }
 
+/* ---- reuse: a number closed in one thread, opened in another ---- */
+
+static volatile int reuse_stop;
+static long reuse_reads, reuse_ebadf;
+
+/* Opens a file (a call the library does not see), reads it, closes it, over and over: the
+ * number is often the one the main thread has just closed. */
+static void *reuse_reader(void *arg)
+{
+    char b[8];
+    while (!__atomic_load_n(&reuse_stop, __ATOMIC_ACQUIRE)) {
+        int fd = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        if (read(fd, b, 1) < 0 && errno == EBADF)
+            reuse_ebadf++;
+        reuse_reads++;
+        close(fd);
+    }
+    return arg;
+}
+
+/* Accelerated sockets (UDP, connected: no handshake) opened and closed for @secs while
+ * another thread opens, reads and closes a file. */
+static int reuse(double secs)
+{
+    pthread_t t;
+    pthread_create(&t, NULL, reuse_reader, NULL);
+    long n = 0;
+    int64_t end = now_us() + (int64_t)(secs * 1e6);
+    while (now_us() < end) {
+        int s = socket(AF_INET, SOCK_DGRAM, 0);
+        connect(s, (struct sockaddr *)&peer, sizeof peer);
+        close(s);
+        n++;
+    }
+    __atomic_store_n(&reuse_stop, 1, __ATOMIC_RELEASE);
+    pthread_join(t, NULL);
+    printf("rounds=%ld reads=%ld ebadf=%ld\n", n, reuse_reads, reuse_ebadf);
+    return 0;
+}
+
 static volatile int recv_done;
 static long recv_rc;
 static int recv_errno;
@@ -318,7 +364,7 @@ int main(int argc, char **argv)
     if (argc < 5) {
         fprintf(stderr, "usage: closerace serve PORT | race tcp|udp HOST PORT ROUNDS "
                         "[close|dup2|close_range] | "
-                        "blocked tcp|udp HOST PORT\n");
+                        "blocked tcp|udp HOST PORT | reuse udp HOST PORT SECONDS\n");
         return 2;
     }
     udp = strcmp(argv[2], "udp") == 0;
@@ -335,5 +381,7 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "blocked") == 0)
         return blocked();
+    if (strcmp(argv[1], "reuse") == 0 && argc == 6)
+        return reuse(atof(argv[5]));
     return 2;
 }
