@@ -5,13 +5,15 @@
 # with the default settings (as users deploy it) and pinned to CPU 0; the clients are the
 # kernel's, on CPU 1.
 #   nginx     master + 2 workers, a small static file, wrk -t 2 -c 50 (requests/s)
+#   nginx-reuseport  the same with `listen 8080 reuseport` (a listener per worker)
 #   pgbench   PostgreSQL 15 as its own user with the README's capabilities, pgbench -S
 #             (select only) -c 8 -j 2 (transactions/s)
 # Rounds alternate kernel and bypass.  A bypass run whose traffic went through the kernel
 # (the server namespace's TCP counters moved by more than a few hundred segments) is
 # "not-bypassed".
 #
-#   bench/fork/run.sh OUT_TSV [SECONDS [ROUNDS [PARTS]]]     defaults: 10 3 "nginx pgbench"
+#   bench/fork/run.sh OUT_TSV [SECONDS [ROUNDS [PARTS]]]
+#       defaults: 10 3 "nginx nginx-reuseport pgbench"
 #
 # Writes one line per run to OUT_TSV: bench, mode (kernel|bypass), round, value or verdict,
 # unit, command.  Needs root.
@@ -23,7 +25,7 @@ LIB="$ROOT/build/libbypass.so"
 OUT="${1:?usage: run.sh OUT_TSV [SECONDS [ROUNDS [PARTS]]]}"
 SECS="${2:-10}"
 ROUNDS="${3:-3}"
-PARTS="${4:-nginx pgbench}"
+PARTS="${4:-nginx nginx-reuseport pgbench}"
 SNS="byps-fork-$$" CNS="bypc-fork-$$" SIF=bypf0 CIF=bypf1 SIP=10.77.250.1 CIP=10.77.250.2
 SRV_CPU=0 CLI_CPU=1 QUIET=300
 PG=/usr/lib/postgresql/15/bin
@@ -71,27 +73,28 @@ wait_port() { # PORT
 # --- nginx ------------------------------------------------------------------------------
 mkdir -p "$WORK/www"
 echo "hello from nginx" >"$WORK/www/small.txt"
-nginx_one() { # MODE ROUND
-  local mode="$1" r="$2" d="$WORK/nginx-$1-$2" before val
+nginx_one() { # MODE ROUND [reuseport]
+  local mode="$1" r="$2" rp="${3:-}" name=nginx d="$WORK/nginx-$1-$2-${3:-plain}" before val
+  [ -n "$rp" ] && name=nginx-reuseport
   mkdir -p "$d"
   cat >"$d/nginx.conf" <<EOF
 daemon off; master_process on; worker_processes 2; pid $d/nginx.pid;
 error_log $d/error.log warn;
 events { worker_connections 1024; }
-http { access_log off; server { listen 8080; root $WORK/www; } }
+http { access_log off; server { listen 8080 $rp; root $WORK/www; } }
 EOF
   srv_prefix "$mode"
   "${PFX[@]}" nginx -c "$d/nginx.conf" -e "$d/error.log" >"$d/out" 2>&1 &
   local spid=$!
   PIDS+=("$spid")
-  wait_port 8080 || { emit nginx "$mode" "$r" failed "req/s" "nginx did not listen"; kill "$spid"; wait "$spid"; return; }
+  wait_port 8080 || { emit "$name" "$mode" "$r" failed "req/s" "nginx did not listen"; kill "$spid"; wait "$spid"; return; }
   before=$(tcp_segs)
   local ccmd=(ip netns exec "$CNS" taskset -c "$CLI_CPU" wrk -t 2 -c 50 -d "$SECS" "http://$SIP:8080/small.txt")
   "${ccmd[@]}" >"$d/wrk" 2>&1
   val=$(awk '/^Requests\/sec:/ { print $2 }' "$d/wrk")
   grep -q "Non-2xx\|Socket errors" "$d/wrk" && { val=failed; cat "$d/wrk" "$d/error.log" "$d/out" >&2; }
   [ "$mode" = bypass ] && [ $(( $(tcp_segs) - before )) -gt $QUIET ] && val=not-bypassed
-  emit nginx "$mode" "$r" "${val:-failed}" "req/s" "${PFX[*]} nginx (2 workers); ${ccmd[*]}"
+  emit "$name" "$mode" "$r" "${val:-failed}" "req/s" "${PFX[*]} nginx (2 workers${rp:+, reuseport}); ${ccmd[*]}"
   kill -QUIT "$spid"; wait "$spid" 2>/dev/null
 }
 
@@ -128,6 +131,7 @@ pg_one() { # MODE ROUND
 for r in $(seq "$ROUNDS"); do
   for mode in kernel bypass; do
     [[ " $PARTS " == *" nginx "* ]] && nginx_one "$mode" "$r"
+    [[ " $PARTS " == *" nginx-reuseport "* ]] && nginx_one "$mode" "$r" reuseport
     [[ " $PARTS " == *" pgbench "* ]] && pg_one "$mode" "$r"
   done
 done
