@@ -63,8 +63,15 @@ int byp_reuseport_leave(struct tsock *ts)
     if (ts->rp_next == NULL)
         return 0;
     struct tsock *prev = ts;
-    while (prev->rp_next != ts)
+    for (unsigned n = 0; prev->rp_next != ts; n++) {
+        if (n == 4096 || prev->rp_next == NULL) {
+            /* Not a ring (not reached): let go of it, and close the listener only if this
+             * socket is the one lwIP calls back. */
+            ts->rp_next = NULL;
+            return ts->pcb->callback_arg != ts;
+        }
         prev = prev->rp_next;
+    }
     struct tsock *heir = ts->rp_next;
     prev->rp_next = prev == heir ? NULL : heir;   /* of two, the other is alone now */
     ts->rp_next = NULL;
