@@ -25,6 +25,22 @@
  * or after a second (a signal handler of the closing thread itself). */
 static const byp_fd_ops_t closed_ops;
 
+/* Step @i of waiting for another thread's close or dup2 of a number: it is a few
+ * instructions and a system call away (64 yields), or its thread was preempted (50 us
+ * naps); 0 after about a second. */
+static int wait_step(unsigned int i)
+{
+    if (i < 64) {
+        sched_yield();
+    } else if (i < 64 + 20000) {
+        struct timespec ts = {0, 50000};
+        nanosleep(&ts, NULL);
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
 static int closing_over(int fd)
 {
     byp_fd_t *e = byp_fd_get(fd);
@@ -36,14 +52,8 @@ static int closing_over(int fd)
             return 0;
         if (kind != BYP_FD_CLOSING && __atomic_load_n(&e->ops, __ATOMIC_ACQUIRE) != &closed_ops)
             return 1;
-        if (i < 64) {
-            sched_yield();
-        } else if (i < 64 + 20000) {
-            struct timespec ts = {0, 50000};
-            nanosleep(&ts, NULL);
-        } else {
+        if (!wait_step(i))
             return 0;
-        }
     }
     return 0;
 }
@@ -127,16 +137,9 @@ static const byp_fd_ops_t closed_ops = {
 int byp_fd_replace_wait(int fd)
 {
     byp_fd_t *e = byp_fd_get(fd);
-    for (unsigned int i = 0; __atomic_load_n(&e->replaces, __ATOMIC_ACQUIRE) & 1; i++) {
-        if (i < 64) {
-            sched_yield();
-        } else if (i < 64 + 20000) {
-            struct timespec ts = {0, 50000};
-            nanosleep(&ts, NULL);
-        } else {
+    for (unsigned int i = 0; __atomic_load_n(&e->replaces, __ATOMIC_ACQUIRE) & 1; i++)
+        if (!wait_step(i))
             return -1;
-        }
-    }
     return 0;
 }
 
