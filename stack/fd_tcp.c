@@ -102,7 +102,8 @@ static ssize_t recv_core(struct tsock *ts, const struct iovec *iov, int iovcnt, 
         }
         if (total == 0)
             break;
-        if (ts->err) {
+        if (ts->err && !ts->rx_fin) {   /* after the peer's FIN, end of file first (the
+                                         * kernel's SOCK_DONE); the error waits for a send */
             if (done > 0)
                 break;
             return byp_tcp_fail(byp_tsock_take_err(ts));
@@ -210,7 +211,7 @@ static ssize_t send_core(struct tsock *ts, const struct iovec *iov, int iovcnt, 
     int i = 0;
     size_t ioff = 0;
     if (ts->state == T_LISTEN || (ts->state == T_CONNECTING && (ts->nonblock || (flags & MSG_DONTWAIT))))
-        return byp_tcp_fail(ts->state == T_LISTEN ? ENOTCONN : EAGAIN);
+        return byp_tcp_fail(ts->state == T_LISTEN ? EPIPE : EAGAIN);   /* a listener: the kernel's */
     while (done < total || total == 0) {
         if (ts->err) {
             int e = byp_tsock_take_err(ts);
@@ -572,6 +573,10 @@ static int ftcp_ioctl(int fd, unsigned long req, void *arg)
         *(int *)arg = ts->rx_bytes > 0x7fffffff ? 0x7fffffff : (int)ts->rx_bytes;
         byp_tsock_exit(ts);
         return 0;
+    }
+    if (req == SIOCOUTQ && listener) {
+        byp_tsock_exit(ts);   /* the kernel's answer; and a listen PCB has no send buffer */
+        return byp_tcp_fail(EINVAL);
     }
     if (req == SIOCOUTQ) {
         *(int *)arg = ts->pcb != NULL ? (int)(TCP_SND_BUF - ts->pcb->snd_buf) : 0;   /* tcp_sndbuf() caps at 64 KiB */

@@ -173,8 +173,11 @@ static void on_err(void *arg, err_t err)
         e = abort_errno;
     else if (ts->state == T_CONNECTING)
         e = err == ERR_RST ? ECONNREFUSED : ETIMEDOUT;
+    else if (err == ERR_RST)
+        e = ts->rx_fin ? EPIPE : ECONNRESET;   /* a reset after the peer's FIN: the kernel's
+                                                * CLOSE_WAIT answers EPIPE (tcp_reset) */
     else
-        e = err == ERR_RST ? ECONNRESET : err == ERR_ABRT ? ETIMEDOUT : ECONNABORTED;
+        e = err == ERR_ABRT ? ETIMEDOUT : ECONNABORTED;
     ts->pcb = NULL;
     ts->state = T_CLOSED;
     ts->err = ts->so_error = e;
