@@ -54,14 +54,12 @@ s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
 s.sendall(b"ab")
 s.sendall(b"cdefghijklmn")
 assert s.recv(10) == b"done"
-print("client ok")
 """
 
 
 def scenario(net, conf):
-    res, out = json_exchange(net, SERVER, CLIENT, PORT, conf, "recvflags")
-    assert "client ok" in out
-    return res
+    """The server's answers; the client's own asserts passed (json_exchange checks its exit)."""
+    return json_exchange(net, SERVER, CLIENT, PORT, conf, "recvflags")[0]
 
 
 def test_recv_flags_match_kernel(netpair):

@@ -78,14 +78,12 @@ time.sleep(0.2)                              # its poll right after the shutdown
 s.sendall(b"bye")
 time.sleep(0.3)
 s.close()
-print("client ok")
 """
 
 
 def scenario(net, conf):
-    res, out = json_exchange(net, SERVER, CLIENT, PORT, conf, "shutdown")
-    assert "client ok" in out
-    return res
+    """The server's answers; the client's own asserts passed (json_exchange checks its exit)."""
+    return json_exchange(net, SERVER, CLIENT, PORT, conf, "shutdown")[0]
 
 
 def test_shutdown_matches_kernel(netpair):
