@@ -145,6 +145,15 @@ void byp_tcp_unlisten(struct tsock *ts)
         byp_stats_sock_close(c);
         byp_shm_free(c);
     }
+    while (ts->deferred != NULL) {   /* held back by TCP_DEFER_ACCEPT: reset too */
+        struct tsock *c = ts->deferred;
+        if (c->pcb != NULL) {
+            tcp_arg(c->pcb, NULL);
+            tcp_err(c->pcb, NULL);
+            tcp_abort(c->pcb);
+        }
+        byp_tcp_defer_drop(c);
+    }
     byp_shm_free(ts->aq);
     ts->aq = NULL;
     ts->aq_n = ts->aq_cap = ts->aq_head = 0;
@@ -451,6 +460,11 @@ int byp_tcp_repair_socks(void *suspect)
             }
             for (unsigned i = 0; i < ts->aq_n; i++)
                 reset += repair_one(ts->aq[(ts->aq_head + i) % ts->aq_cap], 0);
+        }
+        unsigned d = 0;   /* bounded: a cycle is left as it is */
+        for (struct tsock *c = ts->deferred, *next; c != NULL && d++ < MEMP_NUM_TCP_PCB; c = next) {
+            next = c->defer_next;   /* a reset drops @c (on_err) */
+            reset += repair_one(c, 0);
         }
         link = &ts->all_next;
     }

@@ -26,24 +26,40 @@ static err_t refuse_nomem(const struct tcp_pcb *pcb)
     return ERR_MEM;
 }
 
+/* Room in @l's accept queue for one more connection beyond those queued and those held
+ * back (TCP_DEFER_ACCEPT), so that a held-back connection always finds its place; -1 when
+ * memory ran out. */
+static int aq_reserve(struct tsock *l)
+{
+    if (l->aq_n + l->defer_n < l->aq_cap)
+        return 0;
+    unsigned cap = l->aq_cap ? l->aq_cap * 2 : 64;
+    struct tsock **q = cap <= 65536 ? byp_shm_alloc(cap * sizeof *q) : NULL;
+    if (q == NULL)
+        return -1;
+    for (unsigned i = 0; i < l->aq_n; i++)
+        q[i] = l->aq[(l->aq_head + i) % l->aq_cap];
+    byp_shm_free(l->aq);
+    l->aq = q;
+    l->aq_head = 0;
+    l->aq_cap = cap;
+    return 0;
+}
+
+static void aq_push(struct tsock *l, struct tsock *c)
+{
+    l->aq[(l->aq_head + l->aq_n++) % l->aq_cap] = c;
+    byp_tsock_changed(l);
+}
+
 static err_t on_accept(void *arg, struct tcp_pcb *pcb, err_t err)
 {
     struct tsock *l = arg;
     if (err != ERR_OK || pcb == NULL || l->state != T_LISTEN)
         return ERR_VAL;
     l = byp_reuseport_pick(l, pcb);
-    if (l->aq_n == l->aq_cap) {
-        unsigned cap = l->aq_cap ? l->aq_cap * 2 : 64;
-        struct tsock **q = cap <= 65536 ? byp_shm_alloc(cap * sizeof *q) : NULL;
-        if (q == NULL)
-            return refuse_nomem(pcb);   /* lwIP resets the connection */
-        for (unsigned i = 0; i < l->aq_n; i++)
-            q[i] = l->aq[(l->aq_head + i) % l->aq_cap];
-        byp_shm_free(l->aq);
-        l->aq = q;
-        l->aq_head = 0;
-        l->aq_cap = cap;
-    }
+    if (aq_reserve(l) < 0)
+        return refuse_nomem(pcb);   /* lwIP resets the connection */
     struct tsock *c = byp_tsock_new();
     if (c == NULL)
         return refuse_nomem(pcb);
@@ -71,9 +87,47 @@ static err_t on_accept(void *arg, struct tcp_pcb *pcb, err_t err)
     c->remote = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(pcb->remote_port),
                                      .sin_addr.s_addr = ip4_addr_get_u32(&pcb->remote_ip)};
     byp_stats_sock_open(c);
-    l->aq[(l->aq_head + l->aq_n++) % l->aq_cap] = c;
-    byp_tsock_changed(l);
+    if (l->defer_s > 0) {
+        /* TCP_DEFER_ACCEPT: held back until its first data (or FIN), or until the kernel
+         * would have given up waiting (byp_tcp_defer_end). */
+        c->defer_l = l;
+        c->defer_until = sys_now() + (u32_t)l->defer_s * 1000;
+        c->defer_next = l->deferred;
+        l->deferred = c;
+        l->defer_n++;
+        return ERR_OK;
+    }
+    aq_push(l, c);
     return ERR_OK;
+}
+
+/* Unlink @c from its listener's held-back list. */
+static void defer_unlink(struct tsock *c)
+{
+    struct tsock *l = c->defer_l;
+    for (struct tsock **link = &l->deferred; *link != NULL; link = &(*link)->defer_next)
+        if (*link == c) {
+            *link = c->defer_next;
+            l->defer_n--;
+            break;
+        }
+    c->defer_l = c->defer_next = NULL;
+}
+
+void byp_tcp_defer_end(struct tsock *c)
+{
+    struct tsock *l = c->defer_l;
+    defer_unlink(c);
+    aq_push(l, c);   /* aq_reserve kept its place */
+}
+
+void byp_tcp_defer_drop(struct tsock *c)
+{
+    defer_unlink(c);
+    byp_tsock_rx_drop(c);
+    byp_tsock_put_flow(c);
+    byp_stats_sock_close(c);
+    byp_shm_free(c);
 }
 
 static err_t on_connected(void *arg, struct tcp_pcb *pcb, err_t err)

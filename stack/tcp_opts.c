@@ -2,7 +2,9 @@
  * connection (TCP_NODELAY, TCP_CORK, keepalive, TCP_USER_TIMEOUT, TCP_QUICKACK, timeouts,
  * SO_LINGER) and mirrored onto the kernel socket, which answers what the stack does not
  * track; what was set before the stack took the socket over is read back from it
- * (byp_tcp_opts_inherit); TCP_INFO and TCP_CONGESTION come from lwIP's state; other
+ * (byp_tcp_opts_inherit); TCP_DEFER_ACCEPT holds a listener's new connections back (tcp_open.c)
+ * and TCP_FASTOPEN is kept by the kernel socket; TCP_INFO and TCP_CONGESTION come from lwIP's
+ * state; other
  * IPPROTO_TCP options fail with ENOPROTOOPT, never a silent lie. */
 #include <string.h>
 
@@ -94,6 +96,7 @@ void byp_tcp_opts_inherit(struct tsock *ts, int fd)
     ts->rcvlowat = lowat > 0 ? lowat : 1;
     ts->rcvtimeo_ms = kernel_timeo(fd, SO_RCVTIMEO);
     ts->sndtimeo_ms = kernel_timeo(fd, SO_SNDTIMEO);
+    ts->defer_s = get_kernel_int(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT);
 }
 
 /* The socket is pinned by the caller, the lock not held. */
@@ -176,6 +179,23 @@ static int setsockopt_pinned(struct tsock *ts, int fd, int level, int opt, const
             byp_tcp_keep_apply(ts);
             byp_stack_unlock();
             break;
+        case TCP_DEFER_ACCEPT:
+            /* The kernel socket checks it and rounds it (to its SYN-ACK retransmissions);
+             * a listener holds its new connections back by what it reads back. */
+            if (BYP_REAL(setsockopt)(fd, level, opt, val, len) < 0)
+                return -1;
+            v = get_kernel_int(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT);
+            byp_stack_lock();
+            ts->defer_s = v;
+            while (v == 0 && ts->deferred != NULL)
+                byp_tcp_defer_end(ts->deferred);   /* no longer deferred: accept them */
+            byp_stack_unlock();
+            return 0;
+        case TCP_FASTOPEN:
+            /* Taken, and kept by the kernel socket: a listener of the stack answers a fast
+             * open SYN with a plain handshake (the client sends its data again after it),
+             * as the kernel does unless net.ipv4.tcp_fastopen enables the server side. */
+            return BYP_REAL(setsockopt)(fd, level, opt, val, len);
         default:
             return byp_tcp_fail(ENOPROTOOPT);   /* the stack cannot honour it: say so */
         }
@@ -332,7 +352,9 @@ static int getsockopt_pinned(struct tsock *ts, int fd, int level, int opt, void 
         byp_stack_lock();
         v = ts->pcb != NULL ? ts->pcb->mss : 536;   /* what lwIP sends: no timestamps */
         byp_stack_unlock();
-    } else if (level == IPPROTO_TCP && (opt == TCP_KEEPIDLE || opt == TCP_KEEPINTVL || opt == TCP_KEEPCNT || opt == TCP_MAXSEG)) {
+    } else if (level == IPPROTO_TCP &&
+               (opt == TCP_KEEPIDLE || opt == TCP_KEEPINTVL || opt == TCP_KEEPCNT ||
+                opt == TCP_MAXSEG || opt == TCP_DEFER_ACCEPT || opt == TCP_FASTOPEN)) {
         return BYP_REAL(getsockopt)(fd, level, opt, val, len);
     } else if (level == SOL_SOCKET && (opt == SO_RCVTIMEO || opt == SO_SNDTIMEO)) {
         /* The stack's, which an accepted socket inherited (its kernel socket is new). */

@@ -92,6 +92,8 @@ static err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
         ts->rx_bytes += p->tot_len;
         byp_stats_sock_rx(ts, p->tot_len);
     }
+    if (ts->defer_l != NULL)
+        byp_tcp_defer_end(ts);   /* its first data (or FIN): accept() may have it now */
     byp_tsock_changed(ts);
     return ERR_OK;
 }
@@ -146,6 +148,8 @@ static err_t on_poll(void *arg, struct tcp_pcb *pcb)
     }
     if (ts != NULL && user_timeout(ts, pcb))
         return ERR_ABRT;
+    if (ts != NULL && ts->defer_l != NULL && (int32_t)(sys_now() - ts->defer_until) >= 0)
+        byp_tcp_defer_end(ts);   /* TCP_DEFER_ACCEPT's wait is over: accepted without data */
     return ERR_OK;
 }
 
@@ -155,10 +159,25 @@ int byp_tsock_wants_poll(const struct tcp_pcb *pcb)
     return pcb->poll == on_poll && ts != NULL && ts->sndbuf < WRITABLE_MIN;
 }
 
+uint32_t byp_tsock_defer_wait(const struct tcp_pcb *pcb, uint32_t now)
+{
+    const struct tsock *ts = pcb->poll == on_poll ? pcb->callback_arg : NULL;
+    if (ts == NULL || ts->defer_l == NULL)
+        return UINT32_MAX;
+    int32_t left = (int32_t)(ts->defer_until - now);
+    return left > 0 ? (uint32_t)left : 0;
+}
+
 static void on_err(void *arg, err_t err)
 {
     struct tsock *ts = arg;
     int e;
+    if (ts->defer_l != NULL) {
+        /* Held back by TCP_DEFER_ACCEPT and never handed out: gone without a trace, as the
+         * kernel's request that had not become a socket yet. */
+        byp_tcp_defer_drop(ts);
+        return;
+    }
     if (err == ERR_CLSD) {
         /* Closed in order after we had shut down writing and the peer's FIN came (lwIP frees
          * the pcb): end of file, not an error. */

@@ -48,6 +48,12 @@ struct tsock {
     /* listener */
     struct tsock **aq;
     unsigned aq_head, aq_n, aq_cap;
+    int defer_s;                /* TCP_DEFER_ACCEPT, in seconds as the kernel reads it back */
+    struct tsock *deferred;     /* its connections held back until their first data */
+    unsigned defer_n;           /* how many: the accept queue keeps room for them */
+    /* a connection held back by its listener's TCP_DEFER_ACCEPT (defer_l: NULL once not) */
+    struct tsock *defer_l, *defer_next;
+    u32_t defer_until;          /* sys_now() at which it is handed out without data */
     int reuseport;              /* its kernel socket has SO_REUSEPORT */
     int unlistened;             /* a listener shut for reading: closed, and its shutdown
                                  * undone, as the kernel's tcp_disconnect leaves it */
@@ -119,6 +125,15 @@ void byp_tsock_tw_release(struct tsock *ts);
 /* Whether lwIP's poll callback on @pcb has work (a send refused for want of memory left
  * the socket unwritable); timers.c. */
 int byp_tsock_wants_poll(const struct tcp_pcb *pcb);
+/* TCP_DEFER_ACCEPT (tcp_open.c; lock held).  end: the connection @c, held back by its
+ * listener, goes to the accept queue (its first data or FIN came, or the wait is over).
+ * drop: @c, held back, is gone (reset or aborted before it was accepted); it is freed.
+ * wait (tcp_sock.c): the ms until @pcb's held-back connection is handed out anyway,
+ * UINT32_MAX when it is not held back (timers.c). */
+void byp_tcp_defer_end(struct tsock *c);
+void byp_tcp_defer_drop(struct tsock *c);
+uint32_t byp_tsock_defer_wait(const struct tcp_pcb *pcb, uint32_t now);
+
 /* Whether @pcb is a closed connection lwIP finishes alone, and how many those are
  * (tcp_close.c; timers.c compares the two to know when byp_tcp_reap has work). */
 int byp_tcp_is_zombie(const struct tcp_pcb *pcb);

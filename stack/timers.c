@@ -76,6 +76,11 @@ static uint32_t tcp_wait(int64_t now_ms, uint32_t cap)
         if (!quiet(p))
             return min_u32(sys_timeouts_sleeptime(), TCP_TMR_INTERVAL);
         zombies_seen += byp_tcp_is_zombie(p);
+        /* A connection held back by TCP_DEFER_ACCEPT is handed out at its deadline (its
+         * poll callback, within 4 slow ticks of it). */
+        uint32_t defer = byp_tsock_defer_wait(p, sys_now());
+        if (defer != UINT32_MAX)
+            wait = min_u32(wait, defer > TCP_TMR_INTERVAL ? defer : TCP_TMR_INTERVAL);
         if (ip_get_option(p, SOF_KEEPALIVE) && p->state != FIN_WAIT_2)
             wait = min_u32(wait, until_tick(p->tmr + (p->keep_idle + p->keep_cnt_sent *
                                             p->keep_intvl) / TCP_SLOW_INTERVAL + 1, now_ms));

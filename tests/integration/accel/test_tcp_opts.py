@@ -101,14 +101,14 @@ http {{
     tcp_nodelay on;
     keepalive_timeout 65;
     access_log {d}/access.log;
-    server {{ listen 8083; root {d}/www; }}
+    server {{ listen {listen}; root {d}/www; }}
 }}
 """
 
 
-def test_nginx_debian_defaults(netpair, request):
-    """nginx with the settings of Debian's /etc/nginx/nginx.conf (sendfile, tcp_nopush,
-    tcp_nodelay): a 1 MB file and a small one, intact, accelerated, no error logged."""
+def nginx_run(netpair, request, listen, what):
+    """nginx (one worker) with @listen: a 1 MB file twice and a small one with curl, wrk on
+    the small one; intact, accelerated, no error logged."""
     net = netpair()
     d = Path(tempfile.mkdtemp(prefix="bypass-nginx-opts-"))
     request.addfinalizer(lambda: shutil.rmtree(d, ignore_errors=True))
@@ -117,7 +117,7 @@ def test_nginx_debian_defaults(netpair, request):
     big = os.urandom(1 << 20)
     (d / "www" / "big.bin").write_bytes(big)
     (d / "www" / "small.txt").write_text("hello\n")
-    (d / "nginx.conf").write_text(NGINX_CONF.format(d=d))
+    (d / "nginx.conf").write_text(NGINX_CONF.format(d=d, listen=listen))
     conf = write_conf(d / "bypass.conf", SRV_IF, [("tcp", 8083)])
     master = net.spawn("server", ["nginx", "-c", str(d / "nginx.conf"), "-e",
                                   str(d / "error.log")], name="nginx", conf=conf)
@@ -135,9 +135,21 @@ def test_nginx_debian_defaults(netpair, request):
     cp = net.run("client", ["wrk", "-t", "2", "-c", "20", "-d", "3", url + "/small.txt"],
                  timeout=30)
     assert cp.returncode == 0 and "Socket errors" not in cp.stdout, cp.stdout
-    assert_bypassed(before, net.tcp_segs("server"), 1000, "nginx with Debian's settings")
+    assert_bypassed(before, net.tcp_segs("server"), 1000, what)
     log = (d / "error.log").read_text()
     assert "[alert]" not in log and "[crit]" not in log and "failed" not in log, log[-2000:]
+
+
+def test_nginx_debian_defaults(netpair, request):
+    """nginx with the settings of Debian's /etc/nginx/nginx.conf (sendfile, tcp_nopush,
+    tcp_nodelay)."""
+    nginx_run(netpair, request, "8083", "nginx with Debian's settings")
+
+
+def test_nginx_deferred_fastopen(netpair, request):
+    """`listen 8083 deferred fastopen=64`, as production configurations have it: nginx logged
+    an alert for each option (TCP_DEFER_ACCEPT and TCP_FASTOPEN refused with ENOPROTOOPT)."""
+    nginx_run(netpair, request, "8083 deferred fastopen=64", "nginx with deferred, fastopen")
 
 
 # --- options set before listen() or connect(), and what an accepted socket inherits ---------
@@ -287,3 +299,103 @@ def test_user_timeout_matches_kernel(netpair):
     conf = write_conf(net.dir / "ut.conf", SRV_IF, [("tcp", PORT + 2)])
     accel = user_timeout_run(net, conf, "accel")
     assert accel == kernel
+
+
+# --- TCP_DEFER_ACCEPT and TCP_FASTOPEN on a listener ----------------------------------------
+
+DEFER_SERVER = r"""
+import errno, json, select, socket, sys, time
+T = socket.IPPROTO_TCP
+names = {int(sys.argv[2]) + i: n for i, n in enumerate("ABCD")}
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("0.0.0.0", int(sys.argv[1]))); ls.listen(8)
+res = {"accepted": []}
+ls.setsockopt(T, socket.TCP_DEFER_ACCEPT, 5)
+res["get5"] = ls.getsockopt(T, socket.TCP_DEFER_ACCEPT)      # rounded to retransmissions
+ls.setsockopt(T, socket.TCP_DEFER_ACCEPT, 1)
+res["get1"] = ls.getsockopt(T, socket.TCP_DEFER_ACCEPT)
+ls.setsockopt(T, socket.TCP_FASTOPEN, 16)
+res["fastopen"] = ls.getsockopt(T, socket.TCP_FASTOPEN)
+p = select.poll(); p.register(ls, select.POLLIN)
+print("ready", flush=True)
+t0 = None
+while True:
+    if t0 is not None and time.monotonic() - t0 > 2.8:
+        break
+    if not p.poll(50):
+        continue
+    c, peer = ls.accept()
+    now = time.monotonic()
+    if t0 is None:
+        t0 = float(open(sys.argv[3]).read())   # the client's first connect, same clock
+    c.setblocking(False)
+    try:
+        got = c.recv(100).decode()
+    except BlockingIOError:
+        got = "EAGAIN"
+    res["accepted"].append([names.get(peer[1], "?"), round(now - t0, 2), got])
+print(json.dumps(res, sort_keys=True), flush=True)
+"""
+
+DEFER_CLIENT = r"""
+import socket, struct, sys, time
+ip, port, base, stamp = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+def conn(i):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", base + i)); s.connect((ip, port)); return s
+t0 = time.monotonic()
+open(stamp, "w").write(repr(t0))
+a = conn(0)                                   # A: connects and says nothing
+time.sleep(0.2)
+c = conn(2)                                   # C: resets before saying anything
+c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); c.close()
+time.sleep(0.2)
+b = conn(1); b.sendall(b"B-data")             # B: data at once
+time.sleep(0.2)
+d = conn(3); d.shutdown(socket.SHUT_WR)       # D: its FIN and no data
+time.sleep(t0 + 2.2 - time.monotonic())
+for s in (a, b, d):                           # before the server leaves (at 2.8 s)
+    s.close()
+"""
+
+
+def defer_scenario(net, conf, port, tag):
+    stamp = net.dir / ("defer-t0-" + tag)
+    base = 41000 + (port % 100) * 10
+    srv = net.spawn("server", [PYTHON, "-c", DEFER_SERVER, port, base, stamp],
+                    name="defer-" + tag, conf=conf)
+    srv.wait_ready()
+    cp = net.run("client", [PYTHON, "-c", DEFER_CLIENT, net.srv_ip, port, base, stamp],
+                 timeout=30)
+    assert cp.returncode == 0, cp.stderr + srv.describe()
+    srv.wait(20)
+    line = srv.out().splitlines()[-1]
+    assert line.startswith("{"), srv.describe()
+    return json.loads(line)
+
+
+def check_deferred(res):
+    order = [(name, got) for name, _, got in res["accepted"]]
+    assert order == [("B", "B-data"), ("D", ""), ("A", "EAGAIN")], res
+    at = {name: t for name, t, _ in res["accepted"]}
+    assert 0.3 <= at["B"] < 0.8 and 0.5 <= at["D"] < 1.0, res   # with their data, at once
+    assert 0.9 <= at["A"] < 1.7, res    # held back for the deferral (1 s), then handed out
+
+
+def test_defer_accept_matches_kernel(netpair):
+    """TCP_DEFER_ACCEPT (nginx's `listen ... deferred`, HAProxy's defer-accept): a connection
+    is handed to accept() with its first data (or its FIN), or, if none comes, once the
+    deferral is over; one reset before that is never seen; the value reads back rounded as
+    the kernel rounds it; TCP_FASTOPEN is taken.  Beside the kernel.  (Both options were
+    refused with ENOPROTOOPT, and nginx logged an alert for each listener.)"""
+    net = netpair(accel=("server", "client"))
+    kernel = defer_scenario(net, None, PORT + 3, "kernel")
+    assert kernel["get5"] == 7 and kernel["get1"] == 1 and kernel["fastopen"] == 16, kernel
+    check_deferred(kernel)
+    conf = write_conf(net.dir / "defer.conf", SRV_IF, [("tcp", PORT + 3)])
+    before = net.tcp_segs("server")
+    accel = defer_scenario(net, conf, PORT + 3, "accel")
+    assert_bypassed(before, net.tcp_segs("server"), 8, "the deferred accepts", bound=5)
+    assert {k: v for k, v in accel.items() if k != "accepted"} == \
+        {k: v for k, v in kernel.items() if k != "accepted"}
+    check_deferred(accel)
