@@ -155,7 +155,7 @@ def test_nginx_deferred_fastopen(netpair, request):
 # --- options set before listen() or connect(), and what an accepted socket inherits ---------
 
 INHERIT_SERVER = r"""
-import errno, json, socket, struct, sys, time
+import errno, json, select, socket, struct, sys, time
 S, T = socket.SOL_SOCKET, socket.IPPROTO_TCP
 ls = socket.socket(); ls.setsockopt(S, socket.SO_REUSEADDR, 1)
 ls.setsockopt(T, socket.TCP_NODELAY, 1)
@@ -173,6 +173,7 @@ except OSError as e:                          # SO_RCVTIMEO bounds accept too
     res["accept"] = errno.errorcode[e.errno]
 res["accept_waited"] = 0.2 < time.monotonic() - t < 2
 print("ready", flush=True)
+select.select([ls], [], [], 20)   # the client's start (its engine's too) may take > 300 ms
 c, _ = ls.accept()
 def opts(s):
     return {"nodelay": s.getsockopt(T, socket.TCP_NODELAY),
