@@ -334,6 +334,11 @@ int byp_kmirror_resync(void)
     return rc;
 }
 
+int byp_kmirror_dirty(void)
+{
+    return m_dirty;
+}
+
 int byp_kmirror_poll(void)
 {
     if (!__atomic_load_n(&m_ready, __ATOMIC_ACQUIRE))

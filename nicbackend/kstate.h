@@ -79,6 +79,9 @@ int byp_kmirror_fd(void);
  * changed, call @apply with a new snapshot.  Returns the number of messages read (0 if
  * none) or -EIO. */
 int byp_kmirror_poll(void);
+/* Whether a change is still to be applied (its snapshot found no memory): the next poll
+ * retries it. */
+int byp_kmirror_dirty(void);
 
 /* Refill the caches from the kernel and apply a new snapshot: for a process that takes
  * the mirror over from another (a forked child becoming the progress thread's owner: its

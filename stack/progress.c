@@ -25,16 +25,26 @@
 #define APP_SPIN_WINDOW_NS 20000
 
 /* How often a progress thread looks for members that died without leaving; when this
- * process is the only member. */
+ * process is the only member (only a fork, which reserves a slot and kicks this thread,
+ * brings someone to reap: the short period starts then). */
 #define REAP_INTERVAL_NS (200LL * 1000000)
-#define REAP_ALONE_NS (2000LL * 1000000)
+#define REAP_ALONE_NS (8000LL * 1000000)
 
-/* The stats sample's period while packets move, and while none does. */
+/* The stats sample's period while packets move, and while none does: a second, doubling
+ * with every sample that finds nothing moved up to STATS_IDLE_MAX_NS (an idle process then
+ * wakes for nothing else; a kick, or packets seen at a wake-up, bring the short period
+ * back at once). */
 #define STATS_BUSY_NS (100LL * 1000000)
 #define STATS_IDLE_NS (1000LL * 1000000)
+#define STATS_IDLE_MAX_NS (8000LL * 1000000)
 
-/* The longest sleep with nothing to do: lwIP's ARP and reassembly timers run every second. */
+/* The longest sleep with nothing to do: lwIP's ARP and reassembly timers run every second.
+ * Steered by XDP beside the kernel, they have nothing to do: its ARP entries are the kernel
+ * mirror's (static; a neighbour being resolved keeps the thread on 10 ms ticks,
+ * byp_neigh_pending) and fragments go to the kernel; the sleep is then as long as the
+ * idle stats period. */
 #define IDLE_CAP_NS (1000LL * 1000000)
+#define STEERED_IDLE_CAP_NS STATS_IDLE_MAX_NS
 /* ... while an application thread sleeps on the frames instead of this one and the stack
  * changed since the last look (no kicks then: see progress_main), or while this thread
  * cannot watch the frames beside it (frames_watch). */
@@ -117,7 +127,9 @@ static void *progress_main(void *arg)
         byp_info("progress thread: SCHED_IDLE refused; it runs at normal priority");
     const int64_t interval_ns = byp_cfg.progress_usec * 1000;
     int64_t next_reap = 0, next_stats = 0;
-    int stats_idle = 0;   /* next_stats is a second away: nothing moved at the last sample */
+    int stats_idle = 0;   /* next_stats is idle_period away: nothing moved at the last sample */
+    int64_t idle_period = STATS_IDLE_NS;
+    uint64_t stats_rx_seen = 0;   /* byp_rx_rounds at the last sample */
     pid_t mirror_pid = __atomic_load_n(&byp_kmirror_pid, __ATOMIC_ACQUIRE);
     if (mirror_pid != 0 && mirror_pid != getpid()) {
         /* Taking over from another member: the mirror's caches here are as old as the fork
@@ -136,6 +148,10 @@ static void *progress_main(void *arg)
     int mirror_ready = 1;
     for (;;) {
         int64_t now = byp_now_ns();
+        if (stats_idle && byp_rx_rounds != stats_rx_seen && next_stats > now + STATS_BUSY_NS) {
+            next_stats = now + STATS_BUSY_NS;   /* packets again: sample soon */
+            stats_idle = 0;
+        }
         /* The stats sample, and the chores that go with it. */
         int chores = now + (stats_idle ? COALESCE_NS : 0) >= next_stats;
         int kfd = byp_kmirror_fd();   /* the kernel mirror's netlink socket, once started */
@@ -149,10 +165,20 @@ static void *progress_main(void *arg)
         int working = 0;
         if (chores) {
             progress_priority(working = 1);
-            /* Every 100 ms while packets move, every second while none does. */
+            /* Every 100 ms while packets move, every idle_period while none does (longer
+             * while nothing moves, but every second while the mirror has a snapshot to
+             * retry). */
+            int was_idle = stats_idle;
             stats_idle = !byp_stats_tick();
-            next_stats = now + (stats_idle ? STATS_IDLE_NS : STATS_BUSY_NS);
+            stats_rx_seen = byp_rx_rounds;
+            if (!stats_idle || byp_kmirror_dirty())
+                idle_period = STATS_IDLE_NS;
+            else if (was_idle && idle_period < STATS_IDLE_MAX_NS)
+                idle_period *= 2;
+            next_stats = now + (stats_idle ? idle_period : STATS_BUSY_NS);
         }
+        if (byp_family_shared && next_reap > now + REAP_INTERVAL_NS && byp_family_pending() > 0)
+            next_reap = now + REAP_INTERVAL_NS;   /* a fork: the child may die before joining */
         if (byp_family_shared && now + COALESCE_NS >= next_reap) {
             if (!working)
                 progress_priority(working = 1);
@@ -216,7 +242,8 @@ static void *progress_main(void *arg)
                 now = byp_now_ns();
                 int64_t wait;
                 if (byp_xsk_fd >= 0) {
-                    wait = (int64_t)byp_timers_wait_ms(now / 1000000, IDLE_CAP_NS / 1000000) * 1000000;
+                    int64_t cap = byp_steering ? STEERED_IDLE_CAP_NS : IDLE_CAP_NS;
+                    wait = (int64_t)byp_timers_wait_ms(now / 1000000, cap / 1000000) * 1000000;
                 } else {
                     /* No receive fd (memif, pci): frames are seen only by polling, every
                      * interval; while a thread sleeps (on a timer), until lwIP's next
@@ -300,6 +327,7 @@ static void *progress_main(void *arg)
             if (next_stats > now + STATS_BUSY_NS) {
                 next_stats = now + STATS_BUSY_NS;
                 stats_idle = 0;
+                idle_period = STATS_IDLE_NS;
             }
         }
     }

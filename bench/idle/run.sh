@@ -10,7 +10,8 @@
 #   bench/idle/run.sh OUT_TSV [SECONDS [ROUNDS]]      defaults: 10 3
 #
 # Writes one line per run to OUT_TSV: bench, mode (kernel|bypass), round, CPU milliseconds, unit,
-# command; prints a summary.  Needs root.
+# command; for bypass runs a second line, idle-progress: the progress thread's own CPU and
+# its wake-ups; prints a summary.  Needs root.
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -63,10 +64,14 @@ one() {   # mode round
   PIDS+=("$hold")
   for i in $(seq 100); do grep -q held "$WORK/hold.out" && break; sleep 0.1; done
   sleep 2
-  local t0 t1
+  local t0 t1 pt="" p0="0 0" p1="0 0"
+  pt=$(grep -l '^bypass-progress$' /proc/"$srv"/task/*/comm 2>/dev/null | head -1)
+  pt=${pt%/comm}
+  [ -n "$pt" ] && p0=$(awk '{ print $1, $3 }' "$pt/schedstat")
   t0=$(cpu_ns "$srv")
   sleep "$SECS"
   t1=$(cpu_ns "$srv")
+  [ -n "$pt" ] && p1=$(awk '{ print $1, $3 }' "$pt/schedstat" 2>/dev/null)
   kill "$hold" "$srv" 2>/dev/null
   wait "$hold" "$srv" 2>/dev/null
   local ms
@@ -74,6 +79,13 @@ one() {   # mode round
   printf 'idle\t%s\t%d\t%s\tcpu-ms/%ss\tredis-server, 10 idle connections\n' \
     "$mode" "$round" "$ms" "$SECS" >> "$OUT"
   echo "idle $mode round $round: $ms ms of CPU in ${SECS}s"
+  if [ -n "$pt" ]; then   # the progress thread's share: its CPU and its wake-ups
+    read -r a0 w0 <<<"$p0"; read -r a1 w1 <<<"$p1"
+    printf 'idle-progress\t%s\t%d\t%s\tcpu-ms/%ss\tthe progress thread alone (%d wake-ups)\n' \
+      "$mode" "$round" "$(awk -v a="$a0" -v b="$a1" 'BEGIN { printf "%.2f", (b - a) / 1e6 }')" \
+      "$SECS" $((w1 - w0)) >> "$OUT"
+    echo "idle $mode round $round: progress thread $(( (a1 - a0) / 1000 )) us, $((w1 - w0)) wake-ups"
+  fi
 }
 
 for r in $(seq "$ROUNDS"); do
