@@ -35,6 +35,12 @@ static int64_t mono_ns(void)
 /* Engine globals, hence shared between members once byp_family_setup has run. */
 static struct member members[BYP_FAMILY_MAX];
 static int nmembers;
+static uint32_t members_gen;   /* bumped at every change of members[] */
+
+static void changed(void)
+{
+    __atomic_add_fetch(&members_gen, 1, __ATOMIC_RELEASE);
+}
 struct byp_local *byp_local;
 int byp_family_shared;
 
@@ -161,6 +167,7 @@ void byp_family_start(const void *pool_addr)
     members[0] = (struct member){.pid = getpid(), .start_ticks = byp_proc_start_ticks(getpid())};
     nmembers = 1;
     byp_local->slot = 0;
+    changed();
 }
 
 int byp_family_reserve(void)
@@ -171,6 +178,7 @@ int byp_family_reserve(void)
         if (members[i].pid == 0) {
             members[i] = (struct member){.pid = -1, .reserved_ns = mono_ns()};
             nmembers++;
+            changed();
             return i;
         }
     byp_warn("more than %d processes share the stack: a forked child uses the kernel",
@@ -184,6 +192,7 @@ void byp_family_claim(int slot)
     byp_local->slot = slot;
     members[slot].start_ticks = byp_proc_start_ticks(getpid());
     __atomic_store_n(&members[slot].pid, getpid(), __ATOMIC_RELEASE);
+    changed();
 }
 
 void byp_family_cancel(int slot)
@@ -191,6 +200,7 @@ void byp_family_cancel(int slot)
     if (members[slot].pid == -1) {
         members[slot].pid = 0;
         nmembers--;
+        changed();
     }
 }
 
@@ -200,6 +210,7 @@ int byp_family_leave(void)
     if (s >= 0 && members[s].pid == getpid()) {
         members[s].pid = 0;
         nmembers--;
+        changed();
     }
     byp_local->slot = -1;
     return nmembers;
@@ -231,7 +242,26 @@ void byp_family_reap(void (*drop)(int slot))
         drop(i);
         members[i].pid = 0;
         nmembers--;
+        changed();
     }
+}
+
+uint32_t byp_family_gen(void)
+{
+    return __atomic_load_n(&members_gen, __ATOMIC_ACQUIRE);
+}
+
+int byp_family_list(pid_t *pids, uint64_t *starts, int max)
+{
+    int n = 0;
+    for (int i = 0; i < BYP_FAMILY_MAX && n < max; i++) {
+        pid_t pid = __atomic_load_n(&members[i].pid, __ATOMIC_ACQUIRE);
+        if (pid > 0 && pid != getpid()) {
+            pids[n] = pid;
+            starts[n++] = members[i].start_ticks;
+        }
+    }
+    return n;
 }
 
 pid_t byp_family_other(void)

@@ -96,6 +96,29 @@ int byp_family_is_member(pid_t pid);
 /* The pid of a live member other than this process, or 0. */
 pid_t byp_family_other(void);
 
+/* A counter that changes whenever a member joins, leaves or is reaped, or a slot is
+ * reserved or freed (read without the lock). */
+uint32_t byp_family_gen(void);
+/* The members other than this process that claimed their slot: pids and start times (as
+ * byp_proc_start_ticks), at most @max; returns how many (read without the lock: a hint). */
+int byp_family_list(pid_t *pids, uint64_t *starts, int max);
+
+/* Members' deaths watched with pidfds (member_watch.c), for the progress thread; the state
+ * on its stack (its fds are this process's own).  update: bring the watch up to the member
+ * list (cheap when it did not change); 1 when a member is gone already (reap now).  fd:
+ * the epoll set to poll (readable when a watched member died), -1 when none.  ok is 0
+ * when pidfds cannot be had (the caller then looks periodically). */
+struct byp_member_watch {
+    int ep, ok, n;
+    uint32_t gen;
+    pid_t pid[BYP_FAMILY_MAX];
+    int fd[BYP_FAMILY_MAX];
+};
+void byp_member_watch_init(struct byp_member_watch *w);
+int byp_member_watch_update(struct byp_member_watch *w);
+int byp_member_watch_fd(const struct byp_member_watch *w);
+void byp_member_watch_end(struct byp_member_watch *w);
+
 /* ---- references ---- */
 
 static inline void byp_refs_get_for(struct byp_refs *r, int slot)

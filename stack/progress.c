@@ -24,9 +24,10 @@
 /* An application thread that ran the stack this recently is taken to be spinning on it. */
 #define APP_SPIN_WINDOW_NS 20000
 
-/* How often a progress thread looks for members that died without leaving; when this
- * process is the only member (only a fork, which reserves a slot and kicks this thread,
- * brings someone to reap: the short period starts then). */
+/* How often a progress thread looks for members that died without leaving: while a
+ * forked child has not claimed its slot yet (the fork kicks this thread), or while other
+ * members exist and their deaths cannot be watched with pidfds (member_watch.c); else
+ * (alone, or watching) the long period, a safety net. */
 #define REAP_INTERVAL_NS (200LL * 1000000)
 #define REAP_ALONE_NS (8000LL * 1000000)
 
@@ -146,6 +147,8 @@ static void *progress_main(void *arg)
     int frames_woke = 0;   /* the last sleep ended for frames */
     int64_t poll_ns = interval_ns;
     int mirror_ready = 1;
+    struct byp_member_watch mw;
+    byp_member_watch_init(&mw);
     for (;;) {
         int64_t now = byp_now_ns();
         if (stats_idle && byp_rx_rounds != stats_rx_seen && next_stats > now + STATS_BUSY_NS) {
@@ -179,13 +182,15 @@ static void *progress_main(void *arg)
         }
         if (byp_family_shared && next_reap > now + REAP_INTERVAL_NS && byp_family_pending() > 0)
             next_reap = now + REAP_INTERVAL_NS;   /* a fork: the child may die before joining */
+        if (byp_family_shared && byp_member_watch_update(&mw))
+            next_reap = 0;   /* a member already gone */
         if (byp_family_shared && now + COALESCE_NS >= next_reap) {
             if (!working)
                 progress_priority(working = 1);
             byp_stack_lock();
             byp_reap_members();
-            /* Alone, only a fork (which reserves a slot) brings someone to reap. */
-            next_reap = now + (byp_family_other() != 0 || byp_family_pending() > 0
+            byp_member_watch_update(&mw);   /* the reaped leave the watch */
+            next_reap = now + (byp_family_pending() > 0 || (!mw.ok && byp_family_other() != 0)
                                ? REAP_INTERVAL_NS : REAP_ALONE_NS);
             byp_stack_unlock_nokick();
         }
@@ -297,8 +302,8 @@ static void *progress_main(void *arg)
             wait = next_reap - now;
         if (wait < 0)
             wait = 0;
-        struct pollfd p[4];
-        nfds_t np = 0, kp = 0, fp = 0;
+        struct pollfd p[5];
+        nfds_t np = 0, kp = 0, fp = 0, mp = 0;
         p[np++] = (struct pollfd){.fd = byp_progress_kick_fd, .events = POLLIN};
         if (kfd >= 0)
             p[np++] = (struct pollfd){.fd = kfd, .events = POLLIN};
@@ -310,8 +315,14 @@ static void *progress_main(void *arg)
             kp = np;
             p[np++] = (struct pollfd){.fd = byp_udp_kpath_fd(), .events = POLLIN};
         }
+        if (byp_member_watch_fd(&mw) >= 0) {   /* a member's death */
+            mp = np;
+            p[np++] = (struct pollfd){.fd = byp_member_watch_fd(&mw), .events = POLLIN};
+        }
         struct timespec ts = {.tv_sec = wait / 1000000000, .tv_nsec = wait % 1000000000};
         BYP_REAL(ppoll)(p, np, &ts, NULL);
+        if (mp > 0 && p[mp].revents != 0)
+            next_reap = 0;   /* reaped at the top of the loop; its pidfd then goes */
         frames_woke = fp > 0 && p[fp].revents != 0;
         if (kp > 0 && p[kp].revents != 0) {
             byp_udp_kpath_wake();
@@ -331,6 +342,7 @@ static void *progress_main(void *arg)
             }
         }
     }
+    byp_member_watch_end(&mw);
     __atomic_store_n(&byp_local->progress, 3, __ATOMIC_RELEASE);   /* stopped */
     return NULL;
 }

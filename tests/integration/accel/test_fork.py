@@ -47,6 +47,15 @@ def wait_gone(pids, timeout=20.0):
     return False
 
 
+def socket_count(pid):
+    """Sockets process @pid holds (0 once it is gone)."""
+    try:
+        return sum(1 for f in os.listdir("/proc/%d/fd" % pid)
+                   if os.readlink("/proc/%d/fd/%s" % (pid, f)).startswith("socket:"))
+    except OSError:
+        return 0
+
+
 def kill_all(pids):
     for pid in pids:
         try:
@@ -268,18 +277,16 @@ def test_kill_busy_worker(netpair, request):
             "  if not s.recv(65536): sys.exit(3)\n" % (net.srv_ip, port))
     hog = net.spawn("client", [PYTHON, "-c", code], name="hog", preload=False)
     time.sleep(2)
-
-    def nsocks(pid):
-        try:
-            return sum(1 for f in os.listdir("/proc/%d/fd" % pid)
-                       if os.readlink("/proc/%d/fd/%s" % (pid, f)).startswith("socket:"))
-        except OSError:
-            return 0
-    busy = max(workers, key=nsocks)
-    assert nsocks(busy) > min(nsocks(w) for w in workers), "no worker is serving the transfer"
+    busy = max(workers, key=socket_count)
+    assert socket_count(busy) > min(socket_count(w) for w in workers), \
+        "no worker is serving the transfer"
     os.kill(busy, signal.SIGKILL)
-    # The kernel closes a killed process's sockets: so does the stack, once it notices.
+    killed = time.monotonic()
+    # The kernel closes a killed process's sockets at once: so does the stack, as soon as the
+    # progress thread sees the death (a pidfd it polls; before, a look every 200 ms).
     assert hog.wait(30) != 0, "the killed worker's connection stayed open"
+    took = time.monotonic() - killed
+    assert took < 3, "the killed worker's connection was closed only %.1f s later" % took
     rest = [w for w in workers if w != busy]
     assert wait_gone([busy], 10)
     before = net.tcp_segs("server")
@@ -287,6 +294,62 @@ def test_kill_busy_worker(netpair, request):
     assert_bypassed(before, net.tcp_segs("server"), 60 * 4, "after a worker was killed")
     assert all(running(w) for w in rest), "another worker died"
     assert srv.poll() is None, srv.describe()
+
+
+IDLE_CLIENT = r"""
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
+s.sendall(b"hi")
+assert s.recv(10) == b"hi"
+print("held", flush=True)
+sys.stdin.readline()                       # the worker was killed
+t = time.monotonic()
+try:
+    end = "eof" if s.recv(10) == b"" else "data"
+except ConnectionResetError:
+    end = "reset"
+print(end, round(time.monotonic() - t, 2), flush=True)
+"""
+
+
+def killed_idle_worker(net, conf, port):
+    """A pre-forked worker holding an idle connection (waiting in recv) is killed: how and
+    how soon the client sees its connection end."""
+    srv = net.spawn("server", [PYTHON, str(HERE / "prefork_server.py"), "0.0.0.0", str(port),
+                               "2", "stay", "60"], name="prefork-%d" % port, conf=conf)
+    srv.wait_ready()
+    workers = [int(p) for p in [l for l in srv.out().splitlines()
+                                if l.startswith("ready")][0].split()[1:]]
+    try:
+        cli = subprocess.Popen(net.argv("client", [PYTHON, "-c", IDLE_CLIENT, net.srv_ip,
+                                                   str(port)]),
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert cli.stdout.readline().strip() == "held", srv.describe()
+        holder = max(workers, key=socket_count)
+        os.kill(holder, signal.SIGKILL)
+        cli.stdin.write("go\n")
+        cli.stdin.flush()
+        out = cli.communicate(timeout=30)[0].split()
+        assert cli.returncode == 0, out
+        return out[0], float(out[1])
+    finally:
+        kill_all(workers)
+        srv.stop()
+
+
+def test_killed_idle_worker_connection_ends(netpair):
+    """kill -9 of a worker whose connection is idle (the worker waits in recv): the kernel
+    closes the connection at once; the stack as soon as the progress thread sees the death,
+    through the pidfd it polls for every member (it looked every 200 ms before; with no
+    pidfd to poll it would only look every 8 s)."""
+    net = netpair()
+    port = 7004
+    kernel = killed_idle_worker(net, None, port)
+    assert kernel[0] == "eof" and kernel[1] < 1, kernel
+    conf = write_conf(net.dir / "idle-kill.conf", SRV_IF, [("tcp", port)])
+    accel = killed_idle_worker(net, conf, port)
+    print("killed idle worker: kernel %s, accelerated %s" % (kernel, accel))
+    assert accel[0] == kernel[0] and accel[1] < 1.5, (accel, kernel)
 
 
 # --- PostgreSQL: a backend forked per connection, as its own user ---------------------

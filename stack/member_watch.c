@@ -1,0 +1,108 @@
+/* Members' deaths, watched with pidfds: the progress thread polls an epoll set of them
+ * with its other fds, so that with other members it need not look for the dead every
+ * 200 ms (an idle nginx's progress thread woke five times a second for that alone).  The
+ * state lives on the progress thread's stack: the fds are this process's, while the
+ * engine's globals are shared with the family.  Where pidfds cannot be had, the progress
+ * thread looks periodically, as before. */
+#include <errno.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "byp.h"
+#include "family.h"
+#include "proc.h"
+
+void byp_member_watch_init(struct byp_member_watch *w)
+{
+    w->ep = -1;
+    w->ok = byp_family_shared;
+    w->gen = byp_family_gen() - 1;   /* brought up to date at the first update */
+    w->n = 0;
+}
+
+void byp_member_watch_end(struct byp_member_watch *w)
+{
+    for (int i = 0; i < w->n; i++)
+        BYP_REAL(close)(w->fd[i]);
+    if (w->ep >= 0)
+        BYP_REAL(close)(w->ep);
+    w->n = 0;
+    w->ep = -1;
+    w->ok = 0;
+}
+
+int byp_member_watch_fd(const struct byp_member_watch *w)
+{
+    return w->ok && w->n > 0 ? w->ep : -1;
+}
+
+static int watching(const struct byp_member_watch *w, pid_t pid)
+{
+    for (int i = 0; i < w->n; i++)
+        if (w->pid[i] == pid)
+            return 1;
+    return 0;
+}
+
+int byp_member_watch_update(struct byp_member_watch *w)
+{
+    uint32_t gen = byp_family_gen();
+    if (!w->ok || gen == w->gen)
+        return 0;
+    int saved = errno;
+    if (w->ep < 0 && (w->ep = BYP_REAL(epoll_create1)(EPOLL_CLOEXEC)) < 0) {
+        byp_member_watch_end(w);
+        errno = saved;
+        return 0;
+    }
+    pid_t pids[BYP_FAMILY_MAX];
+    uint64_t starts[BYP_FAMILY_MAX];
+    int n = byp_family_list(pids, starts, BYP_FAMILY_MAX);
+    for (int i = 0; i < w->n;) {   /* those who left, or were reaped */
+        int member = 0;
+        for (int j = 0; j < n && !member; j++)
+            member = pids[j] == w->pid[i];
+        if (member) {
+            i++;
+            continue;
+        }
+        BYP_REAL(close)(w->fd[i]);   /* leaves the epoll set with it */
+        w->n--;
+        w->pid[i] = w->pid[w->n];
+        w->fd[i] = w->fd[w->n];
+    }
+    int gone = 0;
+    for (int j = 0; j < n; j++) {
+        if (watching(w, pids[j]))
+            continue;
+        int fd = (int)syscall(SYS_pidfd_open, pids[j], 0);
+        if (fd < 0 && errno == ESRCH) {
+            gone = 1;
+            continue;
+        }
+        struct epoll_event ev = {.events = EPOLLIN};
+        if (fd < 0 || BYP_REAL(epoll_ctl)(w->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+            if (fd >= 0)
+                BYP_REAL(close)(fd);
+            byp_info("cannot watch the processes sharing the stack (pidfd: %s): dead ones are "
+                     "looked for every 200 ms", strerror(errno));
+            byp_member_watch_end(w);
+            errno = saved;
+            return 1;
+        }
+        /* Opened after the check of the member list: the pid may name another process by
+         * now (reused); then the member is gone. */
+        if (!byp_proc_running(pids[j], starts[j])) {
+            BYP_REAL(close)(fd);
+            gone = 1;
+            continue;
+        }
+        w->pid[w->n] = pids[j];
+        w->fd[w->n++] = fd;
+    }
+    w->gen = gen;
+    errno = saved;
+    return gone;
+}
