@@ -153,6 +153,7 @@ int byp_engine_fork_child(void)
     int slot = byp_local->forking;
     byp_local->forking = -1;
     byp_local->progress = 0;   /* the parent's thread is not ours */
+    byp_member_watch_drop_inherited();
     if (slot < 0) {
         byp_local->pid = getpid();
         byp_local->slot = -1;

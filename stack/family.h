@@ -48,12 +48,16 @@ struct byp_refs {
     uint16_t calls_per[BYP_FAMILY_MAX]; /* calls in progress, per member */
 };
 
+struct byp_member_watch;
+
 /* What is private to each process (same address in every member, private contents). */
 struct byp_local {
     pid_t pid;                  /* the process this copy belongs to */
     int slot;                   /* its member slot, -1 when it is not a member */
     int progress;               /* its progress thread: 0 none, 1 running, 2 stopping, 3 stopped */
     int forking;                /* the slot reserved for the child of a fork in progress, or -1 */
+    struct byp_member_watch *watch;  /* its progress thread's (on that thread's stack), whose
+                                      * fds a forked child closes (byp_member_watch_drop) */
 };
 extern struct byp_local *byp_local;
 
@@ -118,6 +122,9 @@ void byp_member_watch_init(struct byp_member_watch *w);
 int byp_member_watch_update(struct byp_member_watch *w);
 int byp_member_watch_fd(const struct byp_member_watch *w);
 void byp_member_watch_end(struct byp_member_watch *w);
+/* In a forked child: close the pidfds it inherited from the parent's progress thread (a
+ * PostgreSQL backend would otherwise hold one per backend forked before it). */
+void byp_member_watch_drop_inherited(void);
 
 /* ---- references ---- */
 

@@ -22,15 +22,20 @@ void byp_member_watch_init(struct byp_member_watch *w)
     w->n = 0;
 }
 
+/* The lists only ever name fds that are open: an fd leaves them before it is closed and
+ * joins them after it is opened, so that a child forked at any instant closes only fds it
+ * did inherit (byp_member_watch_drop_inherited; at worst it keeps one). */
 void byp_member_watch_end(struct byp_member_watch *w)
 {
-    for (int i = 0; i < w->n; i++)
-        BYP_REAL(close)(w->fd[i]);
-    if (w->ep >= 0)
-        BYP_REAL(close)(w->ep);
+    int n = w->n, ep = w->ep;
     w->n = 0;
     w->ep = -1;
     w->ok = 0;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    for (int i = 0; i < n; i++)
+        BYP_REAL(close)(w->fd[i]);
+    if (ep >= 0)
+        BYP_REAL(close)(ep);
 }
 
 int byp_member_watch_fd(const struct byp_member_watch *w)
@@ -52,10 +57,14 @@ int byp_member_watch_update(struct byp_member_watch *w)
     if (!w->ok || gen == w->gen)
         return 0;
     int saved = errno;
-    if (w->ep < 0 && (w->ep = BYP_REAL(epoll_create1)(EPOLL_CLOEXEC)) < 0) {
-        byp_member_watch_end(w);
-        errno = saved;
-        return 0;
+    if (w->ep < 0) {
+        int ep = BYP_REAL(epoll_create1)(EPOLL_CLOEXEC);
+        if (ep < 0) {
+            byp_member_watch_end(w);
+            errno = saved;
+            return 0;
+        }
+        w->ep = ep;
     }
     pid_t pids[BYP_FAMILY_MAX];
     uint64_t starts[BYP_FAMILY_MAX];
@@ -68,10 +77,12 @@ int byp_member_watch_update(struct byp_member_watch *w)
             i++;
             continue;
         }
-        BYP_REAL(close)(w->fd[i]);   /* leaves the epoll set with it */
+        int fd = w->fd[i];
         w->n--;
         w->pid[i] = w->pid[w->n];
         w->fd[i] = w->fd[w->n];
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+        BYP_REAL(close)(fd);   /* leaves the epoll set with it */
     }
     int gone = 0;
     for (int j = 0; j < n; j++) {
@@ -100,9 +111,22 @@ int byp_member_watch_update(struct byp_member_watch *w)
             continue;
         }
         w->pid[w->n] = pids[j];
-        w->fd[w->n++] = fd;
+        w->fd[w->n] = fd;
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+        w->n++;
     }
     w->gen = gen;
     errno = saved;
     return gone;
+}
+
+void byp_member_watch_drop_inherited(void)
+{
+    struct byp_member_watch *w = byp_local->watch;
+    byp_local->watch = NULL;
+    if (w != NULL) {   /* the parent thread's stack, copied by fork: its fds are ours now */
+        int saved = errno;
+        byp_member_watch_end(w);
+        errno = saved;
+    }
 }

@@ -149,6 +149,7 @@ static void *progress_main(void *arg)
     int mirror_ready = 1;
     struct byp_member_watch mw;
     byp_member_watch_init(&mw);
+    byp_local->watch = &mw;
     for (;;) {
         int64_t now = byp_now_ns();
         if (stats_idle && byp_rx_rounds != stats_rx_seen && next_stats > now + STATS_BUSY_NS) {
@@ -342,6 +343,7 @@ static void *progress_main(void *arg)
             }
         }
     }
+    byp_local->watch = NULL;
     byp_member_watch_end(&mw);
     __atomic_store_n(&byp_local->progress, 3, __ATOMIC_RELEASE);   /* stopped */
     return NULL;
