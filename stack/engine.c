@@ -168,9 +168,8 @@ static void unlock(int kick)
         int saved = errno;
         if (wake)
             byp_wake_send(&plan);
-        uint64_t one = 1;
         if (kick)
-            (void)!BYP_REAL(write)(byp_progress_kick_fd, &one, sizeof one);
+            byp_progress_kick();
         errno = saved;
     }
 }

@@ -137,13 +137,8 @@ void byp_engine_fork_prepare(void)
     }
     byp_stack_unlock_noflush();
     byp_local->forking = slot;
-    if (slot >= 0 && byp_progress_kick_fd >= 0) {   /* the progress thread looks for
-                                                        * members more often now */
-        int saved = errno;
-        uint64_t one = 1;
-        (void)!BYP_REAL(write)(byp_progress_kick_fd, &one, sizeof one);
-        errno = saved;
-    }
+    if (slot >= 0)
+        byp_progress_kick();   /* it looks for members more often now */
 }
 
 /* In the forked child: take the reserved slot.  -errno when the child cannot share the

@@ -26,6 +26,9 @@ extern int64_t byp_last_app_poll_ns;
  * looks again. */
 extern int byp_progress_napping;
 extern int byp_progress_kick_fd;
+/* Wake the progress thread (whichever member runs it: the eventfd is inherited) to look
+ * again; errno kept. */
+void byp_progress_kick(void);
 /* Some thread gave lwIP something since the progress thread last looked at its timers
  * (set on every kicking unlock, napping or not; cleared by the progress thread). */
 extern int byp_progress_stale;

@@ -349,6 +349,16 @@ static void *progress_main(void *arg)
     return NULL;
 }
 
+void byp_progress_kick(void)
+{
+    if (byp_progress_kick_fd < 0)
+        return;
+    int saved = errno;
+    uint64_t one = 1;
+    (void)!BYP_REAL(write)(byp_progress_kick_fd, &one, sizeof one);
+    errno = saved;
+}
+
 /* Start the family's progress thread in this process when no process runs one: in the
  * process that starts the engine, then in whichever member uses the stack after the one
  * running it left (a child that never touches an accelerated fd, like redis' BGSAVE,

@@ -418,8 +418,7 @@ void byp_wake_groups_fork(void)
         for (int g = 0; g < BYP_WAKE_GROUPS; g++)
             BYP_REAL(epoll_ctl)(group_sleep_fd[g], EPOLL_CTL_DEL, byp_udp_kpath_fd(), NULL);
     __atomic_store_n(&byp_wake_frames_fd, -1, __ATOMIC_RELEASE);
-    uint64_t one = 1;
-    (void)!BYP_REAL(write)(byp_progress_kick_fd, &one, sizeof one);
+    byp_progress_kick();
 }
 
 void byp_wake_groups_join(int slot)
