@@ -369,6 +369,37 @@ out:
     return rc;
 }
 
+/* A wait that began on a set with no accelerated member (libc's epoll_wait, straight) and
+ * returned @k events.  Another thread may have added the set's first accelerated member
+ * meanwhile (Apache's event MPM adds connections from its workers while its listener thread
+ * waits): the wake fds then joined the kernel set under private data values, which must
+ * never reach the program (Apache took one for its own pointer and died of SIGBUS).  Drop
+ * them; when nothing else is left, wait on for what remains of the timeout (@deadline_ns
+ * on byp_poll_now_ns's clock, -1: none), as the set now is.  The count, or -1 with errno. */
+int byp_epoll_plain_after(int epfd, struct epoll_event *evs, int max, int k, int64_t deadline_ns,
+                          const sigset_t *mask)
+{
+    for (;;) {
+        if (k <= 0 || byp_fd_ops(epfd) != &byp_epoll_ops)
+            return k;
+        struct byp_epoll *ep = byp_fdtab[epfd].obj;
+        if (ep == NULL)
+            return k;
+        int saved = errno;
+        k = byp_epoll_filter_wake(ep, evs, k, 1);
+        errno = saved;
+        if (k > 0)
+            return k;
+        int64_t left = -1;
+        if (deadline_ns >= 0 && (left = deadline_ns - byp_poll_now_ns()) <= 0)
+            return 0;
+        if (__atomic_load_n(&ep->head.nmembers, __ATOMIC_ACQUIRE) > 0)
+            return byp_epoll_wait(&ep->head, epfd, evs, max, left, mask);
+        int ms = left < 0 ? -1 : left / 1000000 >= INT_MAX ? INT_MAX : (int)((left + 999999) / 1000000);
+        k = BYP_REAL(epoll_pwait)(epfd, evs, max, ms, mask);
+    }
+}
+
 /* A member added or re-armed while threads sleep on the set, and ready already: wake them,
  * as the kernel's epoll_ctl does (they would otherwise see it only when their sleep slice
  * ends, up to WAIT_SLICE_MS later).  Sleepers counted on the set's target only; the set

@@ -42,6 +42,12 @@ int byp_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev);
 int byp_epoll_wait(struct byp_epoll_head *h, int epfd, struct epoll_event *evs, int max,
                    int64_t timeout_ns, const sigset_t *mask);
 
+/* After libc's epoll_wait on a set without accelerated members returned @k > 0 events:
+ * drops the library's private entries a member added meanwhile brought (and waits on until
+ * @deadline_ns, -1: none, when only those came).  The count, or -1 with errno. */
+int byp_epoll_plain_after(int epfd, struct epoll_event *evs, int max, int k, int64_t deadline_ns,
+                          const sigset_t *mask);
+
 /* The accelerated fd @fd stops referring to @obj (its last release): take it out of every
  * epoll set, as the kernel does for a closed file.  Call it without the stack lock held:
  * epoll_wait calls readiness() under the set's lock. */

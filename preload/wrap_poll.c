@@ -394,11 +394,21 @@ BYP_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
     return byp_epoll_ctl(epfd, op, fd, ev);
 }
 
+/* Where a plain wait of @timeout ms ends, on byp_poll_now_ns's clock (-1: never), for
+ * byp_epoll_plain_after; the clock is read only for a wait that has a timeout. */
+static inline int64_t plain_deadline(int timeout)
+{
+    return timeout > 0 ? byp_poll_now_ns() + (int64_t)timeout * 1000000 : timeout < 0 ? -1 : 0;
+}
+
 BYP_EXPORT int epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout)
 {
     struct byp_epoll_head *h = byp_epoll_active(epfd);
-    if (byp_likely(h == NULL))
-        return BYP_REAL(epoll_wait)(epfd, evs, max, timeout);
+    if (byp_likely(h == NULL)) {
+        int64_t deadline = plain_deadline(timeout);
+        int k = BYP_REAL(epoll_wait)(epfd, evs, max, timeout);
+        return byp_likely(k <= 0) ? k : byp_epoll_plain_after(epfd, evs, max, k, deadline, NULL);
+    }
     return byp_epoll_wait(h, epfd, evs, max, timeout < 0 ? -1 : (int64_t)timeout * 1000000, NULL);
 }
 
@@ -406,8 +416,11 @@ BYP_EXPORT int epoll_pwait(int epfd, struct epoll_event *evs, int max, int timeo
                            const sigset_t *mask)
 {
     struct byp_epoll_head *h = byp_epoll_active(epfd);
-    if (byp_likely(h == NULL))
-        return BYP_REAL(epoll_pwait)(epfd, evs, max, timeout, mask);
+    if (byp_likely(h == NULL)) {
+        int64_t deadline = plain_deadline(timeout);
+        int k = BYP_REAL(epoll_pwait)(epfd, evs, max, timeout, mask);
+        return byp_likely(k <= 0) ? k : byp_epoll_plain_after(epfd, evs, max, k, deadline, mask);
+    }
     return byp_epoll_wait(h, epfd, evs, max, timeout < 0 ? -1 : (int64_t)timeout * 1000000, mask);
 }
 
@@ -415,8 +428,12 @@ BYP_EXPORT int epoll_pwait2(int epfd, struct epoll_event *evs, int max, const st
                             const sigset_t *mask)
 {
     struct byp_epoll_head *h = byp_epoll_active(epfd);
-    if (byp_likely(h == NULL))
-        return BYP_REAL(epoll_pwait2)(epfd, evs, max, ts, mask);
+    if (byp_likely(h == NULL)) {
+        int64_t d = ts_to_ns(ts);
+        d = d <= 0 ? d : byp_poll_now_ns() + d;
+        int k = BYP_REAL(epoll_pwait2)(epfd, evs, max, ts, mask);
+        return byp_likely(k <= 0) ? k : byp_epoll_plain_after(epfd, evs, max, k, d, mask);
+    }
     int64_t ns = ts_to_ns(ts);
     if (ns < -1) {
         errno = EINVAL;

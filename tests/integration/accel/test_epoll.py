@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from .conftest import HERE, PYTHON, assert_bypassed, write_conf
+from .conftest import HERE, PYTHON, assert_bypassed, json_exchange, write_conf
 
 PORT = 7300
 N = 1000
@@ -181,3 +181,72 @@ def test_ready_member_added_wakes_a_sleeping_wait(netpair):
         got[mode] = float(line[0].split()[1])
     assert got["kernel"] < 30, got
     assert got["accel"] < 30, got
+
+
+# A thread waits on a set that holds only a pipe; another thread adds an accepted
+# connection to it (Apache's event MPM: workers hand connections back to the listener
+# thread's set while it waits), then data comes.  The waiter must see the connection and
+# nothing else: every event it gets is an fd the program registered.
+ADD_FROM_OTHER_THREAD = r"""
+import json, os, select, socket, sys, threading, time
+port = int(sys.argv[1])
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("0.0.0.0", port))
+ls.listen(8)
+r, w = os.pipe()
+print("ready", flush=True)
+rounds = []
+for i in range(6):
+    c, _ = ls.accept()
+    ep = select.epoll()
+    ep.register(r, select.EPOLLIN)
+    seen = []
+    def waiter():
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            for fd, ev in ep.poll(max(deadline - time.monotonic(), 0.01)):
+                seen.append(fd)
+                if fd == c.fileno():
+                    return
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(0.2)                       # the waiter sleeps on a set of kernel fds only
+    ep.register(c.fileno(), select.EPOLLIN)
+    c.sendall(b"go")                      # the client answers with its data
+    t.join()
+    rounds.append({"stray": sorted(set(seen) - {c.fileno()}), "got": c.fileno() in seen,
+                   "data": c.recv(10).decode()})
+    ep.close()
+    c.close()
+print(json.dumps({"rounds": rounds}))
+"""
+
+ADD_FROM_OTHER_THREAD_CLIENT = r"""
+import socket, sys, time
+for i in range(6):
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+    assert s.recv(10) == b"go"
+    time.sleep(0.1)
+    s.sendall(b"hi")
+    s.recv(10)                            # until the server closes
+    s.close()
+"""
+
+
+def test_member_added_by_another_thread_while_one_waits(netpair):
+    """Six rounds of: a thread waits on an epoll set of kernel fds, another thread adds an
+    accelerated connection, data arrives.  The waiter gets the connection and no event for
+    an fd it never registered (the library's own wake fds join the kernel set with the
+    first accelerated member; a wait that began before must not return their entries).
+    Side by side with the kernel."""
+    net = netpair()
+    conf = write_conf(net.dir / "srv.conf", "bypv0", [("tcp", PORT + 3)])
+    want = {"rounds": [{"stray": [], "got": True, "data": "hi"}] * 6}
+    for mode, c in (("kernel", None), ("accel", conf)):
+        before = net.tcp_segs("server")
+        got, _ = json_exchange(net, ADD_FROM_OTHER_THREAD, ADD_FROM_OTHER_THREAD_CLIENT,
+                               PORT + 3, conf=c, name="addthread-" + mode)
+        assert got == want, (mode, got)
+        if mode == "accel":
+            assert_bypassed(before, net.tcp_segs("server"), 6 * 7, "connections added by a thread")
