@@ -55,6 +55,10 @@ typedef struct byp_fd_ops {
     /* Added to an epoll set with EPOLLEXCLUSIVE: a change wakes one waiting process, not
      * all of them (optional). */
     void (*epoll_exclusive)(int fd);
+    /* splice(2) with an fd of this kind at either end (optional: without it, the kernel's
+     * splice on the fd). */
+    ssize_t (*splice)(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, size_t len,
+                      unsigned int flags);
 } byp_fd_ops_t;
 
 typedef struct byp_fd {

@@ -55,6 +55,19 @@ BYP_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
     return nfd;
 }
 
+BYP_EXPORT ssize_t splice(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, size_t len,
+                          unsigned int flags)
+{
+    const byp_fd_ops_t *in = byp_fd_ops(fd_in), *out = byp_fd_ops(fd_out);
+    if (byp_likely(in == NULL && out == NULL))
+        return BYP_REAL(splice)(fd_in, off_in, fd_out, off_out, len, flags);
+    int fd = in != NULL && in->splice != NULL ? fd_in : fd_out;
+    const byp_fd_ops_t *ops = fd == fd_in ? in : out;
+    if (ops == NULL || ops->splice == NULL)
+        return BYP_REAL(splice)(fd_in, off_in, fd_out, off_out, len, flags);
+    return BYP_OPS_CALL(fd, ops, splice, (fd_in, off_in, fd_out, off_out, len, flags));
+}
+
 BYP_EXPORT int close(int fd)
 {
     /* Forget first: once the kernel closes the number, another thread may get it back.

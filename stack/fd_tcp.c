@@ -682,5 +682,6 @@ const byp_fd_ops_t byp_tcp_ops = {
     .event_gen = ftcp_event_gen,
     .kernel_fd = ftcp_kernel_fd,
     .epoll_exclusive = ftcp_epoll_exclusive,
+    .splice = byp_tcp_splice,
 };
 

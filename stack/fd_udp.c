@@ -374,6 +374,17 @@ static ssize_t fudp_sendfile64(int fd, int in_fd, off64_t *offset, size_t count)
     return BYP_REAL(sendfile64)(fd, in_fd, offset, count);
 }
 
+/* splice(2) on an accelerated UDP socket: not moved through the stack; the kernel's answer
+ * for a file that cannot splice, rather than the kernel socket's own queue (which holds
+ * only what came another way). */
+static ssize_t fudp_splice(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, size_t len,
+                           unsigned int flags)
+{
+    (void)fd_in, (void)off_in, (void)fd_out, (void)off_out, (void)len, (void)flags;
+    errno = EINVAL;
+    return -1;
+}
+
 /* ---- state, names ---- */
 
 static int fudp_bind(int fd, const struct sockaddr *addr, socklen_t len)
@@ -560,6 +571,7 @@ const byp_fd_ops_t byp_udp_ops = {
     .sendmmsg = fudp_sendmmsg,
     .sendfile = fudp_sendfile,
     .sendfile64 = fudp_sendfile64,
+    .splice = fudp_splice,
     .accept = fudp_accept,
     .accept4 = fudp_accept4,
     .release = byp_udp_release,

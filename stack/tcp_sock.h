@@ -83,6 +83,9 @@ struct tsock {
 
 /* The accelerated TCP ops table (fd_tcp.c). */
 extern const byp_fd_ops_t byp_tcp_ops;
+/* splice(2) with the connection at one end and a pipe at the other (tcp_splice.c). */
+ssize_t byp_tcp_splice(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, size_t len,
+                       unsigned int flags);
 
 /* Set errno, return -1: the libc convention of the ops. */
 static inline int byp_tcp_fail(int err)
