@@ -33,6 +33,9 @@ void byp_before_fork(void);
 
 /* Before exec (wrap_exec.c): accelerated connections that survive it go to the kernel. */
 void byp_before_exec(void);
+/* Before sendmsg on a kernel socket with control data: accelerated fds sent with
+ * SCM_RIGHTS go to the kernel first (wrap_exec.c). */
+void byp_before_fd_pass(const struct msghdr *msg);
 
 /* The IPv4 address socket @fd's address @sa names (wrap_sock.c): a plain one, or the IPv4
  * part of a dual-stack AF_INET6 socket's (IPV6_V6ONLY off: node, Go and Java listen so by

@@ -86,6 +86,10 @@ struct byp_engine {
      * among @extra, the file actions' dup2 sources) that no other process holds go to the
      * kernel, and their fds become kernel fds here too. */
     void (*spawn_prepare)(const int *extra, int nextra);
+    /* Before sendmsg passes @fds to another process (SCM_RIGHTS): the accelerated
+     * connections among them that no other process holds go to the kernel, and their fds
+     * become kernel fds here too; the receiver gets the kernel's connection. */
+    void (*pass_prepare)(const int *fds, int nfds);
     /* UDP (stack/fd_udp.h).  The kernel socket has already done the call (its answer is the
      * program's); these make it accelerated.  0 (the fd has the accelerated UDP ops),
      * BYP_ENGINE_DECLINE (it stays the kernel's), or -errno.

@@ -11,7 +11,11 @@
  * to the kernel before the spawn, and this process keeps them as kernel sockets, sharing
  * them with the child as it would without the library.  The dup2 sources are remembered
  * per file-actions object as the program adds them.  system() and popen() spawn the shell
- * the same way inside glibc (not through the posix_spawn symbol): the same for them. */
+ * the same way inside glibc (not through the posix_spawn symbol): the same for them.
+ *
+ * fds sent over a UNIX socket (SCM_RIGHTS) may reach a process that does not run this stack
+ * (node's cluster hands each connection its primary accepts to a worker it exec'd): the
+ * connections among them go to the kernel before the send, as before a spawn. */
 #include <alloca.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -31,6 +35,29 @@ void byp_before_exec(void)
     /* Should the exec fail, this process carries on with the kernel alone. */
     __atomic_store_n(&byp_engine, NULL, __ATOMIC_RELEASE);
     byp_engine_forked = 1;
+    errno = saved;
+}
+
+void byp_before_fd_pass(const struct msghdr *msg)
+{
+    const struct byp_engine *e = byp_engine;
+    if (e == NULL || e->pass_prepare == NULL || msg == NULL || msg->msg_control == NULL ||
+        msg->msg_controllen < CMSG_LEN(0))
+        return;
+    int fds[64], n = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR((struct msghdr *)msg); c != NULL;
+         c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(0))
+            continue;
+        const int *p = (const int *)CMSG_DATA(c);
+        for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int) && n < 64; i++)
+            if (byp_fd_ops(p[i]) != NULL)
+                fds[n++] = p[i];
+    }
+    if (n == 0)
+        return;
+    int saved = errno;
+    e->pass_prepare(fds, n);
     errno = saved;
 }
 

@@ -257,6 +257,8 @@ BYP_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
         ops = decide_send(fd, msg->msg_name, msg->msg_namelen);
     if (byp_unlikely(ops != NULL))
         return BYP_OPS_CALL(fd, ops, sendmsg, (fd, msg, flags));
+    if (byp_unlikely(msg != NULL && msg->msg_controllen != 0))
+        byp_before_fd_pass(msg);
     return BYP_REAL(sendmsg)(fd, msg, flags);
 }
 
@@ -267,5 +269,8 @@ BYP_EXPORT int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flag
         ops = decide_send(fd, vec[0].msg_hdr.msg_name, vec[0].msg_hdr.msg_namelen);
     if (byp_unlikely(ops != NULL))
         return BYP_OPS_CALL(fd, ops, sendmmsg, (fd, vec, vlen, flags));
+    for (unsigned int i = 0; vec != NULL && i < vlen; i++)
+        if (byp_unlikely(vec[i].msg_hdr.msg_controllen != 0))
+            byp_before_fd_pass(&vec[i].msg_hdr);
     return BYP_REAL(sendmmsg)(fd, vec, vlen, flags);
 }

@@ -572,6 +572,7 @@ static struct byp_engine engine = {
     .exec_prepare = byp_engine_exec_prepare,
     .leave = byp_engine_atexit,
     .spawn_prepare = byp_engine_spawn_prepare,
+    .pass_prepare = byp_engine_pass_prepare,
     .udp_bind = byp_udp_bind,
     .udp_connect = byp_udp_connect,
     .udp_join = byp_udp_join,

@@ -170,24 +170,39 @@ void byp_engine_exec_prepare(void)
     byp_engine_leave();
 }
 
-/* Before posix_spawn: connections the spawned program inherits go to the kernel, for this
- * process too (its child never runs the library: the fd is a kernel socket there). */
-void byp_engine_spawn_prepare(const int *extra, int nextra)
+/* Connections going to a process that does not run the stack (@listed: only those of
+ * @fds; else also every fd without FD_CLOEXEC) go to the kernel, and their fds become
+ * kernel fds here too. */
+static void hand_over(const int *fds, int nfds, int listed, const char *to)
 {
     if (byp_engine_nic == NULL || byp_local->slot < 0)
         return;
     unsigned end = __atomic_load_n(&byp_fdtab_hwm, __ATOMIC_RELAXED);
-    int *fds = malloc((end + 1) * sizeof *fds);
-    if (fds == NULL)
+    int *out = malloc((end + 1) * sizeof *out);
+    if (out == NULL)
         return;
     byp_stack_lock();
-    int n = byp_tcp_spawn_handover(extra, nextra, fds, (int)end);
+    int n = byp_tcp_spawn_handover(fds, nfds, listed, to, out, (int)end);
     byp_stack_unlock();
     for (int i = 0; i < n; i++) {
-        byp_fd_clear(fds[i]);   /* drops the object: lwIP has let go already */
-        byp_fd_set_kernel(fds[i], BYP_FD_KERNEL);
+        byp_fd_clear(out[i]);   /* drops the object: lwIP has let go already */
+        byp_fd_set_kernel(out[i], BYP_FD_KERNEL);
     }
-    free(fds);
+    free(out);
+}
+
+/* Before posix_spawn: connections the spawned program inherits go to the kernel, for this
+ * process too (its child never runs the library: the fd is a kernel socket there). */
+void byp_engine_spawn_prepare(const int *extra, int nextra)
+{
+    hand_over(extra, nextra, 0, "a spawned program");
+}
+
+/* Before sendmsg passes @fds over a UNIX socket (node's cluster hands each accepted
+ * connection to a worker it exec'd): the receiver cannot reach this stack. */
+void byp_engine_pass_prepare(const int *fds, int nfds)
+{
+    hand_over(fds, nfds, 1, "another process");
 }
 
 /* fork() failed: give the reservation back. */

@@ -76,5 +76,6 @@ void byp_engine_exec_prepare(void);
 /* Threads of the family sleeping on the stack, over every wake group. */
 int byp_engine_sleeping(void);
 void byp_engine_spawn_prepare(const int *extra, int nextra);
+void byp_engine_pass_prepare(const int *fds, int nfds);
 
 #endif

@@ -43,9 +43,11 @@ void byp_tcp_drop_member(int slot);
  * out through the kernel, which also closes it when the process ends. */
 void byp_tcp_handover_fds(int at_exit);
 
-/* Before posix_spawn (lock held, tcp_handover.c): the same for the connections the spawned
- * program inherits (no FD_CLOEXEC, or in @extra: the file actions' dup2 sources); this
- * process goes on with them on the kernel.  Writes the fds to turn into kernel fds to @out. */
-int byp_tcp_spawn_handover(const int *extra, int nextra, int *out, int max);
+/* Before posix_spawn or an SCM_RIGHTS send (lock held, tcp_handover.c): the same for the
+ * connections the other program gets (@extra: the file actions' dup2 sources, or the fds
+ * sent; unless @listed, also every fd without FD_CLOEXEC); this process goes on with them on
+ * the kernel.  Writes the fds to turn into kernel fds to @out. */
+int byp_tcp_spawn_handover(const int *extra, int nextra, int listed, const char *to, int *out,
+                           int max);
 
 #endif

@@ -253,13 +253,16 @@ int byp_tcp_handover(struct tsock *ts, int fd)
     return 0;
 }
 
-/* Before posix_spawn (lock held): the spawned program inherits every fd without
- * FD_CLOEXEC, and the sources of the file actions' dup2s (@extra), but not the stack.  Each
+/* Before posix_spawn, or before fds are sent over a UNIX socket (lock held): the spawned
+ * program inherits every fd without FD_CLOEXEC and the sources of the file actions' dup2s
+ * (@extra), the receiver gets @extra only (@listed); neither runs the stack.  Each
  * accelerated connection among them that no other process holds is handed over to the
- * kernel, for the child and for this process alike, which then shares a kernel socket with
- * its child as it would without the library.  The fds that now name a plain kernel socket
- * go to @out (at most @max; the caller clears them after the lock).  Their count. */
-int byp_tcp_spawn_handover(const int *extra, int nextra, int *out, int max)
+ * kernel, for them and for this process alike, which then shares a kernel socket with them
+ * as it would without the library (@to names them in the log).  The fds that now name a
+ * plain kernel socket go to @out (at most @max; the caller clears them after the lock).
+ * Their count. */
+int byp_tcp_spawn_handover(const int *extra, int nextra, int listed, const char *to, int *out,
+                           int max)
 {
     int nout = 0;
     unsigned end = __atomic_load_n(&byp_fdtab_hwm, __ATOMIC_RELAXED);
@@ -272,27 +275,26 @@ int byp_tcp_spawn_handover(const int *extra, int nextra, int *out, int max)
         int inherited = 0;
         for (int i = 0; i < nextra && !inherited; i++)
             inherited = extra[i] == (int)fd;
-        int fdfl = BYP_REAL(fcntl)((int)fd, F_GETFD);
+        int fdfl = listed ? -1 : BYP_REAL(fcntl)((int)fd, F_GETFD);
         if (fdfl >= 0 && !(fdfl & FD_CLOEXEC))
             inherited = 1;
         if (!inherited)
             continue;
         if (ts->state == T_LISTEN) {
-            byp_info("fd %u: a listener passed to a spawned program is the kernel's there; "
-                     "its connections keep coming to this process", fd);
+            byp_info("fd %u: a listener passed to %s is the kernel's there; its connections "
+                     "keep coming to this process", fd, to);
             continue;
         }
         if (ts->pcb == NULL || ts->state != T_CONNECTED)
             continue;
         if (byp_refs_mine(&ts->refs) != ts->refs.total) {
-            byp_info("fd %u: a connection other processes share cannot go to a spawned program",
-                     fd);
+            byp_info("fd %u: a connection other processes share cannot go to %s", fd, to);
             continue;
         }
         int rc = byp_tcp_handover(ts, (int)fd);
         if (rc < 0) {
-            byp_warn("fd %u: cannot hand the connection over to the kernel before spawn: %s",
-                     fd, strerror(-rc));
+            byp_warn("fd %u: cannot hand the connection over to the kernel for %s: %s", fd, to,
+                     strerror(-rc));
             continue;
         }
         /* Every number of it (dup) now names the kernel's connection. */
