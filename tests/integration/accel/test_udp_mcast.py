@@ -158,7 +158,7 @@ def test_feed_survives_receiver_stall(netpair, cprog, mode):
     env = {"bypass_pmd": {"BYPASS_RX_RING": "0"},
            "bypass_ring_1024": {"BYPASS_RX_RING": "1024"}}.get(mode)
     exe = cprog("udp_feed")
-    count, rate = 100000, 20000
+    count, rate = 60000, 20000
     rx = net.spawn("server", [exe, "recv", FEED_BASE, FEED_GROUPS, FEED_PORT, count, 1 << 20, 0,
                               net.srv_ip, "hold"], name="feed_rx", conf=conf, env=env)
     rx.wait_ready()
