@@ -532,6 +532,10 @@ static int read_rules(byp_load_ctx_t *c, byp_config_t *cfg, const config_setting
 /* Parse the config file c->path into @cfg; options set by the environment keep their value. */
 static int read_file(byp_load_ctx_t *c, byp_config_t *cfg, const bool env_set[OPT_COUNT])
 {
+    char why[256];
+    if (byp_lcfg_load(why, sizeof why) != 0)
+        return byp_load_fail(c, -ENOENT, "config file %s cannot be read: libconfig: %s", c->path,
+                             why);
     config_t lc;
     config_init(&lc);
     if (!config_read_file(&lc, c->path)) {

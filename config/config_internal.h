@@ -5,7 +5,7 @@
 
 #include "config.h"
 
-#include <libconfig.h>
+#include "lcfg.h"   /* libconfig, through deep binding */
 
 /* One byp_config_load call: where its message goes and the first error found. */
 typedef struct byp_load_ctx {

@@ -18,7 +18,7 @@ PACKAGES=(
   libbpf-dev libxdp-dev xdp-tools bpftool clang llvm
   python3 python3-pytest python3-matplotlib python3-scapy
   redis-server redis-tools memcached libmemcached-tools
-  sockperf iperf3 nginx-light wrk socat postgresql-15 nodejs curl apache2-bin haproxy
+  sockperf iperf3 nginx-light wrk socat postgresql-15 nodejs curl apache2-bin haproxy lighttpd
   iproute2 procps psmisc ethtool iputils-ping
   python3-scapy
   xz-utils ca-certificates debian-archive-keyring

@@ -6,10 +6,11 @@ stdout unchanged. BYPASS_STRICT=1 turns the same into exit status 1.
 """
 
 import re
+import subprocess
 
 import pytest
 
-from conftest import PYTHON, bypass_lines, run
+from conftest import HERE, PYTHON, bypass_lines, run
 
 # A socket echo over loopback; prints one line on success.
 ECHO = r"""
@@ -139,3 +140,24 @@ def test_valid_config_accelerating_nothing_is_silent(conf, libbypass):
 def test_valid_strict_runs_normally(conf, libbypass):
     cp = echo({"BYPASS_CONFIG": conf(VALID_NOTHING_ACCELERATED), "BYPASS_STRICT": "1"})
     assert (cp.returncode, cp.stdout, cp.stderr) == (0, ECHO_OUT, "")
+
+
+def test_program_exporting_libconfig_names(conf, libbypass, tmp_path):
+    """A program that exports functions named as libconfig's (lighttpd's config_init and
+    config_read, -rdynamic): the library reads its config file, well-formed or not, without
+    calling them, and the program's own calls still reach its own.  lighttpd crashed in the
+    library's constructor when libconfig was linked (libconfig's config_read_file calls
+    config_read, which resolved to lighttpd's)."""
+    exe = tmp_path / "exports_config"
+    subprocess.run(["gcc", "-O1", "-Wall", "-rdynamic", "-o", str(exe),
+                    str(HERE / "c" / "exports_config.c")], check=True, timeout=60)
+    want = "echo:hello own config_read 42\n"
+    plain = run([str(exe)], preload=False, timeout=30)
+    assert (plain.returncode, plain.stdout) == (0, want), plain.stderr
+    cp = run([str(exe)], preload=True, timeout=30,
+             env={"BYPASS_CONFIG": conf(VALID_NOTHING_ACCELERATED)})
+    assert (cp.returncode, cp.stdout, cp.stderr) == (0, want, ""), cp.stderr
+    cp = run([str(exe)], preload=True, timeout=30, env={"BYPASS_CONFIG": conf(MALFORMED)})
+    assert (cp.returncode, cp.stdout) == (0, want), cp.stderr
+    msgs = bypass_lines(cp.stderr)
+    assert len(msgs) == 1 and ":3:" in msgs[0], cp.stderr
