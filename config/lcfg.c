@@ -1,4 +1,4 @@
-/* libconfig through dlopen(RTLD_DEEPBIND): see lcfg.h. */
+/* libconfig in a namespace of its own (dlmopen): see lcfg.h. */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -25,7 +25,7 @@ static char why[256];
 
 static void load(void)
 {
-    void *h = dlopen(BYP_LIBCONFIG_SONAME, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+    void *h = dlmopen(LM_ID_NEWLM, BYP_LIBCONFIG_SONAME, RTLD_NOW | RTLD_LOCAL);
     if (h == NULL) {
         const char *e = dlerror();
         snprintf(why, sizeof why, "%s", e != NULL ? e : "cannot load " BYP_LIBCONFIG_SONAME);

@@ -1,12 +1,15 @@
-/* libconfig, reached through dlopen(RTLD_DEEPBIND) instead of being linked.
+/* libconfig, loaded into a link-map namespace of its own (dlmopen) instead of being linked.
  *
  * A program may export functions with libconfig's names: lighttpd exports config_init and
  * config_read.  Linked, libconfig's own internal call (config_read_file calls config_read)
  * and our calls took the program's functions, and lighttpd crashed in our constructor.
- * Loaded with deep binding, libconfig finds its own functions first; our calls go through
- * the pointers below, which the names are defined to.  (libconfig then allocates from libc's
- * malloc even in a program with its own; it frees what it allocates, and we free none of
- * it.) */
+ * Debian's libconfig.a is not position-independent (it cannot be linked in with its names
+ * hidden), and dlopen(RTLD_DEEPBIND) mixes allocators: libc's strdup took the program's
+ * malloc (jemalloc in redis and varnish) and libconfig's free was libc's ("free(): invalid
+ * pointer").  In its own namespace libconfig has its own libc: its names, allocations and
+ * stdio are all its own; it sees neither the program's symbols nor ours.  Our nine calls go
+ * through the pointers below, which the names are defined to; we keep no pointer into its
+ * memory past config_destroy. */
 #ifndef BYP_LCFG_H
 #define BYP_LCFG_H
 
