@@ -16,6 +16,7 @@ gcc) FAIL the tests; the only skip is a kernel without AF_XDP sockets.
 """
 
 import errno
+import hashlib
 import itertools
 import json
 import os
@@ -24,6 +25,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -435,3 +437,35 @@ def json_exchange(net, server, client, port, conf=None, name="server", args=(),
 
 def bypass_lines(text):
     return [l for l in text.splitlines() if l.startswith("bypass:")]
+
+
+def web_root(request, prefix):
+    """For the web-server tests: a scratch folder (removed after the test) holding
+    www/big.bin (1 MB of random bytes) and www/small.txt ("hello\n"), readable by a worker
+    that dropped privileges.  Returns (folder, big.bin's bytes)."""
+    d = Path(tempfile.mkdtemp(prefix=prefix))
+    request.addfinalizer(lambda: shutil.rmtree(d, ignore_errors=True))
+    d.chmod(0o755)
+    (d / "www").mkdir()
+    big = os.urandom(1 << 20)
+    (d / "www" / "big.bin").write_bytes(big)
+    (d / "www" / "small.txt").write_text("hello\n")
+    for f in (d / "www").iterdir():
+        f.chmod(0o644)
+    return d, big
+
+
+def http_checks(net, url, big, times=1, conns=20, secs=3, context=""):
+    """From the client's namespace: curl of @url/big.bin @times in a row, intact, then wrk on
+    @url/small.txt: every answer 2xx, no socket error.  Returns wrk's request count."""
+    cp = subprocess.run(net.argv("client", ["sh", "-c", "curl -sS -m 20 %s | sha256sum" % " ".join(
+                            ["%s/big.bin" % url] * times)]),
+                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
+    assert cp.stdout.split()[0] == hashlib.sha256(big * times).hexdigest(), cp.stdout + context
+    cp = net.run("client", ["wrk", "-t", "2", "-c", str(conns), "-d", str(secs),
+                            url + "/small.txt"], timeout=60)
+    assert cp.returncode == 0 and "Socket errors" not in cp.stdout and "Non-2xx" not in cp.stdout, (
+        cp.stdout + cp.stderr + context)
+    requests = int(cp.stdout.split(" requests in ")[0].split()[-1])
+    assert requests > 1000, cp.stdout
+    return requests

@@ -2,7 +2,7 @@
 its event MPM runs threads in several forked children, a listener thread waiting on an epoll
 set while worker threads add connections to it).
 
-Daemonized (`-k start`), children as www-data, wrk (50 connections) for 3 s and a 1 MB file: every answer
+Daemonized (`-k start`), children as www-data, wrk (50 connections) for 2 s and a 1 MB file: every answer
 200 and intact, two or more children served, none died, the kernel's TCP counters of the
 server's namespace still, and a graceful stop leaves no process and no XDP program.  Under
 the event MPM the children used to die of SIGBUS: a wait begun on a set without accelerated
@@ -13,13 +13,12 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import SRV_IF, assert_bypassed, write_conf
+from .conftest import SRV_IF, assert_bypassed, web_root, write_conf
 from .test_fork import assert_family_cleaned, kill_all, wait_gone
 
 PORT = 8085
@@ -81,16 +80,8 @@ def stop_httpd(d, graceful=True):
 @pytest.mark.parametrize("mpm", ["event", "prefork"])
 def test_apache_accelerated(netpair, request, mpm):
     net = netpair()
-    d = Path(tempfile.mkdtemp(prefix="bypass-httpd-"))
-    request.addfinalizer(lambda: shutil.rmtree(d, ignore_errors=True))
+    d, big = web_root(request, "bypass-httpd-")
     request.addfinalizer(lambda: stop_httpd(d, graceful=False))
-    d.chmod(0o755)
-    (d / "www").mkdir()
-    big = os.urandom(1 << 20)
-    (d / "www" / "big.bin").write_bytes(big)
-    (d / "www" / "small.txt").write_text("hello\n")
-    for f in (d / "www").iterdir():
-        f.chmod(0o644)
     (d / "httpd.conf").write_text(HTTPD_CONF.format(d=d, port=PORT, mpm=mpm, mods=MODULES,
                                                     extra=EXTRA[mpm]))
     conf = write_conf(d / "bypass.conf", SRV_IF, [("tcp", PORT)])
@@ -104,7 +95,7 @@ def test_apache_accelerated(netpair, request, mpm):
                                             % url]),
                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
     assert cp.stdout.split()[0] == hashlib.sha256(big).hexdigest(), cp.stdout
-    cp = net.run("client", ["wrk", "-t", "2", "-c", "50", "-d", "3", url + "/small.txt"],
+    cp = net.run("client", ["wrk", "-t", "2", "-c", "50", "-d", "2", url + "/small.txt"],
                  timeout=60)
     # More connections than its threads: the children take turns to stop listening, and
     # apache resets a few connections it closes, on the kernel too (wrk's read errors).

@@ -9,13 +9,10 @@ most 200 ms.  TCP_QUICKACK sends an ACK that is owed at once."""
 
 import hashlib
 import json
-import os
-import shutil
 import subprocess
-import tempfile
-from pathlib import Path
 
-from .conftest import CLI_IF, PYTHON, SRV_IF, assert_bypassed, json_exchange, write_conf
+from .conftest import (CLI_IF, PYTHON, SRV_IF, assert_bypassed, json_exchange, web_root,
+                       write_conf)
 from .test_reuseport import stop_nginx
 
 PORT = 7640
@@ -110,13 +107,7 @@ def nginx_run(netpair, request, listen, what):
     """nginx (one worker) with @listen: a 1 MB file twice and a small one with curl, wrk on
     the small one; intact, accelerated, no error logged."""
     net = netpair()
-    d = Path(tempfile.mkdtemp(prefix="bypass-nginx-opts-"))
-    request.addfinalizer(lambda: shutil.rmtree(d, ignore_errors=True))
-    d.chmod(0o755)
-    (d / "www").mkdir()
-    big = os.urandom(1 << 20)
-    (d / "www" / "big.bin").write_bytes(big)
-    (d / "www" / "small.txt").write_text("hello\n")
+    d, big = web_root(request, "bypass-nginx-opts-")
     (d / "nginx.conf").write_text(NGINX_CONF.format(d=d, listen=listen))
     conf = write_conf(d / "bypass.conf", SRV_IF, [("tcp", 8083)])
     master = net.spawn("server", ["nginx", "-c", str(d / "nginx.conf"), "-e",
