@@ -19,6 +19,7 @@
 #include <alloca.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <sys/uio.h>
 
 #include "byp.h"
 #include "engine.h"
@@ -44,9 +45,25 @@ void byp_before_fd_pass(const struct msghdr *msg)
     if (e == NULL || e->pass_prepare == NULL || msg == NULL || msg->msg_control == NULL ||
         msg->msg_controllen < CMSG_LEN(0))
         return;
+    /* A copy through the kernel: a bad msg_control must end in sendmsg's EFAULT, not in a
+     * fault here.  Where process_vm_readv is not allowed (a seccomp filter), the buffer is
+     * read in place. */
+    union {
+        struct cmsghdr align;
+        char buf[4096];
+    } ctl;
+    size_t len = msg->msg_controllen < sizeof ctl.buf ? msg->msg_controllen : sizeof ctl.buf;
+    struct iovec here = {ctl.buf, len}, there = {msg->msg_control, len};
+    int saved = errno;
+    ssize_t got = process_vm_readv(getpid(), &here, 1, &there, 1, 0);
+    int why = errno;
+    errno = saved;
+    if (got >= 0 ? got != (ssize_t)len : why != EPERM && why != ENOSYS)
+        return;   /* not all readable: the kernel answers EFAULT */
+    struct msghdr copy = {.msg_control = got >= 0 ? ctl.buf : msg->msg_control,
+                          .msg_controllen = got >= 0 ? len : msg->msg_controllen};
     int fds[64], n = 0;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR((struct msghdr *)msg); c != NULL;
-         c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&copy); c != NULL; c = CMSG_NXTHDR(&copy, c)) {
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(0))
             continue;
         const int *p = (const int *)CMSG_DATA(c);
@@ -56,7 +73,6 @@ void byp_before_fd_pass(const struct msghdr *msg)
     }
     if (n == 0)
         return;
-    int saved = errno;
     e->pass_prepare(fds, n);
     errno = saved;
 }
