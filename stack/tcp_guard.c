@@ -50,6 +50,7 @@ struct halfopen {
     struct tcp_pcb *pcb;
     uint32_t raddr;
     uint16_t rport, lport;
+    uint32_t irs;       /* the SYN's sequence number: which connection of the four-tuple */
 };
 static struct halfopen ring[SYN_BACKLOG];
 static unsigned ring_head, ring_n;
@@ -108,10 +109,17 @@ static int forcing;
 /* The connection the last segment went to (byp_guard_after_input looks at it again). */
 static struct tcp_pcb *last_pcb;
 
+/* @pcb is still the half-open connection of @h.  The four-tuple is not enough: a client
+ * that reuses its port at once (a kernel client whose server closed first keeps no
+ * TIME_WAIT) opens the next connection of the same four-tuple, and lwIP's pool hands it the
+ * PCB just freed: without the sequence number, every such connection still in its
+ * handshake when its predecessor's entry was evicted was taken for a flood (a threaded
+ * server closing each connection, 7,000 a second: "SYN flood" in 7 runs of 8). */
 static int same(const struct tcp_pcb *pcb, const struct halfopen *h)
 {
     return pcb->state == SYN_RCVD && pcb->remote_port == h->rport &&
-           pcb->local_port == h->lport && ip_2_ip4(&pcb->remote_ip)->addr == h->raddr;
+           pcb->local_port == h->lport && ip_2_ip4(&pcb->remote_ip)->addr == h->raddr &&
+           pcb->rcv_nxt == h->irs + 1;
 }
 
 /* The PCB lwIP made for the previous SYN is the head of the active list, if it made one. */
@@ -155,7 +163,7 @@ static void on_syn(const struct tcp_hdr *hdr)
         evict_oldest();
     struct halfopen *h = &ring[(ring_head + ring_n) % SYN_BACKLOG];
     *h = (struct halfopen){.raddr = ip4_current_src_addr()->addr, .rport = hdr->src,
-                           .lport = hdr->dest};
+                           .lport = hdr->dest, .irs = hdr->seqno};
     ring_n++;
     ring_last_pending = 1;
 }
