@@ -395,17 +395,21 @@ BYP_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 }
 
 /* Where a plain wait of @timeout ms ends, on byp_poll_now_ns's clock (-1: never), for
- * byp_epoll_plain_after; the clock is read only for a wait that has a timeout. */
-static inline int64_t plain_deadline(int timeout)
+ * byp_epoll_plain_after.  The clock is read only for a wait that has a timeout in a
+ * process whose engine runs: without one no set gains accelerated members (should the
+ * engine start during the wait, such a wait ends at the first private entry, with 0). */
+static inline int64_t plain_deadline(int64_t timeout_ns)
 {
-    return timeout > 0 ? byp_poll_now_ns() + (int64_t)timeout * 1000000 : timeout < 0 ? -1 : 0;
+    if (timeout_ns <= 0)
+        return timeout_ns < 0 ? -1 : 0;
+    return byp_likely(byp_engine == NULL) ? 0 : byp_poll_now_ns() + timeout_ns;
 }
 
 BYP_EXPORT int epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout)
 {
     struct byp_epoll_head *h = byp_epoll_active(epfd);
     if (byp_likely(h == NULL)) {
-        int64_t deadline = plain_deadline(timeout);
+        int64_t deadline = plain_deadline(timeout < 0 ? -1 : (int64_t)timeout * 1000000);
         int k = BYP_REAL(epoll_wait)(epfd, evs, max, timeout);
         return byp_likely(k <= 0) ? k : byp_epoll_plain_after(epfd, evs, max, k, deadline, NULL);
     }
@@ -417,7 +421,7 @@ BYP_EXPORT int epoll_pwait(int epfd, struct epoll_event *evs, int max, int timeo
 {
     struct byp_epoll_head *h = byp_epoll_active(epfd);
     if (byp_likely(h == NULL)) {
-        int64_t deadline = plain_deadline(timeout);
+        int64_t deadline = plain_deadline(timeout < 0 ? -1 : (int64_t)timeout * 1000000);
         int k = BYP_REAL(epoll_pwait)(epfd, evs, max, timeout, mask);
         return byp_likely(k <= 0) ? k : byp_epoll_plain_after(epfd, evs, max, k, deadline, mask);
     }
@@ -430,7 +434,7 @@ BYP_EXPORT int epoll_pwait2(int epfd, struct epoll_event *evs, int max, const st
     struct byp_epoll_head *h = byp_epoll_active(epfd);
     if (byp_likely(h == NULL)) {
         int64_t d = ts_to_ns(ts);
-        d = d <= 0 ? d : byp_poll_now_ns() + d;
+        d = d < -1 ? 0 : plain_deadline(d);
         int k = BYP_REAL(epoll_pwait2)(epfd, evs, max, ts, mask);
         return byp_likely(k <= 0) ? k : byp_epoll_plain_after(epfd, evs, max, k, d, mask);
     }

@@ -227,9 +227,7 @@ static ssize_t send_core(struct tsock *ts, const struct iovec *iov, int iovcnt, 
         }
         if (total == 0)
             break;
-        u32_t room = tcp_sndbuf(ts->pcb);
-        if (tcp_sndqueuelen(ts->pcb) >= TCP_SND_QUEUELEN - 2)
-            room = 0;
+        u32_t room = byp_tcp_send_room(ts->pcb);
         if (room == 0) {
             tcp_output(ts->pcb);
             ts->sndbuf = 0;

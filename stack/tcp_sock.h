@@ -87,6 +87,13 @@ extern const byp_fd_ops_t byp_tcp_ops;
 ssize_t byp_tcp_splice(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, size_t len,
                        unsigned int flags);
 
+/* The bytes lwIP's send queue of @pcb takes now: 0 once its segments are nearly all
+ * used, as a queue of small segments fills before the bytes do (send and splice). */
+static inline u32_t byp_tcp_send_room(const struct tcp_pcb *pcb)
+{
+    return tcp_sndqueuelen(pcb) >= TCP_SND_QUEUELEN - 2 ? 0 : tcp_sndbuf(pcb);
+}
+
 /* Set errno, return -1: the libc convention of the ops. */
 static inline int byp_tcp_fail(int err)
 {

@@ -93,9 +93,7 @@ static ssize_t send_room(struct tsock *ts)
         return byp_tcp_fail(ts->state == T_LISTEN ? EPIPE : EAGAIN);
     if (ts->shut_wr || ts->pcb == NULL)
         return byp_tcp_fail(EPIPE);
-    if (tcp_sndqueuelen(ts->pcb) >= TCP_SND_QUEUELEN - 2)
-        return 0;
-    return tcp_sndbuf(ts->pcb);
+    return byp_tcp_send_room(ts->pcb);
 }
 
 static ssize_t from_pipe(int pfd, int fd, size_t len, unsigned int flags)
