@@ -380,7 +380,11 @@ static ssize_t fudp_sendfile64(int fd, int in_fd, off64_t *offset, size_t count)
 static ssize_t fudp_splice(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, size_t len,
                            unsigned int flags)
 {
-    (void)fd_in, (void)off_in, (void)fd_out, (void)off_out, (void)len, (void)flags;
+    (void)off_in, (void)off_out, (void)len, (void)flags;
+    static int said;
+    if (!__atomic_exchange_n(&said, 1, __ATOMIC_RELAXED))
+        byp_info("fd %d: splice on an accelerated UDP socket is not served: EINVAL (logged once)",
+                 byp_fd_ops(fd_in) == &byp_udp_ops ? fd_in : fd_out);
     errno = EINVAL;
     return -1;
 }
