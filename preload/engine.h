@@ -13,7 +13,7 @@
 
 #include "sysheaders.h"
 
-#define BYP_ENGINE_ABI 4
+#define BYP_ENGINE_ABI 5
 /* Name of the engine library, looked up next to libbypass.so, then by the loader's path;
  * BYPASS_ENGINE overrides (a path). */
 #define BYP_ENGINE_SONAME "libbypass-engine.so"
@@ -50,6 +50,10 @@ struct byp_engine {
      * frames_drain, which runs the stack: one wake-up per packet, not two. */
     const int *frames_fd;
     void (*frames_drain)(void);
+    /* The last thread left the frames seats (byp_wait_on) while others sleep blind to the
+     * frames on their sockets' words: the progress thread watches the frames until a
+     * sleeper sits down again. */
+    void (*seat_left)(void);
     /* Wake targets: one per epoll set with accelerated members, so that a readiness change
      * wakes the sets holding the socket, not every sleeper of the process.
      * target_open: a target (index >= 0), or -errno (none free: the set is woken by its
@@ -116,6 +120,9 @@ extern BYP_SHARED int *byp_frame_pollers;
 /* Bumped after every epoll set that adds frames_fd: the progress thread then adds its own
  * watch again, behind the sets', so that a frame wakes it only when no set sleeps. */
 extern BYP_SHARED unsigned *byp_frames_adds;
+/* Threads asleep on sleep words (byp_wait_on), of the whole family: not on the frames, not
+ * on any wake fd; the engine's progress thread receives for them. */
+extern BYP_SHARED int *byp_word_sleepers;
 /* Threads spinning in byp_wait and epoll_wait (wait.c): the engine points it at a counter
  * its whole family shares, so that no more threads spin at once than there are CPUs. */
 extern BYP_SHARED int *byp_spinners;
@@ -146,6 +153,22 @@ typedef int (*byp_wait_cond_t)(void *arg);
  * (a restartable call waits again, poll/select/epoll_wait return EINTR). */
 BYP_SHARED int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfds,
                         nfds_t npfds);
+
+/* A socket's sleep word, in the stack's shared memory (its struct byp_watch): a thread
+ * blocked in a call on that one socket (recv, send, accept, connect) sleeps on it, a futex,
+ * so that the socket's readiness changes wake its own waiters, not every thread of the
+ * process (varnish: 200 workers each blocked in recv on its own connection). */
+struct byp_sleep_word {
+    uint32_t seq;               /* bumped (stack lock held) by a change that finds sleepers */
+    uint32_t sleepers;          /* threads asleep on it */
+};
+
+/* byp_wait for one socket and no kernel fd: the same spin, then a sleep on @sw, except for
+ * as many threads of the process as it has CPUs while sleepers take the frames (the
+ * seats), which sleep as byp_wait does, on the frames and the wake fd.  Same returns as
+ * byp_wait (never 2). */
+BYP_SHARED int byp_wait_on(byp_wait_cond_t cond, void *arg, int timeout_ms,
+                           struct byp_sleep_word *sw);
 
 /* ---- signals (wrap_signal.c) ---------------------------------------------------------- */
 

@@ -59,6 +59,9 @@ typedef struct byp_fd_ops {
      * splice on the fd). */
     ssize_t (*splice)(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, size_t len,
                       unsigned int flags);
+    /* Wait as byp_wait_on does, on the socket's own sleep word, with the socket pinned: a
+     * poll over this one fd and no kernel fd (optional: without it, byp_wait). */
+    int (*wait_one)(int fd, int (*cond)(void *), void *arg, int timeout_ms);
 } byp_fd_ops_t;
 
 typedef struct byp_fd {

@@ -1,24 +1,29 @@
 /* Blocking the BYPASS_SPIN_USEC way: busy-poll the stack (and, every few rounds, the kernel
  * fds) until the condition holds; then sleep in poll(2) on the engine's wake fd (the wake
- * group's), its receive fd while sleepers take the frames, and the kernel fds.
+ * group's), its receive fd while sleepers take the frames, and the kernel fds — or, for a
+ * call on one socket, on that socket's sleep word (byp_wait_on).
  * With BYPASS_SPIN_ADAPTIVE (the default) each thread's spin adapts, as KVM's halt polling
  * does: see byp_spin_budget() and byp_spin_learn(). */
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <linux/futex.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "byp.h"
 #include "engine.h"
 #include "fd_epoll.h"
 
 /* Threads sleeping in byp_wait: the progress thread writes the wake fd only when nonzero. */
-static int own_sleepers, own_plain, own_frames, own_pollers;
+static int own_sleepers, own_plain, own_frames, own_pollers, own_words;
 static unsigned own_adds;
 BYP_SHARED int *byp_sleepers = &own_sleepers;
 BYP_SHARED int *byp_plain_sleepers = &own_plain;
 BYP_SHARED int *byp_frame_waiters = &own_frames;
 BYP_SHARED int *byp_frame_pollers = &own_pollers;
+BYP_SHARED int *byp_word_sleepers = &own_words;
 BYP_SHARED unsigned *byp_frames_adds = &own_adds;
 /* Waits that ended while spinning / that went to sleep (published by the stats). */
 BYP_SHARED uint64_t byp_spin_hits, byp_spin_misses;
@@ -101,6 +106,19 @@ BYP_SHARED int *byp_spinners = &own_spinners;
 static __thread int *spin_ctr;          /* the counter this thread's spin was counted in */
 static int spin_cpus;                   /* the CPUs it may run on (0 before the first wait) */
 
+static int cpus_allowed(void)
+{
+    int cpus = __atomic_load_n(&spin_cpus, __ATOMIC_RELAXED);
+    if (cpus == 0) {
+        cpu_set_t set;
+        cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+        if (cpus < 1)
+            cpus = 1;
+        __atomic_store_n(&spin_cpus, cpus, __ATOMIC_RELAXED);
+    }
+    return cpus;
+}
+
 int64_t byp_spin_budget(int *slot)
 {
     long usec = byp_cfg.spin_usec;
@@ -113,14 +131,7 @@ int64_t byp_spin_budget(int *slot)
         spin_ns = (int64_t)usec * 1000;
     if (spin_ns == 0)
         return 0;
-    int cpus = __atomic_load_n(&spin_cpus, __ATOMIC_RELAXED);
-    if (cpus == 0) {
-        cpu_set_t set;
-        cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
-        if (cpus < 1)
-            cpus = 1;
-        __atomic_store_n(&spin_cpus, cpus, __ATOMIC_RELAXED);
-    }
+    int cpus = cpus_allowed();
     int *ctr = __atomic_load_n(&byp_spinners, __ATOMIC_ACQUIRE);
     if (__atomic_add_fetch(ctr, 1, __ATOMIC_ACQ_REL) > cpus) {
         __atomic_sub_fetch(ctr, 1, __ATOMIC_RELEASE);
@@ -165,51 +176,82 @@ static int kernel_ready(struct pollfd *pfds, nfds_t n)
     return rc > 0;
 }
 
-int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfds, nfds_t npfds)
+/* The spin of a wait: 1 @cond held, 2 a kernel fd ready, 0 timeout, -EINTR/-ERESTART, or
+ * 3 when the spin ended with the deadline still ahead (the caller sleeps). */
+static int spin(const struct byp_engine *eng, byp_wait_cond_t cond, void *arg, int64_t start,
+                int64_t deadline, struct pollfd *pfds, nfds_t npfds, unsigned seq)
 {
-    const struct byp_engine *eng = byp_engine;
-    int64_t start = byp_poll_now_ns();
-    int64_t deadline = timeout_ms < 0 ? INT64_MAX : start + (int64_t)timeout_ms * 1000000;
     int slot;
-    int64_t spin = byp_spin_budget(&slot);
-    int64_t spin_end = spin == INT64_MAX ? INT64_MAX : start + spin;
+    int64_t budget = byp_spin_budget(&slot);
+    int64_t spin_end = budget == INT64_MAX ? INT64_MAX : start + budget;
     if (spin_end > deadline)
         spin_end = deadline;
-    unsigned seq = byp_sig_seq();
-
+    int r = 3;
     for (unsigned round = 0;; round++) {
         if (eng != NULL)
             eng->progress();
         if (cond(arg)) {
             __atomic_add_fetch(&byp_spin_hits, 1, __ATOMIC_RELAXED);
-            byp_spin_done(&slot);
-            return 1;
+            r = 1;
+            break;
         }
         if (round % BYP_KERNEL_POLL_RATIO == 0 && kernel_ready(pfds, npfds)) {
             __atomic_add_fetch(&byp_spin_hits, 1, __ATOMIC_RELAXED);
-            byp_spin_done(&slot);
-            return 2;
+            r = 2;
+            break;
         }
         int sig = byp_sig_check(seq, 1);
         if (sig < 0) {
-            byp_spin_done(&slot);
-            return sig;     /* a handler ran: the kernel would have woken us too */
+            r = sig;     /* a handler ran: the kernel would have woken us too */
+            break;
         }
         if (round % 4 != 0 && deadline != start)
             continue;   /* reading the clock costs as much as a quiet round */
         int64_t t = byp_poll_now_ns();
         if (t >= deadline) {
-            byp_spin_done(&slot);
-            return 0;
+            r = 0;
+            break;
         }
         if (t >= spin_end)
             break;
     }
     byp_spin_done(&slot);
+    if (r == 3)
+        __atomic_add_fetch(&byp_spin_misses, 1, __ATOMIC_RELAXED);
+    return r;
+}
 
-    __atomic_add_fetch(&byp_spin_misses, 1, __ATOMIC_RELAXED);
-    int64_t slept_from = byp_poll_now_ns();
-    /* Sleep: the wake fd and the frames first, then the caller's kernel fds. */
+/* How long the next sleep may last: what is left to @deadline, at most one slice. */
+static int slice_ms(int64_t deadline)
+{
+    int64_t left = deadline - byp_poll_now_ns();
+    return left <= 0 ? 0 : left / 1000000 > BYP_WAIT_SLICE_MS ? BYP_WAIT_SLICE_MS
+                                                              : (int)((left + 999999) / 1000000);
+}
+
+/* A poll(2) or futex sleep ended with EINTR: what the wait returns.  A handler the
+ * trampoline did not see (installed without libc) counts as one without SA_RESTART. */
+static int interrupted(unsigned seq)
+{
+    int r = byp_sig_check(seq, 1);
+    return r == 0 ? -EINTR : r;
+}
+
+static void learn(int result, int64_t slept_from)
+{
+    if (result == 1 || result == 2)
+        byp_spin_learn(byp_poll_now_ns() - slept_from);
+    else if (result == 0)
+        byp_spin_learn(INT64_MAX);
+}
+
+/* Sleep in poll(2): the wake fd and the frames first, then the caller's kernel fds.
+ * @seated (byp_wait_on): a slice that passes with nothing for this thread returns 3, to
+ * leave the frames seat to a thread with traffic. */
+static int sleep_poll(const struct byp_engine *eng, byp_wait_cond_t cond, void *arg,
+                      int64_t deadline, struct pollfd *pfds, nfds_t npfds, unsigned seq,
+                      int seated)
+{
     struct pollfd local[16];
     nfds_t n = npfds + 2;
     struct pollfd *set = n <= 16 ? local : malloc(n * sizeof *set);
@@ -236,10 +278,7 @@ int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfd
         }
         int ready = cond(arg), rc = 0, perr = 0;
         if (!ready) {
-            int64_t left = deadline - byp_poll_now_ns();
-            int ms = left <= 0 ? 0 : left / 1000000 > BYP_WAIT_SLICE_MS ? BYP_WAIT_SLICE_MS
-                                                                         : (int)((left + 999999) / 1000000);
-            rc = BYP_REAL(poll)(set, n, ms);
+            rc = BYP_REAL(poll)(set, n, slice_ms(deadline));
             perr = errno;
         }
         if (ffd >= 0) {
@@ -253,11 +292,7 @@ int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfd
             break;
         }
         if (rc < 0 && perr == EINTR) {
-            /* A handler the trampoline did not see (installed without libc) counts as
-             * one without SA_RESTART. */
-            result = byp_sig_check(seq, 1);
-            if (result == 0)
-                result = -EINTR;
+            result = interrupted(seq);
             break;
         }
         if (rc > 0 && (set[0].revents & POLLIN) && eng != NULL)
@@ -285,12 +320,110 @@ int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfd
             result = 0;
             break;
         }
+        if (seated && rc == 0) {
+            result = 3;
+            break;
+        }
     }
     if (set != local)
         free(set);
-    if (result == 1 || result == 2)
-        byp_spin_learn(byp_poll_now_ns() - slept_from);
-    else if (result == 0)
-        byp_spin_learn(INT64_MAX);
     return result;
+}
+
+/* Sleep on a socket's word (a futex in memory every member of the family maps: a change
+ * made by another process wakes this thread too).  Counted as a sleeper first, then the
+ * word read, then the condition: a change either comes before the condition is read or
+ * finds the count and bumps the word (stack/wake.c, byp_wake_socket), which the futex
+ * compares. */
+static int sleep_word(const struct byp_engine *eng, byp_wait_cond_t cond, void *arg,
+                      int64_t deadline, struct byp_sleep_word *sw, unsigned seq)
+{
+    int *all = __atomic_load_n(&byp_word_sleepers, __ATOMIC_ACQUIRE);
+    for (;;) {
+        __atomic_add_fetch(&sw->sleepers, 1, __ATOMIC_SEQ_CST);
+        __atomic_add_fetch(all, 1, __ATOMIC_SEQ_CST);
+        uint32_t v = __atomic_load_n(&sw->seq, __ATOMIC_SEQ_CST);
+        int ready = cond(arg), rc = 0, ferr = 0;
+        if (!ready) {
+            int ms = slice_ms(deadline);
+            struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+            rc = (int)syscall(SYS_futex, &sw->seq, FUTEX_WAIT, v, &ts, NULL, 0);
+            ferr = errno;
+        }
+        __atomic_sub_fetch(all, 1, __ATOMIC_SEQ_CST);
+        __atomic_sub_fetch(&sw->sleepers, 1, __ATOMIC_SEQ_CST);
+        if (ready)
+            return 1;
+        if (rc < 0 && ferr == EINTR)
+            return interrupted(seq);
+        if (eng != NULL)
+            eng->progress();
+        if (cond(arg))
+            return 1;
+        if (byp_poll_now_ns() >= deadline)
+            return 0;
+    }
+}
+
+int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfds, nfds_t npfds)
+{
+    const struct byp_engine *eng = byp_engine;
+    int64_t start = byp_poll_now_ns();
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : start + (int64_t)timeout_ms * 1000000;
+    unsigned seq = byp_sig_seq();
+    int r = spin(eng, cond, arg, start, deadline, pfds, npfds, seq);
+    if (r != 3)
+        return r;
+    int64_t slept_from = byp_poll_now_ns();
+    r = sleep_poll(eng, cond, arg, deadline, pfds, npfds, seq, 0);
+    learn(r, slept_from);
+    return r;
+}
+
+/* The frames seats: while sleepers take the frames (the stack has one member, so this
+ * process's own count is the family's), as many threads blocked in byp_wait_on as the
+ * process has CPUs sleep on them, the others on their words.  Every sleeper on the frames
+ * wakes for every frame (poll(2) is not exclusive): 200 of them took a third of varnish's
+ * CPU in the scheduler.  A seated thread that sleeps a whole slice with nothing for it
+ * stands up, so that the seats go to threads with traffic, which a frame then wakes
+ * directly instead of through a seated thread. */
+static int seats_taken;
+
+static int seat_take(const struct byp_engine *eng)
+{
+    if (__atomic_load_n(eng->frames_fd, __ATOMIC_ACQUIRE) < 0)
+        return 0;
+    if (__atomic_add_fetch(&seats_taken, 1, __ATOMIC_ACQ_REL) <= cpus_allowed())
+        return 1;
+    __atomic_sub_fetch(&seats_taken, 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+static void seat_leave(const struct byp_engine *eng)
+{
+    if (__atomic_sub_fetch(&seats_taken, 1, __ATOMIC_ACQ_REL) == 0 &&
+        __atomic_load_n(byp_word_sleepers, __ATOMIC_SEQ_CST) > 0)
+        eng->seat_left();
+}
+
+int byp_wait_on(byp_wait_cond_t cond, void *arg, int timeout_ms, struct byp_sleep_word *sw)
+{
+    const struct byp_engine *eng = byp_engine;
+    int64_t start = byp_poll_now_ns();
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : start + (int64_t)timeout_ms * 1000000;
+    unsigned seq = byp_sig_seq();
+    int r = spin(eng, cond, arg, start, deadline, NULL, 0, seq);
+    if (r != 3)
+        return r;
+    int64_t slept_from = byp_poll_now_ns();
+    if (eng == NULL)
+        r = sleep_poll(eng, cond, arg, deadline, NULL, 0, seq, 0);
+    else if (seat_take(eng)) {
+        r = sleep_poll(eng, cond, arg, deadline, NULL, 0, seq, 1);
+        seat_leave(eng);
+    }
+    if (r == 3)
+        r = sleep_word(eng, cond, arg, deadline, sw, seq);
+    learn(r, slept_from);
+    return r;
 }

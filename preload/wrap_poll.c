@@ -156,7 +156,11 @@ static int poll_accel(struct pollfd *fds, nfds_t nfds, int64_t timeout_ns, const
     int ms = timeout_ns < 0                          ? -1
              : timeout_ns / 1000000 >= INT_MAX - 1 ? INT_MAX
                                                    : (int)((timeout_ns + 999999) / 1000000);
-    rc = byp_wait(any_acc_ready, &s, ms, s.kset, s.nk);
+    const byp_fd_ops_t *one = s.nacc == 1 && s.nk == 0 ? byp_fd_ops(s.acc[0].fd) : NULL;
+    if (one != NULL && one->wait_one != NULL)
+        rc = one->wait_one(s.acc[0].fd, any_acc_ready, &s, ms);   /* varnish's reads */
+    else
+        rc = byp_wait(any_acc_ready, &s, ms, s.kset, s.nk);
     if (rc == -ERESTART)
         rc = -EINTR;        /* poll and select are never restarted (signal(7)) */
     if (rc < 0)

@@ -561,6 +561,7 @@ static struct byp_engine engine = {
     .events = &byp_wake_events,
     .frames_fd = &byp_wake_frames_fd,
     .frames_drain = byp_wake_frames_drain,
+    .seat_left = byp_wake_seat_left,
     .target_open = byp_wake_target_open,
     .target_close = byp_wake_target_close,
     .target_fd = byp_wake_target_fd,

@@ -646,6 +646,17 @@ static int ftcp_kernel_fd(int fd)
     return ts != NULL && ts->state == T_LISTEN ? fd : -1;
 }
 
+/* A poll on this fd alone: sleep on the socket's word, pinned (a close meanwhile must not
+ * free the word under the sleeper). */
+static int ftcp_wait_one(int fd, int (*cond)(void *), void *arg, int timeout_ms)
+{
+    struct tsock *ts = byp_tsock_pin(fd);
+    if (ts == NULL)
+        return byp_wait(cond, arg, timeout_ms, NULL, 0);   /* closed meanwhile */
+    int r = byp_wait_on(cond, arg, timeout_ms, &ts->watch.sleep);
+    byp_tsock_unpin(ts);
+    return r;
+}
 
 const byp_fd_ops_t byp_tcp_ops = {
     .bind = ftcp_bind,
@@ -681,5 +692,6 @@ const byp_fd_ops_t byp_tcp_ops = {
     .kernel_fd = ftcp_kernel_fd,
     .epoll_exclusive = ftcp_epoll_exclusive,
     .splice = byp_tcp_splice,
+    .wait_one = ftcp_wait_one,
 };
 

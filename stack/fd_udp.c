@@ -194,7 +194,8 @@ static ssize_t recv_core(int fd, struct usock *us, struct msghdr *m, int flags)
         /* The kernel socket is watched by the engine's kernel-path set (udp_kpath.c). */
         nfds_t np = us->kwatched || byp_usock_orphan(us, fd) ? 0 : 1;
         byp_stack_unlock_udp();
-        int r = byp_wait(byp_usock_readable, us, timeout, &p, np);
+        int r = np == 0 ? byp_wait_on(byp_usock_readable, us, timeout, &us->watch.sleep)
+                        : byp_wait(byp_usock_readable, us, timeout, &p, np);
         byp_stack_lock();
         if (r == 0)
             return byp_udp_fail(EAGAIN);
@@ -552,6 +553,17 @@ static int fudp_kernel_fd(int fd)
     return -1;
 }
 
+/* A poll on this fd alone: as ftcp_wait_one (fd_tcp.c). */
+static int fudp_wait_one(int fd, int (*cond)(void *), void *arg, int timeout_ms)
+{
+    struct usock *us = byp_usock_pin(fd);
+    if (us == NULL)
+        return byp_wait(cond, arg, timeout_ms, NULL, 0);   /* closed meanwhile */
+    int r = byp_wait_on(cond, arg, timeout_ms, &us->watch.sleep);
+    byp_usock_unpin(us);
+    return r;
+}
+
 const byp_fd_ops_t byp_udp_ops = {
     .bind = fudp_bind,
     .listen = fudp_listen,
@@ -585,4 +597,5 @@ const byp_fd_ops_t byp_udp_ops = {
     .readiness = fudp_readiness,
     .event_gen = fudp_event_gen,
     .kernel_fd = fudp_kernel_fd,
+    .wait_one = fudp_wait_one,
 };

@@ -4,6 +4,9 @@
  * numbers of a target are its owner's only. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -27,6 +30,7 @@ static int group_plain[BYP_WAKE_GROUPS];      /* ... of which no target reaches 
 static int family_spinners;                  /* threads of every member spinning (wait.c) */
 static int frame_sleepers;                   /* threads sleeping on the frames */
 static int frame_pollers;                    /* ... of which in byp_wait's poll(2) */
+static int word_sleepers;                    /* threads asleep on sleep words (byp_wait_on) */
 static unsigned frames_adds;                 /* epoll sets that added the receive fd */
 static int group_wake_fd[BYP_WAKE_GROUPS];
 static int group_sleep_fd[BYP_WAKE_GROUPS];
@@ -59,6 +63,33 @@ static struct target targets[BYP_WAKE_TARGETS];
 static uint64_t wake_targets;       /* targets to wake at unlock (lock held) */
 static uint64_t wake_one_targets;   /* ... one of these (EPOLLEXCLUSIVE listeners) */
 static unsigned wake_one_tnext;
+static uint32_t *wake_words[BYP_WAKE_WORDS];  /* sleep words to wake at unlock (lock held) */
+static unsigned wake_nwords;
+
+static void futex_wake(uint32_t *word)
+{
+    int saved = errno;
+    syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    errno = saved;
+}
+
+/* Threads asleep on @w's word: bump it now (the socket is alive under the lock) and wake
+ * them once the lock is released; the wake itself only names the address, so a socket
+ * freed meanwhile costs a sleeper elsewhere a spurious wake-up, never a write. */
+static void wake_word(const struct byp_watch *w)
+{
+    struct byp_sleep_word *sw = (struct byp_sleep_word *)&w->sleep;
+    if (__atomic_load_n(&sw->sleepers, __ATOMIC_SEQ_CST) == 0)
+        return;
+    __atomic_add_fetch(&sw->seq, 1, __ATOMIC_SEQ_CST);
+    for (unsigned i = 0; i < wake_nwords; i++)
+        if (wake_words[i] == &sw->seq)
+            return;
+    if (wake_nwords < BYP_WAKE_WORDS)
+        wake_words[wake_nwords++] = &sw->seq;
+    else
+        futex_wake(&sw->seq);   /* rare: many sockets changed in one hold */
+}
 
 static unsigned my_group(void)
 {
@@ -68,6 +99,8 @@ static unsigned my_group(void)
 void byp_wake_socket(const struct byp_watch *w, unsigned groups, int exclusive)
 {
     __atomic_add_fetch(&byp_wake_events, 1, __ATOMIC_RELEASE);
+    if (w != NULL)
+        wake_word(w);
     if (w == NULL || w->n == 0 || w->all) {
         if (exclusive)
             wake_one_of |= groups;
@@ -127,8 +160,12 @@ int byp_wake_plan(struct byp_wake_plan *p)
     wake_targets = wake_one_targets = 0;
     p->groups = 0;
     p->targets = 0;
+    p->nwords = wake_nwords;
+    for (unsigned i = 0; i < wake_nwords; i++)
+        p->words[i] = wake_words[i];
+    wake_nwords = 0;
     if (!changed)
-        return 0;
+        return p->nwords != 0;
     for (unsigned m = plain & ~groups; m != 0; m &= m - 1) {
         unsigned g = (unsigned)__builtin_ctz(m);
         if (__atomic_load_n(&group_plain[g], __ATOMIC_SEQ_CST) > 0)
@@ -176,7 +213,7 @@ int byp_wake_plan(struct byp_wake_plan *p)
             }
         }
     }
-    return p->groups != 0 || p->targets != 0;
+    return p->groups != 0 || p->targets != 0 || p->nwords != 0;
 }
 
 void byp_wake_send(const struct byp_wake_plan *p)
@@ -193,6 +230,8 @@ void byp_wake_send(const struct byp_wake_plan *p)
         uint64_t cnt = (uint64_t)p->tn[t];
         (void)!BYP_REAL(write)(targets[t].efd, &cnt, sizeof cnt);
     }
+    for (unsigned i = 0; i < p->nwords; i++)
+        futex_wake(p->words[i]);
 }
 
 int byp_frame_sleepers(void)
@@ -218,13 +257,20 @@ unsigned byp_frames_adds_n(void)
 
 int byp_engine_sleeping(void)
 {
-    int n = 0;
+    int n = __atomic_load_n(&word_sleepers, __ATOMIC_RELAXED);
     for (int g = 0; g < BYP_WAKE_GROUPS; g++)
         n += __atomic_load_n(&group_sleepers[g], __ATOMIC_RELAXED);
     return n;
 }
 
 /* ---- what sleepers call (struct byp_engine) ---- */
+
+/* The frames seat was left with threads asleep on words, blind to the frames: the progress
+ * thread takes them until another sleeper sits down. */
+void byp_wake_seat_left(void)
+{
+    byp_progress_kick();
+}
 
 int byp_wake_sleep_fd(void)
 {
@@ -373,6 +419,7 @@ int byp_wake_open(void)
     byp_plain_sleepers = &group_plain[0];
     byp_frame_waiters = &frame_sleepers;
     byp_frame_pollers = &frame_pollers;
+    byp_word_sleepers = &word_sleepers;
     byp_frames_adds = &frames_adds;
     byp_spinners = &family_spinners;
     for (int g = 0; g < BYP_WAKE_GROUPS; g++) {

@@ -8,7 +8,9 @@
  *  - *wake groups* (family.h): a semaphore eventfd per group of forked members, in every
  *    sleeper's wait.  For what a target cannot reach: a target of another process (its
  *    eventfd number means nothing here), a socket in no set or in more sets than a watch
- *    holds, threads sleeping in byp_wait (recv, accept, poll, select), sets without a target.
+ *    holds, threads sleeping in byp_wait (poll, select, the frames seat), sets without a target.
+ *  - *sleep words*: a thread blocked in a call on one socket (recv, send, accept, connect)
+ *    sleeps on the socket's word, a futex, and only that socket's changes wake it.
  * Frames: while the stack has one member, sleepers also wait on the backend's receive fd —
  * an epoll set holds it with EPOLLEXCLUSIVE, so a frame wakes one sleeping set, not all —
  * and run the stack themselves when frames come. */
@@ -17,11 +19,14 @@
 
 #include <stdint.h>
 
+#include "engine.h"
 #include "family.h"
 
 /* Wake targets in the family at once (epoll sets with accelerated members); a set that
  * finds none free is woken by its group. */
 #define BYP_WAKE_TARGETS 64
+/* Sleep words one hold of the lock wakes after it (more are woken under the lock). */
+#define BYP_WAKE_WORDS 16
 
 /* The sets (their targets) a socket is in.  Lock held to read or change. */
 struct byp_watch {
@@ -29,12 +34,16 @@ struct byp_watch {
     uint8_t all;                /* in more sets than t[] holds: wake by group */
     uint8_t t[6];               /* target indexes ... */
     uint8_t gen[6];             /* ... and their generations: a target closed since is stale */
+    struct byp_sleep_word sleep;    /* threads blocked in a call on the socket (byp_wait_on) */
 };
 
 /* A socket's readiness changed (lock held): wake the sets in @w, and the sleepers of
  * @groups (the wake groups of the members holding it) that the targets do not reach.
  * @exclusive: a listener held with EPOLLEXCLUSIVE: one sleeping set or group only. */
 void byp_wake_socket(const struct byp_watch *w, unsigned groups, int exclusive);
+
+/* The frames seat was left while threads sleep on words (byp_wait_on). */
+void byp_wake_seat_left(void);
 
 /* Open the wake groups (engine start, this process is member 0).  0 or -errno. */
 int byp_wake_open(void);
@@ -55,6 +64,8 @@ struct byp_wake_plan {
     uint64_t targets;
     int n[BYP_WAKE_GROUPS];     /* per group: counts to write */
     int tn[BYP_WAKE_TARGETS];   /* per target: counts to write */
+    unsigned nwords;
+    uint32_t *words[BYP_WAKE_WORDS];    /* sleep words to wake (futex) */
 };
 /* Lock held: take what the changes since the last plan ask for; 1 when anything. */
 int byp_wake_plan(struct byp_wake_plan *p);

@@ -1,0 +1,149 @@
+"""Threads blocked on their own sockets wake for their own sockets only.
+
+A thread-per-connection server (varnish's workers) keeps hundreds of threads blocked in recv
+or in a poll on one connection each.  On the kernel, traffic on one connection wakes the
+thread blocked on it and no other.  Under the library each blocked thread sleeps on its
+socket's own word; before, every sleeper of the process woke for every frame and every
+readiness change (varnish at a third of the kernel's rate, a third of its CPU in the
+scheduler).
+
+Here 16 threads block on idle accelerated connections (8 in recv, 8 in a poll with a
+timeout, as Python's settimeout does) and 4 in recvfrom on accelerated UDP sockets, while
+the main thread answers 3,000 round trips on another connection.  The idle threads' voluntary context switches are counted over the round trips:
+on the kernel none of them wakes; under the library at most as many as there are CPUs may
+(the threads that sleep on the frames for the others, and leave that seat after a quiet
+slice), the rest wake only at the end of each 100 ms slice.  Then each idle connection gets
+a byte (each UDP socket a datagram) and each thread returns it, as on the kernel."""
+
+import json
+
+import pytest
+
+from .conftest import PYTHON, assert_bypassed, write_conf
+
+PORT = 7480
+IDLE = 16
+UDP = 4
+ROUNDS = 3000
+
+SERVER = r"""
+import json, os, socket, sys, threading, time
+port, idle, udp, rounds = (int(a) for a in sys.argv[1:5])
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("0.0.0.0", port)); ls.listen(64)
+print("ready", flush=True)
+busy, _ = ls.accept()
+conns = [ls.accept()[0] for _ in range(idle)]
+for k in range(udp):
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("0.0.0.0", port + 1 + k))
+    conns.append(u)
+tids, got = {}, {}
+def blocked(i, c):
+    tids[i] = threading.get_native_id()
+    if c.type == socket.SOCK_DGRAM:
+        d, peer = c.recvfrom(10)
+        got[i] = d.decode()
+        c.sendto(b"r", peer)
+        return
+    if i % 2:
+        c.settimeout(60)          # poll(2) on the fd, then recv
+    got[i] = c.recv(10).decode()
+    c.sendall(b"r")
+threads = [threading.Thread(target=blocked, args=(i, c)) for i, c in enumerate(conns)]
+for t in threads:
+    t.start()
+def switches(tid):
+    with open("/proc/self/task/%d/status" % tid) as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches"):
+                return int(line.split()[1])
+while len(tids) < idle + udp:
+    time.sleep(0.01)
+time.sleep(0.5)                   # every idle thread is asleep by now
+before = {i: switches(t) for i, t in tids.items()}
+t0 = time.monotonic()
+busy.sendall(b"go")
+done = 0
+while done < rounds:
+    d = busy.recv(64)
+    if not d:
+        break
+    busy.sendall(d)
+    done += 1
+secs = time.monotonic() - t0
+woke = sorted(switches(t) - before[i] for i, t in tids.items())
+busy.sendall(b"release")
+for t in threads:
+    t.join(30)
+print(json.dumps({"rounds": done, "secs": secs, "woke": woke, "cpus": len(os.sched_getaffinity(0)),
+                  "got": sorted(set(got.values())), "answered": len(got)}), flush=True)
+"""
+
+CLIENT = r"""
+import socket, sys
+host = sys.argv[1]
+port, idle, udp, rounds = (int(a) for a in sys.argv[2:6])
+busy = socket.create_connection((host, port), timeout=30)
+conns = [socket.create_connection((host, port), timeout=30) for _ in range(idle)]
+assert busy.recv(2) == b"go"
+msg = b"x" * 32
+for i in range(rounds):
+    busy.sendall(msg)
+    got = b""
+    while len(got) < len(msg):
+        got += busy.recv(64)
+busy.shutdown(socket.SHUT_WR)
+assert busy.recv(7) == b"release"
+for c in conns:
+    c.sendall(b"b")
+ok = sum(c.recv(1) == b"r" for c in conns)
+for k in range(udp):
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.settimeout(5)
+    for attempt in range(5):      # a datagram may be lost: send again
+        u.sendto(b"b", (host, port + 1 + k))
+        try:
+            ok += u.recv(1) == b"r"
+            break
+        except socket.timeout:
+            pass
+print(ok)
+"""
+
+
+@pytest.mark.parametrize("spin", ["default", "0"])
+def test_idle_blocked_threads_sleep_through_other_sockets_traffic(netpair, spin):
+    """With the default spin the busy thread mostly spins; with BYPASS_SPIN_USEC=0 it
+    sleeps every round trip, on the frames or on its word."""
+    net = netpair()
+    env = {} if spin == "default" else {"BYPASS_SPIN_USEC": spin}
+    conf = write_conf(net.dir / "blocked.conf", "bypv0",
+                      [("tcp", PORT)] + [("udp", PORT + 1 + k) for k in range(UDP)])
+    res = {}
+    for mode, c in (("kernel", None), ("accel", conf)):
+        srv = net.spawn("server", [PYTHON, "-c", SERVER, PORT, IDLE, UDP, ROUNDS],
+                        name="blocked-" + mode, conf=c, env=env if c else None)
+        srv.wait_ready()
+        before = net.tcp_segs("server")
+        cp = net.run("client", [PYTHON, "-c", CLIENT, net.srv_ip, PORT, IDLE, UDP, ROUNDS],
+                     timeout=120)
+        assert cp.returncode == 0 and cp.stdout.strip() == str(IDLE + UDP), (
+            cp.stdout, cp.stderr, srv.describe())
+        assert srv.wait(30) == 0, srv.describe()
+        res[mode] = out = json.loads(srv.out().splitlines()[-1])
+        assert out["rounds"] == ROUNDS and out["answered"] == IDLE + UDP, out
+        assert out["got"] == ["b"], out
+        if mode == "accel":
+            assert_bypassed(before, net.tcp_segs("server"), 2 * ROUNDS, "the round trips")
+    print(res)
+    assert max(res["kernel"]["woke"]) <= 2, res   # the kernel wakes none of them
+    acc = res["accel"]
+    # Each sleeper's slice ends every 100 ms: about 10 wake-ups a second, and some slack.
+    bound = 20 + int(15 * acc["secs"])
+    quiet = acc["woke"][:IDLE + UDP - acc["cpus"]]
+    assert max(quiet) <= bound, (
+        "threads blocked on idle connections woke %s times during %d round trips on "
+        "another connection (%.2f s; bound %d): they wake for other sockets' traffic"
+        % (acc["woke"], ROUNDS, acc["secs"], bound))
