@@ -50,9 +50,17 @@ struct byp_engine {
      * frames_drain, which runs the stack: one wake-up per packet, not two. */
     const int *frames_fd;
     void (*frames_drain)(void);
-    /* The last thread left the frames seats (byp_wait_on) while others sleep blind to the
-     * frames on their sockets' words: the progress thread watches the frames until a
-     * sleeper sits down again. */
+    /* The frames seats (byp_wait_on), while sleepers take the frames: per seat an
+     * eventfd the engine writes when the socket its sleeper waits on changes (its own:
+     * nobody else can take that wake-up), and how many seats there are.  A seated sleeper
+     * also watches kpath_fd() (the kernel UDP sockets' set, -1 when none) and calls
+     * kpath_wake then runs the stack when it is readable.  seat_left: the last thread
+     * left the seats while others sleep blind to the frames on their sockets' words: the
+     * progress thread watches the frames until a sleeper sits down again. */
+    const int *seat_fds;
+    int nseats;
+    int (*kpath_fd)(void);
+    void (*kpath_wake)(void);
     void (*seat_left)(void);
     /* Wake targets: one per epoll set with accelerated members, so that a readiness change
      * wakes the sets holding the socket, not every sleeper of the process.
@@ -160,12 +168,16 @@ BYP_SHARED int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct 
  * process (varnish: 200 workers each blocked in recv on its own connection). */
 struct byp_sleep_word {
     uint32_t seq;               /* bumped (stack lock held) by a change that finds sleepers */
-    uint32_t sleepers;          /* threads asleep on it */
+    uint32_t sleepers;          /* threads asleep on it (the futex) */
+    uint32_t seat;              /* 1 + the frames seat of a thread asleep there for it, or 0 */
 };
 
 /* byp_wait for one socket and no kernel fd: the same spin, then a sleep on @sw, except for
  * as many threads of the process as it has CPUs while sleepers take the frames (the
- * seats), which sleep as byp_wait does, on the frames and the wake fd.  Same returns as
+ * seats), which sleep on the frames and their seat's eventfd.  Neither is woken through
+ * the wake group, whose counts a thread that sleeps later can take from the one they were
+ * written for (MariaDB's connection thread lost the wake-up for a query to the main
+ * thread's poll on its listener, and slept out its 100 ms slice).  Same returns as
  * byp_wait (never 2). */
 BYP_SHARED int byp_wait_on(byp_wait_cond_t cond, void *arg, int timeout_ms,
                            struct byp_sleep_word *sw);

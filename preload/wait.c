@@ -245,12 +245,9 @@ static void learn(int result, int64_t slept_from)
         byp_spin_learn(INT64_MAX);
 }
 
-/* Sleep in poll(2): the wake fd and the frames first, then the caller's kernel fds.
- * @seated (byp_wait_on): a slice that passes with nothing for this thread returns 3, to
- * leave the frames seat to a thread with traffic. */
+/* Sleep in poll(2): the wake fd and the frames first, then the caller's kernel fds. */
 static int sleep_poll(const struct byp_engine *eng, byp_wait_cond_t cond, void *arg,
-                      int64_t deadline, struct pollfd *pfds, nfds_t npfds, unsigned seq,
-                      int seated)
+                      int64_t deadline, struct pollfd *pfds, nfds_t npfds, unsigned seq)
 {
     struct pollfd local[16];
     nfds_t n = npfds + 2;
@@ -320,10 +317,6 @@ static int sleep_poll(const struct byp_engine *eng, byp_wait_cond_t cond, void *
             result = 0;
             break;
         }
-        if (seated && rc == 0) {
-            result = 3;
-            break;
-        }
     }
     if (set != local)
         free(set);
@@ -375,35 +368,108 @@ int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfd
     if (r != 3)
         return r;
     int64_t slept_from = byp_poll_now_ns();
-    r = sleep_poll(eng, cond, arg, deadline, pfds, npfds, seq, 0);
+    r = sleep_poll(eng, cond, arg, deadline, pfds, npfds, seq);
     learn(r, slept_from);
     return r;
 }
 
 /* The frames seats: while sleepers take the frames (the stack has one member, so this
- * process's own count is the family's), as many threads blocked in byp_wait_on as the
+ * process's own seats are the family's), as many threads blocked in byp_wait_on as the
  * process has CPUs sleep on them, the others on their words.  Every sleeper on the frames
  * wakes for every frame (poll(2) is not exclusive): 200 of them took a third of varnish's
  * CPU in the scheduler.  A seated thread that sleeps a whole slice with nothing for it
  * stands up, so that the seats go to threads with traffic, which a frame then wakes
  * directly instead of through a seated thread. */
-static int seats_taken;
+static unsigned seats_busy;     /* bit k: seat k taken */
 
 static int seat_take(const struct byp_engine *eng)
 {
     if (__atomic_load_n(eng->frames_fd, __ATOMIC_ACQUIRE) < 0)
-        return 0;
-    if (__atomic_add_fetch(&seats_taken, 1, __ATOMIC_ACQ_REL) <= cpus_allowed())
-        return 1;
-    __atomic_sub_fetch(&seats_taken, 1, __ATOMIC_RELEASE);
-    return 0;
+        return -1;
+    int n = eng->nseats < cpus_allowed() ? eng->nseats : cpus_allowed();
+    unsigned busy = __atomic_load_n(&seats_busy, __ATOMIC_ACQUIRE);
+    for (;;) {
+        int k = __builtin_ctz(~busy);
+        if (k >= n)
+            return -1;
+        if (__atomic_compare_exchange_n(&seats_busy, &busy, busy | 1u << k, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE))
+            return k;
+    }
 }
 
-static void seat_leave(const struct byp_engine *eng)
+static void seat_leave(const struct byp_engine *eng, int k)
 {
-    if (__atomic_sub_fetch(&seats_taken, 1, __ATOMIC_ACQ_REL) == 0 &&
+    if ((__atomic_and_fetch(&seats_busy, ~(1u << k), __ATOMIC_ACQ_REL)) == 0 &&
         __atomic_load_n(byp_word_sleepers, __ATOMIC_SEQ_CST) > 0)
         eng->seat_left();
+}
+
+/* Sleep in seat @k: on its eventfd (written for a change of @sw's socket), the frames and
+ * the kernel UDP sockets' set.  The seat is published in the word before the condition is
+ * read, as a word sleeper's count is.  3: the slice passed with nothing (stand up), or the
+ * word holds another seated thread, or the frames went to the progress thread (a fork). */
+static int sleep_seat(const struct byp_engine *eng, byp_wait_cond_t cond, void *arg,
+                      int64_t deadline, struct byp_sleep_word *sw, unsigned seq, int k)
+{
+    uint32_t none = 0;
+    if (!__atomic_compare_exchange_n(&sw->seat, &none, (uint32_t)k + 1, 0, __ATOMIC_SEQ_CST,
+                                     __ATOMIC_RELAXED))
+        return 3;
+    int *frames = __atomic_load_n(&byp_frame_waiters, __ATOMIC_ACQUIRE);
+    int *pollers = __atomic_load_n(&byp_frame_pollers, __ATOMIC_ACQUIRE);
+    int kfd = eng->kpath_fd(), result;
+    for (;;) {
+        int ffd = __atomic_load_n(eng->frames_fd, __ATOMIC_ACQUIRE);
+        if (ffd < 0) {
+            result = 3;
+            break;
+        }
+        struct pollfd set[3] = {{.fd = eng->seat_fds[k], .events = POLLIN},
+                                {.fd = ffd, .events = POLLIN},
+                                {.fd = kfd, .events = POLLIN}};
+        __atomic_add_fetch(pollers, 1, __ATOMIC_SEQ_CST);
+        __atomic_add_fetch(frames, 1, __ATOMIC_SEQ_CST);
+        int ready = cond(arg), rc = 0, perr = 0;
+        if (!ready) {
+            rc = BYP_REAL(poll)(set, 3, slice_ms(deadline));
+            perr = errno;
+        }
+        __atomic_sub_fetch(frames, 1, __ATOMIC_SEQ_CST);
+        __atomic_sub_fetch(pollers, 1, __ATOMIC_SEQ_CST);
+        if (ready) {
+            result = 1;
+            break;
+        }
+        if (rc < 0 && perr == EINTR) {
+            result = interrupted(seq);
+            break;
+        }
+        if (rc > 0 && (set[0].revents & POLLIN)) {
+            uint64_t v;
+            (void)!BYP_REAL(read)(set[0].fd, &v, sizeof v);
+        }
+        if (rc > 0 && (set[2].revents & POLLIN))
+            eng->kpath_wake();
+        if (rc > 0 && ((set[1].revents | set[2].revents) & POLLIN))
+            eng->frames_drain();
+        eng->progress();
+        if (cond(arg)) {
+            result = 1;
+            break;
+        }
+        if (byp_poll_now_ns() >= deadline) {
+            result = 0;
+            break;
+        }
+        if (rc == 0) {
+            result = 3;
+            break;
+        }
+    }
+    uint32_t mine = (uint32_t)k + 1;
+    __atomic_compare_exchange_n(&sw->seat, &mine, 0, 0, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
+    return result;
 }
 
 int byp_wait_on(byp_wait_cond_t cond, void *arg, int timeout_ms, struct byp_sleep_word *sw)
@@ -416,11 +482,12 @@ int byp_wait_on(byp_wait_cond_t cond, void *arg, int timeout_ms, struct byp_slee
     if (r != 3)
         return r;
     int64_t slept_from = byp_poll_now_ns();
+    int k;
     if (eng == NULL)
-        r = sleep_poll(eng, cond, arg, deadline, NULL, 0, seq, 0);
-    else if (seat_take(eng)) {
-        r = sleep_poll(eng, cond, arg, deadline, NULL, 0, seq, 1);
-        seat_leave(eng);
+        r = sleep_poll(eng, cond, arg, deadline, NULL, 0, seq);
+    else if ((k = seat_take(eng)) >= 0) {
+        r = sleep_seat(eng, cond, arg, deadline, sw, seq, k);
+        seat_leave(eng, k);
     }
     if (r == 3)
         r = sleep_word(eng, cond, arg, deadline, sw, seq);

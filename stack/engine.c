@@ -561,6 +561,8 @@ static struct byp_engine engine = {
     .events = &byp_wake_events,
     .frames_fd = &byp_wake_frames_fd,
     .frames_drain = byp_wake_frames_drain,
+    .kpath_fd = byp_udp_kpath_fd,
+    .kpath_wake = byp_udp_kpath_wake,
     .seat_left = byp_wake_seat_left,
     .target_open = byp_wake_target_open,
     .target_close = byp_wake_target_close,
@@ -586,6 +588,7 @@ static int start_and_publish(char *why, size_t whylen)
     int rc = engine_start();
     byp_log_capture(NULL, 0);
     engine.wake_fd = byp_wake_sleep_fd();
+    engine.seat_fds = byp_wake_seat_fds(&engine.nseats);
     return rc;
 }
 

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <sys/epoll.h>
@@ -73,12 +74,21 @@ static void futex_wake(uint32_t *word)
     errno = saved;
 }
 
+/* The frames seats' eventfds (byp_wait_on), made at start with the engine's other fds. */
+static int seat_fds[BYP_WAKE_SEATS];
+static int nseats;
+static unsigned wake_seats;         /* seats to wake at unlock (lock held) */
+
 /* Threads asleep on @w's word: bump it now (the socket is alive under the lock) and wake
  * them once the lock is released; the wake itself only names the address, so a socket
- * freed meanwhile costs a sleeper elsewhere a spurious wake-up, never a write. */
+ * freed meanwhile costs a sleeper elsewhere a spurious wake-up, never a write.  A seated
+ * thread asleep for the socket gets its seat's eventfd written. */
 static void wake_word(const struct byp_watch *w)
 {
     struct byp_sleep_word *sw = (struct byp_sleep_word *)&w->sleep;
+    uint32_t seat = __atomic_load_n(&sw->seat, __ATOMIC_SEQ_CST);
+    if (seat != 0 && seat <= (uint32_t)nseats)
+        wake_seats |= 1u << (seat - 1);
     if (__atomic_load_n(&sw->sleepers, __ATOMIC_SEQ_CST) == 0)
         return;
     __atomic_add_fetch(&sw->seq, 1, __ATOMIC_SEQ_CST);
@@ -164,8 +174,10 @@ int byp_wake_plan(struct byp_wake_plan *p)
     for (unsigned i = 0; i < wake_nwords; i++)
         p->words[i] = wake_words[i];
     wake_nwords = 0;
+    p->seats = wake_seats;
+    wake_seats = 0;
     if (!changed)
-        return p->nwords != 0;
+        return p->nwords != 0 || p->seats != 0;
     for (unsigned m = plain & ~groups; m != 0; m &= m - 1) {
         unsigned g = (unsigned)__builtin_ctz(m);
         if (__atomic_load_n(&group_plain[g], __ATOMIC_SEQ_CST) > 0)
@@ -213,7 +225,7 @@ int byp_wake_plan(struct byp_wake_plan *p)
             }
         }
     }
-    return p->groups != 0 || p->targets != 0 || p->nwords != 0;
+    return p->groups != 0 || p->targets != 0 || p->nwords != 0 || p->seats != 0;
 }
 
 void byp_wake_send(const struct byp_wake_plan *p)
@@ -232,6 +244,10 @@ void byp_wake_send(const struct byp_wake_plan *p)
     }
     for (unsigned i = 0; i < p->nwords; i++)
         futex_wake(p->words[i]);
+    for (unsigned m = p->seats; m != 0; m &= m - 1) {
+        uint64_t one = 1;
+        (void)!BYP_REAL(write)(seat_fds[__builtin_ctz(m)], &one, sizeof one);
+    }
 }
 
 int byp_frame_sleepers(void)
@@ -265,11 +281,17 @@ int byp_engine_sleeping(void)
 
 /* ---- what sleepers call (struct byp_engine) ---- */
 
-/* The frames seat was left with threads asleep on words, blind to the frames: the progress
- * thread takes them until another sleeper sits down. */
+/* The frames seats were left with threads asleep on words, blind to the frames: the
+ * progress thread takes them until another sleeper sits down. */
 void byp_wake_seat_left(void)
 {
     byp_progress_kick();
+}
+
+const int *byp_wake_seat_fds(int *n)
+{
+    *n = nseats;
+    return seat_fds;
 }
 
 int byp_wake_sleep_fd(void)
@@ -436,6 +458,11 @@ int byp_wake_open(void)
         if (ev.data.fd >= 0)
             BYP_REAL(epoll_ctl)(group_sleep_fd[g], EPOLL_CTL_ADD, ev.data.fd, &ev);
     }
+    cpu_set_t cpus;
+    int ncpu = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
+    for (nseats = 0; nseats < ncpu && nseats < BYP_WAKE_SEATS; nseats++)
+        if ((seat_fds[nseats] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
+            break;   /* fewer seats: more sleepers on their words */
     wake_fd = BYP_REAL(fcntl)(group_wake_fd[0], F_DUPFD_CLOEXEC, 0);
     sleep_fd = BYP_REAL(fcntl)(group_sleep_fd[0], F_DUPFD_CLOEXEC, 0);
     if (wake_fd < 0 || sleep_fd < 0)

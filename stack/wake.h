@@ -9,8 +9,10 @@
  *    sleeper's wait.  For what a target cannot reach: a target of another process (its
  *    eventfd number means nothing here), a socket in no set or in more sets than a watch
  *    holds, threads sleeping in byp_wait (poll, select, the frames seat), sets without a target.
- *  - *sleep words*: a thread blocked in a call on one socket (recv, send, accept, connect)
- *    sleeps on the socket's word, a futex, and only that socket's changes wake it.
+ *  - *sleep words*: a thread blocked in a call on one socket (recv, send, accept, connect,
+ *    a poll on that fd alone) sleeps on the socket's word, a futex, and only that socket's
+ *    changes wake it; or, in one of the frames seats (one per CPU), on the frames and the
+ *    seat's own eventfd, which the socket's changes write.
  * Frames: while the stack has one member, sleepers also wait on the backend's receive fd —
  * an epoll set holds it with EPOLLEXCLUSIVE, so a frame wakes one sleeping set, not all —
  * and run the stack themselves when frames come. */
@@ -25,6 +27,8 @@
 /* Wake targets in the family at once (epoll sets with accelerated members); a set that
  * finds none free is woken by its group. */
 #define BYP_WAKE_TARGETS 64
+/* Frames seats at most (byp_wait_on): one per CPU the process may run on. */
+#define BYP_WAKE_SEATS 8
 /* Sleep words one hold of the lock wakes after it (more are woken under the lock). */
 #define BYP_WAKE_WORDS 16
 
@@ -42,8 +46,10 @@ struct byp_watch {
  * @exclusive: a listener held with EPOLLEXCLUSIVE: one sleeping set or group only. */
 void byp_wake_socket(const struct byp_watch *w, unsigned groups, int exclusive);
 
-/* The frames seat was left while threads sleep on words (byp_wait_on). */
+/* The frames seats were all left while threads sleep on words (byp_wait_on). */
 void byp_wake_seat_left(void);
+/* The frames seats' eventfds, and (@n) how many. */
+const int *byp_wake_seat_fds(int *n);
 
 /* Open the wake groups (engine start, this process is member 0).  0 or -errno. */
 int byp_wake_open(void);
@@ -66,6 +72,7 @@ struct byp_wake_plan {
     int tn[BYP_WAKE_TARGETS];   /* per target: counts to write */
     unsigned nwords;
     uint32_t *words[BYP_WAKE_WORDS];    /* sleep words to wake (futex) */
+    unsigned seats;                     /* frames seats to wake (their eventfds) */
 };
 /* Lock held: take what the changes since the last plan ask for; 1 when anything. */
 int byp_wake_plan(struct byp_wake_plan *p);
