@@ -50,15 +50,19 @@ struct byp_engine {
      * frames_drain, which runs the stack: one wake-up per packet, not two. */
     const int *frames_fd;
     void (*frames_drain)(void);
-    /* The frames seats (byp_wait_on), while sleepers take the frames: per seat an
-     * eventfd the engine writes when the socket its sleeper waits on changes (its own:
-     * nobody else can take that wake-up), and how many seats there are.  A seated sleeper
-     * also watches kpath_fd() (the kernel UDP sockets' set, -1 when none) and calls
-     * kpath_wake then runs the stack when it is readable.  seat_left: the last thread
-     * left the seats while others sleep blind to the frames on their sockets' words: the
-     * progress thread watches the frames until a sleeper sits down again. */
-    const int *seat_fds;
-    int nseats;
+    /* Wake slots: eventfds of the family's (one thread at a time in each, its own: nobody
+     * else can take its wake-up), made at start; slot_fds, how many, and the mask of those
+     * taken (shared by the family, changed with atomics).  A thread in a slot publishes it
+     * in the sleep words of the sockets it waits for (byp_wait_on) or in its wake group's
+     * mask (byp_group_slots, for what no word names), and the engine writes the slot's
+     * eventfd for their changes.  A slot sleeper watching the frames also watches
+     * kpath_fd() (the kernel UDP sockets' set, -1 when none) and calls kpath_wake, then
+     * runs the stack, when it is readable.  seat_left: the last thread left the frames
+     * seats while others sleep blind to the frames on their sockets' words: the progress
+     * thread watches the frames until a sleeper sits down again. */
+    const int *slot_fds;
+    int nslots;
+    unsigned *slots_busy;
     int (*kpath_fd)(void);
     void (*kpath_wake)(void);
     void (*seat_left)(void);
@@ -131,6 +135,9 @@ extern BYP_SHARED unsigned *byp_frames_adds;
 /* Threads asleep on sleep words (byp_wait_on), of the whole family: not on the frames, not
  * on any wake fd; the engine's progress thread receives for them. */
 extern BYP_SHARED int *byp_word_sleepers;
+/* The wake slots (struct byp_engine) of threads in byp_wait that a change of any socket of
+ * this process's wake group wakes; the engine points it at the group's mask. */
+extern BYP_SHARED unsigned *byp_group_slots;
 /* Threads spinning in byp_wait and epoll_wait (wait.c): the engine points it at a counter
  * its whole family shares, so that no more threads spin at once than there are CPUs. */
 extern BYP_SHARED int *byp_spinners;
@@ -154,11 +161,16 @@ BYP_SHARED int byp_engine_get(void);
 typedef int (*byp_wait_cond_t)(void *arg);
 
 /* Wait until @cond(@arg) holds, or @timeout_ms passes (-1: forever), busy-polling the stack
- * for BYPASS_SPIN_USEC and then sleeping on the engine's wake fd plus the optional kernel
- * @pfds (poll(2) set, revents filled; may be NULL).  Returns 1 when @cond holds, 2 when a
- * kernel fd in @pfds is ready, 0 on timeout, -EINTR when a handler without SA_RESTART ran
- * during the wait (spinning or sleeping), -ERESTART when only handlers with SA_RESTART ran
- * (a restartable call waits again, poll/select/epoll_wait return EINTR). */
+ * for BYPASS_SPIN_USEC and then sleeping in a wake slot published in the wake group's mask
+ * (or, none free, on the group's eventfd), plus the optional kernel @pfds (poll(2) set,
+ * revents filled; may be NULL).  Never the group's semaphore when a slot is free: its
+ * counts can be taken by a thread that went to sleep after they were written, from the
+ * one they were written for (MariaDB's connection thread lost the wake-up for a query to
+ * the main thread's poll on its listeners and slept out its 100 ms slice).
+ * Returns 1 when @cond holds, 2 when a kernel fd in @pfds is ready, 0 on timeout, -EINTR
+ * when a handler without SA_RESTART ran during the wait (spinning or sleeping), -ERESTART
+ * when only handlers with SA_RESTART ran (a restartable call waits again,
+ * poll/select/epoll_wait return EINTR). */
 BYP_SHARED int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfds,
                         nfds_t npfds);
 
@@ -169,15 +181,12 @@ BYP_SHARED int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct 
 struct byp_sleep_word {
     uint32_t seq;               /* bumped (stack lock held) by a change that finds sleepers */
     uint32_t sleepers;          /* threads asleep on it (the futex) */
-    uint32_t seat;              /* 1 + the frames seat of a thread asleep there for it, or 0 */
+    uint32_t slots;             /* the wake slots of threads asleep there for it (seated) */
 };
 
 /* byp_wait for one socket and no kernel fd: the same spin, then a sleep on @sw, except for
  * as many threads of the process as it has CPUs while sleepers take the frames (the
- * seats), which sleep on the frames and their seat's eventfd.  Neither is woken through
- * the wake group, whose counts a thread that sleeps later can take from the one they were
- * written for (MariaDB's connection thread lost the wake-up for a query to the main
- * thread's poll on its listener, and slept out its 100 ms slice).  Same returns as
+ * seats), which sleep on the frames and their wake slot's eventfd.  Same returns as
  * byp_wait (never 2). */
 BYP_SHARED int byp_wait_on(byp_wait_cond_t cond, void *arg, int timeout_ms,
                            struct byp_sleep_word *sw);

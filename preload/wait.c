@@ -18,12 +18,14 @@
 
 /* Threads sleeping in byp_wait: the progress thread writes the wake fd only when nonzero. */
 static int own_sleepers, own_plain, own_frames, own_pollers, own_words;
+static unsigned own_slots;
 static unsigned own_adds;
 BYP_SHARED int *byp_sleepers = &own_sleepers;
 BYP_SHARED int *byp_plain_sleepers = &own_plain;
 BYP_SHARED int *byp_frame_waiters = &own_frames;
 BYP_SHARED int *byp_frame_pollers = &own_pollers;
 BYP_SHARED int *byp_word_sleepers = &own_words;
+BYP_SHARED unsigned *byp_group_slots = &own_slots;
 BYP_SHARED unsigned *byp_frames_adds = &own_adds;
 /* Waits that ended while spinning / that went to sleep (published by the stats). */
 BYP_SHARED uint64_t byp_spin_hits, byp_spin_misses;
@@ -245,30 +247,70 @@ static void learn(int result, int64_t slept_from)
         byp_spin_learn(INT64_MAX);
 }
 
-/* Sleep in poll(2): the wake fd and the frames first, then the caller's kernel fds. */
+/* Wake slots (engine.h): one per sleeping thread, taken from the family's mask. */
+static int slot_take(const struct byp_engine *eng)
+{
+    if (eng->slots_busy == NULL)
+        return -1;
+    unsigned busy = __atomic_load_n(eng->slots_busy, __ATOMIC_ACQUIRE);
+    for (;;) {
+        int k = __builtin_ctz(~busy);
+        if (k >= eng->nslots)
+            return -1;
+        if (__atomic_compare_exchange_n(eng->slots_busy, &busy, busy | 1u << k, 0,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            return k;
+    }
+}
+
+static void slot_give(const struct byp_engine *eng, int k)
+{
+    __atomic_and_fetch(eng->slots_busy, ~(1u << k), __ATOMIC_RELEASE);
+}
+
+/* Sleep in poll(2) on a wake fd, the frames, the kernel UDP sockets' set and the caller's
+ * kernel fds.  The wake fd is wake slot @k's eventfd, published in *@mask (a socket's word,
+ * or the wake group's slots when @mask is NULL) before the condition is read, as a count
+ * would be; with @k < 0 (no slot free) the wake group's eventfd, counted in its sleepers.
+ * @seated (byp_wait_on): a slice that passes with nothing for this thread, or the frames
+ * going to the progress thread (a fork), returns 3, to leave the seat. */
 static int sleep_poll(const struct byp_engine *eng, byp_wait_cond_t cond, void *arg,
-                      int64_t deadline, struct pollfd *pfds, nfds_t npfds, unsigned seq)
+                      int64_t deadline, struct pollfd *pfds, nfds_t npfds, unsigned seq, int k,
+                      unsigned *mask, int seated)
 {
     struct pollfd local[16];
-    nfds_t n = npfds + 2;
+    nfds_t n = npfds + 3;
     struct pollfd *set = n <= 16 ? local : malloc(n * sizeof *set);
     if (set == NULL)
         return -ENOMEM;
     int result = 0;
     for (;;) {
         int ffd = eng != NULL ? __atomic_load_n(eng->frames_fd, __ATOMIC_ACQUIRE) : -1;
-        set[0] = (struct pollfd){.fd = eng ? eng->wake_fd : -1, .events = POLLIN};
-        set[1] = (struct pollfd){.fd = ffd, .events = POLLIN};
-        for (nfds_t i = 0; i < npfds; i++) {
-            set[i + 2] = pfds[i];
-            set[i + 2].revents = 0;
+        if (seated && ffd < 0) {
+            result = 3;
+            break;
         }
-        /* No wake target reaches this thread: a readiness change wakes its group. */
+        unsigned *pub = k < 0 ? NULL : mask != NULL ? mask
+                                     : __atomic_load_n(&byp_group_slots, __ATOMIC_ACQUIRE);
+        int wfd = k >= 0 ? eng->slot_fds[k] : eng ? eng->wake_fd : -1;
+        set[0] = (struct pollfd){.fd = wfd, .events = POLLIN};
+        set[1] = (struct pollfd){.fd = ffd, .events = POLLIN};
+        /* The group's set holds the kernel UDP sockets' while the frames are the sleepers'. */
+        set[2] = (struct pollfd){.fd = k >= 0 && ffd >= 0 ? eng->kpath_fd() : -1, .events = POLLIN};
+        for (nfds_t i = 0; i < npfds; i++) {
+            set[i + 3] = pfds[i];
+            set[i + 3].revents = 0;
+        }
         int *plain = __atomic_load_n(&byp_plain_sleepers, __ATOMIC_ACQUIRE);
         int *frames = __atomic_load_n(&byp_frame_waiters, __ATOMIC_ACQUIRE);
         int *pollers = __atomic_load_n(&byp_frame_pollers, __ATOMIC_ACQUIRE);
-        __atomic_add_fetch(plain, 1, __ATOMIC_SEQ_CST);
-        __atomic_add_fetch(byp_sleepers, 1, __ATOMIC_SEQ_CST);
+        if (pub != NULL) {
+            __atomic_or_fetch(pub, 1u << k, __ATOMIC_SEQ_CST);
+        } else {
+            /* No wake target reaches this thread: a readiness change wakes its group. */
+            __atomic_add_fetch(plain, 1, __ATOMIC_SEQ_CST);
+            __atomic_add_fetch(byp_sleepers, 1, __ATOMIC_SEQ_CST);
+        }
         if (ffd >= 0) {
             __atomic_add_fetch(pollers, 1, __ATOMIC_SEQ_CST);
             __atomic_add_fetch(frames, 1, __ATOMIC_SEQ_CST);
@@ -282,8 +324,12 @@ static int sleep_poll(const struct byp_engine *eng, byp_wait_cond_t cond, void *
             __atomic_sub_fetch(frames, 1, __ATOMIC_SEQ_CST);
             __atomic_sub_fetch(pollers, 1, __ATOMIC_SEQ_CST);
         }
-        __atomic_sub_fetch(byp_sleepers, 1, __ATOMIC_SEQ_CST);
-        __atomic_sub_fetch(plain, 1, __ATOMIC_SEQ_CST);
+        if (pub != NULL) {
+            __atomic_and_fetch(pub, ~(1u << k), __ATOMIC_SEQ_CST);
+        } else {
+            __atomic_sub_fetch(byp_sleepers, 1, __ATOMIC_SEQ_CST);
+            __atomic_sub_fetch(plain, 1, __ATOMIC_SEQ_CST);
+        }
         if (ready) {
             result = 1;
             break;
@@ -292,14 +338,22 @@ static int sleep_poll(const struct byp_engine *eng, byp_wait_cond_t cond, void *
             result = interrupted(seq);
             break;
         }
-        if (rc > 0 && (set[0].revents & POLLIN) && eng != NULL)
-            eng->wake_drain();
-        if (rc > 0 && (set[1].revents & POLLIN) && eng != NULL)
+        if (rc > 0 && (set[0].revents & POLLIN)) {
+            if (k >= 0) {
+                uint64_t v;
+                (void)!BYP_REAL(read)(wfd, &v, sizeof v);
+            } else if (eng != NULL) {
+                eng->wake_drain();
+            }
+        }
+        if (rc > 0 && (set[2].revents & POLLIN))
+            eng->kpath_wake();
+        if (rc > 0 && ((set[1].revents | set[2].revents) & POLLIN) && eng != NULL)
             eng->frames_drain();
         if (rc > 0 && npfds > 0) {
             int any = 0;
             for (nfds_t i = 0; i < npfds; i++) {
-                pfds[i].revents = set[i + 2].revents;
+                pfds[i].revents = set[i + 3].revents;
                 any |= pfds[i].revents != 0;
             }
             if (any) {
@@ -315,6 +369,10 @@ static int sleep_poll(const struct byp_engine *eng, byp_wait_cond_t cond, void *
         }
         if (byp_poll_now_ns() >= deadline) {
             result = 0;
+            break;
+        }
+        if (seated && rc == 0) {
+            result = 3;
             break;
         }
     }
@@ -368,108 +426,42 @@ int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfd
     if (r != 3)
         return r;
     int64_t slept_from = byp_poll_now_ns();
-    r = sleep_poll(eng, cond, arg, deadline, pfds, npfds, seq);
+    int k = eng != NULL ? slot_take(eng) : -1;
+    r = sleep_poll(eng, cond, arg, deadline, pfds, npfds, seq, k, NULL, 0);
+    if (k >= 0)
+        slot_give(eng, k);
     learn(r, slept_from);
     return r;
 }
 
 /* The frames seats: while sleepers take the frames (the stack has one member, so this
- * process's own seats are the family's), as many threads blocked in byp_wait_on as the
- * process has CPUs sleep on them, the others on their words.  Every sleeper on the frames
- * wakes for every frame (poll(2) is not exclusive): 200 of them took a third of varnish's
- * CPU in the scheduler.  A seated thread that sleeps a whole slice with nothing for it
- * stands up, so that the seats go to threads with traffic, which a frame then wakes
- * directly instead of through a seated thread. */
-static unsigned seats_busy;     /* bit k: seat k taken */
+ * process's own count is the family's), as many threads blocked in byp_wait_on as the
+ * process has CPUs sleep on them, each in a wake slot published in its socket's word, the
+ * others on their words.  Every sleeper on the frames wakes for every frame (poll(2) is not
+ * exclusive): 200 of them took a third of varnish's CPU in the scheduler.  A seated thread
+ * that sleeps a whole slice with nothing for it stands up, so that the seats go to threads
+ * with traffic, which a frame then wakes directly instead of through a seated thread. */
+static int seats_taken;
 
 static int seat_take(const struct byp_engine *eng)
 {
     if (__atomic_load_n(eng->frames_fd, __ATOMIC_ACQUIRE) < 0)
         return -1;
-    int n = eng->nseats < cpus_allowed() ? eng->nseats : cpus_allowed();
-    unsigned busy = __atomic_load_n(&seats_busy, __ATOMIC_ACQUIRE);
-    for (;;) {
-        int k = __builtin_ctz(~busy);
-        if (k >= n)
-            return -1;
-        if (__atomic_compare_exchange_n(&seats_busy, &busy, busy | 1u << k, 0, __ATOMIC_ACQ_REL,
-                                        __ATOMIC_ACQUIRE))
+    if (__atomic_add_fetch(&seats_taken, 1, __ATOMIC_ACQ_REL) <= cpus_allowed()) {
+        int k = slot_take(eng);
+        if (k >= 0)
             return k;
     }
+    __atomic_sub_fetch(&seats_taken, 1, __ATOMIC_RELEASE);
+    return -1;
 }
 
 static void seat_leave(const struct byp_engine *eng, int k)
 {
-    if ((__atomic_and_fetch(&seats_busy, ~(1u << k), __ATOMIC_ACQ_REL)) == 0 &&
+    slot_give(eng, k);
+    if (__atomic_sub_fetch(&seats_taken, 1, __ATOMIC_ACQ_REL) == 0 &&
         __atomic_load_n(byp_word_sleepers, __ATOMIC_SEQ_CST) > 0)
         eng->seat_left();
-}
-
-/* Sleep in seat @k: on its eventfd (written for a change of @sw's socket), the frames and
- * the kernel UDP sockets' set.  The seat is published in the word before the condition is
- * read, as a word sleeper's count is.  3: the slice passed with nothing (stand up), or the
- * word holds another seated thread, or the frames went to the progress thread (a fork). */
-static int sleep_seat(const struct byp_engine *eng, byp_wait_cond_t cond, void *arg,
-                      int64_t deadline, struct byp_sleep_word *sw, unsigned seq, int k)
-{
-    uint32_t none = 0;
-    if (!__atomic_compare_exchange_n(&sw->seat, &none, (uint32_t)k + 1, 0, __ATOMIC_SEQ_CST,
-                                     __ATOMIC_RELAXED))
-        return 3;
-    int *frames = __atomic_load_n(&byp_frame_waiters, __ATOMIC_ACQUIRE);
-    int *pollers = __atomic_load_n(&byp_frame_pollers, __ATOMIC_ACQUIRE);
-    int kfd = eng->kpath_fd(), result;
-    for (;;) {
-        int ffd = __atomic_load_n(eng->frames_fd, __ATOMIC_ACQUIRE);
-        if (ffd < 0) {
-            result = 3;
-            break;
-        }
-        struct pollfd set[3] = {{.fd = eng->seat_fds[k], .events = POLLIN},
-                                {.fd = ffd, .events = POLLIN},
-                                {.fd = kfd, .events = POLLIN}};
-        __atomic_add_fetch(pollers, 1, __ATOMIC_SEQ_CST);
-        __atomic_add_fetch(frames, 1, __ATOMIC_SEQ_CST);
-        int ready = cond(arg), rc = 0, perr = 0;
-        if (!ready) {
-            rc = BYP_REAL(poll)(set, 3, slice_ms(deadline));
-            perr = errno;
-        }
-        __atomic_sub_fetch(frames, 1, __ATOMIC_SEQ_CST);
-        __atomic_sub_fetch(pollers, 1, __ATOMIC_SEQ_CST);
-        if (ready) {
-            result = 1;
-            break;
-        }
-        if (rc < 0 && perr == EINTR) {
-            result = interrupted(seq);
-            break;
-        }
-        if (rc > 0 && (set[0].revents & POLLIN)) {
-            uint64_t v;
-            (void)!BYP_REAL(read)(set[0].fd, &v, sizeof v);
-        }
-        if (rc > 0 && (set[2].revents & POLLIN))
-            eng->kpath_wake();
-        if (rc > 0 && ((set[1].revents | set[2].revents) & POLLIN))
-            eng->frames_drain();
-        eng->progress();
-        if (cond(arg)) {
-            result = 1;
-            break;
-        }
-        if (byp_poll_now_ns() >= deadline) {
-            result = 0;
-            break;
-        }
-        if (rc == 0) {
-            result = 3;
-            break;
-        }
-    }
-    uint32_t mine = (uint32_t)k + 1;
-    __atomic_compare_exchange_n(&sw->seat, &mine, 0, 0, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
-    return result;
 }
 
 int byp_wait_on(byp_wait_cond_t cond, void *arg, int timeout_ms, struct byp_sleep_word *sw)
@@ -484,9 +476,9 @@ int byp_wait_on(byp_wait_cond_t cond, void *arg, int timeout_ms, struct byp_slee
     int64_t slept_from = byp_poll_now_ns();
     int k;
     if (eng == NULL)
-        r = sleep_poll(eng, cond, arg, deadline, NULL, 0, seq);
+        r = sleep_poll(eng, cond, arg, deadline, NULL, 0, seq, -1, NULL, 0);
     else if ((k = seat_take(eng)) >= 0) {
-        r = sleep_seat(eng, cond, arg, deadline, sw, seq, k);
+        r = sleep_poll(eng, cond, arg, deadline, NULL, 0, seq, k, &sw->slots, 1);
         seat_leave(eng, k);
     }
     if (r == 3)

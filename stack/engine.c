@@ -588,7 +588,7 @@ static int start_and_publish(char *why, size_t whylen)
     int rc = engine_start();
     byp_log_capture(NULL, 0);
     engine.wake_fd = byp_wake_sleep_fd();
-    engine.seat_fds = byp_wake_seat_fds(&engine.nseats);
+    engine.slot_fds = byp_wake_slot_fds(&engine.nslots, &engine.slots_busy);
     return rc;
 }
 

@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <sched.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <sys/epoll.h>
@@ -74,21 +73,21 @@ static void futex_wake(uint32_t *word)
     errno = saved;
 }
 
-/* The frames seats' eventfds (byp_wait_on), made at start with the engine's other fds. */
-static int seat_fds[BYP_WAKE_SEATS];
-static int nseats;
-static unsigned wake_seats;         /* seats to wake at unlock (lock held) */
+/* Wake slots (engine.h): eventfds made at start with the engine's other fds. */
+static int slot_fds[BYP_WAKE_SLOTS];
+static int nslots;
+static unsigned slots_busy;                   /* taken, by any member */
+static unsigned group_slots[BYP_WAKE_GROUPS]; /* per group: slots of its byp_wait sleepers */
+static unsigned wake_slots;                   /* slots to wake at unlock (lock held) */
 
 /* Threads asleep on @w's word: bump it now (the socket is alive under the lock) and wake
  * them once the lock is released; the wake itself only names the address, so a socket
- * freed meanwhile costs a sleeper elsewhere a spurious wake-up, never a write.  A seated
- * thread asleep for the socket gets its seat's eventfd written. */
+ * freed meanwhile costs a sleeper elsewhere a spurious wake-up, never a write.  Seated
+ * threads asleep for the socket get their slots' eventfds written. */
 static void wake_word(const struct byp_watch *w)
 {
     struct byp_sleep_word *sw = (struct byp_sleep_word *)&w->sleep;
-    uint32_t seat = __atomic_load_n(&sw->seat, __ATOMIC_SEQ_CST);
-    if (seat != 0 && seat <= (uint32_t)nseats)
-        wake_seats |= 1u << (seat - 1);
+    wake_slots |= __atomic_load_n(&sw->slots, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&sw->sleepers, __ATOMIC_SEQ_CST) == 0)
         return;
     __atomic_add_fetch(&sw->seq, 1, __ATOMIC_SEQ_CST);
@@ -174,17 +173,19 @@ int byp_wake_plan(struct byp_wake_plan *p)
     for (unsigned i = 0; i < wake_nwords; i++)
         p->words[i] = wake_words[i];
     wake_nwords = 0;
-    p->seats = wake_seats;
-    wake_seats = 0;
+    p->slots = wake_slots;
+    wake_slots = 0;
     if (!changed)
-        return p->nwords != 0 || p->seats != 0;
+        return p->nwords != 0 || p->slots != 0;
     for (unsigned m = plain & ~groups; m != 0; m &= m - 1) {
         unsigned g = (unsigned)__builtin_ctz(m);
-        if (__atomic_load_n(&group_plain[g], __ATOMIC_SEQ_CST) > 0)
+        if (__atomic_load_n(&group_plain[g], __ATOMIC_SEQ_CST) > 0 ||
+            __atomic_load_n(&group_slots[g], __ATOMIC_SEQ_CST) != 0)
             groups |= 1u << g;
     }
     for (unsigned m = groups; m != 0; m &= m - 1) {
         unsigned g = (unsigned)__builtin_ctz(m);
+        p->slots |= __atomic_load_n(&group_slots[g], __ATOMIC_SEQ_CST);
         p->n[g] = __atomic_load_n(&group_sleepers[g], __ATOMIC_SEQ_CST);
         if (p->n[g] > 0)
             p->groups |= 1u << g;
@@ -218,14 +219,17 @@ int byp_wake_plan(struct byp_wake_plan *p)
             if (!(one_of & (1u << g)))
                 continue;
             p->n[g] = __atomic_load_n(&group_sleepers[g], __ATOMIC_SEQ_CST);
-            if (p->n[g] > 0) {
-                p->groups |= 1u << g;
+            unsigned sl = __atomic_load_n(&group_slots[g], __ATOMIC_SEQ_CST);
+            if (p->n[g] > 0 || sl != 0) {
+                if (p->n[g] > 0)
+                    p->groups |= 1u << g;
+                p->slots |= sl;
                 wake_one_next = g + 1;
                 break;
             }
         }
     }
-    return p->groups != 0 || p->targets != 0 || p->nwords != 0 || p->seats != 0;
+    return p->groups != 0 || p->targets != 0 || p->nwords != 0 || p->slots != 0;
 }
 
 void byp_wake_send(const struct byp_wake_plan *p)
@@ -244,9 +248,9 @@ void byp_wake_send(const struct byp_wake_plan *p)
     }
     for (unsigned i = 0; i < p->nwords; i++)
         futex_wake(p->words[i]);
-    for (unsigned m = p->seats; m != 0; m &= m - 1) {
+    for (unsigned m = p->slots; m != 0; m &= m - 1) {
         uint64_t one = 1;
-        (void)!BYP_REAL(write)(seat_fds[__builtin_ctz(m)], &one, sizeof one);
+        (void)!BYP_REAL(write)(slot_fds[__builtin_ctz(m)], &one, sizeof one);
     }
 }
 
@@ -288,10 +292,11 @@ void byp_wake_seat_left(void)
     byp_progress_kick();
 }
 
-const int *byp_wake_seat_fds(int *n)
+const int *byp_wake_slot_fds(int *n, unsigned **busy)
 {
-    *n = nseats;
-    return seat_fds;
+    *n = nslots;
+    *busy = &slots_busy;
+    return slot_fds;
 }
 
 int byp_wake_sleep_fd(void)
@@ -458,11 +463,10 @@ int byp_wake_open(void)
         if (ev.data.fd >= 0)
             BYP_REAL(epoll_ctl)(group_sleep_fd[g], EPOLL_CTL_ADD, ev.data.fd, &ev);
     }
-    cpu_set_t cpus;
-    int ncpu = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
-    for (nseats = 0; nseats < ncpu && nseats < BYP_WAKE_SEATS; nseats++)
-        if ((seat_fds[nseats] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
-            break;   /* fewer seats: more sleepers on their words */
+    for (nslots = 0; nslots < BYP_WAKE_SLOTS; nslots++)
+        if ((slot_fds[nslots] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
+            break;   /* fewer slots: more sleepers on their words or the groups */
+    byp_group_slots = &group_slots[0];
     wake_fd = BYP_REAL(fcntl)(group_wake_fd[0], F_DUPFD_CLOEXEC, 0);
     sleep_fd = BYP_REAL(fcntl)(group_sleep_fd[0], F_DUPFD_CLOEXEC, 0);
     if (wake_fd < 0 || sleep_fd < 0)
@@ -504,4 +508,5 @@ void byp_wake_groups_join(int slot)
     }
     byp_sleepers = &group_sleepers[g];
     byp_plain_sleepers = &group_plain[g];
+    byp_group_slots = &group_slots[g];
 }

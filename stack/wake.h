@@ -1,18 +1,21 @@
 /* Waking the threads that sleep on the stack (wake.c).
  *
- * Two kinds of wake-up, both decided under the stack lock and sent after it is released:
+ * Kinds of wake-up, all decided under the stack lock and sent after it is released:
  *  - *wake targets*: one per epoll set of a process (a semaphore eventfd the set's kernel
  *    side holds).  A socket lists the targets of the sets it is in (struct byp_watch); a
  *    readiness change wakes just those sets' sleepers.  The threads of one process each
  *    sleeping on their own set (memcached's workers) no longer wake one another.
- *  - *wake groups* (family.h): a semaphore eventfd per group of forked members, in every
- *    sleeper's wait.  For what a target cannot reach: a target of another process (its
- *    eventfd number means nothing here), a socket in no set or in more sets than a watch
- *    holds, threads sleeping in byp_wait (poll, select, the frames seat), sets without a target.
+ *  - *wake groups* (family.h): for what a target cannot reach: a target of another process
+ *    (its eventfd number means nothing here), a socket in no set or in more sets than a
+ *    watch holds, threads sleeping in byp_wait (poll, select, accept with the kernel's
+ *    listener), sets without a target.  A group wakes the *wake slots* in its mask (one
+ *    eventfd per sleeping thread, 32 in the family) and counts on its semaphore eventfd for
+ *    the sleepers without one (sets, or no slot free).  A semaphore's count can be taken by
+ *    a thread that went to sleep after it was written, from the one it was written for.
  *  - *sleep words*: a thread blocked in a call on one socket (recv, send, accept, connect,
  *    a poll on that fd alone) sleeps on the socket's word, a futex, and only that socket's
- *    changes wake it; or, in one of the frames seats (one per CPU), on the frames and the
- *    seat's own eventfd, which the socket's changes write.
+ *    changes wake it; or, in one of the frames seats (one per CPU), on the frames and a
+ *    wake slot published in the word, which the socket's changes write.
  * Frames: while the stack has one member, sleepers also wait on the backend's receive fd —
  * an epoll set holds it with EPOLLEXCLUSIVE, so a frame wakes one sleeping set, not all —
  * and run the stack themselves when frames come. */
@@ -27,8 +30,8 @@
 /* Wake targets in the family at once (epoll sets with accelerated members); a set that
  * finds none free is woken by its group. */
 #define BYP_WAKE_TARGETS 64
-/* Frames seats at most (byp_wait_on): one per CPU the process may run on. */
-#define BYP_WAKE_SEATS 8
+/* Wake slots (engine.h struct byp_engine): at most 32, a mask's bits. */
+#define BYP_WAKE_SLOTS 32
 /* Sleep words one hold of the lock wakes after it (more are woken under the lock). */
 #define BYP_WAKE_WORDS 16
 
@@ -48,8 +51,8 @@ void byp_wake_socket(const struct byp_watch *w, unsigned groups, int exclusive);
 
 /* The frames seats were all left while threads sleep on words (byp_wait_on). */
 void byp_wake_seat_left(void);
-/* The frames seats' eventfds, and (@n) how many. */
-const int *byp_wake_seat_fds(int *n);
+/* The wake slots' eventfds, (@n) how many, and (@busy) the mask of those taken. */
+const int *byp_wake_slot_fds(int *n, unsigned **busy);
 
 /* Open the wake groups (engine start, this process is member 0).  0 or -errno. */
 int byp_wake_open(void);
@@ -72,7 +75,7 @@ struct byp_wake_plan {
     int tn[BYP_WAKE_TARGETS];   /* per target: counts to write */
     unsigned nwords;
     uint32_t *words[BYP_WAKE_WORDS];    /* sleep words to wake (futex) */
-    unsigned seats;                     /* frames seats to wake (their eventfds) */
+    unsigned slots;                     /* wake slots to wake (their eventfds) */
 };
 /* Lock held: take what the changes since the last plan ask for; 1 when anything. */
 int byp_wake_plan(struct byp_wake_plan *p);
