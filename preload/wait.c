@@ -283,7 +283,7 @@ static int sleep_poll(const struct byp_engine *eng, byp_wait_cond_t cond, void *
     struct pollfd *set = n <= 16 ? local : malloc(n * sizeof *set);
     if (set == NULL)
         return -ENOMEM;
-    int result = 0;
+    int result = 0, kfd = k >= 0 ? eng->kpath_fd() : -1;
     for (;;) {
         int ffd = eng != NULL ? __atomic_load_n(eng->frames_fd, __ATOMIC_ACQUIRE) : -1;
         if (seated && ffd < 0) {
@@ -296,7 +296,7 @@ static int sleep_poll(const struct byp_engine *eng, byp_wait_cond_t cond, void *
         set[0] = (struct pollfd){.fd = wfd, .events = POLLIN};
         set[1] = (struct pollfd){.fd = ffd, .events = POLLIN};
         /* The group's set holds the kernel UDP sockets' while the frames are the sleepers'. */
-        set[2] = (struct pollfd){.fd = k >= 0 && ffd >= 0 ? eng->kpath_fd() : -1, .events = POLLIN};
+        set[2] = (struct pollfd){.fd = ffd >= 0 ? kfd : -1, .events = POLLIN};
         for (nfds_t i = 0; i < npfds; i++) {
             set[i + 3] = pfds[i];
             set[i + 3].revents = 0;
@@ -416,24 +416,6 @@ static int sleep_word(const struct byp_engine *eng, byp_wait_cond_t cond, void *
     }
 }
 
-int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfds, nfds_t npfds)
-{
-    const struct byp_engine *eng = byp_engine;
-    int64_t start = byp_poll_now_ns();
-    int64_t deadline = timeout_ms < 0 ? INT64_MAX : start + (int64_t)timeout_ms * 1000000;
-    unsigned seq = byp_sig_seq();
-    int r = spin(eng, cond, arg, start, deadline, pfds, npfds, seq);
-    if (r != 3)
-        return r;
-    int64_t slept_from = byp_poll_now_ns();
-    int k = eng != NULL ? slot_take(eng) : -1;
-    r = sleep_poll(eng, cond, arg, deadline, pfds, npfds, seq, k, NULL, 0);
-    if (k >= 0)
-        slot_give(eng, k);
-    learn(r, slept_from);
-    return r;
-}
-
 /* The frames seats: while sleepers take the frames (the stack has one member, so this
  * process's own count is the family's), as many threads blocked in byp_wait_on as the
  * process has CPUs sleep on them, each in a wake slot published in its socket's word, the
@@ -464,25 +446,43 @@ static void seat_leave(const struct byp_engine *eng, int k)
         eng->seat_left();
 }
 
-int byp_wait_on(byp_wait_cond_t cond, void *arg, int timeout_ms, struct byp_sleep_word *sw)
+/* byp_wait and byp_wait_on: the spin, then a sleep on @sw (a seat, else the word), or,
+ * without one, in a wake slot published in the wake group's mask. */
+static int wait_for(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfds,
+                    nfds_t npfds, struct byp_sleep_word *sw)
 {
     const struct byp_engine *eng = byp_engine;
     int64_t start = byp_poll_now_ns();
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : start + (int64_t)timeout_ms * 1000000;
     unsigned seq = byp_sig_seq();
-    int r = spin(eng, cond, arg, start, deadline, NULL, 0, seq);
+    int r = spin(eng, cond, arg, start, deadline, pfds, npfds, seq);
     if (r != 3)
         return r;
     int64_t slept_from = byp_poll_now_ns();
     int k;
-    if (eng == NULL)
-        r = sleep_poll(eng, cond, arg, deadline, NULL, 0, seq, -1, NULL, 0);
-    else if ((k = seat_take(eng)) >= 0) {
-        r = sleep_poll(eng, cond, arg, deadline, NULL, 0, seq, k, &sw->slots, 1);
-        seat_leave(eng, k);
+    if (sw != NULL && eng != NULL) {
+        if ((k = seat_take(eng)) >= 0) {
+            r = sleep_poll(eng, cond, arg, deadline, NULL, 0, seq, k, &sw->slots, 1);
+            seat_leave(eng, k);
+        }
+        if (r == 3)
+            r = sleep_word(eng, cond, arg, deadline, sw, seq);
+    } else {
+        k = eng != NULL ? slot_take(eng) : -1;
+        r = sleep_poll(eng, cond, arg, deadline, pfds, npfds, seq, k, NULL, 0);
+        if (k >= 0)
+            slot_give(eng, k);
     }
-    if (r == 3)
-        r = sleep_word(eng, cond, arg, deadline, sw, seq);
     learn(r, slept_from);
     return r;
+}
+
+int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfds, nfds_t npfds)
+{
+    return wait_for(cond, arg, timeout_ms, pfds, npfds, NULL);
+}
+
+int byp_wait_on(byp_wait_cond_t cond, void *arg, int timeout_ms, struct byp_sleep_word *sw)
+{
+    return wait_for(cond, arg, timeout_ms, NULL, 0, sw);
 }

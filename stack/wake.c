@@ -285,13 +285,6 @@ int byp_engine_sleeping(void)
 
 /* ---- what sleepers call (struct byp_engine) ---- */
 
-/* The frames seats were left with threads asleep on words, blind to the frames: the
- * progress thread takes them until another sleeper sits down. */
-void byp_wake_seat_left(void)
-{
-    byp_progress_kick();
-}
-
 const int *byp_wake_slot_fds(int *n, unsigned **busy)
 {
     *n = nslots;

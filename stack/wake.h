@@ -49,8 +49,6 @@ struct byp_watch {
  * @exclusive: a listener held with EPOLLEXCLUSIVE: one sleeping set or group only. */
 void byp_wake_socket(const struct byp_watch *w, unsigned groups, int exclusive);
 
-/* The frames seats were all left while threads sleep on words (byp_wait_on). */
-void byp_wake_seat_left(void);
 /* The wake slots' eventfds, (@n) how many, and (@busy) the mask of those taken. */
 const int *byp_wake_slot_fds(int *n, unsigned **busy);
 
