@@ -295,6 +295,21 @@ int byp_steer_packets(int proto, in_addr_t addr, in_port_t port, uint64_t *packe
     return 0;
 }
 
+int byp_steer_hand(int proto, in_addr_t addr, in_port_t port)
+{
+    struct byp_flow_key key;
+    struct byp_flow_val val;
+    int ret = make_key(&key, proto, addr, port);
+    if (ret < 0)
+        return ret;
+    if (bpf_map_lookup_elem(flow_fd, &key, &val) != 0)
+        return -errno;
+    if (val.flags & BYP_FLOW_F_HANDED)
+        return 0;
+    val.flags |= BYP_FLOW_F_HANDED;
+    return bpf_map_update_elem(flow_fd, &key, &val, BPF_EXIST) == 0 ? 0 : -errno;
+}
+
 int byp_steer_pass_conn(int proto, in_addr_t flow_addr, in_addr_t laddr, in_port_t lport,
                         in_addr_t raddr, in_port_t rport)
 {

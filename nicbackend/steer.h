@@ -32,6 +32,11 @@ struct byp_flow_key {
 
 /* Value of the flow map. */
 #define BYP_FLOW_F_PASS 1u  /* some connections of this flow are the kernel's: see byp_kpass */
+/* The socket of this flow was handed to a process that does not run the stack (sent over
+ * a UNIX socket, inherited by a spawned program): UDP goes to the kernel; for TCP, each new
+ * connection (its SYN) goes to the kernel and is added to byp_kpass, while the
+ * connections the stack already has stay. */
+#define BYP_FLOW_F_HANDED 2u
 struct byp_flow_val {
     __u32 flags;    /* BYP_FLOW_F_* (the owner entry, proto 0, keeps a pid here) */
     __u32 pad;
@@ -39,8 +44,8 @@ struct byp_flow_val {
 };
 
 /* Connections handed over to the kernel (before exec) whose flow entry still steers the
- * rest of its port to the stack (a listener's): looked up only for flows flagged
- * BYP_FLOW_F_PASS.  Addresses and ports of the packet, network byte order. */
+ * rest of its port to the stack (a listener's), and those a handed listener's SYNs began:
+ * looked up only for flows flagged BYP_FLOW_F_PASS or BYP_FLOW_F_HANDED.  Addresses and ports of the packet, network byte order. */
 #define BYP_KPASS_MAP_NAME "byp_kpass"
 #define BYP_STEER_MAX_KPASS 32768
 struct byp_conn_key {

@@ -36,6 +36,10 @@ void byp_steer_claim(pid_t pid);
  * (@proto, @flow_addr, @lport) steers the port to the stack: a connection handed over. */
 int byp_steer_pass_conn(int proto, in_addr_t flow_addr, in_addr_t laddr, in_port_t lport,
                         in_addr_t raddr, in_port_t rport);
+/* The socket of flow (@proto, @addr, @port) went to a process that does not run the stack:
+ * from now on its new TCP connections, or all its UDP datagrams, go to the kernel
+ * (BYP_FLOW_F_HANDED, until the entry goes). */
+int byp_steer_hand(int proto, in_addr_t addr, in_port_t port);
 /* When the recorded owner no longer runs (a member killed), record this process. */
 void byp_steer_claim_live(void);
 

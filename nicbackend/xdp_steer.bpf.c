@@ -78,7 +78,10 @@ int byp_steer(struct xdp_md *ctx)
         if (!val)
             return XDP_PASS;
     }
-    if (val->flags & BYP_FLOW_F_PASS) {
+    if (val->flags & (BYP_FLOW_F_PASS | BYP_FLOW_F_HANDED)) {
+        /* A UDP socket handed to a process without the stack: its port is the kernel's. */
+        if ((val->flags & BYP_FLOW_F_HANDED) && ip->protocol == IPPROTO_UDP)
+            return XDP_PASS;
         struct byp_conn_key ck = {0};
         ck.saddr = ip->saddr;
         ck.daddr = ip->daddr;
@@ -87,6 +90,18 @@ int byp_steer(struct xdp_md *ctx)
         ck.proto = ip->protocol;
         if (bpf_map_lookup_elem(&byp_kpass, &ck))
             return XDP_PASS;
+        if (val->flags & BYP_FLOW_F_HANDED) {
+            /* A listener handed over: a new connection (a SYN without ACK) is the
+             * kernel's, and so is the rest of it, remembered by its four-tuple. */
+            __u8 *tcp_flags = (__u8 *)l4 + 13;
+            if ((void *)(tcp_flags + 1) > data_end)
+                return XDP_PASS;
+            if ((*tcp_flags & 0x12) == 0x02) {
+                __u32 one = 1;
+                bpf_map_update_elem(&byp_kpass, &ck, &one, BPF_ANY);
+                return XDP_PASS;
+            }
+        }
     }
     __sync_fetch_and_add(&val->packets, 1);
     /* No socket on this queue (the process died, or not yet bound): kernel. */

@@ -98,6 +98,13 @@ extern int byp_neigh_pending;
  * as long as it or any connection it accepted does.  0 or -errno. */
 int byp_flow_ref(int proto, in_addr_t addr, in_port_t port);
 void byp_flow_unref(int proto, in_addr_t addr, in_port_t port);
+/* The flow's socket went to a process without the stack: new TCP connections, or all UDP
+ * datagrams, of the flow go to the kernel from now on (steer_ctl.h byp_steer_hand).
+ * -ENOTSUP on a backend that does not steer. */
+int byp_flow_hand(int proto, in_addr_t addr, in_port_t port);
+/* Whether fd @fd goes to the other process of a spawn or a send (engine_fork.c): one of
+ * @extra, or (unless @listed) any fd without FD_CLOEXEC. */
+int byp_fd_inherited(unsigned fd, const int *extra, int nextra, int listed);
 
 /* Whether @addr (network order) is reachable through the accelerated interface. */
 int byp_route_ok(in_addr_t addr);

@@ -317,6 +317,11 @@ void byp_flow_unref(int proto, in_addr_t addr, in_port_t port)
         }
 }
 
+int byp_flow_hand(int proto, in_addr_t addr, in_port_t port)
+{
+    return byp_steering ? byp_steer_hand(proto, addr, port) : -ENOTSUP;
+}
+
 static in_addr_t gateway;   /* `gateway` key on a dedicated interface; 0: none */
 
 int byp_route_ok(in_addr_t addr)

@@ -2,6 +2,7 @@
  * (connections go to the kernel), exit (the last member delivers what is queued and closes
  * the port), and members that died without leaving. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -170,6 +171,15 @@ void byp_engine_exec_prepare(void)
     byp_engine_leave();
 }
 
+int byp_fd_inherited(unsigned fd, const int *extra, int nextra, int listed)
+{
+    for (int i = 0; i < nextra; i++)
+        if (extra[i] == (int)fd)
+            return 1;
+    int fdfl = listed ? -1 : BYP_REAL(fcntl)((int)fd, F_GETFD);
+    return fdfl >= 0 && !(fdfl & FD_CLOEXEC);
+}
+
 /* Connections going to a process that does not run the stack (@listed: only those of
  * @fds; else also every fd without FD_CLOEXEC) go to the kernel, and their fds become
  * kernel fds here too. */
@@ -183,6 +193,7 @@ static void hand_over(const int *fds, int nfds, int listed, const char *to)
         return;
     byp_stack_lock();
     int n = byp_tcp_spawn_handover(fds, nfds, listed, to, out, (int)end);
+    byp_udp_spawn_handover(fds, nfds, listed, to);
     byp_stack_unlock();
     for (int i = 0; i < n; i++) {
         byp_fd_clear(out[i]);   /* drops the object: lwIP has let go already */

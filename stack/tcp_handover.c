@@ -272,17 +272,21 @@ int byp_tcp_spawn_handover(const int *extra, int nextra, int listed, const char 
         struct tsock *ts = TS(fd);
         if (ts == NULL)
             continue;   /* being closed */
-        int inherited = 0;
-        for (int i = 0; i < nextra && !inherited; i++)
-            inherited = extra[i] == (int)fd;
-        int fdfl = listed ? -1 : BYP_REAL(fcntl)((int)fd, F_GETFD);
-        if (fdfl >= 0 && !(fdfl & FD_CLOEXEC))
-            inherited = 1;
-        if (!inherited)
+        if (!byp_fd_inherited(fd, extra, nextra, listed))
             continue;
         if (ts->state == T_LISTEN) {
-            byp_info("fd %u: a listener passed to %s is the kernel's there; its connections "
-                     "keep coming to this process", fd, to);
+            /* Both processes now hold the kernel's listener, and either may accept: new
+             * connections go there (this process's accept takes them from the kernel
+             * too), those the stack has stay. */
+            int rc = ts->has_flow ? byp_flow_hand(IPPROTO_TCP, ts->flow_addr, ts->flow_port)
+                                  : 0;
+            if (rc < 0)
+                byp_warn("fd %u: a listener passed to %s: its new connections keep coming to "
+                         "this process (%s)", fd, to, strerror(-rc));
+            else
+                byp_info("fd %u: a listener passed to %s: new connections to port %u go to "
+                         "the kernel, the accelerated ones stay", fd, to,
+                         ntohs(ts->local.sin_port));
             continue;
         }
         if (ts->pcb == NULL || ts->state != T_CONNECTED)

@@ -537,6 +537,27 @@ void byp_udp_fork_refs(int slot)
                 byp_refs_get_for(&US(fd)->refs, slot);
 }
 
+void byp_udp_spawn_handover(const int *extra, int nextra, int listed, const char *to)
+{
+    unsigned end = __atomic_load_n(&byp_fdtab_hwm, __ATOMIC_RELAXED);
+    for (unsigned fd = 0; fd < end; fd++) {
+        struct usock *us = byp_fdtab[fd].ops == &byp_udp_ops ? US(fd) : NULL;
+        if (us == NULL || !byp_fd_inherited(fd, extra, nextra, listed))
+            continue;
+        /* Both processes now read the kernel socket, this one through its second path:
+         * its datagrams stop coming to the stack (those queued here stay here). */
+        int rc = us->has_flow ? byp_flow_hand(IPPROTO_UDP, us->flow_addr, us->flow_port) : 0;
+        for (int i = 0; i < us->ngroups && rc == 0; i++)
+            rc = byp_flow_hand(IPPROTO_UDP, us->groups[i].group, us->local.sin_port);
+        if (rc < 0)
+            byp_warn("fd %u: a UDP socket passed to %s: its datagrams keep coming to this "
+                     "process (%s)", fd, to, strerror(-rc));
+        else
+            byp_info("fd %u: a UDP socket passed to %s: its datagrams to port %u go to the "
+                     "kernel", fd, to, ntohs(us->local.sin_port));
+    }
+}
+
 void byp_udp_drop_member(int slot)
 {
     for (struct usock *us = byp_usocks, *next; us != NULL; us = next) {

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from .conftest import json_exchange, write_conf
+from .conftest import PYTHON, assert_bypassed, bypass_lines, json_exchange, write_conf
 
 PORT = 7360
 N = 5
@@ -122,3 +122,192 @@ def test_node_cluster_round_robin(netpair):
         cp.stdout + srv.describe())
     assert srv.poll() is None and "worker died" not in srv.err(), srv.describe()
     srv.stop()
+
+
+# A listener passed to another process: HAProxy's seamless reload (`expose-fd listeners`),
+# socket-passing supervisors.  The sender keeps its copy and stops accepting; the receiver
+# accepts.  On the kernel both hold one socket and the receiver gets every new connection.
+LISTENER_SERVER = r"""
+import json, os, socket, subprocess, sys
+port, n, how = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+WORKER = r'''
+import socket, sys
+u = socket.socket(fileno=int(sys.argv[1]))
+if sys.argv[3] == "send":
+    _, fds, _, _ = socket.recv_fds(u, 10, 1)
+    ls = socket.socket(fileno=fds[0])
+else:
+    ls = socket.socket(fileno=3)    # posix_spawn's file actions put it there
+ls.settimeout(20)
+served = 0
+try:
+    for i in range(int(sys.argv[2])):
+        c, _ = ls.accept()
+        c.settimeout(5)
+        data = b""
+        while not data.endswith(b"\n"):
+            d = c.recv(100)
+            if not d:
+                break
+            data += d
+        c.sendall(b"worker got " + data)
+        c.close()
+        served += 1
+except OSError as e:
+    print("worker: %s" % e, file=sys.stderr, flush=True)
+u.sendall(b"%d" % served)
+'''
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("0.0.0.0", port))
+ls.listen(64)
+print("ready", flush=True)
+c1, _ = ls.accept()                 # kept by this process, which accepts nothing more
+a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+if how == "send":
+    worker = subprocess.Popen([sys.executable, "-c", WORKER, str(b.fileno()), str(n), how],
+                              pass_fds=[b.fileno()])
+    socket.send_fds(a, [b"L"], [ls.fileno()])
+    wait = lambda: worker.wait(30)
+else:
+    pid = os.posix_spawn(sys.executable, [sys.executable, "-c", WORKER, "4", str(n), how],
+                         os.environ, file_actions=[(os.POSIX_SPAWN_DUP2, ls.fileno(), 3),
+                                                   (os.POSIX_SPAWN_DUP2, b.fileno(), 4)])
+    wait = lambda: os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+b.close()
+c1.sendall(b"passed\n")
+echoed = 0
+while True:
+    d = c1.recv(65536)
+    if not d:
+        break
+    c1.sendall(d)
+    echoed += len(d)
+print(json.dumps({"worker": wait(), "served": int(a.recv(10) or b"-1"),
+                  "echoed": echoed}), flush=True)
+"""
+
+LISTENER_CLIENT = r"""
+import json, os, socket, sys, time
+host, port, n, rounds, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+c1 = socket.create_connection((host, port), timeout=10)
+got = b""
+while not got.endswith(b"passed\n"):
+    got += c1.recv(100)
+answers = []
+for i in range(n):
+    try:
+        s = socket.create_connection((host, port), timeout=5)
+        s.sendall(b"hello %d\n" % i)
+        r = b""
+        while True:
+            d = s.recv(100)
+            if not d:
+                break
+            r += d
+        answers.append(r.decode())
+        s.close()
+    except OSError as e:
+        answers.append("error %s" % e)
+print("phase2", flush=True)
+while not os.path.exists(go):       # the test reads the kernel's counters meanwhile
+    time.sleep(0.01)
+blk = b"x" * 64
+for i in range(rounds):
+    c1.sendall(blk)
+    r = b""
+    while len(r) < len(blk):
+        r += c1.recv(len(blk) - len(r))
+    assert r == blk
+c1.close()
+print(json.dumps(answers), flush=True)
+"""
+
+
+@pytest.mark.parametrize("how", ["send", "spawn"])
+def test_listener_sent_to_another_process(netpair, how):
+    """The process that listens (accelerated) sends its listener to a worker it exec'd (or
+    posix_spawns one that inherits it) and keeps it without accepting again, as HAProxy's
+    old process does in a seamless reload.
+    Every new connection is the worker's, as on the kernel; the connection the sender
+    accepted before stays on the stack (the kernel's counters stay still for it).  Before,
+    the new connections' SYNs were still steered to the sender's stack, which completed
+    the handshakes and queued them for an accept that never came: the clients hung."""
+    net = netpair()
+    port, n, rounds = PORT + 2, 20, 2000
+    conf = write_conf(net.dir / "srv.conf", "bypv0", [("tcp", port)])
+    want = ["worker got hello %d\n" % i for i in range(n)]
+    for mode, c in (("kernel", None), ("accel", conf)):
+        srv = net.spawn("server", [PYTHON, "-c", LISTENER_SERVER, port, n, how],
+                        name="lpass-" + mode, conf=c,
+                        env={"BYPASS_LOG": "info"} if c else None)
+        srv.wait_ready()
+        go = net.dir / ("go-" + mode)
+        cli = net.spawn("client", [PYTHON, "-c", LISTENER_CLIENT, net.srv_ip, port, n, rounds,
+                                   str(go)], name="lpass-cli-" + mode, preload=False)
+        cli.wait_ready("phase2", timeout=120)
+        before = net.tcp_segs("server")
+        go.write_text("go")
+        assert cli.wait(timeout=60) == 0, cli.describe() + srv.describe()
+        after = net.tcp_segs("server")
+        assert json.loads(cli.out().strip().splitlines()[-1]) == want, (
+            mode, cli.describe() + srv.describe())
+        assert srv.wait(30) == 0, srv.describe()
+        res = json.loads(srv.out().strip().splitlines()[-1])
+        assert res == {"worker": 0, "served": n, "echoed": 64 * rounds}, (mode, res)
+        if mode == "accel":
+            assert_bypassed(before, after, 2 * rounds, "the sender's own connection")
+            assert any("new connections to port %d go to the kernel" % port in l
+                       for l in bypass_lines(srv.err())), srv.describe()
+
+
+UDP_SERVER = r"""
+import json, socket, subprocess, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+WORKER = r'''
+import socket, sys
+u = socket.socket(fileno=int(sys.argv[1]))
+_, fds, _, _ = socket.recv_fds(u, 10, 1)
+s = socket.socket(fileno=fds[0])
+s.settimeout(5)
+got = set()
+try:
+    while len(got) < int(sys.argv[2]):
+        got.add(s.recv(100))
+except OSError:
+    pass
+u.sendall(b"%d" % len(got))
+'''
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", port))
+a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+worker = subprocess.Popen([sys.executable, "-c", WORKER, str(b.fileno()), str(n)],
+                          pass_fds=[b.fileno()])
+b.close()
+socket.send_fds(a, [b"U"], [s.fileno()])
+print("ready", flush=True)
+print(json.dumps({"worker": worker.wait(30), "received": int(a.recv(10) or b"-1")}), flush=True)
+"""
+
+UDP_CLIENT = r"""
+import socket, sys, time
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(n):
+    s.sendto(b"datagram %d" % i, (host, port))
+    time.sleep(0.002)
+print("sent", flush=True)
+"""
+
+
+def test_udp_socket_sent_to_another_process(netpair):
+    """A bound UDP socket (accelerated) sent to a worker, the sender reading no more: the
+    worker receives every datagram, as on the kernel, where both share one queue.  Before,
+    they were steered to the sender's stack and the worker got none."""
+    net = netpair()
+    port, n = PORT + 3, 50
+    conf = write_conf(net.dir / "srv.conf", "bypv0", [("udp", port)])
+    for mode, c in (("kernel", None), ("accel", conf)):
+        srv, _ = json_exchange(net, UDP_SERVER, UDP_CLIENT, port, conf=c, name="upass-" + mode,
+                               args=(n,))
+        assert srv == {"worker": 0, "received": n}, (mode, srv)
