@@ -295,26 +295,29 @@ int byp_steer_packets(int proto, in_addr_t addr, in_port_t port, uint64_t *packe
     return 0;
 }
 
+/* Set @flag on the flow entry @key (its packet count kept). */
+static int flag_flow(const struct byp_flow_key *key, uint32_t flag)
+{
+    struct byp_flow_val val;
+    if (bpf_map_lookup_elem(flow_fd, key, &val) != 0)
+        return -errno;
+    if (val.flags & flag)
+        return 0;
+    val.flags |= flag;
+    return bpf_map_update_elem(flow_fd, key, &val, BPF_EXIST) == 0 ? 0 : -errno;
+}
+
 int byp_steer_hand(int proto, in_addr_t addr, in_port_t port)
 {
     struct byp_flow_key key;
-    struct byp_flow_val val;
     int ret = make_key(&key, proto, addr, port);
-    if (ret < 0)
-        return ret;
-    if (bpf_map_lookup_elem(flow_fd, &key, &val) != 0)
-        return -errno;
-    if (val.flags & BYP_FLOW_F_HANDED)
-        return 0;
-    val.flags |= BYP_FLOW_F_HANDED;
-    return bpf_map_update_elem(flow_fd, &key, &val, BPF_EXIST) == 0 ? 0 : -errno;
+    return ret < 0 ? ret : flag_flow(&key, BYP_FLOW_F_HANDED);
 }
 
 int byp_steer_pass_conn(int proto, in_addr_t flow_addr, in_addr_t laddr, in_port_t lport,
                         in_addr_t raddr, in_port_t rport)
 {
     struct byp_flow_key key;
-    struct byp_flow_val val;
     int ret = make_key(&key, proto, flow_addr, lport);
     if (ret < 0)
         return ret;
@@ -330,9 +333,6 @@ int byp_steer_pass_conn(int proto, in_addr_t flow_addr, in_addr_t laddr, in_port
     uint32_t one = 1;
     if (bpf_map_update_elem(kpass_fd, &ck, &one, BPF_ANY) != 0)
         return -errno;
-    if (bpf_map_lookup_elem(flow_fd, &key, &val) == 0 && !(val.flags & BYP_FLOW_F_PASS)) {
-        val.flags |= BYP_FLOW_F_PASS;
-        bpf_map_update_elem(flow_fd, &key, &val, BPF_EXIST);
-    }
+    flag_flow(&key, BYP_FLOW_F_PASS);
     return 0;
 }
