@@ -122,7 +122,11 @@ static int same(const struct tcp_pcb *pcb, const struct halfopen *h)
            pcb->rcv_nxt == h->irs + 1;
 }
 
-/* The PCB lwIP made for the previous SYN is the head of the active list, if it made one. */
+/* The PCB lwIP made for the SYN it just took is the head of the active list, if it made
+ * one.  Called right after that segment's input (byp_guard_after_input, and after a SYN
+ * injected here): any later segment moves its own connection to the head (tcp_input keeps
+ * the list in order of use), and a half-open connection looked up only at the next SYN was
+ * often taken for refused and never evicted. */
 static void resolve_last(void)
 {
     if (!ring_last_pending)
@@ -229,8 +233,15 @@ static int check_evicted(const struct tcp_hdr *hdr, const struct pbuf *p)
     struct evicted *e = &evicted[slot_of(raddr, hdr->src, hdr->dest)];
     if (!e->used || e->raddr != raddr || e->rport != hdr->src || e->lport != hdr->dest)
         e++;   /* the other way of the set */
+    /* The ACK must acknowledge our SYN-ACK exactly; its sequence number may be past the
+     * client's first byte when the segments that carried the handshake's ACK and its first
+     * data were lost (dropped at the receive ring by the flood itself): the client, which
+     * thinks itself connected, then acknowledges our SYN-ACK's retransmission from further
+     * on, at most our SYN-ACK's window (16 bits, never scaled) past its first byte.  A
+     * half-open connection still in lwIP takes such an ACK too (the data is sent again);
+     * refused, the client got a reset. */
     if (!e->used || e->raddr != raddr || e->rport != hdr->src || e->lport != hdr->dest ||
-        hdr->ackno != e->iss + 1 || hdr->seqno != e->irs + 1)
+        hdr->ackno != e->iss + 1 || (u32_t)(hdr->seqno - (e->irs + 1)) > 0xffff)
         return 0;
     if (!keep_current(hdr, p))
         return 0;
@@ -288,6 +299,7 @@ static void tcp_csum(uint8_t *ip, uint16_t hl, uint16_t tot)
 
 void byp_guard_after_input(struct netif *ni)
 {
+    resolve_last();
     if (last_pcb != NULL) {
         /* lwIP stops the persist timer only when it sends; an ACK that empties the queue
          * (data sent before a retransmission timeout put it back in the unsent queue)
@@ -304,6 +316,7 @@ void byp_guard_after_input(struct netif *ni)
         /* The checksum again: a veth frame may carry a partial one, trusted only there. */
         tcp_csum(pending_pkt, (uint16_t)((pending_pkt[0] & 0x0f) * 4), pending_len);
         inject(ni, pending_pkt, pending_len);
+        resolve_last();
     }
     if (__builtin_expect(!pending.used, 1))
         return;
@@ -368,6 +381,7 @@ void byp_guard_after_input(struct netif *ni)
     forcing = 1;
     inject(ni, syn, tot);
     forcing = 0;
+    resolve_last();
     /* The SYN-ACK lwIP just sent repeats the first one; the client's ACK completes it. */
     rebuilt++;
     inject(ni, pending_pkt, pending_len);

@@ -389,6 +389,39 @@ def case_isn(n=1000):
     return "isns=" + ",".join(str(x) for x in isns)
 
 
+def case_evicted_ack():
+    """A handshake whose ACK and first data were lost (as a SYN flood's own frames make a
+    receive ring drop them): SYN, SYN-ACK, then 1,100 spoofed SYNs (more than the
+    accelerated listener's 1,024 half-open connections: ours is evicted), then the pure ACK
+    the client sends later, past its 5 lost bytes, then those bytes again.  The kernel
+    keeps the half-open connection and takes both; so must the stack, from its record of
+    the evicted one (it reset the client before)."""
+    sport, seq = next(PORTS), random.randrange(1 << 32)
+    drain()
+    send(IP(src=ME, dst=SRV) / TCP(sport=sport, dport=PORT, flags="S", seq=seq, window=65535,
+                                    options=[("MSS", 1460)]))
+    sa = first(lambda t: t.flags & 0x12 == 0x12, 3, sport)
+    if sa is None:
+        return "no-synack"
+    rcv = (sa[TCP].seq + 1) & 0xffffffff
+    case_synflood(1100)
+    time.sleep(0.5)
+    drain()
+    send(IP(src=ME, dst=SRV) / TCP(sport=sport, dport=PORT, flags="A", seq=(seq + 6) & 0xffffffff,
+                                    ack=rcv, window=65535))
+    p = first(lambda t: True, 1.0, sport)
+    reset = p is not None and bool(p[TCP].flags & 0x04)
+    send(IP(src=ME, dst=SRV) / TCP(sport=sport, dport=PORT, flags="PA", seq=(seq + 1) & 0xffffffff,
+                                    ack=rcv, window=65535) / Raw(b"hello"))
+    echo = b""
+    for p in packets(2.0, sport, lambda t: len(bytes(t.payload)) >= 5):
+        if p[TCP].seq == rcv:
+            echo = bytes(p[TCP].payload)
+    send(IP(src=ME, dst=SRV) / TCP(sport=sport, dport=PORT, flags="R",
+                                    seq=(seq + 6) & 0xffffffff))
+    return "reset=%s echo=%r" % (reset, echo)
+
+
 def case_synflood(n=50000):
     """@n SYNs from random addresses of the subnet (.100-.249, which nobody owns) and random
     ports, as fast as one Python loop on a raw socket sends them.  Prints the window."""
@@ -432,7 +465,7 @@ def case_synflood(n=50000):
                                                                n / (t1 - t0))
 
 
-CASES = {"synflood": case_synflood, "malformed": case_malformed, "garbage": case_garbage, "rfc5961": case_rfc5961,
+CASES = {"synflood": case_synflood, "evicted-ack": case_evicted_ack, "malformed": case_malformed, "garbage": case_garbage, "rfc5961": case_rfc5961,
          "overlap": case_overlap, "window-probe": case_window_probe,
          "zero-window": case_zero_window, "mss1": case_mss1, "isn": case_isn}
 

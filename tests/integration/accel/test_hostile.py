@@ -163,6 +163,12 @@ def test_rfc5961(hostile):
     hostile.check_healthy()
 
 
+def test_evicted_handshake_ack_past_lost_data(hostile):
+    res = hostile.side_by_side("evicted-ack")
+    assert res["evicted-ack"] == "reset=False echo=b'hello'", res
+    hostile.check_healthy()
+
+
 def test_overlapping_segments(hostile):
     res = hostile.side_by_side("overlap")
     assert res["overlap"] == "length=17 each-byte-one-sent-there=True", res
