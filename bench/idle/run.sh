@@ -11,7 +11,9 @@
 #
 # Writes one line per run to OUT_TSV: bench, mode (kernel|bypass), round, CPU milliseconds, unit,
 # command; for bypass runs a second line, idle-progress: the progress thread's own CPU and
-# its wake-ups; prints a summary.  Needs root.
+# its wake-ups; and per round a start line per mode: a short program's start to exit
+# (python3 binding, listening on and closing the accelerated port), the engine's start and
+# leave included.  Prints a summary.  Needs root.
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -88,7 +90,29 @@ one() {   # mode round
   fi
 }
 
+# A short program's start to exit: python3 binds the accelerated port, listens and closes
+# (the engine starts and leaves once), 5 times a round; the median per round, in ms.
+SHORT='import socket,sys
+s=socket.socket(); s.bind((sys.argv[1],int(sys.argv[2]))); s.listen(1); s.close()'
+start() {   # mode round
+  local mode="$1" round="$2" pre=() i t0 t1 all=()
+  [ "$mode" = bypass ] && pre=(env LD_PRELOAD="$LIB" BYPASS_CONFIG="$WORK/idle.conf")
+  for i in 1 2 3 4 5; do
+    t0=$(date +%s%N)
+    ip netns exec "$SNS" "${pre[@]}" /usr/bin/python3 -c "$SHORT" "$SIP" "$PORT" || return
+    t1=$(date +%s%N)
+    all+=($(( (t1 - t0) / 1000 )))
+  done
+  local ms
+  ms=$(printf '%s\n' "${all[@]}" | sort -n | awk '{ v[NR] = $1 } END { printf "%.1f", v[int((NR + 1) / 2)] / 1000 }')
+  printf 'start\t%s\t%d\t%s\tms\tpython3: bind, listen, close, start to exit (median of 5)\n' \
+    "$mode" "$round" "$ms" >> "$OUT"
+  echo "start $mode round $round: $ms ms from start to exit"
+}
+
 for r in $(seq "$ROUNDS"); do
   one kernel "$r"
   one bypass "$r"
+  start kernel "$r"
+  start bypass "$r"
 done

@@ -413,7 +413,9 @@ if "deploy" in B:
              "iperf3-rx": "iperf3 one stream, kernel client -> server (Gbit/s)",
              "iperf3-tx": "iperf3 one stream, server -> kernel client, -R (Gbit/s)",
              "idle": "idle redis-server, 10 connections (CPU milliseconds per run, lower is better)",
-             "idle-progress": "the same, its progress thread alone (CPU milliseconds per run)"}
+             "idle-progress": "the same, its progress thread alone (CPU milliseconds per run)",
+             "start": "a short program's start to exit: python3 bind, listen, close "
+                      "(milliseconds, lower is better)"}
     order = list(label)
     benches = B["deploy"]["benches"]
     has_base = any("base" in b["modes"] for b in benches.values())
@@ -427,7 +429,8 @@ if "deploy" in B:
     for bench in sorted(benches, key=lambda b: order.index(b) if b in order else 99):
         md = benches[bench]["modes"]
         kv, xv, lv, bv = (md.get(m, {}).get("median") for m in DEPLOY_MODES)
-        nd = 2 if bench.startswith("iperf3") or bench == "idle-progress" else 0
+        nd = 2 if bench.startswith("iperf3") or bench == "idle-progress" else \
+            1 if bench == "start" else 0
         dep.append(f"| {label.get(bench, bench)} | {fmt(kv, nd)} | {fmt(xv, nd)} | {ratio(xv, kv)} | "
                    f"{fmt(lv, nd)} | {ratio(lv, kv)} |" +
                    (f" {fmt(bv, nd)} | {ratio(bv, kv)} |" if has_base else ""))
