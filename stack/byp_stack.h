@@ -102,8 +102,9 @@ void byp_flow_unref(int proto, in_addr_t addr, in_port_t port);
  * datagrams, of the flow go to the kernel from now on (steer_ctl.h byp_steer_hand).
  * -ENOTSUP on a backend that does not steer. */
 int byp_flow_hand(int proto, in_addr_t addr, in_port_t port);
-/* Whether fd @fd goes to the other process of a spawn or a send (engine_fork.c): one of
- * @extra, or (unless @listed) any fd without FD_CLOEXEC. */
+/* Whether fd @fd goes to the other process of a spawn or a send (engine_fork.c): 2 when
+ * named (one of @extra: sent, or a spawn's dup2 source), 1 when merely inherited (unless
+ * @listed, any fd without FD_CLOEXEC), else 0. */
 int byp_fd_inherited(unsigned fd, const int *extra, int nextra, int listed);
 
 /* Whether @addr (network order) is reachable through the accelerated interface. */

@@ -175,7 +175,7 @@ int byp_fd_inherited(unsigned fd, const int *extra, int nextra, int listed)
 {
     for (int i = 0; i < nextra; i++)
         if (extra[i] == (int)fd)
-            return 1;
+            return 2;
     int fdfl = listed ? -1 : BYP_REAL(fcntl)((int)fd, F_GETFD);
     return fdfl >= 0 && !(fdfl & FD_CLOEXEC);
 }

@@ -272,12 +272,21 @@ int byp_tcp_spawn_handover(const int *extra, int nextra, int listed, const char 
         struct tsock *ts = TS(fd);
         if (ts == NULL)
             continue;   /* being closed */
-        if (!byp_fd_inherited(fd, extra, nextra, listed))
+        int how = byp_fd_inherited(fd, extra, nextra, listed);
+        if (how == 0)
             continue;
+        if (ts->state == T_LISTEN && how == 1) {
+            /* Merely not FD_CLOEXEC: programs leak their listeners into what they run
+             * (system(), popen()) far more often than a spawned program accepts on one;
+             * handing it over would take every later connection off the stack. */
+            byp_info("fd %u: a listener inherited by %s stays on this stack (not FD_CLOEXEC; "
+                     "name it in a dup2 file action to share it)", fd, to);
+            continue;
+        }
         if (ts->state == T_LISTEN) {
-            /* Both processes now hold the kernel's listener, and either may accept: new
-             * connections go there (this process's accept takes them from the kernel
-             * too), those the stack has stay. */
+            /* Sent, or made an fd of the spawned program: both processes now hold the
+             * kernel's listener, and either may accept.  New connections go there (this
+             * process's accept takes them from the kernel too), those the stack has stay. */
             int rc = ts->has_flow ? byp_flow_hand(IPPROTO_TCP, ts->flow_addr, ts->flow_port)
                                   : 0;
             if (rc < 0)

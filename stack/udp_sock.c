@@ -542,7 +542,9 @@ void byp_udp_spawn_handover(const int *extra, int nextra, int listed, const char
     unsigned end = __atomic_load_n(&byp_fdtab_hwm, __ATOMIC_RELAXED);
     for (unsigned fd = 0; fd < end; fd++) {
         struct usock *us = byp_fdtab[fd].ops == &byp_udp_ops ? US(fd) : NULL;
-        if (us == NULL || !byp_fd_inherited(fd, extra, nextra, listed))
+        /* Only a socket sent or named by a dup2 file action: one merely not FD_CLOEXEC
+         * stays (as a listener does, tcp_handover.c). */
+        if (us == NULL || byp_fd_inherited(fd, extra, nextra, listed) != 2)
             continue;
         /* Both processes now read the kernel socket, this one through its second path:
          * its datagrams stop coming to the stack (those queued here stay here). */

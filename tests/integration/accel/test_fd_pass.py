@@ -311,3 +311,67 @@ def test_udp_socket_sent_to_another_process(netpair):
         srv, _ = json_exchange(net, UDP_SERVER, UDP_CLIENT, port, conf=c, name="upass-" + mode,
                                args=(n,))
         assert srv == {"worker": 0, "received": n}, (mode, srv)
+
+
+LEAKY_SERVER = r"""
+import json, os, socket, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("0.0.0.0", port))
+ls.listen(64)
+os.set_inheritable(ls.fileno(), True)     # not FD_CLOEXEC, as many C servers leave it
+print("ready", flush=True)
+served = 0
+for i in range(n):
+    c, _ = ls.accept()
+    if i == 0:
+        os.system("true")                 # glibc's system(): posix_spawn of /bin/sh
+    data = b""
+    while not data.endswith(b"\n"):
+        d = c.recv(100)
+        if not d:
+            break
+        data += d
+    c.sendall(data)
+    c.close()
+    served += 1
+print(json.dumps({"served": served}), flush=True)
+"""
+
+LEAKY_CLIENT = r"""
+import json, socket, sys
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+got = []
+for i in range(n):
+    s = socket.create_connection((host, port), timeout=5)
+    s.sendall(b"x" * 2000 + b" %d\n" % i)
+    r = b""
+    while True:
+        d = s.recv(4096)
+        if not d:
+            break
+        r += d
+    got.append(len(r))
+    s.close()
+print(json.dumps(got))
+"""
+
+
+def test_listener_leaked_into_system_stays_accelerated(netpair):
+    """A listener the program leaves without FD_CLOEXEC is inherited by what system() runs
+    (/bin/sh), which never accepts on it: the listener stays on the stack, and the
+    connections after the system() call still bypass the kernel.  Only a listener sent, or
+    named by a dup2 file action, goes to the kernel (the tests above)."""
+    net = netpair()
+    port, n = PORT + 4, 30
+    conf = write_conf(net.dir / "srv.conf", "bypv0", [("tcp", port)])
+    want = [2000 + len(" %d\n" % i) for i in range(n)]
+    for mode, c in (("kernel", None), ("accel", conf)):
+        before = net.tcp_segs("server")
+        srv, out = json_exchange(net, LEAKY_SERVER, LEAKY_CLIENT, port, conf=c,
+                                 name="leaky-" + mode, args=(n,))
+        assert srv == {"served": n}, (mode, srv)
+        assert json.loads(out.strip().splitlines()[-1]) == want, (mode, out)
+        if mode == "accel":
+            assert_bypassed(before, net.tcp_segs("server"), 6 * n, "connections after system()")
