@@ -167,6 +167,7 @@ void byp_engine_exec_prepare(void)
         return;
     byp_stack_lock_raw();
     byp_tcp_handover_fds(0);
+    byp_tcp_exec_hand_listeners();
     byp_stack_unlock();
     byp_engine_leave();
 }

@@ -49,5 +49,8 @@ void byp_tcp_handover_fds(int at_exit);
  * the kernel.  Writes the fds to turn into kernel fds to @out. */
 int byp_tcp_spawn_handover(const int *extra, int nextra, int listed, const char *to, int *out,
                            int max);
+/* Before exec (lock held, tcp_handover.c): the listeners the new image inherits are no
+ * longer steered to the stack (byp_flow_hand). */
+void byp_tcp_exec_hand_listeners(void);
 
 #endif

@@ -261,6 +261,27 @@ int byp_tcp_handover(struct tsock *ts, int fd)
  * as it would without the library (@to names them in the log).  The fds that now name a
  * plain kernel socket go to @out (at most @max; the caller clears them after the lock).
  * Their count. */
+/* Before exec (lock held): a listener the new image inherits stops being steered to the
+ * stack, as the exec'd program (nginx's new master in a binary upgrade) may accept on it:
+ * new connections go to the kernel, those the stack has stay. */
+void byp_tcp_exec_hand_listeners(void)
+{
+    unsigned end = __atomic_load_n(&byp_fdtab_hwm, __ATOMIC_RELAXED);
+    for (unsigned fd = 0; fd < end; fd++) {
+        struct tsock *ts = byp_fdtab[fd].ops == &byp_tcp_ops ? TS(fd) : NULL;
+        if (ts == NULL || ts->state != T_LISTEN || !ts->has_flow ||
+            byp_fd_inherited(fd, NULL, 0, 0) == 0)
+            continue;
+        int rc = byp_flow_hand(IPPROTO_TCP, ts->flow_addr, ts->flow_port);
+        if (rc < 0)
+            byp_warn("fd %u: a listener the exec'd program inherits: its new connections keep "
+                     "coming to the stack (%s)", fd, strerror(-rc));
+        else
+            byp_info("fd %u: a listener the exec'd program inherits: new connections to port "
+                     "%u go to the kernel", fd, ntohs(ts->local.sin_port));
+    }
+}
+
 int byp_tcp_spawn_handover(const int *extra, int nextra, int listed, const char *to, int *out,
                            int max)
 {

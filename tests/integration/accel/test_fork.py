@@ -524,3 +524,88 @@ print(ok, len(seen))
         os.kill(w, signal.SIGTERM)
     assert wait_gone(workers, 20)
     assert_family_cleaned(net, [srv.pid] + workers)
+
+
+def children(pid):
+    """Direct children of @pid (from /proc), for the cleanup of a daemonized family."""
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if int((p / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(p.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+@pytest.mark.slow
+def test_nginx_binary_upgrade(netpair, request):
+    """nginx's binary upgrade, beside the kernel: USR2 makes the master fork and exec a new
+    master, which inherits the listener (not FD_CLOEXEC) and starts its own workers; WINCH
+    stops the old workers; QUIT ends the old master.  Every request is answered at every
+    step.  The exec'd image does not run this stack, so the listener it inherits stops
+    being steered to it.  Before, after WINCH the port's new connections went on to the old
+    master's stack, which never accepts: 0 of 5 requests answered until its QUIT."""
+    net = netpair()
+    port = 8081
+    d = Path(tempfile.mkdtemp(prefix="bypass-nginx-up-"))
+    request.addfinalizer(lambda: shutil.rmtree(d, ignore_errors=True))
+    d.chmod(0o755)
+    (d / "www").mkdir()
+    (d / "www" / "small.txt").write_text("hello from nginx\n")
+    (d / "nginx.conf").write_text(NGINX_CONF.format(daemon="on", workers=WORKERS, d=d,
+                                                    port=port))
+    conf = write_conf(d / "bypass.conf", SRV_IF, [("tcp", port)], extra='log = "info";\n')
+    url = "http://%s:%d/small.txt" % (net.srv_ip, port)
+
+    def answered(n):
+        cp = net.run("client", ["sh", "-c", "for i in $(seq %d); do curl -s -m 2 -o /dev/null "
+                                "-w '%%{http_code}\\n' %s; done" % (n, url)], timeout=60)
+        return cp.stdout.split().count("200")
+
+    def pid_in(name, other=None, timeout=10):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                pid = int((d / name).read_text())
+                if pid != other:
+                    return pid
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        pytest.fail("no %s from nginx\n%s" % (name, (d / "error.log").read_text()[-3000:]))
+
+    for mode, c in (("kernel", None), ("accel", conf)):
+        started = []
+        try:
+            # The full path: the new binary is exec'd by argv[0], without a PATH search.
+            launcher = net.spawn("server", [shutil.which("nginx"), "-c", str(d / "nginx.conf"), "-e",
+                                            str(d / "error.log")], name="nginx-" + mode, conf=c)
+            started.append(launcher.pid)
+            old = pid_in("nginx.pid")
+            started += [old] + children(old)
+            net.wait_port(port, None)
+            assert answered(3) == 3, mode
+            os.kill(old, signal.SIGUSR2)
+            new = pid_in("nginx.pid", other=old)
+            deadline = time.monotonic() + 10
+            while len(children(new)) < WORKERS and time.monotonic() < deadline:
+                time.sleep(0.05)
+            started += [new] + children(new)
+            assert answered(3) == 3, mode
+            old_workers = [p for p in children(old) if p != new]   # the new master is one
+            os.kill(old, signal.SIGWINCH)
+            assert wait_gone(old_workers), mode
+            assert answered(5) == 5, (mode, "after WINCH", (d / "error.log").read_text()[-2000:])
+            os.kill(old, signal.SIGQUIT)
+            assert wait_gone([old]), mode
+            assert answered(3) == 3, (mode, "after the old master's QUIT")
+            new_workers = children(new)
+            started += new_workers
+            os.kill(new, signal.SIGQUIT)
+            assert wait_gone([new] + new_workers), mode
+        finally:
+            kill_all(started)
+            for f in ("nginx.pid", "nginx.pid.oldbin"):
+                (d / f).unlink(missing_ok=True)
