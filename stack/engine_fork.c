@@ -168,6 +168,7 @@ void byp_engine_exec_prepare(void)
     byp_stack_lock_raw();
     byp_tcp_handover_fds(0);
     byp_tcp_exec_hand_listeners();
+    byp_udp_spawn_handover(NULL, 0, 0, 1, "the exec'd program");
     byp_stack_unlock();
     byp_engine_leave();
 }
@@ -194,7 +195,7 @@ static void hand_over(const int *fds, int nfds, int listed, const char *to)
         return;
     byp_stack_lock();
     int n = byp_tcp_spawn_handover(fds, nfds, listed, to, out, (int)end);
-    byp_udp_spawn_handover(fds, nfds, listed, to);
+    byp_udp_spawn_handover(fds, nfds, listed, 0, to);
     byp_stack_unlock();
     for (int i = 0; i < n; i++) {
         byp_fd_clear(out[i]);   /* drops the object: lwIP has let go already */

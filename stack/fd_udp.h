@@ -19,9 +19,11 @@ int byp_udp_join(int fd, in_addr_t group, in_addr_t source);
  * died gives back all of its references. */
 void byp_udp_fork_refs(int slot);
 void byp_udp_drop_member(int slot);
-/* Before posix_spawn or an SCM_RIGHTS send (lock held), as byp_tcp_spawn_handover: the
- * flows of each accelerated UDP socket the other program gets go to the kernel. */
-void byp_udp_spawn_handover(const int *extra, int nextra, int listed, const char *to);
+/* Before posix_spawn, an SCM_RIGHTS send or exec (lock held), as byp_tcp_spawn_handover:
+ * the flows of each accelerated UDP socket the other program gets go to the kernel (at a
+ * spawn or send only those named in @extra; at exec, @inherited_too, every one it keeps). */
+void byp_udp_spawn_handover(const int *extra, int nextra, int listed, int inherited_too,
+                            const char *to);
 
 /* The second receive path's readiness (udp_kpath.c).  byp_udp_kpath_start: create the
  * family's kernel-path epoll set (0 or -errno); byp_udp_kpath_fd: that set, or -1: it is

@@ -537,14 +537,17 @@ void byp_udp_fork_refs(int slot)
                 byp_refs_get_for(&US(fd)->refs, slot);
 }
 
-void byp_udp_spawn_handover(const int *extra, int nextra, int listed, const char *to)
+void byp_udp_spawn_handover(const int *extra, int nextra, int listed, int inherited_too,
+                            const char *to)
 {
     unsigned end = __atomic_load_n(&byp_fdtab_hwm, __ATOMIC_RELAXED);
     for (unsigned fd = 0; fd < end; fd++) {
         struct usock *us = byp_fdtab[fd].ops == &byp_udp_ops ? US(fd) : NULL;
-        /* Only a socket sent or named by a dup2 file action: one merely not FD_CLOEXEC
-         * stays (as a listener does, tcp_handover.c). */
-        if (us == NULL || byp_fd_inherited(fd, extra, nextra, listed) != 2)
+        /* A socket sent or named by a dup2 file action, or any that survives an exec
+         * (@inherited_too); one merely not FD_CLOEXEC at a spawn stays, as a listener does
+         * (tcp_handover.c). */
+        int how = us != NULL ? byp_fd_inherited(fd, extra, nextra, listed) : 0;
+        if (how == 0 || (how == 1 && !inherited_too))
             continue;
         /* Both processes now read the kernel socket, this one through its second path:
          * its datagrams stop coming to the stack (those queued here stay here). */

@@ -375,3 +375,48 @@ def test_listener_leaked_into_system_stays_accelerated(netpair):
         assert json.loads(out.strip().splitlines()[-1]) == want, (mode, out)
         if mode == "accel":
             assert_bypassed(before, net.tcp_segs("server"), 6 * n, "connections after system()")
+
+
+UDP_EXEC_SERVER = r"""
+import json, os, socket, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+WORKER = r'''
+import socket, sys
+s = socket.socket(fileno=int(sys.argv[1]))
+s.settimeout(5)
+got = set()
+try:
+    while len(got) < int(sys.argv[2]):
+        got.add(s.recv(100))
+except OSError:
+    pass
+print(len(got), flush=True)
+'''
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", port))
+os.set_inheritable(s.fileno(), True)
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:                              # the child shares the stack, then execs
+    os.dup2(w, 1)
+    os.execv(sys.executable, [sys.executable, "-c", WORKER, str(s.fileno()), str(n)])
+os.close(w)
+print("ready", flush=True)
+got = os.read(r, 100)
+_, status = os.waitpid(pid, 0)
+print(json.dumps({"worker": os.waitstatus_to_exitcode(status), "received": int(got or b"-1")}),
+      flush=True)
+"""
+
+
+def test_udp_socket_inherited_across_exec(netpair):
+    """A bound UDP socket (accelerated) inherited by a forked child that execs a reader,
+    the parent reading no more: the new image reads every datagram from the kernel socket,
+    as on the kernel.  Before, they stayed steered to the family's stack and it got none."""
+    net = netpair()
+    port, n = PORT + 5, 50
+    conf = write_conf(net.dir / "srv.conf", "bypv0", [("udp", port)])
+    for mode, c in (("kernel", None), ("accel", conf)):
+        srv, _ = json_exchange(net, UDP_EXEC_SERVER, UDP_CLIENT, port, conf=c,
+                               name="uexec-" + mode, args=(n,))
+        assert srv == {"worker": 0, "received": n}, (mode, srv)
