@@ -140,6 +140,20 @@ http {{
 """
 
 
+def nginx_dir(request, daemon, port):
+    """A scratch folder (removed after the test) with nginx.conf for @port, www/small.txt,
+    and the library's config accelerating @port: (folder, config path).  The workers drop
+    to nobody: their files live where nobody can read them."""
+    d = Path(tempfile.mkdtemp(prefix="bypass-nginx-"))
+    request.addfinalizer(lambda: shutil.rmtree(d, ignore_errors=True))
+    d.chmod(0o755)
+    (d / "www").mkdir()
+    (d / "www" / "small.txt").write_text("hello from nginx\n")
+    (d / "nginx.conf").write_text(NGINX_CONF.format(daemon=daemon, workers=WORKERS, d=d,
+                                                    port=port))
+    return d, write_conf(d / "bypass.conf", SRV_IF, [("tcp", port)], extra='log = "info";\n')
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("daemon", ["off", "on"])
 def test_nginx_workers(netpair, daemon, request):
@@ -147,17 +161,9 @@ def test_nginx_workers(netpair, daemon, request):
     served, the kernel carried none of it; the last process out removes the program."""
     net = netpair()
     port = 8080
-    # The workers drop to nobody: their files live where nobody can read them.
-    d = Path(tempfile.mkdtemp(prefix="bypass-nginx-"))
-    request.addfinalizer(lambda: shutil.rmtree(d, ignore_errors=True))
-    d.chmod(0o755)
-    (d / "www").mkdir()
-    (d / "www" / "small.txt").write_text("hello from nginx\n")
+    d, conf = nginx_dir(request, daemon, port)
     big = os.urandom(1 << 20)
     (d / "www" / "big.bin").write_bytes(big)
-    (d / "nginx.conf").write_text(NGINX_CONF.format(daemon=daemon, workers=WORKERS, d=d,
-                                                    port=port))
-    conf = write_conf(d / "bypass.conf", SRV_IF, [("tcp", port)], extra='log = "info";\n')
     master = net.spawn("server", ["nginx", "-c", str(d / "nginx.conf"), "-e",
                                   str(d / "error.log")], name="nginx", conf=conf)
     family = []
@@ -549,14 +555,7 @@ def test_nginx_binary_upgrade(netpair, request):
     master's stack, which never accepts: 0 of 5 requests answered until its QUIT."""
     net = netpair()
     port = 8081
-    d = Path(tempfile.mkdtemp(prefix="bypass-nginx-up-"))
-    request.addfinalizer(lambda: shutil.rmtree(d, ignore_errors=True))
-    d.chmod(0o755)
-    (d / "www").mkdir()
-    (d / "www" / "small.txt").write_text("hello from nginx\n")
-    (d / "nginx.conf").write_text(NGINX_CONF.format(daemon="on", workers=WORKERS, d=d,
-                                                    port=port))
-    conf = write_conf(d / "bypass.conf", SRV_IF, [("tcp", port)], extra='log = "info";\n')
+    d, conf = nginx_dir(request, "on", port)
     url = "http://%s:%d/small.txt" % (net.srv_ip, port)
 
     def answered(n):
