@@ -31,7 +31,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_log.h>
@@ -244,8 +243,8 @@ int byp_eal_start(int nb_extra, char *const *extra, int force_no_huge, unsigned 
         return first_error;
     }
     info.started = 1;
-    byp_info("dpdk: EAL up in %.1f ms (%s), TSC %.0f MHz", info.init_ms,
-             info.no_huge ? "--no-huge" : "hugepages, --in-memory", rte_get_tsc_hz() / 1e6);
+    byp_info("dpdk: EAL up in %.1f ms (%s)", info.init_ms,
+             info.no_huge ? "--no-huge" : "hugepages, --in-memory");
     return 0;
 }
 

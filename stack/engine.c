@@ -100,8 +100,8 @@ static void clock_setup(void)
     byp_info("clock: the TSC at %.3f MHz (DPDK's figure %.0f)", (double)hz / 1e6,
              (double)rte_get_tsc_hz() / 1e6);
     tsc_mult = (uint64_t)(((unsigned __int128)1000000000 << 32) / hz);
-    tsc_base_ns = mono_ns();
-    tsc_base = rte_rdtsc();
+    tsc_base = tsc;   /* the second sample anchors the clock */
+    tsc_base_ns = ns;
 }
 
 int64_t byp_now_ns(void)

@@ -261,24 +261,29 @@ int byp_tcp_handover(struct tsock *ts, int fd)
  * as it would without the library (@to names them in the log).  The fds that now name a
  * plain kernel socket go to @out (at most @max; the caller clears them after the lock).
  * Their count. */
-/* Before exec (lock held): a listener the new image inherits stops being steered to the
- * stack, as the exec'd program (nginx's new master in a binary upgrade) may accept on it:
- * new connections go to the kernel, those the stack has stay. */
+/* Listener @ts (fd @fd) is now also held by @to, which does not run the stack and may
+ * accept on it: new connections go to the kernel (this process's accept takes them from
+ * the kernel too), those the stack has stay.  Lock held. */
+static void hand_listener(struct tsock *ts, unsigned fd, const char *to)
+{
+    int rc = ts->has_flow ? byp_flow_hand(IPPROTO_TCP, ts->flow_addr, ts->flow_port) : 0;
+    if (rc < 0)
+        byp_warn("fd %u: a listener passed to %s: its new connections keep coming to this "
+                 "process (%s)", fd, to, strerror(-rc));
+    else
+        byp_info("fd %u: a listener passed to %s: new connections to port %u go to the "
+                 "kernel, the accelerated ones stay", fd, to, ntohs(ts->local.sin_port));
+}
+
+/* Before exec (lock held): every listener the new image inherits is handed (nginx's new
+ * master in a binary upgrade accepts on it). */
 void byp_tcp_exec_hand_listeners(void)
 {
     unsigned end = __atomic_load_n(&byp_fdtab_hwm, __ATOMIC_RELAXED);
     for (unsigned fd = 0; fd < end; fd++) {
         struct tsock *ts = byp_fdtab[fd].ops == &byp_tcp_ops ? TS(fd) : NULL;
-        if (ts == NULL || ts->state != T_LISTEN || !ts->has_flow ||
-            byp_fd_inherited(fd, NULL, 0, 0) == 0)
-            continue;
-        int rc = byp_flow_hand(IPPROTO_TCP, ts->flow_addr, ts->flow_port);
-        if (rc < 0)
-            byp_warn("fd %u: a listener the exec'd program inherits: its new connections keep "
-                     "coming to the stack (%s)", fd, strerror(-rc));
-        else
-            byp_info("fd %u: a listener the exec'd program inherits: new connections to port "
-                     "%u go to the kernel", fd, ntohs(ts->local.sin_port));
+        if (ts != NULL && ts->state == T_LISTEN && byp_fd_inherited(fd, NULL, 0, 0) != 0)
+            hand_listener(ts, fd, "the exec'd program");
     }
 }
 
@@ -305,18 +310,7 @@ int byp_tcp_spawn_handover(const int *extra, int nextra, int listed, const char 
             continue;
         }
         if (ts->state == T_LISTEN) {
-            /* Sent, or made an fd of the spawned program: both processes now hold the
-             * kernel's listener, and either may accept.  New connections go there (this
-             * process's accept takes them from the kernel too), those the stack has stay. */
-            int rc = ts->has_flow ? byp_flow_hand(IPPROTO_TCP, ts->flow_addr, ts->flow_port)
-                                  : 0;
-            if (rc < 0)
-                byp_warn("fd %u: a listener passed to %s: its new connections keep coming to "
-                         "this process (%s)", fd, to, strerror(-rc));
-            else
-                byp_info("fd %u: a listener passed to %s: new connections to port %u go to "
-                         "the kernel, the accelerated ones stay", fd, to,
-                         ntohs(ts->local.sin_port));
+            hand_listener(ts, fd, to);   /* sent, or made an fd of the spawned program */
             continue;
         }
         if (ts->pcb == NULL || ts->state != T_CONNECTED)
