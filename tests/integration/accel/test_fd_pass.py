@@ -15,6 +15,25 @@ from .conftest import PYTHON, assert_bypassed, bypass_lines, json_exchange, writ
 PORT = 7360
 N = 5
 
+# For the client programs below: a new connection to (host, port) sends @data and returns
+# all the server answers before it closes.
+ASK = r"""
+import socket
+
+
+def ask(host, port, data, timeout=None):
+    s = socket.create_connection((host, port), timeout=timeout)
+    s.sendall(data)
+    r = b""
+    while True:
+        d = s.recv(4096)
+        if not d:
+            break
+        r += d
+    s.close()
+    return r
+"""
+
 SERVER = r"""
 import json, os, socket, subprocess, sys
 port, n = int(sys.argv[1]), int(sys.argv[2])
@@ -50,22 +69,10 @@ for i in range(n):
 print(json.dumps({"worker": worker.wait(30)}), flush=True)
 """
 
-CLIENT = r"""
-import json, socket, sys, time
+CLIENT = ASK + r"""
+import json, sys
 host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-got = []
-for i in range(n):
-    s = socket.create_connection((host, port))
-    s.sendall(b"hello world %d\n" % i)
-    r = b""
-    while True:
-        d = s.recv(100)
-        if not d:
-            break
-        r += d
-    got.append(r.decode())
-    s.close()
-print(json.dumps(got))
+print(json.dumps([ask(host, port, b"hello world %d\n" % i).decode() for i in range(n)]))
 """
 
 
@@ -187,8 +194,8 @@ print(json.dumps({"worker": wait(), "served": int(a.recv(10) or b"-1"),
                   "echoed": echoed}), flush=True)
 """
 
-LISTENER_CLIENT = r"""
-import json, os, socket, sys, time
+LISTENER_CLIENT = ASK + r"""
+import json, os, sys, time
 host, port, n, rounds, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 c1 = socket.create_connection((host, port), timeout=10)
 got = b""
@@ -197,16 +204,7 @@ while not got.endswith(b"passed\n"):
 answers = []
 for i in range(n):
     try:
-        s = socket.create_connection((host, port), timeout=5)
-        s.sendall(b"hello %d\n" % i)
-        r = b""
-        while True:
-            d = s.recv(100)
-            if not d:
-                break
-            r += d
-        answers.append(r.decode())
-        s.close()
+        answers.append(ask(host, port, b"hello %d\n" % i, timeout=5).decode())
     except OSError as e:
         answers.append("error %s" % e)
 print("phase2", flush=True)
@@ -261,23 +259,31 @@ def test_listener_sent_to_another_process(netpair, how):
                        for l in bypass_lines(srv.err())), srv.describe()
 
 
-UDP_SERVER = r"""
-import json, socket, subprocess, sys
-port, n = int(sys.argv[1]), int(sys.argv[2])
-WORKER = r'''
+# For the UDP workers: how many distinct datagrams of the @n sent arrive on @s (5 s
+# without one ends it).
+UDP_READ = r"""
 import socket, sys
+
+
+def read_datagrams(s, n):
+    s.settimeout(5)
+    got = set()
+    try:
+        while len(got) < n:
+            got.add(s.recv(100))
+    except OSError:
+        pass
+    return len(got)
+"""
+
+# The worker gets the socket over the UNIX socket argv[1] and answers the count there.
+UDP_SERVER = "WORKER = %r\n" % (UDP_READ + r"""
 u = socket.socket(fileno=int(sys.argv[1]))
 _, fds, _, _ = socket.recv_fds(u, 10, 1)
-s = socket.socket(fileno=fds[0])
-s.settimeout(5)
-got = set()
-try:
-    while len(got) < int(sys.argv[2]):
-        got.add(s.recv(100))
-except OSError:
-    pass
-u.sendall(b"%d" % len(got))
-'''
+u.sendall(b"%d" % read_datagrams(socket.socket(fileno=fds[0]), int(sys.argv[2])))
+""") + r"""
+import json, socket, subprocess, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("0.0.0.0", port))
 a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -339,22 +345,11 @@ for i in range(n):
 print(json.dumps({"served": served}), flush=True)
 """
 
-LEAKY_CLIENT = r"""
-import json, socket, sys
+LEAKY_CLIENT = ASK + r"""
+import json, sys
 host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-got = []
-for i in range(n):
-    s = socket.create_connection((host, port), timeout=5)
-    s.sendall(b"x" * 2000 + b" %d\n" % i)
-    r = b""
-    while True:
-        d = s.recv(4096)
-        if not d:
-            break
-        r += d
-    got.append(len(r))
-    s.close()
-print(json.dumps(got))
+print(json.dumps([len(ask(host, port, b"x" * 2000 + b" %d\n" % i, timeout=5))
+                  for i in range(n)]))
 """
 
 
@@ -377,21 +372,12 @@ def test_listener_leaked_into_system_stays_accelerated(netpair):
             assert_bypassed(before, net.tcp_segs("server"), 6 * n, "connections after system()")
 
 
-UDP_EXEC_SERVER = r"""
+# The worker has the socket as fd argv[1] and prints the count.
+UDP_EXEC_SERVER = "WORKER = %r\n" % (UDP_READ + r"""
+print(read_datagrams(socket.socket(fileno=int(sys.argv[1])), int(sys.argv[2])), flush=True)
+""") + r"""
 import json, os, socket, sys
 port, n = int(sys.argv[1]), int(sys.argv[2])
-WORKER = r'''
-import socket, sys
-s = socket.socket(fileno=int(sys.argv[1]))
-s.settimeout(5)
-got = set()
-try:
-    while len(got) < int(sys.argv[2]):
-        got.add(s.recv(100))
-except OSError:
-    pass
-print(len(got), flush=True)
-'''
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("0.0.0.0", port))
 os.set_inheritable(s.fileno(), True)
