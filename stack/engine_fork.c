@@ -182,6 +182,26 @@ int byp_fd_inherited(unsigned fd, const int *extra, int nextra, int listed)
     return fdfl >= 0 && !(fdfl & FD_CLOEXEC);
 }
 
+/* A listener just handed: the connections whose SYN the stack took before (some still in
+ * the NIC's ring) finish their handshake into its accept queue now, while this process
+ * still accepts, not after it has closed its copy and they would be reset (HAProxy's old
+ * process closes it within a ms of passing it on).  At most 20 ms. */
+#define SETTLE_NS (20LL * 1000000)
+static void settle_handed(void)
+{
+    int64_t end = byp_now_ns() + SETTLE_NS;
+    for (;;) {
+        byp_engine_poll(1);
+        byp_stack_lock();
+        int n = byp_tcp_handed_half_open(NULL);
+        byp_stack_unlock();
+        if (n == 0 || byp_now_ns() >= end)
+            return;
+        struct timespec pause = {0, 20000};
+        nanosleep(&pause, NULL);
+    }
+}
+
 /* Connections going to a process that does not run the stack (@listed: only those of
  * @fds; else also every fd without FD_CLOEXEC) go to the kernel, and their fds become
  * kernel fds here too. */
@@ -202,6 +222,7 @@ static void hand_over(const int *fds, int nfds, int listed, const char *to)
         byp_fd_set_kernel(out[i], BYP_FD_KERNEL);
     }
     free(out);
+    settle_handed();
 }
 
 /* Before posix_spawn: connections the spawned program inherits go to the kernel, for this

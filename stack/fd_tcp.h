@@ -52,5 +52,9 @@ int byp_tcp_spawn_handover(const int *extra, int nextra, int listed, const char 
 /* Before exec (lock held, tcp_handover.c): the listeners the new image inherits are no
  * longer steered to the stack (byp_flow_hand). */
 void byp_tcp_exec_hand_listeners(void);
+/* Connections the stack took for a handed listener (@only, or any) before it was handed
+ * and that have not finished their handshake yet (lock held). */
+struct tsock;
+int byp_tcp_handed_half_open(const struct tsock *only);
 
 #endif

@@ -129,6 +129,11 @@ static int reserve_dup(struct tsock *ts, int fd, pid_t *pid)
 
 void byp_tcp_unlisten(struct tsock *ts)
 {
+    unsigned pending = ts->handed ? ts->aq_n + (unsigned)byp_tcp_handed_half_open(ts) : 0;
+    if (pending > 0)   /* on the kernel, the process it went to takes them */
+        byp_info("a listener on port %u passed to another process closed here before it "
+                 "accepted %u connection(s) the stack had taken: they are reset",
+                 ntohs(ts->local.sin_port), pending);
     if (ts->pcb != NULL && !byp_reuseport_leave(ts))
         tcp_close(ts->pcb);   /* not while other SO_REUSEPORT listeners share it */
     ts->state = T_CLOSED;

@@ -267,12 +267,27 @@ int byp_tcp_handover(struct tsock *ts, int fd)
 static void hand_listener(struct tsock *ts, unsigned fd, const char *to)
 {
     int rc = ts->has_flow ? byp_flow_hand(IPPROTO_TCP, ts->flow_addr, ts->flow_port) : 0;
-    if (rc < 0)
+    if (rc < 0) {
         byp_warn("fd %u: a listener passed to %s: its new connections keep coming to this "
                  "process (%s)", fd, to, strerror(-rc));
-    else
-        byp_info("fd %u: a listener passed to %s: new connections to port %u go to the "
-                 "kernel, the accelerated ones stay", fd, to, ntohs(ts->local.sin_port));
+        return;
+    }
+    byp_info("fd %u: a listener passed to %s: new connections to port %u go to the kernel, "
+             "the accelerated ones stay", fd, to, ntohs(ts->local.sin_port));
+    ts->handed = 1;
+}
+
+int byp_tcp_handed_half_open(const struct tsock *only)
+{
+    int n = 0;
+    for (struct tcp_pcb *p = tcp_active_pcbs; p != NULL; p = p->next) {
+        /* Only a SYN_RCVD pcb's listener is sure to be alive (tcp_listen_closed). */
+        if (p->state != SYN_RCVD || p->listener == NULL)
+            continue;
+        const struct tsock *l = p->listener->callback_arg;
+        n += l != NULL && l->handed && (only == NULL || l == only);
+    }
+    return n;
 }
 
 /* Before exec (lock held): every listener the new image inherits is handed (nginx's new

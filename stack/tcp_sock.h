@@ -55,6 +55,8 @@ struct tsock {
     struct tsock *defer_l, *defer_next;
     u32_t defer_until;          /* sys_now() at which it is handed out without data */
     int reuseport;              /* its kernel socket has SO_REUSEPORT */
+    int handed;                 /* a listener passed to a process without the stack: its new
+                                 * connections go to the kernel (tcp_handover.c) */
     int unlistened;             /* a listener shut for reading: closed, and its shutdown
                                  * undone, as the kernel's tcp_disconnect leaves it */
     struct tsock *rp_next;      /* the SO_REUSEPORT listeners sharing its lwIP listener, a
