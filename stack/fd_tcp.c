@@ -536,7 +536,9 @@ static int ftcp_fcntl(int fd, int cmd, void *arg)
     struct tsock *ts = byp_tsock_enter(fd);
     if (ts == NULL)
         return -1;
-    int listener = ts->state == T_LISTEN;
+    /* A listener's kernel path is polled beside the stack, so never blocks; unless the
+     * listener went to another process, which must see the program's O_NONBLOCK. */
+    int listener = ts->state == T_LISTEN && !ts->handed;
     byp_stack_unlock();
     int r;
     if (cmd == F_GETFL) {
@@ -567,6 +569,7 @@ static int ftcp_ioctl(int fd, unsigned long req, void *arg)
     if (ts == NULL)
         return -1;
     int listener = ts->state == T_LISTEN;
+    int handed = ts->handed;
     if (req == FIONREAD && !listener) {
         *(int *)arg = ts->rx_bytes > 0x7fffffff ? 0x7fffffff : (int)ts->rx_bytes;
         byp_tsock_exit(ts);
@@ -584,8 +587,8 @@ static int ftcp_ioctl(int fd, unsigned long req, void *arg)
     if (req == FIONBIO)
         ts->nonblock = *(int *)arg != 0;
     byp_tsock_exit(ts);
-    if (req == FIONBIO && listener)
-        return 0;
+    if (req == FIONBIO && listener && !handed)
+        return 0;   /* the kernel path stays non-blocking (ftcp_fcntl) */
     return BYP_REAL(ioctl)(fd, req, arg);
 }
 

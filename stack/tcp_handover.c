@@ -5,6 +5,7 @@
  * lwIP forgets it without a word on the wire.  The order of the TCP_REPAIR steps follows
  * CRIU's soccr library. */
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/tcp.h>
 #undef TCP_MSS   /* glibc's historical constant; lwIP's option of the same name follows */
 #include <stdlib.h>
@@ -62,14 +63,60 @@ static void remember(const struct sockaddr_in *l, const struct sockaddr_in *r)
     recent[slot].until = now + RECENT_NS;
 }
 
+/* Listeners handed to another process and still open here (hand_listener). */
+static int nhanded;
+
+static int same_conn(const struct tcp_pcb *pcb, uint32_t src, uint16_t sport, uint32_t dst,
+                     uint16_t dport)
+{
+    return pcb->remote_port == sport && pcb->local_port == dport &&
+           ip4_addr_get_u32(ip_2_ip4(&pcb->remote_ip)) == src &&
+           ip4_addr_get_u32(ip_2_ip4(&pcb->local_ip)) == dst;
+}
+
+/* A segment for the port of a handed listener that no connection of the stack owns: one of
+ * the kernel's connections, whose four-tuple fell out of the XDP program's LRU map of them
+ * (32,768 newer connections since).  It goes back on the map and the segment is dropped
+ * rather than reset; the peer's next segment or retransmission reaches the kernel. */
+static int kernel_conn(uint32_t src, uint16_t sport, uint32_t dst, uint16_t dport)
+{
+    const struct tsock *l = NULL;
+    for (struct tcp_pcb_listen *lp = tcp_listen_pcbs.listen_pcbs; lp != NULL; lp = lp->next) {
+        const struct tsock *ts = lp->callback_arg;
+        if (lp->local_port == dport && ts != NULL && ts->handed && ts->has_flow &&
+            (ip_addr_isany(&lp->local_ip) || ip4_addr_get_u32(ip_2_ip4(&lp->local_ip)) == dst)) {
+            l = ts;
+            break;
+        }
+    }
+    if (l == NULL)
+        return 0;
+    for (struct tcp_pcb *pcb = tcp_active_pcbs; pcb != NULL; pcb = pcb->next)
+        if (same_conn(pcb, src, sport, dst, dport))
+            return 0;
+    for (struct tcp_pcb *pcb = tcp_tw_pcbs; pcb != NULL; pcb = pcb->next)
+        if (same_conn(pcb, src, sport, dst, dport))
+            return 0;
+    static int told;
+    int rc = byp_steer_pass_conn(IPPROTO_TCP, l->flow_addr, dst, htons(dport), src,
+                                 htons(sport));
+    if (!told) {
+        told = 1;
+        byp_info("a segment of a kernel connection to port %u (a listener passed to another "
+                 "process) reached the stack: %s", dport,
+                 rc == 0 ? "steered back to the kernel" : strerror(-rc));
+    }
+    return rc == 0;
+}
+
 int byp_lwip_ip4_input(struct pbuf *p, struct netif *inp)
 {
     (void)inp;
-    if (__builtin_expect(nrecent == 0, 1))
+    if (__builtin_expect(nrecent == 0 && nhanded == 0, 1))
         return 0;
     const uint8_t *ip = p->payload;
     size_t hl = (size_t)(ip[0] & 0x0f) * 4;
-    if (p->len < 20 || hl < 20 || p->len < hl + 4 || ip[9] != IPPROTO_TCP)
+    if (p->len < 20 || hl < 20 || p->len < hl + 14 || ip[9] != IPPROTO_TCP)
         return 0;
     uint32_t src, dst;
     uint16_t sport, dport;
@@ -88,8 +135,14 @@ int byp_lwip_ip4_input(struct pbuf *p, struct netif *inp)
             pbuf_free(p);
             return 1;
         }
-    if (recent[nrecent - 1].until < mono_ns())
+    if (nrecent > 0 && recent[nrecent - 1].until < mono_ns())
         nrecent--;   /* shrink from the end as entries expire */
+    /* Not a SYN: the XDP program gives a handed listener's SYNs to the kernel. */
+    if (nhanded > 0 && !(ip[hl + 13] & TCP_SYN) &&
+        kernel_conn(src, ntohs(sport), dst, ntohs(dport))) {
+        pbuf_free(p);
+        return 1;
+    }
     return 0;
 }
 
@@ -274,7 +327,19 @@ static void hand_listener(struct tsock *ts, unsigned fd, const char *to)
     }
     byp_info("fd %u: a listener passed to %s: new connections to port %u go to the kernel, "
              "the accelerated ones stay", fd, to, ntohs(ts->local.sin_port));
+    nhanded += !ts->handed;
     ts->handed = 1;
+    /* The receiver shares the kernel socket's file status: it sees O_NONBLOCK only if this
+     * program set it (this process's accept then blocks in the kernel's, as it would). */
+    int fl = BYP_REAL(fcntl)((int)fd, F_GETFL);
+    if (fl >= 0 && !ts->nonblock)
+        BYP_REAL(fcntl)((int)fd, F_SETFL, fl & ~O_NONBLOCK);
+}
+
+void byp_tcp_unhand(struct tsock *ts)
+{
+    nhanded -= ts->handed;
+    ts->handed = 0;
 }
 
 int byp_tcp_handed_half_open(const struct tsock *only)

@@ -188,6 +188,9 @@ static int accept_core(int fd, struct tsock *l, struct sockaddr *addr, socklen_t
         /* The kernel path: its listening socket is non-blocking under us.  Not once another
          * thread closed @fd: the number may be someone else's by now. */
         int ours = byp_fd_get(fd)->obj == l;
+        /* A blocking listener handed to another process: its kernel socket blocks too (the
+         * stack takes no new connections for it), and the kernel's accept is the call. */
+        int kernel_blocks = l->handed && !l->nonblock;
         byp_stack_unlock();
         if (ours) {
             int kfd = BYP_REAL(accept4)(fd, addr, len, flags);
@@ -196,7 +199,7 @@ static int accept_core(int fd, struct tsock *l, struct sockaddr *addr, socklen_t
                 byp_stack_lock();
                 return kfd;
             }
-            if (errno != EAGAIN) {
+            if (errno != EAGAIN || kernel_blocks) {
                 byp_stack_lock();
                 return -1;
             }

@@ -6,6 +6,7 @@ request and answers, as on the kernel.  Before, the worker got the unconnected k
 socket under the accelerated fd (ENOTCONN), and node's cluster served nothing."""
 import hashlib
 import json
+import re
 import shutil
 
 import pytest
@@ -256,6 +257,106 @@ def test_listener_sent_to_another_process(netpair, how):
         if mode == "accel":
             assert_bypassed(before, after, 2 * rounds, "the sender's own connection")
             assert any("new connections to port %d go to the kernel" % port in l
+                       for l in bypass_lines(srv.err())), srv.describe()
+
+
+# The sender passes its listener to a worker and waits for it; the worker echoes the lines
+# of the one connection it accepts (a kernel connection, once the listener is handed).
+IDLE_SERVER = r"""
+import json, socket, subprocess, sys
+port = int(sys.argv[1])
+WORKER = r'''
+import socket, sys
+u = socket.socket(fileno=int(sys.argv[1]))
+_, fds, _, _ = socket.recv_fds(u, 10, 1)
+c, _ = socket.socket(fileno=fds[0]).accept()
+for line in c.makefile("rb"):
+    c.sendall(b"worker got " + line)
+'''
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("0.0.0.0", port))
+ls.listen(8)
+a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+worker = subprocess.Popen([sys.executable, "-c", WORKER, str(b.fileno())],
+                          pass_fds=[b.fileno()])
+socket.send_fds(a, [b"L"], [ls.fileno()])
+print("ready", flush=True)
+print(json.dumps({"worker": worker.wait(60)}), flush=True)
+"""
+
+# One line, then (once @go exists) another on the same connection: "phase2" between.
+IDLE_CLIENT = r"""
+import json, os, socket, sys, time
+host, port, go = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+c = socket.create_connection((host, port), timeout=20)
+f = c.makefile("rb")
+answers = []
+c.sendall(b"one\n")
+answers.append(f.readline().decode())
+print("phase2", flush=True)
+while not os.path.exists(go):
+    time.sleep(0.01)
+try:
+    c.sendall(b"two\n")
+    answers.append(f.readline().decode())
+except OSError as e:
+    answers.append("error %s" % e)
+print(json.dumps(answers), flush=True)
+"""
+
+
+def kpass_delete(net):
+    """The four-tuples in the server interface's XDP program's map of kernel connections;
+    deleted (as the LRU map evicts an entry after 32,768 newer ones)."""
+    def tool(*args):
+        return json.loads(net.run("server", ["bpftool", "-j"] + list(args), preload=False,
+                                  check=True).stdout)
+
+    link = net.run("server", ["ip", "-d", "link", "show", "bypv0"], preload=False,
+                   check=True).stdout
+    prog = tool("prog", "show", "id", re.search(r"prog/xdp id (\d+)", link).group(1))
+    maps = [m for m in (tool("map", "show", "id", str(i)) for i in prog["map_ids"])
+            if m["name"] == "byp_kpass"]
+    assert len(maps) == 1, maps
+    keys = [e["key"] for e in tool("map", "dump", "id", str(maps[0]["id"]))]
+    for k in keys:
+        net.run("server", ["bpftool", "map", "delete", "id", str(maps[0]["id"]), "key", "hex"]
+                + [b[2:] for b in k], preload=False, check=True)
+    return len(keys)
+
+
+def test_kernel_connection_on_passed_listener_loses_its_map_entry(netpair):
+    """A listener passed to another process: its connections are the kernel's, remembered
+    by their four-tuple in an LRU map that forgets the oldest once 32,768 newer ones came
+    (an idle keep-alive connection under a reloaded HAProxy's churn).  A segment of a
+    forgotten one reaches the sender's stack, which owns no such connection: it is steered
+    back and dropped, and the peer's retransmission reaches the kernel, so the connection
+    carries on as on the kernel.  Before, the stack reset it.
+    The worker's accept blocks, as the kernel's does on a listener nobody made non-blocking;
+    before, the listener arrived with O_NONBLOCK (the stack's kernel path sets it) and the
+    worker's accept failed with EAGAIN."""
+    net = netpair()
+    port = PORT + 6
+    conf = write_conf(net.dir / "srv.conf", "bypv0", [("tcp", port)])
+    want = ["worker got one\n", "worker got two\n"]
+    for mode, c in (("kernel", None), ("accel", conf)):
+        srv = net.spawn("server", [PYTHON, "-c", IDLE_SERVER, port], name="idle-" + mode,
+                        conf=c, env={"BYPASS_LOG": "info"} if c else None)
+        srv.wait_ready()
+        go = net.dir / ("go-idle-" + mode)
+        cli = net.spawn("client", [PYTHON, "-c", IDLE_CLIENT, net.srv_ip, port, str(go)],
+                        name="idle-cli-" + mode, preload=False)
+        cli.wait_ready("phase2", timeout=30)
+        if mode == "accel":
+            assert kpass_delete(net) == 1
+        go.write_text("go")
+        assert cli.wait(timeout=30) == 0, cli.describe() + srv.describe()
+        assert json.loads(cli.out().strip().splitlines()[-1]) == want, (
+            mode, cli.describe() + srv.describe())
+        assert srv.wait(30) == 0, srv.describe()
+        if mode == "accel":
+            assert any("reached the stack: steered back to the kernel" in l
                        for l in bypass_lines(srv.err())), srv.describe()
 
 
