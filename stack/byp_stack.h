@@ -102,6 +102,10 @@ void byp_flow_unref(int proto, in_addr_t addr, in_port_t port);
  * datagrams, of the flow go to the kernel from now on (steer_ctl.h byp_steer_hand).
  * -ENOTSUP on a backend that does not steer. */
 int byp_flow_hand(int proto, in_addr_t addr, in_port_t port);
+/* Flows handed so far and still steered; whether TCP to @dst:@port (network order) is one
+ * of them, and its entry's address (@dst, or 0 for the wildcard). */
+extern int byp_flows_handed;
+int byp_flow_handed_tcp(in_addr_t dst, in_port_t port, in_addr_t *flow_addr);
 /* Whether fd @fd goes to the other process of a spawn or a send (engine_fork.c): 2 when
  * named (one of @extra: sent, or a spawn's dup2 source), 1 when merely inherited (unless
  * @listed, any fd without FD_CLOEXEC), else 0. */

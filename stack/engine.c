@@ -305,11 +305,13 @@ struct flow {
     in_addr_t addr;
     in_port_t port;
     int refs;
+    int handed;                 /* byp_flow_hand */
 };
 /* A fixed table in the engine's (shared) data: the map has as many entries at most. */
 #define MAX_FLOWS 4096
 static struct flow flows[MAX_FLOWS];
 static int nflows;
+int byp_flows_handed;
 
 int byp_flow_ref(int proto, in_addr_t addr, in_port_t port)
 {
@@ -326,7 +328,7 @@ int byp_flow_ref(int proto, in_addr_t addr, in_port_t port)
                 ntohs(port), strerror(-rc));
         return rc;
     }
-    flows[nflows++] = (struct flow){proto, addr, port, 1};
+    flows[nflows++] = (struct flow){proto, addr, port, 1, 0};
     return 0;
 }
 
@@ -337,6 +339,7 @@ void byp_flow_unref(int proto, in_addr_t addr, in_port_t port)
             if (--flows[i].refs == 0) {
                 if (byp_steering)
                     byp_steer_del(proto, addr, port);
+                byp_flows_handed -= flows[i].handed;
                 flows[i] = flows[--nflows];
             }
             return;
@@ -345,7 +348,25 @@ void byp_flow_unref(int proto, in_addr_t addr, in_port_t port)
 
 int byp_flow_hand(int proto, in_addr_t addr, in_port_t port)
 {
-    return byp_steering ? byp_steer_hand(proto, addr, port) : -ENOTSUP;
+    int rc = byp_steering ? byp_steer_hand(proto, addr, port) : -ENOTSUP;
+    for (int i = 0; rc == 0 && i < nflows; i++)
+        if (flows[i].proto == proto && flows[i].addr == addr && flows[i].port == port &&
+            !flows[i].handed) {
+            flows[i].handed = 1;
+            byp_flows_handed++;
+        }
+    return rc;
+}
+
+int byp_flow_handed_tcp(in_addr_t dst, in_port_t port, in_addr_t *flow_addr)
+{
+    for (int i = 0; i < nflows; i++)
+        if (flows[i].handed && flows[i].proto == IPPROTO_TCP && flows[i].port == port &&
+            (flows[i].addr == dst || flows[i].addr == 0)) {
+            *flow_addr = flows[i].addr;
+            return 1;
+        }
+    return 0;
 }
 
 static in_addr_t gateway;   /* `gateway` key on a dedicated interface; 0: none */

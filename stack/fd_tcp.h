@@ -56,7 +56,5 @@ void byp_tcp_exec_hand_listeners(void);
  * and that have not finished their handshake yet (lock held). */
 struct tsock;
 int byp_tcp_handed_half_open(const struct tsock *only);
-/* Listener @ts closes: no longer handed (lock held). */
-void byp_tcp_unhand(struct tsock *ts);
 
 #endif

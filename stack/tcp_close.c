@@ -134,7 +134,7 @@ void byp_tcp_unlisten(struct tsock *ts)
         byp_info("a listener on port %u passed to another process closed here before it "
                  "accepted %u connection(s) the stack had taken: they are reset",
                  ntohs(ts->local.sin_port), pending);
-    byp_tcp_unhand(ts);
+    ts->handed = 0;
     if (ts->pcb != NULL && !byp_reuseport_leave(ts))
         tcp_close(ts->pcb);   /* not while other SO_REUSEPORT listeners share it */
     ts->state = T_CLOSED;

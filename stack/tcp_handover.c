@@ -63,9 +63,6 @@ static void remember(const struct sockaddr_in *l, const struct sockaddr_in *r)
     recent[slot].until = now + RECENT_NS;
 }
 
-/* Listeners handed to another process and still open here (hand_listener). */
-static int nhanded;
-
 static int same_conn(const struct tcp_pcb *pcb, uint32_t src, uint16_t sport, uint32_t dst,
                      uint16_t dport)
 {
@@ -74,22 +71,15 @@ static int same_conn(const struct tcp_pcb *pcb, uint32_t src, uint16_t sport, ui
            ip4_addr_get_u32(ip_2_ip4(&pcb->local_ip)) == dst;
 }
 
-/* A segment for the port of a handed listener that no connection of the stack owns: one of
- * the kernel's connections, whose four-tuple fell out of the XDP program's LRU map of them
- * (32,768 newer connections since).  It goes back on the map and the segment is dropped
+/* A segment of a handed flow (a listener passed to another process) that no connection of
+ * the stack owns: one of the kernel's connections, whose four-tuple fell out of the XDP
+ * program's LRU map of them (32,768 newer connections since), while the stack's own last
+ * connections keep the flow steered.  It goes back on the map and the segment is dropped
  * rather than reset; the peer's next segment or retransmission reaches the kernel. */
 static int kernel_conn(uint32_t src, uint16_t sport, uint32_t dst, uint16_t dport)
 {
-    const struct tsock *l = NULL;
-    for (struct tcp_pcb_listen *lp = tcp_listen_pcbs.listen_pcbs; lp != NULL; lp = lp->next) {
-        const struct tsock *ts = lp->callback_arg;
-        if (lp->local_port == dport && ts != NULL && ts->handed && ts->has_flow &&
-            (ip_addr_isany(&lp->local_ip) || ip4_addr_get_u32(ip_2_ip4(&lp->local_ip)) == dst)) {
-            l = ts;
-            break;
-        }
-    }
-    if (l == NULL)
+    in_addr_t flow_addr;
+    if (!byp_flow_handed_tcp(dst, htons(dport), &flow_addr))
         return 0;
     for (struct tcp_pcb *pcb = tcp_active_pcbs; pcb != NULL; pcb = pcb->next)
         if (same_conn(pcb, src, sport, dst, dport))
@@ -98,8 +88,7 @@ static int kernel_conn(uint32_t src, uint16_t sport, uint32_t dst, uint16_t dpor
         if (same_conn(pcb, src, sport, dst, dport))
             return 0;
     static int told;
-    int rc = byp_steer_pass_conn(IPPROTO_TCP, l->flow_addr, dst, htons(dport), src,
-                                 htons(sport));
+    int rc = byp_steer_pass_conn(IPPROTO_TCP, flow_addr, dst, htons(dport), src, htons(sport));
     if (!told) {
         told = 1;
         byp_info("a segment of a kernel connection to port %u (a listener passed to another "
@@ -112,7 +101,7 @@ static int kernel_conn(uint32_t src, uint16_t sport, uint32_t dst, uint16_t dpor
 int byp_lwip_ip4_input(struct pbuf *p, struct netif *inp)
 {
     (void)inp;
-    if (__builtin_expect(nrecent == 0 && nhanded == 0, 1))
+    if (__builtin_expect(nrecent == 0 && byp_flows_handed == 0, 1))
         return 0;
     const uint8_t *ip = p->payload;
     size_t hl = (size_t)(ip[0] & 0x0f) * 4;
@@ -138,7 +127,7 @@ int byp_lwip_ip4_input(struct pbuf *p, struct netif *inp)
     if (nrecent > 0 && recent[nrecent - 1].until < mono_ns())
         nrecent--;   /* shrink from the end as entries expire */
     /* Not a SYN: the XDP program gives a handed listener's SYNs to the kernel. */
-    if (nhanded > 0 && !(ip[hl + 13] & TCP_SYN) &&
+    if (byp_flows_handed > 0 && !(ip[hl + 13] & TCP_SYN) &&
         kernel_conn(src, ntohs(sport), dst, ntohs(dport))) {
         pbuf_free(p);
         return 1;
@@ -327,7 +316,6 @@ static void hand_listener(struct tsock *ts, unsigned fd, const char *to)
     }
     byp_info("fd %u: a listener passed to %s: new connections to port %u go to the kernel, "
              "the accelerated ones stay", fd, to, ntohs(ts->local.sin_port));
-    nhanded += !ts->handed;
     ts->handed = 1;
     /* The receiver shares the kernel socket's file status: it sees O_NONBLOCK only if this
      * program set it (this process's accept then blocks in the kernel's, as it would). */
@@ -336,11 +324,6 @@ static void hand_listener(struct tsock *ts, unsigned fd, const char *to)
         BYP_REAL(fcntl)((int)fd, F_SETFL, fl & ~O_NONBLOCK);
 }
 
-void byp_tcp_unhand(struct tsock *ts)
-{
-    nhanded -= ts->handed;
-    ts->handed = 0;
-}
 
 int byp_tcp_handed_half_open(const struct tsock *only)
 {

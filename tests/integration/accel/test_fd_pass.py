@@ -260,8 +260,9 @@ def test_listener_sent_to_another_process(netpair, how):
                        for l in bypass_lines(srv.err())), srv.describe()
 
 
-# The sender passes its listener to a worker and waits for it; the worker echoes the lines
-# of the one connection it accepts (a kernel connection, once the listener is handed).
+# The sender accepts one connection and keeps it, passes its listener to a worker, closes
+# its own copy and waits for the worker; the worker echoes the lines of the one connection
+# it accepts (a kernel connection, once the listener is handed).
 IDLE_SERVER = r"""
 import json, socket, subprocess, sys
 port = int(sys.argv[1])
@@ -277,11 +278,14 @@ ls = socket.socket()
 ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 ls.bind(("0.0.0.0", port))
 ls.listen(8)
+print("ready", flush=True)
+kept, _ = ls.accept()                # on the stack: it keeps the port steered there
 a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
 worker = subprocess.Popen([sys.executable, "-c", WORKER, str(b.fileno())],
                           pass_fds=[b.fileno()])
 socket.send_fds(a, [b"L"], [ls.fileno()])
-print("ready", flush=True)
+ls.close()
+kept.sendall(b"passed\n")
 print(json.dumps({"worker": worker.wait(60)}), flush=True)
 """
 
@@ -289,6 +293,8 @@ print(json.dumps({"worker": worker.wait(60)}), flush=True)
 IDLE_CLIENT = r"""
 import json, os, socket, sys, time
 host, port, go = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+kept = socket.create_connection((host, port), timeout=20)
+assert kept.makefile("rb").readline() == b"passed\n"
 c = socket.create_connection((host, port), timeout=20)
 f = c.makefile("rb")
 answers = []
@@ -329,10 +335,12 @@ def kpass_delete(net):
 def test_kernel_connection_on_passed_listener_loses_its_map_entry(netpair):
     """A listener passed to another process: its connections are the kernel's, remembered
     by their four-tuple in an LRU map that forgets the oldest once 32,768 newer ones came
-    (an idle keep-alive connection under a reloaded HAProxy's churn).  A segment of a
-    forgotten one reaches the sender's stack, which owns no such connection: it is steered
-    back and dropped, and the peer's retransmission reaches the kernel, so the connection
-    carries on as on the kernel.  Before, the stack reset it.
+    (an idle keep-alive connection under a reloaded HAProxy's churn).  The sender has closed
+    its copy, but a connection it accepted before keeps the port steered to its stack, as
+    HAProxy's old process finishing its last requests does.  A segment of a forgotten
+    kernel connection reaches the sender's stack, which owns no such connection: it is
+    steered back and dropped, and the peer's retransmission reaches the kernel, so the
+    connection carries on as on the kernel.  Before, the stack reset it.
     The worker's accept blocks, as the kernel's does on a listener nobody made non-blocking;
     before, the listener arrived with O_NONBLOCK (the stack's kernel path sets it) and the
     worker's accept failed with EAGAIN."""
