@@ -189,6 +189,8 @@ int byp_fd_inherited(unsigned fd, const int *extra, int nextra, int listed)
 #define SETTLE_NS (20LL * 1000000)
 static void settle_handed(void)
 {
+    if (__atomic_load_n(&byp_flows_handed, __ATOMIC_RELAXED) == 0)
+        return;   /* nothing handed, ever: a spawn or a send of other fds */
     int64_t end = byp_now_ns() + SETTLE_NS;
     for (;;) {
         byp_engine_poll(1);
