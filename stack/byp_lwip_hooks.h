@@ -22,7 +22,9 @@ u32_t byp_lwip_isn(const ip_addr_t *local_ip, u16_t local_port,
 
 /* Every IPv4 packet entering lwIP: nonzero when it was eaten (freed) instead.  Segments of
  * a connection just handed over to the kernel, still in the NIC ring, are dropped here
- * rather than answered with a reset (tcp_handover.c). */
+ * rather than answered with a reset, and so are those of the kernel's connections on a
+ * handed flow (tcp_handover.c); a segment of a connection in TIME_WAIT gets it lent back
+ * to lwIP's list, and a SYN a free PCB (tcp_timewait.c). */
 struct pbuf;
 struct netif;
 int byp_lwip_ip4_input(struct pbuf *p, struct netif *inp);

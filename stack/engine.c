@@ -261,6 +261,8 @@ int byp_engine_run(int from_app, int wait_lock)
         last_timer_ms = t;
         byp_holder.in_timers = 1;
         sys_check_timeouts();
+        byp_tw_take();
+        byp_tw_expire();
         byp_holder.in_timers = 0;
         byp_repair_learn();
         byp_nic_tick(byp_engine_nic);

@@ -3,6 +3,7 @@
 #define BYP_FD_TCP_H
 
 #include <netinet/in.h>
+#include <stdint.h>
 
 /* Engine entry points (struct byp_engine): make kernel socket @fd an accelerated listener,
  * or connect it through the stack.  See preload/engine.h for the returns. */
@@ -56,5 +57,21 @@ void byp_tcp_exec_hand_listeners(void);
  * and that have not finished their handshake yet (lock held). */
 struct tsock;
 int byp_tcp_handed_half_open(const struct tsock *only);
+
+/* Connections in TIME_WAIT, out of lwIP's list in a table of their own (tcp_timewait.c;
+ * lock held).  take: after an input, what lwIP put in TIME_WAIT (or was lent) goes to the
+ * table.  lend: the connection of a segment (addresses and ports in network order) goes
+ * back to lwIP's list for the segment's input; 1 if there was one.  reserve: the oldest are
+ * freed until the pool has @want PCBs free (before lwIP may allocate one).  expire: those
+ * past 2 MSL are freed.  next_tick: tcp_ticks at which the oldest is due.  repair: the
+ * table made again after a lock holder died. */
+void byp_tw_take(void);
+int byp_tw_lend(uint32_t src, uint16_t sport, uint32_t dst, uint16_t dport);
+int byp_tw_count(void);
+void byp_tw_reserve(int want);
+void byp_tw_expire(void);
+uint32_t byp_tw_next_tick(void);
+void byp_tw_repair(void);
+void byp_tw_release_all(void);   /* every one freed (the fuzzer's teardown) */
 
 #endif

@@ -589,6 +589,7 @@ int byp_netif_rx(void)
         if (p != NULL)
             deliver(p);
         byp_guard_after_input(&byp_netif);
+        byp_tw_take();
     }
     rx_n = 0;
     byp_ack_flush();

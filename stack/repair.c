@@ -19,6 +19,7 @@
 #include "byp_stack.h"
 #include "log.h"
 #include "repair.h"
+#include "fd_tcp.h"
 #include "tcp_sock.h"
 
 struct byp_holder byp_holder;
@@ -181,6 +182,7 @@ void byp_repair_dead_holder(void)
     cut += check_pcb_list(&tcp_listen_pcbs.pcbs, MEMP_TCP_PCB_LISTEN);
     cut += check_pcb_list(&tcp_active_pcbs, MEMP_TCP_PCB);
     cut += check_pcb_list(&tcp_tw_pcbs, MEMP_TCP_PCB);
+    byp_tw_repair();
     int timers = check_timers();
     if (timers < 0)
         cut++;

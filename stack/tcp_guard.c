@@ -408,7 +408,7 @@ static int far_outside(const struct tcp_hdr *hdr, const struct tcp_pcb *pcb)
  * kills a live connection for a new one. */
 static int pool_exhausted(void)
 {
-    if (*memp_pools[MEMP_TCP_PCB]->tab != NULL || tcp_tw_pcbs != NULL)
+    if (*memp_pools[MEMP_TCP_PCB]->tab != NULL || tcp_tw_pcbs != NULL || byp_tw_count() > 0)
         return 0;
     for (struct tcp_pcb *p = tcp_active_pcbs; p != NULL; p = p->next)
         if (p->state == LAST_ACK || p->state == CLOSING)

@@ -101,7 +101,7 @@ static int kernel_conn(uint32_t src, uint16_t sport, uint32_t dst, uint16_t dpor
 int byp_lwip_ip4_input(struct pbuf *p, struct netif *inp)
 {
     (void)inp;
-    if (__builtin_expect(nrecent == 0 && byp_flows_handed == 0, 1))
+    if (__builtin_expect(nrecent == 0 && byp_flows_handed == 0 && byp_tw_count() == 0, 1))
         return 0;
     const uint8_t *ip = p->payload;
     size_t hl = (size_t)(ip[0] & 0x0f) * 4;
@@ -113,6 +113,9 @@ int byp_lwip_ip4_input(struct pbuf *p, struct netif *inp)
     memcpy(&dst, ip + 16, 4);
     memcpy(&sport, ip + hl, 2);
     memcpy(&dport, ip + hl + 2, 2);
+    if ((ip[hl + 13] & (TCP_SYN | TCP_ACK)) == TCP_SYN)
+        byp_tw_reserve(4);   /* a PCB for it, if it opens a connection */
+    byp_tw_lend(src, sport, dst, dport);
     int64_t now = 0;
     for (int i = 0; i < nrecent; i++)
         if (recent[i].raddr == src && recent[i].rport == sport && recent[i].laddr == dst &&

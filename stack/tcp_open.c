@@ -253,6 +253,7 @@ static void install(int fd, struct tsock *ts)
 /* A new lwIP listener on @a:@port (host order), or NULL with @err set (lock held). */
 static struct tcp_pcb *new_listener(in_addr_t a, u16_t port, err_t *err)
 {
+    byp_tw_reserve(2);   /* lwIP recycles only what is in its own TIME_WAIT list */
     struct tcp_pcb *pcb = tcp_new_ip_type(IPADDR_TYPE_V4);
     if (pcb == NULL)
         return NULL;
@@ -341,6 +342,10 @@ int byp_tcp_listen(int fd, const struct sockaddr_in *local, int backlog)
  * refuses the four-tuple, EADDRNOTAVAIL as from the kernel. */
 static void time_wait_reuse(const struct sockaddr_in *local, const struct sockaddr_in *remote)
 {
+    /* Out of the stack's table into lwIP's list (tcp_timewait.c): found there by the walk
+     * below, and by tcp_connect's own check if it stays. */
+    byp_tw_lend(remote->sin_addr.s_addr, remote->sin_port, local->sin_addr.s_addr,
+                local->sin_port);
     for (struct tcp_pcb *p = tcp_tw_pcbs; p != NULL; p = p->next)
         if (!byp_tsock_tw_held(p) && p->local_port == ntohs(local->sin_port) &&
             p->remote_port == ntohs(remote->sin_port) &&
@@ -405,6 +410,7 @@ int byp_tcp_connect(int fd, const struct sockaddr_in *remote)
     ts->reserves_port = 1;
     ts->state = T_CONNECTING;
     byp_stack_lock();
+    byp_tw_reserve(2);   /* lwIP recycles only what is in its own TIME_WAIT list */
     struct tcp_pcb *pcb = tcp_new_ip_type(IPADDR_TYPE_V4);
     if (pcb == NULL) {
         byp_stack_unlock();

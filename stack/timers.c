@@ -17,6 +17,7 @@
 #include "lwip/timeouts.h"
 
 #include "byp_stack.h"
+#include "fd_tcp.h"
 #include "tcp_sock.h"
 
 /* ms since the clock's start at which tcp_ticks was 0, on the clock of byp_tcp_ticks_sync. */
@@ -88,8 +89,10 @@ static uint32_t tcp_wait(int64_t now_ms, uint32_t cap)
             wait = min_u32(wait, until_tick(p->tmr + TCP_FIN_WAIT_TIMEOUT / TCP_SLOW_INTERVAL + 1,
                                             now_ms));
     }
-    for (const struct tcp_pcb *p = tcp_tw_pcbs; p != NULL; p = p->next)
+    for (const struct tcp_pcb *p = tcp_tw_pcbs; p != NULL; p = p->next)   /* lent */
         wait = min_u32(wait, until_tick(p->tmr + 2 * TCP_MSL / TCP_SLOW_INTERVAL + 1, now_ms));
+    if (byp_tw_count() > 0)
+        wait = min_u32(wait, until_tick(byp_tw_next_tick(), now_ms));
     /* A closed connection that left lwIP's active list (TIME_WAIT, or freed) is released
      * by byp_tcp_reap, which runs at most every 50 ms. */
     if (byp_tcp_zombie_count() != zombies_seen)

@@ -13,8 +13,9 @@
 # Workloads (PARTS):
 #   redis     redis-server; redis-benchmark -c 50 -P1 and -P16, SET and GET (requests/s)
 #   memcached memcached -t 1 and -t 4; memcaslap -T 2 -c 64 (TPS)
-#   nginx     nginx, master_process off, one worker; wrk -t 2: a small file (-c 50) and a
-#             1 MB file (-c 10) (requests/s)
+#   nginx     nginx, master_process off, one worker; wrk -t 2: a small file (-c 50), the
+#             same with a new connection per request (`Connection: close`), and a 1 MB
+#             file (-c 10) (requests/s)
 #   iperf3    one stream, kernel client -> accelerated server (rx) and the reverse (-R, tx)
 #             (Gbit/s, receiver)
 # A bypass/latency run whose traffic went through the kernel (the server namespace's TCP
@@ -191,9 +192,11 @@ http { access_log off; sendfile on; server { listen 8080; root $WORK/www; } }
 EOF
   start "$mode" nginx 8080 nginx -c "$d/nginx.conf" -e "$d/error.log" ||
     { emit nginx-small "$mode" "$ROUND" failed req/s "no server"; return; }
-  for f in small:small.txt:50 1m:1m.bin:10; do
-    IFS=: read -r name file conns <<<"$f"
-    local ccmd=("${CLI[@]}" wrk -t 2 -c "$conns" -d "${SECS}s" "http://$SIP:8080/$file")
+  for f in small:small.txt:50 close:small.txt:50:close 1m:1m.bin:10; do
+    IFS=: read -r name file conns close <<<"$f"
+    local hdr=()
+    [ -n "$close" ] && hdr=(-H "Connection: close")   # a new connection per request
+    local ccmd=("${CLI[@]}" wrk -t 2 -c "$conns" -d "${SECS}s" "${hdr[@]}" "http://$SIP:8080/$file")
     BEFORE=$(tcp_segs)
     timeout -k 5 $((SECS + 60)) "${ccmd[@]}" >"$WORK/wrk" 2>&1
     v=$(awk '/^Requests\/sec:/ { print $2 }' "$WORK/wrk")

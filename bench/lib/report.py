@@ -409,6 +409,7 @@ if "deploy" in B:
              "memcached-t1": "memcached -t 1, memcaslap -T 2 -c 64 (TPS)",
              "memcached-t4": "memcached -t 4, memcaslap -T 2 -c 64 (TPS)",
              "nginx-small": "nginx 1 worker, small file, wrk -c 50 (req/s)",
+             "nginx-close": "nginx 1 worker, small file, a connection per request, wrk -c 50 (req/s)",
              "nginx-1m": "nginx 1 worker, 1 MB file, wrk -c 10 (req/s)",
              "iperf3-rx": "iperf3 one stream, kernel client -> server (Gbit/s)",
              "iperf3-tx": "iperf3 one stream, server -> kernel client, -R (Gbit/s)",

@@ -38,6 +38,7 @@
 #include "tcp_ack.h"
 #include "shm.h"
 #include "tcp_guard.h"
+#include "fd_tcp.h"
 
 static struct netif nif;
 static const uint8_t our_mac[6] = {0x02, 0, 0, 0, 0, 0x01};
@@ -47,11 +48,24 @@ static struct tcp_pcb *acc, *act;   /* accepted and active connections */
 static uint16_t next_port = 1024;
 
 /* The IPv4 input hook of tcp_handover.c drops segments of connections handed over to the
- * kernel at exec; nothing is ever handed over here. */
+ * kernel at exec (nothing is ever handed over here), and lends a connection in TIME_WAIT
+ * back to lwIP for its segment, as there (tcp_timewait.c). */
 int byp_lwip_ip4_input(struct pbuf *p, struct netif *inp)
 {
-    (void)p;
     (void)inp;
+    const uint8_t *ip = p->payload;
+    size_t hl = (size_t)(ip[0] & 0x0f) * 4;
+    if (p->len < 20 || hl < 20 || p->len < hl + 14 || ip[9] != IPPROTO_TCP)
+        return 0;
+    uint32_t src, dst;
+    uint16_t sport, dport;
+    memcpy(&src, ip + 12, 4);
+    memcpy(&dst, ip + 16, 4);
+    memcpy(&sport, ip + hl, 2);
+    memcpy(&dport, ip + hl + 2, 2);
+    if ((ip[hl + 13] & (TCP_SYN | TCP_ACK)) == TCP_SYN)
+        byp_tw_reserve(4);
+    byp_tw_lend(src, sport, dst, dport);
     return 0;
 }
 
@@ -208,6 +222,7 @@ static void input(const uint8_t *f, size_t len)
     if (nif.input(p, &nif) != ERR_OK)
         pbuf_free(p);
     byp_guard_after_input(&nif);   /* as netif.c does after each frame */
+    byp_tw_take();
 }
 
 /* A TCP segment from the peer: Ethernet + IPv4 + TCP (with an MSS option on SYNs). */
@@ -306,6 +321,7 @@ static void connections_down(void)
         tcp_abort(tcp_active_pcbs);
     while (tcp_tw_pcbs != NULL)
         tcp_abort(tcp_tw_pcbs);
+    byp_tw_release_all();
     acc = act = NULL;
 }
 
@@ -379,8 +395,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         input(f, len);
         if (mode & 64)
             byp_ack_flush();   /* a receive burst ends here (netif.c) */
-        if (mode & 8)
+        if (mode & 8) {
             tcp_tmr();
+            byp_tw_take();   /* as engine.c does after the timers */
+            byp_tw_expire();
+        }
     }
     byp_ack_flush();
     connections_down();

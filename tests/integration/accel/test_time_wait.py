@@ -206,3 +206,118 @@ def test_client_time_wait_port_handed_out_again(netpair):
     assert len(set(accel["ports"])) < CONNS, ("no port came back: the case was not tested",
                                               accel)
     assert_bypassed(before, after, CONNS * 6, "the client's connections")
+
+
+# --- more connections in TIME_WAIT than the pool holds ----------------------------------------
+
+NPORT = 7602
+CLOSERS_N = 60000
+NGINX_TW = """daemon off; master_process off; pid {d}/nginx.pid; user root;
+error_log {d}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{ access_log off; keepalive_timeout 120s; server {{ listen {port}; root {d}/www; }} }}
+"""
+
+# @n connections, one after another: each sends a request and reads the answer to the
+# server's close (so the TIME_WAIT is the server's).  Prints "ok N".
+CLOSER = r"""
+import socket, sys
+host, port, n, src = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+ok = 0
+for i in range(n):
+    s = socket.create_connection((host, port), timeout=10, source_address=(src, 0))
+    s.sendall(b"GET /small.txt HTTP/1.0\r\n\r\n")
+    r = b""
+    while True:
+        d = s.recv(4096)
+        if not d:
+            break
+        r += d
+    s.close()
+    ok += r.startswith(b"HTTP/1.1 200")
+print("ok %d" % ok, flush=True)
+"""
+
+# A keep-alive connection: one request, then (once @go exists) another on it.  "phase2"
+# between; at the end, both status lines.
+KEEPER = r"""
+import os, socket, sys, time
+host, port, go = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+s = socket.create_connection((host, port), timeout=10)
+f = s.makefile("rb")
+def get():
+    s.sendall(b"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    status = f.readline().strip().decode()
+    n = 0
+    while True:
+        h = f.readline()
+        if h in (b"\r\n", b""):
+            break
+        if h.lower().startswith(b"content-length:"):
+            n = int(h.split(b":")[1])
+    f.read(n)
+    return status
+first = get()
+print("phase2", flush=True)
+while not os.path.exists(go):
+    time.sleep(0.05)
+try:
+    second = get()
+except OSError as e:
+    second = "error %s" % e
+print("%s|%s" % (first, second), flush=True)
+"""
+
+
+def test_time_wait_beyond_the_pool(netpair, tmp_path):
+    """nginx closes first after every HTTP/1.0 request: each connection leaves a TIME_WAIT
+    in the server, 36,000 of them in a few seconds, more than the stack's pool of 32,768
+    connections holds.  The oldest TIME_WAIT makes way for each new connection, never a
+    live one: a keep-alive connection opened before, idle all along, still answers after;
+    every request was answered and no SYN had to be sent again, as on the kernel.  (The
+    stack keeps its TIME_WAIT connections in a table of its own, out of lwIP's list, which
+    lwIP recycles from when its pool is empty.)"""
+    net = netpair()
+    # More four-tuples than the pool has connections: two client addresses, each with
+    # every port (connect() takes every other one; with the kernel's default range, a
+    # reused port's SYN would recycle its TIME_WAIT first).
+    net.run("client", ["sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65535"],
+            preload=False, check=True)
+    cli2 = net.cli_ip.rsplit(".", 1)[0] + ".3"
+    net.run("client", ["ip", "addr", "add", cli2 + "/24", "dev", CLI_IF], preload=False,
+            check=True)
+    d = tmp_path / "nginx-tw"
+    (d / "www").mkdir(parents=True)
+    d.chmod(0o755)
+    (d / "www" / "small.txt").write_text("hello\n")
+    (d / "nginx.conf").write_text(NGINX_TW.format(d=d, port=NPORT))
+    conf = write_conf(d / "bypass.conf", SRV_IF, [("tcp", NPORT)])
+    each = CLOSERS_N // 2
+    for mode, c in (("kernel", None), ("accel", conf)):
+        srv = net.spawn("server", ["nginx", "-c", str(d / "nginx.conf"), "-e",
+                                   str(d / "error.log")], name="nginx-tw-" + mode, conf=c)
+        net.wait_port(NPORT, srv)
+        go = tmp_path / ("go-" + mode)
+        keeper = net.spawn("client", [PYTHON, "-c", KEEPER, net.srv_ip, NPORT, str(go)],
+                           name="keeper-" + mode, preload=False)
+        keeper.wait_ready("phase2")
+        before = net.tcp_segs("server")
+        syn_retrans = net.snmp("client")["TcpExt.TCPSynRetrans"]
+        closers = [net.spawn("client", [PYTHON, "-c", CLOSER, net.srv_ip, NPORT, each, src],
+                             name="closer-%s-%s" % (mode, src), preload=False)
+                   for src in (net.cli_ip, cli2)]
+        for p in closers:
+            assert p.wait(timeout=240) == 0, p.describe() + srv.describe()
+            assert p.out().split() == ["ok", str(each)], (mode, p.out())
+        after = net.tcp_segs("server")
+        syn_retrans = net.snmp("client")["TcpExt.TCPSynRetrans"] - syn_retrans
+        go.write_text("go")
+        assert keeper.wait(timeout=30) == 0, keeper.describe()
+        first, second = keeper.out().strip().splitlines()[-1].split("|")
+        assert first == second == "HTTP/1.1 200 OK", (mode, keeper.out(), srv.describe())
+        # A SYN the server dropped for want of a PCB is sent again a second later.
+        assert syn_retrans == 0, (mode, "%d SYNs sent again" % syn_retrans)
+        if mode == "accel":
+            assert_bypassed(before, after, CLOSERS_N, "connections closed by the server")
+        assert srv.poll() is None, srv.describe()
+        srv.stop()
