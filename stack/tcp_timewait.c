@@ -107,10 +107,8 @@ static int evict_oldest(void)
 
 static void insert(struct tcp_pcb *p)
 {
-    if (order_n == TW_ORDER && !evict_oldest()) {
-        order_head = (order_head + 1) % TW_ORDER;   /* cannot happen: no slot is live */
-        order_n--;
-    }
+    if (order_n == TW_ORDER)
+        evict_oldest();   /* frees the oldest, or drops stale slots until there is room */
     if (!link_pcb(p))
         return;
     order[(order_head + order_n) % TW_ORDER] = p;
@@ -213,7 +211,12 @@ void byp_tw_repair(void)
         order_head = order_n = 0;   /* their connections are lost to the pool */
     for (unsigned i = 0; i < order_n; i++) {
         struct tcp_pcb *p = order[(order_head + i) % TW_ORDER];
-        if (p != NULL && p->state == TIME_WAIT)
+        if (p == NULL || p->state != TIME_WAIT)
+            continue;
+        int lent = 0;   /* in lwIP's list (checked just before): it comes back with take */
+        for (struct tcp_pcb *q = tcp_tw_pcbs; q != NULL && !lent; q = q->next)
+            lent = q == p;
+        if (!lent)
             link_pcb(p);
     }
 }
