@@ -66,6 +66,16 @@ int byp_tcp_handed_half_open(const struct tsock *only);
  * past 2 MSL are freed.  next_tick: tcp_ticks at which the oldest is due.  repair: the
  * table made again after a lock holder died. */
 void byp_tw_take(void);
+struct pbuf;
+void byp_tw_segment(const struct pbuf *p);   /* the IPv4 input hook's part: reserve, lend */
+/* The four-tuple (network order) and flags of the TCP segment in IPv4 packet @p: 0 when it
+ * is not one, or too short. */
+struct byp_tcp4 {
+    uint32_t src, dst;
+    uint16_t sport, dport;
+    uint8_t flags;
+};
+int byp_tcp4_segment(const struct pbuf *p, struct byp_tcp4 *t);
 int byp_tw_lend(uint32_t src, uint16_t sport, uint32_t dst, uint16_t dport);
 int byp_tw_count(void);
 void byp_tw_reserve(int want);

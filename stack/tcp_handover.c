@@ -101,25 +101,16 @@ static int kernel_conn(uint32_t src, uint16_t sport, uint32_t dst, uint16_t dpor
 int byp_lwip_ip4_input(struct pbuf *p, struct netif *inp)
 {
     (void)inp;
-    if (__builtin_expect(nrecent == 0 && byp_flows_handed == 0 && byp_tw_count() == 0, 1))
+    byp_tw_segment(p);   /* its connection in TIME_WAIT back in lwIP's list (tcp_timewait.c) */
+    if (__builtin_expect(nrecent == 0 && byp_flows_handed == 0, 1))
         return 0;
-    const uint8_t *ip = p->payload;
-    size_t hl = (size_t)(ip[0] & 0x0f) * 4;
-    if (p->len < 20 || hl < 20 || p->len < hl + 14 || ip[9] != IPPROTO_TCP)
+    struct byp_tcp4 t;
+    if (!byp_tcp4_segment(p, &t))
         return 0;
-    uint32_t src, dst;
-    uint16_t sport, dport;
-    memcpy(&src, ip + 12, 4);
-    memcpy(&dst, ip + 16, 4);
-    memcpy(&sport, ip + hl, 2);
-    memcpy(&dport, ip + hl + 2, 2);
-    if ((ip[hl + 13] & (TCP_SYN | TCP_ACK)) == TCP_SYN)
-        byp_tw_reserve(4);   /* a PCB for it, if it opens a connection */
-    byp_tw_lend(src, sport, dst, dport);
     int64_t now = 0;
     for (int i = 0; i < nrecent; i++)
-        if (recent[i].raddr == src && recent[i].rport == sport && recent[i].laddr == dst &&
-            recent[i].lport == dport) {
+        if (recent[i].raddr == t.src && recent[i].rport == t.sport && recent[i].laddr == t.dst &&
+            recent[i].lport == t.dport) {
             if (now == 0)
                 now = mono_ns();
             if (recent[i].until < now)
@@ -130,8 +121,8 @@ int byp_lwip_ip4_input(struct pbuf *p, struct netif *inp)
     if (nrecent > 0 && recent[nrecent - 1].until < mono_ns())
         nrecent--;   /* shrink from the end as entries expire */
     /* Not a SYN: the XDP program gives a handed listener's SYNs to the kernel. */
-    if (byp_flows_handed > 0 && !(ip[hl + 13] & TCP_SYN) &&
-        kernel_conn(src, ntohs(sport), dst, ntohs(dport))) {
+    if (byp_flows_handed > 0 && !(t.flags & TCP_SYN) &&
+        kernel_conn(t.src, ntohs(t.sport), t.dst, ntohs(t.dport))) {
         pbuf_free(p);
         return 1;
     }

@@ -147,6 +147,30 @@ int byp_tw_lend(uint32_t src, uint16_t sport, uint32_t dst, uint16_t dport)
     return 0;
 }
 
+int byp_tcp4_segment(const struct pbuf *p, struct byp_tcp4 *t)
+{
+    const uint8_t *ip = p->payload;
+    size_t hl = (size_t)(ip[0] & 0x0f) * 4;
+    if (p->len < 20 || hl < 20 || p->len < hl + 14 || ip[9] != IP_PROTO_TCP)
+        return 0;
+    memcpy(&t->src, ip + 12, 4);
+    memcpy(&t->dst, ip + 16, 4);
+    memcpy(&t->sport, ip + hl, 2);
+    memcpy(&t->dport, ip + hl + 2, 2);
+    t->flags = ip[hl + 13];
+    return 1;
+}
+
+void byp_tw_segment(const struct pbuf *p)
+{
+    struct byp_tcp4 t;
+    if (tw_n == 0 || !byp_tcp4_segment(p, &t))
+        return;
+    if ((t.flags & (TCP_SYN | TCP_ACK)) == TCP_SYN)
+        byp_tw_reserve(4);   /* a PCB for it, if it opens a connection */
+    byp_tw_lend(t.src, t.sport, t.dst, t.dport);
+}
+
 int byp_tw_count(void)
 {
     return (int)tw_n;

@@ -53,19 +53,7 @@ static uint16_t next_port = 1024;
 int byp_lwip_ip4_input(struct pbuf *p, struct netif *inp)
 {
     (void)inp;
-    const uint8_t *ip = p->payload;
-    size_t hl = (size_t)(ip[0] & 0x0f) * 4;
-    if (p->len < 20 || hl < 20 || p->len < hl + 14 || ip[9] != IPPROTO_TCP)
-        return 0;
-    uint32_t src, dst;
-    uint16_t sport, dport;
-    memcpy(&src, ip + 12, 4);
-    memcpy(&dst, ip + 16, 4);
-    memcpy(&sport, ip + hl, 2);
-    memcpy(&dport, ip + hl + 2, 2);
-    if ((ip[hl + 13] & (TCP_SYN | TCP_ACK)) == TCP_SYN)
-        byp_tw_reserve(4);
-    byp_tw_lend(src, sport, dst, dport);
+    byp_tw_segment(p);
     return 0;
 }
 

@@ -110,6 +110,27 @@ def _remove_stale_namespaces():
         subprocess.run(["ip", "netns", "del", name], stderr=subprocess.DEVNULL, timeout=30)
 
 
+# For client programs (prepended to their code): a new connection to (host, port) from
+# @src (default: any) sends @data and returns all the server answers before it closes.
+ASK = r"""
+import socket
+
+
+def ask(host, port, data, timeout=None, src=None):
+    s = socket.create_connection((host, port), timeout=timeout,
+                                 source_address=(src, 0) if src else None)
+    s.sendall(data)
+    r = b""
+    while True:
+        d = s.recv(4096)
+        if not d:
+            break
+        r += d
+    s.close()
+    return r
+"""
+
+
 def write_conf(path, interface, rules, extra="", backend="af_xdp"):
     """Writes a libconfig file: @rules is a list of (proto, port) or (proto, port, addr)."""
     items = []

@@ -11,29 +11,10 @@ import shutil
 
 import pytest
 
-from .conftest import PYTHON, assert_bypassed, bypass_lines, json_exchange, write_conf
+from .conftest import ASK, PYTHON, assert_bypassed, bypass_lines, json_exchange, write_conf
 
 PORT = 7360
 N = 5
-
-# For the client programs below: a new connection to (host, port) sends @data and returns
-# all the server answers before it closes.
-ASK = r"""
-import socket
-
-
-def ask(host, port, data, timeout=None):
-    s = socket.create_connection((host, port), timeout=timeout)
-    s.sendall(data)
-    r = b""
-    while True:
-        d = s.recv(4096)
-        if not d:
-            break
-        r += d
-    s.close()
-    return r
-"""
 
 SERVER = r"""
 import json, os, socket, subprocess, sys

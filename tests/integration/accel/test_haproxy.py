@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from .conftest import PYTHON, SRV_IF, assert_bypassed, http_checks, web_root, write_conf
+from .conftest import ASK, PYTHON, SRV_IF, assert_bypassed, http_checks, web_root, write_conf
 
 FRONT, BACK = 8086, 9086
 
@@ -75,24 +75,15 @@ frontend fe
 """
 
 # Short connections, one after another, for @secs: "ok N fail M {errors}".
-RELOAD_CLIENT = r"""
-import socket, sys, time
+RELOAD_CLIENT = ASK + r"""
+import sys, time
 host, port, secs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 end = time.monotonic() + secs
 ok = fail = 0
 errs = {}
 while time.monotonic() < end:
     try:
-        s = socket.create_connection((host, port), timeout=3)
-        s.settimeout(3)
-        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
-        r = b""
-        while True:
-            d = s.recv(4096)
-            if not d:
-                break
-            r += d
-        s.close()
+        r = ask(host, port, b"GET / HTTP/1.0\r\n\r\n", timeout=3)
         good = r.startswith(b"HTTP/1.0 200") or r.startswith(b"HTTP/1.1 200")
         ok += good
         fail += not good

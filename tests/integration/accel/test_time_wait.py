@@ -17,7 +17,7 @@ import subprocess
 
 import pytest
 
-from .conftest import CLI_IF, PYTHON, SRV_IF, assert_bypassed, write_conf
+from .conftest import ASK, CLI_IF, PYTHON, SRV_IF, assert_bypassed, write_conf
 
 PORT = 7600
 ROUNDS = 20
@@ -220,21 +220,11 @@ http {{ access_log off; keepalive_timeout 120s; server {{ listen {port}; root {d
 
 # @n connections, one after another: each sends a request and reads the answer to the
 # server's close (so the TIME_WAIT is the server's).  Prints "ok N".
-CLOSER = r"""
-import socket, sys
+CLOSER = ASK + r"""
+import sys
 host, port, n, src = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-ok = 0
-for i in range(n):
-    s = socket.create_connection((host, port), timeout=10, source_address=(src, 0))
-    s.sendall(b"GET /small.txt HTTP/1.0\r\n\r\n")
-    r = b""
-    while True:
-        d = s.recv(4096)
-        if not d:
-            break
-        r += d
-    s.close()
-    ok += r.startswith(b"HTTP/1.1 200")
+ok = sum(ask(host, port, b"GET /small.txt HTTP/1.0\r\n\r\n", 10, src).startswith(b"HTTP/1.1 200")
+         for i in range(n))
 print("ok %d" % ok, flush=True)
 """
 
