@@ -252,6 +252,7 @@ import socket, sys
 u = socket.socket(fileno=int(sys.argv[1]))
 _, fds, _, _ = socket.recv_fds(u, 10, 1)
 c, _ = socket.socket(fileno=fds[0]).accept()
+c.settimeout(20)                     # ends, also when the test failed and left it
 for line in c.makefile("rb"):
     c.sendall(b"worker got " + line)
 '''
