@@ -13,7 +13,7 @@
 
 #include "sysheaders.h"
 
-#define BYP_ENGINE_ABI 5
+#define BYP_ENGINE_ABI 6
 /* Name of the engine library, looked up next to libbypass.so, then by the loader's path;
  * BYPASS_ENGINE overrides (a path). */
 #define BYP_ENGINE_SONAME "libbypass-engine.so"
@@ -66,6 +66,12 @@ struct byp_engine {
     int (*kpath_fd)(void);
     void (*kpath_wake)(void);
     void (*seat_left)(void);
+    /* A thread ends its spin and goes to sleep where no frame wakes it (frames_fd < 0: the
+     * progress thread takes the frames).  While it ran the stack, the progress thread left
+     * the frames to it; now it must watch them again, at once rather than at its next
+     * interval (nginx's workers: a connection per request waited up to 1 ms for each of
+     * its handshake and its request). */
+    void (*spin_over)(void);
     /* Wake targets: one per epoll set with accelerated members, so that a readiness change
      * wakes the sets holding the socket, not every sleeper of the process.
      * target_open: a target (index >= 0), or -errno (none free: the set is woken by its

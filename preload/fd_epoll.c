@@ -305,6 +305,8 @@ int byp_epoll_wait(struct byp_epoll_head *h, int epfd, struct epoll_event *evs, 
             break;
     }
     byp_spin_done(&slot);
+    if (eng != NULL && (ep->frames_fd < 0 || __atomic_load_n(eng->frames_fd, __ATOMIC_ACQUIRE) < 0))
+        eng->spin_over();   /* no frame wakes this sleep: the progress thread takes them */
 
     __atomic_add_fetch(&byp_spin_misses, 1, __ATOMIC_RELAXED);
     int64_t slept_from = byp_poll_now_ns();

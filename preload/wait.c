@@ -458,6 +458,8 @@ static int wait_for(byp_wait_cond_t cond, void *arg, int timeout_ms, struct poll
     int r = spin(eng, cond, arg, start, deadline, pfds, npfds, seq);
     if (r != 3)
         return r;
+    if (eng != NULL && __atomic_load_n(eng->frames_fd, __ATOMIC_ACQUIRE) < 0)
+        eng->spin_over();   /* the progress thread takes the frames while this one sleeps */
     int64_t slept_from = byp_poll_now_ns();
     int k;
     if (sw != NULL && eng != NULL) {

@@ -227,7 +227,19 @@ uint64_t byp_rx_rounds;
 
 static uint32_t last_timer_ms, last_owner_check_ms;
 int byp_progress_kick_fd = -1;
-int byp_progress_napping, byp_progress_stale;
+int byp_progress_napping, byp_progress_stale, byp_progress_beside;
+
+/* The thread going to sleep is no longer the frames' reader: the progress thread, if it
+ * trusts it to be (progress.c), is woken to take them.  The clock's zero first, then the
+ * flag, against the progress thread's flag first, then the clock: one of the two sees the
+ * other's store. */
+void byp_app_spin_over(void)
+{
+    __atomic_store_n(&byp_last_app_poll_ns, 0, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&byp_progress_beside, __ATOMIC_SEQ_CST) &&
+        __atomic_exchange_n(&byp_progress_beside, 0, __ATOMIC_SEQ_CST))
+        byp_progress_kick();
+}
 
 /* One round of the stack; @wait_lock: take the lock even when another thread holds it. */
 int byp_engine_run(int from_app, int wait_lock)
@@ -619,6 +631,7 @@ static struct byp_engine engine = {
     .kpath_fd = byp_udp_kpath_fd,
     .kpath_wake = byp_udp_kpath_wake,
     .seat_left = byp_progress_kick,   /* it then watches the frames */
+    .spin_over = byp_app_spin_over,
     .target_open = byp_wake_target_open,
     .target_close = byp_wake_target_close,
     .target_fd = byp_wake_target_fd,

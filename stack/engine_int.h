@@ -18,8 +18,15 @@ extern struct byp_nic *byp_engine_nic;
 int byp_engine_run(int from_app, int wait_lock);
 /* The backend's receive fd (AF_XDP or AF_PACKET socket, tap device), -1 when none. */
 extern int byp_xsk_fd;
-/* When an application thread last ran the stack (byp_now_ns). */
+/* When an application thread last ran the stack (byp_now_ns); 0 when the last one to run
+ * it went to sleep without the frames (byp_app_spin_over). */
 extern int64_t byp_last_app_poll_ns;
+/* The progress thread sleeps trusting the application thread that just ran the stack to
+ * go on running it (the frames are left to that thread): an application thread that stops
+ * (byp_app_spin_over) clears this and kicks it. */
+extern int byp_progress_beside;
+/* An application thread ends its spin and sleeps where no frame wakes it. */
+void byp_app_spin_over(void);
 /* The progress thread sleeps past lwIP's next tick (nothing to time) and no application
  * thread sleeps on the frames, set under the lock; whoever next releases the lock clears
  * it and writes byp_progress_kick_fd (an eventfd the progress thread polls) so that it

@@ -203,16 +203,25 @@ static void *progress_main(void *arg)
         int beside = wfd >= 0 && wfd != byp_xsk_fd && byp_frame_pollers_n() == 0 &&
                      byp_udp_kpath_members() == 0;
         int was_stale = __atomic_load_n(&byp_progress_stale, __ATOMIC_RELAXED);
-        int64_t idle = now - __atomic_load_n(&byp_last_app_poll_ns, __ATOMIC_RELAXED);
+        /* Flag first, then the clock (byp_app_spin_over: the clock, then the flag). */
+        __atomic_store_n(&byp_progress_beside, 1, __ATOMIC_SEQ_CST);
+        int64_t idle = now - __atomic_load_n(&byp_last_app_poll_ns, __ATOMIC_SEQ_CST);
         if (idle < APP_SPIN_WINDOW_NS) {
-            /* An application thread spins on the stack: it receives and runs the timers. */
+            /* An application thread spins on the stack: it receives and runs the timers.
+             * Sleep the interval, or until it stops where no frame wakes it (a kick). */
             if (working)
                 progress_priority(0);
             timers_at = 0;
             struct timespec ts = {.tv_sec = interval_ns / 1000000000, .tv_nsec = interval_ns % 1000000000};
-            nanosleep(&ts, NULL);
+            struct pollfd kp = {.fd = byp_progress_kick_fd, .events = POLLIN};
+            if (BYP_REAL(ppoll)(&kp, 1, &ts, NULL) > 0 && (kp.revents & POLLIN)) {
+                uint64_t v;
+                (void)!BYP_REAL(read)(byp_progress_kick_fd, &v, sizeof v);
+            }
+            __atomic_store_n(&byp_progress_beside, 0, __ATOMIC_RELAXED);
             continue;
         }
+        __atomic_store_n(&byp_progress_beside, 0, __ATOMIC_RELAXED);
         /* The lock was busy at the last look: an application thread runs the stack and
          * takes the frames itself; this thread waits out the interval without watching them
          * (it woke at once for the frames still in the ring, found the lock busy again and
