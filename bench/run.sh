@@ -15,7 +15,8 @@
 #   iperf3       bench/lib/iperf3.sh: one stream, kernel / bypass (port 5201 accelerated)
 #   passthrough  bench/passthrough/run.sh, inline mode: the library's cost on kernel sockets
 #   floor        nicbackend/tools/reflect_test.sh: raw-frame UDP ping-pong via byp-reflect
-#   fork         bench/fork/run.sh: nginx (master + 2 workers, plain and reuseport) under wrk, PostgreSQL pgbench -S;
+#   fork         bench/fork/run.sh: nginx (master + 2 workers: plain, reuseport, a connection per
+#                request) under wrk, PostgreSQL pgbench -S (and -C, a backend per transaction);
 #                server preloaded with the default settings, kernel clients
 #   memif        bench/memif/run.sh: two processes on one host, TCP over memif against the
 #                kernel's loopback (sockperf blocking / busy-poll, redis -P1/-P16) and the

@@ -6,14 +6,20 @@
 # kernel's, on CPU 1.
 #   nginx     master + 2 workers, a small static file, wrk -t 2 -c 50 (requests/s)
 #   nginx-reuseport  the same with `listen 8080 reuseport` (a listener per worker)
+#   nginx-close      the same as nginx with a new connection per request (`Connection: close`)
 #   pgbench   PostgreSQL 15 as its own user with the README's capabilities, pgbench -S
 #             (select only) -c 8 -j 2 (transactions/s)
+#   pgbench-connect  the same with -C: a new connection, so a new backend forked by the
+#             postmaster, per transaction
 # Rounds alternate kernel and bypass.  A bypass run whose traffic went through the kernel
 # (the server namespace's TCP counters moved by more than a few hundred segments) is
 # "not-bypassed".
 #
 #   bench/fork/run.sh OUT_TSV [SECONDS [ROUNDS [PARTS]]]
-#       defaults: 10 3 "nginx nginx-reuseport pgbench"
+#       defaults: 10 3 "nginx nginx-reuseport nginx-close pgbench pgbench-connect"
+#
+# Environment: FORK_MODES (default "kernel bypass"); "base" runs the library FORK_BASE_LIB
+# (another build's, for a before/after comparison in one run).
 #
 # Writes one line per run to OUT_TSV: bench, mode (kernel|bypass), round, value or verdict,
 # unit, command.  Needs root.
@@ -25,7 +31,7 @@ LIB="$ROOT/build/libbypass.so"
 OUT="${1:?usage: run.sh OUT_TSV [SECONDS [ROUNDS [PARTS]]]}"
 SECS="${2:-10}"
 ROUNDS="${3:-3}"
-PARTS="${4:-nginx nginx-reuseport pgbench}"
+PARTS="${4:-nginx nginx-reuseport nginx-close pgbench pgbench-connect}"
 SNS="byps-fork-$$" CNS="bypc-fork-$$" SIF=bypf0 CIF=bypf1 SIP=10.77.250.1 CIP=10.77.250.2
 SRV_CPU=0 CLI_CPU=1 QUIET=300
 PG=/usr/lib/postgresql/15/bin
@@ -56,6 +62,7 @@ tcp_segs() { ip netns exec "$SNS" awk '/^Tcp:/ { if (h) { print $11 + $12; exit 
 srv_prefix() { # MODE -> PFX
   PFX=(ip netns exec "$SNS" env -u LD_PRELOAD -u BYPASS_CONFIG)
   [ "$1" = bypass ] && PFX+=("LD_PRELOAD=$LIB" "BYPASS_CONFIG=$WORK/bypass.conf")
+  [ "$1" = base ] && PFX+=("LD_PRELOAD=${FORK_BASE_LIB:?FORK_BASE_LIB for the base mode}" "BYPASS_CONFIG=$WORK/bypass.conf")
   PFX+=(taskset -c "$SRV_CPU")
 }
 
@@ -73,9 +80,10 @@ wait_port() { # PORT
 # --- nginx ------------------------------------------------------------------------------
 mkdir -p "$WORK/www"
 echo "hello from nginx" >"$WORK/www/small.txt"
-nginx_one() { # MODE ROUND [reuseport]
-  local mode="$1" r="$2" rp="${3:-}" name=nginx d="$WORK/nginx-$1-$2-${3:-plain}" before val
-  [ -n "$rp" ] && name=nginx-reuseport
+nginx_one() { # MODE ROUND [reuseport|close]
+  local mode="$1" r="$2" rp="" name=nginx d="$WORK/nginx-$1-$2-${3:-plain}" before val hdr=()
+  [ "${3:-}" = reuseport ] && rp=reuseport && name=nginx-reuseport
+  [ "${3:-}" = close ] && hdr=(-H "Connection: close") && name=nginx-close
   mkdir -p "$d"
   cat >"$d/nginx.conf" <<EOF
 daemon off; master_process on; worker_processes 2; pid $d/nginx.pid;
@@ -89,11 +97,11 @@ EOF
   PIDS+=("$spid")
   wait_port 8080 || { emit "$name" "$mode" "$r" failed "req/s" "nginx did not listen"; kill "$spid"; wait "$spid"; return; }
   before=$(tcp_segs)
-  local ccmd=(ip netns exec "$CNS" taskset -c "$CLI_CPU" wrk -t 2 -c 50 -d "$SECS" "http://$SIP:8080/small.txt")
+  local ccmd=(ip netns exec "$CNS" taskset -c "$CLI_CPU" wrk -t 2 -c 50 -d "$SECS" "${hdr[@]}" "http://$SIP:8080/small.txt")
   "${ccmd[@]}" >"$d/wrk" 2>&1
   val=$(awk '/^Requests\/sec:/ { print $2 }' "$d/wrk")
   grep -q "Non-2xx\|Socket errors" "$d/wrk" && { val=failed; cat "$d/wrk" "$d/error.log" "$d/out" >&2; }
-  [ "$mode" = bypass ] && [ $(( $(tcp_segs) - before )) -gt $QUIET ] && val=not-bypassed
+  [ "$mode" != kernel ] && [ $(( $(tcp_segs) - before )) -gt $QUIET ] && val=not-bypassed
   emit "$name" "$mode" "$r" "${val:-failed}" "req/s" "${PFX[*]} nginx (2 workers${rp:+, reuseport}); ${ccmd[*]}"
   kill -QUIT "$spid"; wait "$spid" 2>/dev/null
 }
@@ -106,33 +114,36 @@ pg_setup() {
     die "initdb failed"
   echo "host all all 10.0.0.0/8 trust" >>"$WORK/pg/data/pg_hba.conf"
 }
-pg_one() { # MODE ROUND
-  local mode="$1" r="$2" before val
+pg_one() { # MODE ROUND [connect]
+  local mode="$1" r="$2" before val name=pgbench opt=()
+  [ "${3:-}" = connect ] && name=pgbench-connect && opt=(-C)
   srv_prefix "$mode"
   "${PFX[@]}" "${AS_PG[@]}" --inh-caps "$CAPS" --ambient-caps "$CAPS" "$PG/postgres" \
     -D "$WORK/pg/data" -p 5433 -c listen_addresses='*' -c unix_socket_directories="$WORK/pg" \
     -c max_connections=40 -c fsync=off >"$WORK/pg/log-$mode-$r" 2>&1 &
   local spid=$!
   PIDS+=("$spid")
-  wait_port 5433 || { emit pgbench "$mode" "$r" failed "tps" "postgres did not listen"; kill "$spid"; wait "$spid"; return; }
+  wait_port 5433 || { emit "$name" "$mode" "$r" failed "tps" "postgres did not listen"; kill "$spid"; wait "$spid"; return; }
   local pgb=(ip netns exec "$CNS" taskset -c "$CLI_CPU" "$PG/pgbench" -h "$SIP" -p 5433 -U postgres)
   if [ ! -f "$WORK/pg/initialised" ]; then
     "${pgb[@]}" -i -s 2 postgres >/dev/null 2>&1 && touch "$WORK/pg/initialised"
   fi
   before=$(tcp_segs)
-  "${pgb[@]}" -S -c 8 -j 2 -T "$SECS" postgres >"$WORK/pg/bench-$mode-$r" 2>&1
-  val=$(awk '/^tps = / { print $3; exit }' "$WORK/pg/bench-$mode-$r")
-  [ "$mode" = bypass ] && [ $(( $(tcp_segs) - before )) -gt $QUIET ] && val=not-bypassed
-  emit pgbench "$mode" "$r" "${val:-failed}" "tps" "${PFX[*]} postgres; ${pgb[*]} -S -c 8 -j 2 -T $SECS"
+  "${pgb[@]}" -S "${opt[@]}" -c 8 -j 2 -T "$SECS" postgres >"$WORK/pg/bench-$name-$mode-$r" 2>&1
+  val=$(awk '/^tps = / { print $3; exit }' "$WORK/pg/bench-$name-$mode-$r")
+  [ "$mode" != kernel ] && [ $(( $(tcp_segs) - before )) -gt $QUIET ] && val=not-bypassed
+  emit "$name" "$mode" "$r" "${val:-failed}" "tps" "${PFX[*]} postgres; ${pgb[*]} -S ${opt[*]} -c 8 -j 2 -T $SECS"
   kill -INT "$spid"; wait "$spid" 2>/dev/null
 }
 
-[[ " $PARTS " == *" pgbench "* ]] && pg_setup
+[[ " $PARTS " == *" pgbench"* ]] && pg_setup
 for r in $(seq "$ROUNDS"); do
-  for mode in kernel bypass; do
+  for mode in ${FORK_MODES:-kernel bypass}; do
     [[ " $PARTS " == *" nginx "* ]] && nginx_one "$mode" "$r"
     [[ " $PARTS " == *" nginx-reuseport "* ]] && nginx_one "$mode" "$r" reuseport
+    [[ " $PARTS " == *" nginx-close "* ]] && nginx_one "$mode" "$r" close
     [[ " $PARTS " == *" pgbench "* ]] && pg_one "$mode" "$r"
+    [[ " $PARTS " == *" pgbench-connect "* ]] && pg_one "$mode" "$r" connect
   done
 done
 cat "$OUT"

@@ -395,7 +395,10 @@ if "iperf3" in B:
             notes.append(f"iperf3 {mode}: {dd['median']}: {r}")
 if "fork" in B:
     label = {"nginx": "nginx master + 2 workers, small file, wrk -c 50 (req/s)",
-             "pgbench": "PostgreSQL pgbench -S -c 8 (tps)"}
+             "nginx-reuseport": "nginx master + 2 workers, reuseport, small file, wrk -c 50 (req/s)",
+             "nginx-close": "nginx master + 2 workers, small file, a connection per request, wrk -c 50 (req/s)",
+             "pgbench": "PostgreSQL pgbench -S -c 8 (tps)",
+             "pgbench-connect": "PostgreSQL pgbench -S -C -c 8, a backend forked per transaction (tps)"}
     for bench, b in sorted(B["fork"]["benches"].items()):
         kv = b["modes"].get("kernel", {}).get("median")
         xv = b["modes"].get("bypass", {}).get("median")
