@@ -7,7 +7,11 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
+#include <linux/capability.h>
 
 #include "lwip/opt.h"
 #include "lwip/timeouts.h"
@@ -73,10 +77,34 @@ pid_t byp_kmirror_pid;
  * waits for the lock behind it (measured with a CPU hog beside a multicast receiver: stalls
  * of 0.5 s and a fifth of the datagrams lost at the ring).  Switching costs a system call
  * each way, once per round of work. */
+/* This thread may switch between SCHED_IDLE and SCHED_OTHER (per thread, not in the
+ * family's shared data: the next member to run the thread may hold other privileges). */
+static __thread int idle_ok;
+
 static void progress_priority(int working)
 {
+    if (!idle_ok)
+        return;
     struct sched_param sp = {.sched_priority = 0};
     pthread_setschedparam(pthread_self(), working ? SCHED_OTHER : SCHED_IDLE, &sp);
+}
+
+/* Whether a thread at SCHED_IDLE may go back to SCHED_OTHER: the kernel takes SCHED_IDLE
+ * for nice 20, and lets a thread leave it only with CAP_SYS_NICE or an RLIMIT_NICE that
+ * allows its nice value (20 - nice; the default limit is 0).  PostgreSQL, never root,
+ * had its progress thread stuck at idle priority, lock and all, from its first sleep. */
+static int idle_reversible(void)
+{
+    struct rlimit rl;
+    errno = 0;
+    int nice = getpriority(PRIO_PROCESS, 0);   /* this thread's */
+    if (errno == 0 && getrlimit(RLIMIT_NICE, &rl) == 0 &&
+        (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= (rlim_t)(20 - nice)))
+        return 1;
+    struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3];
+    return syscall(SYS_capget, &h, d) == 0 &&
+           (d[CAP_TO_INDEX(CAP_SYS_NICE)].effective & CAP_TO_MASK(CAP_SYS_NICE)) != 0;
 }
 
 /* What this thread polls for frames.  While application threads sleep on them in epoll
@@ -124,8 +152,13 @@ static void *progress_main(void *arg)
      * preempted for a time slice is milliseconds of latency).  When the application
      * sleeps, the CPU is idle and this thread runs at once. */
     struct sched_param sp = {.sched_priority = 0};
-    if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) != 0)
+    if (!idle_reversible())
+        byp_info("progress thread: runs at normal priority (without CAP_SYS_NICE or an "
+                 "RLIMIT_NICE of 20 it could not leave SCHED_IDLE to do its work)");
+    else if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) != 0)
         byp_info("progress thread: SCHED_IDLE refused; it runs at normal priority");
+    else
+        idle_ok = 1;
     const int64_t interval_ns = byp_cfg.progress_usec * 1000;
     int64_t next_reap = 0, next_stats = 0;
     int stats_idle = 0;   /* next_stats is idle_period away: nothing moved at the last sample */

@@ -451,8 +451,28 @@ def test_postgresql_pgbench(netpair, request):
     assert failed is None or failed.group(1) == "0", cp.stdout
     assert "error" not in cp.stderr.lower(), cp.stderr
     assert_bypassed(before, after, int(m.group(1)) * 10, "pgbench")
+    # The postmaster is not root: its progress thread could never leave SCHED_IDLE (the
+    # kernel wants CAP_SYS_NICE or an RLIMIT_NICE of 20 for that), so it must never enter
+    # it; it had stayed at idle priority from its first sleep, lock and all.
+    policies = progress_thread_policies(srv.pid)
+    assert policies and all(p == 0 for p in policies), \
+        ("progress thread scheduling policy (0 SCHED_OTHER, 5 SCHED_IDLE)", policies)
     srv.stop()
     assert "could not receive data" not in srv.err(), srv.err()[-3000:]
+
+
+def progress_thread_policies(pid):
+    """The scheduling policy (stat field 41) of each bypass-progress thread of @pid."""
+    out = []
+    for task in Path("/proc/%d/task" % pid).iterdir():
+        try:
+            if (task / "comm").read_text().strip() != "bypass-progress":
+                continue
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        out.append(int(stat[stat.rindex(")") + 2:].split()[38]))
+    return out
 
 
 # --- fork + exec ---------------------------------------------------------------------
