@@ -22,6 +22,7 @@ static int af_packet_devargs(const struct byp_nic_conf *conf, char *buf, size_t 
 
 const struct byp_nic_ops byp_nic_af_packet_ops = {
     .name = "af_packet",
+    .drivers = "net_af_packet",
     .devargs = af_packet_devargs,
     .steers = 0,
 };

@@ -163,6 +163,7 @@ static void af_xdp_stop(struct byp_nic *nic)
 /* The default: our own AF_XDP socket, with a deep fill ring (xsk.c). */
 const struct byp_nic_ops byp_nic_af_xdp_ops = {
     .name = "af_xdp",
+    .drivers = "",
     .devargs = af_xdp_devargs,
     .start = af_xdp_start,
     .stop = af_xdp_stop,
@@ -177,6 +178,7 @@ const struct byp_nic_ops byp_nic_af_xdp_ops = {
  * receive buffers at most. */
 const struct byp_nic_ops byp_nic_af_xdp_pmd_ops = {
     .name = "af_xdp",
+    .drivers = "net_af_xdp",
     .devargs = af_xdp_devargs,
     .start = af_xdp_start,
     .stop = af_xdp_stop,

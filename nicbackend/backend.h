@@ -63,6 +63,10 @@ struct byp_nic_ops {
     int (*start)(struct byp_nic *nic, const struct byp_nic_conf *conf);
     /* Before the port is closed: undo start. */
     void (*stop)(struct byp_nic *nic);
+    /* The DPDK drivers it needs besides the mempool and vdev bus drivers, by library name
+     * without "librte_" (e.g. "net_tap"), space-separated; "" none; NULL every driver of
+     * DPDK's plugin directory (pci: any device string).  The EAL loads only these. */
+    const char *drivers;
     /* 1: the interface stays the kernel's and only steered flows reach the NIC (af_xdp:
      * byp_steer_*; neighbours come from the kernel).  0: a dedicated interface, every
      * frame reaches the stack, which answers ARP itself. */
@@ -221,13 +225,15 @@ struct byp_eal_info {
 /* Start the EAL in this process, once: --in-memory (or --no-huge --no-shconf -m when no
  * hugepages are free or @force_no_huge), a per-process --file-prefix, --no-pci (unless
  * @flags has BYP_EAL_PCI), --single-file-segments with BYP_EAL_SHARE_MEM,
- * --no-telemetry, a log level following BYPASS_LOG, then @extra args.  No device is
+ * --no-telemetry, a log level following BYPASS_LOG, -d for each of @drivers (struct
+ * byp_nic_ops.drivers; NULL: DPDK's whole plugin directory) then @extra args.  No device is
  * probed here (devices are hot-plugged by byp_nic_open, so a bad device cannot leave the
  * EAL half started).  The calling thread's CPU affinity is restored afterwards.
  * Returns 0 (also when already started), or the negative errno of the first attempt:
  * DPDK cannot be initialised twice, so a failure is final for the process.
  * Errors: -ENOMEM (memory), -EPERM (permission), -EINVAL (bad extra arguments), -EIO. */
-int byp_eal_start(int nb_extra, char *const *extra, int force_no_huge, unsigned flags);
+int byp_eal_start(int nb_extra, char *const *extra, int force_no_huge, unsigned flags,
+                  const char *drivers);
 
 /* Route net_tap's receive signal (O_ASYNC on its tun fds) to DPDK's interrupt thread
  * instead of the program's threads (eal.c); after the port started. */

@@ -21,12 +21,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,6 +50,8 @@
 /* libbypass.so's (preload/wrap_time.c): the thread inside rte_eal_init, whose 100 ms TSC
  * calibration sleep is shortened.  Absent when the engine runs without libbypass.so. */
 extern pid_t byp_eal_calibrating __attribute__((weak));
+/* libbypass.so's (wrap_eal.c): a directory that thread's stat() does not find. */
+extern const char *byp_eal_hidden_dir __attribute__((weak));
 
 static struct byp_eal_info info;
 static int first_error;             /* -errno of a failed start, final */
@@ -137,9 +141,51 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-int byp_eal_start(int nb_extra, char *const *extra, int force_no_huge, unsigned flags)
+/* The drivers mempool ring (the pool's default ops) and the vdev bus, then @drivers
+ * (struct byp_nic_ops), as -d arguments into @argv from @argc, their paths in @paths;
+ * publishes DPDK's plugin directory for libbypass.so to hide from rte_eal_init.  Leaves
+ * argv as it is (every driver loaded, as DPDK does) with @drivers NULL, without the
+ * directory or libbypass.so, or when a library is missing.  Returns the new argc. */
+#define MAX_DRIVERS 8
+static int driver_args(const char *drivers, char **argv, int argc,
+                       char paths[MAX_DRIVERS][PATH_MAX])
+{
+#ifdef BYP_DPDK_PMD_DIR
+    if (drivers == NULL || &byp_eal_hidden_dir == NULL)
+        return argc;
+    char list[256];
+    int n = snprintf(list, sizeof list, "mempool_ring bus_vdev %s", drivers);
+    if (n < 0 || (size_t)n >= sizeof list)
+        return argc;
+    int k = 0;
+    for (char *save = NULL, *name = strtok_r(list, " ", &save); name != NULL;
+         name = strtok_r(NULL, " ", &save)) {
+        struct stat st;
+        if (k == MAX_DRIVERS ||
+            snprintf(paths[k], PATH_MAX, "%s/librte_%s%s", BYP_DPDK_PMD_DIR, name,
+                     BYP_DPDK_PMD_SUFFIX) >= PATH_MAX ||
+            stat(paths[k], &st) != 0)
+            return argc;   /* not where the build found it: every driver */
+        k++;
+    }
+    for (int i = 0; i < k; i++) {
+        argv[argc++] = "-d";
+        argv[argc++] = paths[i];
+    }
+    byp_eal_hidden_dir = BYP_DPDK_PMD_DIR;
+#else
+    (void)drivers;
+    (void)argv;
+    (void)paths;
+#endif
+    return argc;
+}
+
+int byp_eal_start(int nb_extra, char *const *extra, int force_no_huge, unsigned flags,
+                  const char *drivers)
 {
     char prefix[64], lcores[32], mem[16], loglevel[32];
+    static char driver_paths[MAX_DRIVERS][PATH_MAX];
     char *argv[MAX_ARGS];
     int argc = 0, ret, have_affinity;
     cpu_set_t saved;
@@ -150,7 +196,7 @@ int byp_eal_start(int nb_extra, char *const *extra, int force_no_huge, unsigned 
         return 0;
     if (first_error)
         return first_error;
-    if (nb_extra < 0 || nb_extra > MAX_ARGS - 16)
+    if (nb_extra < 0 || nb_extra > MAX_ARGS - 16 - 2 * MAX_DRIVERS)
         return -EINVAL;
 
     ret = install_log_stream();
@@ -198,6 +244,7 @@ int byp_eal_start(int nb_extra, char *const *extra, int force_no_huge, unsigned 
         if (flags & BYP_EAL_SHARE_MEM)
             argv[argc++] = "--single-file-segments";
     }
+    argc = driver_args(drivers, argv, argc, driver_paths);
     for (int i = 0; i < nb_extra; i++)
         argv[argc++] = extra[i];
     argv[argc] = NULL;
@@ -221,6 +268,8 @@ int byp_eal_start(int nb_extra, char *const *extra, int force_no_huge, unsigned 
     ret = rte_eal_init(argc, argv);
     if (&byp_eal_calibrating != NULL)
         __atomic_store_n(&byp_eal_calibrating, 0, __ATOMIC_RELAXED);
+    if (&byp_eal_hidden_dir != NULL)
+        byp_eal_hidden_dir = NULL;
     info.init_ms = now_ms() - t0;
     pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 

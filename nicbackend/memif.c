@@ -309,6 +309,7 @@ static const struct byp_nic_burst_ops memif_burst = {
 
 const struct byp_nic_ops byp_nic_memif_ops = {
     .name = "memif",
+    .drivers = "net_memif",
     .devargs = memif_devargs,
     .steers = 0,
     .label = "memif",

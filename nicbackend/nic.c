@@ -175,7 +175,7 @@ int byp_nic_open(const struct byp_nic_conf *conf, struct byp_nic **out)
     if (ret < 0)
         return ret;
     ret = byp_eal_start(conf->nb_eal_args, conf->eal_args, conf->force_no_huge,
-                        ops == &byp_nic_pci_ops ? byp_nic_pci_eal_flags(conf) : 0);
+                        ops == &byp_nic_pci_ops ? byp_nic_pci_eal_flags(conf) : 0, ops->drivers);
     if (ret < 0)
         return ret;
 

@@ -21,6 +21,7 @@ static int tap_devargs(const struct byp_nic_conf *conf, char *buf, size_t len)
 
 const struct byp_nic_ops byp_nic_tap_ops = {
     .name = "tap",
+    .drivers = "net_tap",
     .devargs = tap_devargs,
     .steers = 0,
 };

@@ -31,6 +31,46 @@ def expected(n=50):
     return out
 
 
+DRIVER_KINDS = ("net", "bus", "mempool", "common", "crypto", "compress", "dma", "event",
+                "baseband", "raw", "regex", "vdpa")
+
+
+def dpdk_drivers(pid):
+    """The DPDK drivers mapped in process @pid (librte_net_tap.so.23.0 -> net_tap)."""
+    names = set()
+    with open("/proc/%d/maps" % pid) as f:
+        for line in f:
+            base = line.rsplit("/", 1)[-1].strip()
+            if base.startswith("librte_") and base.split("_")[1] in DRIVER_KINDS:
+                names.add(base[len("librte_"):].split(".so")[0])
+    return names
+
+
+def assert_only_drivers(srv, backend_driver, needed=()):
+    """A shared build of DPDK loads every driver of its plugin directory (128 here, with
+    their libraries: 1,060 more mappings, copied at every fork and torn down at every
+    exit); the engine loads the mempool's, the vdev bus's and its backend's only (and
+    what the backend's library links, @needed)."""
+    want = {"mempool_ring", "bus_vdev"} | ({backend_driver} if backend_driver else set())
+    want |= set(needed)
+    got = dpdk_drivers(srv.pid)
+    assert "libbypass-engine.so" in open("/proc/%d/maps" % srv.pid).read(), srv.describe()
+    assert got == want, "DPDK drivers loaded: %s" % sorted(got)
+
+
+def test_af_xdp_loads_only_the_drivers_it_needs(netpair):
+    net = netpair(accel=("server",))
+    conf = write_conf(net.dir / "xdp.conf", "bypv0", [("tcp", PORT)])
+    srv = net.spawn("server", redis_argv(net), name="redis", conf=conf)
+    net.wait_port(PORT, srv)
+    before = net.snmp("server")
+    assert redis_round(net, "client", net.srv_ip) == expected()
+    after = net.snmp("server")
+    assert after["Tcp.InSegs"] == before["Tcp.InSegs"], "the kernel carried the traffic"
+    assert_only_drivers(srv, None)
+    assert srv.stop() == 0, srv.describe()
+
+
 def test_af_packet_dedicated_interface(netpair):
     net = netpair(accel=("server",))
     # The interface becomes the stack's: the kernel forgets its address on it, and the
@@ -49,6 +89,7 @@ def test_af_packet_dedicated_interface(netpair):
     assert moved == 0, "the server namespace's kernel carried TCP (%d segments)" % moved
     neigh = net.run("client", ["ip", "neigh", "show", net.srv_ip], check=True).stdout
     assert "lladdr" in neigh, "the client has no neighbour entry for the stack: " + neigh
+    assert_only_drivers(srv, "net_af_packet", needed=("bus_pci",))   # its DT_NEEDED
     assert srv.stop() == 0, srv.describe()
     lines = bypass_lines(srv.err())
     assert any("backend af_packet" in l for l in lines), srv.describe()
@@ -78,6 +119,7 @@ def test_tap_backend(netpair):
     after = net.snmp("server")
     assert after["Tcp.PassiveOpens"] == before["Tcp.PassiveOpens"], \
         "a kernel listener accepted the connection"
+    assert_only_drivers(srv, "net_tap")
     assert after["Tcp.ActiveOpens"] > before["Tcp.ActiveOpens"]
     assert srv.stop() == 0, srv.describe()
     lines = bypass_lines(srv.err())
