@@ -236,6 +236,10 @@ int byp_progress_napping, byp_progress_stale, byp_progress_beside;
 void byp_app_spin_over(void)
 {
     __atomic_store_n(&byp_last_app_poll_ns, 0, __ATOMIC_SEQ_CST);
+    /* Another thread of the family spins on the stack: it takes the frames, and kicks when
+     * it stops in turn (its spin is counted off before it gets here). */
+    if (__atomic_load_n(byp_spinners, __ATOMIC_SEQ_CST) > 0)
+        return;
     if (__atomic_load_n(&byp_progress_beside, __ATOMIC_SEQ_CST) &&
         __atomic_exchange_n(&byp_progress_beside, 0, __ATOMIC_SEQ_CST))
         byp_progress_kick();
