@@ -13,7 +13,9 @@
 
 #include "sysheaders.h"
 
-#define BYP_ENGINE_ABI 6
+#define BYP_ENGINE_ABI 7
+/* Processes that share one stack (a process and its forked children), at most. */
+#define BYP_FAMILY_MAX 256
 /* Name of the engine library, looked up next to libbypass.so, then by the loader's path;
  * BYPASS_ENGINE overrides (a path). */
 #define BYP_ENGINE_SONAME "libbypass-engine.so"
@@ -133,8 +135,14 @@ extern BYP_SHARED int *byp_plain_sleepers;
  * on the frames itself while none does). */
 extern BYP_SHARED int *byp_frame_waiters;
 /* ... of those, the ones in byp_wait: their poll(2) on frames_fd wakes them and the progress
- * thread alike, which therefore stops watching the frames while any sleeps. */
+ * thread alike, which therefore stops watching the frames while any sleeps.  This
+ * process's count (the engine sums the members'). */
 extern BYP_SHARED int *byp_frame_pollers;
+/* The frames seats (wait.c) taken by each member of the family, BYP_FAMILY_MAX of them,
+ * and this process's among them (no more seats than CPUs in the whole family: every seat
+ * is a poll(2) that each frame wakes). */
+extern BYP_SHARED int *byp_seats;
+extern BYP_SHARED int *byp_seats_mine;
 /* Bumped after every epoll set that adds frames_fd: the progress thread then adds its own
  * watch again, behind the sets', so that a frame wakes it only when no set sleeps. */
 extern BYP_SHARED unsigned *byp_frames_adds;

@@ -416,33 +416,47 @@ static int sleep_word(const struct byp_engine *eng, byp_wait_cond_t cond, void *
     }
 }
 
-/* The frames seats: while sleepers take the frames (the stack has one member, so this
- * process's own count is the family's), as many threads blocked in byp_wait_on as the
- * process has CPUs sleep on them, each in a wake slot published in its socket's word, the
+/* The frames seats: while sleepers take the frames, as many threads of the whole family
+ * blocked in byp_wait_on as the process has CPUs sleep on them (each member counts its own
+ * seats, which the engine takes back from a member that died), each in a wake slot published in its socket's word, the
  * others on their words.  Every sleeper on the frames wakes for every frame (poll(2) is not
  * exclusive): 200 of them took a third of varnish's CPU in the scheduler.  A seated thread
  * that sleeps a whole slice with nothing for it stands up, so that the seats go to threads
  * with traffic, which a frame then wakes directly instead of through a seated thread. */
-static int seats_taken;
+static int own_seats[BYP_FAMILY_MAX];
+BYP_SHARED int *byp_seats = own_seats;
+BYP_SHARED int *byp_seats_mine = &own_seats[0];
+
+/* Seats taken in the whole family (the engine's per-member counts; a process alone before
+ * the engine starts has its own). */
+static int seats_taken(void)
+{
+    int *all = __atomic_load_n(&byp_seats, __ATOMIC_ACQUIRE), n = 0;
+    for (int i = 0; i < BYP_FAMILY_MAX; i++)
+        n += __atomic_load_n(&all[i], __ATOMIC_ACQUIRE);
+    return n;
+}
 
 static int seat_take(const struct byp_engine *eng)
 {
     if (__atomic_load_n(eng->frames_fd, __ATOMIC_ACQUIRE) < 0)
         return -1;
-    if (__atomic_add_fetch(&seats_taken, 1, __ATOMIC_ACQ_REL) <= cpus_allowed()) {
+    int *mine = __atomic_load_n(&byp_seats_mine, __ATOMIC_ACQUIRE);
+    __atomic_add_fetch(mine, 1, __ATOMIC_SEQ_CST);
+    if (seats_taken() <= cpus_allowed()) {
         int k = slot_take(eng);
         if (k >= 0)
             return k;
     }
-    __atomic_sub_fetch(&seats_taken, 1, __ATOMIC_RELEASE);
+    __atomic_sub_fetch(mine, 1, __ATOMIC_RELEASE);
     return -1;
 }
 
 static void seat_leave(const struct byp_engine *eng, int k)
 {
     slot_give(eng, k);
-    if (__atomic_sub_fetch(&seats_taken, 1, __ATOMIC_ACQ_REL) == 0 &&
-        __atomic_load_n(byp_word_sleepers, __ATOMIC_SEQ_CST) > 0)
+    __atomic_sub_fetch(__atomic_load_n(&byp_seats_mine, __ATOMIC_ACQUIRE), 1, __ATOMIC_SEQ_CST);
+    if (seats_taken() <= 0 && __atomic_load_n(byp_word_sleepers, __ATOMIC_SEQ_CST) > 0)
         eng->seat_left();
 }
 

@@ -24,6 +24,7 @@ void byp_drop_member(int slot)
 {
     byp_tcp_drop_member(slot);
     byp_udp_drop_member(slot);
+    byp_wake_drop_member(slot);
 }
 
 void byp_reap_members(void)
@@ -134,7 +135,6 @@ void byp_engine_fork_prepare(void)
     if (slot >= 0) {
         byp_tcp_fork_refs(slot);
         byp_udp_fork_refs(slot);
-        byp_wake_groups_fork();
     }
     byp_stack_unlock_noflush();
     byp_local->forking = slot;

@@ -21,8 +21,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "engine.h"   /* BYP_FAMILY_MAX */
+
 /* Members at once (a forking server's workers, a fork-per-connection server's backends). */
-#define BYP_FAMILY_MAX 256
 
 /* Members are woken in groups (slot modulo BYP_WAKE_GROUPS): a readiness change wakes the
  * sleepers of the groups that hold the socket, not every sleeper of the family. */

@@ -115,8 +115,8 @@ static int idle_reversible(void)
  * passes the wake-up on, fs/eventpoll.c), so this thread wakes for frames only when no
  * application set sleeps on them — when the sleeper left the library — and need not wake
  * every SLEEPER_CAP_NS to look (an idle redis-server: 20 wake-ups a second, half its CPU).
- * Used by the process that started the engine only, before any fork (after which sleepers
- * take no frames and this thread polls the receive fd itself); -1 without a receive fd. */
+ * The set and the receive fd are inherited: whichever member runs this thread uses them.
+ * -1 without a receive fd. */
 static unsigned frames_set_adds;
 static int frames_set_lost;   /* re-adding failed: poll the receive fd itself */
 

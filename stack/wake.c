@@ -18,6 +18,7 @@
 #include "fd_udp.h"
 #include "tcp_sock.h"
 #include "udp_sock.h"
+#include "family.h"
 #include "wake.h"
 
 /* ---- wake groups ----
@@ -29,7 +30,11 @@ static int group_sleepers[BYP_WAKE_GROUPS];   /* threads sleeping, per group */
 static int group_plain[BYP_WAKE_GROUPS];      /* ... of which no target reaches (byp_wait) */
 static int family_spinners;                  /* threads of every member spinning (wait.c) */
 static int frame_sleepers;                   /* threads sleeping on the frames */
-static int frame_pollers;                    /* ... of which in byp_wait's poll(2) */
+/* ... of which in byp_wait's poll(2), and the frames seats taken (wait.c), per member: a
+ * member killed while asleep leaves its counts, which byp_wake_drop_member takes back (a
+ * poller counted for ever would keep the progress thread off the frames). */
+static int frame_pollers[BYP_FAMILY_MAX];
+static int frame_seats[BYP_FAMILY_MAX];
 static int word_sleepers;                    /* threads asleep on sleep words (byp_wait_on) */
 static unsigned frames_adds;                 /* epoll sets that added the receive fd */
 static int group_wake_fd[BYP_WAKE_GROUPS];
@@ -267,7 +272,25 @@ int byp_frame_pollers_n(void)
 {
     if (byp_wake_frames_fd < 0)
         return 0;
-    return __atomic_load_n(&frame_pollers, __ATOMIC_RELAXED);
+    int n = 0;
+    for (int i = 0; i < BYP_FAMILY_MAX; i++)
+        n += __atomic_load_n(&frame_pollers[i], __ATOMIC_RELAXED);
+    return n;
+}
+
+/* This process's counters (preload/engine.h), at engine start and in a forked child. */
+static void wake_counters_mine(int slot)
+{
+    __atomic_store_n(&frame_pollers[slot], 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&frame_seats[slot], 0, __ATOMIC_RELAXED);
+    byp_frame_pollers = &frame_pollers[slot];
+    byp_seats_mine = &frame_seats[slot];
+}
+
+void byp_wake_drop_member(int slot)
+{
+    __atomic_store_n(&frame_pollers[slot], 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&frame_seats[slot], 0, __ATOMIC_RELAXED);
 }
 
 unsigned byp_frames_adds_n(void)
@@ -438,7 +461,8 @@ int byp_wake_open(void)
     byp_sleepers = &group_sleepers[0];
     byp_plain_sleepers = &group_plain[0];
     byp_frame_waiters = &frame_sleepers;
-    byp_frame_pollers = &frame_pollers;
+    byp_seats = frame_seats;
+    wake_counters_mine(0);
     byp_word_sleepers = &word_sleepers;
     byp_frames_adds = &frames_adds;
     byp_spinners = &family_spinners;
@@ -477,23 +501,9 @@ int byp_wake_open(void)
     return 0;
 }
 
-void byp_wake_groups_fork(void)
-{
-    if (byp_wake_frames_fd < 0)
-        return;
-    /* The first fork: sleepers stop waiting for frames (each would wake for every
-     * member's packets); the progress thread takes them.  The groups' epoll sets are
-     * shared by every member, so once is enough; the program's epoll sets drop the
-     * receive fd before they next sleep (fd_epoll.c). */
-    if (byp_udp_kpath_fd() >= 0)
-        for (int g = 0; g < BYP_WAKE_GROUPS; g++)
-            BYP_REAL(epoll_ctl)(group_sleep_fd[g], EPOLL_CTL_DEL, byp_udp_kpath_fd(), NULL);
-    __atomic_store_n(&byp_wake_frames_fd, -1, __ATOMIC_RELEASE);
-    byp_progress_kick();
-}
-
 void byp_wake_groups_join(int slot)
 {
+    wake_counters_mine(slot);
     unsigned g = byp_wake_group(slot);
     if (sleep_fd >= 0 && group_sleep_fd[g] >= 0) {
         BYP_REAL(dup3)(group_wake_fd[g], wake_fd, O_CLOEXEC);

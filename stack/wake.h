@@ -54,11 +54,12 @@ const int *byp_wake_slot_fds(int *n, unsigned **busy);
 
 /* Open the wake groups (engine start, this process is member 0).  0 or -errno. */
 int byp_wake_open(void);
-/* Before the first fork (lock held): sleepers stop taking frames; the progress thread does. */
-void byp_wake_groups_fork(void);
-/* In a forked child: its group's fds take the numbers of the process's own. */
+/* In a forked child: its group's fds take the numbers of the process's own, and its
+ * frames counters are its slot's. */
 void byp_wake_groups_join(int slot);
-/* Application threads sleeping on the frames now (0 once the family forked). */
+/* A member left or died (lock held): what its threads counted on the frames goes. */
+void byp_wake_drop_member(int slot);
+/* Application threads sleeping on the frames now, of every member. */
 int byp_frame_sleepers(void);
 /* ... of which in byp_wait (a poll(2) on the receive fd: not exclusive). */
 int byp_frame_pollers_n(void);

@@ -234,12 +234,11 @@ def test_forking_server(netpair):
 
 
 def test_forked_workers_not_left_to_the_progress_interval(netpair, request):
-    """Pre-forked workers sleep where no frame wakes them (the family's progress thread
-    takes the frames).  A worker that ran the stack and then went to sleep must hand the
-    frames back to the progress thread at once: before, the thread had seen it run the stack
-    and slept its whole interval trusting it, and each connection's handshake and request
-    waited for that interval (1 ms by default; 1 s here, where the workers' own 100 ms sleep
-    slices cut it short).  The same connections on the kernel take well under a
+    """Pre-forked workers blocked on a shared listener: each connection's handshake and
+    request must reach them at once.  Before, after a fork no sleeping worker watched the
+    frames: the family's progress thread took them, and it slept its whole interval (1 ms
+    by default; 1 s here, where the workers' own 100 ms sleep slices cut it short) whenever
+    a worker had just run the stack.  The same connections on the kernel take well under a
     millisecond each."""
     net = netpair()
     port = 7005
