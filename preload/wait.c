@@ -418,8 +418,8 @@ static int sleep_word(const struct byp_engine *eng, byp_wait_cond_t cond, void *
 
 /* The frames seats: while sleepers take the frames, as many threads of the whole family
  * blocked in byp_wait_on as the process has CPUs sleep on them (each member counts its own
- * seats, which the engine takes back from a member that died), each in a wake slot published in its socket's word, the
- * others on their words.  Every sleeper on the frames wakes for every frame (poll(2) is not
+ * seats, which the engine takes back from a member that died), each in a wake slot
+ * published in its socket's word, the others on their words.  Every sleeper on the frames wakes for every frame (poll(2) is not
  * exclusive): 200 of them took a third of varnish's CPU in the scheduler.  A seated thread
  * that sleeps a whole slice with nothing for it stands up, so that the seats go to threads
  * with traffic, which a frame then wakes directly instead of through a seated thread. */
