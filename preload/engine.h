@@ -132,7 +132,8 @@ extern BYP_SHARED int *byp_sleepers;
  * a readiness change wakes their group. */
 extern BYP_SHARED int *byp_plain_sleepers;
 /* Threads sleeping with the engine's frames_fd in their wait (the progress thread sleeps
- * on the frames itself while none does). */
+ * on the frames itself while none does): this process's count (the engine sums the
+ * members'). */
 extern BYP_SHARED int *byp_frame_waiters;
 /* ... of those, the ones in byp_wait: their poll(2) on frames_fd wakes them and the progress
  * thread alike, which therefore stops watching the frames while any sleeps.  This

@@ -29,10 +29,11 @@
 static int group_sleepers[BYP_WAKE_GROUPS];   /* threads sleeping, per group */
 static int group_plain[BYP_WAKE_GROUPS];      /* ... of which no target reaches (byp_wait) */
 static int family_spinners;                  /* threads of every member spinning (wait.c) */
-static int frame_sleepers;                   /* threads sleeping on the frames */
-/* ... of which in byp_wait's poll(2), and the frames seats taken (wait.c), per member: a
- * member killed while asleep leaves its counts, which byp_wake_drop_member takes back (a
- * poller counted for ever would keep the progress thread off the frames). */
+/* Threads sleeping on the frames, of which in byp_wait's poll(2), and the frames seats
+ * taken (wait.c), per member: a member killed while asleep leaves its counts, which
+ * byp_wake_drop_member takes back (a sleeper counted for ever would keep the progress
+ * thread off the frames). */
+static int frame_sleepers[BYP_FAMILY_MAX];
 static int frame_pollers[BYP_FAMILY_MAX];
 static int frame_seats[BYP_FAMILY_MAX];
 static int word_sleepers;                    /* threads asleep on sleep words (byp_wait_on) */
@@ -259,38 +260,44 @@ void byp_wake_send(const struct byp_wake_plan *p)
     }
 }
 
+static int sum(const int *per_member)
+{
+    int n = 0;
+    for (int i = 0; i < BYP_FAMILY_MAX; i++)
+        n += __atomic_load_n(&per_member[i], __ATOMIC_RELAXED);
+    return n;
+}
+
 int byp_frame_sleepers(void)
 {
     /* Without a receive fd (memif, pci) no sleeper sees frames come: the progress thread
      * polls for them (test_memif_redis took 47 s once waits stopped spinning). */
     if (byp_wake_frames_fd < 0)
         return 0;
-    return __atomic_load_n(&frame_sleepers, __ATOMIC_RELAXED);
+    return sum(frame_sleepers);
 }
 
 int byp_frame_pollers_n(void)
 {
     if (byp_wake_frames_fd < 0)
         return 0;
-    int n = 0;
-    for (int i = 0; i < BYP_FAMILY_MAX; i++)
-        n += __atomic_load_n(&frame_pollers[i], __ATOMIC_RELAXED);
-    return n;
+    return sum(frame_pollers);
 }
 
 /* This process's counters (preload/engine.h), at engine start and in a forked child. */
-static void wake_counters_mine(int slot)
-{
-    __atomic_store_n(&frame_pollers[slot], 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&frame_seats[slot], 0, __ATOMIC_RELAXED);
-    byp_frame_pollers = &frame_pollers[slot];
-    byp_seats_mine = &frame_seats[slot];
-}
-
 void byp_wake_drop_member(int slot)
 {
+    __atomic_store_n(&frame_sleepers[slot], 0, __ATOMIC_RELAXED);
     __atomic_store_n(&frame_pollers[slot], 0, __ATOMIC_RELAXED);
     __atomic_store_n(&frame_seats[slot], 0, __ATOMIC_RELAXED);
+}
+
+static void wake_counters_mine(int slot)
+{
+    byp_wake_drop_member(slot);   /* a slot taken again starts from nothing */
+    byp_frame_waiters = &frame_sleepers[slot];
+    byp_frame_pollers = &frame_pollers[slot];
+    byp_seats_mine = &frame_seats[slot];
 }
 
 unsigned byp_frames_adds_n(void)
@@ -460,7 +467,6 @@ int byp_wake_open(void)
 {
     byp_sleepers = &group_sleepers[0];
     byp_plain_sleepers = &group_plain[0];
-    byp_frame_waiters = &frame_sleepers;
     byp_seats = frame_seats;
     wake_counters_mine(0);
     byp_word_sleepers = &word_sleepers;
