@@ -11,6 +11,7 @@ them all.
 import os
 import resource
 import socket
+import struct
 import sys
 import time
 
@@ -57,8 +58,18 @@ for i, s in socks:
             ok += 1
         else:
             bad += 1
-    except OSError:
+    except OSError as e:
         bad += 1
+        # Which connection, what error, when: for the test's failure message.
+        # TCP_INFO tells whether the server's stack acknowledged the message (unacked 0).
+        ti = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+        st, retrans = ti[0], ti[2]
+        rto, unacked, last_recv = struct.unpack_from("<I", ti, 8)[0], \
+            struct.unpack_from("<I", ti, 24)[0], struct.unpack_from("<I", ti, 56)[0]
+        print("bad echo on connection %d (%s:%d): %r at %.3f: state %d retransmits %d "
+              "rto %d us unacked %d last data received %d ms ago" %
+              (i, *s.getsockname(), e, time.monotonic(), st, retrans, rto, unacked,
+               last_recv), file=sys.stderr, flush=True)
 for i, s in socks:
     s.close()
 print("echo-ok %d bad %d" % (ok, bad), flush=True)

@@ -11,11 +11,12 @@ when memory runs out.
   when they close the memory comes back and new connections get in.
 """
 import re
+import subprocess
 import time
 
 import pytest
 
-from .conftest import HERE, PYTHON, assert_bypassed, bypass_lines, write_conf
+from .conftest import HERE, PYTHON, REPO, assert_bypassed, bypass_lines, write_conf
 
 PORT = 7500
 
@@ -59,7 +60,12 @@ def test_15000_concurrent_connections(netpair, cprog):
     assert all(o == [3750, 0, 0] for o in opened), opened
     go.write_text("go")
     echoed = [wait_line(c, "echo-ok", 600) for c in cl]
-    assert all(e == [3750, 0] for e in echoed), echoed
+    if not all(e == [3750, 0] for e in echoed):
+        stat = subprocess.run([str(REPO / "build" / "bypass-stat"), str(srv.pid)], text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT).stdout
+        pytest.fail("echoes failed: %s\n%s\n%s\n%s" % (
+            echoed, "\n".join(c.describe() for c, e in zip(cl, echoed) if e != [3750, 0]),
+            srv.describe(), stat[:3000]), pytrace=False)
     for c in cl:
         assert c.wait(timeout=120) == 0, c.describe()
     assert_bypassed(before, pair.tcp_segs("server"), 60000, "15,000 connections")
