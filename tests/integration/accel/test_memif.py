@@ -69,6 +69,11 @@ def test_memif_redis(onehost):
     assert srv.poll() is None, srv.describe()
     lines = bypass_lines(srv.err())
     assert any("backend memif" in l for l in lines), srv.describe()
+    # Its peer gone, nothing can leave: the server stops as fast as on the kernel (it
+    # waited 5 s for a FIN nobody would take).
+    t0 = time.monotonic()
+    assert srv.stop() == 0, srv.describe()
+    assert time.monotonic() - t0 < 2.0, "redis took %.1f s to stop" % (time.monotonic() - t0)
 
 
 def test_memif_peer_exits_under_a_spinning_server(onehost):
