@@ -13,7 +13,9 @@
 
 #include "sysheaders.h"
 
-#define BYP_ENGINE_ABI 7
+#define BYP_ENGINE_ABI 8
+/* Entries in the change log (struct byp_engine changes); a power of two. */
+#define BYP_CHANGE_LOG 4096
 /* Processes that share one stack (a process and its forked children), at most. */
 #define BYP_FAMILY_MAX 256
 /* Name of the engine library, looked up next to libbypass.so, then by the loader's path;
@@ -89,6 +91,10 @@ struct byp_engine {
     /* Bumped (release) on every readiness change of any accelerated socket: a reader that
      * saw no ready socket and finds the same value (acquire) has nothing new to look at. */
     const uint64_t *events;
+    /* The socket object of each of those changes: entry e % BYP_CHANGE_LOG names the one
+     * that moved *events from e to e + 1 (NULL: any may have changed).  Valid for a reader
+     * while *events, read again after the entries, is at most e + BYP_CHANGE_LOG. */
+    const void *const *changes;
     /* fork, in three steps (atfork handlers and the fork wrapper): before it, reserve the
      * child's place in the stack's family with a reference for every accelerated fd it
      * inherits; in the child, take that place (0), or -errno when the child cannot share

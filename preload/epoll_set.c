@@ -54,6 +54,7 @@ static void ep_release(int fd)
     __atomic_sub_fetch(&byp_epoll_total_members, ep->n, __ATOMIC_RELAXED);
     ep->n = 0;
     ep->nkfd = 0;
+    byp_epoll_index_reset(ep);
     __atomic_store_n(&ep->head.nmembers, 0, __ATOMIC_RELEASE);
     ep->wake_fd = -1;
     byp_epoll_target_drop(ep, -1);   /* the kernel set goes with the fd */
@@ -175,6 +176,7 @@ static struct byp_epoll *set_alloc(int epfd)
     ep->nested = 0;
     ep->n = 0;
     ep->cursor = 0;
+    byp_epoll_index_reset(ep);
     __atomic_store_n(&ep->head.nmembers, 0, __ATOMIC_RELEASE);
     ep_mutex_unlock(&ep->lock);
     return ep;

@@ -72,6 +72,10 @@ int64_t byp_epoll_member_check(struct member *m, int take)
 
 int byp_epoll_member_find(const struct byp_epoll *ep, int fd, const void *obj)
 {
+    if (!ep->map_off) {
+        int i = byp_epoll_index_find(ep, obj);
+        return i >= 0 && ep->m[i].fd == fd ? i : -1;
+    }
     for (int i = 0; i < ep->n; i++)
         if (ep->m[i].fd == fd && ep->m[i].obj == obj)
             return i;
@@ -87,6 +91,8 @@ static void member_remove(struct byp_epoll *ep, int epfd, int i, int closing)
         BYP_REAL(epoll_ctl)(epfd, EPOLL_CTL_DEL, m->kfd, NULL);
     if (m->kfd >= 0)
         ep->nkfd--;
+    ep->nunsure -= m->unsure;
+    byp_epoll_index_remove(ep, i);
     ep->m[i] = ep->m[ep->n - 1];
     ep->n--;
     __atomic_store_n(&ep->head.nmembers, ep->n, __ATOMIC_RELEASE);
@@ -97,7 +103,6 @@ static void member_remove(struct byp_epoll *ep, int epfd, int i, int closing)
 /* Append a member.  0 or -ENOMEM.  Under the set's lock. */
 int byp_epoll_member_append(struct byp_epoll *ep, const struct member *m)
 {
-    ep->rescan = 1;
     if (ep->n == ep->cap) {
         int cap = ep->cap ? ep->cap * 2 : 16;
         struct member *a = realloc(ep->m, (size_t)cap * sizeof *a);
@@ -106,9 +111,17 @@ int byp_epoll_member_append(struct byp_epoll *ep, const struct member *m)
         ep->m = a;
         ep->cap = cap;
     }
-    ep->m[ep->n++] = *m;
+    struct member *nm = &ep->m[ep->n++];
+    *nm = *m;
+    /* A nested set's kernel side moves without engine events. */
+    nm->unsure = nm->ops == &byp_epoll_ops || nm->ops->event_gen == NULL;
+    nm->pending = 0;
+    nm->stamp = 0;
+    ep->nunsure += nm->unsure;
     if (m->kfd >= 0)
         ep->nkfd++;
+    byp_epoll_index_add(ep, ep->n - 1);
+    byp_epoll_pend(ep, ep->n - 1);   /* the next scan looks at it */
     __atomic_store_n(&ep->head.nmembers, ep->n, __ATOMIC_RELEASE);
     __atomic_add_fetch(&byp_epoll_total_members, 1, __ATOMIC_RELAXED);
     return 0;
@@ -118,47 +131,58 @@ int byp_epoll_member_append(struct byp_epoll *ep, const struct member *m)
  * dropped on the way.  Takes the set's lock. */
 static int collect(struct byp_epoll *ep, int epfd, struct epoll_event *out, int max)
 {
-    int got = 0;
+    int got;
     /* Read before the scan: an event during it moves the counter for the next call. */
     const struct byp_engine *eng = byp_engine;
     const uint64_t *evp = eng != NULL ? eng->events : NULL;
     uint64_t ev_now = evp != NULL ? __atomic_load_n(evp, __ATOMIC_ACQUIRE) : 0;
     ep_mutex_lock(&ep->lock);
+    int skip_ok = evp != NULL && ep->nunsure == 0;
     /* Nothing was ready at the last scan and no socket has changed since: a spinning
      * epoll_wait costs one comparison instead of a walk over every member. */
-    if (evp != NULL && ep->skip_ok && !ep->rescan && ev_now == ep->seen_events) {
+    if (skip_ok && !ep->rescan && ep->npend == 0 && ev_now == ep->seen_events) {
         ep_mutex_unlock(&ep->lock);
         return 0;
     }
-    int n = ep->n, stale = 0, unsure = 0;
-    for (int i = 0; i < n; i++)
-        if (ep->m[i].ops == &byp_epoll_ops || ep->m[i].ops->event_gen == NULL)
-            unsure++;   /* a nested set: its kernel side moves without engine events */
-    if (n > 0) {
-        unsigned start = ep->cursor % (unsigned)n, next = start;
+    int stale = 0;
+    /* Only the members whose sockets changed since the last scan, and the pend list. */
+    if (skip_ok && !ep->rescan && !ep->map_off && eng->changes != NULL)
+        got = byp_epoll_scan_changed(ep, eng->changes, evp, ev_now, out, max, &stale);
+    else
+        got = -1;
+    if (got < 0) {
+        /* All of them, from where the last full scan stopped (round robin). */
+        got = 0;
+        stale = 0;
+        byp_epoll_pend_clear(ep);
+        int n = ep->n;
+        unsigned start = n > 0 ? ep->cursor % (unsigned)n : 0, next = start;
         for (int k = 0; k < n && got < max; k++) {
             int i = (int)((start + (unsigned)k) % (unsigned)n);
-            int64_t rev = byp_epoll_member_check(&ep->m[i], 1);
+            struct member *m = &ep->m[i];
+            int64_t rev = byp_epoll_member_check(m, 1);
             if (rev < 0) {
-                ep->m[i].ops = NULL;    /* marks it for removal below */
+                m->ops = NULL;    /* marks it for removal below */
                 stale++;
             } else if (rev > 0) {
                 out[got].events = (uint32_t)rev;
-                out[got].data = ep->m[i].data;
+                out[got].data = m->data;
                 got++;
                 next = (unsigned)i + 1;
+                if (!(m->events & EPOLLET) && m->armed)
+                    byp_epoll_pend(ep, i);   /* level-triggered: still ready until drained */
             }
         }
         ep->cursor = next;
-        for (int i = ep->n - 1; stale > 0 && i >= 0; i--)
-            if (ep->m[i].ops == NULL) {
-                member_remove(ep, epfd, i, 1);
-                stale--;
-            }
+        /* A full result may have left ready members unseen: look at all of them again. */
+        ep->rescan = got == max;
     }
+    for (int i = ep->n - 1; stale > 0 && i >= 0; i--)
+        if (ep->m[i].ops == NULL) {
+            member_remove(ep, epfd, i, 1);
+            stale--;
+        }
     ep->seen_events = ev_now;
-    ep->rescan = got > 0;   /* level-triggered members stay ready: look again */
-    ep->skip_ok = evp != NULL && unsure == 0;
     ep_mutex_unlock(&ep->lock);
     return got;
 }
@@ -426,7 +450,6 @@ static void wake_for_ready_member(struct byp_epoll *ep, int fd, uint32_t events)
 static int ctl_locked(struct byp_epoll *ep, int epfd, int op, int fd, const byp_fd_ops_t *fops,
                       struct epoll_event *ev)
 {
-    ep->rescan = 1;   /* a new or re-armed member must be looked at */
     void *obj = byp_fdtab[fd].obj;
     int i = byp_epoll_member_find(ep, fd, obj);
     switch (op) {
@@ -466,6 +489,7 @@ static int ctl_locked(struct byp_epoll *ep, int epfd, int op, int fd, const byp_
         m->armed = 1;
         m->fresh = 1;
         m->idle = 0;
+        byp_epoll_pend(ep, i);   /* re-armed: the next scan looks at it */
         return 0;
     }
     case EPOLL_CTL_DEL:

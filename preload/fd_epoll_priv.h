@@ -59,6 +59,9 @@ struct member {
     uint8_t armed;              /* one-shot: cleared once reported, set again by MOD */
     uint8_t fresh;              /* edge: report the current readiness once after ADD/MOD */
     uint8_t idle;               /* idle_gen is valid: nothing to report until it moves */
+    uint8_t unsure;             /* its readiness moves without engine events (a nested set) */
+    uint8_t pending;            /* in the set's pend list */
+    uint32_t stamp;             /* the set's stamp when last taken as a candidate */
 };
 
 struct byp_epoll {
@@ -80,9 +83,18 @@ struct byp_epoll {
     unsigned cursor;            /* where the next scan starts: round robin over members */
     unsigned turn;              /* alternates which side fills the result first */
     unsigned calls;             /* epoll_wait calls, for the kernel-set poll ratio */
-    uint64_t seen_events;       /* the engine's event counter before the last full scan */
-    uint8_t rescan;             /* the last scan found something, or the members changed */
-    uint8_t skip_ok;            /* every member's readiness moves only with engine events */
+    uint64_t seen_events;       /* the engine's event counter before the last scan */
+    uint8_t rescan;             /* the next scan looks at every member */
+    uint8_t map_off;            /* no index (two fds of one object, or no memory): full scans */
+    int nunsure;                /* members whose readiness moves without engine events */
+    /* epoll_index.c: members by object (open addressing, member index + 1, 0 empty) ... */
+    int *map;
+    unsigned map_cap;
+    /* ... and the members the next scan looks at whatever changed: reported level-triggered
+     * ones, ready ones a full result left out, new and modified ones. */
+    int *pend;
+    int npend, pend_cap;
+    uint32_t stamp;
     struct byp_epoll *next;     /* every set ever made */
 };
 
@@ -112,6 +124,25 @@ int64_t byp_epoll_member_check(struct member *m, int take);
 int byp_epoll_member_find(const struct byp_epoll *ep, int fd, const void *obj);
 /* Append a member.  0 or -ENOMEM.  Set lock held. */
 int byp_epoll_member_append(struct byp_epoll *ep, const struct member *m);
+/* epoll_index.c.  Under the set's lock.  Members by object: @i was appended / is about to
+ * be removed (the last one then moves to @i); find: the member of @obj, or -1 (also when
+ * there is no index: map_off). */
+void byp_epoll_index_add(struct byp_epoll *ep, int i);
+void byp_epoll_index_remove(struct byp_epoll *ep, int i);
+int byp_epoll_index_find(const struct byp_epoll *ep, const void *obj);
+/* No members: an empty index and pend list, full scans allowed to stop. */
+void byp_epoll_index_reset(struct byp_epoll *ep);
+/* Member @i goes into the pend list (or, when it cannot grow, the next scan is full). */
+void byp_epoll_pend(struct byp_epoll *ep, int i);
+/* Empty the pend list. */
+void byp_epoll_pend_clear(struct byp_epoll *ep);
+/* A scan of only the members the change log names since the last scan, and the pend list:
+ * what a full scan would report, in @out (up to @max).  -1 when it cannot tell (the log
+ * overran or names no socket): scan them all.  Stale members are marked (ops NULL) and
+ * counted in @stale. */
+int byp_epoll_scan_changed(struct byp_epoll *ep, const void *const *log, const uint64_t *evp,
+                           uint64_t ev_now, struct epoll_event *out, int max, int *stale);
+
 /* Move @fd's registration in the kernel set @epfd (inode @ino) to the accelerated list;
  * 1 when it did (epoll_adopt.c). */
 int byp_epoll_adopt_in(int epfd, int fd, const byp_fd_ops_t *ops, unsigned long ino);

@@ -630,6 +630,7 @@ static struct byp_engine engine = {
     .wake_fd = -1,
     .wake_drain = byp_wake_drain,
     .events = &byp_wake_events,
+    .changes = (const void *const *)byp_change_log,
     .frames_fd = &byp_wake_frames_fd,
     .frames_drain = byp_wake_frames_drain,
     .kpath_fd = byp_udp_kpath_fd,

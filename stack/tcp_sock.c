@@ -28,7 +28,7 @@ void byp_tsock_changed(struct tsock *ts)
 {
     ts->gen++;
     /* EPOLLEXCLUSIVE: one waiter */
-    byp_wake_socket(&ts->watch, ts->refs.groups, ts->exclusive && ts->state == T_LISTEN);
+    byp_wake_socket(ts, &ts->watch, ts->refs.groups, ts->exclusive && ts->state == T_LISTEN);
 }
 
 struct tsock *byp_tsock_new(void)

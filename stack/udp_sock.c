@@ -28,7 +28,7 @@ uint64_t byp_udp_unwanted;
 void byp_usock_changed(struct usock *us)
 {
     us->gen++;
-    byp_wake_socket(&us->watch, us->refs.groups, 0);
+    byp_wake_socket(us, &us->watch, us->refs.groups, 0);
 }
 
 int byp_usock_readable(void *arg)

@@ -111,9 +111,17 @@ static unsigned my_group(void)
     return byp_wake_group(byp_local->slot);
 }
 
-void byp_wake_socket(const struct byp_watch *w, unsigned groups, int exclusive)
+/* Which socket each readiness change was about: entry e % BYP_CHANGE_LOG for the change
+ * that moved byp_wake_events from e to e + 1 (NULL: any socket may have changed).  An
+ * epoll set looks at just those sockets instead of at every member (struct byp_engine
+ * changes).  Written under the stack lock, before the count that publishes it. */
+const void *byp_change_log[BYP_CHANGE_LOG];
+
+void byp_wake_socket(const void *obj, const struct byp_watch *w, unsigned groups, int exclusive)
 {
-    __atomic_add_fetch(&byp_wake_events, 1, __ATOMIC_RELEASE);
+    uint64_t e = __atomic_load_n(&byp_wake_events, __ATOMIC_RELAXED);
+    __atomic_store_n(&byp_change_log[e & (BYP_CHANGE_LOG - 1)], obj, __ATOMIC_RELAXED);
+    __atomic_store_n(&byp_wake_events, e + 1, __ATOMIC_RELEASE);
     if (w != NULL)
         wake_word(w);
     if (w == NULL || w->n == 0 || w->all) {
@@ -149,17 +157,17 @@ void byp_wake_socket(const struct byp_watch *w, unsigned groups, int exclusive)
 
 void byp_engine_event_groups(unsigned groups)
 {
-    byp_wake_socket(NULL, groups, 0);
+    byp_wake_socket(NULL, NULL, groups, 0);
 }
 
 void byp_engine_event_one(unsigned groups)
 {
-    byp_wake_socket(NULL, groups, 1);
+    byp_wake_socket(NULL, NULL, groups, 1);
 }
 
 void byp_engine_event(void)
 {
-    byp_wake_socket(NULL, (1u << BYP_WAKE_GROUPS) - 1, 0);
+    byp_wake_socket(NULL, NULL, (1u << BYP_WAKE_GROUPS) - 1, 0);
 }
 
 int byp_wake_plan(struct byp_wake_plan *p)

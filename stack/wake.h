@@ -44,10 +44,14 @@ struct byp_watch {
     struct byp_sleep_word sleep;    /* threads blocked in a call on the socket (byp_wait_on) */
 };
 
-/* A socket's readiness changed (lock held): wake the sets in @w, and the sleepers of
- * @groups (the wake groups of the members holding it) that the targets do not reach.
- * @exclusive: a listener held with EPOLLEXCLUSIVE: one sleeping set or group only. */
-void byp_wake_socket(const struct byp_watch *w, unsigned groups, int exclusive);
+/* A socket's readiness changed (lock held): log it (@obj, the socket's object), wake the
+ * sets in @w, and the sleepers of @groups (the wake groups of the members holding it) that
+ * the targets do not reach.  @exclusive: a listener held with EPOLLEXCLUSIVE: one sleeping
+ * set or group only. */
+void byp_wake_socket(const void *obj, const struct byp_watch *w, unsigned groups,
+                     int exclusive);
+/* The change log (struct byp_engine changes). */
+extern const void *byp_change_log[BYP_CHANGE_LOG];
 
 /* The wake slots' eventfds, (@n) how many, and (@busy) the mask of those taken. */
 const int *byp_wake_slot_fds(int *n, unsigned **busy);
