@@ -12,6 +12,8 @@
 #             DEPLOY_BASE_LIB (a before/after comparison in one run)
 # Workloads (PARTS):
 #   redis     redis-server; redis-benchmark -c 50 -P1 and -P16, SET and GET (requests/s)
+#   redis-idle  the same server holding 10,000 idle connections (idle_conns.py);
+#             redis-benchmark -c 50 -P1 GET (requests/s)
 #   memcached memcached -t 1 and -t 4; memcaslap -T 2 -c 64 (TPS)
 #   nginx     nginx, master_process off, one worker; wrk -t 2: a small file (-c 50), the
 #             same with a new connection per request (`Connection: close`), and a 1 MB
@@ -22,7 +24,7 @@
 # counters moved by more than a few hundred segments) is "not-bypassed".
 #
 #   bench/deploy/run.sh OUT_TSV [SECONDS [ROUNDS [REQUESTS [PARTS]]]]
-#       defaults: 10 3 200000 "redis memcached nginx iperf3"
+#       defaults: 10 3 200000 "redis redis-idle memcached nginx iperf3"
 #
 # Environment: DEPLOY_MODES (default "kernel bypass latency"); DEPLOY_PERF=DIR records the
 # server CPU (every task on it, softirqs included) during each bypass run with
@@ -42,7 +44,7 @@ OUT="${1:?usage: run.sh OUT_TSV [SECONDS [ROUNDS [REQUESTS [PARTS]]]]}"
 SECS="${2:-10}"
 ROUNDS="${3:-3}"
 REQUESTS="${4:-200000}"
-PARTS="${5:-redis memcached nginx iperf3}"
+PARTS="${5:-redis redis-idle memcached nginx iperf3}"
 MODES="${DEPLOY_MODES:-kernel bypass latency}"
 SNS="byps-dep-$$" CNS="bypc-dep-$$" SIF=bypd0 CIF=bypd1 SIP=10.77.248.1 CIP=10.77.248.2
 SRV_CPU=0 CLI_CPU=1 QUIET=300
@@ -164,6 +166,31 @@ redis_one() { # MODE
   stop TERM
 }
 
+# --- redis with 10,000 idle connections ----------------------------------------------------
+IDLE_CONNS=10000
+redis_idle_one() { # MODE
+  local mode="$1" v i
+  start "$mode" redis-idle 6379 redis-server --port 6379 --bind "$SIP" --save '' --appendonly no \
+    --protected-mode no --maxclients $((IDLE_CONNS + 200)) ||
+    { emit "redis-idle-GET" "$mode" "$ROUND" failed req/s "no server"; return; }
+  rm -f "$WORK/idle-stop"
+  ip netns exec "$CNS" "$PY" "$HERE/idle_conns.py" "$SIP" 6379 $IDLE_CONNS "$WORK/idle-stop" \
+    >"$WORK/idle-conns" 2>&1 &
+  local ipid=$!
+  PIDS+=("$ipid")
+  for i in $(seq 600); do grep -q '^open' "$WORK/idle-conns" && break; kill -0 "$ipid" 2>/dev/null || break; sleep 0.1; done
+  local ccmd=("${CLI[@]}" redis-benchmark -h "$SIP" -p 6379 -c 50 -P 1 -n "$REQUESTS" -t get --csv)
+  BEFORE=$(tcp_segs)
+  v=""
+  grep -q '^open' "$WORK/idle-conns" && timeout -k 5 120 "${ccmd[@]}" >"$WORK/rb" 2>&1 &&
+    v=$(awk -F'","' '$1 == "\"GET" { print $2 + 0 }' "$WORK/rb")
+  emit "redis-idle-GET" "$mode" "$ROUND" "$(verdict "$mode" "$v")" req/s \
+    "${PFX[*]} redis-server; $IDLE_CONNS idle connections (bench/deploy/idle_conns.py); ${ccmd[*]}"
+  touch "$WORK/idle-stop"
+  wait "$ipid" 2>/dev/null
+  stop TERM
+}
+
 # --- memcached ----------------------------------------------------------------------------
 mc_one() { # MODE THREADS
   local mode="$1" t="$2" v
@@ -227,6 +254,9 @@ except Exception:
 for ROUND in $(seq "$ROUNDS"); do
   for mode in $MODES; do
     [[ " $PARTS " == *" redis "* ]] && redis_one "$mode"
+  done
+  for mode in $MODES; do
+    [[ " $PARTS " == *" redis-idle "* ]] && redis_idle_one "$mode"
   done
   for t in 1 4; do
     for mode in $MODES; do [[ " $PARTS " == *" memcached "* ]] && mc_one "$mode" "$t"; done

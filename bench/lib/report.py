@@ -409,6 +409,7 @@ if "deploy" in B:
              "redis-P1-GET": "redis-benchmark -c 50 -P1 GET (req/s)",
              "redis-P16-SET": "redis-benchmark -c 50 -P16 SET (req/s)",
              "redis-P16-GET": "redis-benchmark -c 50 -P16 GET (req/s)",
+             "redis-idle-GET": "redis-benchmark -c 50 -P1 GET, 10,000 idle connections beside (req/s)",
              "memcached-t1": "memcached -t 1, memcaslap -T 2 -c 64 (TPS)",
              "memcached-t4": "memcached -t 4, memcaslap -T 2 -c 64 (TPS)",
              "nginx-small": "nginx 1 worker, small file, wrk -c 50 (req/s)",
