@@ -83,22 +83,27 @@ static void space_walks(int64_t start_ns)
     next_walk_ns = end_ns + WALK_SPACING * (end_ns - start_ns);
 }
 
+/* The wait while a connection is busy: lwIP's next timer, at most its TCP tick. */
+static uint32_t busy(void)
+{
+    return min_u32(sys_timeouts_sleeptime(), TCP_TMR_INTERVAL);
+}
+
 /* The milliseconds until TCP's timer next has work: TCP_TMR_INTERVAL (or less) while any
  * connection is busy, else until the nearest keepalive, FIN_WAIT_2 or TIME_WAIT deadline;
  * @cap when none. */
 static uint32_t tcp_wait(int64_t now_ms, uint32_t cap)
 {
-    uint32_t busy = min_u32(sys_timeouts_sleeptime(), TCP_TMR_INTERVAL);
     int64_t start_ns = byp_now_ns();
     if (start_ns < next_walk_ns)
-        return busy;
+        return busy();
     uint32_t wait = cap;
     unsigned zombies_seen = 0, walked = 0;
     for (const struct tcp_pcb *p = tcp_active_pcbs; p != NULL; p = p->next, walked++) {
         if (!quiet(p)) {
             if (walked > 256)   /* a busy one far down the list: that walk was long too */
                 space_walks(start_ns);
-            return busy;
+            return busy();
         }
         zombies_seen += byp_tcp_is_zombie(p);
         /* A connection held back by TCP_DEFER_ACCEPT is handed out at its deadline (its

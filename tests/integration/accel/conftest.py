@@ -26,6 +26,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -130,6 +131,28 @@ def ask(host, port, data, timeout=None, src=None):
     return r
 """
 
+
+
+def run_at_once(fn, keys):
+    """fn(key) for every key, each in its own thread, all at once (runs that are idle most
+    of the time, each in its own namespaces).  Returns {key: result}; the first exception
+    of a run is raised here, naming its key."""
+    out, failed = {}, {}
+
+    def one(k):
+        try:
+            out[k] = fn(k)
+        except BaseException as e:   # reported by the caller's thread below
+            failed[k] = e
+
+    threads = [threading.Thread(target=one, args=(k,)) for k in keys]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k, e in failed.items():
+        raise AssertionError("%s run: %r" % (k, e)) from e
+    return out
 
 def write_conf(path, interface, rules, extra="", backend="af_xdp"):
     """Writes a libconfig file: @rules is a list of (proto, port) or (proto, port, addr)."""

@@ -5,10 +5,9 @@ a segment that arrives on a connection idle for seconds (whether the program wai
 the library or outside it), and keepalive probes that end a connection whose peer
 vanished.  The CPU figures are bench/idle's."""
 
-import threading
 import time
 
-from .conftest import PYTHON, assert_bypassed, write_conf
+from .conftest import PYTHON, assert_bypassed, run_at_once, write_conf
 
 PORT = 7600
 
@@ -70,26 +69,15 @@ def test_delayed_ack_after_idle(netpair):
     The three ways of waiting run at once, each in its own pair of namespaces (they are
     idle most of the time: together they take 6 s instead of 16)."""
     nets = {where: netpair(accel=("server",)) for where in ("outside", "inside", "epoll")}
-    out = {}
-
     def run(where):
         net = nets[where]
-        try:
-            conf = write_conf(net.dir / "srv.conf", "bypv0", [("tcp", PORT)])
-            before = net.tcp_segs("server")
-            worst = ack_delay(net, conf, where)
-            out[where] = (before, net.tcp_segs("server"), worst)
-        except BaseException as e:   # reported by the test's thread below
-            out[where] = e
+        conf = write_conf(net.dir / "srv.conf", "bypv0", [("tcp", PORT)])
+        before = net.tcp_segs("server")
+        worst = ack_delay(net, conf, where)
+        return before, net.tcp_segs("server"), worst
 
-    threads = [threading.Thread(target=run, args=(w,)) for w in nets]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    out = run_at_once(run, list(nets))
     for where in nets:
-        if isinstance(out[where], BaseException):
-            raise AssertionError("%s: %r" % (where, out[where])) from out[where]
         before, after, worst = out[where]
         assert_bypassed(before, after, 10, "delayed ACK (%s)" % where)
         assert worst < 0.2, ("server waiting %s the library: a segment after an idle spell "

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from . import paced
-from .conftest import HERE, PYTHON, assert_bypassed, bypass_lines, write_conf
+from .conftest import HERE, PYTHON, assert_bypassed, bypass_lines, run_at_once, write_conf
 from .routednet import RoutedNet
 from .test_redis import parse_bench, redis_argv
 
@@ -130,7 +130,7 @@ def test_route_replace_delete_during_transfer(routednet):
     kernel's reference takes 14 s of the accelerated run's 60."""
     nets = {mode: routednet(accel=("server",) if mode == "accel" else (), r2=True)
             for mode in ("accel", "kernel")}
-    seen, out, failed = {}, {}, {}
+    seen = {}
 
     def run(mode):
         net = nets[mode]
@@ -147,22 +147,12 @@ def test_route_replace_delete_during_transfer(routednet):
             time.sleep(2)
             n.sh("server", "route", "add", "default", "via", n.r1_ip)
 
-        try:
-            before = net.tcp_segs("server")
-            secs = TRANSFER_S if mode == "accel" else KERNEL_TRANSFER_S
-            s, _, _ = paced_run(net, secs, 1 << 20, "route-" + mode, srv_conf=conf,
-                                during=during)
-            out[mode] = (before, net.tcp_segs("server"), s)
-        except BaseException as e:   # reported by the test's thread below
-            failed[mode] = e
+        before = net.tcp_segs("server")
+        secs = TRANSFER_S if mode == "accel" else KERNEL_TRANSFER_S
+        s, _, _ = paced_run(net, secs, 1 << 20, "route-" + mode, srv_conf=conf, during=during)
+        return before, net.tcp_segs("server"), s
 
-    threads = [threading.Thread(target=run, args=(m,)) for m in nets]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for mode, e in failed.items():
-        raise AssertionError("%s run: %r" % (mode, e)) from e
+    out = run_at_once(run, list(nets))
     for mode in nets:
         assert seen[mode] > 200, "%s: the second router forwarded only %d datagrams" % (
             mode, seen[mode])
