@@ -13,7 +13,7 @@
 
 #include "sysheaders.h"
 
-#define BYP_ENGINE_ABI 8
+#define BYP_ENGINE_ABI 9
 /* Entries in the change log (struct byp_engine changes); a power of two. */
 #define BYP_CHANGE_LOG 4096
 /* Processes that share one stack (a process and its forked children), at most. */
@@ -162,6 +162,22 @@ extern BYP_SHARED unsigned *byp_group_slots;
 /* Threads spinning in byp_wait and epoll_wait (wait.c): the engine points it at a counter
  * its whole family shares, so that no more threads spin at once than there are CPUs. */
 extern BYP_SHARED int *byp_spinners;
+/* This process's share of the family's counts above (its threads asleep, spinning, and the
+ * wake slots they hold), kept beside them so that the engine can take a share back when
+ * its member dies with threads in a wait (SIGKILL) or leaves with them still there: a
+ * sleeper counted for ever made every readiness change wake its group, and a spinner
+ * counted for ever kept a CPU's worth of the family's threads from spinning.  Counted into
+ * the shared count first and here second, taken off here first (byp_held_leave) and there
+ * only if the share was still here.  The engine points it at the member's own entry. */
+struct byp_held {
+    int sleepers;               /* in byp_sleepers */
+    int plain;                  /* in byp_plain_sleepers */
+    int words;                  /* in byp_word_sleepers */
+    int spinners;               /* in byp_spinners */
+    unsigned slots;             /* wake slots taken (slots_busy; byp_group_slots if published there) */
+};
+extern BYP_SHARED struct byp_held *byp_held;
+
 /* Blocking waits that ended while spinning, and that went to sleep (wait.c, fd_epoll.c). */
 extern BYP_SHARED uint64_t byp_spin_hits, byp_spin_misses;
 

@@ -347,8 +347,12 @@ int byp_epoll_wait(struct byp_epoll_head *h, int epfd, struct epoll_event *evs, 
         int *tsl = __atomic_load_n(&ep->target_sleepers, __ATOMIC_ACQUIRE);
         int *cnt = tsl != NULL ? tsl : __atomic_load_n(&byp_plain_sleepers, __ATOMIC_ACQUIRE);
         int *frames = ep->frames_fd >= 0 ? __atomic_load_n(&byp_frame_waiters, __ATOMIC_ACQUIRE) : NULL;
-        __atomic_add_fetch(cnt, 1, __ATOMIC_SEQ_CST);
-        __atomic_add_fetch(byp_sleepers, 1, __ATOMIC_SEQ_CST);
+        int *all = __atomic_load_n(&byp_sleepers, __ATOMIC_ACQUIRE);
+        struct byp_held *held = __atomic_load_n(&byp_held, __ATOMIC_ACQUIRE);
+        /* A target's count stays with the target (a dead owner's is never written). */
+        int unheld = 0, *cnt_share = tsl != NULL ? &unheld : &held->plain;
+        byp_held_enter(cnt, cnt_share);
+        byp_held_enter(all, &held->sleepers);
         if (frames != NULL)
             __atomic_add_fetch(frames, 1, __ATOMIC_SEQ_CST);
         rc = collect(ep, epfd, evs, max);
@@ -363,8 +367,8 @@ int byp_epoll_wait(struct byp_epoll_head *h, int epfd, struct epoll_event *evs, 
         }
         if (frames != NULL)
             __atomic_sub_fetch(frames, 1, __ATOMIC_SEQ_CST);
-        __atomic_sub_fetch(byp_sleepers, 1, __ATOMIC_SEQ_CST);
-        __atomic_sub_fetch(cnt, 1, __ATOMIC_SEQ_CST);
+        byp_held_leave(all, &held->sleepers);
+        byp_held_leave(cnt, cnt_share);
         if (rc > 0) {
             k = kernel_take(ep, epfd, evs + rc, max - rc);
             if (k > 0)

@@ -71,6 +71,10 @@ int64_t byp_poll_now_ns(void);
  * BYPASS_SPIN_USEC and, with BYPASS_SPIN_ADAPTIVE, this thread's recent waits and the
  * threads spinning now.  *slot tells byp_spin_done whether it took a spinner's place. */
 int64_t byp_spin_budget(int *slot);
+/* Count a thread into @count (one of the family's counts, engine.h) and this member's
+ * @share of it; take it off both, or off neither if the engine took the share back. */
+void byp_held_enter(int *count, int *share);
+void byp_held_leave(int *count, int *share);
 
 /* The spin of a wait is over (before it sleeps or returns): give back its place. */
 void byp_spin_done(int *slot);

@@ -27,6 +27,8 @@ BYP_SHARED int *byp_frame_pollers = &own_pollers;
 BYP_SHARED int *byp_word_sleepers = &own_words;
 BYP_SHARED unsigned *byp_group_slots = &own_slots;
 BYP_SHARED unsigned *byp_frames_adds = &own_adds;
+static struct byp_held own_held;
+BYP_SHARED struct byp_held *byp_held = &own_held;
 /* Waits that ended while spinning / that went to sleep (published by the stats). */
 BYP_SHARED uint64_t byp_spin_hits, byp_spin_misses;
 
@@ -35,6 +37,28 @@ BYP_SHARED uint64_t byp_spin_hits, byp_spin_misses;
 /* Check the kernel fds once every this many spin rounds (a poll(2) system call each). */
 #define BYP_KERNEL_POLL_RATIO 32
 
+
+/* ---- counts kept with this member's share (engine.h, struct byp_held) ---- */
+
+void byp_held_enter(int *count, int *share)
+{
+    __atomic_add_fetch(count, 1, __ATOMIC_SEQ_CST);
+    __atomic_add_fetch(share, 1, __ATOMIC_SEQ_CST);
+}
+
+void byp_held_leave(int *count, int *share)
+{
+    if (__atomic_sub_fetch(share, 1, __ATOMIC_SEQ_CST) >= 0)
+        __atomic_sub_fetch(count, 1, __ATOMIC_SEQ_CST);
+    else
+        __atomic_add_fetch(share, 1, __ATOMIC_SEQ_CST);   /* the engine took it back already */
+}
+
+/* Whether this member still holds wake slot @k (the engine has not taken it back). */
+static int slot_held(const struct byp_held *h, int k)
+{
+    return (__atomic_load_n(&h->slots, __ATOMIC_SEQ_CST) >> k) & 1;
+}
 
 /* ---- clock and signal masks, shared with the readiness wrappers (fd_epoll.h) ---- */
 
@@ -106,6 +130,7 @@ static __thread int64_t spin_ns = -1;   /* this thread's budget; -1 before its f
 static int own_spinners;
 BYP_SHARED int *byp_spinners = &own_spinners;
 static __thread int *spin_ctr;          /* the counter this thread's spin was counted in */
+static __thread int *spin_share;        /* ... and this member's share of it */
 static int spin_cpus;                   /* the CPUs it may run on (0 before the first wait) */
 
 static int cpus_allowed(void)
@@ -135,11 +160,14 @@ int64_t byp_spin_budget(int *slot)
         return 0;
     int cpus = cpus_allowed();
     int *ctr = __atomic_load_n(&byp_spinners, __ATOMIC_ACQUIRE);
+    int *share = &__atomic_load_n(&byp_held, __ATOMIC_ACQUIRE)->spinners;
     if (__atomic_add_fetch(ctr, 1, __ATOMIC_ACQ_REL) > cpus) {
         __atomic_sub_fetch(ctr, 1, __ATOMIC_RELEASE);
         return 0;
     }
+    __atomic_add_fetch(share, 1, __ATOMIC_SEQ_CST);
     spin_ctr = ctr;   /* the engine may start meanwhile and move byp_spinners */
+    spin_share = share;
     *slot = 1;
     return spin_ns;
 }
@@ -147,7 +175,7 @@ int64_t byp_spin_budget(int *slot)
 void byp_spin_done(int *slot)
 {
     if (*slot)
-        __atomic_sub_fetch(spin_ctr, 1, __ATOMIC_RELEASE);
+        byp_held_leave(spin_ctr, spin_share);
     *slot = 0;
 }
 
@@ -258,14 +286,19 @@ static int slot_take(const struct byp_engine *eng)
         if (k >= eng->nslots)
             return -1;
         if (__atomic_compare_exchange_n(eng->slots_busy, &busy, busy | 1u << k, 0,
-                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            __atomic_or_fetch(&byp_held->slots, 1u << k, __ATOMIC_SEQ_CST);
             return k;
+        }
     }
 }
 
+/* Give slot @k back, unless the engine took it back from this member already (it may be
+ * another member's now). */
 static void slot_give(const struct byp_engine *eng, int k)
 {
-    __atomic_and_fetch(eng->slots_busy, ~(1u << k), __ATOMIC_RELEASE);
+    if (__atomic_fetch_and(&byp_held->slots, ~(1u << k), __ATOMIC_SEQ_CST) & 1u << k)
+        __atomic_and_fetch(eng->slots_busy, ~(1u << k), __ATOMIC_RELEASE);
 }
 
 /* Sleep in poll(2) on a wake fd, the frames, the kernel UDP sockets' set and the caller's
@@ -302,14 +335,16 @@ static int sleep_poll(const struct byp_engine *eng, byp_wait_cond_t cond, void *
             set[i + 3].revents = 0;
         }
         int *plain = __atomic_load_n(&byp_plain_sleepers, __ATOMIC_ACQUIRE);
+        int *all = __atomic_load_n(&byp_sleepers, __ATOMIC_ACQUIRE);
         int *frames = __atomic_load_n(&byp_frame_waiters, __ATOMIC_ACQUIRE);
         int *pollers = __atomic_load_n(&byp_frame_pollers, __ATOMIC_ACQUIRE);
+        struct byp_held *held = __atomic_load_n(&byp_held, __ATOMIC_ACQUIRE);
         if (pub != NULL) {
             __atomic_or_fetch(pub, 1u << k, __ATOMIC_SEQ_CST);
         } else {
             /* No wake target reaches this thread: a readiness change wakes its group. */
-            __atomic_add_fetch(plain, 1, __ATOMIC_SEQ_CST);
-            __atomic_add_fetch(byp_sleepers, 1, __ATOMIC_SEQ_CST);
+            byp_held_enter(plain, &held->plain);
+            byp_held_enter(all, &held->sleepers);
         }
         if (ffd >= 0) {
             __atomic_add_fetch(pollers, 1, __ATOMIC_SEQ_CST);
@@ -325,10 +360,11 @@ static int sleep_poll(const struct byp_engine *eng, byp_wait_cond_t cond, void *
             __atomic_sub_fetch(pollers, 1, __ATOMIC_SEQ_CST);
         }
         if (pub != NULL) {
-            __atomic_and_fetch(pub, ~(1u << k), __ATOMIC_SEQ_CST);
+            if (slot_held(held, k))   /* else the slot may be another member's now */
+                __atomic_and_fetch(pub, ~(1u << k), __ATOMIC_SEQ_CST);
         } else {
-            __atomic_sub_fetch(byp_sleepers, 1, __ATOMIC_SEQ_CST);
-            __atomic_sub_fetch(plain, 1, __ATOMIC_SEQ_CST);
+            byp_held_leave(all, &held->sleepers);
+            byp_held_leave(plain, &held->plain);
         }
         if (ready) {
             result = 1;
@@ -390,9 +426,10 @@ static int sleep_word(const struct byp_engine *eng, byp_wait_cond_t cond, void *
                       int64_t deadline, struct byp_sleep_word *sw, unsigned seq)
 {
     int *all = __atomic_load_n(&byp_word_sleepers, __ATOMIC_ACQUIRE);
+    int *share = &__atomic_load_n(&byp_held, __ATOMIC_ACQUIRE)->words;
     for (;;) {
         __atomic_add_fetch(&sw->sleepers, 1, __ATOMIC_SEQ_CST);
-        __atomic_add_fetch(all, 1, __ATOMIC_SEQ_CST);
+        byp_held_enter(all, share);
         uint32_t v = __atomic_load_n(&sw->seq, __ATOMIC_SEQ_CST);
         int ready = cond(arg), rc = 0, ferr = 0;
         if (!ready) {
@@ -401,7 +438,7 @@ static int sleep_word(const struct byp_engine *eng, byp_wait_cond_t cond, void *
             rc = (int)syscall(SYS_futex, &sw->seq, FUTEX_WAIT, v, &ts, NULL, 0);
             ferr = errno;
         }
-        __atomic_sub_fetch(all, 1, __ATOMIC_SEQ_CST);
+        byp_held_leave(all, share);
         __atomic_sub_fetch(&sw->sleepers, 1, __ATOMIC_SEQ_CST);
         if (ready)
             return 1;

@@ -25,7 +25,7 @@
 #include <sys/types.h>
 
 #define BYP_STATS_MAGIC 0x3154415453505942ull   /* "BYPSTAT1" little-endian */
-#define BYP_STATS_VERSION 1
+#define BYP_STATS_VERSION 2
 #define BYP_STATS_MAX_SOCKS 4096
 #define BYP_STATS_GROUPS 8
 #define BYP_STATS_PATH_FMT "/dev/shm/bypass.%d"
@@ -77,6 +77,8 @@ struct byp_stats_stack {
     /* UDP, stack-wide */
     uint64_t udp_nosock;            /* datagrams no socket wanted (no port, unwanted group; sampled) */
     uint64_t rx_nopool;             /* frames dropped: no buffer to copy them into (pool low) */
+    /* threads of the whole family in a blocking call (sampled) */
+    uint64_t waiters_sleeping, waiters_spinning;
 };
 
 struct byp_stats_sock {

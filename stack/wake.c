@@ -37,6 +37,7 @@ static int frame_sleepers[BYP_FAMILY_MAX];
 static int frame_pollers[BYP_FAMILY_MAX];
 static int frame_seats[BYP_FAMILY_MAX];
 static int word_sleepers;                    /* threads asleep on sleep words (byp_wait_on) */
+static struct byp_held held[BYP_FAMILY_MAX]; /* each member's share of the counts (engine.h) */
 static unsigned frames_adds;                 /* epoll sets that added the receive fd */
 static int group_wake_fd[BYP_WAKE_GROUPS];
 static int group_sleep_fd[BYP_WAKE_GROUPS];
@@ -60,6 +61,7 @@ static uint64_t events_woken;       /* value of byp_wake_events at the last plan
 /* ---- wake targets ---- */
 struct target {
     pid_t owner;                    /* 0: free */
+    int slot;                       /* the owner's family slot */
     int efd;                        /* a semaphore eventfd, in the owner's fd numbers */
     int sleepers;                   /* threads sleeping on it */
     unsigned group;                 /* the owner's wake group */
@@ -292,17 +294,56 @@ int byp_frame_pollers_n(void)
     return sum(frame_pollers);
 }
 
-/* This process's counters (preload/engine.h), at engine start and in a forked child. */
+/* Take back what member @slot's threads still count in the family's counts: it died, or
+ * leaves, with threads in a wait (lock held); also at engine start and in a forked child,
+ * for the slot this process takes.  Its wake targets go too: their eventfds were its own
+ * fd numbers, which no one else may write. */
 void byp_wake_drop_member(int slot)
 {
     __atomic_store_n(&frame_sleepers[slot], 0, __ATOMIC_RELAXED);
     __atomic_store_n(&frame_pollers[slot], 0, __ATOMIC_RELAXED);
     __atomic_store_n(&frame_seats[slot], 0, __ATOMIC_RELAXED);
+    struct byp_held *h = &held[slot];
+    unsigned g = byp_wake_group(slot);
+    int n;
+    /* Exchanged for 0 one by one: a thread of a leaving member that takes itself off
+     * later finds its share gone and leaves the count alone (byp_held_leave). */
+    if ((n = __atomic_exchange_n(&h->sleepers, 0, __ATOMIC_SEQ_CST)) > 0)
+        __atomic_sub_fetch(&group_sleepers[g], n, __ATOMIC_SEQ_CST);
+    if ((n = __atomic_exchange_n(&h->plain, 0, __ATOMIC_SEQ_CST)) > 0)
+        __atomic_sub_fetch(&group_plain[g], n, __ATOMIC_SEQ_CST);
+    if ((n = __atomic_exchange_n(&h->words, 0, __ATOMIC_SEQ_CST)) > 0)
+        __atomic_sub_fetch(&word_sleepers, n, __ATOMIC_SEQ_CST);
+    if ((n = __atomic_exchange_n(&h->spinners, 0, __ATOMIC_SEQ_CST)) > 0)
+        __atomic_sub_fetch(&family_spinners, n, __ATOMIC_SEQ_CST);
+    unsigned sl = __atomic_exchange_n(&h->slots, 0, __ATOMIC_SEQ_CST);
+    if (sl != 0) {
+        __atomic_and_fetch(&group_slots[g], ~sl, __ATOMIC_SEQ_CST);
+        __atomic_and_fetch(&slots_busy, ~sl, __ATOMIC_SEQ_CST);
+    }
+    for (int t = 0; t < BYP_WAKE_TARGETS; t++)
+        if (targets[t].owner != 0 && targets[t].slot == slot) {
+            targets[t].owner = 0;
+            targets[t].gen++;
+        }
+}
+
+/* Threads of the family asleep in a wait, and spinning (the stats). */
+void byp_wake_waiters(uint64_t *sleeping, uint64_t *spinning)
+{
+    int n = __atomic_load_n(&word_sleepers, __ATOMIC_RELAXED);
+    for (int g = 0; g < BYP_WAKE_GROUPS; g++)
+        n += __atomic_load_n(&group_sleepers[g], __ATOMIC_RELAXED);
+    n += __builtin_popcount(__atomic_load_n(&slots_busy, __ATOMIC_RELAXED));
+    int s = __atomic_load_n(&family_spinners, __ATOMIC_RELAXED);
+    *sleeping = n > 0 ? (uint64_t)n : 0;
+    *spinning = s > 0 ? (uint64_t)s : 0;
 }
 
 static void wake_counters_mine(int slot)
 {
     byp_wake_drop_member(slot);   /* a slot taken again starts from nothing */
+    byp_held = &held[slot];
     byp_frame_waiters = &frame_sleepers[slot];
     byp_frame_pollers = &frame_pollers[slot];
     byp_seats_mine = &frame_seats[slot];
@@ -383,7 +424,8 @@ int byp_wake_target_open(void)
         if (targets[i].owner == 0) {
             /* The count of sleepers is kept across close and reuse: a thread still asleep
              * on a closed target takes itself off the count when it wakes. */
-            targets[i] = (struct target){.owner = byp_local->pid, .efd = efd, .group = my_group(),
+            targets[i] = (struct target){.owner = byp_local->pid, .slot = byp_local->slot,
+                                         .efd = efd, .group = my_group(),
                                          .gen = targets[i].gen, .sleepers = targets[i].sleepers};
             t = i;
             break;

@@ -61,8 +61,11 @@ int byp_wake_open(void);
 /* In a forked child: its group's fds take the numbers of the process's own, and its
  * frames counters are its slot's. */
 void byp_wake_groups_join(int slot);
-/* A member left or died (lock held): what its threads counted on the frames goes. */
+/* A member left or died (lock held): what its threads counted (asleep, spinning, on the
+ * frames, the wake slots they held) goes, and so do its wake targets. */
 void byp_wake_drop_member(int slot);
+/* Threads of the family asleep in a wait, and spinning, now (the stats). */
+void byp_wake_waiters(uint64_t *sleeping, uint64_t *spinning);
 /* Application threads sleeping on the frames now, of every member. */
 int byp_frame_sleepers(void);
 /* ... of which in byp_wait (a poll(2) on the receive fd: not exclusive). */

@@ -311,14 +311,16 @@ static void print_json(int pid, const struct snap *s)
     printf(",\"stack\":{\"rx_pkts\":%llu,\"rx_bytes\":%llu,\"tx_pkts\":%llu,\"tx_bytes\":%llu,"
            "\"rx_drops\":%llu,\"tx_drops\":%llu,\"pool_in_use\":%llu,\"pool_size\":%llu,"
            "\"spin_hits\":%llu,\"spin_misses\":%llu,\"sockets_overflow\":%llu,"
-           "\"udp_no_socket\":%llu,\"rx_no_pool\":%llu}",
+           "\"udp_no_socket\":%llu,\"rx_no_pool\":%llu,\"threads_sleeping\":%llu,"
+           "\"threads_spinning\":%llu}",
            (unsigned long long)st->rx_pkts, (unsigned long long)st->rx_bytes,
            (unsigned long long)st->tx_pkts, (unsigned long long)st->tx_bytes,
            (unsigned long long)st->rx_drops, (unsigned long long)st->tx_drops,
            (unsigned long long)st->pool_in_use, (unsigned long long)st->pool_size,
            (unsigned long long)st->spin_hits, (unsigned long long)st->spin_misses,
            (unsigned long long)st->socks_overflow, (unsigned long long)st->udp_nosock,
-           (unsigned long long)st->rx_nopool);
+           (unsigned long long)st->rx_nopool, (unsigned long long)st->waiters_sleeping,
+           (unsigned long long)st->waiters_spinning);
     printf(",\"port\":{\"ipackets\":%llu,\"opackets\":%llu,\"ibytes\":%llu,\"obytes\":%llu,"
            "\"imissed\":%llu,\"ierrors\":%llu,\"oerrors\":%llu,\"rx_nombuf\":%llu}",
            (unsigned long long)st->eth_ipackets, (unsigned long long)st->eth_opackets,
@@ -367,6 +369,8 @@ static void print_text(int pid, const struct snap *s)
     printf("pool    %llu / %llu mbufs in use   spin hits %llu  misses %llu\n",
            (unsigned long long)st->pool_in_use, (unsigned long long)st->pool_size,
            (unsigned long long)st->spin_hits, (unsigned long long)st->spin_misses);
+    printf("threads %llu sleeping  %llu spinning in blocking calls (the whole family)\n",
+           (unsigned long long)st->waiters_sleeping, (unsigned long long)st->waiters_spinning);
     printf("port    ipackets %llu  opackets %llu  imissed %llu  ierrors %llu  oerrors %llu  rx_nombuf %llu\n",
            (unsigned long long)st->eth_ipackets, (unsigned long long)st->eth_opackets,
            (unsigned long long)st->eth_imissed, (unsigned long long)st->eth_ierrors,

@@ -670,3 +670,92 @@ def test_nginx_binary_upgrade(netpair, request):
             kill_all(started)
             for f in ("nginx.pid", "nginx.pid.oldbin"):
                 (d / f).unlink(missing_ok=True)
+
+
+# --- a member killed inside a blocking call ----------------------------------------------
+
+STAT = REPO / "build" / "bypass-stat"
+
+
+def waiters(srv):
+    """(sleeping, spinning): the family's threads in blocking calls, as bypass-stat shows."""
+    cp = subprocess.run([str(STAT), str(srv.pid), "--json"], stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, text=True, timeout=30)
+    assert cp.returncode == 0, (cp.stderr, srv.describe())
+    st = __import__("json").loads(cp.stdout)["stack"]
+    return st["threads_sleeping"], st["threads_spinning"]
+
+
+def settles_at(srv, want, timeout=10.0):
+    """The family's (sleeping, spinning) reads @want five samples in a row (the progress
+    thread samples every ~100 ms; a waiter passes through other states between slices)."""
+    deadline = time.monotonic() + timeout
+    seen, row = None, 0
+    while time.monotonic() < deadline:
+        seen = waiters(srv)
+        row = row + 1 if seen == want else 0
+        if row == 5:
+            return True, seen
+        time.sleep(0.15)
+    return False, seen
+
+
+def spawn_waiters(net, port, kinds, env=None):
+    conf = write_conf(net.dir / ("waiters-%d.conf" % port), SRV_IF, [("tcp", port)])
+    srv = net.spawn("server", [PYTHON, str(HERE / "waiters_server.py"), "0.0.0.0", str(port)]
+                    + kinds, name="waiters-%d" % port, conf=conf, env=env)
+    srv.wait_ready()
+    line = [l for l in srv.out().splitlines() if l.startswith("ready")][0]
+    return srv, [int(p) for p in line.split()[1:]]
+
+
+def test_killed_sleepers_are_not_counted_for_ever(netpair, request):
+    """Workers killed (SIGKILL) while asleep in accept, epoll_wait and poll: the family's
+    count of sleeping threads drops by each one as it dies, as does what each held (a wake
+    slot, a group's count).  Before, a dead sleeper stayed counted: every readiness change
+    then woke its wake group for nobody, and dead slots ran the family out of them."""
+    net = netpair()
+    port = 7010
+    srv, kids = spawn_waiters(net, port, ["accept", "epoll", "poll"])
+    request.addfinalizer(lambda: kill_all(kids))
+    ok, seen = settles_at(srv, (3, 0))
+    assert ok, ("three children asleep, counted", seen, srv.describe())
+    for left, pid in zip((2, 1, 0), kids):
+        os.kill(pid, signal.SIGKILL)
+        assert wait_gone([pid], 10)
+        ok, seen = settles_at(srv, (left, 0))
+        assert ok, ("after the kill of %d: %d asleep expected" % (pid, left), seen, srv.describe())
+    # The listener lives on in the parent (in pause(), outside the library): the stack still
+    # completes a handshake into its queue, and the namespace's kernel carries none of it.
+    before = net.tcp_segs("server")
+    cp = net.run("client", [PYTHON, "-c", "import socket,sys\n"
+                            "s=socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=5)\n"
+                            "print('connected')", net.srv_ip, str(port)], timeout=30)
+    assert cp.stdout.strip() == "connected", (cp.stdout, cp.stderr, srv.describe())
+    assert_bypassed(before, net.tcp_segs("server"), 1, "the handshake after the kills")
+
+
+def test_killed_spinner_gives_its_place_back(netpair, request):
+    """A worker killed while it spins in accept gives back its place among the family's
+    spinners (no more spin at once than there are CPUs): before, the place stayed taken, and
+    after as many such kills as CPUs no thread of the family spun any more."""
+    net = netpair()
+    port = 7011
+    # Spins of up to 10 s (the most the setting takes; adaptive, the default): both children
+    # spin in accept.
+    srv, kids = spawn_waiters(net, port, ["accept", "accept"], env={"BYPASS_SPIN_USEC": "10000000"})
+    request.addfinalizer(lambda: kill_all(kids))
+    cpus = len(os.sched_getaffinity(0))
+    want = min(2, cpus)
+    ok, seen = settles_at(srv, (2 - want, want))
+    assert ok, ("children spinning", seen, srv.describe())
+    os.kill(kids[0], signal.SIGKILL)
+    assert wait_gone([kids[0]], 10)
+    ok, seen = settles_at(srv, (0, 1))
+    assert ok, ("after the kill: the other child alone spins", seen, srv.describe())
+    echo = ("import socket,sys\ns=socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=5)\n"
+            "s.sendall(b'ping');print(s.recv(4).decode())")
+    before = net.tcp_segs("server")
+    cp = net.run("client", [PYTHON, "-c", echo, net.srv_ip, str(port)], timeout=30)
+    assert cp.stdout.strip() == "ping", (cp.stdout, cp.stderr, srv.describe())
+    assert_bypassed(before, net.tcp_segs("server"), 1, "the echo after the kill")
