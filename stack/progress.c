@@ -221,9 +221,16 @@ static void *progress_main(void *arg)
         if (byp_family_shared && now + COALESCE_NS >= next_reap) {
             if (!working)
                 progress_priority(working = 1);
+            int death = next_reap == 0;   /* a member's death seen (or the first look) */
             byp_stack_lock();
             byp_reap_members();
             byp_member_watch_update(&mw);   /* the reaped leave the watch */
+            if (death) {
+                /* The stats show the family without it now, not a whole idle period on. */
+                next_stats = now;
+                stats_idle = 0;
+                idle_period = STATS_IDLE_NS;
+            }
             next_reap = now + (byp_family_pending() > 0 || (!mw.ok && byp_family_other() != 0)
                                ? REAP_INTERVAL_NS : REAP_ALONE_NS);
             byp_stack_unlock_nokick();

@@ -678,25 +678,27 @@ STAT = REPO / "build" / "bypass-stat"
 
 
 def waiters(srv):
-    """(sleeping, spinning): the family's threads in blocking calls, as bypass-stat shows."""
+    """(sleeping, spinning, samples): the family's threads in blocking calls, as bypass-stat
+    shows them, and the number of the sample they come from."""
     cp = subprocess.run([str(STAT), str(srv.pid), "--json"], stdout=subprocess.PIPE,
                         stderr=subprocess.PIPE, text=True, timeout=30)
     assert cp.returncode == 0, (cp.stderr, srv.describe())
-    st = __import__("json").loads(cp.stdout)["stack"]
-    return st["threads_sleeping"], st["threads_spinning"]
+    st = __import__("json").loads(cp.stdout)
+    return st["stack"]["threads_sleeping"], st["stack"]["threads_spinning"], st["samples"]
 
 
-def settles_at(srv, want, timeout=10.0):
-    """The family's (sleeping, spinning) reads @want five samples in a row (the progress
-    thread samples every ~100 ms; a waiter passes through other states between slices)."""
+def settles_at(srv, want, timeout=15.0):
+    """The family's (sleeping, spinning) reads @want in a sample taken after this call began
+    (the progress thread samples every 100 ms while packets move, less often while none
+    does, and at once after a member's death).  (True, reading) or (False, last reading)."""
+    since = waiters(srv)[2]
     deadline = time.monotonic() + timeout
-    seen, row = None, 0
+    seen = None
     while time.monotonic() < deadline:
-        seen = waiters(srv)
-        row = row + 1 if seen == want else 0
-        if row == 5:
-            return True, seen
-        time.sleep(0.15)
+        *seen, n = waiters(srv)
+        if n > since and tuple(seen) == want:
+            return True, tuple(seen)
+        time.sleep(0.1)
     return False, seen
 
 
