@@ -19,7 +19,9 @@
 #       defaults: 10 3 "nginx nginx-reuseport nginx-close pgbench pgbench-connect"
 #
 # Environment: FORK_MODES (default "kernel bypass"); "base" runs the library FORK_BASE_LIB
-# (another build's, for a before/after comparison in one run).
+# (another build's, for a before/after comparison in one run).  FORK_PERF=DIR records a
+# profile of the server's CPU (perf record -g, the middle of each client run) per run in
+# DIR/NAME-MODE-ROUND.data.
 #
 # Writes one line per run to OUT_TSV: bench, mode (kernel|bypass), round, value or verdict,
 # unit, command.  Needs root.
@@ -66,6 +68,30 @@ srv_prefix() { # MODE -> PFX
   PFX+=(taskset -c "$SRV_CPU")
 }
 
+# A profile of the server's CPU while the client runs (FORK_PERF): started before the
+# client, it waits a second and records SECS - 2 seconds.  The pid to wait for, or nothing.
+perf_start() { # NAME MODE ROUND
+  [ -n "${FORK_PERF:-}" ] || return 0
+  mkdir -p "$FORK_PERF"
+  (sleep 1; perf record -q -C "$SRV_CPU" -g -o "$FORK_PERF/$1-$2-$3.data" -- sleep $(( SECS > 3 ? SECS - 2 : 1 )) \
+     >/dev/null 2>&1) &
+  PERF_PID=$!
+}
+perf_wait() { [ -n "${FORK_PERF:-}" ] && wait "$PERF_PID" 2>/dev/null; return 0; }
+
+# Frames the client's interface received and sent, and their count per request (stderr):
+# a ratio apart from the kernel's shows a different segmenting or acknowledging.
+frames() {
+  ip netns exec "$CNS" cat /sys/class/net/"$CIF"/statistics/rx_packets /sys/class/net/"$CIF"/statistics/tx_packets |
+    tr '\n' ' '
+}
+frames_note() { # NAME MODE ROUND BEFORE REQUESTS
+  local n="${5:-0}"
+  [ "$n" -gt 0 ] 2>/dev/null || return 0
+  echo "$(frames) $4" | awk -v n="$n" -v what="$1 $2 $3" \
+    '{ printf "%s: client frames per request in %.2f, out %.2f\n", what, ($1 - $3) / n, ($2 - $4) / n }' >&2
+}
+
 emit() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$OUT"; }
 
 wait_port() { # PORT
@@ -98,8 +124,12 @@ EOF
   wait_port 8080 || { emit "$name" "$mode" "$r" failed "req/s" "nginx did not listen"; kill "$spid"; wait "$spid"; return; }
   before=$(tcp_segs)
   local ccmd=(ip netns exec "$CNS" taskset -c "$CLI_CPU" wrk -t 2 -c 50 -d "$SECS" "${hdr[@]}" "http://$SIP:8080/small.txt")
+  perf_start "$name" "$mode" "$r"
+  local f0; f0=$(frames)
   "${ccmd[@]}" >"$d/wrk" 2>&1
+  perf_wait
   val=$(awk '/^Requests\/sec:/ { print $2 }' "$d/wrk")
+  frames_note "$name" "$mode" "$r" "$f0" "$(awk '/requests in/ { print $1; exit }' "$d/wrk")"
   grep -q "Non-2xx\|Socket errors" "$d/wrk" && { val=failed; cat "$d/wrk" "$d/error.log" "$d/out" >&2; }
   [ "$mode" != kernel ] && [ $(( $(tcp_segs) - before )) -gt $QUIET ] && val=not-bypassed
   emit "$name" "$mode" "$r" "${val:-failed}" "req/s" "${PFX[*]} nginx (2 workers${rp:+, reuseport}); ${ccmd[*]}"
@@ -129,8 +159,12 @@ pg_one() { # MODE ROUND [connect]
     "${pgb[@]}" -i -s 2 postgres >/dev/null 2>&1 && touch "$WORK/pg/initialised"
   fi
   before=$(tcp_segs)
+  perf_start "$name" "$mode" "$r"
+  local f0; f0=$(frames)
   "${pgb[@]}" -S "${opt[@]}" -c 8 -j 2 -T "$SECS" postgres >"$WORK/pg/bench-$name-$mode-$r" 2>&1
+  perf_wait
   val=$(awk '/^tps = / { print $3; exit }' "$WORK/pg/bench-$name-$mode-$r")
+  frames_note "$name" "$mode" "$r" "$f0" "$(awk '/actually processed:/ { print $NF; exit }' "$WORK/pg/bench-$name-$mode-$r" | tr -dc 0-9)"
   # With -C each backend exits holding its connection, which the library hands to the
   # kernel (TCP_REPAIR: what the program's last exit handlers write must still leave, see
   # docs/architecture.md "exit"); the kernel then sends its FIN and takes the last ACK.
