@@ -178,6 +178,11 @@ struct byp_held {
 };
 extern BYP_SHARED struct byp_held *byp_held;
 
+/* Sleeps that ran a whole slice (the bound on a lost wake-up) and then found what they
+ * waited for: a wake-up that should have come and did not (wait.c, fd_epoll.c).  The
+ * engine points it at a count its whole family shares; bypass-stat shows it. */
+extern BYP_SHARED uint64_t *byp_late_wakes;
+
 /* Blocking waits that ended while spinning, and that went to sleep (wait.c, fd_epoll.c). */
 extern BYP_SHARED uint64_t byp_spin_hits, byp_spin_misses;
 

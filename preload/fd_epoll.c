@@ -356,14 +356,15 @@ int byp_epoll_wait(struct byp_epoll_head *h, int epfd, struct epoll_event *evs, 
         if (frames != NULL)
             __atomic_add_fetch(frames, 1, __ATOMIC_SEQ_CST);
         rc = collect(ep, epfd, evs, max);
-        int k = 0;
+        int k = 0, ms = 0, slept_out = 0;
         if (rc == 0) {
             int64_t left = deadline - byp_poll_now_ns();
-            int ms = left <= 0                            ? 0
+            ms = left <= 0                            ? 0
                      : left / 1000000 >= WAIT_SLICE_MS ? WAIT_SLICE_MS
                                                        : (int)((left + 999999) / 1000000);
             k = BYP_REAL(epoll_wait)(epfd, evs, max, ms);
             err = errno;
+            slept_out = k == 0 && ms == WAIT_SLICE_MS;   /* nothing woke it: the slice ended */
         }
         if (frames != NULL)
             __atomic_sub_fetch(frames, 1, __ATOMIC_SEQ_CST);
@@ -386,6 +387,8 @@ int byp_epoll_wait(struct byp_epoll_head *h, int epfd, struct epoll_event *evs, 
         if (k > 0 && rc > k)
             rc = fold_twins(ep, evs, rc);
         int64_t t = byp_poll_now_ns();
+        if (rc > 0 && slept_out && t < deadline)
+            byp_late_wake();   /* a whole slice, cut short of the deadline, slept through it */
         if (rc > 0 || t >= deadline) {
             byp_spin_learn(rc > 0 ? t - slept_from : INT64_MAX);
             goto out;

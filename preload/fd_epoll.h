@@ -74,6 +74,8 @@ int64_t byp_spin_budget(int *slot);
 /* Count a thread into @count (one of the family's counts, engine.h) and this member's
  * @share of it; take it off both, or off neither if the engine took the share back. */
 void byp_held_enter(int *count, int *share);
+/* Count a late wake-up (engine.h, byp_late_wakes). */
+void byp_late_wake(void);
 void byp_held_leave(int *count, int *share);
 
 /* The spin of a wait is over (before it sleeps or returns): give back its place. */

@@ -29,6 +29,8 @@ BYP_SHARED unsigned *byp_group_slots = &own_slots;
 BYP_SHARED unsigned *byp_frames_adds = &own_adds;
 static struct byp_held own_held;
 BYP_SHARED struct byp_held *byp_held = &own_held;
+static uint64_t own_late;
+BYP_SHARED uint64_t *byp_late_wakes = &own_late;
 /* Waits that ended while spinning / that went to sleep (published by the stats). */
 BYP_SHARED uint64_t byp_spin_hits, byp_spin_misses;
 
@@ -259,6 +261,11 @@ static int slice_ms(int64_t deadline)
                                                               : (int)((left + 999999) / 1000000);
 }
 
+void byp_late_wake(void)
+{
+    __atomic_add_fetch(__atomic_load_n(&byp_late_wakes, __ATOMIC_ACQUIRE), 1, __ATOMIC_RELAXED);
+}
+
 /* A poll(2) or futex sleep ended with EINTR: what the wait returns.  A handler the
  * trampoline did not see (installed without libc) counts as one without SA_RESTART. */
 static int interrupted(unsigned seq)
@@ -350,9 +357,10 @@ static int sleep_poll(const struct byp_engine *eng, byp_wait_cond_t cond, void *
             __atomic_add_fetch(pollers, 1, __ATOMIC_SEQ_CST);
             __atomic_add_fetch(frames, 1, __ATOMIC_SEQ_CST);
         }
-        int ready = cond(arg), rc = 0, perr = 0;
+        int ready = cond(arg), rc = 0, perr = 0, ms = 0;
         if (!ready) {
-            rc = BYP_REAL(poll)(set, n, slice_ms(deadline));
+            ms = slice_ms(deadline);
+            rc = BYP_REAL(poll)(set, n, ms);
             perr = errno;
         }
         if (ffd >= 0) {
@@ -400,6 +408,8 @@ static int sleep_poll(const struct byp_engine *eng, byp_wait_cond_t cond, void *
         if (eng != NULL)
             eng->progress();
         if (cond(arg)) {
+            if (rc == 0 && ms == BYP_WAIT_SLICE_MS && byp_poll_now_ns() < deadline)
+                byp_late_wake();   /* a whole slice, cut short of the deadline, slept through it */
             result = 1;
             break;
         }
@@ -431,9 +441,9 @@ static int sleep_word(const struct byp_engine *eng, byp_wait_cond_t cond, void *
         __atomic_add_fetch(&sw->sleepers, 1, __ATOMIC_SEQ_CST);
         byp_held_enter(all, share);
         uint32_t v = __atomic_load_n(&sw->seq, __ATOMIC_SEQ_CST);
-        int ready = cond(arg), rc = 0, ferr = 0;
+        int ready = cond(arg), rc = 0, ferr = 0, ms = 0;
         if (!ready) {
-            int ms = slice_ms(deadline);
+            ms = slice_ms(deadline);
             struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
             rc = (int)syscall(SYS_futex, &sw->seq, FUTEX_WAIT, v, &ts, NULL, 0);
             ferr = errno;
@@ -446,8 +456,11 @@ static int sleep_word(const struct byp_engine *eng, byp_wait_cond_t cond, void *
             return interrupted(seq);
         if (eng != NULL)
             eng->progress();
-        if (cond(arg))
+        if (cond(arg)) {
+            if (rc < 0 && ferr == ETIMEDOUT && ms == BYP_WAIT_SLICE_MS && byp_poll_now_ns() < deadline)
+                byp_late_wake();   /* a whole slice, cut short of the deadline, slept through it */
             return 1;
+        }
         if (byp_poll_now_ns() >= deadline)
             return 0;
     }

@@ -400,7 +400,7 @@ int byp_stats_tick(void)
         st->spin_hits = __atomic_load_n(spin_hits, __ATOMIC_RELAXED);
     if (spin_misses != NULL)
         st->spin_misses = __atomic_load_n(spin_misses, __ATOMIC_RELAXED);
-    byp_wake_waiters(&st->waiters_sleeping, &st->waiters_spinning);
+    byp_wake_waiters(&st->waiters_sleeping, &st->waiters_spinning, &st->late_wakes);
     sample_socks();
 #if MIB2_STATS
     st->udp_nosock = lwip_stats.mib2.udpnoports + byp_udp_unwanted;

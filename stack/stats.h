@@ -79,6 +79,7 @@ struct byp_stats_stack {
     uint64_t rx_nopool;             /* frames dropped: no buffer to copy them into (pool low) */
     /* threads of the whole family in a blocking call (sampled) */
     uint64_t waiters_sleeping, waiters_spinning;
+    uint64_t late_wakes;            /* waits a whole sleep slice passed over (a lost wake-up) */
 };
 
 struct byp_stats_sock {

@@ -37,6 +37,7 @@ static int frame_sleepers[BYP_FAMILY_MAX];
 static int frame_pollers[BYP_FAMILY_MAX];
 static int frame_seats[BYP_FAMILY_MAX];
 static int word_sleepers;                    /* threads asleep on sleep words (byp_wait_on) */
+static uint64_t late_wakes;                  /* the family's late wake-ups (engine.h) */
 static struct byp_held held[BYP_FAMILY_MAX]; /* each member's share of the counts (engine.h) */
 static unsigned frames_adds;                 /* epoll sets that added the receive fd */
 static int group_wake_fd[BYP_WAKE_GROUPS];
@@ -328,9 +329,10 @@ void byp_wake_drop_member(int slot)
         }
 }
 
-/* Threads of the family asleep in a wait, and spinning (the stats). */
-void byp_wake_waiters(uint64_t *sleeping, uint64_t *spinning)
+/* Threads of the family asleep in a wait, and spinning; its late wake-ups (the stats). */
+void byp_wake_waiters(uint64_t *sleeping, uint64_t *spinning, uint64_t *late)
 {
+    *late = __atomic_load_n(&late_wakes, __ATOMIC_RELAXED);
     int n = __atomic_load_n(&word_sleepers, __ATOMIC_RELAXED);
     for (int g = 0; g < BYP_WAKE_GROUPS; g++)
         n += __atomic_load_n(&group_sleepers[g], __ATOMIC_RELAXED);
@@ -522,6 +524,7 @@ int byp_wake_open(void)
     byp_word_sleepers = &word_sleepers;
     byp_frames_adds = &frames_adds;
     byp_spinners = &family_spinners;
+    byp_late_wakes = &late_wakes;
     for (int g = 0; g < BYP_WAKE_GROUPS; g++) {
         group_wake_fd[g] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
         group_sleep_fd[g] = BYP_REAL(epoll_create1)(EPOLL_CLOEXEC);

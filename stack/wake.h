@@ -64,8 +64,9 @@ void byp_wake_groups_join(int slot);
 /* A member left or died (lock held): what its threads counted (asleep, spinning, on the
  * frames, the wake slots they held) goes, and so do its wake targets. */
 void byp_wake_drop_member(int slot);
-/* Threads of the family asleep in a wait, and spinning, now (the stats). */
-void byp_wake_waiters(uint64_t *sleeping, uint64_t *spinning);
+/* Threads of the family asleep in a wait, and spinning, now; the family's late wake-ups
+ * so far (waits that a whole sleep slice passed over: engine.h, byp_late_wakes). */
+void byp_wake_waiters(uint64_t *sleeping, uint64_t *spinning, uint64_t *late);
 /* Application threads sleeping on the frames now, of every member. */
 int byp_frame_sleepers(void);
 /* ... of which in byp_wait (a poll(2) on the receive fd: not exclusive). */

@@ -312,7 +312,7 @@ static void print_json(int pid, const struct snap *s)
            "\"rx_drops\":%llu,\"tx_drops\":%llu,\"pool_in_use\":%llu,\"pool_size\":%llu,"
            "\"spin_hits\":%llu,\"spin_misses\":%llu,\"sockets_overflow\":%llu,"
            "\"udp_no_socket\":%llu,\"rx_no_pool\":%llu,\"threads_sleeping\":%llu,"
-           "\"threads_spinning\":%llu}",
+           "\"threads_spinning\":%llu,\"late_wakeups\":%llu}",
            (unsigned long long)st->rx_pkts, (unsigned long long)st->rx_bytes,
            (unsigned long long)st->tx_pkts, (unsigned long long)st->tx_bytes,
            (unsigned long long)st->rx_drops, (unsigned long long)st->tx_drops,
@@ -320,7 +320,7 @@ static void print_json(int pid, const struct snap *s)
            (unsigned long long)st->spin_hits, (unsigned long long)st->spin_misses,
            (unsigned long long)st->socks_overflow, (unsigned long long)st->udp_nosock,
            (unsigned long long)st->rx_nopool, (unsigned long long)st->waiters_sleeping,
-           (unsigned long long)st->waiters_spinning);
+           (unsigned long long)st->waiters_spinning, (unsigned long long)st->late_wakes);
     printf(",\"port\":{\"ipackets\":%llu,\"opackets\":%llu,\"ibytes\":%llu,\"obytes\":%llu,"
            "\"imissed\":%llu,\"ierrors\":%llu,\"oerrors\":%llu,\"rx_nombuf\":%llu}",
            (unsigned long long)st->eth_ipackets, (unsigned long long)st->eth_opackets,
@@ -369,8 +369,9 @@ static void print_text(int pid, const struct snap *s)
     printf("pool    %llu / %llu mbufs in use   spin hits %llu  misses %llu\n",
            (unsigned long long)st->pool_in_use, (unsigned long long)st->pool_size,
            (unsigned long long)st->spin_hits, (unsigned long long)st->spin_misses);
-    printf("threads %llu sleeping  %llu spinning in blocking calls (the whole family)\n",
-           (unsigned long long)st->waiters_sleeping, (unsigned long long)st->waiters_spinning);
+    printf("threads %llu sleeping  %llu spinning in blocking calls (the whole family)  late wake-ups %llu\n",
+           (unsigned long long)st->waiters_sleeping, (unsigned long long)st->waiters_spinning,
+           (unsigned long long)st->late_wakes);
     printf("port    ipackets %llu  opackets %llu  imissed %llu  ierrors %llu  oerrors %llu  rx_nombuf %llu\n",
            (unsigned long long)st->eth_ipackets, (unsigned long long)st->eth_opackets,
            (unsigned long long)st->eth_imissed, (unsigned long long)st->eth_ierrors,

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import HERE, PYTHON, REPO, SRV_IF, assert_bypassed, write_conf
+from .conftest import (HERE, PYTHON, REPO, SRV_IF, assert_bypassed, assert_woken_on_time,
+                       write_conf)
 
 WORKERS = 2
 
@@ -199,6 +200,7 @@ def test_nginx_workers(netpair, daemon, request):
         assert len(served) == WORKERS and all(n > 100 for n in served.values()), served
         family += [int(p) for p in served]
         assert_bypassed(before, after, int(m.group(1)), "nginx under wrk")
+        assert_woken_on_time(mpid, "nginx under wrk")
         # Graceful stop: the workers finish their connections and exit, the master last.
         os.kill(mpid, signal.SIGQUIT)
         if not wait_gone([mpid] + [int(p) for p in served]):
@@ -450,6 +452,7 @@ def test_postgresql_pgbench(netpair, request):
     assert failed is None or failed.group(1) == "0", cp.stdout
     assert "error" not in cp.stderr.lower(), cp.stderr
     assert_bypassed(before, after, int(m.group(1)) * 10, "pgbench")
+    assert_woken_on_time(srv.pid, "pgbench")
     # The postmaster is not root: its progress thread could never leave SCHED_IDLE (the
     # kernel wants CAP_SYS_NICE or an RLIMIT_NICE of 20 for that), so it must never enter
     # it; it had stayed at idle priority from its first sleep, lock and all.

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from .conftest import PYTHON, assert_bypassed, bypass_lines, write_conf
+from .conftest import PYTHON, assert_bypassed, assert_woken_on_time, bypass_lines, write_conf
 
 PORT = 11311
 GETS = 50
@@ -63,6 +63,7 @@ def test_memcached_tcp_and_udp(netpair):
         if mode == "accel":
             assert_bypassed(before, counters(net), int(stats["cmd_get"]),
                             "memcached TCP and UDP")
+            assert_woken_on_time(srv.pid, "memcached, 4 threads")
             lines = bypass_lines(srv.err())
             assert any("udp socket on port %d accelerated" % PORT in l for l in lines), lines
         assert srv.poll() is None, srv.describe()

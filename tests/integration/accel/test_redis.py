@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import assert_bypassed, bypass_lines, write_conf
+from .conftest import assert_bypassed, assert_woken_on_time, bypass_lines, write_conf
 
 PORT = 6379
 KPORT = 6380  # no rule: the kernel's
@@ -99,6 +99,7 @@ def test_redis_benchmark_accelerated(netpair):
     after = net.tcp_segs("server")
     assert int(info(net, "total_commands_processed")) >= 82000
     assert_bypassed(before, after, 160000, "redis-benchmark against accelerated redis")
+    assert_woken_on_time(srv.pid, "redis-benchmark")
     assert srv.poll() is None, srv.describe()
     assert srv.stop() == 0, srv.describe()
     assert bypass_lines(srv.err()) == [], srv.err()
