@@ -356,15 +356,10 @@ int byp_epoll_wait(struct byp_epoll_head *h, int epfd, struct epoll_event *evs, 
         if (frames != NULL)
             __atomic_add_fetch(frames, 1, __ATOMIC_SEQ_CST);
         rc = collect(ep, epfd, evs, max);
-        int k = 0, ms = 0, slept_out = 0;
+        int k = 0, full = 0;
         if (rc == 0) {
-            int64_t left = deadline - byp_poll_now_ns();
-            ms = left <= 0                            ? 0
-                     : left / 1000000 >= WAIT_SLICE_MS ? WAIT_SLICE_MS
-                                                       : (int)((left + 999999) / 1000000);
-            k = BYP_REAL(epoll_wait)(epfd, evs, max, ms);
+            k = BYP_REAL(epoll_wait)(epfd, evs, max, byp_sleep_slice(deadline, 0, &full));
             err = errno;
-            slept_out = k == 0 && ms == WAIT_SLICE_MS;   /* nothing woke it: the slice ended */
         }
         if (frames != NULL)
             __atomic_sub_fetch(frames, 1, __ATOMIC_SEQ_CST);
@@ -380,15 +375,15 @@ int byp_epoll_wait(struct byp_epoll_head *h, int epfd, struct epoll_event *evs, 
             rc = -1;
             goto out;
         }
+        int woken = k != 0;
         k = byp_epoll_filter_wake(ep, evs, k, 1);
         if (eng != NULL)
             eng->progress();
         rc = k + collect(ep, epfd, evs + k, max - k);
         if (k > 0 && rc > k)
             rc = fold_twins(ep, evs, rc);
+        byp_sleep_slice_end(full, woken, rc > 0);
         int64_t t = byp_poll_now_ns();
-        if (rc > 0 && slept_out && t < deadline)
-            byp_late_wake();   /* a whole slice, cut short of the deadline, slept through it */
         if (rc > 0 || t >= deadline) {
             byp_spin_learn(rc > 0 ? t - slept_from : INT64_MAX);
             goto out;
@@ -435,7 +430,7 @@ int byp_epoll_plain_after(int epfd, struct epoll_event *evs, int max, int k, int
 
 /* A member added or re-armed while threads sleep on the set, and ready already: wake them,
  * as the kernel's epoll_ctl does (they would otherwise see it only when their sleep slice
- * ends, up to WAIT_SLICE_MS later).  Sleepers counted on the set's target only; the set
+ * ends, a second or more later).  Sleepers counted on the set's target only; the set
  * lock held. */
 static void wake_for_ready_member(struct byp_epoll *ep, int fd, uint32_t events)
 {

@@ -35,8 +35,6 @@ extern int byp_epoll_total_members;
 #define KERNEL_POLL_RATIO 16
 /* Spin rounds between two reads of the clock. */
 #define CLOCK_RATIO 4
-/* Longest single sleep in the real epoll_wait: a wake-up lost to a race costs at most this. */
-#define WAIT_SLICE_MS 100
 /* The kernel's limit on maxevents. */
 #define EP_MAX_EVENTS ((int)(INT_MAX / sizeof(struct epoll_event)))
 /* Bits an event may carry back (the rest are input flags). */

@@ -237,11 +237,14 @@ static void *progress_main(void *arg)
         }
         int sleepers = byp_frame_sleepers() > 0;
         int wfd = frames_watch();
-        /* Frames watched beside the sleepers, without waking with them: only epoll sets
-         * sleep on the frames (byp_wait's poll(2) is not exclusive) and no kernel UDP
-         * socket needs watching (the sleepers' sets hold that set too). */
-        int beside = wfd >= 0 && wfd != byp_xsk_fd && byp_frame_pollers_n() == 0 &&
-                     byp_udp_kpath_members() == 0;
+        /* Frames watched beside the sleepers while this thread naps (below): no kernel UDP
+         * socket needs watching (the sleepers' sets hold that set too).  Epoll sets sleep
+         * on the frames exclusively, ahead of this thread; threads in byp_wait's poll(2)
+         * do not (a frame wakes them all), so the first frame after a quiet spell wakes
+         * this thread with them, once.  Not napping beside those kept this thread's sleeps
+         * at SLEEPER_CAP_NS for as long as a thread blocked in accept() (which polls the
+         * frames and the kernel's listener) waited: 20 wake-ups a second, idle. */
+        int beside = wfd >= 0 && wfd != byp_xsk_fd && byp_udp_kpath_members() == 0;
         int was_stale = __atomic_load_n(&byp_progress_stale, __ATOMIC_RELAXED);
         /* Flag first, then the clock (byp_app_spin_over: the clock, then the flag). */
         __atomic_store_n(&byp_progress_beside, 1, __ATOMIC_SEQ_CST);

@@ -6,6 +6,7 @@ the library or outside it), and keepalive probes that end a connection whose pee
 vanished.  The CPU figures are bench/idle's."""
 
 import time
+from pathlib import Path
 
 from .conftest import PYTHON, assert_bypassed, run_at_once, write_conf
 
@@ -189,3 +190,74 @@ def test_keepalive_switched_on_while_idle(netpair):
     # lwIP counts every deadline from the last segment received (the kernel restarts its
     # count at the setsockopt): the second probe is overdue too, the reset due at 1 + 2 s.
     assert probes[1] < 2.8 and abs(reset - 3.0) < 0.3, (probes, reset)
+
+
+# Three threads waiting for ever on accelerated sockets, each its own way: epoll_wait on a
+# connection, a blocking recv on another, a blocking accept on the listener.
+IDLE_WAITERS = r"""
+import select, socket, sys, threading
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("0.0.0.0", int(sys.argv[1]))); ls.listen(4)
+print("listening", flush=True)
+a, _ = ls.accept()
+b, _ = ls.accept()
+def in_epoll():
+    e = select.epoll(); e.register(a.fileno(), select.EPOLLIN); e.poll()
+ts = [threading.Thread(target=f, daemon=True)
+      for f in (in_epoll, lambda: b.recv(1), lambda: ls.accept())]
+for t in ts: t.start()
+print("ready", flush=True)
+for t in ts: t.join()
+"""
+
+HOLD_TWO = r"""
+import socket, sys, time
+s = [socket.create_connection((sys.argv[1], int(sys.argv[2]))) for _ in range(2)]
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def idle_wakeups(net, conf, port, settle=4.0, window=6.0):
+    """Wake-ups of every thread of a process whose three threads wait for ever on accelerated
+    sockets (IDLE_WAITERS), over @window seconds once it has been idle @settle seconds."""
+    srv = net.spawn("server", [PYTHON, "-c", IDLE_WAITERS, port], conf=conf,
+                    name="idle-waiters-%s" % ("accel" if conf else "kernel"))
+    srv.wait_ready("listening")
+    cli = net.spawn("client", [PYTHON, "-c", HOLD_TWO, net.srv_ip, port], name="hold-two")
+    try:
+        srv.wait_ready()
+        time.sleep(settle)
+
+        def wakeups():
+            n = 0
+            for t in Path("/proc/%d/task" % srv.pid).iterdir():
+                try:
+                    n += int((t / "schedstat").read_text().split()[2])
+                except (OSError, IndexError, ValueError):
+                    pass
+            return n
+        before = wakeups()
+        time.sleep(window)
+        return wakeups() - before
+    finally:
+        cli.stop()
+        srv.stop()
+
+
+def test_idle_waiters_sleep_long(netpair):
+    """Threads blocked on accelerated sockets with nothing coming (epoll_wait, recv, accept)
+    sleep longer and longer: each sleep slice that passes with nothing doubles the thread's
+    next one, from 100 ms up to 1.6 s; and the progress thread naps beside them.  Before,
+    each waiter woke every 100 ms for ever (an idle nginx's two workers 200 times in 10 s,
+    where the kernel's never wake), and the progress thread 20 times a second while a
+    thread blocked in accept(); the kernel's figure beside.  That no wake-up is lost by
+    it is what the late wake-up count shows (conftest.assert_woken_on_time, under load)."""
+    net = netpair()
+    kernel = idle_wakeups(net, None, PORT + 20)
+    conf = write_conf(net.dir / "idle-waiters.conf", "bypv0", [("tcp", PORT + 21)])
+    accel = idle_wakeups(net, conf, PORT + 21)
+    print("wake-ups in 6 s of idling: kernel %d, accelerated %d" % (kernel, accel))
+    # Before: three waiters at 100 ms slices, 180 in 6 s, and the progress thread's 120.
+    # Now about 4 each once grown to 1.6 s, and the progress thread's one or two.
+    assert accel <= 40, "idle waiters woke %d times in 6 s (kernel %d)" % (accel, kernel)
