@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import SRV_IF, assert_bypassed, web_root, write_conf
+from .conftest import SRV_IF, assert_bypassed, assert_woken_on_time, web_root, write_conf
 from .test_fork import assert_family_cleaned, kill_all, wait_gone
 
 PORT = 8085
@@ -101,6 +101,7 @@ def test_apache_accelerated(netpair, request, mpm):
     # apache resets a few connections it closes, on the kernel too (wrk's read errors).
     assert cp.returncode == 0 and "Non-2xx" not in cp.stdout, cp.stdout + cp.stderr
     fam = family_of(d)
+    assert_woken_on_time(fam, "apache " + mpm)
     assert stop_httpd(d), "apache did not stop within 15 s"
     try:
         assert_family_cleaned(net, fam)

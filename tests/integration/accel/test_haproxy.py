@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from .conftest import ASK, PYTHON, SRV_IF, assert_bypassed, http_checks, web_root, write_conf
+from .conftest import (ASK, PYTHON, SRV_IF, assert_bypassed, assert_woken_on_time, http_checks,
+                       web_root, write_conf)
 
 FRONT, BACK = 8086, 9086
 
@@ -57,6 +58,7 @@ def test_haproxy_splice_both_sides_accelerated(netpair, request):
     requests = http_checks(net, url, big, times=2, secs=2, context=proxy.describe())
     # Both sides of every request: the client's connection and HAProxy's to nginx.
     assert_bypassed(before, net.tcp_segs("server"), 2 * requests, "haproxy, both sides")
+    assert_woken_on_time(proxy.pid, "haproxy, both sides")
     assert proxy.poll() is None, proxy.describe()
     assert proxy.stop() is not None
     backend.stop()

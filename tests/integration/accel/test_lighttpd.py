@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from .conftest import SRV_IF, assert_bypassed, http_checks, web_root, write_conf
+from .conftest import SRV_IF, assert_bypassed, assert_woken_on_time, http_checks, web_root, write_conf
 
 PORT = 8091
 
@@ -35,5 +35,6 @@ def test_lighttpd_accelerated(netpair, request):
     url = "http://%s:%d" % (net.srv_ip, PORT)
     requests = http_checks(net, url, big, secs=2, context=srv.describe())
     assert_bypassed(before, net.tcp_segs("server"), requests, "lighttpd")
+    assert_woken_on_time(srv.pid, "lighttpd")
     assert srv.poll() is None, srv.describe()
     srv.stop()
