@@ -11,9 +11,11 @@
 #
 # Writes one line per run to OUT_TSV: bench, mode (kernel|bypass), round, CPU milliseconds, unit,
 # command; for bypass runs a second line, idle-progress: the progress thread's own CPU and
-# its wake-ups; and per round a start line per mode: a short program's start to exit
-# (python3 binding, listening on and closing the accelerated port), the engine's start and
-# leave included.  Prints a summary.  Needs root.
+# its wake-ups; per round an idle-nginx line per mode: nginx (master + 2 workers, after one
+# request), the CPU of all its processes' threads and their wake-ups; and per round a start
+# line per mode: a short program's start to exit (python3 binding, listening on and closing
+# the accelerated port), the engine's start and leave included.  Prints a summary.  Needs
+# root.
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -90,6 +92,49 @@ one() {   # mode round
   fi
 }
 
+# An idle nginx (master + 2 workers), after one request: the CPU (ms) and the wake-ups of
+# every thread of its processes over SECS.  The workers wait in epoll_wait with no timeout.
+NGX_PORT=8080
+printf 'interface = "%s";\nrules = ( { action = "accelerate"; proto = "tcp"; port = %d; } );\n' \
+  "$SIF" "$NGX_PORT" > "$WORK/nginx-idle.conf"
+mkdir -p "$WORK/www" && echo hello > "$WORK/www/small.txt" && chmod -R a+rX "$WORK"
+nginx_idle() {   # mode round
+  local mode="$1" round="$2" pre=() d="$WORK/nginx-$1-$2"
+  [ "$mode" = bypass ] && pre=(env LD_PRELOAD="$LIB" BYPASS_CONFIG="$WORK/nginx-idle.conf")
+  mkdir -p "$d"
+  cat >"$d/nginx.conf" <<EOF
+daemon off; master_process on; worker_processes 2; pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 1024; }
+http { access_log off; server { listen $NGX_PORT; root $WORK/www; } }
+EOF
+  ip netns exec "$SNS" "${pre[@]}" nginx -c "$d/nginx.conf" -e "$d/error.log" >"$d/out" 2>&1 &
+  local srv=$! i
+  PIDS+=("$srv")
+  for i in $(seq 100); do
+    ip netns exec "$CNS" curl -s -m 1 "http://$SIP:$NGX_PORT/small.txt" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  sleep 2
+  local pids
+  pids="$srv $(cat /proc/"$srv"/task/*/children 2>/dev/null)"
+  fam() {   # a field of schedstat summed over the family's threads: 1 CPU ns, 3 runs
+    local p
+    for p in $pids; do cat /proc/"$p"/task/*/schedstat 2>/dev/null; done |
+      awk -v f="$1" '{ s += $f } END { printf "%d\n", s }'
+  }
+  local c0 w0 c1 w1
+  c0=$(fam 1); w0=$(fam 3)
+  sleep "$SECS"
+  c1=$(fam 1); w1=$(fam 3)
+  kill -QUIT "$srv" 2>/dev/null; wait "$srv" 2>/dev/null
+  local ms
+  ms=$(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.1f", (b - a) / 1e6 }')
+  printf 'idle-nginx\t%s\t%d\t%s\tcpu-ms/%ss\tnginx, master + 2 workers, idle (%d wake-ups)\n' \
+    "$mode" "$round" "$ms" "$SECS" $((w1 - w0)) >> "$OUT"
+  echo "idle-nginx $mode round $round: $ms ms of CPU in ${SECS}s, $((w1 - w0)) wake-ups"
+}
+
 # A short program's start to exit: python3 binds the accelerated port, listens and closes
 # (the engine starts and leaves once), 5 times a round; the median per round, in ms.
 SHORT='import socket,sys
@@ -113,6 +158,8 @@ start() {   # mode round
 for r in $(seq "$ROUNDS"); do
   one kernel "$r"
   one bypass "$r"
+  nginx_idle kernel "$r"
+  nginx_idle bypass "$r"
   start kernel "$r"
   start bypass "$r"
 done

@@ -419,6 +419,7 @@ if "deploy" in B:
              "iperf3-tx": "iperf3 one stream, server -> kernel client, -R (Gbit/s)",
              "idle": "idle redis-server, 10 connections (CPU milliseconds per run, lower is better)",
              "idle-progress": "the same, its progress thread alone (CPU milliseconds per run)",
+             "idle-nginx": "idle nginx, master + 2 workers (CPU milliseconds per run, lower is better)",
              "start": "a short program's start to exit: python3 bind, listen, close "
                       "(milliseconds, lower is better)"}
     order = list(label)
@@ -435,7 +436,7 @@ if "deploy" in B:
         md = benches[bench]["modes"]
         kv, xv, lv, bv = (md.get(m, {}).get("median") for m in DEPLOY_MODES)
         nd = 2 if bench.startswith("iperf3") or bench == "idle-progress" else \
-            1 if bench == "start" else 0
+            1 if bench in ("start", "idle-nginx") else 0
         dep.append(f"| {label.get(bench, bench)} | {fmt(kv, nd)} | {fmt(xv, nd)} | {ratio(xv, kv)} | "
                    f"{fmt(lv, nd)} | {ratio(lv, kv)} |" +
                    (f" {fmt(bv, nd)} | {ratio(bv, kv)} |" if has_base else ""))
