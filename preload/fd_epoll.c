@@ -375,7 +375,7 @@ int byp_epoll_wait(struct byp_epoll_head *h, int epfd, struct epoll_event *evs, 
             rc = -1;
             goto out;
         }
-        int woken = k != 0;
+        int woken = k != 0;   /* before the wake fds' events are filtered out */
         k = byp_epoll_filter_wake(ep, evs, k, 1);
         if (eng != NULL)
             eng->progress();

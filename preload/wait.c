@@ -419,7 +419,7 @@ static int sleep_poll(const struct byp_engine *eng, byp_wait_cond_t cond, void *
                 any |= pfds[i].revents != 0;
             }
             if (any) {
-                byp_sleep_slice_end(full, 1, 1);
+                byp_sleep_slice_end(full, 1, 0);
                 result = 2;
                 break;
             }

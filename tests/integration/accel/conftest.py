@@ -461,19 +461,25 @@ def assert_bypassed(before, after, moved, what, bound=QUIET_SEGS):
         "accelerated path" % (what, delta, bound, moved))
 
 
+def stat_json(pid):
+    """`bypass-stat PID --json`, parsed; None (with bypass-stat's message) when it has no
+    stats for @pid: (report, message)."""
+    cp = subprocess.run([str(REPO / "build" / "bypass-stat"), str(pid), "--json"],
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
+    return (json.loads(cp.stdout) if cp.returncode == 0 else None), cp.stderr
+
+
 def assert_woken_on_time(pids, what):
     """No wait of the family of @pids (a pid or a list: the first whose stats bypass-stat
     finds, as the file follows the member that publishes) slept a whole slice (the bound on
     a lost wake-up) past what it waited for: bypass-stat's late_wakeups.  A wake-up the
     stack owed and did not give costs that much latency; it must not happen."""
     for pid in pids if isinstance(pids, (list, tuple)) else [pids]:
-        cp = subprocess.run([str(REPO / "build" / "bypass-stat"), str(pid), "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            timeout=30)
-        if cp.returncode == 0:
+        st, msg = stat_json(pid)
+        if st is not None:
             break
-    assert cp.returncode == 0, (what, cp.stderr)
-    late = json.loads(cp.stdout)["stack"]["late_wakeups"]
+    assert st is not None, (what, msg)
+    late = st["stack"]["late_wakeups"]
     assert late == 0, "%s: %d waits were woken only when their sleep slice ended" % (what, late)
 
 

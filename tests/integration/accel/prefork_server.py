@@ -10,6 +10,16 @@ import sys
 import time
 
 
+def echo(c):
+    """Echo connection @c until EOF, then close it."""
+    with c:
+        while True:
+            data = c.recv(65536)
+            if not data:
+                return
+            c.sendall(data)
+
+
 def worker(lsock, life):
     end = time.monotonic() + life
     lsock.settimeout(0.5)
@@ -19,12 +29,7 @@ def worker(lsock, life):
         except socket.timeout:
             continue
         c.settimeout(None)
-        with c:
-            while True:
-                data = c.recv(65536)
-                if not data:
-                    break
-                c.sendall(data)
+        echo(c)
     sys.exit(0)   # exit(), not _exit: the library's exit handlers run
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import (HERE, PYTHON, REPO, SRV_IF, assert_bypassed, assert_woken_on_time,
-                       write_conf)
+                       stat_json, write_conf)
 
 WORKERS = 2
 
@@ -677,16 +677,11 @@ def test_nginx_binary_upgrade(netpair, request):
 
 # --- a member killed inside a blocking call ----------------------------------------------
 
-STAT = REPO / "build" / "bypass-stat"
-
-
 def waiters(srv):
     """(sleeping, spinning, samples): the family's threads in blocking calls, as bypass-stat
     shows them, and the number of the sample they come from."""
-    cp = subprocess.run([str(STAT), str(srv.pid), "--json"], stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE, text=True, timeout=30)
-    assert cp.returncode == 0, (cp.stderr, srv.describe())
-    st = __import__("json").loads(cp.stdout)
+    st, msg = stat_json(srv.pid)
+    assert st is not None, (msg, srv.describe())
     return st["stack"]["threads_sleeping"], st["stack"]["threads_spinning"], st["samples"]
 
 

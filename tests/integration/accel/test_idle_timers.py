@@ -28,6 +28,14 @@ elif sys.argv[2] == "epoll":
     import select
     e = select.epoll(); e.register(b.fileno(), select.EPOLLIN)
     e.poll()
+elif sys.argv[2] == "threads":   # three threads wait for ever, each its own way
+    import select, threading
+    def in_epoll():
+        e = select.epoll(); e.register(a.fileno(), select.EPOLLIN); e.poll()
+    ts = [threading.Thread(target=f, daemon=True)
+          for f in (in_epoll, lambda: b.recv(1), lambda: ls.accept())]
+    for t in ts: t.start()
+    for t in ts: t.join()
 else:
     b.recv(1)
 """
@@ -192,24 +200,7 @@ def test_keepalive_switched_on_while_idle(netpair):
     assert probes[1] < 2.8 and abs(reset - 3.0) < 0.3, (probes, reset)
 
 
-# Three threads waiting for ever on accelerated sockets, each its own way: epoll_wait on a
-# connection, a blocking recv on another, a blocking accept on the listener.
-IDLE_WAITERS = r"""
-import select, socket, sys, threading
-ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-ls.bind(("0.0.0.0", int(sys.argv[1]))); ls.listen(4)
-print("listening", flush=True)
-a, _ = ls.accept()
-b, _ = ls.accept()
-def in_epoll():
-    e = select.epoll(); e.register(a.fileno(), select.EPOLLIN); e.poll()
-ts = [threading.Thread(target=f, daemon=True)
-      for f in (in_epoll, lambda: b.recv(1), lambda: ls.accept())]
-for t in ts: t.start()
-print("ready", flush=True)
-for t in ts: t.join()
-"""
-
+# Two connections held open, idle.
 HOLD_TWO = r"""
 import socket, sys, time
 s = [socket.create_connection((sys.argv[1], int(sys.argv[2]))) for _ in range(2)]
@@ -240,16 +231,16 @@ def test_idle_waiters_sleep_long(netpair):
     net = netpair()
     conf = write_conf(net.dir / "idle-waiters.conf", "bypv0", [("tcp", PORT + 21)])
     # The kernel's and the accelerated one side by side, at once: three threads each
-    # waiting for ever (IDLE_WAITERS), their wake-ups over 5 s once idle for 2.5 s.
+    # waiting for ever (SERVER_ACK's "threads"), their wake-ups over 5 s once idle 2.5 s.
     srvs, clis = {}, []
     try:
         for mode, c, port in (("kernel", None, PORT + 20), ("accel", conf, PORT + 21)):
-            srvs[mode] = net.spawn("server", [PYTHON, "-c", IDLE_WAITERS, port], conf=c,
-                                   name="idle-waiters-" + mode)
-            srvs[mode].wait_ready("listening")
+            srvs[mode] = net.spawn("server", [PYTHON, "-c", SERVER_ACK, port, "threads"],
+                                   conf=c, name="idle-waiters-" + mode)
+            srvs[mode].wait_ready()
             clis.append(net.spawn("client", [PYTHON, "-c", HOLD_TWO, net.srv_ip, port],
                                   name="hold-two-" + mode))
-            srvs[mode].wait_ready()
+            clis[-1].wait_ready("held")
         time.sleep(2.5)
         before = {m: wakeups(p.pid) for m, p in srvs.items()}
         time.sleep(5)

@@ -2,7 +2,6 @@
 `build/bypass-stat` lists it, shows its listener and the clients' connections, its counters
 move with traffic, the file goes with the process, and stale files are removed."""
 
-import json
 import os
 import stat
 import struct
@@ -10,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .conftest import PYTHON, REPO
+from .conftest import PYTHON, REPO, stat_json
 from .test_redis import PORT, accel_redis
 
 STAT = REPO / "build" / "bypass-stat"
@@ -24,9 +23,9 @@ def bypass_stat(*args):
 
 
 def snapshot(pid):
-    cp = bypass_stat(pid, "--json")
-    assert cp.returncode == 0, cp.stderr
-    return json.loads(cp.stdout)
+    st, msg = stat_json(pid)
+    assert st is not None, msg
+    return st
 
 
 def wait_for(pred, what, timeout=10.0):
