@@ -172,7 +172,7 @@ fi
 if [[ " $PARTS " == *" memif "* ]]; then
   : >"$OUT/memif.tsv"
   run_part memif "$OUT/logs/memif.log" env BENCH_OUT="$OUT" \
-    bash bench/memif/run.sh "$SECS" "$ROUNDS" "$REQUESTS" "$FLOOR_N"
+    bash bench/memif/run.sh "$SECS" "$ROUNDS" "$REQUESTS" 0   # the floor as long as sockperf
 fi
 
 if [[ " $PARTS " == *" fork "* ]]; then

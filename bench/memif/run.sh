@@ -17,7 +17,8 @@
 # run whose traffic went through the kernel (the namespace's TCP counters moved) is
 # reported as "not-bypassed".
 #
-#   bench/memif/run.sh [SECONDS [ROUNDS [REQUESTS [FLOOR_N]]]]   defaults: 10 3 200000 100000
+#   bench/memif/run.sh [SECONDS [ROUNDS [REQUESTS [FLOOR_N]]]]   defaults: 10 3 200000 0
+#   (FLOOR_N 0: the floor runs SECONDS, as sockperf does)
 #
 # Environment: BENCH_OUT=DIR also writes DIR/memif.tsv (bench, mode, round, figures,
 # command) and DIR/memif.md (the tables).  Needs root.  Not a test: numbers depend on the
@@ -28,7 +29,11 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 LIB="$ROOT/build/libbypass.so"
 FLOOR="$ROOT/build/nicbackend/byp-memif-pingpong"
-SECS="${1:-10}" ROUNDS="${2:-3}" REQUESTS="${3:-200000}" FLOOR_N="${4:-100000}"
+SECS="${1:-10}" ROUNDS="${2:-3}" REQUESTS="${3:-200000}" FLOOR_N="${4:-0}"
+# The floor runs as long as sockperf does (it then meets the machine's stalls as often),
+# unless FLOOR_N gives a number of round trips.
+FLOOR_ARG="-t $SECS" FLOOR_WHAT="for ${SECS}s"
+[ "$FLOOR_N" != 0 ] && FLOOR_ARG="-n $FLOOR_N" FLOOR_WHAT="$FLOOR_N frames"
 NS="bypm-bench-$$"
 SIP=10.78.250.1 CIP=10.78.250.2
 SPORT=11111 RPORT=6379
@@ -143,8 +148,8 @@ floor_run() { # -> "p50 p99 p99.9"
   PIDS+=("$spid")
   sleep 0.5
   ns_cmd - "$CLI_CPU" 0
-  LAST_CMD="${NSCMD[*]} $FLOOR -s SOCK -r client -n $FLOOR_N (server: -r server, cpu $SRV_CPU)"
-  timeout -k 5 120 "${NSCMD[@]}" "$FLOOR" -s "$WORK/floor.sock" -r client -n "$FLOOR_N" \
+  LAST_CMD="${NSCMD[*]} $FLOOR -s SOCK -r client $FLOOR_ARG (server: -r server, cpu $SRV_CPU)"
+  timeout -k 5 $((SECS + 120)) "${NSCMD[@]}" "$FLOOR" -s "$WORK/floor.sock" -r client $FLOOR_ARG \
     >"$log.cli" 2>&1
   rc=$?
   stop_pid "$spid"
@@ -224,11 +229,11 @@ median() { # FILE COLUMN
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {
-  if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.2f", a / b; else printf "-" }'; }
+  if (a ~ /^[0-9.]+(e\+?[0-9]+)?$/ && b ~ /^[0-9.]+(e\+?[0-9]+)?$/ && b > 0) printf "%.2f", a / b; else printf "-" }'; }
 
 # --- runs -------------------------------------------------------------------------------
 echo "bench/memif: $ROUNDS rounds; sockperf ${SECS}s per run, redis-benchmark -n $REQUESTS" \
-     "-c 50, floor $FLOOR_N frames; server cpu $SRV_CPU, client cpu $CLI_CPU" >&2
+     "-c 50, floor $FLOOR_WHAT; server cpu $SRV_CPU, client cpu $CLI_CPU" >&2
 SP_MODES="kernel busy memif-busy memif-blocking"
 for r in $(seq "$ROUNDS"); do
   ROUND=$r
@@ -251,7 +256,7 @@ report() {
   echo "## memif: two processes on one host (bench/memif/run.sh)"
   echo
   echo "TCP ping-pong, 64 B, half-RTT usec, median of $ROUNDS runs of ${SECS}s (sockperf);" \
-       "floor: raw 64 B frames over the same memif, no stack ($FLOOR_N frames)"
+       "floor: raw 64 B frames over the same memif, no stack ($FLOOR_WHAT)"
   echo
   echo "| metric | kernel loopback blocking | kernel loopback busy-poll | memif blocking | memif busy-poll | raw memif floor | memif busy / floor |"
   echo "|---|---|---|---|---|---|---|"
