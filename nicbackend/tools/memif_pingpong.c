@@ -16,6 +16,7 @@
  *   floor: n N half-rtt-us p50 X p99 Y p99.9 Z min W
  * and exits 0; 1 on a start-up failure or a link that never came up. */
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -31,6 +32,7 @@
 
 #define BURST 32
 #define FRAME 64
+#define BYE_SEQ LONG_MIN   /* the client's last frame: the server stops reflecting */
 #define ETHERTYPE_EXPERIMENT 0x88b5     /* IEEE local experimental: no stack takes it */
 
 static volatile sig_atomic_t stop;
@@ -87,11 +89,21 @@ static int serve(struct byp_nic *nic, double seconds)
             continue;
         }
         n_rx += n;
+        int bye = 0;
         for (uint16_t i = 0; i < n; i++) {
             struct rte_ether_hdr *eth = rte_pktmbuf_mtod(pkts[i], struct rte_ether_hdr *);
             struct rte_ether_addr a = eth->src_addr;
+            long seq;
+            memcpy(&seq, (char *)eth + sizeof *eth, sizeof seq);
+            bye |= seq == BYE_SEQ;
             eth->src_addr = eth->dst_addr;
             eth->dst_addr = a;
+        }
+        if (bye) {
+            /* The client is done: stop before it leaves, whose teardown (DPDK's interrupt
+             * thread unmapping the shared regions) would meet a burst here mid-copy. */
+            rte_pktmbuf_free_bulk(pkts, n);
+            break;
         }
         uint16_t sent = byp_nic_tx_burst(nic, pkts, n);
         byp_nic_tx_kick(nic);
@@ -100,6 +112,27 @@ static int serve(struct byp_nic *nic, double seconds)
     }
     printf("done: reflected %lu frames\n", (unsigned long)n_rx);
     return 0;
+}
+
+/* Tell the server this client is done (best effort: one frame, not retried). */
+static void send_bye(struct byp_nic *nic)
+{
+    struct rte_mbuf *m = rte_pktmbuf_alloc(nic->pool);
+    char *p = m != NULL ? rte_pktmbuf_append(m, FRAME) : NULL;
+    if (p == NULL) {
+        rte_pktmbuf_free(m);
+        return;
+    }
+    memset(p, 0, FRAME);
+    struct rte_ether_hdr *eth = (struct rte_ether_hdr *)p;
+    memset(&eth->dst_addr, 0xff, sizeof eth->dst_addr);
+    rte_eth_macaddr_get(nic->port_id, &eth->src_addr);
+    eth->ether_type = rte_cpu_to_be_16(ETHERTYPE_EXPERIMENT);
+    long seq = BYE_SEQ;
+    memcpy(p + sizeof *eth, &seq, sizeof seq);
+    if (byp_nic_tx_burst(nic, &m, 1) == 0)
+        rte_pktmbuf_free(m);
+    byp_nic_tx_kick(nic);
 }
 
 /* Half round trips go into a histogram of HIST_NS-wide bins up to HIST_BINS (the last bin
@@ -182,6 +215,7 @@ static int ping(struct byp_nic *nic, long count, long warmup, double seconds)
             min_us = us;
         n_done++;
     }
+    send_bye(nic);
     if (n_done == 0) {
         free(hist);
         return 1;
