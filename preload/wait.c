@@ -237,6 +237,8 @@ static int spin(const struct byp_engine *eng, byp_wait_cond_t cond, void *arg, i
             r = sig;     /* a handler ran: the kernel would have woken us too */
             break;
         }
+        if (spin_end == INT64_MAX)
+            continue;   /* no deadline and an endless spin: nothing to time */
         if (round % 4 != 0 && deadline != start)
             continue;   /* reading the clock costs as much as a quiet round */
         int64_t t = byp_poll_now_ns();
