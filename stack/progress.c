@@ -151,6 +151,16 @@ static int frames_watch(void)
  * sharing the CPU at idle priority it would hardly run sooner anyway. */
 #define SPIN_BESIDE_MAX 16
 
+/* A sleep of @wait ns from @now cut short by the stats sample and the reaping due. */
+static int64_t until_chores(int64_t wait, int64_t now, int64_t next_stats, int64_t next_reap)
+{
+    if (wait > next_stats - now)
+        wait = next_stats - now;
+    if (byp_family_shared && wait > next_reap - now)
+        wait = next_reap - now;
+    return wait < 0 ? 0 : wait;
+}
+
 static int64_t beside_sleep(int64_t last, int64_t interval_ns)
 {
     if (last == 0)
@@ -289,13 +299,7 @@ static void *progress_main(void *arg)
             timers_at = 0;
             beside_rx = byp_rx_rounds;
             beside_ns = beside_sleep(beside_ns, interval_ns);
-            int64_t wait = beside_ns;
-            if (wait > next_stats - now)
-                wait = next_stats - now;
-            if (byp_family_shared && wait > next_reap - now)
-                wait = next_reap - now;
-            if (wait < 0)
-                wait = 0;
+            int64_t wait = until_chores(beside_ns, now, next_stats, next_reap);
             struct timespec ts = {.tv_sec = wait / 1000000000, .tv_nsec = wait % 1000000000};
             struct pollfd sp[3];
             nfds_t sn = 0, smp = 0;
@@ -405,12 +409,7 @@ static void *progress_main(void *arg)
             wait = SLEEPER_CAP_NS;
         if (lock_busy && wait > BUSY_RETRY_NS)
             wait = BUSY_RETRY_NS;   /* the holder may be a sender that leaves the frames */
-        if (wait > next_stats - now)
-            wait = next_stats - now;
-        if (byp_family_shared && wait > next_reap - now)
-            wait = next_reap - now;
-        if (wait < 0)
-            wait = 0;
+        wait = until_chores(wait, now, next_stats, next_reap);
         struct pollfd p[5];
         nfds_t np = 0, kp = 0, fp = 0, mp = 0;
         p[np++] = (struct pollfd){.fd = byp_progress_kick_fd, .events = POLLIN};

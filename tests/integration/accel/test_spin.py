@@ -75,8 +75,8 @@ def test_adaptive_spin_stops_spinning_on_waits_that_time_out(netpair):
     assert adaptive["cpu_ms"] < fixed["cpu_ms"] / 2, (fixed, adaptive)
 
 
-# A server that spins for ever in recv (BYPASS_SPIN_USEC=-1) on one connection, pinned to
-# one CPU as latency-bound users run it, then echoes what finally comes.
+# An echo server for one connection; run pinned to one CPU with BYPASS_SPIN_USEC=-1, as
+# latency-bound users run theirs, it spins in recv between messages.
 SPINNER = r"""
 import socket, sys
 ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
