@@ -318,6 +318,8 @@ int byp_epoll_wait(struct byp_epoll_head *h, int epfd, struct epoll_event *evs, 
             byp_spin_done(&slot);
             goto out;
         }
+        if (spin_end == INT64_MAX)
+            continue;   /* no deadline and an endless spin: nothing to time */
         if (round % CLOCK_RATIO != 0 && deadline != start)
             continue;   /* reading the clock costs as much as a quiet round */
         int64_t t = byp_poll_now_ns();

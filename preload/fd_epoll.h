@@ -74,6 +74,7 @@ int64_t byp_spin_budget(int *slot);
 /* Count a thread into @count (one of the family's counts, engine.h) and this member's
  * @share of it; take it off both, or off neither if the engine took the share back. */
 void byp_held_enter(int *count, int *share);
+void byp_held_leave(int *count, int *share);
 /* The next sleep's length in ms, up to @deadline (byp_poll_now_ns's clock): this thread's
  * slice (the first one when @fixed); *@full tells whether the slice is shorter than what
  * is left.  After it, byp_sleep_slice_end: @woken, something woke the sleep; @found, the
@@ -81,7 +82,6 @@ void byp_held_enter(int *count, int *share);
  * is a late wake-up (engine.h, byp_late_wakes). */
 int byp_sleep_slice(int64_t deadline, int fixed, int *full);
 void byp_sleep_slice_end(int full, int woken, int found);
-void byp_held_leave(int *count, int *share);
 
 /* The spin of a wait is over (before it sleeps or returns): give back its place. */
 void byp_spin_done(int *slot);

@@ -115,21 +115,30 @@ static int serve(struct byp_nic *nic, double seconds)
 }
 
 /* Tell the server this client is done (best effort: one frame, not retried). */
-static void send_bye(struct byp_nic *nic)
+/* A FRAME-byte broadcast frame carrying @seq after its Ethernet header; NULL when the pool
+ * is empty. */
+static struct rte_mbuf *make_frame(struct byp_nic *nic, long seq)
 {
     struct rte_mbuf *m = rte_pktmbuf_alloc(nic->pool);
     char *p = m != NULL ? rte_pktmbuf_append(m, FRAME) : NULL;
     if (p == NULL) {
         rte_pktmbuf_free(m);
-        return;
+        return NULL;
     }
     memset(p, 0, FRAME);
     struct rte_ether_hdr *eth = (struct rte_ether_hdr *)p;
     memset(&eth->dst_addr, 0xff, sizeof eth->dst_addr);
     rte_eth_macaddr_get(nic->port_id, &eth->src_addr);
     eth->ether_type = rte_cpu_to_be_16(ETHERTYPE_EXPERIMENT);
-    long seq = BYE_SEQ;
     memcpy(p + sizeof *eth, &seq, sizeof seq);
+    return m;
+}
+
+static void send_bye(struct byp_nic *nic)
+{
+    struct rte_mbuf *m = make_frame(nic, BYE_SEQ);
+    if (m == NULL)
+        return;
     if (byp_nic_tx_burst(nic, &m, 1) == 0)
         rte_pktmbuf_free(m);
     byp_nic_tx_kick(nic);
@@ -171,22 +180,12 @@ static int ping(struct byp_nic *nic, long count, long warmup, double seconds)
             end_tsc = rte_rdtsc() + (uint64_t)(seconds * hz);
         if (end_tsc != 0 && (i & 1023) == 0 && rte_rdtsc() > end_tsc)
             break;
-        struct rte_mbuf *m = rte_pktmbuf_alloc(nic->pool);
+        struct rte_mbuf *m = make_frame(nic, i);
         if (m == NULL) {
             fprintf(stderr, "byp-memif-pingpong: pool empty\n");
+            free(hist);
             return 1;
         }
-        char *p = rte_pktmbuf_append(m, FRAME);
-        if (p == NULL) {
-            rte_pktmbuf_free(m);
-            return 1;
-        }
-        memset(p, 0, FRAME);
-        struct rte_ether_hdr *eth = (struct rte_ether_hdr *)p;
-        memset(&eth->dst_addr, 0xff, sizeof eth->dst_addr);
-        rte_eth_macaddr_get(nic->port_id, &eth->src_addr);
-        eth->ether_type = rte_cpu_to_be_16(ETHERTYPE_EXPERIMENT);
-        memcpy(p + sizeof *eth, &i, sizeof i);
         uint64_t t0 = rte_rdtsc();
         while (byp_nic_tx_burst(nic, &m, 1) == 0 && !stop)
             ;
@@ -196,7 +195,8 @@ static int ping(struct byp_nic *nic, long count, long warmup, double seconds)
             uint16_t n = byp_nic_rx_burst(nic, pkts, BURST);
             for (uint16_t k = 0; k < n; k++) {
                 long seq;
-                memcpy(&seq, rte_pktmbuf_mtod(pkts[k], char *) + sizeof *eth, sizeof seq);
+                memcpy(&seq, rte_pktmbuf_mtod(pkts[k], char *) + sizeof(struct rte_ether_hdr),
+                       sizeof seq);
                 got |= seq == i;
             }
             if (n)
