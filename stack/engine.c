@@ -175,8 +175,8 @@ int byp_stack_trylock(void)
 
 /* Release the lock; @kick: whoever held the lock may have given lwIP something to time (a
  * send to retransmit, a delayed ACK, a close): mark the progress thread's plan stale, and
- * wake it if it sleeps past lwIP's next tick with nobody else on the frames
- * (byp_progress_napping).  Checked under the lock, which the progress thread held when it
+ * (1, not 2: the progress thread itself) wake it if it sleeps past lwIP's next tick with
+ * nobody else on the frames (byp_progress_napping).  Checked under the lock, which the progress thread held when it
  * decided to nap, so no change slips between the two. */
 static void unlock(int kick)
 {
@@ -184,7 +184,7 @@ static void unlock(int kick)
     int wake = byp_wake_plan(&plan);
     if (kick && !__atomic_load_n(&byp_progress_stale, __ATOMIC_RELAXED))
         __atomic_store_n(&byp_progress_stale, 1, __ATOMIC_RELAXED);
-    kick = kick && __atomic_load_n(&byp_progress_napping, __ATOMIC_RELAXED) &&
+    kick = kick == 1 && __atomic_load_n(&byp_progress_napping, __ATOMIC_RELAXED) &&
            __atomic_exchange_n(&byp_progress_napping, 0, __ATOMIC_ACQ_REL);
     byp_holder = (struct byp_holder){0};
     pthread_mutex_unlock(&stack_mutex);
@@ -215,6 +215,12 @@ void byp_stack_unlock_nokick(void)
 {
     byp_netif_flush();
     unlock(0);
+}
+
+void byp_stack_unlock_stale(void)
+{
+    byp_netif_flush();
+    unlock(2);
 }
 
 void byp_stack_unlock_udp(void)

@@ -57,6 +57,11 @@ int byp_stack_trylock(void);
 /* Release the lock without waking a napping progress thread: for a caller that gave lwIP
  * nothing new (a poll that received nothing, the progress thread itself). */
 void byp_stack_unlock_nokick(void);
+/* Release the lock after the progress thread's own change (the kernel mirror's): its plan
+ * is stale, so it looks again before it sleeps, but it does not kick itself (a kick reads
+ * as packets moving: the stats went back to sampling every 100 ms, and an idle process
+ * woke five more times for every neighbour state the kernel aged). */
+void byp_stack_unlock_stale(void);
 
 /* ---- progress.c ---- */
 

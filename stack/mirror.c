@@ -31,6 +31,7 @@
 #include "lwip/netif.h"
 
 #include "byp_stack.h"
+#include "engine_int.h"
 #include "kstate.h"
 #include "log.h"
 #include "shm.h"
@@ -259,7 +260,7 @@ static void apply(const struct byp_kview *v)
     if (M->gen == 0)
         M->gen = 1;   /* 0 marks an empty next-hop slot */
     byp_neigh_sync();
-    byp_stack_unlock();
+    byp_stack_unlock_stale();
     byp_shm_free(old_routes);
     byp_shm_free(old_neigh);
 }

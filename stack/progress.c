@@ -191,6 +191,7 @@ static void *progress_main(void *arg)
         idle_ok = 1;
     const int64_t interval_ns = byp_cfg.progress_usec * 1000;
     int64_t next_reap = 0, next_stats = 0;
+    int reap_alone = 0;   /* next_reap is the safety net's (REAP_ALONE_NS) */
     int stats_idle = 0;   /* next_stats is idle_period away: nothing moved at the last sample */
     int64_t idle_period = STATS_IDLE_NS;
     uint64_t stats_rx_seen = 0;   /* byp_rx_rounds at the last sample */
@@ -247,11 +248,16 @@ static void *progress_main(void *arg)
                 idle_period *= 2;
             next_stats = now + (stats_idle ? idle_period : STATS_BUSY_NS);
         }
-        if (byp_family_shared && next_reap > now + REAP_INTERVAL_NS && byp_family_pending() > 0)
+        if (byp_family_shared && next_reap > now + REAP_INTERVAL_NS && byp_family_pending() > 0) {
             next_reap = now + REAP_INTERVAL_NS;   /* a fork: the child may die before joining */
+            reap_alone = 0;
+        }
         if (byp_family_shared && byp_member_watch_update(&mw))
             next_reap = 0;   /* a member already gone */
-        if (byp_family_shared && now + COALESCE_NS >= next_reap) {
+        /* The safety net's reaping also runs with the stats sample before it is due (an
+         * idle process then wakes once every STATS_IDLE_MAX_NS for both, not twice). */
+        if (byp_family_shared &&
+            (now + COALESCE_NS >= next_reap || (chores && reap_alone && next_reap <= next_stats))) {
             if (!working)
                 progress_priority(working = 1);
             int death = next_reap == 0;   /* a member's death seen (or the first look) */
@@ -264,8 +270,8 @@ static void *progress_main(void *arg)
                 stats_idle = 0;
                 idle_period = STATS_IDLE_NS;
             }
-            next_reap = now + (byp_family_pending() > 0 || (!mw.ok && byp_family_other() != 0)
-                               ? REAP_INTERVAL_NS : REAP_ALONE_NS);
+            reap_alone = !(byp_family_pending() > 0 || (!mw.ok && byp_family_other() != 0));
+            next_reap = now + (reap_alone ? REAP_ALONE_NS : REAP_INTERVAL_NS);
             byp_stack_unlock_nokick();
         }
         int sleepers = byp_frame_sleepers() > 0;

@@ -8,7 +8,7 @@ vanished.  The CPU figures are bench/idle's."""
 import time
 from pathlib import Path
 
-from .conftest import PYTHON, assert_bypassed, run_at_once, write_conf
+from .conftest import CLI_IF, PYTHON, SRV_IF, assert_bypassed, run_at_once, write_conf
 
 PORT = 7600
 
@@ -252,3 +252,49 @@ def test_idle_waiters_sleep_long(netpair):
     # Before: three waiters at 100 ms slices, 150 in 5 s, and the progress thread's 100.
     # Now about 3 each once grown to 1.6 s, and the progress thread's one or two.
     assert woke["accel"] <= 30, "idle waiters woke %s times in 5 s" % woke
+
+
+def progress_wakeups(pid):
+    """Wake-ups so far of process @pid's progress thread (0 if it has none)."""
+    for t in Path("/proc/%d/task" % pid).iterdir():
+        try:
+            if (t / "comm").read_text().strip() == "bypass-progress":
+                return int((t / "schedstat").read_text().split()[2])
+        except (OSError, IndexError, ValueError):
+            pass
+    return 0
+
+
+def test_neighbour_changes_wake_an_idle_process_once(netpair):
+    """The kernel ages its neighbour entries (reachable, stale, delay, probe) while a server
+    idles; the kernel mirror's progress thread reads each change and applies it.  Applying
+    one used to kick the progress thread itself, which then took the stack for busy: a
+    stats sample 100 ms later and the idle sampling period back to a second (five more
+    wake-ups per change).  Now a change costs the wake-up that reads it and one look at
+    lwIP's timers after it.  Six changes, a second apart, of the entry of the client the
+    server's idle connections use; the connections still work afterwards."""
+    net = netpair()
+    port = PORT + 23
+    conf = write_conf(net.dir / "neigh-idle.conf", SRV_IF, [("tcp", port)])
+    srv = net.spawn("server", [PYTHON, "-c", SERVER_ACK, port, "threads"], conf=conf,
+                    name="neigh-idle-server")
+    srv.wait_ready()
+    cli = net.spawn("client", [PYTHON, "-c", HOLD_TWO, net.srv_ip, port], name="neigh-hold")
+    cli.wait_ready("held")
+    link = net.run("client", ["cat", "/sys/class/net/%s/address" % CLI_IF], check=True)
+    mac = link.stdout.strip()
+    time.sleep(2.5)
+    before = progress_wakeups(srv.pid)
+    for i in range(6):
+        net._ip("-n", net.srv_ns, "neigh", "replace", net.cli_ip, "lladdr", mac, "dev", SRV_IF,
+                "nud", "stale" if i % 2 == 0 else "reachable")
+        time.sleep(1)
+    woke = progress_wakeups(srv.pid) - before
+    print("progress thread wake-ups over 6 neighbour changes in 6 s:", woke)
+    assert before > 0, "no progress thread found"
+    # Before: 4-5 per change (the change, the self-kick, the 100 ms sample, the 1 s one).
+    assert woke <= 16, "the progress thread woke %d times for 6 neighbour changes" % woke
+    # The server still answers on a new connection (the mirror kept the neighbour right).
+    cp = net.run("client", [PYTHON, "-c", CLIENT_ACK, net.srv_ip, port, 0.1], timeout=30,
+                 check=True)
+    assert float(cp.stdout.split()[-1]) < 1.0, cp.stdout
