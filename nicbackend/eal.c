@@ -52,6 +52,35 @@
 extern pid_t byp_eal_calibrating __attribute__((weak));
 /* libbypass.so's (wrap_eal.c): a directory that thread's stat() does not find. */
 extern const char *byp_eal_hidden_dir __attribute__((weak));
+/* libbypass.so's (wrap_eal.c): one past the highest CPU number possible here; that
+ * thread's access() of a higher one's sysfs directory says ENOENT without a system call. */
+extern unsigned byp_eal_cpu_limit __attribute__((weak));
+
+/* One past the highest number in /sys/devices/system/cpu/possible ("0-1", "0-3,8-11"); 0
+ * when it cannot be read (the probe then asks the kernel for every CPU). */
+static unsigned cpu_limit(void)
+{
+    char buf[256];
+    FILE *f = fopen("/sys/devices/system/cpu/possible", "re");
+    if (f == NULL)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    unsigned long top = 0;
+    int seen = 0;
+    for (char *p = buf; *p != '\0';) {
+        if (*p >= '0' && *p <= '9') {
+            unsigned long v = strtoul(p, &p, 10);
+            if (v + 1 > top)
+                top = v + 1;
+            seen = 1;
+        } else {
+            p++;
+        }
+    }
+    return seen && top < 1u << 20 ? (unsigned)top : 0;
+}
 
 static struct byp_eal_info info;
 static int first_error;             /* -errno of a failed start, final */
@@ -263,6 +292,8 @@ int byp_eal_start(int nb_extra, char *const *extra, int force_no_huge, unsigned 
         sigdelset(&all, s);
     pthread_sigmask(SIG_SETMASK, &all, &old_mask);
     t0 = now_ms();
+    if (&byp_eal_cpu_limit != NULL)
+        byp_eal_cpu_limit = cpu_limit();
     if (&byp_eal_calibrating != NULL)
         __atomic_store_n(&byp_eal_calibrating, (pid_t)syscall(SYS_gettid), __ATOMIC_RELAXED);
     ret = rte_eal_init(argc, argv);

@@ -13,8 +13,15 @@
  * with stat().  eal.c names the drivers its backend needs with -d and publishes the
  * directory in byp_eal_hidden_dir: that thread's first stat of it says ENOENT, and the EAL
  * skips it.  The mappings cost 33 ms at every start, and at every fork and exit of a forking
- * server (PostgreSQL's backends: page tables and VMAs copied and torn down). */
+ * server (PostgreSQL's backends: page tables and VMAs copied and torn down).
+ *
+ * access: the EAL looks for every CPU it could drive (RTE_MAX_LCORE, 1,024 in Debian's
+ * build) in sysfs, and for each in every NUMA node's directory: 5,000 system calls, each a
+ * sysfs path walk.  eal.c publishes in byp_eal_cpu_limit one past the highest CPU number
+ * the kernel could ever give (/sys/devices/system/cpu/possible): for a CPU at or past it,
+ * that thread's access() says ENOENT at once, as the kernel would (no such directory). */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -25,6 +32,7 @@
 
 BYP_SHARED pid_t byp_eal_calibrating;
 BYP_SHARED const char *byp_eal_hidden_dir;
+BYP_SHARED unsigned byp_eal_cpu_limit;
 
 #define EAL_TSC_SLEEP_NS 100000000L
 #define SHORT_SLEEP_NS 10000000L
@@ -52,4 +60,41 @@ BYP_EXPORT int stat64(const char *path, struct stat64 *st)
         return -1;
     }
     return BYP_REAL(stat64)(path, st);
+}
+
+/* The CPU number a sysfs path of the EAL's CPU probe names (cpu/cpuN/topology/core_id,
+ * node/nodeM/cpuN), or -1. */
+static long eal_probe_cpu(const char *path)
+{
+    static const char sys[] = "/sys/devices/system/";
+    if (strncmp(path, sys, sizeof sys - 1) != 0)
+        return -1;
+    path += sizeof sys - 1;
+    const char *cpu;
+    if (strncmp(path, "cpu/cpu", 7) == 0) {
+        cpu = path + 7;
+    } else if (strncmp(path, "node/node", 9) == 0) {
+        cpu = strchr(path + 9, '/');
+        if (cpu == NULL || strncmp(cpu, "/cpu", 4) != 0)
+            return -1;
+        cpu += 4;
+    } else {
+        return -1;
+    }
+    if (*cpu < '0' || *cpu > '9')
+        return -1;
+    char *end;
+    long n = strtol(cpu, &end, 10);
+    return *end == '/' || *end == '\0' ? n : -1;
+}
+
+BYP_EXPORT int access(const char *path, int mode)
+{
+    if (__builtin_expect(__atomic_load_n(&byp_eal_calibrating, __ATOMIC_RELAXED) != 0, 0) &&
+        byp_eal_cpu_limit != 0 && eal_probe_cpu(path) >= (long)byp_eal_cpu_limit &&
+        __atomic_load_n(&byp_eal_calibrating, __ATOMIC_RELAXED) == (pid_t)syscall(SYS_gettid)) {
+        errno = ENOENT;
+        return -1;
+    }
+    return BYP_REAL(access)(path, mode);
 }

@@ -2,6 +2,7 @@
 kernel holds no address of the stack's on it, so the stack answers ARP itself and every
 answer the client gets was served by the stack."""
 
+import os
 import subprocess
 import time
 
@@ -124,3 +125,32 @@ def test_tap_backend(netpair):
     assert srv.stop() == 0, srv.describe()
     lines = bypass_lines(srv.err())
     assert any("backend tap" in l for l in lines), srv.describe()
+
+
+# Binds, listens and closes the accelerated port: the engine starts and leaves.
+SHORT = r"""
+import socket, sys
+s = socket.socket(); s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1); s.close()
+"""
+
+
+def test_start_asks_sysfs_only_about_cpus_that_can_exist(netpair):
+    """DPDK's EAL probes sysfs for each of the 1,024 CPUs of its build, and for each in
+    every NUMA node: 5,000 access() calls at every start.  The engine's start answers those
+    past the machine's possible CPUs itself (ENOENT, as sysfs would): about ten calls
+    remain, and the EAL still finds this machine's CPUs."""
+    net = netpair(accel=("server",))
+    conf = write_conf(net.dir / "start.conf", "bypv0", [("tcp", PORT)])
+    trace = net.dir / "start.strace"
+    cp = net.run("server", ["strace", "-f", "-qq", "-e", "trace=access", "-o", trace,
+                            PYTHON, "-c", SHORT, net.srv_ip, PORT],
+                 conf=conf, env={"BYPASS_LOG": "debug"}, timeout=60)
+    assert cp.returncode == 0, cp.stderr
+    lines = bypass_lines(cp.stderr)
+    assert any("EAL up" in l for l in lines), cp.stderr   # the engine did start
+    ncpu = os.cpu_count()   # the CPUs configured, which the EAL counts
+    assert any("Detected CPU lcores: %d" % ncpu in l for l in lines), \
+        [l for l in lines if "lcores" in l]
+    probes = [l for l in trace.read_text().splitlines() if '"/sys/devices/system/' in l]
+    print("sysfs access() calls at the start:", len(probes))
+    assert 0 < len(probes) < 100, "%d sysfs probes, first: %s" % (len(probes), probes[:3])
