@@ -122,7 +122,7 @@ static int lock_taken(int rc)
         pthread_mutex_consistent(&stack_mutex);
         byp_warn("a process died while running the shared stack; carrying on without it");
         byp_repair_dead_holder();
-        byp_reap_members();
+        byp_reap_members(NULL);
         rc = 0;
     }
     if (rc == 0)
@@ -298,7 +298,7 @@ int byp_engine_run(int from_app, int wait_lock)
             pid_t pp = byp_progress_pid;
             int saved = errno;
             if (pp > 0 && pp != getpid() && kill(pp, 0) != 0 && errno == ESRCH)
-                byp_reap_members();
+                byp_reap_members(NULL);
             errno = saved;
         }
     }

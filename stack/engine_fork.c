@@ -27,9 +27,9 @@ void byp_drop_member(int slot)
     byp_wake_drop_member(slot);
 }
 
-void byp_reap_members(void)
+void byp_reap_members(const struct byp_member_watch *w)
 {
-    byp_family_reap(byp_drop_member);
+    byp_family_reap(byp_drop_member, w);
     if (byp_progress_pid != 0 && byp_progress_pid != getpid() && !byp_family_is_member(byp_progress_pid))
         byp_progress_pid = 0;
     byp_steer_claim_live();
@@ -54,7 +54,7 @@ int byp_engine_leave(void)
     byp_progress_stop();
     byp_stack_lock_raw();
     byp_drop_member(byp_local->slot);
-    byp_reap_members();   /* the dead are not "left": the last one alive closes the port */
+    byp_reap_members(NULL);   /* the dead are not "left": the last one alive closes the port */
     int left = byp_family_leave();
     if (left > 0) {
         pid_t heir = byp_family_other();

@@ -74,8 +74,10 @@ void byp_progress_stop(void);
 
 /* Drop what member @slot held (lock held). */
 void byp_drop_member(int slot);
-/* Drop what dead members held, and forget a dead progress thread (lock held). */
-void byp_reap_members(void);
+/* Drop what dead members held, and forget a dead progress thread (lock held).  @w: the
+ * progress thread's member watch, which tells the living without /proc (or NULL). */
+struct byp_member_watch;
+void byp_reap_members(const struct byp_member_watch *w);
 /* This process stops using the stack (exit, exec).  Returns the members left, or -1. */
 int byp_engine_leave(void);
 /* The atexit handler of every member. */

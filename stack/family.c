@@ -242,10 +242,11 @@ static int member_alive(const struct member *m)
     return byp_proc_running(m->pid, m->start_ticks);
 }
 
-void byp_family_reap(void (*drop)(int slot))
+void byp_family_reap(void (*drop)(int slot), const struct byp_member_watch *w)
 {
+    pid_t me = getpid();   /* once: a system call */
     for (int i = 0; i < BYP_FAMILY_MAX; i++) {
-        if (members[i].pid == 0 || members[i].pid == getpid())
+        if (members[i].pid == 0 || members[i].pid == me)
             continue;
         /* Said at info: the sockets only that member held are closed here, which a
          * program's peers see (a reset or an end of file). */
@@ -254,7 +255,8 @@ void byp_family_reap(void (*drop)(int slot))
                 continue;
             byp_info("a forked child did not take its place in the shared stack within 5 s: "
                      "the references it would have inherited are dropped");
-        } else if (member_alive(&members[i])) {
+        } else if ((w != NULL && byp_member_watch_alive(w, members[i].pid, members[i].start_ticks)) ||
+                   member_alive(&members[i])) {
             continue;
         } else {
             byp_info("process %d left the shared stack without closing its sockets; its "
@@ -275,9 +277,10 @@ uint32_t byp_family_gen(void)
 int byp_family_list(pid_t *pids, uint64_t *starts, int max)
 {
     int n = 0;
+    pid_t me = getpid();
     for (int i = 0; i < BYP_FAMILY_MAX && n < max; i++) {
         pid_t pid = __atomic_load_n(&members[i].pid, __ATOMIC_ACQUIRE);
-        if (pid > 0 && pid != getpid()) {
+        if (pid > 0 && pid != me) {
             pids[n] = pid;
             starts[n++] = members[i].start_ticks;
         }
@@ -287,8 +290,9 @@ int byp_family_list(pid_t *pids, uint64_t *starts, int max)
 
 pid_t byp_family_other(void)
 {
+    pid_t me = getpid();
     for (int i = 0; i < BYP_FAMILY_MAX; i++)
-        if (members[i].pid > 0 && members[i].pid != getpid() && member_alive(&members[i]))
+        if (members[i].pid > 0 && members[i].pid != me && member_alive(&members[i]))
             return members[i].pid;
     return 0;
 }

@@ -90,7 +90,7 @@ int byp_family_leave(void);
 /* Members that died without leaving: calls @drop(slot) for each (lock held) and frees the
  * slot.  Cheap when nothing changed; call from the progress thread and after taking over a
  * dead holder's lock. */
-void byp_family_reap(void (*drop)(int slot));
+void byp_family_reap(void (*drop)(int slot), const struct byp_member_watch *w);
 
 /* Slots reserved for children being forked that have not claimed them yet. */
 int byp_family_pending(void);
@@ -114,15 +114,23 @@ int byp_family_list(pid_t *pids, uint64_t *starts, int max);
  * the epoll set to poll (readable when a watched member died), -1 when none.  ok is 0
  * when pidfds cannot be had (the caller then looks periodically). */
 struct byp_member_watch {
-    int ep, ok, n;
+    int ep, ok, n, ndead;
     uint32_t gen;
     pid_t pid[BYP_FAMILY_MAX];
+    uint64_t start[BYP_FAMILY_MAX];
     int fd[BYP_FAMILY_MAX];
+    pid_t dead[BYP_FAMILY_MAX];   /* watched members whose pidfd said exited (collect) */
 };
 void byp_member_watch_init(struct byp_member_watch *w);
 int byp_member_watch_update(struct byp_member_watch *w);
 int byp_member_watch_fd(const struct byp_member_watch *w);
 void byp_member_watch_end(struct byp_member_watch *w);
+/* Before a reap: which watched members exited (their pidfds, one epoll_wait).  Then
+ * alive: 1 when member @pid started at @start is watched and its pidfd has not said it
+ * exited, which a pidfd says of that very process (no pid reuse): no /proc read needed;
+ * 0 when the watch cannot tell. */
+void byp_member_watch_collect(struct byp_member_watch *w);
+int byp_member_watch_alive(const struct byp_member_watch *w, pid_t pid, uint64_t start);
 /* In a forked child: close the pidfds it inherited from the parent's progress thread (a
  * PostgreSQL backend would otherwise hold one per backend forked before it). */
 void byp_member_watch_drop_inherited(void);

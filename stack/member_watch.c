@@ -20,6 +20,7 @@ void byp_member_watch_init(struct byp_member_watch *w)
     w->ok = byp_family_shared;
     w->gen = byp_family_gen() - 1;   /* brought up to date at the first update */
     w->n = 0;
+    w->ndead = 0;
 }
 
 /* The lists only ever name fds that are open: an fd leaves them before it is closed and
@@ -43,10 +44,10 @@ int byp_member_watch_fd(const struct byp_member_watch *w)
     return w->ok && w->n > 0 ? w->ep : -1;
 }
 
-static int watching(const struct byp_member_watch *w, pid_t pid)
+static int watching(const struct byp_member_watch *w, pid_t pid, uint64_t start)
 {
     for (int i = 0; i < w->n; i++)
-        if (w->pid[i] == pid)
+        if (w->pid[i] == pid && w->start[i] == start)
             return 1;
     return 0;
 }
@@ -62,8 +63,8 @@ int byp_member_watch_update(struct byp_member_watch *w)
     int n = byp_family_list(pids, starts, BYP_FAMILY_MAX);
     for (int i = 0; i < w->n;) {   /* those who left, or were reaped */
         int member = 0;
-        for (int j = 0; j < n && !member; j++)
-            member = pids[j] == w->pid[i];
+        for (int j = 0; j < n && !member; j++)   /* the same process: a pid can be reused */
+            member = pids[j] == w->pid[i] && starts[j] == w->start[i];
         if (member) {
             i++;
             continue;
@@ -71,6 +72,7 @@ int byp_member_watch_update(struct byp_member_watch *w)
         int fd = w->fd[i];
         w->n--;
         w->pid[i] = w->pid[w->n];
+        w->start[i] = w->start[w->n];
         w->fd[i] = w->fd[w->n];
         __atomic_signal_fence(__ATOMIC_SEQ_CST);
         BYP_REAL(close)(fd);   /* leaves the epoll set with it */
@@ -78,7 +80,7 @@ int byp_member_watch_update(struct byp_member_watch *w)
     int gone = 0;
     pid_t me = getpid();
     for (int j = 0; j < n; j++) {
-        if (pids[j] == me || watching(w, pids[j]))
+        if (pids[j] == me || watching(w, pids[j], starts[j]))
             continue;
         /* The set and the pidfds are made only once there is another member: a process
          * alone opens no fd here.  (This thread's fds appear at any instant, and one could
@@ -95,7 +97,7 @@ int byp_member_watch_update(struct byp_member_watch *w)
             gone = 1;
             continue;
         }
-        struct epoll_event ev = {.events = EPOLLIN};
+        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)pids[j]};
         if (fd < 0 || BYP_REAL(epoll_ctl)(w->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
             if (fd >= 0)
                 BYP_REAL(close)(fd);
@@ -113,6 +115,7 @@ int byp_member_watch_update(struct byp_member_watch *w)
             continue;
         }
         w->pid[w->n] = pids[j];
+        w->start[w->n] = starts[j];
         w->fd[w->n] = fd;
         __atomic_signal_fence(__ATOMIC_SEQ_CST);
         w->n++;
@@ -120,6 +123,31 @@ int byp_member_watch_update(struct byp_member_watch *w)
     w->gen = gen;
     errno = saved;
     return gone;
+}
+
+void byp_member_watch_collect(struct byp_member_watch *w)
+{
+    w->ndead = 0;
+    if (!w->ok || w->ep < 0 || w->n == 0)
+        return;
+    int saved = errno;
+    struct epoll_event ev[BYP_FAMILY_MAX];
+    int k = BYP_REAL(epoll_wait)(w->ep, ev, BYP_FAMILY_MAX, 0);
+    for (int i = 0; i < k; i++)
+        w->dead[w->ndead++] = (pid_t)ev[i].data.u64;
+    if (k < 0)
+        w->ndead = -1;   /* cannot tell: every member is looked up */
+    errno = saved;
+}
+
+int byp_member_watch_alive(const struct byp_member_watch *w, pid_t pid, uint64_t start)
+{
+    if (!w->ok || w->ndead < 0 || !watching(w, pid, start))
+        return 0;
+    for (int i = 0; i < w->ndead; i++)
+        if (w->dead[i] == pid)
+            return 0;
+    return 1;
 }
 
 void byp_member_watch_drop_inherited(void)

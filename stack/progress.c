@@ -261,8 +261,9 @@ static void *progress_main(void *arg)
             if (!working)
                 progress_priority(working = 1);
             int death = next_reap == 0;   /* a member's death seen (or the first look) */
-            byp_stack_lock();
-            byp_reap_members();
+            byp_member_watch_collect(&mw);   /* the watched dead, so that the living */
+            byp_stack_lock();                /* need no /proc read each (pgbench -C: 3 %) */
+            byp_reap_members(&mw);
             byp_member_watch_update(&mw);   /* the reaped leave the watch */
             if (death) {
                 /* The stats show the family without it now, not a whole idle period on. */
