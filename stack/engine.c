@@ -175,9 +175,9 @@ int byp_stack_trylock(void)
 
 /* Release the lock; @kick: whoever held the lock may have given lwIP something to time (a
  * send to retransmit, a delayed ACK, a close): mark the progress thread's plan stale, and
- * (1, not 2: the progress thread itself) wake it if it sleeps past lwIP's next tick with
- * nobody else on the frames (byp_progress_napping).  Checked under the lock, which the progress thread held when it
- * decided to nap, so no change slips between the two. */
+ * (1; 2 is the progress thread itself) wake it if it sleeps past lwIP's next tick with
+ * nobody else on the frames (byp_progress_napping).  Checked under the lock, which the
+ * progress thread held when it decided to nap, so no change slips between the two. */
 static void unlock(int kick)
 {
     struct byp_wake_plan plan;
