@@ -13,7 +13,7 @@
 
 #include "sysheaders.h"
 
-#define BYP_ENGINE_ABI 9
+#define BYP_ENGINE_ABI 10
 /* Entries in the change log (struct byp_engine changes); a power of two. */
 #define BYP_CHANGE_LOG 4096
 /* Processes that share one stack (a process and its forked children), at most. */
@@ -54,6 +54,9 @@ struct byp_engine {
      * frames_drain, which runs the stack: one wake-up per packet, not two. */
     const int *frames_fd;
     void (*frames_drain)(void);
+    /* What a poll(2) sleeper (byp_wait) polls instead of frames_fd while it is >= 0: a set
+     * that frames reach only when no epoll set takes them (stack/wake.c). */
+    int (*frames_poll_fd)(void);
     /* Wake slots: eventfds of the family's (one thread at a time in each, its own: nobody
      * else can take its wake-up), made at start; slot_fds, how many, and the mask of those
      * taken (shared by the family, changed with atomics).  A thread in a slot publishes it
@@ -232,6 +235,10 @@ struct byp_sleep_word {
  * byp_wait (never 2). */
 BYP_SHARED int byp_wait_on(byp_wait_cond_t cond, void *arg, int timeout_ms,
                            struct byp_sleep_word *sw);
+/* ... and kernel @pfds as byp_wait's (2 when one is ready): in a wake slot published in
+ * @sw, so that only that socket's changes wake it. */
+BYP_SHARED int byp_wait_on_fds(byp_wait_cond_t cond, void *arg, int timeout_ms,
+                               struct byp_sleep_word *sw, struct pollfd *pfds, nfds_t npfds);
 
 /* ---- signals (wrap_signal.c) ---------------------------------------------------------- */
 

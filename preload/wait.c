@@ -353,7 +353,7 @@ static int sleep_poll(const struct byp_engine *eng, byp_wait_cond_t cond, void *
                                      : __atomic_load_n(&byp_group_slots, __ATOMIC_ACQUIRE);
         int wfd = k >= 0 ? eng->slot_fds[k] : eng ? eng->wake_fd : -1;
         set[0] = (struct pollfd){.fd = wfd, .events = POLLIN};
-        set[1] = (struct pollfd){.fd = ffd, .events = POLLIN};
+        set[1] = (struct pollfd){.fd = ffd >= 0 ? eng->frames_poll_fd() : -1, .events = POLLIN};
         /* The group's set holds the kernel UDP sockets' while the frames are the sleepers'. */
         set[2] = (struct pollfd){.fd = ffd >= 0 ? kfd : -1, .events = POLLIN};
         for (nfds_t i = 0; i < npfds; i++) {
@@ -546,7 +546,16 @@ static int wait_for(byp_wait_cond_t cond, void *arg, int timeout_ms, struct poll
         eng->spin_over();   /* the progress thread takes the frames while this one sleeps */
     int64_t slept_from = byp_poll_now_ns();
     int k;
-    if (sw != NULL && eng != NULL) {
+    if (sw != NULL && eng != NULL && npfds > 0) {
+        /* Kernel fds too (an accept that watches the kernel's listener as well): in a wake
+         * slot published in the socket's word, not the group's mask, which every readiness
+         * change of the group wakes (a thread blocked in accept() beside epoll workers woke
+         * once per request they served). */
+        k = slot_take(eng);
+        r = sleep_poll(eng, cond, arg, deadline, pfds, npfds, seq, k, k >= 0 ? &sw->slots : NULL, 0);
+        if (k >= 0)
+            slot_give(eng, k);
+    } else if (sw != NULL && eng != NULL) {
         if ((k = seat_take(eng)) >= 0) {
             r = sleep_poll(eng, cond, arg, deadline, NULL, 0, seq, k, &sw->slots, 1);
             seat_leave(eng, k);
@@ -571,4 +580,10 @@ int byp_wait(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfd
 int byp_wait_on(byp_wait_cond_t cond, void *arg, int timeout_ms, struct byp_sleep_word *sw)
 {
     return wait_for(cond, arg, timeout_ms, NULL, 0, sw);
+}
+
+int byp_wait_on_fds(byp_wait_cond_t cond, void *arg, int timeout_ms, struct byp_sleep_word *sw,
+                    struct pollfd *pfds, nfds_t npfds)
+{
+    return wait_for(cond, arg, timeout_ms, pfds, npfds, sw);
 }

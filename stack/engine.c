@@ -639,6 +639,7 @@ static struct byp_engine engine = {
     .changes = (const void *const *)byp_change_log,
     .frames_fd = &byp_wake_frames_fd,
     .frames_drain = byp_wake_frames_drain,
+    .frames_poll_fd = byp_wake_pollers_fd,
     .kpath_fd = byp_udp_kpath_fd,
     .kpath_wake = byp_udp_kpath_wake,
     .seat_left = byp_progress_kick,   /* it then watches the frames */

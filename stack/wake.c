@@ -56,6 +56,11 @@ int byp_wake_frames_fd = -1;
  * an fd number the program had just closed, and a call the program made on that number by
  * mistake would fail ENOTSOCK instead of EBADF (test_close_race.py saw it). */
 int byp_wake_frames_set = -1;
+/* The set byp_wait's sleepers poll for frames (byp_wake_pollers_fd), made with it. */
+static int pollers_set = -1;
+static unsigned pollers_set_adds;   /* frames_adds when it last went behind the sets */
+static int pollers_set_lost;        /* re-adding failed: they poll the receive fd itself */
+static int frames_set_make(void);
 uint64_t byp_wake_events;           /* readiness changes, bumped under the lock */
 static uint64_t events_woken;       /* value of byp_wake_events at the last plan */
 
@@ -549,15 +554,53 @@ int byp_wake_open(void)
         return -errno;
     byp_wake_frames_fd = byp_xsk_fd;
     if (byp_xsk_fd >= 0) {
-        byp_wake_frames_set = BYP_REAL(epoll_create1)(EPOLL_CLOEXEC);
-        struct epoll_event fev = {.events = EPOLLIN | EPOLLEXCLUSIVE};
-        if (byp_wake_frames_set >= 0 &&
-            BYP_REAL(epoll_ctl)(byp_wake_frames_set, EPOLL_CTL_ADD, byp_xsk_fd, &fev) != 0) {
-            BYP_REAL(close)(byp_wake_frames_set);
-            byp_wake_frames_set = -1;   /* the progress thread polls the fd itself */
-        }
+        byp_wake_frames_set = frames_set_make();   /* -1: the progress thread polls the fd */
+        pollers_set = frames_set_make();           /* -1: so do byp_wait's sleepers */
     }
     return 0;
+}
+
+/* An epoll set over the receive fd, EPOLLEXCLUSIVE, for a poll(2) sleeper: or -1. */
+static int frames_set_make(void)
+{
+    int set = BYP_REAL(epoll_create1)(EPOLL_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE};
+    if (set >= 0 && BYP_REAL(epoll_ctl)(set, EPOLL_CTL_ADD, byp_xsk_fd, &ev) != 0) {
+        BYP_REAL(close)(set);
+        set = -1;
+    }
+    return set;
+}
+
+/* What byp_wait's sleepers poll for frames: the receive fd itself woke every one of them
+ * for every frame, even while an epoll set that sleeps on the frames took it (a thread
+ * blocked in accept() beside epoll workers, PostgreSQL's postmaster in select() beside its
+ * backends: 50,000 wake-ups a second, one per request).  A set holding the fd with
+ * EPOLLEXCLUSIVE, added again behind the application's sets whenever one added the fd: a
+ * frame then reaches it only when no set ahead has a thread in epoll_wait to take it (an
+ * exclusive entry whose set has none passes the wake-up on, fs/eventpoll.c), and then
+ * wakes its pollers as before. */
+int byp_wake_pollers_fd(void)
+{
+    int ffd = __atomic_load_n(&byp_wake_frames_fd, __ATOMIC_ACQUIRE);
+    if (ffd < 0 || pollers_set < 0 || __atomic_load_n(&pollers_set_lost, __ATOMIC_RELAXED))
+        return ffd;
+    unsigned adds = __atomic_load_n(&frames_adds, __ATOMIC_ACQUIRE);
+    unsigned seen = __atomic_load_n(&pollers_set_adds, __ATOMIC_ACQUIRE);
+    if (adds != seen && __atomic_compare_exchange_n(&pollers_set_adds, &seen, adds, 0,
+                                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        /* Out and in again: a frame that came between is seen by the add (level). */
+        int saved = errno;
+        BYP_REAL(epoll_ctl)(pollers_set, EPOLL_CTL_DEL, ffd, NULL);
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE};
+        if (BYP_REAL(epoll_ctl)(pollers_set, EPOLL_CTL_ADD, ffd, &ev) != 0) {
+            __atomic_store_n(&pollers_set_lost, 1, __ATOMIC_RELAXED);
+            errno = saved;
+            return ffd;
+        }
+        errno = saved;
+    }
+    return pollers_set;
 }
 
 void byp_wake_groups_join(int slot)

@@ -93,6 +93,8 @@ void byp_wake_send(const struct byp_wake_plan *p);
 extern uint64_t byp_wake_events;
 extern int byp_wake_frames_fd;
 extern int byp_wake_frames_set;
+/* What byp_wait's sleepers poll for frames (engine.h frames_poll_fd), or -1. */
+int byp_wake_pollers_fd(void);
 int byp_wake_sleep_fd(void);
 void byp_wake_drain(void);
 void byp_wake_frames_drain(void);
