@@ -531,7 +531,8 @@ static void seat_leave(const struct byp_engine *eng, int k)
 }
 
 /* byp_wait and byp_wait_on: the spin, then a sleep on @sw (a seat, else the word), or,
- * without one, in a wake slot published in the wake group's mask. */
+ * with kernel fds or without @sw, in a wake slot published in @sw or the wake group's
+ * mask. */
 static int wait_for(byp_wait_cond_t cond, void *arg, int timeout_ms, struct pollfd *pfds,
                     nfds_t npfds, struct byp_sleep_word *sw)
 {
@@ -546,16 +547,7 @@ static int wait_for(byp_wait_cond_t cond, void *arg, int timeout_ms, struct poll
         eng->spin_over();   /* the progress thread takes the frames while this one sleeps */
     int64_t slept_from = byp_poll_now_ns();
     int k;
-    if (sw != NULL && eng != NULL && npfds > 0) {
-        /* Kernel fds too (an accept that watches the kernel's listener as well): in a wake
-         * slot published in the socket's word, not the group's mask, which every readiness
-         * change of the group wakes (a thread blocked in accept() beside epoll workers woke
-         * once per request they served). */
-        k = slot_take(eng);
-        r = sleep_poll(eng, cond, arg, deadline, pfds, npfds, seq, k, k >= 0 ? &sw->slots : NULL, 0);
-        if (k >= 0)
-            slot_give(eng, k);
-    } else if (sw != NULL && eng != NULL) {
+    if (sw != NULL && eng != NULL && npfds == 0) {
         if ((k = seat_take(eng)) >= 0) {
             r = sleep_poll(eng, cond, arg, deadline, NULL, 0, seq, k, &sw->slots, 1);
             seat_leave(eng, k);
@@ -563,8 +555,13 @@ static int wait_for(byp_wait_cond_t cond, void *arg, int timeout_ms, struct poll
         if (r == 3)
             r = sleep_word(eng, cond, arg, deadline, sw, seq);
     } else {
+        /* A socket's wait with kernel fds too (an accept that watches the kernel's listener
+         * as well) publishes its slot in the socket's word, not the group's mask, which
+         * every readiness change of the group wakes (a thread blocked in accept() beside
+         * epoll workers woke once per request they served). */
         k = eng != NULL ? slot_take(eng) : -1;
-        r = sleep_poll(eng, cond, arg, deadline, pfds, npfds, seq, k, NULL, 0);
+        r = sleep_poll(eng, cond, arg, deadline, pfds, npfds, seq, k,
+                       sw != NULL ? &sw->slots : NULL, 0);
         if (k >= 0)
             slot_give(eng, k);
     }

@@ -124,21 +124,9 @@ static int frames_watch(void)
 {
     if (byp_xsk_fd < 0)
         return -1;
-    int set = byp_wake_frames_set;
-    if (set < 0 || frames_set_lost || __atomic_load_n(&byp_wake_frames_fd, __ATOMIC_ACQUIRE) < 0)
+    if (byp_wake_frames_set < 0 || __atomic_load_n(&byp_wake_frames_fd, __ATOMIC_ACQUIRE) < 0)
         return byp_xsk_fd;
-    unsigned adds = byp_frames_adds_n();
-    if (adds == frames_set_adds)
-        return set;
-    /* An application set added the fd since: go behind it again. */
-    BYP_REAL(epoll_ctl)(set, EPOLL_CTL_DEL, byp_xsk_fd, NULL);
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE};
-    if (BYP_REAL(epoll_ctl)(set, EPOLL_CTL_ADD, byp_xsk_fd, &ev) != 0) {
-        frames_set_lost = 1;
-        return byp_xsk_fd;
-    }
-    frames_set_adds = adds;
-    return set;
+    return byp_wake_set_behind(byp_wake_frames_set, &frames_set_adds, &frames_set_lost);
 }
 
 /* The next sleep beside an application thread that spins on the stack, after one of

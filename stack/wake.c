@@ -60,7 +60,6 @@ int byp_wake_frames_set = -1;
 static int pollers_set = -1;
 static unsigned pollers_set_adds;   /* frames_adds when it last went behind the sets */
 static int pollers_set_lost;        /* re-adding failed: they poll the receive fd itself */
-static int frames_set_make(void);
 uint64_t byp_wake_events;           /* readiness changes, bumped under the lock */
 static uint64_t events_woken;       /* value of byp_wake_events at the last plan */
 
@@ -356,11 +355,6 @@ static void wake_counters_mine(int slot)
     byp_seats_mine = &frame_seats[slot];
 }
 
-unsigned byp_frames_adds_n(void)
-{
-    return __atomic_load_n(&frames_adds, __ATOMIC_ACQUIRE);
-}
-
 int byp_engine_sleeping(void)
 {
     int n = __atomic_load_n(&word_sleepers, __ATOMIC_RELAXED);
@@ -520,6 +514,18 @@ void byp_wake_watch(int fd, int t, int on)
 
 /* ---- open, fork ---- */
 
+/* An epoll set over the receive fd, EPOLLEXCLUSIVE, for a poll(2) sleeper: or -1. */
+static int frames_set_make(void)
+{
+    int set = BYP_REAL(epoll_create1)(EPOLL_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE};
+    if (set >= 0 && BYP_REAL(epoll_ctl)(set, EPOLL_CTL_ADD, byp_xsk_fd, &ev) != 0) {
+        BYP_REAL(close)(set);
+        set = -1;
+    }
+    return set;
+}
+
 int byp_wake_open(void)
 {
     byp_sleepers = &group_sleepers[0];
@@ -560,18 +566,6 @@ int byp_wake_open(void)
     return 0;
 }
 
-/* An epoll set over the receive fd, EPOLLEXCLUSIVE, for a poll(2) sleeper: or -1. */
-static int frames_set_make(void)
-{
-    int set = BYP_REAL(epoll_create1)(EPOLL_CLOEXEC);
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE};
-    if (set >= 0 && BYP_REAL(epoll_ctl)(set, EPOLL_CTL_ADD, byp_xsk_fd, &ev) != 0) {
-        BYP_REAL(close)(set);
-        set = -1;
-    }
-    return set;
-}
-
 /* What byp_wait's sleepers poll for frames: the receive fd itself woke every one of them
  * for every frame, even while an epoll set that sleeps on the frames took it (a thread
  * blocked in accept() beside epoll workers, PostgreSQL's postmaster in select() beside its
@@ -583,24 +577,31 @@ static int frames_set_make(void)
 int byp_wake_pollers_fd(void)
 {
     int ffd = __atomic_load_n(&byp_wake_frames_fd, __ATOMIC_ACQUIRE);
-    if (ffd < 0 || pollers_set < 0 || __atomic_load_n(&pollers_set_lost, __ATOMIC_RELAXED))
+    if (ffd < 0 || pollers_set < 0)
         return ffd;
+    return byp_wake_set_behind(pollers_set, &pollers_set_adds, &pollers_set_lost);
+}
+
+int byp_wake_set_behind(int set, unsigned *seen, int *lost)
+{
+    if (__atomic_load_n(lost, __ATOMIC_RELAXED))
+        return byp_xsk_fd;
     unsigned adds = __atomic_load_n(&frames_adds, __ATOMIC_ACQUIRE);
-    unsigned seen = __atomic_load_n(&pollers_set_adds, __ATOMIC_ACQUIRE);
-    if (adds != seen && __atomic_compare_exchange_n(&pollers_set_adds, &seen, adds, 0,
-                                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    unsigned was = __atomic_load_n(seen, __ATOMIC_ACQUIRE);
+    if (adds != was && __atomic_compare_exchange_n(seen, &was, adds, 0, __ATOMIC_ACQ_REL,
+                                                   __ATOMIC_ACQUIRE)) {
         /* Out and in again: a frame that came between is seen by the add (level). */
         int saved = errno;
-        BYP_REAL(epoll_ctl)(pollers_set, EPOLL_CTL_DEL, ffd, NULL);
+        BYP_REAL(epoll_ctl)(set, EPOLL_CTL_DEL, byp_xsk_fd, NULL);
         struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE};
-        if (BYP_REAL(epoll_ctl)(pollers_set, EPOLL_CTL_ADD, ffd, &ev) != 0) {
-            __atomic_store_n(&pollers_set_lost, 1, __ATOMIC_RELAXED);
-            errno = saved;
-            return ffd;
-        }
+        int rc = BYP_REAL(epoll_ctl)(set, EPOLL_CTL_ADD, byp_xsk_fd, &ev);
         errno = saved;
+        if (rc != 0) {
+            __atomic_store_n(lost, 1, __ATOMIC_RELAXED);
+            return byp_xsk_fd;
+        }
     }
-    return pollers_set;
+    return set;
 }
 
 void byp_wake_groups_join(int slot)

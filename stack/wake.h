@@ -71,8 +71,11 @@ void byp_wake_waiters(uint64_t *sleeping, uint64_t *spinning, uint64_t *late);
 int byp_frame_sleepers(void);
 /* ... of which in byp_wait (a poll(2) on the receive fd: not exclusive). */
 int byp_frame_pollers_n(void);
-/* How many times an epoll set added the receive fd (with EPOLLEXCLUSIVE). */
-unsigned byp_frames_adds_n(void);
+/* A set of ours holding the receive fd with EPOLLEXCLUSIVE, for a poll(2) sleeper: taken
+ * out and added again whenever an application's epoll set added the fd since *@seen, so
+ * that it stays behind them (a frame reaches it only when no set ahead has a thread in
+ * epoll_wait).  Returns @set, or the receive fd itself once re-adding failed (*@lost). */
+int byp_wake_set_behind(int set, unsigned *seen, int *lost);
 
 /* The wake-ups decided under the lock, to send once it is released. */
 struct byp_wake_plan {
