@@ -87,6 +87,12 @@ int byp_netif_quiet(void);
  * the frames of its receive burst that lwIP never saw go back to the pool, the interface's
  * address and checksum flags are restored. */
 void byp_netif_repair(void);
+/* Then, once the queues are repaired: the frame the dead holder was handing to lwIP, as
+ * a pbuf, when it was not freed (NULL otherwise); and the end of the repair's look at it,
+ * freeing it when @free_it (no queue holds it: lwIP dropped it or was about to, and it
+ * would leak). */
+struct pbuf *byp_netif_repair_given(void);
+void byp_netif_repair_given_end(int free_it);
 /* Resolve neighbours lwIP asked for through the kernel's table (lock held). */
 void byp_neigh_poll(void);
 /* Nonzero while a neighbour lookup is pending. */

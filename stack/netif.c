@@ -64,6 +64,8 @@ static int flushing;
 static struct rte_mbuf *rxq[RX_BURST];
 static unsigned rx_n, rx_cur;
 static int delivering;
+/* The frame a dead holder was handing to lwIP, while the repair looks for it. */
+static struct rte_mbuf *given;
 static in_addr_t deliver_ip;
 static u16_t deliver_csum;
 
@@ -71,12 +73,17 @@ static u16_t deliver_csum;
 struct rx_pbuf {
     struct pbuf_custom pc;
     struct rte_mbuf *m;
+    /* Set when the frame comes off the ring, cleared just before it goes back to the pool:
+     * the repair frees a frame whose holder died with it in hand only while this says it
+     * was not freed yet (byp_netif_repair_given). */
+    int live;
 };
 _Static_assert(sizeof(struct rx_pbuf) <= BYP_MBUF_PRIV_SIZE, "mbuf private area too small");
 
 static void rx_pbuf_free(struct pbuf *p)
 {
     struct rx_pbuf *rp = (struct rx_pbuf *)p;
+    rp->live = 0;
     rte_pktmbuf_free(rp->m);
 }
 
@@ -290,9 +297,10 @@ void byp_netif_repair(void)
     if (txn > TX_BATCH)
         txn = 0;
     /* Frames of the receive burst lwIP never saw go back to the pool; the one it was
-     * given may be held by lwIP or freed: left alone. */
+     * given may be held by lwIP or freed: kept for byp_netif_repair_given. */
     if (rx_n > RX_BURST)
         rx_n = 0;
+    given = rx_cur < rx_n ? rxq[rx_cur] : NULL;
     for (unsigned i = rx_cur + 1; i < rx_n; i++, freed++)
         rte_pktmbuf_free(rxq[i]);
     if (dropped > 0 || rx_n > 0)
@@ -303,6 +311,37 @@ void byp_netif_repair(void)
         ip_2_ip4(&byp_netif.ip_addr)->addr = deliver_ip;
         byp_netif.chksum_flags = deliver_csum;
         delivering = 0;
+    }
+}
+
+struct pbuf *byp_netif_repair_given(void)
+{
+    struct rte_mbuf *m = given;
+    if (m == NULL)
+        return NULL;
+    struct rx_pbuf *rp = rte_mbuf_to_priv(m);
+    if (!rp->live || rte_pktmbuf_data_len(m) < SIZEOF_ETH_HDR + 20) {
+        given = NULL;   /* freed (or a frame lwIP cannot have kept) */
+        return NULL;
+    }
+    /* Only an IPv4 frame that is not a fragment: lwIP's reassembly keeps fragments where
+     * the repair cannot look (a leak, never a double free). */
+    const uint8_t *f = rte_pktmbuf_mtod(m, const uint8_t *);
+    if (f[12] != 0x08 || f[13] != 0x00 || (f[SIZEOF_ETH_HDR + 6] & 0x3f) != 0 ||
+        f[SIZEOF_ETH_HDR + 7] != 0) {
+        given = NULL;
+        return NULL;
+    }
+    return &rp->pc.pbuf;
+}
+
+void byp_netif_repair_given_end(int free_it)
+{
+    struct rte_mbuf *m = given;
+    given = NULL;
+    if (m != NULL && free_it) {
+        ((struct rx_pbuf *)rte_mbuf_to_priv(m))->live = 0;
+        rte_pktmbuf_free(m);
     }
 }
 
@@ -562,6 +601,8 @@ int byp_netif_rx(void)
     for (uint16_t i = 0; i < n; i++) {
         rx_cur = i;
         struct rte_mbuf *m = pkts[i];
+        struct rx_pbuf *rp = rte_mbuf_to_priv(m);
+        rp->live = 1;
         uint16_t len = rte_pktmbuf_data_len(m);
         BYP_STATS_ADD(rx_bytes, rte_pktmbuf_pkt_len(m));
         struct pbuf *p;
@@ -575,16 +616,18 @@ int byp_netif_rx(void)
                     off = (u16_t)(off + s->data_len);
                 }
             }
+            rp->live = 0;
             rte_pktmbuf_free(m);
             BYP_STATS_ADD(rx_nopool, p == NULL);
         } else {
-            struct rx_pbuf *rp = rte_mbuf_to_priv(m);
             rp->m = m;
             rp->pc.custom_free_function = rx_pbuf_free;
             p = pbuf_alloced_custom(PBUF_RAW, len, PBUF_REF, &rp->pc,
                                     rte_pktmbuf_mtod(m, void *), len);
-            if (p == NULL)
+            if (p == NULL) {
+                rp->live = 0;
                 rte_pktmbuf_free(m);
+            }
         }
         if (p != NULL)
             deliver(p);

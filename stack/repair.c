@@ -105,6 +105,45 @@ static void reset_pcb(struct tcp_pcb *p)
     byp_tcp_abort_untrusted(p);
 }
 
+int byp_repair_chain_has(const struct pbuf *chain, const struct pbuf *target)
+{
+    unsigned n = 0;
+    for (const struct pbuf *q = chain; q != NULL && n++ < (1u << 20); q = q->next)
+        if (q == target)
+            return 1;
+    return 0;
+}
+
+/* Whether a connection's out-of-order or refused data holds @target (lists repaired). */
+static int pcbs_hold(const struct pbuf *target)
+{
+    unsigned n = 0;
+    for (const struct tcp_pcb *p = tcp_active_pcbs; p != NULL && n++ < MEMP_NUM_TCP_PCB; p = p->next) {
+        if (byp_repair_chain_has(p->refused_data, target))
+            return 1;
+#if TCP_QUEUE_OOSEQ
+        unsigned k = 0;
+        for (const struct tcp_seg *s = p->ooseq; s != NULL && k++ < MEMP_NUM_TCP_SEG; s = s->next)
+            if (byp_repair_chain_has(s->p, target))
+                return 1;
+#endif
+    }
+    return 0;
+}
+
+/* The frame the dead holder was handing to lwIP: lwIP's input keeps it in its own
+ * variables until it queues or frees it, and the next input forgets them.  So when no
+ * queue holds it and it was not freed, it is freed here (it leaked before: about one
+ * frame per takeover in test_dead_holder.py). */
+static int free_given_frame(void)
+{
+    const struct pbuf *given = byp_netif_repair_given();
+    int free_it = given != NULL && !pcbs_hold(given) && !byp_tcp_holds_pbuf(given) &&
+                  !byp_udp_holds_pbuf(given);
+    byp_netif_repair_given_end(free_it);
+    return free_it;
+}
+
 int byp_repair_pcb_active(const void *pcb)
 {
     unsigned n = 0;
@@ -207,6 +246,7 @@ void byp_repair_dead_holder(void)
         }
         p = next;
     }
+    int given = free_given_frame();
     byp_holder = (struct byp_holder){0};
     /* No pid: it died between taking the lock and saying so, or between saying it was done
      * and releasing it. */
@@ -214,8 +254,9 @@ void byp_repair_dead_holder(void)
     if (dead.pid != 0)
         snprintf(who, sizeof who, "process %d", (int)dead.pid);
     byp_warn("repaired the stack after %s died holding its lock%s: %d connection(s) "
-             "reset, %d list(s) cut, %d timer(s) re-armed", who,
-             dead.in_timers ? " (in lwIP's timers)" : "", reset, cut, timers < 0 ? 0 : timers);
+             "reset, %d list(s) cut, %d timer(s) re-armed%s", who,
+             dead.in_timers ? " (in lwIP's timers)" : "", reset, cut, timers < 0 ? 0 : timers,
+             given ? ", the frame it was receiving freed" : "");
 }
 
 void byp_repair_reset_pcb(void *pcb)

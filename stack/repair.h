@@ -37,6 +37,13 @@ int byp_udp_repair_socks(void *suspect);
 /* Reset connection @pcb (an lwIP struct tcp_pcb on the active list) that cannot be trusted:
  * queues that fail the check are let go of rather than freed; lock held. */
 void byp_repair_reset_pcb(void *pcb);
+/* Whether pbuf chain @chain (bounded walk) holds @target. */
+struct pbuf;
+int byp_repair_chain_has(const struct pbuf *chain, const struct pbuf *target);
+/* Whether a socket object's receive queue holds @target (tcp_close.c, udp_sock.c). */
+int byp_tcp_holds_pbuf(const struct pbuf *target);
+int byp_udp_holds_pbuf(const struct pbuf *target);
+
 /* Whether @pcb is on lwIP's list of active connections (lock held). */
 int byp_repair_pcb_active(const void *pcb);
 

@@ -477,6 +477,25 @@ int byp_tcp_repair_socks(void *suspect)
     return reset;
 }
 
+int byp_tcp_holds_pbuf(const struct pbuf *target)
+{
+    unsigned n = 0;
+    for (const struct tsock *ts = all_socks; ts != NULL && n++ < MEMP_NUM_TCP_PCB + MEMP_NUM_TCP_PCB_LISTEN;
+         ts = ts->all_next) {
+        if (byp_repair_chain_has(ts->rx_head, target))
+            return 1;
+        if (ts->state == T_LISTEN && ts->aq != NULL && ts->aq_cap > 0)
+            for (unsigned i = 0; i < ts->aq_n; i++)
+                if (byp_repair_chain_has(ts->aq[(ts->aq_head + i) % ts->aq_cap]->rx_head, target))
+                    return 1;
+        unsigned d = 0;
+        for (const struct tsock *c = ts->deferred; c != NULL && d++ < MEMP_NUM_TCP_PCB; c = c->defer_next)
+            if (byp_repair_chain_has(c->rx_head, target))
+                return 1;
+    }
+    return 0;
+}
+
 /* ---- connections lwIP finishes alone ---- */
 
 static int cmp_ptr(const void *a, const void *b)

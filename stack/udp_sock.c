@@ -528,6 +528,16 @@ int byp_udp_repair_socks(void *suspect)
     return 0;
 }
 
+int byp_udp_holds_pbuf(const struct pbuf *target)
+{
+    unsigned n = 0;
+    for (const struct usock *us = byp_usocks; us != NULL && n++ < MEMP_NUM_UDP_PCB; us = us->next)
+        for (unsigned i = 0; us->qcap > 0 && i < us->qn; i++)
+            if (byp_repair_chain_has(us->q[(us->qhead + i) % us->qcap].p, target))
+                return 1;
+    return 0;
+}
+
 void byp_udp_fork_refs(int slot)
 {
     unsigned end = __atomic_load_n(&byp_fdtab_hwm, __ATOMIC_RELAXED);
