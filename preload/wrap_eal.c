@@ -34,14 +34,25 @@ BYP_SHARED pid_t byp_eal_calibrating;
 BYP_SHARED const char *byp_eal_hidden_dir;
 BYP_SHARED unsigned byp_eal_cpu_limit;
 
+/* Whether some thread is inside rte_eal_init (one load: every call of these wrappers asks),
+ * and then whether it is this one (a system call: asked only of a call the start makes). */
+static inline int eal_starting(void)
+{
+    return __builtin_expect(__atomic_load_n(&byp_eal_calibrating, __ATOMIC_RELAXED) != 0, 0);
+}
+
+static int eal_thread(void)
+{
+    return __atomic_load_n(&byp_eal_calibrating, __ATOMIC_RELAXED) == (pid_t)syscall(SYS_gettid);
+}
+
 #define EAL_TSC_SLEEP_NS 100000000L
 #define SHORT_SLEEP_NS 10000000L
 
 BYP_EXPORT int nanosleep(const struct timespec *req, struct timespec *rem)
 {
-    if (__builtin_expect(__atomic_load_n(&byp_eal_calibrating, __ATOMIC_RELAXED) != 0, 0) &&
-        req != NULL && req->tv_sec == 0 && req->tv_nsec == EAL_TSC_SLEEP_NS &&
-        __atomic_load_n(&byp_eal_calibrating, __ATOMIC_RELAXED) == (pid_t)syscall(SYS_gettid)) {
+    if (eal_starting() && req != NULL && req->tv_sec == 0 && req->tv_nsec == EAL_TSC_SLEEP_NS &&
+        eal_thread()) {
         struct timespec shorter = {0, SHORT_SLEEP_NS};
         return BYP_REAL(nanosleep)(&shorter, rem);
     }
@@ -50,9 +61,8 @@ BYP_EXPORT int nanosleep(const struct timespec *req, struct timespec *rem)
 
 BYP_EXPORT int stat64(const char *path, struct stat64 *st)
 {
-    if (__builtin_expect(__atomic_load_n(&byp_eal_calibrating, __ATOMIC_RELAXED) != 0, 0) &&
-        byp_eal_hidden_dir != NULL && strcmp(path, byp_eal_hidden_dir) == 0 &&
-        __atomic_load_n(&byp_eal_calibrating, __ATOMIC_RELAXED) == (pid_t)syscall(SYS_gettid)) {
+    if (eal_starting() && byp_eal_hidden_dir != NULL && strcmp(path, byp_eal_hidden_dir) == 0 &&
+        eal_thread()) {
         /* Once: the drivers named with -d are in that directory, whose permissions the
          * EAL then checks with stat() before loading each. */
         byp_eal_hidden_dir = NULL;
@@ -90,9 +100,8 @@ static long eal_probe_cpu(const char *path)
 
 BYP_EXPORT int access(const char *path, int mode)
 {
-    if (__builtin_expect(__atomic_load_n(&byp_eal_calibrating, __ATOMIC_RELAXED) != 0, 0) &&
-        byp_eal_cpu_limit != 0 && eal_probe_cpu(path) >= (long)byp_eal_cpu_limit &&
-        __atomic_load_n(&byp_eal_calibrating, __ATOMIC_RELAXED) == (pid_t)syscall(SYS_gettid)) {
+    if (eal_starting() && byp_eal_cpu_limit != 0 && eal_probe_cpu(path) >= (long)byp_eal_cpu_limit &&
+        eal_thread()) {
         errno = ENOENT;
         return -1;
     }

@@ -80,11 +80,16 @@ struct rx_pbuf {
 };
 _Static_assert(sizeof(struct rx_pbuf) <= BYP_MBUF_PRIV_SIZE, "mbuf private area too small");
 
+/* Every free of a received frame: the flag first (a death between the two leaks it). */
+static void rx_frame_free(struct rte_mbuf *m)
+{
+    ((struct rx_pbuf *)rte_mbuf_to_priv(m))->live = 0;
+    rte_pktmbuf_free(m);
+}
+
 static void rx_pbuf_free(struct pbuf *p)
 {
-    struct rx_pbuf *rp = (struct rx_pbuf *)p;
-    rp->live = 0;
-    rte_pktmbuf_free(rp->m);
+    rx_frame_free(((struct rx_pbuf *)p)->m);
 }
 
 /* Neighbours lwIP is waiting for. */
@@ -339,10 +344,8 @@ void byp_netif_repair_given_end(int free_it)
 {
     struct rte_mbuf *m = given;
     given = NULL;
-    if (m != NULL && free_it) {
-        ((struct rx_pbuf *)rte_mbuf_to_priv(m))->live = 0;
-        rte_pktmbuf_free(m);
-    }
+    if (m != NULL && free_it)
+        rx_frame_free(m);
 }
 
 static err_t linkoutput(struct netif *ni, struct pbuf *p)
@@ -616,18 +619,15 @@ int byp_netif_rx(void)
                     off = (u16_t)(off + s->data_len);
                 }
             }
-            rp->live = 0;
-            rte_pktmbuf_free(m);
+            rx_frame_free(m);
             BYP_STATS_ADD(rx_nopool, p == NULL);
         } else {
             rp->m = m;
             rp->pc.custom_free_function = rx_pbuf_free;
             p = pbuf_alloced_custom(PBUF_RAW, len, PBUF_REF, &rp->pc,
                                     rte_pktmbuf_mtod(m, void *), len);
-            if (p == NULL) {
-                rp->live = 0;
-                rte_pktmbuf_free(m);
-            }
+            if (p == NULL)
+                rx_frame_free(m);
         }
         if (p != NULL)
             deliver(p);

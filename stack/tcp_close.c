@@ -448,9 +448,13 @@ static int repair_one(struct tsock *ts, int suspect)
     return 1;
 }
 
-int byp_tcp_repair_socks(void *suspect)
+/* Every socket object after a death: those on all_socks (@top set), the connections in
+ * their accept queues and those held back (TCP_DEFER_ACCEPT); the sum of @fn's answers.
+ * A cycle in all_socks is cut there, an accept queue whose indices are out of range is
+ * emptied (what it held is leaked). */
+static int each_sock(int (*fn)(struct tsock *ts, int top, const void *arg), const void *arg)
 {
-    int reset = 0;
+    int sum = 0;
     unsigned n = 0;
     for (struct tsock **link = &all_socks; *link != NULL;) {
         struct tsock *ts = *link;
@@ -458,42 +462,45 @@ int byp_tcp_repair_socks(void *suspect)
             *link = NULL;   /* a cycle: the rest is leaked */
             break;
         }
-        reset += repair_one(ts, ts == suspect);
+        sum += fn(ts, 1, arg);
         if (ts->state == T_LISTEN && ts->aq != NULL) {
             if (ts->aq_cap == 0 || ts->aq_head >= ts->aq_cap || ts->aq_n > ts->aq_cap) {
                 ts->aq_n = 0;   /* connections waiting in it are leaked */
                 ts->aq_head = 0;
             }
             for (unsigned i = 0; i < ts->aq_n; i++)
-                reset += repair_one(ts->aq[(ts->aq_head + i) % ts->aq_cap], 0);
+                sum += fn(ts->aq[(ts->aq_head + i) % ts->aq_cap], 0, arg);
         }
         unsigned d = 0;   /* bounded: a cycle is left as it is */
         for (struct tsock *c = ts->deferred, *next; c != NULL && d++ < MEMP_NUM_TCP_PCB; c = next) {
             next = c->defer_next;   /* a reset drops @c (on_err) */
-            reset += repair_one(c, 0);
+            sum += fn(c, 0, arg);
         }
         link = &ts->all_next;
     }
-    return reset;
+    return sum;
+}
+
+/* A socket on all_socks that is @suspect is reset whatever its queue says. */
+static int repair_visit(struct tsock *ts, int top, const void *suspect)
+{
+    return repair_one(ts, top && ts == suspect);
+}
+
+int byp_tcp_repair_socks(void *suspect)
+{
+    return each_sock(repair_visit, suspect);
+}
+
+static int holds_visit(struct tsock *ts, int top, const void *target)
+{
+    (void)top;
+    return byp_repair_chain_has(ts->rx_head, target);
 }
 
 int byp_tcp_holds_pbuf(const struct pbuf *target)
 {
-    unsigned n = 0;
-    for (const struct tsock *ts = all_socks; ts != NULL && n++ < MEMP_NUM_TCP_PCB + MEMP_NUM_TCP_PCB_LISTEN;
-         ts = ts->all_next) {
-        if (byp_repair_chain_has(ts->rx_head, target))
-            return 1;
-        if (ts->state == T_LISTEN && ts->aq != NULL && ts->aq_cap > 0)
-            for (unsigned i = 0; i < ts->aq_n; i++)
-                if (byp_repair_chain_has(ts->aq[(ts->aq_head + i) % ts->aq_cap]->rx_head, target))
-                    return 1;
-        unsigned d = 0;
-        for (const struct tsock *c = ts->deferred; c != NULL && d++ < MEMP_NUM_TCP_PCB; c = c->defer_next)
-            if (byp_repair_chain_has(c->rx_head, target))
-                return 1;
-    }
-    return 0;
+    return each_sock(holds_visit, target) != 0;
 }
 
 /* ---- connections lwIP finishes alone ---- */

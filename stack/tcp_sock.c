@@ -316,8 +316,7 @@ int byp_tsock_wait_restarting(byp_wait_cond_t cond, struct tsock *ts, int timeou
 {
     int r;
     do
-        r = n == 0 ? byp_wait_on(cond, ts, timeout_ms, &ts->watch.sleep)
-                   : byp_wait_on_fds(cond, ts, timeout_ms, &ts->watch.sleep, pfd, n);
+        r = byp_wait_on_fds(cond, ts, timeout_ms, &ts->watch.sleep, pfd, n);
     while (r == -ERESTART && timeout_ms < 0);
     return r < 0 ? -EINTR : r;
 }
