@@ -41,6 +41,14 @@ int byp_epoll_wake_add(struct byp_epoll *ep, int epfd)
                 ep->target_efd = efd;
                 ep->target_pid = getpid();
                 __atomic_store_n(&ep->target_sleepers, eng->target_sleepers(t), __ATOMIC_RELEASE);
+                /* A thread may be asleep in the kernel's epoll_wait on this set already,
+                 * begun while it had no accelerated member: counted nowhere, nothing would
+                 * wake it for this one when the progress thread takes its frames (a
+                 * member added by another thread went unseen for the whole wait).  One
+                 * count on the target brings it back through byp_epoll_wait, which counts
+                 * it; a wait begun later takes the count and goes on waiting. */
+                uint64_t one = 1;
+                (void)!BYP_REAL(write)(efd, &one, sizeof one);
             } else {
                 eng->target_close(t);
             }
