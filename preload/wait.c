@@ -522,11 +522,18 @@ static int seat_take(const struct byp_engine *eng)
     return -1;
 }
 
-static void seat_leave(const struct byp_engine *eng, int k)
+/* Leave seat @k; @to_word: this thread sleeps on its word next, blind to the frames as
+ * the word sleepers already counted are.  The last seat left with such a sleeper wakes the
+ * progress thread to watch the frames: its plan may date from when the seat was taken (no
+ * frames watched, up to SLEEPER_CAP_NS).  A feed's burst of 300 datagrams reached a member
+ * that had just stood up only that much later, the socket's queue full (issue 9's IGMP
+ * test, about one run in 20). */
+static void seat_leave(const struct byp_engine *eng, int k, int to_word)
 {
     slot_give(eng, k);
     __atomic_sub_fetch(__atomic_load_n(&byp_seats_mine, __ATOMIC_ACQUIRE), 1, __ATOMIC_SEQ_CST);
-    if (seats_taken() <= 0 && __atomic_load_n(byp_word_sleepers, __ATOMIC_SEQ_CST) > 0)
+    if (seats_taken() <= 0 &&
+        (to_word || __atomic_load_n(byp_word_sleepers, __ATOMIC_SEQ_CST) > 0))
         eng->seat_left();
 }
 
@@ -550,7 +557,7 @@ static int wait_for(byp_wait_cond_t cond, void *arg, int timeout_ms, struct poll
     if (sw != NULL && eng != NULL && npfds == 0) {
         if ((k = seat_take(eng)) >= 0) {
             r = sleep_poll(eng, cond, arg, deadline, NULL, 0, seq, k, &sw->slots, 1);
-            seat_leave(eng, k);
+            seat_leave(eng, k, r == 3);
         }
         if (r == 3)
             r = sleep_word(eng, cond, arg, deadline, sw, seq);

@@ -17,10 +17,11 @@ a byte (each UDP socket a datagram) and each thread returns it, as on the kernel
 
 import json
 import subprocess
+import time
 
 import pytest
 
-from .conftest import PYTHON, assert_bypassed, write_conf
+from .conftest import PYTHON, assert_bypassed, assert_woken_on_time, write_conf
 
 PORT = 7480
 IDLE = 16
@@ -343,3 +344,62 @@ def test_thread_blocked_in_accept_sleeps_through_epoll_workers_traffic(netpair):
     assert woke["accel"][0] <= bound, (
         "the thread blocked in accept() woke %d times during %d round trips served by "
         "another thread (bound %d)" % (woke["accel"][0], PACED, bound))
+
+
+QUIET_RECEIVER = r"""
+import json, socket, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind(("0.0.0.0", port))
+print("ready", flush=True)
+late = []
+for i in range(n):
+    d, peer = u.recvfrom(64)      # blocks: a spin, a seat on the frames, then its word
+    late.append(round((time.clock_gettime(time.CLOCK_MONOTONIC) - float(d.decode())) * 1e3, 2))
+print(json.dumps(late), flush=True)
+time.sleep(60)                    # until stopped: its stats stay readable
+"""
+
+QUIET_SENDER = r"""
+import socket, sys, time
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(n):
+    time.sleep(0.105 + 0.003 * i)  # past the receiver's first slice, and on
+    u.sendto(b"%.6f" % time.clock_gettime(time.CLOCK_MONOTONIC), (host, port))
+"""
+
+
+def test_receiver_off_its_seat_gets_each_datagram_at_once(netpair):
+    """A thread blocked in recvfrom on an accelerated UDP socket that stays quiet for a
+    slice (100 ms) leaves its seat on the frames and sleeps on its socket's word; the
+    progress thread must watch the frames for it from then on.  Datagrams come 105 to
+    150 ms apart, each just after the receiver stood up: each reaches it within a few ms,
+    as on the kernel.  Before, the progress thread's plan from before (no frames watched,
+    50 ms at a time) held: up to 50 ms late, and a feed's burst in that time filled the
+    socket's queue (test_igmp_membership_matches_kernel lost its last 28 datagrams, about
+    one run in 20).  (The clock is the namespaces' shared CLOCK_MONOTONIC.)"""
+    net = netpair()
+    port, n = PORT + 20, 16
+    conf = write_conf(net.dir / "quiet.conf", "bypv0", [("udp", port)])
+    res = {}
+    for mode, c in (("kernel", None), ("accel", conf)):
+        rx = net.spawn("server", [PYTHON, "-c", QUIET_RECEIVER, port, n], name="quiet-" + mode,
+                       conf=c)
+        rx.wait_ready()
+        before = net.snmp("server")["Udp.InDatagrams"]
+        net.run("client", [PYTHON, "-c", QUIET_SENDER, net.srv_ip, port, n], timeout=60,
+                check=True)
+        deadline = time.monotonic() + 30
+        while not rx.out().rstrip().endswith("]") and time.monotonic() < deadline:
+            assert rx.poll() is None, rx.describe()
+            time.sleep(0.05)
+        res[mode] = json.loads(rx.out().splitlines()[-1])
+        moved = net.snmp("server")["Udp.InDatagrams"] - before
+        assert (moved >= n) if c is None else (moved == 0), (mode, moved)
+        if c is not None:
+            assert_woken_on_time(rx.pid, "the quiet receiver")
+        rx.stop()
+    print(res)
+    for mode, late in res.items():
+        assert len(late) == n and max(late) < 15, (mode, res)

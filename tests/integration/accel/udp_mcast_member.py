@@ -21,7 +21,10 @@ s.settimeout(30)
 print("ready", flush=True)
 counts = {g: 0 for g in groups}
 while min(counts.values()) < count:
-    data, addr = s.recvfrom(100)
+    try:
+        data, addr = s.recvfrom(100)
+    except socket.timeout:
+        sys.exit("timed out with " + json.dumps(counts, sort_keys=True))
     g = data.decode().split()[0]
     counts[g] = counts.get(g, 0) + 1
 print("phase1 " + json.dumps(counts, sort_keys=True), flush=True)
