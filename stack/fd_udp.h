@@ -33,8 +33,6 @@ void byp_udp_spawn_handover(const int *extra, int nextra, int listed, int inheri
  * (a wake-up, or every few microseconds) and marks the sockets it names readable. */
 int byp_udp_kpath_start(void);
 int byp_udp_kpath_fd(void);
-/* Kernel sockets in that set now (the progress thread cannot watch it beside sleepers). */
-int byp_udp_kpath_members(void);
 void byp_udp_kpath_wake(void);
 void byp_udp_kpath_poll(int64_t now_ns);
 

@@ -265,14 +265,19 @@ static void *progress_main(void *arg)
         }
         int sleepers = byp_frame_sleepers() > 0;
         int wfd = frames_watch();
-        /* Frames watched beside the sleepers while this thread naps (below): no kernel UDP
-         * socket needs watching (the sleepers' sets hold that set too).  Epoll sets sleep
-         * on the frames exclusively, ahead of this thread; threads in byp_wait's poll(2)
-         * do not (a frame wakes them all), so the first frame after a quiet spell wakes
-         * this thread with them, once.  Not napping beside those kept this thread's sleeps
-         * at SLEEPER_CAP_NS for as long as a thread blocked in accept() (which polls the
-         * frames and the kernel's listener) waited: 20 wake-ups a second, idle. */
-        int beside = wfd >= 0 && wfd != byp_xsk_fd && byp_udp_kpath_members() == 0;
+        /* Frames watched beside the sleepers while this thread naps (below), and the
+         * kernel UDP sockets' set with them.  Epoll sets sleep on the frames exclusively,
+         * ahead of this thread; threads in byp_wait's poll(2) do not (a frame wakes them
+         * all), so the first frame after a quiet spell wakes this thread with them, once.
+         * Not napping beside those kept this thread's sleeps at SLEEPER_CAP_NS for as long
+         * as a thread blocked in accept() (which polls the frames and the kernel's
+         * listener) waited: 20 wake-ups a second, idle.  So it was, until 2026-12-02, for
+         * as long as any UDP socket was accelerated (its kernel socket in the set, which
+         * this thread did not watch while napping): an idle feed handler's progress thread
+         * woke 200 times in 10 s.  The set is readable only for what reaches the kernel
+         * sockets (loopback, another interface, fragments), which the sleepers' sets wake
+         * for too: this thread wakes beside them for it, as for the first frame. */
+        int beside = wfd >= 0 && wfd != byp_xsk_fd;
         int was_stale = __atomic_load_n(&byp_progress_stale, __ATOMIC_RELAXED);
         /* Flag first, then the clock (byp_app_spin_over: the clock, then the flag). */
         __atomic_store_n(&byp_progress_beside, 1, __ATOMIC_SEQ_CST);
@@ -414,7 +419,8 @@ static void *progress_main(void *arg)
             fp = np;
             p[np++] = (struct pollfd){.fd = wfd, .events = POLLIN};
         }
-        if (!sleepers && !lock_busy && byp_udp_kpath_fd() >= 0) {   /* the kernel UDP sockets, like the frames */
+        if ((!sleepers || (beside && napped)) && !lock_busy && byp_udp_kpath_fd() >= 0) {
+            /* the kernel UDP sockets, like the frames */
             kp = np;
             p[np++] = (struct pollfd){.fd = byp_udp_kpath_fd(), .events = POLLIN};
         }
@@ -430,7 +436,8 @@ static void *progress_main(void *arg)
         frames_woke = fp > 0 && p[fp].revents != 0;
         if (kp > 0 && p[kp].revents != 0) {
             byp_udp_kpath_wake();
-            timers_at = 0;   /* run the stack, which reads the set */
+            timers_at = 0;     /* run the stack, which reads the set, */
+            frames_woke = 1;   /* even beside a sleeper that ran it a moment ago */
         }
         mirror_ready = kfd >= 0 && p[1].revents != 0;
         if (p[0].revents & POLLIN) {

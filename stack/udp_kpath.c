@@ -31,7 +31,6 @@
 static int kpath_fd = -1;
 static int64_t kpath_last_ns;
 static int kpath_due;           /* a sleeper woke: look at the next poll whatever the time */
-static int kpath_members;       /* kernel sockets added (and not deleted) */
 
 int byp_udp_kpath_start(void)
 {
@@ -42,11 +41,6 @@ int byp_udp_kpath_start(void)
 int byp_udp_kpath_fd(void)
 {
     return kpath_fd;
-}
-
-int byp_udp_kpath_members(void)
-{
-    return __atomic_load_n(&kpath_members, __ATOMIC_RELAXED);
 }
 
 void byp_udp_kpath_add(struct usock *us, int fd)
@@ -60,10 +54,8 @@ void byp_udp_kpath_add(struct usock *us, int fd)
     if (BYP_REAL(epoll_ctl)(kpath_fd, EPOLL_CTL_ADD, fd, &ev) < 0)
         byp_warn("udp: cannot watch the kernel socket of fd %d: %s; its kernel path is "
                  "looked at on every receive", fd, strerror(errno));
-    else {
+    else
         us->kwatched = 1;
-        __atomic_add_fetch(&kpath_members, 1, __ATOMIC_RELAXED);
-    }
     errno = saved;
 }
 
@@ -76,7 +68,6 @@ void byp_udp_kpath_del(struct usock *us, int fd)
      * the last reference to the socket, and a stale event names no listed socket. */
     BYP_REAL(epoll_ctl)(kpath_fd, EPOLL_CTL_DEL, fd, NULL);
     us->kwatched = 0;
-    __atomic_sub_fetch(&kpath_members, 1, __ATOMIC_RELAXED);
     errno = saved;
 }
 

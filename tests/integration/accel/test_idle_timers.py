@@ -5,6 +5,7 @@ a segment that arrives on a connection idle for seconds (whether the program wai
 the library or outside it), and keepalive probes that end a connection whose peer
 vanished.  The CPU figures are bench/idle's."""
 
+import json
 import time
 from pathlib import Path
 
@@ -254,6 +255,79 @@ def test_idle_waiters_sleep_long(netpair):
     # Now about 3 each once grown to 1.6 s, and the progress thread's one or two.
     assert woke["accel"] <= 30, "idle waiters woke %s times in 5 s" % woke
 
+
+# A feed handler between sessions: epoll over 8 UDP sockets, nothing coming.  After the
+# idle spell it prints what epoll reports for a datagram over loopback (the kernel path of
+# an accelerated socket) and then one over the wire, and how long each took.
+IDLE_FEED = r"""
+import json, select, socket, sys, time
+base, n = int(sys.argv[1]), 8
+socks = []
+e = select.epoll()
+for k in range(n):
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("0.0.0.0", base + k)); e.register(u.fileno(), select.EPOLLIN); socks.append(u)
+print("ready", flush=True)
+got = []
+while len(got) < 2:
+    for fd, ev in e.poll():
+        u = next(s for s in socks if s.fileno() == fd)
+        d, peer = u.recvfrom(64)
+        got.append([d.split()[0].decode(), round((time.clock_gettime(time.CLOCK_MONOTONIC) - float(d.split()[1])) * 1e3, 2)])
+        if len(got) == 1:
+            print("first", flush=True)
+print(json.dumps(got), flush=True)
+time.sleep(60)
+"""
+
+SEND_ONE = r"""
+import socket, sys, time
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.sendto(b"%s %.6f" % (sys.argv[3].encode(), time.clock_gettime(time.CLOCK_MONOTONIC)),
+         (sys.argv[1], int(sys.argv[2])))
+"""
+
+
+def test_idle_feed_handler_naps(netpair):
+    """An idle process in epoll over accelerated UDP sockets: its progress thread naps
+    beside the epoll sleeper, as beside one over TCP.  Before, any accelerated UDP socket
+    (whose kernel socket the second path watches) kept it at 50 ms sleeps: 100 wake-ups in
+    5 s of idling, the kernel's process none.  Napping, it also watches the kernel path: a
+    datagram over loopback, then one over the wire, each reach epoll at once."""
+    net = netpair()
+    base = PORT + 40
+    conf = write_conf(net.dir / "feed.conf", "bypv0", [("udp", "%d-%d" % (base, base + 7))])
+    srvs, woke, got = {}, {}, {}
+    try:
+        for mode, c in (("kernel", None), ("accel", conf)):
+            srvs[mode] = net.spawn("server", [PYTHON, "-c", IDLE_FEED, base + (0 if c else 10)],
+                                   conf=c, name="idle-feed-" + mode)
+            srvs[mode].wait_ready()
+        time.sleep(2.5)
+        before = {m: wakeups(p.pid) for m, p in srvs.items()}
+        time.sleep(5)
+        woke = {m: wakeups(p.pid) - before[m] for m, p in srvs.items()}
+        for mode, port in (("kernel", base + 10), ("accel", base)):
+            udp_before = net.snmp("server")["Udp.InDatagrams"]
+            net.run("server", [PYTHON, "-c", SEND_ONE, "127.0.0.1", port + 3, "loopback"],
+                    timeout=30, check=True)
+            srvs[mode].wait_ready("first")
+            net.run("client", [PYTHON, "-c", SEND_ONE, net.srv_ip, port + 5, "wire"],
+                    timeout=30, check=True)
+            deadline = time.monotonic() + 10
+            while not srvs[mode].out().rstrip().endswith("]") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            got[mode] = json.loads(srvs[mode].out().splitlines()[-1])
+            moved = net.snmp("server")["Udp.InDatagrams"] - udp_before
+            assert moved == (2 if mode == "kernel" else 1), (mode, moved)   # the wire's bypassed
+    finally:
+        for p in srvs.values():
+            p.stop()
+    print("wake-ups in 5 s of idling:", woke, "deliveries:", got)
+    for mode in got:
+        assert [g[0] for g in got[mode]] == ["loopback", "wire"], got
+        assert max(g[1] for g in got[mode]) < 50, got   # ms; the kernel's take well under 1
+    assert woke["accel"] <= 25, "an idle feed handler woke %s times in 5 s" % woke
 
 
 def sample_count(pid):
