@@ -271,12 +271,10 @@ static void *progress_main(void *arg)
          * all), so the first frame after a quiet spell wakes this thread with them, once.
          * Not napping beside those kept this thread's sleeps at SLEEPER_CAP_NS for as long
          * as a thread blocked in accept() (which polls the frames and the kernel's
-         * listener) waited: 20 wake-ups a second, idle.  So it was, until 2026-12-02, for
-         * as long as any UDP socket was accelerated (its kernel socket in the set, which
-         * this thread did not watch while napping): an idle feed handler's progress thread
-         * woke 200 times in 10 s.  The set is readable only for what reaches the kernel
-         * sockets (loopback, another interface, fragments), which the sleepers' sets wake
-         * for too: this thread wakes beside them for it, as for the first frame. */
+         * listener) waited: 20 wake-ups a second, idle; and, while any UDP socket was
+         * accelerated, an idle feed handler's 200 in 10 s.  The set is readable only for
+         * what reaches the kernel sockets (loopback, another interface, fragments), which
+         * the sleepers' sets wake for too: this thread wakes beside them, once. */
         int beside = wfd >= 0 && wfd != byp_xsk_fd;
         int was_stale = __atomic_load_n(&byp_progress_stale, __ATOMIC_RELAXED);
         /* Flag first, then the clock (byp_app_spin_over: the clock, then the flag). */
@@ -415,12 +413,13 @@ static void *progress_main(void *arg)
         p[np++] = (struct pollfd){.fd = byp_progress_kick_fd, .events = POLLIN};
         if (kfd >= 0)
             p[np++] = (struct pollfd){.fd = kfd, .events = POLLIN};
-        if ((!sleepers || (beside && napped)) && !lock_busy && wfd >= 0) {
+        /* The input: the frames, and the kernel UDP sockets' set with them. */
+        int input = (!sleepers || (beside && napped)) && !lock_busy;
+        if (input && wfd >= 0) {
             fp = np;
             p[np++] = (struct pollfd){.fd = wfd, .events = POLLIN};
         }
-        if ((!sleepers || (beside && napped)) && !lock_busy && byp_udp_kpath_fd() >= 0) {
-            /* the kernel UDP sockets, like the frames */
+        if (input && byp_udp_kpath_fd() >= 0) {
             kp = np;
             p[np++] = (struct pollfd){.fd = byp_udp_kpath_fd(), .events = POLLIN};
         }
